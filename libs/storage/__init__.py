@@ -1,0 +1,1 @@
+"""Shared persistence plumbing: the data directory and SQLite (WAL) with migrations."""

@@ -1,0 +1,146 @@
+"""SQLite in WAL mode with versioned migrations: the embedded default store.
+
+Every service keeps one database file under the data directory. Each service's
+`store.py` is the only code that speaks SQL; the domain depends on a narrow protocol
+that the store satisfies, so a multi-node store (PostgreSQL) can replace it without
+touching the domain.
+
+Invariants that belong to the data (no negative balance, no oversold stock, one
+effect per request id) are enforced here, by constraints and single transactions,
+never by a read-then-write in Python.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from libs.storage.paths import data_dir
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step. Versions start at 1 and increase by one; never edit a landed step."""
+
+    version: int
+    sql: str
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+class SqliteDatabase:
+    """One SQLite database in WAL mode, shared by the threads of one process.
+
+    SQLite serialises writers anyway, so a single connection guarded by a lock is both
+    simpler and faster than a pool; readers take the same lock because the Python
+    `sqlite3` connection object is not safe to use from two threads at once.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._connection = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._connection.row_factory = sqlite3.Row
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute(f"PRAGMA synchronous={synchronous}")
+        self._connection.execute("PRAGMA foreign_keys=ON")
+        self._connection.execute("PRAGMA busy_timeout=30000")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self, migrations: Sequence[Migration]) -> int:
+        """Apply every migration newer than the file's version, each in its own transaction."""
+        expected = list(range(1, len(migrations) + 1))
+        if [m.version for m in migrations] != expected:
+            raise MigrationError(f"migration versions must be 1..{len(migrations)} in order")
+        with self._lock:
+            current = self.schema_version
+            if current > len(migrations):
+                raise MigrationError(
+                    f"{self.path} is at schema {current}, newer than this code ({len(migrations)})"
+                )
+            for migration in migrations[current:]:
+                with self.transaction() as connection:
+                    connection.executescript_in_transaction(migration.sql)
+                    connection.execute(f"PRAGMA user_version={migration.version}")
+            return self.schema_version
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction (BEGIN IMMEDIATE) that rolls back unless the block completes."""
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._connection)
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read snapshot (a deferred transaction that only reads)."""
+        with self._lock:
+            self._connection.execute("BEGIN")
+            try:
+                yield self._connection
+            finally:
+                self._connection.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+class Transaction:
+    """The connection as seen inside one transaction; it cannot commit on its own."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, parameters: Sequence[object] | dict[str, object] = ()) -> sqlite3.Cursor:
+        return self._connection.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> sqlite3.Cursor:
+        return self._connection.executemany(sql, rows)
+
+    def executescript_in_transaction(self, script: str) -> None:
+        # sqlite3.executescript() would COMMIT first; split instead so a failed
+        # migration rolls back whole.
+        for statement in _split_statements(script):
+            self._connection.execute(statement)
+
+
+def _split_statements(script: str) -> list[str]:
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise MigrationError(f"incomplete SQL statement: {pending.strip()[:80]}")
+    return statements
+
+
+def open_service_database(
+    service: str, migrations: Sequence[Migration], *, synchronous: str = "FULL", root: Path | None = None
+) -> SqliteDatabase:
+    """Open (creating if needed) `<data dir>/<service>/<service>.db` and bring its schema up to date."""
+    database = SqliteDatabase((root or data_dir()) / service / f"{service}.db", synchronous=synchronous)
+    database.migrate(migrations)
+    return database
