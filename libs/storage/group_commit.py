@@ -1,0 +1,199 @@
+"""Group commit: many independent requests made durable by one COMMIT.
+
+With `synchronous=FULL` every COMMIT waits for an fsync of the WAL, so one transaction
+per request caps a service at the disk's fsync rate. A `GroupCommitter` owns the write
+connection on one thread, takes every unit of work that queued up while the previous
+batch was committing, and makes them durable together. It keeps, for each unit, every
+guarantee that one transaction per unit would give:
+
+- **All or nothing per unit.** Each unit runs inside its own SAVEPOINT; an exception
+  rolls back to it, so a failing unit never undoes or aborts the others in its batch.
+- **Serial isolation.** Units run one after another on one connection, in queue order;
+  each sees everything the units before it wrote, as if each had its own transaction.
+- **Acknowledged only when durable.** A unit's future is resolved (with its value or its
+  exception) only after the COMMIT of its batch has returned, so a caller never learns of
+  an effect that a crash could still undo. A refusal costs nothing durable, but it waits
+  for the same commit because its `on_refused` record (an audit event) rides in the batch.
+- **A failed COMMIT stops the committer.** After a failed fsync the page cache may no
+  longer match the disk (fsyncgate), so retrying is unsafe: the batch fails with
+  `Unavailable`, every later submit fails fast, and the process should be restarted to
+  recover from the WAL. Nothing in a failed batch was acknowledged.
+
+A unit of work that was cancelled before the committer picked it up (its caller timed
+out) is skipped; once picked up it runs to completion, so a client that gave up may still
+have had an effect, which is what request ids are for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from libs.errors import DomainError, Unavailable
+from libs.storage.sqlite import SqliteDatabase, Transaction
+
+T = TypeVar("T")
+
+UnitOfWork = Callable[[Transaction], T]
+RefusalRecorder = Callable[[Transaction, DomainError], None]
+
+DEFAULT_MAX_BATCH = 512
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Submitted(Generic[T]):
+    work: UnitOfWork[T]
+    on_refused: RefusalRecorder | None
+    future: Future[T] = field(default_factory=Future)
+    outcome: BaseException | None = None
+    value: Any = None
+
+
+class GroupCommitter:
+    """Runs units of work on one writer thread and commits them in batches.
+
+    `max_batch=1` gives one durable transaction per unit, through the same code path,
+    which is what the benchmark compares against.
+    """
+
+    def __init__(self, database: SqliteDatabase, *, max_batch: int = DEFAULT_MAX_BATCH,
+                 name: str = "group-commit") -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._database = database
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Submitted[Any] | None] = queue.SimpleQueue()  # None: stop
+        self._failure: BaseException | None = None
+        # Guards the hand-over between `submit` and a stopping committer, so no unit can
+        # slip into the queue after the final drain and wait forever.
+        self._intake = threading.Lock()
+        self._closed = False
+        self._commit_listeners: list[Callable[[], None]] = []
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, work: UnitOfWork[T], *, on_refused: RefusalRecorder | None = None) -> Future[T]:
+        """Queue `work`; the future resolves once the batch holding it has committed.
+
+        `on_refused(tx, error)` runs in the same batch after `work` raised a DomainError
+        and was rolled back, so a refusal can leave a durable record of itself.
+        """
+        submitted: _Submitted[T] = _Submitted(work, on_refused)
+        with self._intake:
+            if self._failure is None and not self._closed:
+                self._queue.put(submitted)
+                return submitted.future
+        submitted.future.set_exception(self._unavailable())
+        return submitted.future
+
+    async def run(self, work: UnitOfWork[T], *, on_refused: RefusalRecorder | None = None) -> T:
+        """`submit` for asyncio callers: await the committed result without blocking the loop."""
+        return await asyncio.wrap_future(self.submit(work, on_refused=on_refused))
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` on the committer thread after every successful commit.
+
+        Listeners must be quick and thread-safe (e.g. `loop.call_soon_threadsafe(event.set)`).
+        """
+        self._commit_listeners.append(listener)
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread; later submits fail with Unavailable."""
+        with self._intake:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
+        self._thread.join()
+
+    def _unavailable(self) -> Unavailable:
+        if self._failure is None:
+            return Unavailable("the store is closed", reason="STORE_CLOSED")
+        return Unavailable(
+            "the store stopped after a failed commit; restart the service",
+            reason="STORE_COMMIT_FAILED",
+            metadata={"cause": repr(self._failure)},
+        )
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            live = [s for s in batch if s.future.set_running_or_notify_cancel()]
+            if live:
+                self._commit(live)
+            if self._failure is not None:
+                self._drain_after_failure()
+                return
+
+    def _commit(self, batch: list[_Submitted[Any]]) -> None:
+        try:
+            with self._database.transaction() as tx:
+                for submitted in batch:
+                    self._apply(tx, submitted)
+        except BaseException as error:  # BEGIN, a SAVEPOINT statement or COMMIT failed
+            log.critical("group commit failed; the store stops accepting work", exc_info=error)
+            with self._intake:
+                self._failure = error
+            for submitted in batch:
+                submitted.future.set_exception(self._unavailable())
+            return
+        for submitted in batch:
+            if submitted.outcome is None:
+                submitted.future.set_result(submitted.value)
+            else:
+                submitted.future.set_exception(submitted.outcome)
+        for listener in self._commit_listeners:
+            listener()
+
+    @staticmethod
+    def _apply(tx: Transaction, submitted: _Submitted[Any]) -> None:
+        tx.execute("SAVEPOINT unit")
+        try:
+            submitted.value = submitted.work(tx)
+        except DomainError as refusal:
+            tx.execute("ROLLBACK TO unit")
+            submitted.outcome = refusal
+            if submitted.on_refused is not None:
+                try:
+                    submitted.on_refused(tx, refusal)
+                except Exception as error:  # a broken recorder must not keep a partial record
+                    tx.execute("ROLLBACK TO unit")
+                    submitted.outcome = error
+        except Exception as error:
+            tx.execute("ROLLBACK TO unit")
+            submitted.outcome = error
+        tx.execute("RELEASE unit")
+
+    def _drain_after_failure(self) -> None:
+        with self._intake:  # `_failure` is set, so nothing new can be queued after this
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                if item is not None and item.future.set_running_or_notify_cancel():
+                    item.future.set_exception(self._unavailable())

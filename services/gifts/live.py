@@ -1,0 +1,87 @@
+"""LIVE sessions: one open session per host, a hard maximum duration, gifts only while LIVE.
+
+    (none) --StartLive--> LIVE --EndLive--------------> ENDED (reason HOST_ENDED)
+                               --deadline passes-----> ENDED (reason MAX_DURATION_REACHED)
+                               --admin / sweep-------> ENDED (reason as given)
+
+A session past its deadline is ENDED from that instant, whether or not a sweep has
+written that down yet; `state_at` is the single place that decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from libs.errors import FailedPrecondition, NotFound
+
+
+class LiveState(enum.StrEnum):
+    LIVE = "LIVE"
+    ENDED = "ENDED"
+
+
+class EndReason(enum.StrEnum):
+    HOST_ENDED = "HOST_ENDED"
+    MAX_DURATION_REACHED = "MAX_DURATION_REACHED"
+    ENDED_BY_ADMIN = "ENDED_BY_ADMIN"
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    min_followers: int = 1_000
+    max_duration: dt.timedelta = dt.timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    live_id: str
+    host: str  # user id
+    title: str
+    started_at_us: int
+    deadline_us: int
+    gifts_barred_reason: str  # '' when the host may receive gifts
+    ended_at_us: int | None = None
+    end_reason: str | None = None
+
+    def state_at(self, now_us: int) -> LiveState:
+        if self.ended_at_us is not None or now_us >= self.deadline_us:
+            return LiveState.ENDED
+        return LiveState.LIVE
+
+    @property
+    def name(self) -> str:
+        return f"lives/{self.live_id}"
+
+
+class LiveSessions(Protocol):
+    def insert_live(self, session: LiveSession) -> None:
+        """Raises `LiveAlreadyOpen` if the host has a session that is not ended."""
+        ...
+
+    def live(self, live_id: str) -> LiveSession | None: ...
+
+    def open_live_of(self, host: str) -> LiveSession | None: ...
+
+    def end_live(self, live_id: str, ended_at_us: int, reason: str) -> bool:
+        """Record the end; False if it was already recorded."""
+        ...
+
+    def overdue_lives(self, now_us: int, limit: int) -> list[LiveSession]: ...
+
+
+class LiveAlreadyOpen(FailedPrecondition):
+    def __init__(self, live_id: str) -> None:
+        super().__init__("the host is already LIVE", reason="ALREADY_LIVE", metadata={"live": f"lives/{live_id}"})
+
+
+def require_live(sessions: LiveSessions, live_id: str, now_us: int) -> LiveSession:
+    session = sessions.live(live_id)
+    if session is None:
+        raise NotFound(f"no LIVE session {live_id}", resource_name=f"lives/{live_id}", reason="LIVE_NOT_FOUND")
+    if session.state_at(now_us) is not LiveState.LIVE:
+        raise FailedPrecondition("the LIVE session has ended", reason="LIVE_ENDED",
+                                 metadata={"live": session.name})
+    return session

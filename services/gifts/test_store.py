@@ -1,0 +1,155 @@
+"""The schema enforces the ledger invariants on its own, and group commit keeps them under load."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from libs.errors import DomainError
+from services.gifts.conftest import Harness, adult, build_harness
+from services.gifts.config import GiftsConfig
+from services.gifts.fraud import FraudPolicy
+from services.gifts.gifting import GiftResult, SendGift
+from services.gifts.ledger import Purpose
+
+UNLIMITED = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**6, new_account_large_coins=10**9))
+
+
+@pytest.fixture
+def raw(harness: Harness) -> Iterator[sqlite3.Connection]:
+    """A second, hand-driven connection: what any buggy code path could do to the file."""
+    harness.go_live("carol")
+    harness.top_up("alice", "coins-100")
+    connection = sqlite3.connect(harness.store.reader.path, isolation_level=None)
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("INSERT INTO request VALUES ('hand', 'Hand', 'users/ops', '{}', 0)")
+    yield connection
+    connection.close()
+
+
+def _transfer(connection: sqlite3.Connection, debit: str, credit: str, amount: object, *, currency: str = "COIN",
+              phase: str = "POSTED", pending_id: int | None = None, timeout_us: int | None = None,
+              at_us: int = 1) -> int:
+    cursor = connection.execute(
+        "INSERT INTO transfer (request_id, code, phase, debit_account, credit_account, currency, amount, pending_id, "
+        "timeout_us, created_at_us) VALUES ('hand', 'GIFT_FEE', ?, ?, ?, ?, ?, ?, ?, ?)",
+        (phase, debit, credit, currency, amount, pending_id, timeout_us, at_us))
+    return int(cursor.lastrowid or 0)
+
+
+ALICE = "users/alice/accounts/coins"
+FEES = "platform/accounts/gift-fees"
+
+
+def test_the_schema_refuses_an_overdraft(raw: sqlite3.Connection) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="account_would_go_negative"):
+        _transfer(raw, ALICE, FEES, 101)
+    _transfer(raw, ALICE, FEES, 100)
+    assert raw.execute("SELECT credits_posted - debits_posted FROM account WHERE name = ?", (ALICE,)).fetchone() == (0,)
+
+
+def test_pending_debits_reserve_funds(raw: sqlite3.Connection) -> None:
+    _transfer(raw, ALICE, FEES, 60, phase="PENDING", timeout_us=10)
+    with pytest.raises(sqlite3.IntegrityError, match="account_would_go_negative"):
+        _transfer(raw, ALICE, FEES, 41)
+
+
+@pytest.mark.parametrize("amount", [0, -5, 1.5, "ten", 10**16])
+def test_amounts_are_positive_integers(raw: sqlite3.Connection, amount: object) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        _transfer(raw, ALICE, FEES, amount)
+
+
+def test_a_transfer_cannot_cross_currencies_or_touch_a_missing_account(raw: sqlite3.Connection) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        _transfer(raw, ALICE, "users/carol/accounts/diamonds-on-hold", 1)
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        _transfer(raw, "users/nobody/accounts/coins", FEES, 1)
+
+
+def test_entries_cannot_be_changed_or_removed(raw: sqlite3.Connection) -> None:
+    transfer_id = _transfer(raw, ALICE, FEES, 1)
+    for statement in ("UPDATE transfer SET amount = 2 WHERE id = ?", "DELETE FROM transfer WHERE id = ?"):
+        with pytest.raises(sqlite3.IntegrityError, match="immutable|permanent"):
+            raw.execute(statement, (transfer_id,))
+    for table in ("request", "request_result", "audit_outbox", "top_up"):
+        with pytest.raises(sqlite3.IntegrityError, match="permanent"):
+            raw.execute(f"DELETE FROM {table}")
+
+
+def test_a_pending_transfer_resolves_once_exactly_as_it_was(raw: sqlite3.Connection) -> None:
+    pending = _transfer(raw, ALICE, FEES, 30, phase="PENDING", timeout_us=100)
+    with pytest.raises(sqlite3.IntegrityError, match="repeat its pending"):
+        _transfer(raw, ALICE, FEES, 31, phase="POST_PENDING", pending_id=pending, at_us=5)
+    _transfer(raw, ALICE, FEES, 30, phase="POST_PENDING", pending_id=pending, at_us=5)
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        _transfer(raw, ALICE, FEES, 30, phase="VOID_PENDING", pending_id=pending, at_us=6)
+    assert raw.execute("SELECT debits_posted, debits_pending FROM account WHERE name = ?", (ALICE,)).fetchone() == \
+        (30, 0)
+
+
+def test_a_pending_transfer_cannot_post_after_its_timeout_nor_expire_before_it(raw: sqlite3.Connection) -> None:
+    pending = _transfer(raw, ALICE, FEES, 30, phase="PENDING", timeout_us=100)
+    with pytest.raises(sqlite3.IntegrityError, match="timeout"):
+        _transfer(raw, ALICE, FEES, 30, phase="EXPIRE_PENDING", pending_id=pending, at_us=99)
+    with pytest.raises(sqlite3.IntegrityError, match="timeout"):
+        _transfer(raw, ALICE, FEES, 30, phase="POST_PENDING", pending_id=pending, at_us=100)
+    _transfer(raw, ALICE, FEES, 30, phase="EXPIRE_PENDING", pending_id=pending, at_us=100)
+    assert raw.execute("SELECT COUNT(*) FROM pending_open").fetchone() == (0,)
+
+
+# Concurrency ---------------------------------------------------------------------------------
+
+
+def _send(h: Harness, live_id: str, request_id: str | None = None, gift: str = "doughnut") -> GiftResult | str:
+    command = SendGift(adult("alice"), request_id or str(uuid.uuid4()), live_id, gift, 1)
+    try:
+        return h.app.execute(h.gifting.send_gift, command).result(timeout=60)
+    except DomainError as error:
+        return error.reason
+
+
+def test_64_threads_gifting_from_one_wallet_never_overdraw_it(tmp_path: Path) -> None:
+    h = build_harness(tmp_path, UNLIMITED, synchronous="FULL")
+    live_id = h.go_live("carol").live_id
+    h.top_up("alice", "coins-1000")  # 33 doughnuts of 30 coins, and 10 coins left over
+    start = threading.Barrier(64)
+
+    def gift_repeatedly(_: int) -> list[GiftResult | str]:
+        start.wait()
+        return [_send(h, live_id) for _ in range(2)]
+
+    with ThreadPoolExecutor(64) as pool:
+        outcomes = [outcome for batch in pool.map(gift_repeatedly, range(64)) for outcome in batch]
+    sent = [outcome for outcome in outcomes if isinstance(outcome, GiftResult)]
+    assert len(sent) == 33
+    assert Counter(outcome for outcome in outcomes if isinstance(outcome, str)) == {"INSUFFICIENT_COINS": 128 - 33}
+    assert h.store.wallet("alice").available(Purpose.COINS) == 10
+    assert h.store.wallet("carol").available(Purpose.DIAMONDS_ON_HOLD) == 33 * 30
+    assert sorted(result.coins_available for result in sent) == list(range(10, 1000, 30))
+    h.app.close()
+
+
+def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: Path) -> None:
+    h = build_harness(tmp_path, UNLIMITED)
+    live_id = h.go_live("carol").live_id
+    h.top_up("alice", "coins-1000")
+    request_id = str(uuid.uuid4())
+    start = threading.Barrier(64)
+
+    def send_same(_: int) -> GiftResult | str:
+        start.wait()
+        return _send(h, live_id, request_id)
+
+    with ThreadPoolExecutor(64) as pool:
+        outcomes = list(pool.map(send_same, range(64)))
+    assert len(set(outcomes)) == 1 and isinstance(outcomes[0], GiftResult)
+    assert h.store.wallet("alice").available(Purpose.COINS) == 970
+    h.app.close()
