@@ -27,7 +27,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from libs.auth.principal import Principal
 from libs.errors import DomainError, PermissionDenied, Unauthenticated
-from libs.kit.access import AUTHORIZATION_HEADER, ON_BEHALF_OF_HEADER, AccessPolicy, Authenticator
+from libs.kit.access import (
+    AUTHORIZATION_HEADER,
+    INFRASTRUCTURE_PREFIXES,
+    ON_BEHALF_OF_HEADER,
+    AccessPolicy,
+    Authenticator,
+)
 from libs.kit.context import CallIdentity, current_identity, reset_identity, set_identity
 from libs.kit.status import internal_status, status_code_for, to_rpc_status
 from libs.kit.telemetry import current_ids, extract_carrier, inject_carrier
@@ -77,6 +83,14 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         attributes = _span_attributes(method)
         call = _CallScope(self, method, attributes)
+        # Health and reflection messages carry no rules; skipping them keeps probes cheap.
+        _validate = _ignore if method.startswith(INFRASTRUCTURE_PREFIXES) else _validate_message
+
+        async def _validated(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                _validate(request)
+                yield request
+
         codec = {"request_deserializer": inner.request_deserializer, "response_serializer": inner.response_serializer}
         if inner.unary_unary:
             behavior = inner.unary_unary
@@ -125,15 +139,13 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
 
 
-def _validate(request: Any) -> None:
+def _validate_message(request: Any) -> None:
     if isinstance(request, Message):
         validate(request)
 
 
-async def _validated(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    async for request in requests:
-        _validate(request)
-        yield request
+def _ignore(request: Any) -> None:
+    return None
 
 
 class _CallScope:
