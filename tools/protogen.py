@@ -174,7 +174,7 @@ def generate(out_dir: Path = DEFAULT_OUT, proto_root: Path = PROTO_ROOT) -> list
 
     Safe to run repeatedly and concurrently: stubs are generated into a staging directory
     and each owned package (`limelight`, `buf`) is swapped in whole, so stubs of a deleted
-    proto do not linger and a reader never sees a half-written package.
+    proto do not linger and no package is ever a mix of old and new stubs.
     """
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
