@@ -17,8 +17,10 @@ _validator = protovalidate.Validator()
 
 
 def field_path(path: Any) -> str:
-    """Render a `buf.validate.FieldPath` as `items[2].sku` or `labels["k"]`."""
+    """Render a `buf.validate.FieldPath` as `items[2].sku` or `labels["k"]`; '' when there is none."""
     rendered = ""
+    if path is None:  # a message-level (CEL) rule names no field
+        return rendered
     for element in path.elements:
         if rendered:
             rendered += "."

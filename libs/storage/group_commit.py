@@ -27,6 +27,7 @@ have had an effect, which is what request ids are for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -52,7 +53,10 @@ log = logging.getLogger(__name__)
 class _Submitted(Generic[T]):
     work: UnitOfWork[T]
     on_refused: RefusalRecorder | None
+    # The gate the committer passes when it takes the unit (a cancelled one is skipped), and
+    # the result for threads; asyncio callers wait on `waiter` instead, settled on their loop.
     future: Future[T] = field(default_factory=Future)
+    waiter: asyncio.Future[T] | None = None
     outcome: BaseException | None = None
     value: Any = None
 
@@ -87,16 +91,32 @@ class GroupCommitter:
         and was rolled back, so a refusal can leave a durable record of itself.
         """
         submitted: _Submitted[T] = _Submitted(work, on_refused)
-        with self._intake:
-            if self._failure is None and not self._closed:
-                self._queue.put(submitted)
-                return submitted.future
-        submitted.future.set_exception(self._unavailable())
+        if not self._enqueue(submitted):
+            submitted.future.set_exception(self._unavailable())
         return submitted.future
 
     async def run(self, work: UnitOfWork[T], *, on_refused: RefusalRecorder | None = None) -> T:
-        """`submit` for asyncio callers: await the committed result without blocking the loop."""
-        return await asyncio.wrap_future(self.submit(work, on_refused=on_refused))
+        """`submit` for asyncio callers: await the committed result without blocking the loop.
+
+        Every caller of one batch on one loop is woken by a single callback, instead of one
+        cross-thread wake-up each. Cancelling the caller before its unit was taken skips it.
+        """
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        submitted: _Submitted[T] = _Submitted(work, on_refused, waiter=waiter)
+        if not self._enqueue(submitted):
+            raise self._unavailable()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            submitted.future.cancel()
+            raise
+
+    def _enqueue(self, submitted: _Submitted[Any]) -> bool:
+        with self._intake:
+            if self._failure is None and not self._closed:
+                self._queue.put(submitted)
+                return True
+        return False
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener()` on the committer thread after every successful commit.
@@ -159,15 +179,30 @@ class GroupCommitter:
             with self._intake:
                 self._failure = error
             for submitted in batch:
-                submitted.future.set_exception(self._unavailable())
+                submitted.outcome, submitted.value = self._unavailable(), None
+            self._settle(batch)
             return
-        for submitted in batch:
-            if submitted.outcome is None:
-                submitted.future.set_result(submitted.value)
-            else:
-                submitted.future.set_exception(submitted.outcome)
+        # Listeners hear of the commit before any caller does, so whatever a caller does
+        # next already sees what the listeners were told.
         for listener in self._commit_listeners:
             listener()
+        self._settle(batch)
+
+    @staticmethod
+    def _settle(batch: list[_Submitted[Any]]) -> None:
+        """Hand each unit its outcome: threads through their future, asyncio callers on their loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Submitted[Any]]] = {}
+        for submitted in batch:
+            if submitted.waiter is None:
+                if submitted.outcome is None:
+                    submitted.future.set_result(submitted.value)
+                else:
+                    submitted.future.set_exception(submitted.outcome)
+            else:
+                by_loop.setdefault(submitted.waiter.get_loop(), []).append(submitted)
+        for loop, waiting in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_wake_waiters, waiting)
 
     @staticmethod
     def _apply(tx: Transaction, submitted: _Submitted[Any]) -> None:
@@ -190,10 +225,24 @@ class GroupCommitter:
 
     def _drain_after_failure(self) -> None:
         with self._intake:  # `_failure` is set, so nothing new can be queued after this
+            stranded = []
             while True:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    return
+                    break
                 if item is not None and item.future.set_running_or_notify_cancel():
-                    item.future.set_exception(self._unavailable())
+                    item.outcome = self._unavailable()
+                    stranded.append(item)
+        self._settle(stranded)
+
+
+def _wake_waiters(waiting: list[_Submitted[Any]]) -> None:
+    for submitted in waiting:
+        assert submitted.waiter is not None
+        if submitted.waiter.done():  # its caller was cancelled after the unit was taken
+            continue
+        if submitted.outcome is None:
+            submitted.waiter.set_result(submitted.value)
+        else:
+            submitted.waiter.set_exception(submitted.outcome)

@@ -10,6 +10,7 @@ stable, so the audit log can drop the repeat.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import Protocol
 class Outcome(enum.StrEnum):
     APPLIED = "APPLIED"
     HELD = "HELD"
-    REFUSED = "REFUSED"
+    REFUSED = "REFUSED"  # a business rule said no
+    DENIED = "DENIED"  # authentication or authorisation said no, before any rule ran
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,14 @@ class AuditEvent:
     reason: str = ""
     details: dict[str, str] = field(default_factory=dict)
     transfer_ids: tuple[int, ...] = ()
+    trace_id: str = ""  # the W3C trace of the request that caused it; stamped by the store
 
 
 @dataclass(frozen=True)
 class RecordedAuditEvent:
-    sequence: int
+    sequence: int  # its place in the outbox
+    event_id: str  # a UUID that never changes, so a redelivery is recognisable
     event: AuditEvent
-
-    @property
-    def event_id(self) -> str:
-        return f"gifts/{self.sequence}"
 
 
 class AuditOutbox(Protocol):
@@ -52,7 +52,7 @@ class AuditOutbox(Protocol):
 
 
 class AuditSink(Protocol):
-    def deliver(self, events: Sequence[RecordedAuditEvent]) -> None:
+    async def deliver(self, events: Sequence[RecordedAuditEvent]) -> None:
         """Durably accept the events, in order, or raise (they will be offered again)."""
         ...
 
@@ -66,16 +66,21 @@ class AuditOutboxReader(Protocol):
 
 
 class AuditRelay:
+    """Moves the outbox to the sink in order; the outbox reads and writes run off the event loop."""
+
     def __init__(self, outbox: AuditOutboxReader, sink: AuditSink, *, batch: int = 500) -> None:
         self._outbox = outbox
         self._sink = sink
         self._batch = batch
 
-    def deliver_pending(self) -> int:
+    async def deliver_pending(self) -> int:
         """Deliver everything recorded so far; returns how many events went out."""
         delivered = 0
-        while events := self._outbox.audit_events_after(self._outbox.audit_delivered_through(), self._batch):
-            self._sink.deliver(events)
-            self._outbox.mark_audit_delivered(events[-1].sequence)
+        while True:
+            through = await asyncio.to_thread(self._outbox.audit_delivered_through)
+            events = await asyncio.to_thread(self._outbox.audit_events_after, through, self._batch)
+            if not events:
+                return delivered
+            await self._sink.deliver(events)
+            await asyncio.to_thread(self._outbox.mark_audit_delivered, events[-1].sequence)
             delivered += len(events)
-        return delivered

@@ -6,7 +6,6 @@ closed by it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TypeVar
@@ -24,13 +23,14 @@ class GiftsApp:
         self.gifting = gifting
         self._new_request_id = new_request_id
 
-    def execute(self, use_case: Callable[[GiftsUnitOfWork, C], R], command: C) -> Future[R]:
-        """Run a use case in the next durable batch; a refusal leaves its audit event behind."""
-        return self.store.submit(lambda uow: use_case(uow, command),
-                                 on_refused=lambda uow, error: self.gifting.record_refusal(uow, command, error))
+    def execute(self, use_case: Callable[[GiftsUnitOfWork, C], R], command: C, *, trace_id: str = "") -> Future[R]:
+        """Run a use case in the next durable batch; a refusal leaves its audit event behind.
 
-    async def run(self, use_case: Callable[[GiftsUnitOfWork, C], R], command: C) -> R:
-        return await asyncio.wrap_future(self.execute(use_case, command))
+        `trace_id` is the request's trace, stamped on the audit events the use case writes.
+        """
+        return self.store.submit(lambda uow: use_case(uow, command),
+                                 on_refused=lambda uow, error: self.gifting.record_refusal(uow, command, error),
+                                 trace_id=trace_id)
 
     def sweep(self) -> Future[SweepResult]:
         request_id = self._new_request_id()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import uuid
@@ -16,7 +17,7 @@ from libs.auth.principal import AgeBracket, Principal, Role
 from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
 from services.gifts.eligibility import AccountFacts
-from services.gifts.gifting import Gifting, SetAccountFacts, StartLive, TopUpCoins, epoch_us
+from services.gifts.gifting import Gifting, StartLive, TopUpCoins, UpdateAccountFacts, epoch_us
 from services.gifts.live import LiveSession
 from services.gifts.payments import LocalPaymentProvider, Purchase
 from services.gifts.store import GiftsStore
@@ -70,16 +71,18 @@ class Harness:
                                                     pack.coins, pack.price_eur_cents, epoch_us(self.clock())))
 
     def top_up(self, user: str, pack_id: str = "coins-1000") -> str:
-        result = self.app.execute(self.gifting.top_up,
-                                  TopUpCoins(adult(user), str(uuid.uuid4()), self.receipt(user, pack_id))).result()
+        command = TopUpCoins(adult(user), str(uuid.uuid4()), pack_id, "local", self.receipt(user, pack_id))
+        result = self.app.execute(self.gifting.top_up, command).result()
         return result.top_up_id
 
     def set_facts(self, facts: AccountFacts) -> None:
-        self.app.execute(self.gifting.set_account_facts, SetAccountFacts(ADMIN, facts)).result()
+        changes = {field.name: getattr(facts, field.name) for field in dataclasses.fields(facts)
+                   if field.name != "user_id"}
+        self.app.execute(self.gifting.update_account_facts, UpdateAccountFacts(ADMIN, facts.user_id, changes)).result()
 
     def go_live(self, host: str, *, follower_count: int = 5_000, **facts: Any) -> LiveSession:
         self.set_facts(AccountFacts(host, follower_count=follower_count, **facts))
-        return self.app.execute(self.gifting.start_live, StartLive(adult(host), "tonight")).result()
+        return self.app.execute(self.gifting.start_live, StartLive(adult(host), str(uuid.uuid4()), "tonight")).result()
 
 
 def build_harness(root: Path, config: GiftsConfig | None = None, *, synchronous: str = "NORMAL",
@@ -87,7 +90,7 @@ def build_harness(root: Path, config: GiftsConfig | None = None, *, synchronous:
     clock = MovableClock()
     provider = LocalPaymentProvider.with_signing_key(Ed25519PrivateKey.generate())
     store = GiftsStore(root=root, synchronous=synchronous, max_batch=max_batch)
-    gifting = Gifting(config or GiftsConfig(), clock=clock, payments=provider)
+    gifting = Gifting(config or GiftsConfig(), clock=clock, payments={provider.name: provider})
     return Harness(GiftsApp(store=store, gifting=gifting, new_request_id=lambda: str(uuid.uuid4())), clock, provider)
 
 

@@ -12,14 +12,15 @@ Money moves only through `Ledger` (see `ledger.py` for the invariants), and only
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
-import os
+import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from libs.auth.principal import Principal, Role
 from libs.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -30,8 +31,8 @@ from services.gifts.eligibility import (
     EligibilityFacts,
     gifts_barred_reason,
     require_adult,
-    require_followers,
     require_good_standing,
+    require_live_eligible,
 )
 from services.gifts.fraud import GiftHistory, Verdict, assess_gift, rejection_error
 from services.gifts.idempotency import Parameters, RequestLog, run_once
@@ -49,7 +50,7 @@ from services.gifts.ledger import (
     split_gift,
 )
 from services.gifts.live import EndReason, LiveAlreadyOpen, LiveSession, LiveSessions, LiveState, require_live
-from services.gifts.payments import PaymentProvider, receipt_rejected
+from services.gifts.payments import PaymentProvider, ReceiptRejected
 
 Clock = Callable[[], dt.datetime]
 MAX_GIFT_COUNT = 10_000
@@ -69,8 +70,12 @@ def _us(delta: dt.timedelta) -> int:
 
 def uuid7(now_us: int) -> str:
     """A time-ordered UUID (RFC 9562 version 7): ids made later sort later, so the indexes
-    they key grow at one end instead of splitting pages all over."""
-    value = (now_us // 1000 & (1 << 48) - 1) << 80 | int.from_bytes(os.urandom(10)) & ((1 << 80) - 1)
+    they key grow at one end instead of splitting pages all over.
+
+    The random bits only keep ids of the same millisecond apart; they are not secrets (every
+    read is authorised), so the fast generator serves.
+    """
+    value = (now_us // 1000 & (1 << 48) - 1) << 80 | random.getrandbits(80)
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
     return str(uuid.UUID(int=value))
@@ -97,6 +102,7 @@ class SentGift:
     catalog_gift: str
     count: int
     coins: int
+    fee_coins: int
     diamonds: int
     sent_at_us: int
     hold_reasons: str  # comma-separated fraud reasons; '' when it was posted at once
@@ -117,9 +123,8 @@ class TopUp:
 
 class PayoutState(enum.StrEnum):
     PENDING = "PENDING"
-    PAID = "PAID"
-    FAILED = "FAILED"
-    EXPIRED = "EXPIRED"
+    POSTED = "POSTED"
+    VOIDED = "VOIDED"
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,22 @@ class Payout:
     user_id: str
     eur_cents: int
     diamonds: int
+    payout_method: str
     requested_at_us: int
+    expires_at_us: int
     pending_transfer_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PayoutSettlement:
+    """The payment rail's word on a payout; expiry needs none (it is in the ledger)."""
+
+    payout_id: str
+    request_id: str
+    paid: bool
+    provider_reference: str
+    failure_reason: str
+    settled_at_us: int
 
 
 class GiftRecords(Protocol):
@@ -173,10 +192,22 @@ class TopUps(Protocol):
         ...
 
 
-class Payouts(Protocol):
+class PayoutOutcomes(Protocol):
+    """What says where a payout stands: its settlement by the rail and its ledger resolution."""
+
+    def payout_settlement(self, payout_id: str) -> PayoutSettlement | None: ...
+
+    def payout_resolution(self, payout: Payout) -> tuple[Phase, int] | None:
+        """How and when the payout's pending transfers were resolved; None while pending."""
+        ...
+
+
+class Payouts(PayoutOutcomes, Protocol):
     def insert_payout(self, payout: Payout) -> None: ...
 
     def payout(self, payout_id: str) -> Payout | None: ...
+
+    def insert_payout_settlement(self, settlement: PayoutSettlement) -> None: ...
 
     def payout_cents_since(self, user_id: str, since_us: int) -> int:
         """EUR cents of the user's payouts requested after `since_us` that were not voided or expired."""
@@ -200,8 +231,9 @@ class GiftsUnitOfWork(Ledger, RequestLog, LiveSessions, AccountFactsRegistry, Gi
 @dataclass(frozen=True)
 class StartLive:
     actor: Principal
+    request_id: str
     title: str
-    request_id: str = ""
+    max_duration: dt.timedelta | None = None  # capped by the platform's maximum
 
 
 @dataclass(frozen=True)
@@ -212,9 +244,12 @@ class EndLive:
 
 
 @dataclass(frozen=True)
-class SetAccountFacts:
+class UpdateAccountFacts:
+    """Change some facts of one account (the others keep their recorded values)."""
+
     actor: Principal
-    facts: AccountFacts
+    user_id: str
+    changes: dict[str, Any]
     request_id: str = ""
 
 
@@ -222,6 +257,8 @@ class SetAccountFacts:
 class TopUpCoins:
     actor: Principal
     request_id: str
+    pack_id: str
+    provider: str
     receipt: str
 
 
@@ -232,6 +269,7 @@ class SendGift:
     live_id: str
     gift_id: str
     count: int
+    host: str | None = None  # when the caller named the LIVE with its host, the host it named
 
 
 @dataclass(frozen=True)
@@ -240,13 +278,16 @@ class ReviewHeldGift:
     request_id: str
     gift_id: str
     approve: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class RequestPayout:
     actor: Principal
     request_id: str
-    eur_cents: int
+    diamonds: int
+    currency_code: str = "EUR"
+    payout_method: str = "default"
 
 
 @dataclass(frozen=True)
@@ -255,6 +296,8 @@ class SettlePayout:
     request_id: str
     payout_id: str
     paid: bool
+    provider_reference: str = ""
+    failure_reason: str = ""
 
 
 class ReversalKind(enum.StrEnum):
@@ -268,36 +311,55 @@ class ReverseTopUp:
     request_id: str
     top_up_id: str
     kind: ReversalKind
+    provider_reference: str = ""
 
 
-Command = StartLive | EndLive | SetAccountFacts | TopUpCoins | SendGift | ReviewHeldGift | RequestPayout | \
+Command = StartLive | EndLive | UpdateAccountFacts | TopUpCoins | SendGift | ReviewHeldGift | RequestPayout | \
     SettlePayout | ReverseTopUp
 
 
 @dataclass(frozen=True)
 class TopUpResult:
     top_up_id: str
+    coins_transfer_id: int  # the wallet's credit entry, which names the top-up to callers
     coins: int
     price_eur_cents: int
     coins_available: int
+    created_at_us: int
 
 
 @dataclass(frozen=True)
 class GiftResult:
+    """A gift as its sender saw it when the request was answered (replayed as is on retry)."""
+
     gift_id: str
+    live_id: str
+    creator: str
+    catalog_gift: str
+    count: int
     state: str  # GiftState
     coins: int
+    fee_coins: int
     diamonds: int
     hold_reasons: str
+    sequence: int  # its place in the LIVE feed; 0 while held
+    sent_at_us: int
     coins_available: int
 
 
 @dataclass(frozen=True)
 class PayoutResult:
     payout_id: str
+    user_id: str
     state: str  # PayoutState
-    eur_cents: int
     diamonds: int
+    eur_cents: int
+    payout_method: str
+    requested_at_us: int
+    expires_at_us: int
+    void_reason: str = ""
+    provider_reference: str = ""
+    settled_at_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -321,7 +383,7 @@ class SweepResult:
 
 
 class Gifting:
-    def __init__(self, config: GiftsConfig, *, clock: Clock, payments: PaymentProvider,
+    def __init__(self, config: GiftsConfig, *, clock: Clock, payments: Mapping[str, PaymentProvider],
                  new_id: Callable[[], str] | None = None) -> None:
         self.config = config
         self._clock = clock
@@ -337,22 +399,25 @@ class Gifting:
     def start_live(self, uow: GiftsUnitOfWork, command: StartLive) -> LiveSession:
         now_us, today = self._now()
         host = _user_of(command.actor)
-        require_adult(command.actor, today, action="going LIVE")
-        facts = uow.account_facts(host)
-        require_good_standing(facts, action="going LIVE")
-        require_followers(facts, self.config.live.min_followers)
-        self._end_overdue(uow, uow.open_live_of(host), now_us)
-        session = LiveSession(
-            live_id=self._new_id(), host=host, title=command.title, started_at_us=now_us,
-            deadline_us=now_us + _us(self.config.live.max_duration),
-            gifts_barred_reason=gifts_barred_reason(facts),
-        )
-        uow.insert_live(session)
-        # Diamonds land on hold here; opening it now keeps SendGift from having to.
-        uow.open_account(Account.of_user(host, Purpose.DIAMONDS_ON_HOLD), now_us)
-        self._audit(uow, command, Outcome.APPLIED, session.name, now_us,
-                    details={"gifts_barred_reason": session.gifts_barred_reason})
-        return session
+        policy = self.config.live
+        duration = min(command.max_duration or policy.max_duration, policy.max_duration)
+        parameters: Parameters = {"title": command.title, "max_duration_us": _us(duration)}
+
+        def apply() -> LiveSession:
+            facts = uow.account_facts(host)
+            require_live_eligible(command.actor, facts, min_followers=policy.min_followers, today=today)
+            self._end_overdue(uow, uow.open_live_of(host), now_us)
+            session = LiveSession(live_id=self._new_id(), host=host, title=command.title, started_at_us=now_us,
+                                  deadline_us=now_us + _us(duration), gifts_barred_reason=gifts_barred_reason(facts))
+            uow.insert_live(session)
+            # Diamonds land on hold here; opening it now keeps SendGift from having to.
+            uow.open_account(Account.of_user(host, Purpose.DIAMONDS_ON_HOLD), now_us)
+            self._audit(uow, command, Outcome.APPLIED, session.name, now_us,
+                        details={"gifts_barred_reason": session.gifts_barred_reason})
+            return session
+
+        return run_once(uow, request_id=command.request_id, operation="StartLive", caller=command.actor.subject,
+                        parameters=parameters, now_us=now_us, result_type=LiveSession, apply=apply)
 
     def end_live(self, uow: GiftsUnitOfWork, command: EndLive) -> LiveSession:
         now_us, _ = self._now()
@@ -364,7 +429,8 @@ class Gifting:
         if session.host != command.actor.user_id and not admin:
             raise PermissionDenied("only the host can end a LIVE", reason="NOT_LIVE_HOST")
         if session.state_at(now_us) is LiveState.LIVE:
-            reason = EndReason.ENDED_BY_ADMIN if session.host != command.actor.user_id else EndReason.HOST_ENDED
+            reason = (EndReason.ENDED_BY_CREATOR if session.host == command.actor.user_id
+                      else EndReason.STOPPED_BY_PLATFORM)
             uow.end_live(session.live_id, now_us, reason)
             self._audit(uow, command, Outcome.APPLIED, session.name, now_us, reason=reason)
         else:
@@ -378,14 +444,14 @@ class Gifting:
             return False
         return uow.end_live(session.live_id, session.deadline_us, EndReason.MAX_DURATION_REACHED)
 
-    def set_account_facts(self, uow: GiftsUnitOfWork, command: SetAccountFacts) -> AccountFacts:
+    def update_account_facts(self, uow: GiftsUnitOfWork, command: UpdateAccountFacts) -> AccountFacts:
         now_us, _ = self._now()
         _require_role(command.actor, Role.ADMIN)
-        uow.put_account_facts(command.facts, updated_by=command.actor.subject, now_us=now_us)
-        facts = command.facts
-        self._audit(uow, command, Outcome.APPLIED, f"users/{facts.user_id}/facts", now_us, details={
+        facts = dataclasses.replace(uow.account_facts(command.user_id), **command.changes)
+        uow.put_account_facts(facts, updated_by=command.actor.subject, now_us=now_us)
+        self._audit(uow, command, Outcome.APPLIED, f"users/{facts.user_id}/standing", now_us, details={
             "follower_count": str(facts.follower_count), "good_standing": str(facts.good_standing),
-            "political_or_government": str(facts.political_or_government),
+            "restriction_reason": facts.restriction_reason, "category": facts.category,
             "identity_verified": str(facts.identity_verified),
         })
         return facts
@@ -395,32 +461,38 @@ class Gifting:
     def top_up(self, uow: GiftsUnitOfWork, command: TopUpCoins) -> TopUpResult:
         now_us, today = self._now()
         user = _user_of(command.actor)
-        require_adult(command.actor, today, action="buying coins")
-        parameters: Parameters = {"receipt_sha256": hashlib.sha256(command.receipt.encode()).hexdigest()}
+        require_adult(command.actor, today, reason="BUYER_UNDER_18")
+        parameters: Parameters = {"pack": command.pack_id, "provider": command.provider,
+                                  "receipt_sha256": hashlib.sha256(command.receipt.encode()).hexdigest()}
 
         def apply() -> TopUpResult:
-            purchase = self._payments.verify_receipt(command.receipt)
+            provider = self._payments.get(command.provider)
+            if provider is None:
+                raise ReceiptRejected(f"no payment provider {command.provider!r}", "UNKNOWN_PROVIDER")
+            purchase = provider.verify_receipt(command.receipt)
             if purchase.user_id != user:
                 raise PermissionDenied("the receipt belongs to another user", reason="RECEIPT_NOT_FOR_CALLER")
             pack = self.config.catalog.pack(purchase.pack_id)
-            if pack is None or (pack.coins, pack.price_eur_cents) != (purchase.coins, purchase.price_eur_cents):
-                raise receipt_rejected("the receipt does not match a published coin pack", "RECEIPT_PACK_MISMATCH")
+            if (pack is None or pack.pack_id != command.pack_id
+                    or (pack.coins, pack.price_eur_cents) != (purchase.coins, purchase.price_eur_cents)):
+                raise ReceiptRejected("the receipt is not for this published coin pack", "PACK_MISMATCH")
             if now_us - purchase.purchased_at_us > _us(self.config.receipt_max_age):
-                raise FailedPrecondition("the receipt is too old to redeem", reason="RECEIPT_EXPIRED")
-            top_up = TopUp(self._new_id(), command.request_id, user, self._payments.name, purchase.receipt_id,
+                raise ReceiptRejected("the receipt is too old to redeem", "EXPIRED")
+            top_up = TopUp(self._new_id(), command.request_id, user, provider.name, purchase.receipt_id,
                            pack.pack_id, pack.coins, pack.price_eur_cents, purchase.purchased_at_us)
             uow.insert_top_up(top_up, now_us)
             coins = Account.of_user(user, Purpose.COINS)
             uow.open_account(coins, now_us)
-            uow.post(command.request_id, [
+            _, coins_transfer = uow.post(command.request_id, [
                 TransferOrder(Account.platform(Purpose.PAYMENT_PROVIDER), Account.platform(Purpose.CASH),
                               pack.price_eur_cents, Code.TOP_UP_PAYMENT),
                 TransferOrder(Account.platform(Purpose.COIN_ISSUANCE), coins, pack.coins, Code.TOP_UP_COINS),
             ], now_us)
-            self._audit(uow, command, Outcome.APPLIED, f"users/{user}/topUps/{top_up.top_up_id}", now_us,
+            self._audit(uow, command, Outcome.APPLIED, f"users/{user}/wallet/transactions/{coins_transfer}", now_us,
                         details={"coins": str(pack.coins), "price_eur_cents": str(pack.price_eur_cents),
-                                 "provider": self._payments.name, "receipt_id": purchase.receipt_id})
-            return TopUpResult(top_up.top_up_id, pack.coins, pack.price_eur_cents, _available(uow, coins))
+                                 "provider": provider.name, "receipt_id": purchase.receipt_id})
+            return TopUpResult(top_up.top_up_id, coins_transfer, pack.coins, pack.price_eur_cents,
+                               _available(uow, coins), now_us)
 
         return run_once(uow, request_id=command.request_id, operation="TopUpCoins", caller=command.actor.subject,
                         parameters=parameters, now_us=now_us, result_type=TopUpResult, apply=apply)
@@ -430,33 +502,33 @@ class Gifting:
     def send_gift(self, uow: GiftsUnitOfWork, command: SendGift) -> GiftResult:
         now_us, today = self._now()
         sender = _user_of(command.actor)
-        require_adult(command.actor, today, action="sending gifts")
+        require_adult(command.actor, today, reason="SENDER_UNDER_18")
         if not 1 <= command.count <= MAX_GIFT_COUNT:
             raise InvalidArgument.for_field("count", f"must be within 1..{MAX_GIFT_COUNT}")
         catalog_gift = self.config.catalog.gift(command.gift_id)
         parameters: Parameters = {"live": command.live_id, "gift": command.gift_id, "count": command.count}
 
         def apply() -> GiftResult:
-            session = require_live(uow, command.live_id, now_us)
+            session = require_live(uow, command.live_id, now_us, host=command.host)
             barred = session.gifts_barred_reason or gifts_barred_reason(uow.account_facts(session.host))
             if barred:
-                raise FailedPrecondition("this creator cannot receive gifts", reason=barred,
-                                         metadata={"live": session.name})
+                raise FailedPrecondition("this creator cannot receive gifts", reason="GIFTS_DISABLED",
+                                         metadata={"live": session.name, "why": barred})
             sender_facts = uow.account_facts(sender)
-            require_good_standing(sender_facts, action="sending gifts")
+            require_good_standing(sender_facts)
             coins_account = Account.of_user(sender, Purpose.COINS)
             coins = catalog_gift.coins * command.count
             wallet_opened_at_us = uow.coins_account_opened_at(sender)
-            if wallet_opened_at_us is None:  # never bought a coin
-                raise InsufficientFunds(coins_account, available=0, required=coins)
-            joined_at_us = sender_facts.joined_at_us or wallet_opened_at_us
+            joined_at_us = sender_facts.joined_at_us or wallet_opened_at_us or now_us
             assessment = assess_gift(uow, self.config.fraud, sender=sender, recipient=session.host, coins=coins,
                                      now_us=now_us, sender_joined_at_us=joined_at_us)
             if assessment.verdict is Verdict.REJECT:
                 raise rejection_error(assessment, self.config.fraud)
+            if wallet_opened_at_us is None:  # never bought a coin
+                raise InsufficientFunds(coins_account, available=0, required=coins)
             split = split_gift(coins, self.config.rates)
             gift = SentGift(self._new_id(), command.request_id, session.live_id, sender, session.host,
-                            catalog_gift.gift_id, command.count, coins, split.diamonds, now_us,
+                            catalog_gift.gift_id, command.count, coins, split.fee_coins, split.diamonds, now_us,
                             ",".join(assessment.reasons))
             uow.insert_gift(gift)
             orders = gift_orders(sender, session.host, split, gift.gift_id)
@@ -465,29 +537,30 @@ class Gifting:
                        "creator": f"users/{session.host}"}
             if assessment.verdict is Verdict.HOLD:
                 uow.pend(command.request_id, orders, now_us, now_us + _us(self.config.held_gift_review_timeout))
-                state = GiftState.HELD
-                self._audit(uow, command, Outcome.HELD, resource, now_us, reason=gift.hold_reasons, details=details)
+                state, sequence = GiftState.HELD, 0
+                self._audit(uow, command, Outcome.HELD, resource, now_us, reason=assessment.reasons[0],
+                            details={**details, "hold_reasons": gift.hold_reasons})
             else:
                 uow.post(command.request_id, orders, now_us)
-                self._deliver_gift(uow, gift, now_us)
-                state = GiftState.POSTED
+                state, sequence = GiftState.POSTED, self._deliver_gift(uow, gift, now_us)
                 self._audit(uow, command, Outcome.APPLIED, resource, now_us, details=details)
-            return GiftResult(gift.gift_id, state, coins, split.diamonds, gift.hold_reasons,
+            return GiftResult(gift.gift_id, gift.live_id, gift.creator, gift.catalog_gift, gift.count, state, coins,
+                              split.fee_coins, split.diamonds, gift.hold_reasons, sequence, now_us,
                               _available(uow, coins_account))
 
         return run_once(uow, request_id=command.request_id, operation="SendGift", caller=command.actor.subject,
                         parameters=parameters, now_us=now_us, result_type=GiftResult, apply=apply)
 
-    def _deliver_gift(self, uow: GiftsUnitOfWork, gift: SentGift, now_us: int) -> None:
-        """A posted gift shows in the LIVE feed and its diamonds start their hold."""
-        uow.append_to_feed(gift, now_us)
+    def _deliver_gift(self, uow: GiftsUnitOfWork, gift: SentGift, now_us: int) -> int:
+        """A posted gift starts its diamonds' hold and joins the LIVE feed; returns its sequence."""
         if gift.diamonds:
             uow.place_diamond_hold(gift, now_us + _us(self.config.payouts.diamond_hold))
+        return uow.append_to_feed(gift, now_us)
 
     def review_held_gift(self, uow: GiftsUnitOfWork, command: ReviewHeldGift) -> GiftResult:
         now_us, _ = self._now()
         _require_role(command.actor, Role.ADMIN)
-        parameters: Parameters = {"gift": command.gift_id, "approve": command.approve}
+        parameters: Parameters = {"gift": command.gift_id, "approve": command.approve, "reason": command.reason}
 
         def apply() -> GiftResult:
             gift = uow.gift(command.gift_id)
@@ -496,19 +569,21 @@ class Gifting:
                 raise FailedPrecondition("the gift is not waiting for review", reason="GIFT_NOT_HELD",
                                          metadata={"gift": command.gift_id})
             ids = [entry.transfer_id for entry in pending]
-            resource = f"lives/{gift.live_id}/gifts/{gift.gift_id}"
+            sequence = 0
             if pending[0].timeout_us is not None and now_us >= pending[0].timeout_us:
                 uow.resolve(command.request_id, ids, Phase.EXPIRE_PENDING, now_us)
                 state = GiftState.EXPIRED
             elif command.approve:
                 uow.resolve(command.request_id, ids, Phase.POST_PENDING, now_us)
-                self._deliver_gift(uow, gift, now_us)
-                state = GiftState.POSTED
+                state, sequence = GiftState.POSTED, self._deliver_gift(uow, gift, now_us)
             else:
                 uow.resolve(command.request_id, ids, Phase.VOID_PENDING, now_us)
                 state = GiftState.REJECTED
-            self._audit(uow, command, Outcome.APPLIED, resource, now_us, reason=state)
-            return GiftResult(gift.gift_id, state, gift.coins, gift.diamonds, gift.hold_reasons,
+            self._audit(uow, command, Outcome.APPLIED, f"lives/{gift.live_id}/gifts/{gift.gift_id}", now_us,
+                        reason=command.reason or state, details={"state": state})
+            return GiftResult(gift.gift_id, gift.live_id, gift.creator, gift.catalog_gift, gift.count, state,
+                              gift.coins, gift.fee_coins, gift.diamonds,
+                              gift.hold_reasons, sequence, gift.sent_at_us,
                               _available(uow, Account.of_user(gift.sender, Purpose.COINS)))
 
         return run_once(uow, request_id=command.request_id, operation="ReviewHeldGift",
@@ -521,47 +596,62 @@ class Gifting:
         now_us, today = self._now()
         user = _user_of(command.actor)
         policy = self.config.payouts
-        require_adult(command.actor, today, action="cashing out")
-        parameters: Parameters = {"eur_cents": command.eur_cents}
+        rate = self.config.rates.diamonds_per_eur_cent
+        require_adult(command.actor, today, reason="CREATOR_UNDER_18")
+        if command.currency_code != "EUR":
+            raise InvalidArgument.for_field("currency_code", "payouts are made in EUR",
+                                            reason="CURRENCY_NOT_SUPPORTED")
+        if command.diamonds % rate:
+            raise InvalidArgument.for_field("diamonds", f"must be a multiple of {rate} (one euro cent)")
+        eur_cents = command.diamonds // rate
+        parameters: Parameters = {"diamonds": command.diamonds, "currency_code": command.currency_code,
+                                  "payout_method": command.payout_method}
 
         def apply() -> PayoutResult:
             facts = uow.account_facts(user)
-            require_good_standing(facts, action="cashing out")
+            require_good_standing(facts)
             if not facts.identity_verified:
                 raise FailedPrecondition("payouts need a verified identity", reason="IDENTITY_NOT_VERIFIED")
-            if command.eur_cents < policy.minimum_eur_cents:
-                raise FailedPrecondition("the payout is below the minimum", reason="PAYOUT_BELOW_MINIMUM",
+            if eur_cents < policy.minimum_eur_cents:
+                raise FailedPrecondition("the payout is below the minimum", reason="BELOW_PAYOUT_MINIMUM",
                                          metadata={"minimum_eur_cents": str(policy.minimum_eur_cents)})
             already = uow.payout_cents_since(user, now_us - _us(dt.timedelta(days=1)))
-            if already + command.eur_cents > policy.daily_limit_eur_cents:
+            if already + eur_cents > policy.daily_limit_eur_cents:
                 raise FailedPrecondition(
-                    "the payout would exceed the daily limit", reason="PAYOUT_DAILY_LIMIT_EXCEEDED",
+                    "the payout would exceed the daily limit", reason="DAILY_PAYOUT_LIMIT_EXCEEDED",
                     metadata={"daily_limit_eur_cents": str(policy.daily_limit_eur_cents),
                               "already_requested_eur_cents": str(already)})
             self._release_matured_holds(uow, command.request_id, now_us, creator=user)
-            diamonds = command.eur_cents * self.config.rates.diamonds_per_eur_cent
             available = Account.of_user(user, Purpose.DIAMONDS)
             uow.open_account(available, now_us)
+            expires_at_us = now_us + _us(policy.settlement_timeout)
             transfer_ids = uow.pend(command.request_id, [
-                TransferOrder(available, Account.platform(Purpose.DIAMOND_REDEMPTION), diamonds, Code.PAYOUT_DIAMONDS),
-                TransferOrder(Account.platform(Purpose.CASH), Account.platform(Purpose.PAYOUT_RAIL),
-                              command.eur_cents, Code.PAYOUT_CASH),
-            ], now_us, now_us + _us(policy.settlement_timeout))
-            payout = Payout(self._new_id(), command.request_id, user, command.eur_cents, diamonds, now_us,
-                            tuple(transfer_ids))
+                TransferOrder(available, Account.platform(Purpose.DIAMOND_REDEMPTION), command.diamonds,
+                              Code.PAYOUT_DIAMONDS),
+                TransferOrder(Account.platform(Purpose.CASH), Account.platform(Purpose.PAYOUT_RAIL), eur_cents,
+                              Code.PAYOUT_CASH),
+            ], now_us, expires_at_us)
+            payout = Payout(self._new_id(), command.request_id, user, eur_cents, command.diamonds,
+                            command.payout_method, now_us, expires_at_us, tuple(transfer_ids))
             uow.insert_payout(payout)
             self._audit(uow, command, Outcome.APPLIED, f"users/{user}/payouts/{payout.payout_id}", now_us,
-                        details={"eur_cents": str(command.eur_cents), "diamonds": str(diamonds)})
-            return PayoutResult(payout.payout_id, PayoutState.PENDING, command.eur_cents, diamonds)
+                        details={"eur_cents": str(eur_cents), "diamonds": str(command.diamonds)})
+            return payout_result(payout, PayoutState.PENDING)
 
         return run_once(uow, request_id=command.request_id, operation="RequestPayout", caller=command.actor.subject,
                         parameters=parameters, now_us=now_us, result_type=PayoutResult, apply=apply)
 
     def settle_payout(self, uow: GiftsUnitOfWork, command: SettlePayout) -> PayoutResult:
-        """The payout rail reports the transfer paid (post) or failed (void)."""
+        """The payout rail reports the transfer paid (post) or failed (void).
+
+        Settling a settled payout the same way again answers with it unchanged; the other way
+        is refused. A payout past its timeout expires instead, whatever the rail says.
+        """
         now_us, _ = self._now()
         _require_role(command.actor, Role.ADMIN, Role.SERVICE)
-        parameters: Parameters = {"payout": command.payout_id, "paid": command.paid}
+        parameters: Parameters = {"payout": command.payout_id, "paid": command.paid,
+                                  "provider_reference": command.provider_reference,
+                                  "failure_reason": command.failure_reason}
 
         def apply() -> PayoutResult:
             payout = uow.payout(command.payout_id)
@@ -570,18 +660,26 @@ class Gifting:
                                reason="PAYOUT_NOT_FOUND")
             pending = uow.unresolved_pending(transfer_ids=payout.pending_transfer_ids)
             if not pending:
-                raise FailedPrecondition("the payout is already settled", reason="PAYOUT_ALREADY_SETTLED")
+                settled = current_payout(uow, payout)
+                if settled.state != (PayoutState.POSTED if command.paid else PayoutState.VOIDED) or \
+                        settled.void_reason == "EXPIRED":
+                    raise FailedPrecondition("the payout was already settled otherwise",
+                                             reason="PAYOUT_ALREADY_SETTLED", metadata={"state": settled.state})
+                return settled
             ids = [entry.transfer_id for entry in pending]
             if pending[0].timeout_us is not None and now_us >= pending[0].timeout_us:
-                phase, state = Phase.EXPIRE_PENDING, PayoutState.EXPIRED
-            elif command.paid:
-                phase, state = Phase.POST_PENDING, PayoutState.PAID
+                uow.resolve(command.request_id, ids, Phase.EXPIRE_PENDING, now_us)
             else:
-                phase, state = Phase.VOID_PENDING, PayoutState.FAILED
-            uow.resolve(command.request_id, ids, phase, now_us)
+                uow.resolve(command.request_id, ids, Phase.POST_PENDING if command.paid else Phase.VOID_PENDING,
+                            now_us)
+                uow.insert_payout_settlement(PayoutSettlement(payout.payout_id, command.request_id, command.paid,
+                                                              command.provider_reference, command.failure_reason,
+                                                              now_us))
+            result = current_payout(uow, payout)
             self._audit(uow, command, Outcome.APPLIED, f"users/{payout.user_id}/payouts/{payout.payout_id}",
-                        now_us, reason=state)
-            return PayoutResult(payout.payout_id, state, payout.eur_cents, payout.diamonds)
+                        now_us, reason=result.void_reason or result.state,
+                        details={"provider_reference": command.provider_reference})
+            return result
 
         return run_once(uow, request_id=command.request_id, operation="SettlePayout", caller=command.actor.subject,
                         parameters=parameters, now_us=now_us, result_type=PayoutResult, apply=apply)
@@ -599,7 +697,8 @@ class Gifting:
         """
         now_us, _ = self._now()
         _require_role(command.actor, Role.ADMIN, Role.SERVICE)
-        parameters: Parameters = {"top_up": command.top_up_id, "kind": command.kind}
+        parameters: Parameters = {"top_up": command.top_up_id, "kind": command.kind,
+                                  "provider_reference": command.provider_reference}
 
         def apply() -> ReversalResult:
             top_up = uow.top_up(command.top_up_id)
@@ -624,7 +723,8 @@ class Gifting:
                     break
             self._audit(uow, command, Outcome.APPLIED, f"users/{top_up.user_id}/topUps/{top_up.top_up_id}",
                         now_us, reason=command.kind, details={
-                            "coins_unrecovered": str(remaining), "gifts_reversed": str(gifts_reversed)})
+                            "coins_unrecovered": str(remaining), "gifts_reversed": str(gifts_reversed),
+                            "provider_reference": command.provider_reference})
             return ReversalResult(top_up.top_up_id, command.kind, top_up.coins - remaining, gifts_reversed,
                                   diamonds_back, remaining)
 
@@ -710,6 +810,29 @@ class Gifting:
                                     resource, now_us, reason, details or {}))
 
 
+def payout_result(payout: Payout, state: PayoutState, settlement: PayoutSettlement | None = None,
+                  *, expired_at_us: int = 0) -> PayoutResult:
+    void_reason = ""
+    if state is PayoutState.VOIDED:
+        void_reason = (settlement.failure_reason or "FAILED") if settlement else "EXPIRED"
+    settled_at_us = settlement.settled_at_us if settlement else expired_at_us
+    return PayoutResult(payout.payout_id, payout.user_id, state, payout.diamonds, payout.eur_cents,
+                        payout.payout_method, payout.requested_at_us, payout.expires_at_us, void_reason,
+                        settlement.provider_reference if settlement else "", settled_at_us)
+
+
+def current_payout(records: PayoutOutcomes, payout: Payout) -> PayoutResult:
+    """Where a payout stands now: pending, posted by the rail, or voided (failed or expired)."""
+    resolution = records.payout_resolution(payout)
+    if resolution is None:
+        return payout_result(payout, PayoutState.PENDING)
+    phase, at_us = resolution
+    settlement = records.payout_settlement(payout.payout_id)
+    state = PayoutState.POSTED if phase is Phase.POST_PENDING else PayoutState.VOIDED
+    return payout_result(payout, state, settlement if phase is not Phase.EXPIRE_PENDING else None,
+                         expired_at_us=at_us)
+
+
 def _resource_of(command: Command) -> str:
     match command:
         case SendGift():
@@ -722,8 +845,8 @@ def _resource_of(command: Command) -> str:
             return f"payouts/{command.payout_id}"
         case ReverseTopUp():
             return f"topUps/{command.top_up_id}"
-        case SetAccountFacts():
-            return f"users/{command.facts.user_id}/facts"
+        case UpdateAccountFacts():
+            return f"users/{command.user_id}/standing"
         case _:
             return command.actor.subject
 

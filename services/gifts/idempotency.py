@@ -9,7 +9,6 @@ if it does not.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -73,5 +72,6 @@ def run_once(requests: RequestLog, *, request_id: str, operation: str, caller: s
             raise RuntimeError(f"request {request_id} was claimed without a result")
         return result_type(**earlier.result)
     result = apply()
-    requests.record_result(request_id, dataclasses.asdict(result))
+    # Results are flat dataclasses of plain values, so a shallow copy of the fields is the record.
+    requests.record_result(request_id, dict(vars(result)))
     return result

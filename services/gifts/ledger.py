@@ -238,13 +238,16 @@ class Ledger(Protocol):
     def balance(self, account: Account) -> Balance | None: ...
 
 
+_SHORTFALL_REASONS = {Purpose.COINS: "INSUFFICIENT_COINS", Purpose.DIAMONDS: "INSUFFICIENT_AVAILABLE_DIAMONDS"}
+
+
 class InsufficientFunds(FailedPrecondition):
     """A debit would take an account below zero."""
 
     def __init__(self, account: Account, *, available: int, required: int) -> None:
         super().__init__(
             f"{account.name} holds {available} {account.currency.value}, {required} needed",
-            reason=f"INSUFFICIENT_{account.purpose.name}",
+            reason=_SHORTFALL_REASONS.get(account.purpose, "INSUFFICIENT_FUNDS"),
             metadata={"account": account.name, "available": str(available), "required": str(required)},
         )
         self.account = account

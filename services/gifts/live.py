@@ -1,8 +1,8 @@
 """LIVE sessions: one open session per host, a hard maximum duration, gifts only while LIVE.
 
-    (none) --StartLive--> LIVE --EndLive--------------> ENDED (reason HOST_ENDED)
-                               --deadline passes-----> ENDED (reason MAX_DURATION_REACHED)
-                               --admin / sweep-------> ENDED (reason as given)
+    (none) --StartLive--> LIVE --EndLive by the host---> ENDED (ENDED_BY_CREATOR)
+                               --EndLive by an admin--> ENDED (STOPPED_BY_PLATFORM)
+                               --deadline passes------> ENDED (MAX_DURATION_REACHED)
 
 A session past its deadline is ENDED from that instant, whether or not a sweep has
 written that down yet; `state_at` is the single place that decides.
@@ -24,9 +24,9 @@ class LiveState(enum.StrEnum):
 
 
 class EndReason(enum.StrEnum):
-    HOST_ENDED = "HOST_ENDED"
+    ENDED_BY_CREATOR = "ENDED_BY_CREATOR"
     MAX_DURATION_REACHED = "MAX_DURATION_REACHED"
-    ENDED_BY_ADMIN = "ENDED_BY_ADMIN"
+    STOPPED_BY_PLATFORM = "STOPPED_BY_PLATFORM"
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,11 @@ class LiveAlreadyOpen(FailedPrecondition):
         super().__init__("the host is already LIVE", reason="ALREADY_LIVE", metadata={"live": f"lives/{live_id}"})
 
 
-def require_live(sessions: LiveSessions, live_id: str, now_us: int) -> LiveSession:
+def require_live(sessions: LiveSessions, live_id: str, now_us: int, *, host: str | None = None) -> LiveSession:
     session = sessions.live(live_id)
-    if session is None:
+    if session is None or (host is not None and session.host != host):
         raise NotFound(f"no LIVE session {live_id}", resource_name=f"lives/{live_id}", reason="LIVE_NOT_FOUND")
     if session.state_at(now_us) is not LiveState.LIVE:
-        raise FailedPrecondition("the LIVE session has ended", reason="LIVE_ENDED",
+        raise FailedPrecondition("the LIVE session has ended", reason="LIVE_NOT_ACTIVE",
                                  metadata={"live": session.name})
     return session

@@ -1,7 +1,8 @@
 """Payment providers: where coins are bought, and how a purchase is proven.
 
-`TopUpCoins` carries a receipt from the provider; the provider's `verify_receipt` turns
-it into a `Purchase` or refuses it. The embedded default is `LocalPaymentProvider`, which
+`TopUpCoins` names a provider and carries its receipt; that provider's `verify_receipt`
+turns the receipt into a `Purchase` or refuses it (FAILED_PRECONDITION `RECEIPT_REJECTED`,
+with the failed check in `why`). The embedded default is `LocalPaymentProvider`, which
 signs receipts with an Ed25519 key (the shop front and test tools hold the private key,
 the gifts service only the public one). A real provider (an app store, a PSP) satisfies
 the same protocol with its own receipt format.
@@ -20,7 +21,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from libs.errors import InvalidArgument
+from libs.errors import FailedPrecondition
 
 MAX_RECEIPT_CHARS = 4_096
 
@@ -41,12 +42,15 @@ class PaymentProvider(Protocol):
     name: str
 
     def verify_receipt(self, receipt: str) -> Purchase:
-        """The purchase the receipt proves; `InvalidArgument` on the `receipt` field otherwise."""
+        """The purchase the receipt proves; `ReceiptRejected` otherwise."""
         ...
 
 
-def receipt_rejected(description: str, reason: str) -> InvalidArgument:
-    return InvalidArgument.for_field("receipt", description, reason=reason)
+class ReceiptRejected(FailedPrecondition):
+    """The provider does not vouch for this purchase; `why` says which check failed."""
+
+    def __init__(self, description: str, why: str) -> None:
+        super().__init__(f"receipt rejected: {description}", reason="RECEIPT_REJECTED", metadata={"why": why})
 
 
 def _b64decode(text: str) -> bytes:
@@ -79,22 +83,22 @@ class LocalPaymentProvider:
 
     def verify_receipt(self, receipt: str) -> Purchase:
         if len(receipt) > MAX_RECEIPT_CHARS or receipt.count(".") != 1:
-            raise receipt_rejected("not a receipt from the local provider", "RECEIPT_MALFORMED")
+            raise ReceiptRejected("not a receipt from the local provider", "MALFORMED")
         encoded_payload, encoded_signature = receipt.split(".")
         try:
             payload, signature = _b64decode(encoded_payload), _b64decode(encoded_signature)
         except (binascii.Error, ValueError):
-            raise receipt_rejected("receipt is not base64url", "RECEIPT_MALFORMED") from None
+            raise ReceiptRejected("receipt is not base64url", "MALFORMED") from None
         try:
             self._public_key.verify(signature, payload)
         except InvalidSignature:
-            raise receipt_rejected("receipt signature does not verify", "RECEIPT_SIGNATURE_INVALID") from None
+            raise ReceiptRejected("receipt signature does not verify", "SIGNATURE_INVALID") from None
         try:
             fields = json.loads(payload)
             purchase = Purchase(**fields)
         except (ValueError, TypeError):
-            raise receipt_rejected("signed receipt has an unknown layout", "RECEIPT_MALFORMED") from None
+            raise ReceiptRejected("signed receipt has an unknown layout", "MALFORMED") from None
         if not all(isinstance(getattr(purchase, name), int) for name in ("coins", "price_eur_cents",
                                                                            "purchased_at_us")):
-            raise receipt_rejected("signed receipt has non-integer amounts", "RECEIPT_MALFORMED")
+            raise ReceiptRejected("signed receipt has non-integer amounts", "MALFORMED")
         return purchase

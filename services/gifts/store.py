@@ -25,22 +25,35 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from libs.errors import DomainError, FailedPrecondition
-from libs.storage.group_commit import DEFAULT_MAX_BATCH, GroupCommitter
+from libs.storage.group_commit import DEFAULT_MAX_BATCH, GroupCommitter, RefusalRecorder
+from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
 from services.gifts.audit import AuditEvent, Outcome, RecordedAuditEvent
 from services.gifts.eligibility import AccountFacts
-from services.gifts.gifting import GiftState, GiftsUnitOfWork, Payout, PayoutState, SentGift, TopUp
+from services.gifts.gifting import (
+    GiftState,
+    PayoutState,
+    GiftsUnitOfWork,
+    Payout,
+    PayoutResult,
+    PayoutSettlement,
+    SentGift,
+    TopUp,
+    current_payout,
+)
 from services.gifts.idempotency import Parameters, RequestRecord
 from services.gifts.ledger import (
     Account,
     Balance,
+    GIFT_REVERSAL_CODES,
     Code,
     Currency,
     Entry,
@@ -50,15 +63,32 @@ from services.gifts.ledger import (
     Purpose,
     TransferOrder,
 )
-from services.gifts.live import LiveAlreadyOpen, LiveSession
-from services.gifts.views import FeedItem, LeaderboardEntry, Party, Wallet
+from services.gifts.live import LiveAlreadyOpen, LiveSession, LiveState
+from services.gifts.views import (
+    AccountStanding,
+    FeedItem,
+    LeaderboardEntry,
+    LiveSummary,
+    Party,
+    StatementLine,
+    Wallet,
+)
 
 R = TypeVar("R")
 SERVICE = "gifts"
+
+
+def database_path(root: Path | None = None) -> Path:
+    return (root or data_dir()) / SERVICE / f"{SERVICE}.db"
+
+_WALLET_PURPOSES = frozenset({Purpose.COINS, Purpose.DIAMONDS_ON_HOLD, Purpose.DIAMONDS})
+# Audit event ids are UUIDv5 of (outbox log id, sequence): stable across redeliveries.
+AUDIT_EVENT_NAMESPACE = uuid.UUID("7d1f0a52-3c1e-4bb8-9d0e-6a1f5e2c9b47")
+MAX_REQUEST_ENTRIES = 10_000  # more than any one request writes (a sweep writes a few hundred)
 WRITER_CACHE_KIB = 64 * 1024
 
 _ENTRY_TABLES = ("request", "request_result", "transfer", "gift", "gift_feed", "top_up", "top_up_reversal",
-                 "payout", "audit_outbox")
+                 "payout", "payout_settlement", "audit_outbox")
 
 
 def _immutable(table: str) -> str:
@@ -201,7 +231,8 @@ CREATE TABLE account_facts (
     user_id TEXT PRIMARY KEY,
     follower_count INTEGER NOT NULL CHECK (follower_count >= 0),
     good_standing INTEGER NOT NULL CHECK (good_standing IN (0, 1)),
-    political_or_government INTEGER NOT NULL CHECK (political_or_government IN (0, 1)),
+    restriction_reason TEXT NOT NULL,
+    category TEXT NOT NULL CHECK (category IN ('PERSONAL', 'BUSINESS', 'POLITICAL', 'GOVERNMENT')),
     identity_verified INTEGER NOT NULL CHECK (identity_verified IN (0, 1)),
     joined_at_us INTEGER,
     updated_at_us INTEGER NOT NULL,
@@ -217,6 +248,7 @@ CREATE TABLE gift (
     catalog_gift TEXT NOT NULL,
     count INTEGER NOT NULL CHECK (count > 0),
     coins INTEGER NOT NULL CHECK (coins > 0),
+    fee_coins INTEGER NOT NULL CHECK (fee_coins >= 0 AND fee_coins <= coins),
     diamonds INTEGER NOT NULL CHECK (diamonds >= 0),
     sent_at_us INTEGER NOT NULL,
     hold_reasons TEXT NOT NULL,
@@ -273,21 +305,34 @@ CREATE TABLE payout (
     user_id TEXT NOT NULL,
     eur_cents INTEGER NOT NULL CHECK (eur_cents > 0),
     diamonds INTEGER NOT NULL CHECK (diamonds > 0),
+    payout_method TEXT NOT NULL,
     requested_at_us INTEGER NOT NULL,
+    expires_at_us INTEGER NOT NULL,
     diamonds_transfer_id INTEGER NOT NULL UNIQUE REFERENCES transfer (id),
     cash_transfer_id INTEGER NOT NULL UNIQUE REFERENCES transfer (id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX payout_by_user ON payout (user_id, requested_at_us);
 
+CREATE TABLE payout_settlement (
+    payout_id TEXT PRIMARY KEY REFERENCES payout (payout_id),
+    request_id TEXT NOT NULL UNIQUE REFERENCES request (request_id),
+    paid INTEGER NOT NULL CHECK (paid IN (0, 1)),
+    provider_reference TEXT NOT NULL,
+    failure_reason TEXT NOT NULL,
+    settled_at_us INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
 CREATE TABLE audit_outbox (
-    sequence INTEGER PRIMARY KEY,
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
     event TEXT NOT NULL
 ) STRICT;
+-- `log_id` names this outbox for good, so (log_id, sequence) is an event's lasting identity.
 CREATE TABLE audit_delivery (
     id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL,
     delivered_through INTEGER NOT NULL CHECK (delivered_through >= 0)
 ) STRICT;
-INSERT INTO audit_delivery (id, delivered_through) VALUES (1, 0);
+INSERT INTO audit_delivery (id, log_id, delivered_through) VALUES (1, lower(hex(randomblob(16))), 0);
 """ + "".join(_immutable(table) for table in _ENTRY_TABLES)
 
 MIGRATIONS = [Migration(1, _SCHEMA_V1)]
@@ -315,15 +360,15 @@ def _live(row: sqlite3.Row) -> LiveSession:
 
 def _gift(row: sqlite3.Row) -> SentGift:
     return SentGift(row["gift_id"], row["request_id"], row["live_id"], row["sender"], row["creator"],
-                    row["catalog_gift"], row["count"], row["coins"], row["diamonds"], row["sent_at_us"],
-                    row["hold_reasons"])
+                    row["catalog_gift"], row["count"], row["coins"], row["fee_coins"], row["diamonds"],
+                    row["sent_at_us"], row["hold_reasons"])
 
 
 def _facts(user_id: str, row: sqlite3.Row | None) -> AccountFacts:
     if row is None:
         return AccountFacts(user_id)
-    return AccountFacts(user_id, row["follower_count"], bool(row["good_standing"]),
-                        bool(row["political_or_government"]), bool(row["identity_verified"]), row["joined_at_us"])
+    return AccountFacts(user_id, row["follower_count"], bool(row["good_standing"]), row["restriction_reason"],
+                        row["category"], bool(row["identity_verified"]), row["joined_at_us"])
 
 
 def _json(value: object) -> str:
@@ -331,10 +376,17 @@ def _json(value: object) -> str:
 
 
 class SqliteUnitOfWork:
-    """One unit of work inside a group-commit batch: the store side of every use-case protocol."""
+    """One unit of work inside a group-commit batch: the store side of every use-case protocol.
 
-    def __init__(self, tx: Transaction) -> None:
+    `trace_id` is the trace of the request the unit serves, stamped on its audit events;
+    `touched_lives` collects the LIVE sessions whose feed or state changed, for the
+    listeners told after the commit (a rolled-back unit only causes a spurious wake-up).
+    """
+
+    def __init__(self, tx: Transaction, *, trace_id: str = "", touched_lives: set[str] | None = None) -> None:
         self._tx = tx
+        self._trace_id = trace_id
+        self._touched_lives = touched_lives if touched_lives is not None else set()
         self._unaudited_transfers: list[int] = []
 
     # Ledger
@@ -441,6 +493,7 @@ class SqliteUnitOfWork:
         return _live(row) if row else None
 
     def end_live(self, live_id: str, ended_at_us: int, reason: str) -> bool:
+        self._touched_lives.add(live_id)
         return self._tx.execute(
             "UPDATE live_session SET ended_at_us = ?, end_reason = ? WHERE live_id = ? AND ended_at_us IS NULL",
             (ended_at_us, reason, live_id)).rowcount == 1
@@ -459,10 +512,10 @@ class SqliteUnitOfWork:
 
     def put_account_facts(self, facts: AccountFacts, *, updated_by: str, now_us: int) -> None:
         self._tx.execute(
-            "INSERT OR REPLACE INTO account_facts (user_id, follower_count, good_standing, political_or_government, "
-            "identity_verified, joined_at_us, updated_at_us, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (facts.user_id, facts.follower_count, int(facts.good_standing), int(facts.political_or_government),
-             int(facts.identity_verified), facts.joined_at_us, now_us, updated_by))
+            "INSERT OR REPLACE INTO account_facts (user_id, follower_count, good_standing, restriction_reason, "
+            "category, identity_verified, joined_at_us, updated_at_us, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (facts.user_id, facts.follower_count, int(facts.good_standing), facts.restriction_reason,
+             str(facts.category), int(facts.identity_verified), facts.joined_at_us, now_us, updated_by))
 
     def coins_account_opened_at(self, user_id: str) -> int | None:
         row = self._tx.execute("SELECT opened_at_us FROM account WHERE name = ?",
@@ -491,16 +544,17 @@ class SqliteUnitOfWork:
 
     def insert_gift(self, gift: SentGift) -> None:
         self._tx.execute(
-            "INSERT INTO gift (gift_id, request_id, live_id, sender, creator, catalog_gift, count, coins, diamonds, "
-            "sent_at_us, hold_reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO gift (gift_id, request_id, live_id, sender, creator, catalog_gift, count, coins, fee_coins, "
+            "diamonds, sent_at_us, hold_reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (gift.gift_id, gift.request_id, gift.live_id, gift.sender, gift.creator, gift.catalog_gift, gift.count,
-             gift.coins, gift.diamonds, gift.sent_at_us, gift.hold_reasons))
+             gift.coins, gift.fee_coins, gift.diamonds, gift.sent_at_us, gift.hold_reasons))
 
     def gift(self, gift_id: str) -> SentGift | None:
         row = self._tx.execute("SELECT * FROM gift WHERE gift_id = ?", (gift_id,)).fetchone()
         return _gift(row) if row else None
 
     def append_to_feed(self, gift: SentGift, now_us: int) -> int:
+        self._touched_lives.add(gift.live_id)
         cursor = self._tx.execute("INSERT INTO gift_feed (live_id, gift_id, posted_at_us) VALUES (?, ?, ?)",
                                   (gift.live_id, gift.gift_id, now_us))
         return int(cursor.lastrowid or 0)
@@ -595,14 +649,26 @@ class SqliteUnitOfWork:
     def insert_payout(self, payout: Payout) -> None:
         diamonds_transfer, cash_transfer = payout.pending_transfer_ids
         self._tx.execute(
-            "INSERT INTO payout (payout_id, request_id, user_id, eur_cents, diamonds, requested_at_us, "
-            "diamonds_transfer_id, cash_transfer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO payout (payout_id, request_id, user_id, eur_cents, diamonds, payout_method, requested_at_us, "
+            "expires_at_us, diamonds_transfer_id, cash_transfer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (payout.payout_id, payout.request_id, payout.user_id, payout.eur_cents, payout.diamonds,
-             payout.requested_at_us, diamonds_transfer, cash_transfer))
+             payout.payout_method, payout.requested_at_us, payout.expires_at_us, diamonds_transfer, cash_transfer))
 
     def payout(self, payout_id: str) -> Payout | None:
-        row = self._tx.execute("SELECT * FROM payout WHERE payout_id = ?", (payout_id,)).fetchone()
-        return _payout(row) if row else None
+        return _find_payout(self._tx, payout_id)
+
+    def insert_payout_settlement(self, settlement: PayoutSettlement) -> None:
+        self._tx.execute(
+            "INSERT INTO payout_settlement (payout_id, request_id, paid, provider_reference, failure_reason, "
+            "settled_at_us) VALUES (?, ?, ?, ?, ?, ?)",
+            (settlement.payout_id, settlement.request_id, int(settlement.paid), settlement.provider_reference,
+             settlement.failure_reason, settlement.settled_at_us))
+
+    def payout_settlement(self, payout_id: str) -> PayoutSettlement | None:
+        return _find_payout_settlement(self._tx, payout_id)
+
+    def payout_resolution(self, payout: Payout) -> tuple[Phase, int] | None:
+        return _find_payout_resolution(self._tx, payout)
 
     def payout_cents_since(self, user_id: str, since_us: int) -> int:
         row = self._tx.execute(
@@ -616,53 +682,81 @@ class SqliteUnitOfWork:
     def record_audit(self, event: AuditEvent) -> None:
         transfers, self._unaudited_transfers = tuple(self._unaudited_transfers), []
         self._tx.execute("INSERT INTO audit_outbox (event) VALUES (?)",
-                         (_json(_audit_fields(event, transfers)),))
+                         (_json(_audit_fields(event, transfers, self._trace_id)),))
+
+
+class _Executor(Protocol):
+    """A write transaction or a read snapshot: both run the shared lookups below."""
+
+    def execute(self, sql: str, parameters: Sequence[object] = ...) -> sqlite3.Cursor: ...
 
 
 def _payout(row: sqlite3.Row) -> Payout:
     return Payout(row["payout_id"], row["request_id"], row["user_id"], row["eur_cents"], row["diamonds"],
-                  row["requested_at_us"], (row["diamonds_transfer_id"], row["cash_transfer_id"]))
+                  row["payout_method"], row["requested_at_us"], row["expires_at_us"],
+                  (row["diamonds_transfer_id"], row["cash_transfer_id"]))
 
 
-def _audit_fields(event: AuditEvent, transfers: tuple[int, ...]) -> dict[str, Any]:
+def _find_payout(executor: _Executor, payout_id: str) -> Payout | None:
+    row = executor.execute("SELECT * FROM payout WHERE payout_id = ?", (payout_id,)).fetchone()
+    return _payout(row) if row else None
+
+
+def _find_payout_settlement(executor: _Executor, payout_id: str) -> PayoutSettlement | None:
+    row = executor.execute("SELECT * FROM payout_settlement WHERE payout_id = ?", (payout_id,)).fetchone()
+    if row is None:
+        return None
+    return PayoutSettlement(row["payout_id"], row["request_id"], bool(row["paid"]), row["provider_reference"],
+                            row["failure_reason"], row["settled_at_us"])
+
+
+def _find_payout_resolution(executor: _Executor, payout: Payout) -> tuple[Phase, int] | None:
+    row = executor.execute("SELECT phase, created_at_us FROM transfer WHERE pending_id = ?",
+                           (payout.pending_transfer_ids[1],)).fetchone()
+    return (Phase(row[0]), row[1]) if row else None
+
+
+def _audit_fields(event: AuditEvent, transfers: tuple[int, ...], trace_id: str) -> dict[str, Any]:
     return {"action": event.action, "actor": event.actor, "outcome": event.outcome.value,
             "request_id": event.request_id, "resource": event.resource, "occurred_at_us": event.occurred_at_us,
-            "reason": event.reason, "details": event.details, "transfer_ids": list(event.transfer_ids + transfers)}
+            "reason": event.reason, "details": event.details, "transfer_ids": list(event.transfer_ids + transfers),
+            "trace_id": event.trace_id or trace_id}
 
 
 def _audit_event(fields: dict[str, Any]) -> AuditEvent:
     return AuditEvent(fields["action"], fields["actor"], Outcome(fields["outcome"]), fields["request_id"],
                       fields["resource"], fields["occurred_at_us"], fields["reason"], fields["details"],
-                      tuple(fields["transfer_ids"]))
+                      tuple(fields["transfer_ids"]), fields["trace_id"])
 
 
-class GiftsStore:
-    """Owns the gifts database: a group-committing writer and a reader beside it."""
+class _ReadPayouts:
+    """The payout lookups `current_payout` needs, over a read snapshot."""
 
-    def __init__(self, *, root: Path | None = None, synchronous: str = "FULL",
-                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
-        writer = open_service_database(SERVICE, MIGRATIONS, synchronous=synchronous, root=root)
-        self._writer = writer
-        self.reader = SqliteDatabase(writer.path, synchronous=synchronous)
-        with writer.transaction() as tx:
-            # The hot set (platform accounts, recent index pages) must stay in memory.
-            tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            for account in PLATFORM_ACCOUNTS:
-                SqliteUnitOfWork(tx).open_account(account, 0)
-        self._committer = GroupCommitter(writer, max_batch=max_batch, name="gifts-commit")
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
 
-    def submit(self, work: Callable[[GiftsUnitOfWork], R], *,
-               on_refused: Callable[[GiftsUnitOfWork, DomainError], None] | None = None) -> Future[R]:
-        """Run `work` in the next durable batch; the future resolves after its COMMIT."""
-        refused = None if on_refused is None else (lambda tx, error: on_refused(SqliteUnitOfWork(tx), error))
-        return self._committer.submit(lambda tx: work(SqliteUnitOfWork(tx)), on_refused=refused)
+    def payout_settlement(self, payout_id: str) -> PayoutSettlement | None:
+        return _find_payout_settlement(self._connection, payout_id)
 
-    def add_commit_listener(self, listener: Callable[[], None]) -> None:
-        self._committer.add_commit_listener(listener)
+    def payout_resolution(self, payout: Payout) -> tuple[Phase, int] | None:
+        return _find_payout_resolution(self._connection, payout)
+
+
+class GiftsReader:
+    """The read side: wallets, statements, sessions, the feed, leaderboards, payouts, the outbox.
+
+    Reads run on their own connection, which WAL lets run beside the writer (in this process
+    or in the ledger process).
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.reader = SqliteDatabase(path, synchronous=synchronous)
+
+    @classmethod
+    def of_service(cls, root: Path | None = None) -> GiftsReader:
+        return cls(database_path(root))
 
     def close(self) -> None:
-        self._committer.close()
-        self._writer.close()
         self.reader.close()
 
     @contextmanager
@@ -673,63 +767,153 @@ class GiftsStore:
     # Read side -----------------------------------------------------------------------------
 
     def wallet(self, user_id: str) -> Wallet:
-        purposes = {Account.of_user(user_id, purpose).name: purpose
-                    for purpose in (Purpose.COINS, Purpose.DIAMONDS_ON_HOLD, Purpose.DIAMONDS)}
+        purposes = {Account.of_user(user_id, purpose).name: purpose for purpose in _WALLET_PURPOSES}
+        marks = ",".join("?" * len(purposes))
         with self._read() as connection:
-            rows = connection.execute(f"SELECT * FROM account WHERE name IN ({','.join('?' * len(purposes))})",
-                                      tuple(purposes)).fetchall()
-        return Wallet(user_id, {purposes[row["name"]]: _balance(row) for row in rows})
+            rows = connection.execute(f"SELECT * FROM account WHERE name IN ({marks})", tuple(purposes)).fetchall()
+            latest = connection.execute(
+                f"SELECT MAX(created_at_us) FROM (SELECT MAX(created_at_us) AS created_at_us FROM transfer "
+                f"WHERE debit_account IN ({marks}) UNION ALL SELECT MAX(created_at_us) FROM transfer "
+                f"WHERE credit_account IN ({marks}))", (*purposes, *purposes)).fetchone()[0]
+        return Wallet(user_id, {purposes[row["name"]]: _balance(row) for row in rows}, latest or 0)
 
-    def statement(self, user_id: str, *, before_id: int | None, limit: int) -> list[Entry]:
-        """The user's transfers, newest first, strictly before `before_id`."""
-        names = tuple(Account.of_user(user_id, purpose).name
-                      for purpose in (Purpose.COINS, Purpose.DIAMONDS_ON_HOLD, Purpose.DIAMONDS))
-        bound = before_id if before_id is not None else 2**63 - 1
+    def statement(self, user_id: str, *, before_id: int | None, limit: int, codes: frozenset[Code] | None = None,
+                  purposes: frozenset[Purpose] = _WALLET_PURPOSES, request_id: str | None = None
+                  ) -> list[StatementLine]:
+        """The wallet's entries, newest first, strictly before `before_id`.
+
+        A pending entry appears once, with how it was resolved; the resolving rows are left out.
+        """
+        names = tuple(Account.of_user(user_id, purpose).name for purpose in purposes)
         marks = ",".join("?" * len(names))
+        code_filter, code_values = "", tuple[str, ...]()
+        if codes is not None:
+            code_filter = f"AND transfer.code IN ({','.join('?' * len(codes))})"
+            code_values = tuple(code.value for code in codes)
+        if request_id is not None:
+            code_filter += " AND transfer.request_id = ?"
+            code_values += (request_id,)
         with self._read() as connection:
             rows = connection.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM transfer WHERE id < ? AND "
-                f"(debit_account IN ({marks}) OR credit_account IN ({marks})) ORDER BY id DESC LIMIT ?",
-                (bound, *names, *names, limit)).fetchall()
-        return [_entry(row) for row in rows]
+                f"SELECT {_ENTRY_COLUMNS}, resolution.phase AS resolution, gift.live_id AS live_id, "
+                "gift.creator AS creator, payout.payout_id AS payout_id FROM transfer "
+                "LEFT JOIN transfer AS resolution ON resolution.pending_id = transfer.id "
+                "LEFT JOIN gift ON gift.gift_id = transfer.gift_id "
+                "LEFT JOIN payout ON payout.request_id = transfer.request_id AND transfer.code = 'PAYOUT_DIAMONDS' "
+                f"WHERE transfer.id < ? AND transfer.pending_id IS NULL {code_filter} "
+                f"AND (transfer.debit_account IN ({marks}) OR transfer.credit_account IN ({marks})) "
+                "ORDER BY transfer.id DESC LIMIT ?",
+                (before_id if before_id is not None else 2**63 - 1, *code_values, *names, *names, limit)).fetchall()
+        return [StatementLine(_entry(row), Phase(row["resolution"]) if row["resolution"] else None, row["live_id"],
+                              row["creator"], row["payout_id"]) for row in rows]
+
+    def request_statement(self, user_id: str, request_id: str) -> list[StatementLine]:
+        """The wallet's entries written by one request, oldest first."""
+        return sorted((line for line in self.statement(user_id, before_id=None, limit=MAX_REQUEST_ENTRIES,
+                                                        request_id=request_id)),
+                      key=lambda line: line.entry.transfer_id)
+
+    def top_up_of_entry(self, user_id: str, transfer_id: int) -> str | None:
+        """The top-up whose coin credit is this wallet entry."""
+        with self._read() as connection:
+            row = connection.execute(
+                "SELECT top_up.top_up_id FROM transfer JOIN top_up ON top_up.request_id = transfer.request_id "
+                "WHERE transfer.id = ? AND transfer.code = 'TOP_UP_COINS' AND top_up.user_id = ?",
+                (transfer_id, user_id)).fetchone()
+        return row[0] if row else None
 
     def live(self, live_id: str) -> LiveSession | None:
         with self._read() as connection:
             row = connection.execute("SELECT * FROM live_session WHERE live_id = ?", (live_id,)).fetchone()
         return _live(row) if row else None
 
+    def live_summary(self, live_id: str) -> LiveSummary | None:
+        with self._read() as connection:
+            row = connection.execute("SELECT * FROM live_session WHERE live_id = ?", (live_id,)).fetchone()
+            if row is None:
+                return None
+            gifts, diamonds = connection.execute(
+                "SELECT COUNT(DISTINCT CASE WHEN t.code = 'GIFT_DIAMONDS' THEN g.gift_id END) "
+                "  - COUNT(DISTINCT CASE WHEN t.code = 'GIFT_DIAMONDS_REVERSAL' THEN g.gift_id END), "
+                "COALESCE(SUM(CASE t.code WHEN 'GIFT_DIAMONDS' THEN t.amount ELSE -t.amount END), 0) "
+                "FROM gift AS g JOIN transfer AS t ON t.gift_id = g.gift_id WHERE g.live_id = ? "
+                "AND t.phase IN ('POSTED', 'POST_PENDING') AND t.code IN ('GIFT_DIAMONDS', 'GIFT_DIAMONDS_REVERSAL')",
+                (live_id,)).fetchone()
+        return LiveSummary(_live(row), gifts, diamonds)
+
+    def lives(self, *, host: str | None, before_live_id: str | None, limit: int, state: LiveState | None = None,
+              now_us: int = 0) -> list[LiveSession]:
+        """Sessions newest first (live ids are time-ordered), of one host or of all."""
+        filters, parameters = ["live_id < ?"], list[object]([before_live_id or "~"])
+        if host is not None:
+            filters.append("host = ?")
+            parameters.append(host)
+        if state is LiveState.LIVE:
+            filters.append("ended_at_us IS NULL AND deadline_us > ?")
+            parameters.append(now_us)
+        elif state is LiveState.ENDED:
+            filters.append("(ended_at_us IS NOT NULL OR deadline_us <= ?)")
+            parameters.append(now_us)
+        with self._read() as connection:
+            rows = connection.execute(f"SELECT * FROM live_session WHERE {' AND '.join(filters)} "
+                                      "ORDER BY live_id DESC LIMIT ?", (*parameters, limit)).fetchall()
+        return [_live(row) for row in rows]
+
     def feed(self, live_id: str, *, after_sequence: int, limit: int) -> list[FeedItem]:
         with self._read() as connection:
             rows = connection.execute(
-                "SELECT f.sequence, f.live_id, f.gift_id, g.sender, g.catalog_gift, g.count, g.coins, g.diamonds, "
-                "f.posted_at_us FROM gift_feed AS f JOIN gift AS g USING (gift_id) "
+                "SELECT f.sequence, f.live_id, f.gift_id, g.request_id, g.sender, g.creator, g.catalog_gift, g.count, "
+                "g.coins, g.fee_coins, g.diamonds, g.sent_at_us, f.posted_at_us "
+                "FROM gift_feed AS f JOIN gift AS g USING (gift_id) "
                 "WHERE f.live_id = ? AND f.sequence > ? ORDER BY f.sequence LIMIT ?",
                 (live_id, after_sequence, limit)).fetchall()
         return [FeedItem(*row) for row in rows]
 
-    def leaderboard(self, *, party: Party, limit: int, live_id: str | None = None, creator: str | None = None,
-                    since_us: int | None = None, until_us: int | None = None) -> list[LeaderboardEntry]:
-        """Coins given (or received), from the gift legs of the ledger minus their reversals.
+    def leaderboard(self, *, party: Party, limit: int, offset: int = 0, live_id: str | None = None,
+                    creator: str | None = None, since_us: int | None = None,
+                    until_us: int | None = None) -> list[LeaderboardEntry]:
+        """Gifters by coins given, or creators by diamonds earned, from the gift legs of the
+        ledger minus their reversals. Ties share a rank.
 
         Held gifts count once posted; voided and expired ones never post, so never count.
         """
-        column = "g.sender" if party is Party.GIFTER else "g.creator"
+        legs: tuple[Code, ...]
+        if party is Party.GIFTER:
+            column, legs = "g.sender", (Code.GIFT_FEE, Code.GIFT_SHARE)
+        else:
+            column, legs = "g.creator", (Code.GIFT_DIAMONDS,)
+        reversals = tuple(GIFT_REVERSAL_CODES[leg] for leg in legs)
         filters, parameters = ["1 = 1"], []
         for clause, value in (("g.live_id = ?", live_id), ("g.creator = ?", creator),
                               ("g.sent_at_us >= ?", since_us), ("g.sent_at_us < ?", until_us)):
             if value is not None:
                 filters.append(clause)
                 parameters.append(value)
+        codes = ",".join(f"'{code.value}'" for code in legs + reversals)
+        credits = ",".join(f"'{code.value}'" for code in legs)
         with self._read() as connection:
             rows = connection.execute(
-                f"SELECT {column} AS party, SUM(CASE WHEN t.code IN ('GIFT_FEE', 'GIFT_SHARE') THEN t.amount "
-                "ELSE -t.amount END) AS net_coins "
-                "FROM gift AS g JOIN transfer AS t ON t.gift_id = g.gift_id "
-                "WHERE t.phase IN ('POSTED', 'POST_PENDING') "
-                "AND t.code IN ('GIFT_FEE', 'GIFT_SHARE', 'GIFT_FEE_REVERSAL', 'GIFT_SHARE_REVERSAL') "
-                f"AND {' AND '.join(filters)} GROUP BY party HAVING net_coins > 0 ORDER BY net_coins DESC, party LIMIT ?",
-                (*parameters, limit)).fetchall()
-        return [LeaderboardEntry(rank, row["party"], row["net_coins"]) for rank, row in enumerate(rows, start=1)]
+                f"SELECT party, net, RANK() OVER (ORDER BY net DESC) AS rank FROM ("
+                f"  SELECT {column} AS party, SUM(CASE WHEN t.code IN ({credits}) THEN t.amount ELSE -t.amount END)"
+                "   AS net FROM gift AS g JOIN transfer AS t ON t.gift_id = g.gift_id "
+                f"  WHERE t.phase IN ('POSTED', 'POST_PENDING') AND t.code IN ({codes}) AND {' AND '.join(filters)} "
+                "   GROUP BY party HAVING net > 0"
+                ") ORDER BY net DESC, party LIMIT ? OFFSET ?", (*parameters, limit, offset)).fetchall()
+        return [LeaderboardEntry(row["rank"], row["party"], row["net"]) for row in rows]
+
+    def payouts(self, user_id: str, *, before_payout_id: str | None, limit: int,
+                state: PayoutState | None = None) -> list[PayoutResult]:
+        """The user's payouts, newest first (payout ids are time-ordered), optionally in one state."""
+        resolved = ("SELECT phase FROM transfer AS r WHERE r.pending_id = payout.cash_transfer_id")
+        state_filter = {None: "", PayoutState.PENDING: f"AND NOT EXISTS ({resolved})",
+                        PayoutState.POSTED: f"AND 'POST_PENDING' IN ({resolved})",
+                        PayoutState.VOIDED: f"AND ({resolved}) IN ('VOID_PENDING', 'EXPIRE_PENDING')"}[state]
+        with self._read() as connection:
+            rows = connection.execute(f"SELECT * FROM payout WHERE user_id = ? AND payout_id < ? {state_filter} "
+                                      "ORDER BY payout_id DESC LIMIT ?",
+                                      (user_id, before_payout_id or "~", limit)).fetchall()
+            outcomes = _ReadPayouts(connection)
+            return [current_payout(outcomes, _payout(row)) for row in rows]
 
     def gift_state(self, gift_id: str) -> tuple[SentGift, GiftState] | None:
         with self._read() as connection:
@@ -750,37 +934,102 @@ class GiftsStore:
             state = GiftState.POSTED
         return _gift(row), state
 
-    def payout_state(self, payout_id: str) -> tuple[Payout, PayoutState] | None:
+    def payout(self, payout_id: str) -> PayoutResult | None:
         with self._read() as connection:
-            row = connection.execute("SELECT * FROM payout WHERE payout_id = ?", (payout_id,)).fetchone()
-            if row is None:
-                return None
-            resolution = connection.execute("SELECT phase FROM transfer WHERE pending_id = ?",
-                                            (row["cash_transfer_id"],)).fetchone()
-        state = {None: PayoutState.PENDING, Phase.POST_PENDING.value: PayoutState.PAID,
-                 Phase.VOID_PENDING.value: PayoutState.FAILED,
-                 Phase.EXPIRE_PENDING.value: PayoutState.EXPIRED}[resolution[0] if resolution else None]
-        return _payout(row), state
+            payout = _find_payout(connection, payout_id)
+            return None if payout is None else current_payout(_ReadPayouts(connection), payout)
 
-    def account_facts(self, user_id: str) -> AccountFacts:
+    def account_standing(self, user_id: str) -> AccountStanding:
         with self._read() as connection:
             row = connection.execute("SELECT * FROM account_facts WHERE user_id = ?", (user_id,)).fetchone()
-        return _facts(user_id, row)
+        if row is None:
+            return AccountStanding(_facts(user_id, None), 0, "")
+        return AccountStanding(_facts(user_id, row), row["updated_at_us"], row["updated_by"])
 
     # The audit outbox, for `AuditRelay` -----------------------------------------------------
 
     def audit_events_after(self, sequence: int, limit: int) -> list[RecordedAuditEvent]:
         with self._read() as connection:
+            log_id = connection.execute("SELECT log_id FROM audit_delivery").fetchone()[0]
             rows = connection.execute("SELECT sequence, event FROM audit_outbox WHERE sequence > ? "
                                       "ORDER BY sequence LIMIT ?", (sequence, limit)).fetchall()
-        return [RecordedAuditEvent(row[0], _audit_event(json.loads(row[1]))) for row in rows]
+        return [RecordedAuditEvent(row[0], str(uuid.uuid5(AUDIT_EVENT_NAMESPACE, f"{log_id}/{row[0]}")),
+                                   _audit_event(json.loads(row[1]))) for row in rows]
 
     def audit_delivered_through(self) -> int:
         with self._read() as connection:
             return int(connection.execute("SELECT delivered_through FROM audit_delivery").fetchone()[0])
 
     def mark_audit_delivered(self, sequence: int) -> None:
-        def advance(tx: Transaction) -> None:
+        # The relay's own bookmark, not ledger data: a tiny write beside the ledger's writer,
+        # which SQLite serialises with it (the writer holds the lock only while committing).
+        with self.reader.transaction() as tx:
             tx.execute("UPDATE audit_delivery SET delivered_through = MAX(delivered_through, ?)", (sequence,))
 
-        self._committer.submit(advance).result()
+
+class GiftsStore(GiftsReader):
+    """Owns the gifts database: the group-committing writer, and a reader beside it.
+
+    One process at a time owns the writer (it migrates the schema on opening); any number
+    of `GiftsReader`s may read beside it.
+    """
+
+    def __init__(self, *, root: Path | None = None, synchronous: str = "FULL",
+                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        writer = open_service_database(SERVICE, MIGRATIONS, synchronous=synchronous, root=root)
+        self._writer = writer
+        super().__init__(writer.path, synchronous=synchronous)
+        with writer.transaction() as tx:
+            # The hot set (platform accounts, recent index pages) must stay in memory.
+            tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            for account in PLATFORM_ACCOUNTS:
+                SqliteUnitOfWork(tx).open_account(account, 0)
+        self._committer = GroupCommitter(writer, max_batch=max_batch, name="gifts-commit")
+        # Written only on the committer thread: by units, then swapped out after each commit.
+        self._touched_lives: set[str] = set()
+        self._live_listeners: list[Callable[[frozenset[str]], None]] = []
+        self._committer.add_commit_listener(self._tell_live_listeners)
+
+    def submit(self, work: Callable[[GiftsUnitOfWork], R], *,
+               on_refused: Callable[[GiftsUnitOfWork, DomainError], None] | None = None,
+               trace_id: str = "") -> Future[R]:
+        """Run `work` in the next durable batch; the future resolves after its COMMIT."""
+        unit, refused = self._units(on_refused, trace_id)
+        return self._committer.submit(lambda tx: work(unit(tx)), on_refused=refused)
+
+    def _units(self, on_refused: Callable[[GiftsUnitOfWork, DomainError], None] | None, trace_id: str
+               ) -> tuple[Callable[[Transaction], SqliteUnitOfWork], RefusalRecorder | None]:
+        def unit(tx: Transaction) -> SqliteUnitOfWork:
+            return SqliteUnitOfWork(tx, trace_id=trace_id, touched_lives=self._touched_lives)
+
+        refused = None if on_refused is None else (lambda tx, error: on_refused(unit(tx), error))
+        return unit, refused
+
+    async def run(self, work: Callable[[GiftsUnitOfWork], R], *,
+                  on_refused: Callable[[GiftsUnitOfWork, DomainError], None] | None = None,
+                  trace_id: str = "") -> R:
+        """`submit` for asyncio callers, woken together with the rest of their batch."""
+        unit, refused = self._units(on_refused, trace_id)
+        return await self._committer.run(lambda tx: work(unit(tx)), on_refused=refused)
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` on the committer thread after each commit, before anyone hears of it."""
+        self._committer.add_commit_listener(listener)
+
+    def add_live_listener(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Call `listener(live_ids)` on the committer thread after a commit that added gifts
+        to, or ended, those LIVE sessions. It must be quick and thread-safe."""
+        self._live_listeners.append(listener)
+
+    def _tell_live_listeners(self) -> None:
+        if not self._touched_lives:
+            return
+        touched = frozenset(self._touched_lives)
+        self._touched_lives.clear()
+        for listener in self._live_listeners:
+            listener(touched)
+
+    def close(self) -> None:
+        self._committer.close()
+        self._writer.close()
+        super().close()

@@ -103,7 +103,7 @@ def _record(uow: GiftsUnitOfWork, gifts: list[tuple[str, str, int, int]]) -> Non
         if uow.live(live_id) is None:
             uow.insert_live(LiveSession(live_id, recipient, "t", 0, NOW + DAY_US, ""))
         uow.claim_request(f"r{index}", "SendGift", sender, {}, at)
-        uow.insert_gift(SentGift(f"g{index}", f"r{index}", live_id, sender, recipient, "rose", 1, coins, 0, at, ""))
+        uow.insert_gift(SentGift(f"g{index}", f"r{index}", live_id, sender, recipient, "rose", 1, coins, 0, 0, at, ""))
 
 
 @settings(max_examples=60, deadline=None)

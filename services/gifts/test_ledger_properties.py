@@ -93,7 +93,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.h.set_facts(AccountFacts("v0", joined_at_us=old))  # one veteran: large gifts go through
         for user in VIEWERS + HOSTS:
             self.h.top_up(user, "coins-5000")
-        self.effects = len(VIEWERS + HOSTS)  # requests seen to take effect; each claims one request row
+        # Requests seen to take effect, each claiming one request row: LIVE starts and top-ups so far.
+        self.effects = len(HOSTS) + len(VIEWERS + HOSTS)
 
     def teardown(self) -> None:
         self.h.app.close()
@@ -115,10 +116,12 @@ class LedgerMachine(RuleBasedStateMachine):
             assert session is not None
             if session.state_at(epoch_us(self.h.clock())).value == "ENDED":
                 self.lives[host] = self.h.go_live(host, identity_verified=True).live_id
+                self.effects += 1
 
     @rule(target=top_ups, user=st.sampled_from(VIEWERS + HOSTS), pack=st.sampled_from(PACKS))
     def top_up(self, user: str, pack: str) -> Any:
-        result = self._run("top_up", TopUpCoins(adult(user), str(uuid.uuid4()), self.h.receipt(user, pack)))
+        command = TopUpCoins(adult(user), str(uuid.uuid4()), pack, "local", self.h.receipt(user, pack))
+        result = self._run("top_up", command)
         return result.top_up_id if result else multiple()
 
     @rule(target=applied, sender=st.sampled_from(VIEWERS + HOSTS), host=st.sampled_from(HOSTS),
@@ -156,9 +159,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def review(self, gift_id: str, approve: bool) -> None:
         self._run("review_held_gift", ReviewHeldGift(ADMIN, str(uuid.uuid4()), gift_id, approve))
 
-    @rule(target=payouts, host=st.sampled_from(HOSTS), eur_cents=st.sampled_from([100, 1_000, 5_000]))
-    def request_payout(self, host: str, eur_cents: int) -> Any:
-        result = self._run("request_payout", RequestPayout(adult(host), str(uuid.uuid4()), eur_cents))
+    @rule(target=payouts, host=st.sampled_from(HOSTS), diamonds=st.sampled_from([200, 2_000, 10_000]))
+    def request_payout(self, host: str, diamonds: int) -> Any:
+        result = self._run("request_payout", RequestPayout(adult(host), str(uuid.uuid4()), diamonds))
         return result.payout_id if result else multiple()
 
     @rule(payout_id=payouts, paid=st.booleans())
@@ -209,7 +212,7 @@ class LedgerMachine(RuleBasedStateMachine):
             sweeps = connection.execute("SELECT COUNT(*) FROM request WHERE operation = 'Sweep'").fetchone()[0]
             gifts_per_request = connection.execute(
                 "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM gift GROUP BY request_id)").fetchone()[0]
-        assert claimed == self.effects  # LIVE starts and facts carry no request id
+        assert claimed == self.effects  # facts carry no request id
         assert answered == claimed + sweeps
         assert gifts_per_request in (None, 1)
 

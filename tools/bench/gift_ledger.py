@@ -24,9 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from libs.auth.principal import Principal, Role
 from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
-from services.gifts.eligibility import AccountFacts
 from services.gifts.fraud import FraudPolicy
-from services.gifts.gifting import Gifting, SendGift, SetAccountFacts, StartLive, TopUpCoins, epoch_us
+from services.gifts.gifting import Gifting, SendGift, StartLive, TopUpCoins, UpdateAccountFacts, epoch_us
 from services.gifts.payments import LocalPaymentProvider, Purchase
 from services.gifts.store import GiftsStore
 
@@ -51,11 +50,13 @@ def _build(root: Path, max_batch: int) -> tuple[GiftsApp, str]:
     signing_key = Ed25519PrivateKey.generate()
     provider = LocalPaymentProvider.with_signing_key(signing_key)
     app = GiftsApp(store=GiftsStore(root=root, synchronous="FULL", max_batch=max_batch),
-                   gifting=Gifting(config, clock=clock, payments=provider), new_request_id=lambda: str(uuid.uuid4()))
+                   gifting=Gifting(config, clock=clock, payments={provider.name: provider}),
+                   new_request_id=lambda: str(uuid.uuid4()))
     gifting = app.gifting
     admin = _principal("ops", Role.ADMIN)
-    app.execute(gifting.set_account_facts, SetAccountFacts(admin, AccountFacts("host", follower_count=10_000))).result()
-    live = app.execute(gifting.start_live, StartLive(_principal("host"), "bench")).result()
+    app.execute(gifting.update_account_facts,
+                UpdateAccountFacts(admin, "host", {"follower_count": 10_000})).result()
+    live = app.execute(gifting.start_live, StartLive(_principal("host"), str(uuid.uuid4()), "bench")).result()
     pack = config.catalog.pack("coins-20000")
     assert pack is not None
     futures = []
@@ -63,7 +64,8 @@ def _build(root: Path, max_batch: int) -> tuple[GiftsApp, str]:
         user = f"viewer-{index}"
         receipt = provider.issue_receipt(Purchase(str(uuid.uuid4()), user, pack.pack_id, pack.coins,
                                                   pack.price_eur_cents, epoch_us(clock())))
-        futures.append(app.execute(gifting.top_up, TopUpCoins(_principal(user), str(uuid.uuid4()), receipt)))
+        command = TopUpCoins(_principal(user), str(uuid.uuid4()), pack.pack_id, provider.name, receipt)
+        futures.append(app.execute(gifting.top_up, command))
     for future in futures:
         future.result()
     return app, live.live_id

@@ -1,0 +1,248 @@
+"""Gifts domain values to and from the limelight.gifts.v1 messages: names, enums, timestamps.
+
+Request shapes are already checked by protovalidate in the kit; what is left here is
+splitting resource names and mapping enums, with an InvalidArgument naming the field when
+a value the proto allows means nothing to the domain.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from libs.errors import InvalidArgument
+from limelight.gifts.v1 import gifts_pb2, live_pb2, payouts_pb2, standing_pb2, wallet_pb2
+from services.gifts.catalog import CatalogGift, CoinPack
+from services.gifts.eligibility import AccountCategory
+from services.gifts.gifting import GiftResult, GiftState, PayoutResult, PayoutState
+from services.gifts.ledger import Code, GiftRates, Phase, Purpose, split_gift
+from services.gifts.live import EndReason, LiveSession, LiveState
+from services.gifts.views import AccountStanding, FeedItem, LeaderboardEntry, Party, StatementLine, Wallet
+
+
+def timestamp(us: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMicroseconds(us)
+    return stamp
+
+
+def name_parts(name: str, *, field: str, shape: tuple[str, ...]) -> list[str]:
+    """The ids in `name`, for a shape like ("creators", None, "lives", None) given as literals."""
+    parts = name.split("/")
+    if len(parts) != len(shape) or any(literal and part != literal for part, literal in zip(parts, shape)):
+        raise InvalidArgument.for_field(field, f"must look like {'/'.join(p or '{id}' for p in shape)}")
+    return [part for part, literal in zip(parts, shape) if not literal]
+
+
+LIVE_NAME = ("creators", "", "lives", "")
+GIFT_TRANSFER_NAME = ("creators", "", "lives", "", "giftTransfers", "")
+WALLET_NAME = ("users", "", "wallet")
+TRANSACTION_NAME = ("users", "", "wallet", "transactions", "")
+PAYOUT_NAME = ("users", "", "payouts", "")
+STANDING_NAME = ("users", "", "standing")
+USER_NAME = ("users", "")
+CREATOR_NAME = ("creators", "")
+
+
+def live_name(session: LiveSession) -> str:
+    return f"creators/{session.host}/lives/{session.live_id}"
+
+
+# LIVE ------------------------------------------------------------------------------------------
+
+_END_REASONS = {
+    EndReason.ENDED_BY_CREATOR: live_pb2.LIVE_END_REASON_ENDED_BY_CREATOR,
+    EndReason.MAX_DURATION_REACHED: live_pb2.LIVE_END_REASON_MAX_DURATION_REACHED,
+    EndReason.STOPPED_BY_PLATFORM: live_pb2.LIVE_END_REASON_STOPPED_BY_PLATFORM,
+}
+LIVE_STATES = {LiveState.LIVE: live_pb2.LIVE_SESSION_STATE_LIVE, LiveState.ENDED: live_pb2.LIVE_SESSION_STATE_ENDED}
+
+
+def live_session(session: LiveSession, now_us: int, *, gift_count: int = 0,
+                 diamonds_earned: int = 0) -> live_pb2.LiveSession:
+    state = session.state_at(now_us)
+    message = live_pb2.LiveSession(
+        name=live_name(session), title=session.title, state=LIVE_STATES[state],
+        start_time=timestamp(session.started_at_us), max_end_time=timestamp(session.deadline_us),
+        gifts_enabled=not session.gifts_barred_reason, gifts_disabled_reason=session.gifts_barred_reason,
+        gift_count=gift_count, diamonds_earned=diamonds_earned,
+    )
+    if state is LiveState.ENDED:
+        ended_by_time = session.ended_at_us is None
+        message.end_reason = _END_REASONS[EndReason(session.end_reason or EndReason.MAX_DURATION_REACHED)]
+        message.end_time.CopyFrom(timestamp(session.deadline_us if ended_by_time else session.ended_at_us or 0))
+    return message
+
+
+# Gifts -----------------------------------------------------------------------------------------
+
+_GIFT_STATES = {
+    GiftState.POSTED: gifts_pb2.GIFT_TRANSFER_STATE_POSTED,
+    GiftState.HELD: gifts_pb2.GIFT_TRANSFER_STATE_HELD,
+    GiftState.REJECTED: gifts_pb2.GIFT_TRANSFER_STATE_VOIDED,
+    GiftState.EXPIRED: gifts_pb2.GIFT_TRANSFER_STATE_VOIDED,
+    GiftState.REVERSED: gifts_pb2.GIFT_TRANSFER_STATE_REVERSED,
+}
+
+
+def catalog_gift(gift: CatalogGift, rates: GiftRates) -> gifts_pb2.Gift:
+    return gifts_pb2.Gift(name=f"gifts/{gift.gift_id}", display_name=gift.display_name, coin_price=gift.coins,
+                          diamond_value=split_gift(gift.coins, rates).diamonds,
+                          asset_uri=f"assets/gifts/{gift.gift_id}.webp", available=True)
+
+
+def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.GiftTransfer:
+    return gifts_pb2.GiftTransfer(
+        name=f"creators/{result.creator}/lives/{result.live_id}/giftTransfers/{result.gift_id}",
+        sequence=result.sequence, gift=f"gifts/{result.catalog_gift}", count=result.count,
+        coins_spent=result.coins, diamonds_credited=result.diamonds, platform_fee_coins=result.fee_coins,
+        state=_GIFT_STATES[GiftState(result.state)], hold_reason=result.hold_reasons.split(",")[0],
+        request_id=request_id, create_time=timestamp(result.sent_at_us),
+    )
+
+
+def gift_transfer_from_feed(item: FeedItem) -> gifts_pb2.GiftTransfer:
+    return gifts_pb2.GiftTransfer(
+        name=f"creators/{item.creator}/lives/{item.live_id}/giftTransfers/{item.gift_id}",
+        sequence=item.sequence, sender=f"users/{item.sender}", gift=f"gifts/{item.catalog_gift}", count=item.count,
+        coins_spent=item.coins, diamonds_credited=item.diamonds, platform_fee_coins=item.fee_coins,
+        state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=item.request_id,
+        create_time=timestamp(item.sent_at_us),
+    )
+
+
+def leaderboard_entry(entry: LeaderboardEntry, party: Party) -> gifts_pb2.LeaderboardEntry:
+    prefix = "users" if party is Party.GIFTER else "creators"
+    return gifts_pb2.LeaderboardEntry(rank=entry.rank, account=f"{prefix}/{entry.user_id}", amount=entry.amount)
+
+
+PARTIES = {gifts_pb2.LEADERBOARD_KIND_TOP_GIFTERS: Party.GIFTER, gifts_pb2.LEADERBOARD_KIND_TOP_CREATORS: Party.CREATOR}
+
+
+# Wallets ---------------------------------------------------------------------------------------
+
+
+def wallet(view: Wallet) -> wallet_pb2.Wallet:
+    message = wallet_pb2.Wallet(
+        name=f"users/{view.user_id}/wallet", coin_balance=view.available(Purpose.COINS),
+        diamonds_on_hold=view.available(Purpose.DIAMONDS_ON_HOLD),
+        diamonds_available=view.available(Purpose.DIAMONDS),
+        diamonds_pending_payout=view.reserved(Purpose.DIAMONDS),
+    )
+    if view.updated_at_us:
+        message.update_time.CopyFrom(timestamp(view.updated_at_us))
+    return message
+
+
+TRANSACTION_KINDS: dict[wallet_pb2.TransactionKind, frozenset[Code]] = {
+    wallet_pb2.TRANSACTION_KIND_TOP_UP: frozenset({Code.TOP_UP_COINS}),
+    wallet_pb2.TRANSACTION_KIND_GIFT_SENT: frozenset({Code.GIFT_FEE, Code.GIFT_SHARE}),
+    wallet_pb2.TRANSACTION_KIND_GIFT_RECEIVED: frozenset({Code.GIFT_DIAMONDS}),
+    wallet_pb2.TRANSACTION_KIND_HOLD_RELEASED: frozenset({Code.DIAMOND_HOLD_RELEASE}),
+    wallet_pb2.TRANSACTION_KIND_PAYOUT: frozenset({Code.PAYOUT_DIAMONDS}),
+    wallet_pb2.TRANSACTION_KIND_REVERSAL: frozenset({Code.TOP_UP_CLAWBACK, Code.GIFT_FEE_REVERSAL,
+                                                     Code.GIFT_SHARE_REVERSAL, Code.GIFT_DIAMONDS_REVERSAL}),
+}
+_KIND_OF_CODE = {code: kind for kind, codes in TRANSACTION_KINDS.items() for code in codes}
+ASSETS: dict[wallet_pb2.Asset, frozenset[Purpose]] = {
+    wallet_pb2.ASSET_COINS: frozenset({Purpose.COINS}),
+    wallet_pb2.ASSET_DIAMONDS: frozenset({Purpose.DIAMONDS_ON_HOLD, Purpose.DIAMONDS}),
+}
+
+
+def transaction(user_id: str, line: StatementLine) -> wallet_pb2.Transaction:
+    entry = line.entry
+    mine = {f"users/{user_id}/accounts/{purpose.slug}" for purpose in Purpose}
+    credited, debited = entry.credit_account in mine, entry.debit_account in mine
+    state = wallet_pb2.TRANSACTION_STATE_POSTED
+    if entry.phase is Phase.PENDING:
+        state = {None: wallet_pb2.TRANSACTION_STATE_PENDING,
+                 Phase.POST_PENDING: wallet_pb2.TRANSACTION_STATE_POSTED}.get(
+            line.resolution, wallet_pb2.TRANSACTION_STATE_VOIDED)
+    related = ""
+    if line.live_id is not None and entry.gift_id is not None:
+        related = f"creators/{line.creator}/lives/{line.live_id}/giftTransfers/{entry.gift_id}"
+    elif line.payout_id is not None:
+        related = f"users/{user_id}/payouts/{line.payout_id}"
+    return wallet_pb2.Transaction(
+        name=f"users/{user_id}/wallet/transactions/{entry.transfer_id}",
+        kind=_KIND_OF_CODE.get(entry.code, wallet_pb2.TRANSACTION_KIND_UNSPECIFIED), state=state,
+        asset=wallet_pb2.ASSET_COINS if entry.currency.value == "COIN" else wallet_pb2.ASSET_DIAMONDS,
+        # An entry between two of the user's own accounts (a hold release) adds to what they can use.
+        amount=-entry.amount if debited and not credited else entry.amount,
+        request_id=entry.request_id, counterparty=entry.credit_account if debited else entry.debit_account,
+        related_resource=related, create_time=timestamp(entry.created_at_us),
+    )
+
+
+def coin_pack(pack: CoinPack) -> wallet_pb2.CoinPack:
+    return wallet_pb2.CoinPack(name=f"coinPacks/{pack.pack_id}", coins=pack.coins, price_minor=pack.price_eur_cents,
+                               currency_code="EUR")
+
+
+# Payouts ---------------------------------------------------------------------------------------
+
+_PAYOUT_STATES = {PayoutState.PENDING: payouts_pb2.PAYOUT_STATE_PENDING,
+                  PayoutState.POSTED: payouts_pb2.PAYOUT_STATE_POSTED,
+                  PayoutState.VOIDED: payouts_pb2.PAYOUT_STATE_VOIDED}
+PAYOUT_STATE_FILTERS = {value: state for state, value in _PAYOUT_STATES.items()}
+
+
+def payout(result: PayoutResult, request_id: str = "") -> payouts_pb2.Payout:
+    message = payouts_pb2.Payout(
+        name=f"users/{result.user_id}/payouts/{result.payout_id}", state=_PAYOUT_STATES[PayoutState(result.state)],
+        diamonds=result.diamonds, amount_minor=result.eur_cents, currency_code="EUR",
+        payout_method=result.payout_method, provider_reference=result.provider_reference,
+        void_reason=result.void_reason, request_id=request_id, create_time=timestamp(result.requested_at_us),
+        expire_time=timestamp(result.expires_at_us),
+    )
+    if result.settled_at_us:
+        message.settle_time.CopyFrom(timestamp(result.settled_at_us))
+    return message
+
+
+# Account standing ------------------------------------------------------------------------------
+
+_CATEGORIES = {
+    AccountCategory.PERSONAL: standing_pb2.ACCOUNT_CATEGORY_PERSONAL,
+    AccountCategory.BUSINESS: standing_pb2.ACCOUNT_CATEGORY_BUSINESS,
+    AccountCategory.POLITICAL: standing_pb2.ACCOUNT_CATEGORY_POLITICAL,
+    AccountCategory.GOVERNMENT: standing_pb2.ACCOUNT_CATEGORY_GOVERNMENT,
+}
+_CATEGORY_OF = {value: category for category, value in _CATEGORIES.items()}
+
+
+def standing(view: AccountStanding) -> standing_pb2.AccountStanding:
+    facts = view.facts
+    message = standing_pb2.AccountStanding(
+        name=f"users/{facts.user_id}/standing", in_good_standing=facts.good_standing,
+        restriction_reason=facts.restriction_reason, category=_CATEGORIES[AccountCategory(facts.category)],
+        identity_verified=facts.identity_verified, updated_by=view.updated_by, follower_count=facts.follower_count,
+    )
+    if facts.joined_at_us is not None:
+        message.account_create_time.CopyFrom(timestamp(facts.joined_at_us))
+    if view.updated_at_us:
+        message.update_time.CopyFrom(timestamp(view.updated_at_us))
+    return message
+
+
+_WRITABLE_STANDING = ("in_good_standing", "restriction_reason", "category", "identity_verified",
+                      "account_create_time", "follower_count")
+
+
+def standing_changes(update: standing_pb2.AccountStanding, paths: list[str]) -> dict[str, object]:
+    """The AccountFacts fields to change, from the fields named in `paths` (all writable when empty)."""
+    fields = set(paths or _WRITABLE_STANDING)
+    changes: dict[str, object] = {}
+    if "category" in fields:
+        if update.category == standing_pb2.ACCOUNT_CATEGORY_UNSPECIFIED:
+            raise InvalidArgument.for_field("standing.category", "must be set when updated")
+        changes["category"] = _CATEGORY_OF[update.category]
+    if "account_create_time" in fields:
+        changes["joined_at_us"] = (update.account_create_time.ToMicroseconds()
+                                   if update.HasField("account_create_time") else None)
+    for proto_field, fact in (("follower_count", "follower_count"), ("in_good_standing", "good_standing"),
+                              ("restriction_reason", "restriction_reason"),
+                              ("identity_verified", "identity_verified")):
+        if proto_field in fields:
+            changes[fact] = getattr(update, proto_field)
+    return changes
