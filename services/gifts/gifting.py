@@ -49,7 +49,7 @@ from services.gifts.ledger import (
     gift_orders,
     split_gift,
 )
-from services.gifts.live import EndReason, LiveAlreadyOpen, LiveSession, LiveSessions, LiveState, require_live
+from services.gifts.live import EndReason, LiveSession, LiveSessions, LiveState, require_live
 from services.gifts.payments import PaymentProvider, ReceiptRejected
 
 Clock = Callable[[], dt.datetime]

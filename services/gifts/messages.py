@@ -101,12 +101,13 @@ def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.
 
 
 def gift_transfer_from_feed(item: FeedItem) -> gifts_pb2.GiftTransfer:
+    gift = item.gift
     return gifts_pb2.GiftTransfer(
-        name=f"creators/{item.creator}/lives/{item.live_id}/giftTransfers/{item.gift_id}",
-        sequence=item.sequence, sender=f"users/{item.sender}", gift=f"gifts/{item.catalog_gift}", count=item.count,
-        coins_spent=item.coins, diamonds_credited=item.diamonds, platform_fee_coins=item.fee_coins,
-        state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=item.request_id,
-        create_time=timestamp(item.sent_at_us),
+        name=f"creators/{gift.creator}/lives/{gift.live_id}/giftTransfers/{gift.gift_id}",
+        sequence=item.sequence, sender=f"users/{gift.sender}", gift=f"gifts/{gift.catalog_gift}", count=gift.count,
+        coins_spent=gift.coins, diamonds_credited=gift.diamonds, platform_fee_coins=gift.fee_coins,
+        state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=gift.request_id,
+        create_time=timestamp(gift.sent_at_us),
     )
 
 

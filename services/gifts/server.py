@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
@@ -269,7 +270,9 @@ def _new_request_id() -> str:
 
 
 def build(runtime: ServiceRuntime) -> ServiceDefinition:
-    return GiftsService(runtime).definition()
+    """`LIMELIGHT_GIFTS_LEDGER=in-process` keeps the committer in this process (one core)."""
+    in_process = os.environ.get("LIMELIGHT_GIFTS_LEDGER", "process") == "in-process"
+    return GiftsService(runtime, ledger_process=not in_process).definition()
 
 
 # Servicers -------------------------------------------------------------------------------------

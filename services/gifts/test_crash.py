@@ -32,7 +32,6 @@ from limelight.gifts.v1 import wallet_pb2, wallet_pb2_grpc
 from services.gifts.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
 
-REPO = Path(__file__).resolve().parents[2]
 SENDERS = 32
 LOAD_SECONDS = 1.5
 
@@ -50,8 +49,10 @@ class GiftsProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        # This interpreter's path, so the child finds the code and the stubs wherever they are
+        # (a checkout with gen/, or Bazel's runfiles).
         env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.root), "LIMELIGHT_GIFTS_PORT": str(self.port),
-               "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "gen")])}
+               "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         code = ("from libs.kit.server import run_service_process\n"
                 "from services.gifts.server import build\n"
                 "run_service_process('gifts', build)\n")

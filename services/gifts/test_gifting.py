@@ -354,7 +354,7 @@ def test_an_approved_held_gift_reaches_the_creator(harness: Harness) -> None:
     assert harness.app.execute(harness.gifting.review_held_gift, review).result().state == GiftState.POSTED
     assert harness.store.wallet("carol").available(Purpose.DIAMONDS_ON_HOLD) == 5_000
     assert harness.store.wallet("newbie").available(Purpose.COINS) == 0
-    assert [item.gift_id for item in harness.store.feed(live_id, after_sequence=0, limit=10)] == [held.gift_id]
+    assert [item.gift.gift_id for item in harness.store.feed(live_id, after_sequence=0, limit=10)] == [held.gift_id]
     again = ReviewHeldGift(ADMIN, str(uuid.uuid4()), held.gift_id, approve=False)
     assert refusal(harness.app.execute(harness.gifting.review_held_gift, again).result).reason == "GIFT_NOT_HELD"
 
@@ -539,7 +539,7 @@ def test_the_feed_resumes_after_its_cursor_without_gaps_or_repeats(harness: Harn
         send(harness, "alice", other.live_id, "rose")
     first = harness.store.feed(session.live_id, after_sequence=0, limit=3)
     rest = harness.store.feed(session.live_id, after_sequence=first[-1].sequence, limit=100)
-    assert [item.gift_id for item in first + rest] == sent
+    assert [item.gift.gift_id for item in first + rest] == sent
     assert all(a.sequence < b.sequence for a, b in zip(first + rest, (first + rest)[1:]))
 
 

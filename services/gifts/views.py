@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from libs.errors import InvalidArgument
 from services.gifts.eligibility import AccountFacts
+from services.gifts.gifting import SentGift
 from services.gifts.ledger import Balance, Entry, Phase, Purpose
 from services.gifts.live import LiveSession
 
@@ -40,19 +41,11 @@ class Wallet:
 
 @dataclass(frozen=True)
 class FeedItem:
+    """A gift as the LIVE overlay sees it: its place in the session's feed, and the gift."""
+
     sequence: int
-    live_id: str
-    gift_id: str
-    request_id: str
-    sender: str
-    creator: str
-    catalog_gift: str
-    count: int
-    coins: int
-    fee_coins: int
-    diamonds: int
-    sent_at_us: int
     posted_at_us: int
+    gift: SentGift
 
 
 @dataclass(frozen=True)

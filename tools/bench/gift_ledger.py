@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from libs.auth.principal import Principal, Role
 from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
+from services.gifts.engine import InProcessLedger
 from services.gifts.fraud import FraudPolicy
 from services.gifts.gifting import Gifting, SendGift, StartLive, TopUpCoins, UpdateAccountFacts, epoch_us
 from services.gifts.payments import LocalPaymentProvider, Purchase
@@ -72,6 +73,7 @@ def _build(root: Path, max_batch: int) -> tuple[GiftsApp, str]:
 
 
 async def _drive(app: GiftsApp, live_id: str, seconds: float, in_flight: int) -> tuple[int, list[float]]:
+    ledger = InProcessLedger(app)
     senders = [_principal(f"viewer-{index}") for index in range(SENDERS)]
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []
@@ -81,7 +83,7 @@ async def _drive(app: GiftsApp, live_id: str, seconds: float, in_flight: int) ->
         while time.perf_counter() < deadline:
             command = SendGift(senders[turn % SENDERS], str(uuid.uuid4()), live_id, GIFT, 1)
             started = time.perf_counter()
-            await app.run(app.gifting.send_gift, command)
+            await ledger.run(Gifting.send_gift, command, trace_id="", now_us=0)
             latencies.append(time.perf_counter() - started)
             turn += in_flight
 

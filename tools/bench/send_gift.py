@@ -12,7 +12,9 @@ calls in flight against one of them with the same SendGiftRequest and bearer tok
 - kit echo: the same echo behind the service kit (tracing, token check, protovalidate), the
   most any kit-built service can do per call on this machine;
 - SendGift: the gifts service, durable (synchronous=FULL, group commit in its ledger
-  process), every rule and audit record included.
+  process), every rule and audit record included;
+- SendGift with the committer in the server's own process (`LIMELIGHT_GIFTS_LEDGER=in-process`),
+  the design the ledger process replaced.
 
 Prints the table (best round of each) and SendGift as a ratio to both echoes.
 """
@@ -42,7 +44,7 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.telemetry import configure_telemetry
-from limelight.gifts.v1 import gifts_pb2, gifts_pb2_grpc, live_pb2, live_pb2_grpc, standing_pb2, standing_pb2_grpc
+from limelight.gifts.v1 import gifts_pb2, live_pb2, live_pb2_grpc, standing_pb2, standing_pb2_grpc
 from limelight.gifts.v1 import wallet_pb2, wallet_pb2_grpc
 from services.gifts.payments import LocalPaymentProvider, Purchase
 from tools.bench.grpc_load import LoadResult, drive, print_result, ratio_table, run_load_process
@@ -55,6 +57,7 @@ GIFT = "gifts/doughnut"  # 30 coins: a fee leg, a share leg and a diamond leg
 BASELINE = "traced bare grpc.aio echo"
 KIT_ECHO = "kit echo (tracing, auth, validation)"
 GIFTS = "SendGift (durable, every rule)"
+GIFTS_IN_PROCESS = "SendGift, committer in-process"
 
 
 # Servers ---------------------------------------------------------------------------------------
@@ -121,8 +124,8 @@ async def _until_sigterm() -> None:
     await stopping.wait()
 
 
-def _spawn(arguments: list[str], root: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "LIMELIGHT_DATA_DIR": str(root), "LIMELIGHT_TRACE_SAMPLE_RATIO": "1.0"}
+def _spawn(arguments: list[str], root: Path, **settings: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "LIMELIGHT_DATA_DIR": str(root), "LIMELIGHT_TRACE_SAMPLE_RATIO": "1.0", **settings}
     process = subprocess.Popen([sys.executable, *arguments], env=env, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     for line in process.stdout:  # the gifts service says "gifts listening on ..." when it is up
@@ -188,25 +191,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--in-flight", type=int, default=64)
     arguments = parser.parse_args()
-    ports = {label: free_port() for label in (BASELINE, KIT_ECHO, GIFTS)}
-    echo_method = f"/{ECHO_SERVICE}/Echo"
-    methods = {BASELINE: echo_method, KIT_ECHO: echo_method, GIFTS: "/limelight.gifts.v1.GiftService/SendGift"}
+    ports = {label: free_port() for label in (BASELINE, KIT_ECHO, GIFTS, GIFTS_IN_PROCESS)}
+    echo_method, send_gift = f"/{ECHO_SERVICE}/Echo", "/limelight.gifts.v1.GiftService/SendGift"
+    methods = {BASELINE: echo_method, KIT_ECHO: echo_method, GIFTS: send_gift, GIFTS_IN_PROCESS: send_gift}
     results: dict[str, list[LoadResult]] = defaultdict(list)
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-send-gift-") as scratch:
-        root = Path(scratch)
-        os.environ["LIMELIGHT_DATA_DIR"] = str(root)
-        os.environ["LIMELIGHT_GIFTS_PORT"] = str(ports[GIFTS])
+        root, in_process_root = Path(scratch) / "ledger-process", Path(scratch) / "in-process"
+        os.environ["LIMELIGHT_DATA_DIR"] = str(root)  # the tokens and receipts the load uses
         servers = [
             _spawn(["-m", MODULE, "serve", "echo", str(ports[BASELINE])], root),
             _spawn(["-m", MODULE, "serve", "kit-echo", str(ports[KIT_ECHO])], root),
-            _spawn(["-m", "tools.cli", "serve", "gifts"], root),
+            _spawn(["-m", "tools.cli", "serve", "gifts"], root, LIMELIGHT_GIFTS_PORT=str(ports[GIFTS])),
+            _spawn(["-m", "tools.cli", "serve", "gifts"], in_process_root, LIMELIGHT_GIFTS_LEDGER="in-process",
+                   LIMELIGHT_GIFTS_PORT=str(ports[GIFTS_IN_PROCESS])),
         ]
         try:
-            live = asyncio.run(prepare_gifts(f"127.0.0.1:{ports[GIFTS]}", root))
+            lives = {label: asyncio.run(prepare_gifts(f"127.0.0.1:{ports[label]}", directory))
+                     for label, directory in ((GIFTS, root), (GIFTS_IN_PROCESS, in_process_root))}
             for round_number in range(arguments.rounds):
                 for label, port in ports.items():
-                    result = run_load_process(MODULE, f"127.0.0.1:{port}", methods[label], live,
-                                              str(arguments.in_flight), str(arguments.seconds))
+                    os.environ["LIMELIGHT_DATA_DIR"] = str(in_process_root if label == GIFTS_IN_PROCESS else root)
+                    result = run_load_process(MODULE, f"127.0.0.1:{port}", methods[label],
+                                              lives.get(label, lives[GIFTS]), str(arguments.in_flight),
+                                              str(arguments.seconds))
                     results[label].append(result)
                     print(f"round {round_number + 1}: {label}: {result.per_second:.0f} calls/s", file=sys.stderr)
         finally:
@@ -217,7 +224,8 @@ def main() -> None:
     print(f"SendGift vs echo, {arguments.in_flight} in flight, {arguments.seconds:.0f} s per run, best of "
           f"{arguments.rounds} interleaved rounds, tracing on, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     print(ratio_table(list(best.items()), best[BASELINE]))
-    print(f"SendGift / kit echo: {best[GIFTS].per_second / best[KIT_ECHO].per_second:.2f}x")
+    print(f"SendGift / kit echo: {best[GIFTS].per_second / best[KIT_ECHO].per_second:.2f}x; ledger process / "
+          f"in-process committer: {best[GIFTS].per_second / best[GIFTS_IN_PROCESS].per_second:.2f}x")
 
 
 if __name__ == "__main__":
