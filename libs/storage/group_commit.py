@@ -65,11 +65,13 @@ class GroupCommitter:
     """Runs units of work on one writer thread and commits them in batches.
 
     `max_batch=1` gives one durable transaction per unit, through the same code path,
-    which is what the benchmark compares against.
+    which is what the benchmark compares against. `threaded=False` starts no thread: the
+    owner calls `commit_queued()` itself (a process whose only job is committing has no use
+    for a second thread, and every hand-over between threads costs the interpreter lock).
     """
 
     def __init__(self, database: SqliteDatabase, *, max_batch: int = DEFAULT_MAX_BATCH,
-                 name: str = "group-commit") -> None:
+                 name: str = "group-commit", threaded: bool = True) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._database = database
@@ -81,8 +83,10 @@ class GroupCommitter:
         self._intake = threading.Lock()
         self._closed = False
         self._commit_listeners: list[Callable[[], None]] = []
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
 
     def submit(self, work: UnitOfWork[T], *, on_refused: RefusalRecorder | None = None) -> Future[T]:
         """Queue `work`; the future resolves once the batch holding it has committed.
@@ -129,13 +133,24 @@ class GroupCommitter:
     def failure(self) -> BaseException | None:
         return self._failure
 
+    def commit_queued(self) -> None:
+        """Commit everything queued so far on the calling thread (for `threaded=False`)."""
+        assert self._thread is None, "a threaded committer commits on its own"
+        while batch := self._take_batch(block=False):
+            self._commit_taken(batch)
+            if self._failure is not None:
+                return
+
     def close(self) -> None:
         """Commit what is queued, then stop the thread; later submits fail with Unavailable."""
         with self._intake:
             if not self._closed:
                 self._closed = True
                 self._queue.put(None)
-        self._thread.join()
+        if self._thread is None:
+            self.commit_queued()
+        else:
+            self._thread.join()
 
     def _unavailable(self) -> Unavailable:
         if self._failure is None:
@@ -147,27 +162,32 @@ class GroupCommitter:
         )
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            live = [s for s in batch if s.future.set_running_or_notify_cancel()]
-            if live:
-                self._commit(live)
+        while (batch := self._take_batch(block=True)) is not None:
+            self._commit_taken(batch)
             if self._failure is not None:
-                self._drain_after_failure()
                 return
+
+    def _take_batch(self, *, block: bool) -> list[_Submitted[Any]] | None:
+        """Up to max_batch queued units, waiting for the first if `block`; None once stopped."""
+        batch: list[_Submitted[Any]] = []
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get() if block and not batch else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # stop: commit what came before it, then nothing more
+                if batch:
+                    self._queue.put(None)  # seen again by the next take, which ends the loop
+                return batch or None
+            batch.append(item)
+        return batch
+
+    def _commit_taken(self, batch: list[_Submitted[Any]]) -> None:
+        live = [s for s in batch if s.future.set_running_or_notify_cancel()]
+        if live:
+            self._commit(live)
+        if self._failure is not None:
+            self._drain_after_failure()
 
     def _commit(self, batch: list[_Submitted[Any]]) -> None:
         try:

@@ -154,3 +154,29 @@ def test_submitting_after_close_is_refused(database: SqliteDatabase) -> None:
     committer.close()
     with pytest.raises(Unavailable):
         committer.submit(_insert("u", 2)).result(5)
+
+
+def test_closing_commits_what_was_queued_before_it(database: SqliteDatabase) -> None:
+    committer = GroupCommitter(database)
+    holder, gate = _hold(committer)
+    queued = [committer.submit(_insert("late", n)) for n in range(5)]
+    closing = threading.Thread(target=committer.close)
+    closing.start()
+    gate.set()
+    closing.join(5)
+    assert not closing.is_alive() and holder.result(5) is True
+    assert [future.result(0) for future in queued] == [1, 2, 3, 4, 5]
+
+
+def test_an_unthreaded_committer_commits_on_the_callers_thread(database: SqliteDatabase) -> None:
+    committer = GroupCommitter(database, threaded=False)
+    commits: list[int] = []
+    committer.add_commit_listener(lambda: commits.append(threading.get_ident()))
+    futures = [committer.submit(_insert("u", n)) for n in range(10)]
+    assert not any(future.done() for future in futures)
+    committer.commit_queued()
+    assert [future.result(0) for future in futures] == list(range(1, 11))
+    assert commits == [threading.get_ident()]
+    committer.close()
+    with pytest.raises(Unavailable):
+        committer.submit(_insert("u", 11)).result(0)

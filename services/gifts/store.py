@@ -974,7 +974,7 @@ class GiftsStore(GiftsReader):
     """
 
     def __init__(self, *, root: Path | None = None, synchronous: str = "FULL",
-                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, threaded: bool = True) -> None:
         writer = open_service_database(SERVICE, MIGRATIONS, synchronous=synchronous, root=root)
         self._writer = writer
         super().__init__(writer.path, synchronous=synchronous)
@@ -983,7 +983,7 @@ class GiftsStore(GiftsReader):
             tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             for account in PLATFORM_ACCOUNTS:
                 SqliteUnitOfWork(tx).open_account(account, 0)
-        self._committer = GroupCommitter(writer, max_batch=max_batch, name="gifts-commit")
+        self._committer = GroupCommitter(writer, max_batch=max_batch, name="gifts-commit", threaded=threaded)
         # Written only on the committer thread: by units, then swapped out after each commit.
         self._touched_lives: set[str] = set()
         self._live_listeners: list[Callable[[frozenset[str]], None]] = []
@@ -1010,6 +1010,10 @@ class GiftsStore(GiftsReader):
         """`submit` for asyncio callers, woken together with the rest of their batch."""
         unit, refused = self._units(on_refused, trace_id)
         return await self._committer.run(lambda tx: work(unit(tx)), on_refused=refused)
+
+    def commit_queued(self) -> None:
+        """With `threaded=False`: commit what was submitted, on this thread."""
+        self._committer.commit_queued()
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener()` on the committer thread after each commit, before anyone hears of it."""
