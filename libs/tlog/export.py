@@ -50,8 +50,8 @@ class ExportBundle:
     leaves: Sequence[ExportedLeaf]
     consistency_proofs: Mapping[int, Sequence[bytes]] = field(default_factory=dict)
     """Proofs from earlier tree sizes (the ones the recipient holds) to the checkpoint's size."""
-    complete: bool = False
-    """True when the export claims every leaf of the checkpoint's tree (an unfiltered export)."""
+    complete_range: tuple[int, int] | None = None
+    """[start, end) when the export is unfiltered and so claims every leaf in that range."""
 
 
 @dataclass(frozen=True)
@@ -233,9 +233,11 @@ def _compare_records(
         if index in committed:
             findings.append(Finding(FindingKind.DELETED, index, "",
                                     f"the event logged at leaf {index} is in this export at no position"))
-    if bundle.complete:
-        for index in range(checkpoint.tree_size):
+    if bundle.complete_range is not None:
+        start, end = bundle.complete_range
+        for index in range(start, min(end, checkpoint.tree_size)):
             if index not in seen:
                 findings.append(Finding(FindingKind.DELETED, index, "",
-                                        f"leaf {index} is missing from an export that claims every leaf"))
+                                        f"leaf {index} is missing from an export that claims every leaf "
+                                        f"from {start} to {end - 1}"))
     return findings, intact

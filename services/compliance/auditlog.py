@@ -30,7 +30,7 @@ from libs.audit.events import AuditEvent, Outcome
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.tlog.checkpoint import Checkpoint, open_checkpoint
 from libs.tlog.hashing import leaf_hash
-from libs.tlog.note import NoteError, NoteSigner
+from libs.tlog.note import NoteError, NoteSigner, NoteVerifier
 from libs.tlog.proofs import ProofError, verify_consistency
 from services.compliance import merkle
 from services.compliance.merkle import NodeId
@@ -46,6 +46,8 @@ EXPORT_PAGE_SIZE = 1000
 class SequencedEvent:
     leaf_index: int
     event: AuditEvent
+    logged_at: dt.datetime
+    """When the log made it durable (the commit's time)."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,19 @@ class StoredCheckpoint:
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Equality on each field that is set; the time range is [occurred_from, occurred_before)."""
+    """Each field that is set must match; the event time range is [start_time, end_time).
+
+    `resource` matches exactly, or as a prefix when it ends with `/`
+    (`creators/ada/` selects everything under that creator).
+    """
 
     subject_ref: str = ""
     actor: str = ""
     action: str = ""
     resource: str = ""
     outcome: Outcome | None = None
-    occurred_from: dt.datetime | None = None
-    occurred_before: dt.datetime | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -92,16 +98,23 @@ class EventPage:
 
 
 @dataclass(frozen=True)
-class Proof:
+class InclusionProof:
     leaf_index: int
     tree_size: int
     hashes: list[bytes]
 
 
 @dataclass(frozen=True)
+class ConsistencyProof:
+    first_size: int
+    second_size: int
+    hashes: list[bytes]
+
+
+@dataclass(frozen=True)
 class ExportedRecord:
     leaf_index: int
-    event: AuditEvent | None
+    logged: SequencedEvent | None
     """None when the tree has a leaf here but the store has lost its record."""
     logged_leaf_hash: bytes
     inclusion_proof: list[bytes]
@@ -110,10 +123,8 @@ class ExportedRecord:
 @dataclass(frozen=True)
 class AuditExport:
     checkpoint: StoredCheckpoint
-    consistency_proofs: dict[int, list[bytes]]
-    """From each tree size the recipient already holds to the checkpoint's size."""
-    complete: bool
-    """True for an unfiltered export: every leaf of the checkpoint's tree is in it."""
+    complete_range: tuple[int, int] | None
+    """[start, end) for an unfiltered export, which then holds every leaf in that range."""
     records: Iterator[ExportedRecord] = field(repr=False)
 
 
@@ -127,7 +138,7 @@ class TreeReader(Protocol):
     def leaf_index_of(self, event_id: str) -> int | None: ...
     def events_newest_first(self, event_filter: EventFilter, *, before_leaf: int, limit: int) -> list[SequencedEvent]: ...
     def events_oldest_first(self, event_filter: EventFilter, *, after_leaf: int, below_leaf: int, limit: int) -> list[SequencedEvent]: ...
-    def leaves_without_records(self, tree_size: int) -> list[int]: ...
+    def leaves_without_records(self, start: int, end: int) -> list[int]: ...
 
 
 class LogWriter(TreeReader, Protocol):
@@ -163,8 +174,8 @@ class AuditLog:
         return self._signer.name
 
     @property
-    def verifier_key(self) -> str:
-        return self._signer.verifier.key_string()
+    def verifier(self) -> NoteVerifier:
+        return self._signer.verifier
 
     # -- writing --------------------------------------------------------------
 
@@ -176,7 +187,7 @@ class AuditLog:
             border_hashes = log.node_hashes(border)
             logged = log.logged_hashes({event.event_id for batch in batches for event in batch})
             outcomes: list[list[Appended] | AlreadyExists] = []
-            new_events: list[SequencedEvent] = []
+            new_events: list[AuditEvent] = []
             new_hashes: list[bytes] = []
             for batch in batches:
                 hashes = [leaf_hash(event.canonical_bytes()) for event in batch]
@@ -191,13 +202,15 @@ class AuditLog:
                         continue
                     index = size + len(new_events)
                     logged[event.event_id] = (index, hash_)
-                    new_events.append(SequencedEvent(index, event))
+                    new_events.append(event)
                     new_hashes.append(hash_)
                     appended.append(Appended(event.event_id, index, True))
                 outcomes.append(appended)
             if new_events:
+                logged_at = self._clock()
                 nodes = merkle.appended_nodes(size, [border_hashes[node] for node in border], new_hashes)
-                log.add_events(new_events, nodes)
+                log.add_events([SequencedEvent(size + offset, event, logged_at)
+                                for offset, event in enumerate(new_events)], nodes)
         return outcomes
 
     def publish_checkpoint_if_due(self) -> StoredCheckpoint | None:
@@ -251,7 +264,11 @@ class AuditLog:
             raise FailedPrecondition("the log has not published a checkpoint yet", reason="AUDIT_NO_CHECKPOINT")
         return checkpoint
 
-    def inclusion_proof(self, *, leaf_index: int | None = None, event_id: str = "", tree_size: int = 0) -> Proof:
+    def checkpoint_at(self, tree_size: int) -> StoredCheckpoint | None:
+        with self._store.reading() as tree:
+            return tree.checkpoint_at(tree_size)
+
+    def inclusion_proof(self, *, leaf_index: int | None = None, event_id: str = "", tree_size: int = 0) -> InclusionProof:
         """The proof for a leaf (by index, or by the event id logged there) at `tree_size`.
 
         `tree_size` 0 means the latest checkpoint's size.
@@ -274,17 +291,17 @@ class AuditLog:
                 raise InvalidArgument.for_field(
                     "leaf_index", f"must be below the tree size {size}", reason="LEAF_INDEX_BEYOND_TREE")
             plan = merkle.inclusion_plan(leaf_index, size)
-            return Proof(leaf_index, size, plan.assemble(tree.node_hashes(plan.node_ids())))
+            return InclusionProof(leaf_index, size, plan.assemble(tree.node_hashes(plan.node_ids())))
 
-    def consistency_proof(self, *, old_size: int, new_size: int = 0) -> Proof:
-        """The proof that the tree at `new_size` (0: the latest checkpoint's) extends the one at `old_size`."""
+    def consistency_proof(self, *, first_size: int, second_size: int = 0) -> ConsistencyProof:
+        """The proof that the tree at `second_size` (0: the latest checkpoint's) extends the one at `first_size`."""
         with self._store.reading() as tree:
-            size = _proof_tree_size(tree, new_size, "new_size")
-            if not 0 <= old_size <= size:
+            size = _proof_tree_size(tree, second_size, "second_size")
+            if not 0 <= first_size <= size:
                 raise InvalidArgument.for_field(
-                    "old_size", f"must be between 0 and the new size {size}", reason="OLD_SIZE_BEYOND_NEW_SIZE")
-            plan = merkle.consistency_plan(old_size, size)
-            return Proof(old_size, size, plan.assemble(tree.node_hashes(plan.node_ids())))
+                    "first_size", f"must be between 0 and the second size {size}", reason="FIRST_SIZE_BEYOND_SECOND")
+            plan = merkle.consistency_plan(first_size, size)
+            return ConsistencyProof(first_size, size, plan.assemble(tree.node_hashes(plan.node_ids())))
 
     def query(self, event_filter: EventFilter, *, page_size: int = 0, page_token: str = "") -> EventPage:
         """Matching events, newest first, each with its leaf index (AIP-158 pagination)."""
@@ -298,42 +315,43 @@ class AuditLog:
         return EventPage(events[:limit], next_token)
 
     def export(
-        self, event_filter: EventFilter, *, tree_size: int = 0, held_sizes: Collection[int] = ()
+        self, event_filter: EventFilter, *, start_index: int = 0, end_index: int = 0, tree_size: int = 0
     ) -> AuditExport:
-        """Matching events of a checkpointed tree with everything needed to verify them offline.
+        """Matching events of leaves [start_index, end_index) with what is needed to verify them offline.
 
-        `tree_size` picks a published checkpoint (0: the latest); `held_sizes` are the
-        sizes of checkpoints the recipient already trusts, each of which gets a
-        consistency proof. Records are read page by page: leaves below a checkpoint's
-        size never change, so the pages form one consistent export.
+        `tree_size` picks a published checkpoint (0: the latest) and `end_index` 0 means
+        its size. Records are read page by page: leaves below a checkpoint's size never
+        change, so the pages form one consistent export. Leaves whose record is gone are
+        exported too (as `logged=None`), whatever the filter, so that their loss shows.
         """
         with self._store.reading() as tree:
             checkpoint = tree.checkpoint_at(tree_size) if tree_size else tree.latest_checkpoint()
             if checkpoint is None:
                 raise InvalidArgument.for_field(
                     "tree_size", f"no checkpoint was published at size {tree_size}", reason="NO_CHECKPOINT_AT_SIZE")
-            proofs: dict[int, list[bytes]] = {}
-            for held in sorted(set(held_sizes)):
-                if not 0 <= held <= checkpoint.tree_size:
-                    raise InvalidArgument.for_field(
-                        "held_sizes", f"{held} is not between 0 and the export's size {checkpoint.tree_size}")
-                plan = merkle.consistency_plan(held, checkpoint.tree_size)
-                proofs[held] = plan.assemble(tree.node_hashes(plan.node_ids()))
-            missing = tree.leaves_without_records(checkpoint.tree_size)
-        return AuditExport(checkpoint, proofs, event_filter.is_empty,
-                           self._exported_records(event_filter, checkpoint.tree_size, missing))
+            end = end_index or checkpoint.tree_size
+            if end > checkpoint.tree_size:
+                raise InvalidArgument.for_field(
+                    "end_index", f"must not exceed the checkpoint's tree size {checkpoint.tree_size}",
+                    reason="LEAF_INDEX_BEYOND_TREE")
+            if not 0 <= start_index <= end:
+                raise InvalidArgument.for_field("start_index", f"must not exceed the end of the range ({end})")
+            missing = tree.leaves_without_records(start_index, end)
+        complete_range = (start_index, end) if event_filter.is_empty else None
+        records = self._exported_records(event_filter, start_index, end, checkpoint.tree_size, missing)
+        return AuditExport(checkpoint, complete_range, records)
 
-    def _exported_records(self, event_filter: EventFilter, tree_size: int, missing: list[int]) -> Iterator[ExportedRecord]:
+    def _exported_records(
+        self, event_filter: EventFilter, start: int, end: int, tree_size: int, missing: list[int]
+    ) -> Iterator[ExportedRecord]:
         cached: dict[NodeId, bytes] = {}
-        after = -1
-        while True:
+        after = start - 1
+        while after < end - 1:
             with self._store.reading() as tree:
-                page = tree.events_oldest_first(event_filter, after_leaf=after, below_leaf=tree_size,
-                                                limit=EXPORT_PAGE_SIZE)
-                end = page[-1].leaf_index + 1 if len(page) == EXPORT_PAGE_SIZE else tree_size
-                rows: list[tuple[int, AuditEvent | None]] = sorted(
-                    [(row.leaf_index, row.event) for row in page]
-                    + [(index, None) for index in missing if after < index < end],
+                page = tree.events_oldest_first(event_filter, after_leaf=after, below_leaf=end, limit=EXPORT_PAGE_SIZE)
+                page_end = page[-1].leaf_index + 1 if len(page) == EXPORT_PAGE_SIZE else end
+                rows: list[tuple[int, SequencedEvent | None]] = sorted(
+                    [(row.leaf_index, row) for row in page] + [(index, None) for index in missing if after < index < page_end],
                     key=lambda row: row[0],
                 )
                 plans = {index: merkle.inclusion_plan(index, tree_size) for index, _ in rows}
@@ -341,11 +359,9 @@ class AuditLog:
                 # Neighbouring leaves share most of their proof: keep the last page's nodes.
                 cached = {node: cached[node] for node in wanted if node in cached}
                 cached.update(tree.node_hashes(wanted - cached.keys()))
-            for index, event in rows:
-                yield ExportedRecord(index, event, cached[NodeId(0, index)], plans[index].assemble(cached))
-            if end >= tree_size:
-                return
-            after = end - 1
+            for index, logged in rows:
+                yield ExportedRecord(index, logged, cached[NodeId(0, index)], plans[index].assemble(cached))
+            after = page_end - 1
 
 
 def _reused_event_id(

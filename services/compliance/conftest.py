@@ -34,13 +34,14 @@ def audit_event(number: int, **overrides: Any) -> AuditEvent:
     event = AuditEvent(
         event_id=str(uuid.UUID(int=number + 1)),
         actor=f"services/gifts-{number % 3}",
-        action="limelight.gifts.v1.GiftService/SendGift",
+        action="gifts.SendGift",
         resource=f"streams/{number % 5}/gifts/{number}",
-        outcome=Outcome.SUCCESS if number % 4 else Outcome.DENIED,
+        outcome=Outcome.SUCCEEDED if number % 4 else Outcome.REJECTED,
         reason="" if number % 4 else "VIEWER_UNDER_18",
         trace_id=f"{number:032x}",
-        occurred_at=dt.datetime(2025, 5, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=number),
+        event_time=dt.datetime(2025, 5, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=number),
         subject_ref=f"{number % 7:064x}",
+        attributes={"coins": str(number * 10)},
     )
     return dataclasses.replace(event, **overrides)
 

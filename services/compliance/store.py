@@ -23,13 +23,14 @@ read a WAL snapshot instead of waiting for a group commit's fsync.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from libs.audit.events import AuditEvent, Outcome
+from libs.audit.events import AuditEvent, Outcome, canonical_json
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase
 from services.compliance.auditlog import EventFilter, SequencedEvent, StoredCheckpoint
@@ -38,22 +39,25 @@ from services.compliance.merkle import LEVEL_SHIFT, NodeId
 MIGRATIONS = [
     Migration(1, """
 CREATE TABLE audit_event (
-    leaf_index     INTEGER PRIMARY KEY CHECK (leaf_index >= 0),
-    event_id       TEXT NOT NULL UNIQUE,
-    actor          TEXT NOT NULL,
-    action         TEXT NOT NULL,
-    resource       TEXT NOT NULL,
-    outcome        TEXT NOT NULL CHECK (outcome IN ('success', 'failure', 'denied')),
-    reason         TEXT NOT NULL,
-    trace_id       TEXT NOT NULL,
-    occurred_at_us INTEGER NOT NULL,
-    subject_ref    TEXT NOT NULL
+    leaf_index    INTEGER PRIMARY KEY CHECK (leaf_index >= 0),
+    event_id      TEXT NOT NULL UNIQUE,
+    actor         TEXT NOT NULL,
+    on_behalf_of  TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    resource      TEXT NOT NULL,
+    outcome       TEXT NOT NULL CHECK (outcome IN ('succeeded', 'denied', 'rejected', 'failed')),
+    reason        TEXT NOT NULL,
+    trace_id      TEXT NOT NULL,
+    event_time_us INTEGER NOT NULL,
+    subject_ref   TEXT NOT NULL,
+    attributes    TEXT NOT NULL,  -- canonical JSON object
+    logged_at_us  INTEGER NOT NULL
 );
 CREATE INDEX audit_event_by_subject ON audit_event (subject_ref, leaf_index);
 CREATE INDEX audit_event_by_actor ON audit_event (actor, leaf_index);
 CREATE INDEX audit_event_by_action ON audit_event (action, leaf_index);
 CREATE INDEX audit_event_by_resource ON audit_event (resource, leaf_index);
-CREATE INDEX audit_event_by_time ON audit_event (occurred_at_us);
+CREATE INDEX audit_event_by_time ON audit_event (event_time_us);
 
 CREATE TABLE tree_node (
     node_key INTEGER PRIMARY KEY,
@@ -83,8 +87,8 @@ BEGIN SELECT RAISE(ABORT, 'a checkpoint must grow the log'); END;
 
 # SQLite allows 32766 bound parameters; stay far below it and keep statements cacheable.
 _CHUNK = 500
-_EVENT_COLUMNS = ("leaf_index, event_id, actor, action, resource, outcome, reason, trace_id, "
-                  "occurred_at_us, subject_ref")
+_EVENT_COLUMNS = ("leaf_index, event_id, actor, on_behalf_of, action, resource, outcome, reason, trace_id, "
+                  "event_time_us, subject_ref, attributes, logged_at_us")
 
 
 class _Executes(Protocol):
@@ -103,17 +107,21 @@ def _moment(micros: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
 
 
-def _event_row(leaf_index: int, event: AuditEvent) -> tuple[object, ...]:
-    return (leaf_index, event.event_id, event.actor, event.action, event.resource, event.outcome.value,
-            event.reason, event.trace_id, _micros(event.occurred_at), event.subject_ref)
+def _event_row(row: SequencedEvent) -> tuple[object, ...]:
+    event = row.event
+    return (row.leaf_index, event.event_id, event.actor, event.on_behalf_of, event.action, event.resource,
+            event.outcome.value, event.reason, event.trace_id, _micros(event.event_time), event.subject_ref,
+            canonical_json(event.attributes).decode(), _micros(row.logged_at))
 
 
 def _sequenced(row: sqlite3.Row) -> SequencedEvent:
-    return SequencedEvent(row["leaf_index"], AuditEvent(
-        event_id=row["event_id"], actor=row["actor"], action=row["action"], resource=row["resource"],
-        outcome=Outcome(row["outcome"]), reason=row["reason"], trace_id=row["trace_id"],
-        occurred_at=_moment(row["occurred_at_us"]), subject_ref=row["subject_ref"],
-    ))
+    event = AuditEvent(
+        event_id=row["event_id"], actor=row["actor"], on_behalf_of=row["on_behalf_of"], action=row["action"],
+        resource=row["resource"], outcome=Outcome(row["outcome"]), reason=row["reason"], trace_id=row["trace_id"],
+        event_time=_moment(row["event_time_us"]), subject_ref=row["subject_ref"],
+        attributes=json.loads(row["attributes"]),
+    )
+    return SequencedEvent(row["leaf_index"], event, _moment(row["logged_at_us"]))
 
 
 def _stored_checkpoint(row: sqlite3.Row | None) -> StoredCheckpoint | None:
@@ -126,17 +134,24 @@ def _filter_sql(event_filter: EventFilter) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     parameters: list[object] = []
     for column, value in (("subject_ref", event_filter.subject_ref), ("actor", event_filter.actor),
-                          ("action", event_filter.action), ("resource", event_filter.resource),
+                          ("action", event_filter.action),
                           ("outcome", event_filter.outcome.value if event_filter.outcome else "")):
         if value:
             clauses.append(f"{column} = ?")
             parameters.append(value)
-    if event_filter.occurred_from is not None:
-        clauses.append("occurred_at_us >= ?")
-        parameters.append(_micros(event_filter.occurred_from))
-    if event_filter.occurred_before is not None:
-        clauses.append("occurred_at_us < ?")
-        parameters.append(_micros(event_filter.occurred_before))
+    if event_filter.resource.endswith("/"):
+        # A range rather than LIKE, so the index on resource serves it: '0' follows '/'.
+        clauses.append("resource >= ? AND resource < ?")
+        parameters += [event_filter.resource, event_filter.resource[:-1] + "0"]
+    elif event_filter.resource:
+        clauses.append("resource = ?")
+        parameters.append(event_filter.resource)
+    if event_filter.start_time is not None:
+        clauses.append("event_time_us >= ?")
+        parameters.append(_micros(event_filter.start_time))
+    if event_filter.end_time is not None:
+        clauses.append("event_time_us < ?")
+        parameters.append(_micros(event_filter.end_time))
     return clauses, parameters
 
 
@@ -198,12 +213,13 @@ class SqliteTreeReader:
                           "ORDER BY leaf_index LIMIT ?", [*parameters, after_leaf, below_leaf, limit])
         return [_sequenced(row) for row in rows]
 
-    def leaves_without_records(self, tree_size: int) -> list[int]:
-        (records,) = self._rows("SELECT COUNT(*) FROM audit_event WHERE leaf_index < ?", (tree_size,))[0]
-        if records == tree_size:
+    def leaves_without_records(self, start: int, end: int) -> list[int]:
+        (records,) = self._rows("SELECT COUNT(*) FROM audit_event WHERE leaf_index >= ? AND leaf_index < ?",
+                                (start, end))[0]
+        if records == end - start:
             return []  # the usual case, answered from the primary key alone
-        rows = self._rows("SELECT node_key FROM tree_node WHERE node_key < ? AND NOT EXISTS "
-                          "(SELECT 1 FROM audit_event WHERE leaf_index = node_key)", (tree_size,))
+        rows = self._rows("SELECT node_key FROM tree_node WHERE node_key >= ? AND node_key < ? AND NOT EXISTS "
+                          "(SELECT 1 FROM audit_event WHERE leaf_index = node_key)", (start, end))
         return [int(row[0]) for row in rows]
 
 
@@ -224,8 +240,8 @@ class SqliteLogWriter(SqliteTreeReader):
 
     def add_events(self, events: Sequence[SequencedEvent], nodes: Sequence[tuple[NodeId, bytes]]) -> None:
         self._transaction.executemany(
-            f"INSERT INTO audit_event ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_event_row(row.leaf_index, row.event) for row in events],
+            f"INSERT INTO audit_event ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+            [_event_row(row) for row in events],
         )
         self._transaction.executemany(
             "INSERT INTO tree_node (node_key, hash) VALUES (?, ?)", [(node.key, hash_) for node, hash_ in nodes]
@@ -238,6 +254,10 @@ class SqliteLogWriter(SqliteTreeReader):
         )
 
 
+def database_path(root: Path | None = None) -> Path:
+    return (root or data_dir()) / "compliance" / "audit.db"
+
+
 class SqliteAuditStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -247,7 +267,7 @@ class SqliteAuditStore:
 
     @classmethod
     def open(cls, root: Path | None = None) -> SqliteAuditStore:
-        return cls((root or data_dir()) / "compliance" / "audit.db")
+        return cls(database_path(root))
 
     @contextmanager
     def reading(self) -> Iterator[SqliteTreeReader]:

@@ -46,7 +46,7 @@ def test_a_retried_event_id_returns_its_first_leaf_and_logs_nothing_new(audit_lo
 
 def test_an_event_id_reused_for_other_content_fails_only_its_own_batch(audit_log: AuditLog) -> None:
     audit_log.append([[audit_event(0)]])
-    forged = audit_event(0, outcome=Outcome.SUCCESS, reason="rewritten")
+    forged = audit_event(0, outcome=Outcome.SUCCEEDED, reason="REWRITTEN")
     rejected, accepted = audit_log.append([[audit_event(5), forged], [audit_event(6)]])
     assert isinstance(rejected, AlreadyExists) and rejected.reason == "AUDIT_EVENT_ID_REUSED"
     assert not isinstance(accepted, AlreadyExists) and accepted[0].leaf_index == 1
@@ -88,10 +88,10 @@ def test_a_consistency_proof_joins_two_checkpoints(audit_log: AuditLog, clock: M
     old = publish(audit_log, clock)
     audit_log.append([[audit_event(n) for n in range(5, 64)]])
     new = publish(audit_log, clock)
-    proof = audit_log.consistency_proof(old_size=old.tree_size)
-    assert proof.tree_size == new.tree_size
+    proof = audit_log.consistency_proof(first_size=old.tree_size)
+    assert proof.second_size == new.tree_size
     verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof.hashes)
-    assert audit_log.consistency_proof(old_size=64, new_size=64).hashes == []
+    assert audit_log.consistency_proof(first_size=64, second_size=64).hashes == []
 
 
 def test_a_proof_for_a_size_beyond_the_tree_names_the_field(audit_log: AuditLog, clock: MovableClock) -> None:
@@ -105,8 +105,8 @@ def test_a_proof_for_a_size_beyond_the_tree_names_the_field(audit_log: AuditLog,
         audit_log.inclusion_proof(leaf_index=3, tree_size=3)
     assert leaf.value.violations[0].field == "leaf_index"
     with pytest.raises(InvalidArgument) as old:
-        audit_log.consistency_proof(old_size=3, new_size=2)
-    assert old.value.violations[0].field == "old_size"
+        audit_log.consistency_proof(first_size=3, second_size=2)
+    assert old.value.violations[0].field == "first_size"
 
 
 def test_an_unknown_event_id_is_not_found(audit_log: AuditLog, clock: MovableClock) -> None:
@@ -161,30 +161,32 @@ def test_queries_filter_every_field_newest_first(audit_log: AuditLog) -> None:
 
     assert leaves(EventFilter(subject_ref=f"{3:064x}")) == [38, 31, 24, 17, 10, 3]
     assert leaves(EventFilter(actor="services/gifts-1", resource="streams/2/gifts/22")) == [22]
-    assert leaves(EventFilter(outcome=Outcome.DENIED)) == list(range(36, -1, -4))
-    assert leaves(EventFilter(action="limelight.gifts.v1.GiftService/SendGift")) == list(range(39, -1, -1))
+    assert leaves(EventFilter(outcome=Outcome.REJECTED)) == list(range(36, -1, -4))
+    assert leaves(EventFilter(action="gifts.SendGift")) == list(range(39, -1, -1))
     start = dt.datetime(2025, 5, 1, tzinfo=dt.UTC)
-    window = EventFilter(occurred_from=start + dt.timedelta(seconds=10), occurred_before=start + dt.timedelta(seconds=13))
+    window = EventFilter(start_time=start + dt.timedelta(seconds=10), end_time=start + dt.timedelta(seconds=13))
     assert leaves(window) == [12, 11, 10]
+    assert leaves(EventFilter(resource="streams/4/")) == list(range(39, -1, -5))
+    assert leaves(EventFilter(resource="streams/4")) == []
     [found] = audit_log.query(EventFilter(resource="streams/2/gifts/22")).events
     assert found.event == audit_event(22)
 
 
 def test_query_pages_follow_each_other_and_tokens_stay_with_their_filter(audit_log: AuditLog) -> None:
     audit_log.append([[audit_event(n) for n in range(25)]])
-    denied = EventFilter(outcome=Outcome.SUCCESS)
+    succeeded = EventFilter(outcome=Outcome.SUCCEEDED)
     seen: list[int] = []
     token = ""
     while True:
-        page = audit_log.query(denied, page_size=7, page_token=token)
+        page = audit_log.query(succeeded, page_size=7, page_token=token)
         seen += [e.leaf_index for e in page.events]
         token = page.next_page_token
         if not token:
             break
     assert seen == [n for n in range(24, -1, -1) if n % 4]
-    first = audit_log.query(denied, page_size=7)
+    first = audit_log.query(succeeded, page_size=7)
     with pytest.raises(InvalidArgument) as other_filter:
         audit_log.query(EventFilter(), page_token=first.next_page_token)
     assert other_filter.value.violations[0].field == "page_token"
     with pytest.raises(InvalidArgument):
-        audit_log.query(denied, page_token="not a token")
+        audit_log.query(succeeded, page_token="not a token")

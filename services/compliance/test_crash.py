@@ -26,21 +26,21 @@ from pathlib import Path
 from libs.audit.events import AuditEvent, Outcome
 from services.compliance.auditlog import AuditLog
 from services.compliance.keys import load_or_create_signing_key
-from services.compliance.sequencer import GroupCommitSequencer
+from services.compliance.sequencer import start_sequencer
 from services.compliance.store import SqliteAuditStore
 
 root = Path(sys.argv[1])
 clock = lambda: dt.datetime.now(dt.UTC)
 log = AuditLog(SqliteAuditStore.open(root), load_or_create_signing_key(root, sys.argv[2]), clock=clock,
                checkpoint_interval=dt.timedelta(milliseconds=20))
-sequencer = GroupCommitSequencer(log, idle_poll_seconds=0.01)
-sequencer.start()
+sequencer = start_sequencer(log, idle_seconds=0.01)
 printing = threading.Lock()
 
 def write():
     while True:
-        batch = [AuditEvent(str(uuid.uuid4()), "services/crash-test", "test.append", "tests/crash",
-                            Outcome.SUCCESS, "", "", clock()) for _ in range(4)]
+        batch = [AuditEvent(event_id=str(uuid.uuid4()), actor="services/crash-test", action="test.Append",
+                            resource="tests/crash", outcome=Outcome.SUCCEEDED, event_time=clock())
+                 for _ in range(4)]
         sequencer.submit(batch).result()
         with printing:
             sys.stdout.write("".join(event.event_id + "\\n" for event in batch))
@@ -81,6 +81,6 @@ def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None:
     published = [checkpoint for checkpoint in before_crash if checkpoint is not None and checkpoint.tree_size > 0]
     assert len(published) >= 2
     for checkpoint in published:
-        proof = log.consistency_proof(old_size=checkpoint.tree_size, new_size=size)
+        proof = log.consistency_proof(first_size=checkpoint.tree_size, second_size=size)
         verify_consistency(checkpoint.tree_size, size, checkpoint.root_hash, after.root_hash, proof.hashes)
     store.close()

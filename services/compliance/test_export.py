@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from libs.audit.events import AuditEvent
-from libs.audit.export import ExportHeader, ExportLine, read_export, write_export
+from libs.audit.evidence import ExportHeader, ExportLine, read_export, write_export
 from libs.tlog.export import FindingKind, VerificationReport, verify_export
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
@@ -20,14 +20,18 @@ from services.compliance.store import SqliteAuditStore
 SIZE = 40
 
 
-def export_file(audit_log: AuditLog, event_filter: EventFilter = EventFilter(), held: list[StoredCheckpoint] = []) -> str:
-    export = audit_log.export(event_filter, held_sizes=[checkpoint.tree_size for checkpoint in held])
+def export_file(audit_log: AuditLog, event_filter: EventFilter = EventFilter(),
+                held: list[StoredCheckpoint] = []) -> str:
+    """The export as the officer's CLI writes it: the stream, plus proofs from checkpoints held before."""
+    export = audit_log.export(event_filter)
+    proofs = {checkpoint.tree_size: audit_log.consistency_proof(
+        first_size=checkpoint.tree_size, second_size=export.checkpoint.tree_size).hashes for checkpoint in held}
     buffer = io.StringIO()
     write_export(
         buffer,
-        ExportHeader(export.checkpoint.signed_note, export.complete, export.consistency_proofs),
-        (ExportLine(r.leaf_index, r.event.record() if r.event else None, r.logged_leaf_hash, r.inclusion_proof)
-         for r in export.records),
+        ExportHeader(export.checkpoint.signed_note, export.complete_range, proofs),
+        (ExportLine(r.leaf_index, r.logged.event.record() if r.logged else None, r.logged_leaf_hash,
+                    r.inclusion_proof) for r in export.records),
     )
     return buffer.getvalue()
 
@@ -66,7 +70,7 @@ def test_a_filtered_export_verifies_its_events_only(audit_log: AuditLog, signer:
 
 def test_a_changed_event_is_named(audit_log: AuditLog, store: SqliteAuditStore, signer: NoteSigner,
                                   checkpoint: StoredCheckpoint) -> None:
-    edit_database_file(store.path, ("UPDATE audit_event SET outcome = 'success', reason = '' WHERE leaf_index = 8", ()))
+    edit_database_file(store.path, ("UPDATE audit_event SET outcome = 'succeeded', reason = '' WHERE leaf_index = 8", ()))
     assert kinds(verify(export_file(audit_log), signer)) == [(FindingKind.CHANGED, 8, event_id(8))]
 
 
@@ -101,12 +105,12 @@ def test_two_swapped_events_are_both_named(audit_log: AuditLog, store: SqliteAud
 def test_an_event_slipped_into_the_middle_is_named(audit_log: AuditLog, store: SqliteAuditStore, signer: NoteSigner,
                                                   checkpoint: StoredCheckpoint) -> None:
     forged = audit_event(500)
-    row = (20, forged.event_id, forged.actor, forged.action, forged.resource, forged.outcome.value, forged.reason,
-           forged.trace_id, 0, forged.subject_ref)
+    row = (20, forged.event_id, forged.actor, "", forged.action, forged.resource, forged.outcome.value,
+           forged.reason, forged.trace_id, 0, forged.subject_ref, "{}", 0)
     edit_database_file(store.path,
                        ("UPDATE audit_event SET leaf_index = leaf_index + 1000 WHERE leaf_index >= 20", ()),
                        ("UPDATE audit_event SET leaf_index = leaf_index - 999 WHERE leaf_index >= 1000", ()),
-                       ("INSERT INTO audit_event VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+                       ("INSERT INTO audit_event VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
     found = kinds(verify(export_file(audit_log), signer))
     assert found[0] == (FindingKind.INSERTED, 20, forged.event_id)
     # Everything after it is reported as moved by one, and the last logged event as pushed out.
@@ -139,7 +143,7 @@ def test_rewritten_history_is_caught_by_a_checkpoint_held_from_before(
     # The same key signs a second history in which event 3 says something else.
     rewritten_store = SqliteAuditStore.open(tmp_path / "rewritten")
     rewritten = AuditLog(rewritten_store, signer, clock=clock)
-    events: list[AuditEvent] = [audit_event(n, reason="nothing happened") if n == 3 else audit_event(n)
+    events: list[AuditEvent] = [audit_event(n, reason="NOTHING_HAPPENED") if n == 3 else audit_event(n)
                                 for n in range(SIZE + 5)]
     rewritten.append([events])
     rewritten.publish_checkpoint_if_due()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.storage.secret_files import SecretFileError
 from services.compliance.keys import KEY_FILE_NAME, SigningKeyError, load_or_create_signing_key
 
 ORIGIN = "limelight.test/audit"
@@ -19,7 +20,7 @@ def test_the_key_is_created_once_readable_by_its_owner_only(tmp_path: Path) -> N
 def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     load_or_create_signing_key(tmp_path, ORIGIN)
     (tmp_path / KEY_FILE_NAME).chmod(0o644)
-    with pytest.raises(SigningKeyError):
+    with pytest.raises(SecretFileError):
         load_or_create_signing_key(tmp_path, ORIGIN)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 
 import pytest
@@ -12,7 +13,7 @@ from libs.errors import AlreadyExists, Unavailable
 from libs.tlog.note import NoteSigner
 from services.compliance.auditlog import Appended, AuditLog
 from services.compliance.conftest import audit_event
-from services.compliance.sequencer import GroupCommitSequencer
+from services.compliance.sequencer import Sequencer, start_sequencer
 from services.compliance.store import SqliteAuditStore
 
 WRITERS = 64
@@ -24,15 +25,15 @@ def wall_clock() -> dt.datetime:
 
 
 @pytest.fixture
-def sequencer(store: SqliteAuditStore, signer: NoteSigner) -> GroupCommitSequencer:
+def sequencer(store: SqliteAuditStore, signer: NoteSigner) -> Iterator[Sequencer]:
     log = AuditLog(store, signer, clock=wall_clock, checkpoint_interval=dt.timedelta(milliseconds=50))
-    started = GroupCommitSequencer(log, idle_poll_seconds=0.02)
-    started.start()
-    return started
+    started = start_sequencer(log, idle_seconds=0.02)
+    yield started
+    started.stop()  # before the store closes; a second stop does nothing
 
 
 def test_concurrent_writers_are_each_acknowledged_once_from_shared_commits(
-    sequencer: GroupCommitSequencer, store: SqliteAuditStore
+    sequencer: Sequencer, store: SqliteAuditStore
 ) -> None:
     acknowledged: list[Appended] = []
     lock = threading.Lock()
@@ -56,9 +57,9 @@ def test_concurrent_writers_are_each_acknowledged_once_from_shared_commits(
         assert tree.tree_size() == total
 
 
-def test_a_batch_reusing_an_event_id_fails_without_failing_its_neighbours(sequencer: GroupCommitSequencer) -> None:
+def test_a_batch_reusing_an_event_id_fails_without_failing_its_neighbours(sequencer: Sequencer) -> None:
     sequencer.submit([audit_event(0)]).result(timeout=10)
-    forged: Future[list[Appended]] = sequencer.submit([audit_event(0, outcome=Outcome.FAILURE)])
+    forged: Future[list[Appended]] = sequencer.submit([audit_event(0, outcome=Outcome.FAILED)])
     honest = sequencer.submit([audit_event(1)])
     with pytest.raises(AlreadyExists):
         forged.result(timeout=10)
@@ -66,7 +67,7 @@ def test_a_batch_reusing_an_event_id_fails_without_failing_its_neighbours(sequen
     sequencer.stop()
 
 
-def test_a_checkpoint_covers_new_events_within_a_second(sequencer: GroupCommitSequencer, store: SqliteAuditStore) -> None:
+def test_a_checkpoint_covers_new_events_within_a_second(sequencer: Sequencer, store: SqliteAuditStore) -> None:
     for number in range(30):
         sequencer.submit([audit_event(number)]).result(timeout=10)
         time.sleep(0.01)
@@ -81,7 +82,7 @@ def test_a_checkpoint_covers_new_events_within_a_second(sequencer: GroupCommitSe
     sequencer.stop()
 
 
-def test_appends_after_stop_are_refused(sequencer: GroupCommitSequencer) -> None:
+def test_appends_after_stop_are_refused(sequencer: Sequencer) -> None:
     sequencer.stop()
     with pytest.raises(Unavailable):
         sequencer.submit([audit_event(0)])

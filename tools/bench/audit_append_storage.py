@@ -22,7 +22,7 @@ from pathlib import Path
 from libs.audit.events import AuditEvent, Outcome
 from libs.tlog.note import NoteSigner
 from services.compliance.auditlog import AuditLog
-from services.compliance.sequencer import GroupCommitSequencer
+from services.compliance.sequencer import start_sequencer
 from services.compliance.store import SqliteAuditStore
 
 
@@ -31,8 +31,9 @@ def wall_clock() -> dt.datetime:
 
 
 def bench_event() -> AuditEvent:
-    return AuditEvent(str(uuid.uuid4()), "services/bench", "bench.append", "bench/resource", Outcome.SUCCESS,
-                      "", "4bf92f3577b34da6a3ce929d0e0e4736", wall_clock(), "ab" * 32)
+    return AuditEvent(event_id=str(uuid.uuid4()), actor="services/bench", action="bench.Append",
+                      resource="bench/resource", outcome=Outcome.SUCCEEDED, trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+                      event_time=wall_clock(), subject_ref="ab" * 32)
 
 
 def run_writers(append_one: Callable[[AuditEvent], object], writers: int, seconds: float) -> int:
@@ -72,8 +73,7 @@ def main() -> None:
         store.close()
 
         store, log = open_log(Path(directory) / "grouped")
-        sequencer = GroupCommitSequencer(log)
-        sequencer.start()
+        sequencer = start_sequencer(log)
 
         shared_transaction = lambda event: sequencer.submit([event]).result()  # noqa: E731
         grouped = run_writers(shared_transaction, arguments.writers, arguments.seconds)

@@ -39,8 +39,9 @@ def build(log: AuditLog, store: SqliteAuditStore, entries: int) -> None:
         present = tree.tree_size()
     started = time.perf_counter()
     for first in range(present, entries, BUILD_BATCH):
-        log.append([[AuditEvent(event_id(n), f"services/s{n % 6}", "bench.append", f"bench/{n % 1000}",
-                                Outcome.SUCCESS, "", "", START + dt.timedelta(milliseconds=n), f"{n % 9973:064x}")
+        log.append([[AuditEvent(event_id=event_id(n), actor=f"services/s{n % 6}", action="bench.Append",
+                                resource=f"bench/{n % 1000}", outcome=Outcome.SUCCEEDED,
+                                event_time=START + dt.timedelta(milliseconds=n), subject_ref=f"{n % 9973:064x}")
                      for n in range(first, min(first + BUILD_BATCH, entries))]])
     if entries > present:
         print(f"built {entries - present} entries in {time.perf_counter() - started:.1f} s")
@@ -89,7 +90,7 @@ def main() -> None:
                                                  arguments.samples), baseline)
         report("inclusion proof by event id", timed(lambda: log.inclusion_proof(event_id=event_id(rng.randrange(size))),
                                                      arguments.samples), baseline)
-        report("consistency proof", timed(lambda: log.consistency_proof(old_size=rng.randrange(1, size)),
+        report("consistency proof", timed(lambda: log.consistency_proof(first_size=rng.randrange(1, size)),
                                           arguments.samples), baseline)
         store.close()
 

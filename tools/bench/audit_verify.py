@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from libs.audit.events import AuditEvent, Outcome
-from libs.audit.export import ExportHeader, ExportLine, read_export, write_export
+from libs.audit.evidence import ExportHeader, ExportLine, read_export, write_export
 from libs.tlog.export import verify_export
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
@@ -33,9 +33,9 @@ START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 def exported_file(log: AuditLog, event_filter: EventFilter) -> str:
     export = log.export(event_filter)
     buffer = io.StringIO()
-    write_export(buffer, ExportHeader(export.checkpoint.signed_note, export.complete, export.consistency_proofs),
-                 (ExportLine(r.leaf_index, r.event.record() if r.event else None, r.logged_leaf_hash, r.inclusion_proof)
-                  for r in export.records))
+    write_export(buffer, ExportHeader(export.checkpoint.signed_note, export.complete_range, {}),
+                 (ExportLine(r.leaf_index, r.logged.event.record() if r.logged else None, r.logged_leaf_hash,
+                             r.inclusion_proof) for r in export.records))
     return buffer.getvalue()
 
 
@@ -50,9 +50,10 @@ def main() -> None:
         log = AuditLog(store, signer, clock=lambda: dt.datetime.now(dt.UTC))
         # Every (log_size / events)-th entry is about the exported subject.
         stride = arguments.log_size // arguments.events
-        log.append([[AuditEvent(str(uuid.UUID(int=n + 1)), "services/bench", "bench.append", f"bench/{n}",
-                                Outcome.SUCCESS, "", "", START + dt.timedelta(seconds=n),
-                                "subject" if n % stride == 0 else "other")
+        log.append([[AuditEvent(event_id=str(uuid.UUID(int=n + 1)), actor="services/bench", action="bench.Append",
+                                resource=f"bench/{n}", outcome=Outcome.SUCCEEDED,
+                                event_time=START + dt.timedelta(seconds=n),
+                                subject_ref="subject" if n % stride == 0 else "other")
                      for n in range(arguments.log_size)]])
         log.publish_checkpoint_if_due()
         started = time.perf_counter()
