@@ -35,7 +35,7 @@ from libs.kit.access import (
     Authenticator,
 )
 from libs.kit.context import CallIdentity, current_identity, reset_identity, set_identity
-from libs.kit.status import internal_status, status_code_for, to_rpc_status
+from libs.kit.status import internal_status, status_code_for, to_rpc_status, unimplemented_status
 from libs.kit.telemetry import current_ids, extract_carrier, inject_carrier
 from libs.kit.validation import validate
 
@@ -216,6 +216,9 @@ class _ActiveCall:
                 if isinstance(error, (PermissionDenied, Unauthenticated)) and scope._interceptor._on_denied:
                     await scope._interceptor._on_denied(scope._method, self._principal, error)
                 status = to_rpc_status(error, service=scope._interceptor._service)
+            elif isinstance(error, NotImplementedError):
+                # What the generated base servicer raises for an RPC nobody built yet.
+                status = unimplemented_status(scope._method)
             else:
                 logger.exception("unhandled error in %s", scope._method, exc_info=error)
                 span.record_exception(error)
