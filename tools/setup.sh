@@ -38,3 +38,13 @@ if [ -f package.json ]; then
         cp package-lock.json "$installed_lock"
     fi
 fi
+
+# Stubs for plain Python runs (`limelight up`, pytest) live in gen/, which the venv
+# finds through a .pth file; Bazel generates its own.
+.venv/bin/python - <<'PY'
+import pathlib, sysconfig
+pathlib.Path(sysconfig.get_paths()["purelib"], "limelight-generated-stubs.pth").write_text(
+    str(pathlib.Path("gen").resolve()) + "\n"
+)
+PY
+.venv/bin/limelight protos

@@ -49,13 +49,19 @@ class Platform:
             self.ray_address = self._start_ray_head(env)
             say(f"{'ray':<11} {self.ray_address:<22} local head")
         env["RAY_ADDRESS"] = self.ray_address
-        for service in config.SERVICES:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tools.cli", "serve", service],
-                env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        services = [
+            Child(
+                service,
+                config.target(service),
+                subprocess.Popen(
+                    [sys.executable, "-m", "tools.cli", "serve", service],
+                    env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                ),
             )
-            self.children.append(Child(service, config.target(service), process))
-        for child in self.children:
+            for service in config.SERVICES
+        ]
+        self.children.extend(services)
+        for child in services:
             wait_until_serving(child)
             say(f"{child.name:<11} {child.endpoint:<22} SERVING")
 

@@ -2,5 +2,5 @@
 # The main job: install what is needed, then run the whole platform until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install.sh
+bash tools/setup.sh
 exec .venv/bin/limelight up
