@@ -17,6 +17,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from tools import protogen
+from tools.contract_samples import MALFORMED_REQUESTS
 
 BUF = protogen.REPO_ROOT / "node_modules" / ".bin" / "buf"
 
@@ -54,63 +55,6 @@ CONTRACT_RPCS: dict[tuple[str, str], tuple[bool, bool]] = {
     ("limelight.gifts.v1.PayoutService", "RequestPayout"): (False, False),
     ("limelight.gifts.v1.AccountStandingService", "UpdateAccountStanding"): (False, False),
 }
-
-# One malformed request per service package, beside a well-formed twin, so a validator that
-# rejected everything would fail too: (module, message, valid JSON, malformed JSON, bad field).
-MALFORMED_REQUESTS: list[tuple[str, str, dict[str, object], dict[str, object], str]] = [
-    (
-        "limelight.ingest.v1.ingest_pb2",
-        "GetVideoRequest",
-        {"name": "creators/ada/videos/v1"},
-        {"name": "videos/v1"},
-        "name",
-    ),
-    (
-        "limelight.ranking.v1.feed_pb2",
-        "GetFeedRequest",
-        {"viewer": "users/ada", "pageSize": 50},
-        {"viewer": "users/ada", "pageSize": 51},
-        "page_size",
-    ),
-    (
-        "limelight.gifts.v1.gifts_pb2",
-        "SendGiftRequest",
-        {"requestId": "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9b11", "live": "creators/ada/lives/l1", "gift": "gifts/rose", "count": 1},
-        {"requestId": "not-a-uuid", "live": "creators/ada/lives/l1", "gift": "gifts/rose", "count": 1},
-        "request_id",
-    ),
-    (
-        "limelight.shop.v1.inventory_pb2",
-        "ReserveStockRequest",
-        {"requestId": "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9b12", "product": "merchants/m1/products/p1", "quantity": 1, "holder": "users/ada"},
-        {"requestId": "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9b12", "product": "merchants/m1/products/p1", "quantity": 0, "holder": "users/ada"},
-        "quantity",
-    ),
-    (
-        "limelight.affiliate.v1.commissions_pb2",
-        "FreezeCommissionRequest",
-        {"requestId": "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9b13", "name": "creators/ada/commissions/c1", "reason": "FRAUD_SUSPECTED"},
-        {"requestId": "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9b13", "name": "creators/ada/commissions/c1", "reason": "fraud"},
-        "reason",
-    ),
-    (
-        "limelight.compliance.v1.audit_pb2",
-        "AppendEventsRequest",
-        {
-            "events": [
-                {
-                    "eventId": "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9b14",
-                    "actor": "services/gifts",
-                    "action": "gifts.SendGift",
-                    "outcome": "OUTCOME_SUCCEEDED",
-                    "eventTime": "2026-05-01T12:00:00Z",
-                }
-            ]
-        },
-        {"events": []},
-        "events",
-    ),
-]
 
 # Input fields that legitimately carry no rule: any value is well-formed, and only the server's
 # state can say whether it is in range (a leaf index against the tree, a stream cursor).

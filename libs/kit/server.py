@@ -41,13 +41,13 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from libs.auth.tokens import TokenVerifier, platform_signing_key
 from libs.kit import config
 from libs.kit.access import AccessPolicy, Authenticator
 from libs.kit.clients import ServiceClients, ServiceTokenSource
-from libs.kit.interceptors import DeniedListener, KitServerInterceptor
+from libs.kit.interceptors import DeniedListener, ServerCallPipeline
 from libs.kit.registry import registrar
 from libs.kit.telemetry import Telemetry, configure_logging, configure_telemetry
 from libs.storage.paths import data_dir
@@ -136,19 +136,21 @@ async def start_service(
     runtime = ServiceRuntime(name=name, data_root=root, telemetry=telemetry, clients=clients)
     definition = build(runtime)
 
-    interceptor = KitServerInterceptor(
+    pipeline = ServerCallPipeline(
         service=name,
-        tracer=telemetry.tracer,
+        server_spans=telemetry.server_spans,
         authenticator=Authenticator(TokenVerifier(signing_key.public_key())),
         policy=definition.policy,
         on_denied=definition.on_denied,
     )
-    server = grpc.aio.server(interceptors=[interceptor])
-    definition.register(server)
+    server = grpc.aio.server()
+    registering = pipeline.registering_on(server)
+    definition.register(registering)  # type: ignore[arg-type]
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registering)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer([*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
+        registering,
     )
     bound = server.add_insecure_port(f"{host}:{config.listen_port(name) if port is None else port}")
     if definition.on_start is not None:

@@ -6,10 +6,10 @@ the kit's `AccessPolicy` plus ownership checks here (a wallet is read by its own
 operator or a service). The contract is in protos/limelight/gifts/v1/.
 
 The use cases run in a ledger process of the service's own (`engine.LedgerProcess`, which
-says why); reads run here, beside it. Besides the RPCs the service runs two loops: a sweep
-that expires overdue pending transfers, releases matured diamonds and ends overdue LIVEs, and
-the audit relay that hands the outbox to compliance's AuditService (events wait in the outbox
-while it is unreachable).
+says why); reads run here, beside it. Besides the RPCs the service runs a sweep that expires
+overdue pending transfers, releases matured diamonds and ends overdue LIVEs, and the shared
+audit client, which ships the ledger's audit outbox to compliance's AuditService (events
+wait in the outbox while it is unreachable).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import os
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -44,8 +45,12 @@ from limelight.gifts.v1 import (
     wallet_pb2_grpc,
 )
 from services.gifts import messages
-from services.gifts.audit import AuditEvent, AuditRelay, Outcome
-from services.gifts.audit_sink import ComplianceAuditSink
+from libs.audit.client import AuditClient, compliance_appender
+from libs.audit.pseudonyms import Pseudonymizer
+from libs.audit.spool import AuditSpool
+from limelight.compliance.v1 import audit_pb2_grpc
+from services.gifts.audit import AuditEvent, Outcome
+from services.gifts.audit_outbox import GiftsAuditOutbox
 from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
 from services.gifts.engine import InProcessLedger, LedgerProcess, Operation, local_payment_provider, record_audit, sweep
@@ -82,8 +87,6 @@ OPERATORS = frozenset({Role.ADMIN})
 SERVICES_AND_OPERATORS = frozenset({Role.ADMIN, Role.SERVICE})
 LEADERBOARD_PAGE = 10
 SWEEP_INTERVAL_SECONDS = 1.0
-RELAY_INTERVAL_SECONDS = 1.0
-RELAY_MAX_BACKOFF_SECONDS = 30.0
 STREAM_RECHECK_SECONDS = 1.0
 FEED_BATCH = 500
 
@@ -167,7 +170,7 @@ class GiftsService:
 
     def __init__(self, runtime: ServiceRuntime, *, config: GiftsConfig | None = None,
                  clock: Callable[[], dt.datetime] = utc_now, sweep_interval: float = SWEEP_INTERVAL_SECONDS,
-                 relay_audit: bool = True, ledger_process: bool = True) -> None:
+                 ship_audit: bool = True, ledger_process: bool = True) -> None:
         self.config = config or GiftsConfig()
         self.clock = clock
         self.signals = LiveSignals(asyncio.get_running_loop())
@@ -182,8 +185,10 @@ class GiftsService:
             self.ledger = InProcessLedger(GiftsApp(store=store, gifting=Gifting(
                 self.config, clock=clock, payments={provider.name: provider}), new_request_id=_new_request_id))
             self._reader = store
-        self._root = runtime.data_root
-        self._relay_sink = ComplianceAuditSink(runtime.clients) if relay_audit else None
+        self._runtime = runtime
+        self._ship_audit = ship_audit
+        self._audit: AuditClient | None = None
+        self._audited_refusals: weakref.WeakSet[DomainError] = weakref.WeakSet()
         self._sweep_interval = sweep_interval
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -197,7 +202,11 @@ class GiftsService:
 
     async def run(self, operation: Operation[C, R], command: C) -> R:
         """An operation in the ledger's next durable batch, stamped with this call's trace and time."""
-        return await self.ledger.run(operation, command, trace_id=current_ids().trace_id, now_us=self.now_us())
+        try:
+            return await self.ledger.run(operation, command, trace_id=current_ids().trace_id, now_us=self.now_us())
+        except DomainError as refusal:
+            self._audited_refusals.add(refusal)  # the ledger wrote its audit event with the refusal
+            raise
 
     async def read(self, query: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         return await asyncio.to_thread(query, *args, **kwargs)
@@ -211,13 +220,19 @@ class GiftsService:
         )
 
     async def _start(self) -> None:
+        root = self._runtime.data_root
         if isinstance(self.ledger, LedgerProcess):
             await self.ledger.start()  # opens and migrates the database before anyone reads it
-            self._reader = GiftsReader.of_service(self._root)
+            self._reader = GiftsReader.of_service(root)
         self._tasks = [asyncio.create_task(self._every(self._sweep_interval, self._sweep), name="gifts-sweep")]
-        if self._relay_sink is not None:
-            relay = AuditRelay(self.reader, self._relay_sink)
-            self._tasks.append(asyncio.create_task(self._relay_loop(relay), name="gifts-audit-relay"))
+        if self._ship_audit:
+            # The shared client ships the ledger's own outbox; its spool stays empty.
+            self._audit = AuditClient(
+                service=self._runtime.name, spool=AuditSpool.open(self._runtime.name, root),
+                append=compliance_appender(self._runtime.clients.stub("compliance", audit_pb2_grpc.AuditServiceStub)),
+                pseudonymizer=Pseudonymizer.for_deployment(root), clock=self.clock,
+                outbox=GiftsAuditOutbox(self.reader, Pseudonymizer.for_deployment(root)))
+            await self._audit.start()
 
     async def _stop(self) -> None:
         for task in self._tasks:
@@ -225,6 +240,8 @@ class GiftsService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._audit is not None:
+            await self._audit.stop()
         if isinstance(self.ledger, LedgerProcess):
             await self.ledger.stop()
             if self._reader is not None:
@@ -244,21 +261,11 @@ class GiftsService:
             except Exception:  # one failed pass must not end the loop; the next one retries
                 logger.exception("gifts background step failed")
 
-    @staticmethod
-    async def _relay_loop(relay: AuditRelay) -> None:
-        delay = RELAY_INTERVAL_SECONDS
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await relay.deliver_pending()
-                delay = RELAY_INTERVAL_SECONDS
-            except Exception as error:  # the outbox keeps the events; back off and try again
-                if delay == RELAY_INTERVAL_SECONDS:
-                    logger.warning("audit relay cannot deliver yet, retrying with back-off: %s", error)
-                delay = min(delay * 2, RELAY_MAX_BACKOFF_SECONDS)
-
     async def _record_denial(self, method: str, principal: Principal | None, error: DomainError) -> None:
-        """Kit-level refusals (no token, a bad one, a missing role) are audited like the rest."""
+        """Refusals the ledger did not see (no token, a bad one, a missing role, another's wallet)
+        are audited like the rest; the kit reports the ledger's own PERMISSION_DENIED too."""
+        if error in self._audited_refusals:
+            return
         event = AuditEvent(method.rsplit("/", 1)[-1], principal.subject if principal else SYSTEM_ACTOR,
                            Outcome.DENIED, "", method, self.now_us(), error.reason,
                            {**error.metadata, "caller": principal.subject if principal else "anonymous"})
@@ -270,9 +277,12 @@ def _new_request_id() -> str:
 
 
 def build(runtime: ServiceRuntime) -> ServiceDefinition:
-    """`LIMELIGHT_GIFTS_LEDGER=in-process` keeps the committer in this process (one core)."""
+    """`LIMELIGHT_GIFTS_LEDGER=in-process` keeps the committer in this process (one core);
+    `LIMELIGHT_GIFTS_AUDIT_SHIPPING=off` leaves audit events in the outbox, durable, until
+    shipping is turned on again (while compliance is down for maintenance, say)."""
     in_process = os.environ.get("LIMELIGHT_GIFTS_LEDGER", "process") == "in-process"
-    return GiftsService(runtime, ledger_process=not in_process).definition()
+    shipping = os.environ.get("LIMELIGHT_GIFTS_AUDIT_SHIPPING", "on") != "off"
+    return GiftsService(runtime, ledger_process=not in_process, ship_audit=shipping).definition()
 
 
 # Servicers -------------------------------------------------------------------------------------

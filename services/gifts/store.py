@@ -17,7 +17,7 @@ The invariants are written out in `ledger.py`; this file is where they are enfor
 
 All tables are STRICT, so an amount is an integer or the write fails.
 
-Writes go through a `GroupCommitter` with `synchronous=FULL`: many units of work, one
+Writes go through a `UnitCommitter` with `synchronous=FULL`: many units of work, one
 fsync. Reads use a second connection, which WAL lets run beside the writer.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from libs.errors import DomainError, FailedPrecondition
-from libs.storage.group_commit import DEFAULT_MAX_BATCH, GroupCommitter, RefusalRecorder
+from libs.storage.unit_commit import DEFAULT_MAX_BATCH, RefusalRecorder, UnitCommitter
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
 from services.gifts.audit import AuditEvent, Outcome, RecordedAuditEvent
@@ -82,8 +81,6 @@ def database_path(root: Path | None = None) -> Path:
     return (root or data_dir()) / SERVICE / f"{SERVICE}.db"
 
 _WALLET_PURPOSES = frozenset({Purpose.COINS, Purpose.DIAMONDS_ON_HOLD, Purpose.DIAMONDS})
-# Audit event ids are UUIDv5 of (outbox log id, sequence): stable across redeliveries.
-AUDIT_EVENT_NAMESPACE = uuid.UUID("7d1f0a52-3c1e-4bb8-9d0e-6a1f5e2c9b47")
 MAX_REQUEST_ENTRIES = 10_000  # more than any one request writes (a sweep writes a few hundred)
 WRITER_CACHE_KIB = 64 * 1024
 
@@ -334,6 +331,11 @@ CREATE TABLE audit_delivery (
     delivered_through INTEGER NOT NULL CHECK (delivered_through >= 0)
 ) STRICT;
 INSERT INTO audit_delivery (id, log_id, delivered_through) VALUES (1, lower(hex(randomblob(16))), 0);
+-- Events compliance refused for good (after they were isolated from their batch), and why.
+CREATE TABLE audit_set_aside (
+    sequence INTEGER PRIMARY KEY REFERENCES audit_outbox (sequence),
+    error TEXT NOT NULL
+) STRICT;
 """ + "".join(_immutable(table) for table in _ENTRY_TABLES)
 
 MIGRATIONS = [Migration(1, _SCHEMA_V1)]
@@ -949,20 +951,29 @@ class GiftsReader:
 
     def audit_events_after(self, sequence: int, limit: int) -> list[RecordedAuditEvent]:
         with self._read() as connection:
-            log_id = connection.execute("SELECT log_id FROM audit_delivery").fetchone()[0]
             rows = connection.execute("SELECT sequence, event FROM audit_outbox WHERE sequence > ? "
                                       "ORDER BY sequence LIMIT ?", (sequence, limit)).fetchall()
-        return [RecordedAuditEvent(row[0], str(uuid.uuid5(AUDIT_EVENT_NAMESPACE, f"{log_id}/{row[0]}")),
-                                   _audit_event(json.loads(row[1]))) for row in rows]
+        return [RecordedAuditEvent(row[0], _audit_event(json.loads(row[1]))) for row in rows]
+
+    def audit_log_id(self) -> str:
+        """The outbox's own random name, fixed when the database was created."""
+        with self._read() as connection:
+            return str(connection.execute("SELECT log_id FROM audit_delivery").fetchone()[0])
 
     def audit_delivered_through(self) -> int:
         with self._read() as connection:
             return int(connection.execute("SELECT delivered_through FROM audit_delivery").fetchone()[0])
 
     def mark_audit_delivered(self, sequence: int) -> None:
-        # The relay's own bookmark, not ledger data: a tiny write beside the ledger's writer,
+        # The shipper's own bookmark, not ledger data: a tiny write beside the ledger's writer,
         # which SQLite serialises with it (the writer holds the lock only while committing).
         with self.reader.transaction() as tx:
+            tx.execute("UPDATE audit_delivery SET delivered_through = MAX(delivered_through, ?)", (sequence,))
+
+    def set_audit_event_aside(self, sequence: int, error: str) -> None:
+        """Compliance refused this event for good: keep it aside with why, and go past it."""
+        with self.reader.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO audit_set_aside (sequence, error) VALUES (?, ?)", (sequence, error))
             tx.execute("UPDATE audit_delivery SET delivered_through = MAX(delivered_through, ?)", (sequence,))
 
 
@@ -983,7 +994,7 @@ class GiftsStore(GiftsReader):
             tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             for account in PLATFORM_ACCOUNTS:
                 SqliteUnitOfWork(tx).open_account(account, 0)
-        self._committer = GroupCommitter(writer, max_batch=max_batch, name="gifts-commit", threaded=threaded)
+        self._committer = UnitCommitter(writer, max_batch=max_batch, name="gifts-commit", threaded=threaded)
         # Written only on the committer thread: by units, then swapped out after each commit.
         self._touched_lives: set[str] = set()
         self._live_listeners: list[Callable[[frozenset[str]], None]] = []

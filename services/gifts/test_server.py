@@ -139,7 +139,7 @@ async def start_gifts(root: Path, config: GiftsConfig, *,
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
-        services.append(GiftsService(runtime, config=config, clock=clock, relay_audit=False,
+        services.append(GiftsService(runtime, config=config, clock=clock, ship_audit=False,
                                      ledger_process=ledger_process))
         return services[0].definition()
 
@@ -450,7 +450,8 @@ async def test_refusals_and_denials_land_in_the_audit_outbox(gifts: Gifts) -> No
             request_id=str(uuid.uuid4()), name=f"{live}/giftTransfers/x", reason="FRAUD",
             decision=gifts_pb2.HELD_GIFT_DECISION_VOID), metadata=gifts.auth("users/mallory"))
     events = [e.event for e in gifts.service.reader.audit_events_after(0, 100)]
-    assert ("SendGift", "REFUSED", "SENDER_UNDER_18") in [(e.action, e.outcome, e.reason) for e in events]
-    assert ("ResolveHeldGift", "DENIED", "ROLE_REQUIRED") in [(e.action, e.outcome, e.reason) for e in events]
+    outcomes = [(e.action, str(e.outcome), e.reason) for e in events]
+    assert outcomes.count(("SendGift", "REFUSED", "SENDER_UNDER_18")) == 1  # once, though the kit reports it too
+    assert outcomes.count(("ResolveHeldGift", "DENIED", "ROLE_REQUIRED")) == 1
     assert all(len(e.trace_id) == 32 for e in events if e.action in ("SendGift", "ResolveHeldGift"))
 

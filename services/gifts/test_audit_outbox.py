@@ -1,0 +1,101 @@
+"""The gifts audit outbox as the shared audit client ships it, all the way into compliance's log."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from libs.audit.protos import event_to_proto
+from libs.audit.pseudonyms import Pseudonymizer
+from libs.auth.principal import Role
+from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
+from libs.kit.validation import violations_of
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
+from limelight.gifts.v1 import gifts_pb2, gifts_pb2_grpc
+from services.compliance.server import build as build_compliance
+from services.gifts.audit_outbox import GiftsAuditOutbox, event_id, sequence_of
+from services.gifts.conftest import Harness, adult, minor
+from services.gifts.gifting import SendGift
+from services.gifts.server import GiftsService
+
+
+def _story(h: Harness) -> None:
+    """A LIVE, a top-up, a gift, and a refusal: four kinds of audit event."""
+    live = h.go_live("carol")
+    h.top_up("alice")
+    h.app.execute(h.gifting.send_gift, SendGift(adult("alice"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
+    with pytest.raises(Exception):
+        h.app.execute(h.gifting.send_gift, SendGift(minor("kid"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
+
+
+def test_pending_events_keep_their_ids_until_acknowledged_then_move_on(harness: Harness, tmp_path: Path) -> None:
+    _story(harness)
+    outbox = GiftsAuditOutbox(harness.store, Pseudonymizer.for_deployment(tmp_path))
+    first = outbox.pending(3)
+    assert [e.event_id for e in outbox.pending(3)] == [e.event_id for e in first]  # a redelivery is the same
+    outbox.acknowledge([e.event_id for e in first])
+    rest = outbox.pending(100)
+    assert rest and sequence_of(rest[0].event_id) == sequence_of(first[-1].event_id) + 1
+    outbox.reject(rest[0], "INVALID_ARGUMENT: bad")
+    assert [e.event_id for e in outbox.pending(100)] == [e.event_id for e in rest[1:]]
+
+
+def test_every_event_is_one_compliance_accepts(harness: Harness, tmp_path: Path) -> None:
+    _story(harness)
+    events = GiftsAuditOutbox(harness.store, Pseudonymizer.for_deployment(tmp_path)).pending(100)
+    assert {e.action for e in events} >= {"gifts.StartLive", "gifts.TopUpCoins", "gifts.SendGift"}
+    refused = [e for e in events if e.reason == "SENDER_UNDER_18"]
+    assert len(refused) == 1 and refused[0].outcome.value == "rejected" and refused[0].subject_ref
+    for event in events:
+        assert violations_of(event_to_proto(event)) == [], event
+        assert "users/" not in "".join(event.attributes.values()) or event.attributes.get("creator")
+
+
+def test_event_ids_are_uuids_that_carry_the_sequence() -> None:
+    identifier = event_id("0123abcd", 42)
+    assert uuid.UUID(identifier).version == 8 and sequence_of(identifier) == 42
+    assert event_id("0123abcd", 42) != event_id("another-log", 42)
+
+
+async def test_gifts_audit_events_reach_the_compliance_log(tmp_path: Path) -> None:
+    compliance = await start_service("compliance", build_compliance, port=0, data_root=tmp_path)
+    services: list[GiftsService] = []
+
+    def build(runtime: ServiceRuntime) -> ServiceDefinition:
+        services.append(GiftsService(runtime, ledger_process=False))
+        return services[0].definition()
+
+    gifts = await start_service("gifts", build, port=0, data_root=tmp_path,
+                                targets={"compliance": compliance.target})
+    key = platform_signing_key(tmp_path)
+
+    def auth(subject: str, *roles: Role) -> tuple[tuple[str, str], ...]:
+        claims = TokenClaims(subject, frozenset({Role.VIEWER, *roles}), birth_date=dt.date(2012, 1, 1))
+        return (("authorization", f"Bearer {mint_token(key, claims, ttl=dt.timedelta(minutes=5))}"),)
+
+    try:
+        async with grpc.aio.insecure_channel(gifts.target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError):  # a minor's gift: refused, and audited
+                await gifts_pb2_grpc.GiftServiceStub(channel).SendGift(gifts_pb2.SendGiftRequest(
+                    request_id=str(uuid.uuid4()), live="creators/c/lives/l", gift="gifts/rose", count=1),
+                    metadata=auth("users/kid"))
+        async with grpc.aio.insecure_channel(compliance.target) as channel:
+            stub = audit_pb2_grpc.AuditServiceStub(channel)
+            officer = auth("users/olga", Role.COMPLIANCE_OFFICER)
+            for _ in range(100):
+                reply = await stub.QueryEvents(audit_pb2.QueryEventsRequest(
+                    filter=audit_pb2.EventFilter(actor="users/kid")), metadata=officer)
+                if reply.events:
+                    break
+                await asyncio.sleep(0.1)
+        assert [(e.event.action, e.event.reason) for e in reply.events] == [("gifts.SendGift", "SENDER_UNDER_18")]
+        assert services[0].reader.audit_delivered_through() >= 1
+    finally:
+        await gifts.stop(grace=0)
+        await compliance.stop(grace=0)
