@@ -1,0 +1,409 @@
+"""The ingest use cases: upload, verify, probe, check, transcode, publish, register.
+
+Each public method is one use case; the gRPC servicer only translates to and from
+protos. Collaborators arrive as narrow ports (`ComplianceChecker`, `RankingRegistrar`,
+`Transcoder`, `ProvenanceReader`), so the same core runs behind gRPC, in the CLI, and
+in integration tests with real SQLite, a real blob store and real Ray.
+
+Background work (transcode jobs, registrations with ranking) runs as asyncio tasks of
+the serving process and survives it through the store: `start()` queues every job a
+stopped service left unfinished, and retries registrations that are still owed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from libs.auth.principal import Principal, Role
+from libs.blobstore import BlobStore
+from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.ingest.jobs import TranscodeRequest, Transcoder
+from services.ingest.ladder import plan_ladder
+from services.ingest.probe import MediaProbe, ProbeLimits, probe_media
+from services.ingest.store import ConcurrentUploadError, IngestStore
+from services.ingest.transcode import TranscodeSettings
+from services.ingest.uploads import (
+    UploadLimits,
+    UploadSession,
+    UploadState,
+    bytes_to_skip,
+    validate_declaration,
+    verify_checksum,
+)
+from services.ingest.videos import (
+    MAX_JOB_SUBMISSIONS,
+    Clock,
+    ComplianceOutcome,
+    JobState,
+    ProvenanceClaim,
+    TranscodeFailure,
+    TranscodeJob,
+    Video,
+    VideoMetadata,
+    VideoState,
+    job_output_prefix,
+    source_key,
+    state_after_transcode,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+WATCH_POLL_S = 0.2
+REGISTRATION_SWEEP_S = 30.0
+_READ_CHUNK = 1 << 20
+
+
+class ComplianceChecker(Protocol):
+    async def review(self, creator_id: str, metadata: VideoMetadata,
+                     provenance: ProvenanceClaim) -> ComplianceOutcome:
+        """The verdict and labels; PENDING_REVIEW when compliance cannot answer yet."""
+        ...
+
+
+class RankingRegistrar(Protocol):
+    async def register(self, video: Video, trace_carrier: dict[str, str]) -> None:
+        """Hand a published video to ranking; raise `Unavailable` to be asked again later."""
+        ...
+
+
+class ProvenanceReader(Protocol):
+    def __call__(self, media: BinaryIO, mime_type: str) -> ProvenanceClaim: ...
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    upload_limits: UploadLimits = field(default_factory=UploadLimits)
+    probe_limits: ProbeLimits = field(default_factory=ProbeLimits)
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
+    max_jobs_in_flight: int = 8
+    registration_backoff: dt.timedelta = dt.timedelta(seconds=30)
+    registration_backoff_cap: dt.timedelta = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class VideoPage:
+    videos: list[Video]
+    next_page_token: str
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        store: IngestStore,
+        blobs: BlobStore,
+        transcoder: Transcoder,
+        compliance: ComplianceChecker,
+        ranking: RankingRegistrar,
+        read_provenance: ProvenanceReader,
+        trace_carrier: Callable[[], dict[str, str]],
+        telemetry_root: str,
+        clock: Clock,
+        config: IngestConfig = IngestConfig(),
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._transcoder = transcoder
+        self._compliance = compliance
+        self._ranking = ranking
+        self._read_provenance = read_provenance
+        self._trace_carrier = trace_carrier
+        self._telemetry_root = telemetry_root
+        self._clock = clock
+        self.config = config
+        self._job_slots = asyncio.Semaphore(config.max_jobs_in_flight)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Queue the jobs a stopped service left unfinished and begin retrying registrations."""
+        for job in self._store.unfinished_jobs():
+            logger.info("re-queueing transcode job %s of video %s", job.job_id, job.video_id)
+            self._spawn(self._run_job(job), "job")
+        self._spawn(self._registration_loop(), "registrations")
+
+    async def stop(self) -> None:
+        """Stop background work; unfinished jobs stay RUNNING in the store for the next start."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait for every job in flight (tests and the benchmark)."""
+        while jobs := [t for t in self._background if t.get_name().startswith("job:")]:
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def begin_upload(self, creator: Principal, metadata: VideoMetadata, size_bytes: int,
+                     sha256_hex: str) -> UploadSession:
+        creator_id = _creator_id(creator)
+        validate_declaration(size_bytes, sha256_hex, self.config.upload_limits)
+        now = self._clock()
+        video = Video(video_id=str(uuid.uuid4()), creator_id=creator_id, metadata=metadata,
+                      state=VideoState.UPLOADING, created_at=now, updated_at=now)
+        session = UploadSession(
+            upload_id=str(uuid.uuid4()), video_id=video.video_id, creator_id=creator_id,
+            declared_size=size_bytes, sha256_hex=sha256_hex, committed_bytes=0, state=UploadState.OPEN,
+            expires_at=now + self.config.upload_limits.session_lifetime,
+        )
+        self._store.create_upload(video, session)
+        return session
+
+    def resume_upload(self, creator: Principal, upload_id: str) -> UploadSession:
+        session = self._store.get_upload(upload_id)
+        if session is None or session.creator_id != _creator_id(creator):
+            raise NotFound(f"no upload {upload_id}", resource_name=f"uploads/{upload_id}", reason="UPLOAD_NOT_FOUND")
+        return session
+
+    def writer(self, session: UploadSession) -> UploadWriter:
+        return UploadWriter(self._store, self._blobs, session, self.config.upload_limits.part_bytes, self._clock)
+
+    async def complete_upload(self, upload_id: str) -> Video:
+        """All bytes are in: verify, probe, check compliance, queue the transcode.
+
+        A rejection (checksum, unusable media) fails the video and is raised to the caller
+        as `InvalidArgument` with the reason the creator can act on.
+        """
+        session = self._store.get_upload(upload_id)
+        if session is None:
+            raise NotFound(f"no upload {upload_id}", reason="UPLOAD_NOT_FOUND")
+        video = self._store.get_video(session.video_id)
+        assert video is not None, "the schema ties every upload to a video"
+        if session.state is UploadState.COMPLETED:
+            return video  # a client retrying its completion gets the same answer
+        if session.state is UploadState.FAILED:
+            raise InvalidArgument.for_field("media", video.failure_message, reason=video.failure_reason)
+        if not session.is_complete:
+            raise InvalidArgument.for_field(
+                "chunks", f"upload ended at {session.committed_bytes} of {session.declared_size} bytes; "
+                "resume it from there", reason="UPLOAD_INCOMPLETE")
+        try:
+            verify_checksum(session, await asyncio.to_thread(self._assemble_source, session))
+            probe = await asyncio.to_thread(self._probe_source, session.video_id)
+        except InvalidArgument as rejection:
+            description = rejection.violations[0].description if rejection.violations else rejection.message
+            self._store.reject_upload(upload_id, rejection.reason, description, self._clock())
+            await asyncio.to_thread(self._discard_upload_data, session, keep_source=False)
+            raise
+        provenance = await asyncio.to_thread(self._provenance_of, session.video_id)
+        outcome = await self._compliance.review(video.creator_id, video.metadata, provenance)
+        job_id = str(uuid.uuid4())
+        job = TranscodeJob(job_id=job_id, video_id=video.video_id, state=JobState.QUEUED,
+                           output_prefix=job_output_prefix(video.video_id, job_id),
+                           trace_carrier=self._trace_carrier())
+        self._store.start_processing(upload_id, probe, outcome, job, self._clock())
+        await asyncio.to_thread(self._discard_upload_data, session, keep_source=True)
+        self._spawn(self._run_job(job), "job")
+        started = self._store.get_video(video.video_id)
+        assert started is not None
+        return started
+
+    def _assemble_source(self, session: UploadSession) -> str:
+        """Join the parts into the source object, hashing on the way; returns the SHA-256 hex.
+
+        The parts stay until the upload is settled, so a crash here is repaired by
+        completing again."""
+        digest = hashlib.sha256()
+
+        def joined() -> Iterator[bytes]:
+            for _offset, _size, key in self._store.upload_parts(session.upload_id):
+                for chunk in self._blobs.stream(key):
+                    digest.update(chunk)
+                    yield chunk
+
+        self._blobs.put_stream(source_key(session.video_id), joined())
+        return digest.hexdigest()
+
+    def _discard_upload_data(self, session: UploadSession, *, keep_source: bool) -> None:
+        for _offset, _size, key in self._store.upload_parts(session.upload_id):
+            self._blobs.delete(key)
+        self._store.forget_parts(session.upload_id)
+        if not keep_source:  # rejected media is not kept (data minimisation)
+            self._blobs.delete(source_key(session.video_id))
+
+    def _probe_source(self, video_id: str) -> MediaProbe:
+        with self._blobs.open_read(source_key(video_id)) as source:
+            return probe_media(source, self.config.probe_limits)
+
+    def _provenance_of(self, video_id: str) -> ProvenanceClaim:
+        with self._blobs.open_read(source_key(video_id)) as source:
+            return self._read_provenance(source, "video/mp4")
+
+    # -- transcode jobs -------------------------------------------------------------------
+
+    async def _run_job(self, job: TranscodeJob) -> None:
+        async with self._job_slots:
+            video = self._store.get_video(job.video_id)
+            if video is None or video.probe is None:
+                return
+            if job.submissions >= MAX_JOB_SUBMISSIONS:
+                self._store.fail_job(job.job_id, "TRANSCODE_ABANDONED",
+                                     f"the service stopped {job.submissions} times during this job", self._clock())
+                return
+            job = self._store.mark_job_submitted(job.job_id, self._clock())
+            request = TranscodeRequest(
+                job_id=job.job_id, blob_store_url=self._blobs.url, source_key=source_key(video.video_id),
+                output_prefix=job.output_prefix, probe=video.probe,
+                renditions=plan_ladder(*video.probe.display_size), settings=self.config.transcode,
+                trace_carrier=job.trace_carrier, telemetry_root=self._telemetry_root,
+            )
+            try:
+                result = await self._transcoder.transcode(
+                    request, lambda progress: self._store.record_progress(video.video_id, progress, self._clock()))
+            except TranscodeFailure as failure:
+                self._store.fail_job(job.job_id, failure.reason, failure.message, self._clock())
+                return
+            final_state = state_after_transcode(video.compliance.verdict)
+            self._store.complete_job(job.job_id, result.media, final_state, self._clock())
+            logger.info("video %s is %s (workers: %s)", video.video_id, final_state, result.workers)
+        await self.register_due_videos()
+
+    # -- registration with ranking --------------------------------------------------------
+
+    async def register_due_videos(self) -> None:
+        now = self._clock()
+        for video_id, attempts, carrier in self._store.due_registrations(now):
+            video = self._store.get_video(video_id)
+            if video is None:
+                continue
+            try:
+                await self._ranking.register(video, carrier)
+            except Unavailable as unavailable:
+                backoff = min(self.config.registration_backoff * (2 ** attempts),
+                              self.config.registration_backoff_cap)
+                self._store.registration_deferred(video_id, now + backoff, unavailable.message)
+                continue
+            self._store.registration_succeeded(video_id, self._clock())
+
+    async def _registration_loop(self) -> None:
+        while True:
+            try:
+                await self.register_due_videos()
+            except Exception:  # a sweep must never end the loop; the next one retries
+                logger.exception("registration sweep failed")
+            await asyncio.sleep(REGISTRATION_SWEEP_S)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get_video(self, viewer: Principal, video_id: str) -> Video:
+        video = self._store.get_video(video_id)
+        if video is None or not _may_view(viewer, video):
+            # The same answer for "missing" and "not yours": no probing for other creators' drafts.
+            raise NotFound(f"no video {video_id}", resource_name=f"videos/{video_id}", reason="VIDEO_NOT_FOUND")
+        return video
+
+    def list_videos(self, creator: Principal, creator_id: str, page_size: int, page_token: str) -> VideoPage:
+        if creator_id != _creator_id(creator) and not creator.has_role(Role.SERVICE, Role.ADMIN):
+            raise PermissionDenied("creators list only their own videos", reason="NOT_OWN_VIDEOS")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        videos = self._store.list_videos(creator_id, size + 1, _decode_page_token(page_token, creator_id))
+        next_token = _encode_page_token(videos[size - 1], creator_id) if len(videos) > size else ""
+        return VideoPage(videos[:size], next_token)
+
+    async def watch_video(self, viewer: Principal, video_id: str) -> AsyncIterator[Video]:
+        """The video now, then after every change, until it is READY, HELD or FAILED."""
+        video = self.get_video(viewer, video_id)
+        yield video
+        version = video.version
+        while not video.is_finished:
+            await asyncio.sleep(WATCH_POLL_S)
+            if self._store.video_version(video_id) == version:
+                continue
+            video = self.get_video(viewer, video_id)
+            version = video.version
+            yield video
+
+    def _spawn(self, work: Coroutine[object, object, None], kind: str) -> None:
+        task = asyncio.ensure_future(work)
+        task.set_name(f"{kind}:{id(task)}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+class UploadWriter:
+    """Buffers one stream's chunks into parts and commits each part (blob, then offset).
+
+    `flush()` commits what is buffered; the servicer calls it when the stream ends, also
+    when the client drops, so a resume loses at most what never reached the service.
+    """
+
+    def __init__(self, store: IngestStore, blobs: BlobStore, session: UploadSession, part_bytes: int,
+                 clock: Clock) -> None:
+        self._store = store
+        self._blobs = blobs
+        self.session = session
+        self._part_bytes = part_bytes
+        self._clock = clock
+        self._buffer = bytearray()
+        self._buffer_offset = session.committed_bytes
+
+    def write(self, offset: int, data: bytes) -> None:
+        position = self._buffer_offset + len(self._buffer)
+        skip = bytes_to_skip(self.session, position, offset, len(data), self._clock())
+        if not self._buffer:
+            self._buffer_offset = offset + skip
+        self._buffer += data[skip:]
+        if len(self._buffer) >= self._part_bytes:
+            self.flush()
+
+    def flush(self) -> UploadSession:
+        if not self._buffer:
+            return self.session
+        offset, data = self._buffer_offset, bytes(self._buffer)
+        key = f"uploads/{self.session.upload_id}/parts/{offset:015d}"
+        self._blobs.put(key, data)
+        try:
+            self.session = self._store.commit_part(self.session.upload_id, offset, len(data), key)
+        except ConcurrentUploadError:
+            self._blobs.delete(key)
+            raise Unavailable("another connection is writing this upload; resume from the committed offset",
+                              reason="UPLOAD_BUSY") from None
+        self._buffer.clear()
+        self._buffer_offset = self.session.committed_bytes
+        return self.session
+
+
+def _creator_id(principal: Principal) -> str:
+    creator_id = principal.user_id
+    if not creator_id:
+        raise PermissionDenied("uploads are made by a creator's account", reason="CREATOR_REQUIRED")
+    return creator_id
+
+
+def _may_view(viewer: Principal, video: Video) -> bool:
+    if viewer.user_id == video.creator_id or viewer.has_role(Role.SERVICE, Role.ADMIN, Role.COMPLIANCE_OFFICER):
+        return True
+    return video.state is VideoState.READY
+
+
+def _encode_page_token(last: Video, creator_id: str) -> str:
+    position = {"c": creator_id, "t": last.created_at.isoformat(), "v": last.video_id}
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _decode_page_token(token: str, creator_id: str) -> tuple[dt.datetime, str] | None:
+    if not token:
+        return None
+    try:
+        position = json.loads(base64.urlsafe_b64decode(token.encode()))
+        created_at = dt.datetime.fromisoformat(position["t"])
+        if position["c"] != creator_id:
+            raise ValueError("token of another listing")
+        return created_at, str(position["v"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidArgument.for_field("page_token", "not a token from a previous page of this listing",
+                                        reason="PAGE_TOKEN_INVALID") from None

@@ -1,0 +1,139 @@
+"""Transcode benchmark: our PyAV ladder against Debian's ffmpeg CLI, in the same run.
+
+1. Speed: a 20 s 1080x1920 30 fps clip with audio through the 4-rung ladder (libx264
+   veryfast, capped VBR, 2 s HLS segments), by `transcode_to_hls` and by `/usr/bin/ffmpeg`
+   doing the same ladder (split + scale filter graph, same bitrates, keyframes and
+   segment length). Rounds alternate the two so machine noise hits both; the ratio of
+   medians is printed.
+2. Throughput: several clips submitted at once as Ray tasks, with 1 and then 2 tasks
+   allowed to run at a time (each task declares 2 or 1 of the 2 Ray CPUs), clips per
+   minute for each.
+
+    python -m tools.bench.transcode_ladder              # both parts
+    python -m tools.bench.transcode_ladder --rounds 3 --skip-throughput
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import ray
+
+from libs.blobstore import LocalBlobStore
+from services.ingest.jobs import TranscodeRequest
+from services.ingest.ladder import Rendition, plan_ladder
+from services.ingest.probe import probe_media
+from services.ingest.sample_clips import ClipSpec, write_clip
+from services.ingest.transcode import TranscodeSettings, transcode_to_hls
+from services.ingest.workers import RayTranscoder, connect_ray
+
+FFMPEG = "/usr/bin/ffmpeg"
+
+
+def ffmpeg_ladder_command(source: Path, output_dir: Path, renditions: Sequence[Rendition],
+                          settings: TranscodeSettings) -> list[str]:
+    """The CLI doing what `transcode_to_hls` does (audio is encoded per rung by the CLI)."""
+    count = len(renditions)
+    graph = f"[0:v]split={count}" + "".join(f"[s{i}]" for i in range(count)) + ";" + ";".join(
+        f"[s{i}]scale={r.width}:{r.height}:flags=bicubic[v{i}]" for i, r in enumerate(renditions))
+    command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-filter_complex", graph]
+    for i in range(count):
+        command += ["-map", f"[v{i}]", "-map", "0:a:0"]
+    command += ["-c:v", "libx264", "-preset", settings.x264_preset, "-pix_fmt", "yuv420p",
+                "-x264-params", "scenecut=0", "-forced-idr", "1",
+                "-force_key_frames", f"expr:gte(t,n_forced*{settings.segment_seconds:g})"]
+    for i, r in enumerate(renditions):
+        command += [f"-b:v:{i}", str(r.video_bitrate), f"-maxrate:v:{i}", str(r.max_bitrate),
+                    f"-bufsize:v:{i}", str(r.buffer_size)]
+    command += ["-c:a", "aac", "-b:a", str(settings.audio_bitrate), "-ac", "2", "-ar", str(settings.audio_sample_rate),
+                "-f", "hls", "-hls_time", f"{settings.segment_seconds:g}", "-hls_playlist_type", "vod",
+                "-hls_flags", "independent_segments", "-master_pl_name", "master.m3u8",
+                "-var_stream_map", " ".join(f"v:{i},a:{i}" for i in range(count)),
+                "-hls_segment_filename", str(output_dir / "%v" / "seg_%05d.ts"), str(output_dir / "%v" / "index.m3u8")]
+    return command
+
+
+def measure_speed(source: Path, work: Path, rounds: int) -> None:
+    probe = probe_media(source)
+    renditions = plan_ladder(*probe.display_size)
+    settings = TranscodeSettings()
+    ours, cli = [], []
+    for round_number in range(rounds):
+        for name, timings in (("pyav", ours), ("ffmpeg", cli)):
+            output = work / f"{name}-{round_number}"
+            output.mkdir()
+            started = time.perf_counter()
+            if name == "pyav":
+                transcode_to_hls(source, output, probe, renditions, settings)
+            else:
+                subprocess.run(ffmpeg_ladder_command(source, output, renditions, settings), check=True)
+            timings.append(time.perf_counter() - started)
+            shutil.rmtree(output)
+            print(f"  round {round_number + 1} {name:>6}: {timings[-1]:6.2f} s", flush=True)
+    ours_median, cli_median = statistics.median(ours), statistics.median(cli)
+    print(f"ladder {' / '.join(r.name for r in renditions)}, {probe.duration_s:.0f} s clip")
+    print(f"  PyAV (ours)  median {ours_median:6.2f} s  ({probe.duration_s / ours_median:.2f}x real time)")
+    print(f"  ffmpeg CLI   median {cli_median:6.2f} s  ({probe.duration_s / cli_median:.2f}x real time)")
+    print(f"  speed vs CLI: {cli_median / ours_median:.2f}x  (>1 means ours is faster)")
+
+
+async def measure_throughput(clip: Path, work: Path, clips: int) -> None:
+    connect_ray(num_cpus=2)
+    store = LocalBlobStore(work / "blobs")
+    store.put("bench/source", clip.read_bytes())
+    probe = probe_media(clip)
+    results = {}
+    try:
+        for concurrent in (1, 2):
+            transcoder = RayTranscoder(task_options={"num_cpus": 2 // concurrent})
+            requests = [
+                TranscodeRequest(job_id=f"c{concurrent}-{n}", blob_store_url=store.url, source_key="bench/source",
+                                 output_prefix=f"bench/c{concurrent}-{n}/", probe=probe,
+                                 renditions=plan_ladder(*probe.display_size), settings=TranscodeSettings(),
+                                 trace_carrier={}, telemetry_root=str(work))
+                for n in range(clips)
+            ]
+            started = time.perf_counter()
+            await asyncio.gather(*(transcoder.transcode(r, lambda _: None) for r in requests))
+            elapsed = time.perf_counter() - started
+            results[concurrent] = clips / elapsed * 60
+            print(f"  {concurrent} Ray worker(s) at a time: {clips} clips in {elapsed:6.2f} s = "
+                  f"{results[concurrent]:.1f} clips/min", flush=True)
+    finally:
+        ray.shutdown()
+    print(f"  throughput 2 workers vs 1: {results[2] / results[1]:.2f}x on {os.cpu_count()} cores")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--throughput-clips", type=int, default=4)
+    parser.add_argument("--throughput-seconds", type=float, default=6.0)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-transcode-") as scratch:
+        work = Path(scratch)
+        if not arguments.skip_speed:
+            source = write_clip(work / "source.mp4", ClipSpec(1080, 1920, arguments.seconds))
+            print(f"speed: {arguments.seconds:g} s 1080x1920 30 fps clip with audio, {arguments.rounds} rounds")
+            measure_speed(source, work, arguments.rounds)
+        if not arguments.skip_throughput:
+            clip = write_clip(work / "short.mp4", ClipSpec(720, 1280, arguments.throughput_seconds))
+            print(f"throughput: {arguments.throughput_clips} clips of {arguments.throughput_seconds:g} s "
+                  "720x1280 submitted at once")
+            asyncio.run(measure_throughput(clip, work, arguments.throughput_clips))
+
+
+if __name__ == "__main__":
+    main()
