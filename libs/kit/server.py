@@ -4,20 +4,21 @@ A service module provides one function, `build(runtime) -> ServiceDefinition`: i
 its store, constructs its servicers from the runtime's pieces, and says which methods
 are public and which roles each method needs. The kit does the rest:
 
-    from libs.kit.server import ServiceDefinition, ServiceRuntime, run_service_process
+    from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
+
+    GIFTS = "limelight.gifts.v1.GiftsService"
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
         store = GiftsStore.open(runtime.data_root)
-        servicer = GiftsServicer(Gifts(store), runtime.clients)
-        return ServiceDefinition(
-            service_names=[GIFTS_SERVICE],
-            register=lambda server: gifts_pb2_grpc.add_GiftsServiceServicer_to_server(servicer, server),
-            policy=AccessPolicy(roles=method_paths(GIFTS_SERVICE, {"SendGift": VIEWERS})),
+        return package_definition(
+            "limelight.gifts.v1",
+            {GIFTS: GiftsServicer(Gifts(store), runtime.clients)},
+            policy=AccessPolicy(roles=method_paths(GIFTS, {"SendGift": frozenset({Role.VIEWER})})),
             on_stop=store.close,
         )
 
-    if __name__ == "__main__":
-        run_service_process("gifts", build)
+`limelight serve gifts` imports `services.gifts.server.build` and runs it with
+`run_service_process`; `limelight up` does that for all six.
 
 Handlers read the caller with `libs.kit.context.current_principal()`, raise `libs.errors`
 classes, and call other services through `runtime.clients.stub("compliance", Stub)`.
@@ -33,19 +34,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from libs.auth.tokens import TokenVerifier, platform_signing_key
 from libs.kit import config
 from libs.kit.access import AccessPolicy, Authenticator
 from libs.kit.clients import ServiceClients, ServiceTokenSource
-from libs.kit.interceptors import DeniedListener, KitServerInterceptor
+from libs.kit.interceptors import DeniedListener, ServerCallPipeline
+from libs.kit.registry import registrar
 from libs.kit.telemetry import Telemetry, configure_logging, configure_telemetry
 from libs.storage.paths import data_dir
 
@@ -75,6 +78,17 @@ class ServiceDefinition:
 
 
 Builder = Callable[[ServiceRuntime], ServiceDefinition]
+
+
+def package_definition(
+    package: str, implementations: Mapping[str, object] | None = None, **options: Any
+) -> ServiceDefinition:
+    """A definition exposing every service of a generated package (`limelight.shop.v1`).
+
+    `implementations` maps full service names to servicers; the others answer UNIMPLEMENTED.
+    """
+    names, register = registrar(package, implementations or {})
+    return ServiceDefinition(service_names=names, register=register, **options)
 
 
 @dataclass
@@ -122,19 +136,21 @@ async def start_service(
     runtime = ServiceRuntime(name=name, data_root=root, telemetry=telemetry, clients=clients)
     definition = build(runtime)
 
-    interceptor = KitServerInterceptor(
+    pipeline = ServerCallPipeline(
         service=name,
         tracer=telemetry.tracer,
         authenticator=Authenticator(TokenVerifier(signing_key.public_key())),
         policy=definition.policy,
         on_denied=definition.on_denied,
     )
-    server = grpc.aio.server(interceptors=[interceptor])
-    definition.register(server)
+    server = grpc.aio.server()
+    registering = pipeline.registering_on(server)
+    definition.register(registering)  # type: ignore[arg-type]
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registering)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer([*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
+        registering,
     )
     bound = server.add_insecure_port(f"{host}:{config.listen_port(name) if port is None else port}")
     if definition.on_start is not None:
@@ -159,6 +175,6 @@ async def serve_until_signalled(name: str, build: Builder, *, grace: float = DEF
 
 
 def run_service_process(name: str, build: Builder) -> None:
-    """Entry point of `python -m services.<name>`."""
+    """Run one service in this process until SIGTERM or SIGINT (`limelight serve <name>`)."""
     configure_logging()
     asyncio.run(serve_until_signalled(name, build))

@@ -80,3 +80,12 @@ def internal_status(trace_id: str) -> status_pb2.Status:
             )
         ],
     )
+
+
+def unimplemented_status(method: str) -> status_pb2.Status:
+    return status_pb2.Status(
+        code=code_pb2.UNIMPLEMENTED,
+        message=f"{method} is part of the contract but not built yet",
+        details=[_packed(error_details_pb2.ErrorInfo(reason="NOT_BUILT_YET", domain=ERROR_DOMAIN,
+                                                     metadata={"method": method}))],
+    )

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -120,11 +120,11 @@ def configure_telemetry(
         sampler=sampler,
     )
     if not tracing_off:
-        provider.add_span_processor(BatchSpanProcessor(_exporter_for(service, data_root)))
+        provider.add_span_processor(BatchSpanProcessor(exporter_for(service, data_root)))
     return Telemetry(service=service, provider=provider, tracer=provider.get_tracer(f"limelight.{service}"))
 
 
-def _exporter_for(service: str, data_root: Path | None) -> SpanExporter:
+def exporter_for(service: str, data_root: Path | None) -> SpanExporter:
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -190,6 +190,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
 
-
-def spans_of_trace(spans: Iterator[dict[str, object]] | list[dict[str, object]], trace_id: str) -> list[dict[str, object]]:
-    return [span for span in spans if span["trace_id"] == trace_id]

@@ -38,7 +38,8 @@ def violations_of(message: Message) -> list[FieldViolation]:
     for violation in _validator.collect_violations(message):
         proto = violation.proto
         violations.append(
-            FieldViolation(field=field_path(proto.field), description=proto.message, reason=proto.rule_id)
+            # A cross-field rule has no field path; its rule id is the best name for it.
+            FieldViolation(field=field_path(proto.field) or proto.rule_id, description=proto.message, reason=proto.rule_id)
         )
     return violations
 

@@ -1,0 +1,57 @@
+"""Finding the gRPC services a generated proto package declares.
+
+A service registers the servicers it implements; every other service of its package is
+registered with the generated base class, which answers UNIMPLEMENTED. So a server
+always exposes its whole contract, and reflection shows all of it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+
+@dataclass(frozen=True)
+class ProtoService:
+    full_name: str
+    servicer_base: type
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+
+
+def proto_services(package: str) -> list[ProtoService]:
+    """Every service in a generated package such as `limelight.gifts.v1`, by full name."""
+    found: list[ProtoService] = []
+    for module_info in sorted(pkgutil.iter_modules(importlib.import_module(package).__path__), key=lambda m: m.name):
+        if not module_info.name.endswith("_pb2_grpc"):
+            continue
+        grpc_module = importlib.import_module(f"{package}.{module_info.name}")
+        messages_module = importlib.import_module(f"{package}.{module_info.name.removesuffix('_grpc')}")
+        for name, descriptor in messages_module.DESCRIPTOR.services_by_name.items():
+            found.append(
+                ProtoService(
+                    full_name=descriptor.full_name,
+                    servicer_base=getattr(grpc_module, f"{name}Servicer"),
+                    add_to_server=getattr(grpc_module, f"add_{name}Servicer_to_server"),
+                )
+            )
+    return found
+
+
+def registrar(package: str, implementations: Mapping[str, object]) -> tuple[list[str], Callable[[grpc.aio.Server], None]]:
+    """(service names, register function) for a package, with base servicers where unimplemented."""
+    services = proto_services(package)
+    unknown = set(implementations) - {service.full_name for service in services}
+    if unknown:
+        raise ValueError(f"{package} declares no service named {sorted(unknown)}")
+
+    def register(server: grpc.aio.Server) -> None:
+        for service in services:
+            servicer = implementations.get(service.full_name) or service.servicer_base()
+            service.add_to_server(servicer, server)
+
+    return [service.full_name for service in services], register

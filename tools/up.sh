@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main job: install what is needed, then run the whole platform until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+exec .venv/bin/limelight up
