@@ -45,8 +45,9 @@ def ray_session() -> Iterator[None]:
     from services.ingest.workers import connect_ray
 
     os.environ.pop("RAY_ADDRESS", None)
-    connect_ray(num_cpus=2)
+    started = connect_ray(num_cpus=2)
     try:
         yield
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()

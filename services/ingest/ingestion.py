@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -30,22 +31,25 @@ from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.ingest.jobs import TranscodeRequest, Transcoder
 from services.ingest.ladder import plan_ladder
 from services.ingest.probe import MediaProbe, ProbeLimits, probe_media
-from services.ingest.store import ConcurrentUploadError, IngestStore
+from services.ingest.store import ConcurrentUploadError, FollowUp, IngestStore
 from services.ingest.transcode import TranscodeSettings
 from services.ingest.uploads import (
     UploadLimits,
     UploadSession,
     UploadState,
     bytes_to_skip,
+    ensure_same_upload,
     validate_declaration,
     verify_checksum,
 )
 from services.ingest.videos import (
     MAX_JOB_SUBMISSIONS,
+    C2paEvidence,
     Clock,
-    ComplianceOutcome,
+    ComplianceReview,
     JobState,
-    ProvenanceClaim,
+    ProcessingStage,
+    PublicationState,
     TranscodeFailure,
     TranscodeJob,
     Video,
@@ -53,7 +57,7 @@ from services.ingest.videos import (
     VideoState,
     job_output_prefix,
     source_key,
-    state_after_transcode,
+    video_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,25 +65,25 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 WATCH_POLL_S = 0.2
-REGISTRATION_SWEEP_S = 30.0
+FOLLOW_UP_SWEEP_S = 30.0
 _READ_CHUNK = 1 << 20
 
 
 class ComplianceChecker(Protocol):
-    async def review(self, creator_id: str, metadata: VideoMetadata,
-                     provenance: ProvenanceClaim) -> ComplianceOutcome:
-        """The verdict and labels; PENDING_REVIEW when compliance cannot answer yet."""
+    async def review(self, video_name: str, metadata: VideoMetadata, c2pa: C2paEvidence,
+                     reviewed_at: dt.datetime) -> ComplianceReview:
+        """Both verdicts; a verdict compliance cannot give yet stays UNSPECIFIED (pending)."""
         ...
 
 
 class RankingRegistrar(Protocol):
-    async def register(self, video: Video, trace_carrier: dict[str, str]) -> None:
+    async def register(self, video: Video) -> None:
         """Hand a published video to ranking; raise `Unavailable` to be asked again later."""
         ...
 
 
 class ProvenanceReader(Protocol):
-    def __call__(self, media: BinaryIO, mime_type: str) -> ProvenanceClaim: ...
+    def __call__(self, media: BinaryIO, mime_type: str) -> C2paEvidence: ...
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,8 @@ class IngestConfig:
     probe_limits: ProbeLimits = field(default_factory=ProbeLimits)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     max_jobs_in_flight: int = 8
-    registration_backoff: dt.timedelta = dt.timedelta(seconds=30)
-    registration_backoff_cap: dt.timedelta = dt.timedelta(hours=1)
+    follow_up_backoff: dt.timedelta = dt.timedelta(seconds=30)
+    follow_up_backoff_cap: dt.timedelta = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class Ingest:
         ranking: RankingRegistrar,
         read_provenance: ProvenanceReader,
         trace_carrier: Callable[[], dict[str, str]],
+        continue_trace: Callable[[dict[str, str]], AbstractContextManager[object]],
         telemetry_root: str,
         clock: Clock,
         config: IngestConfig = IngestConfig(),
@@ -120,6 +125,7 @@ class Ingest:
         self._ranking = ranking
         self._read_provenance = read_provenance
         self._trace_carrier = trace_carrier
+        self._continue_trace = continue_trace
         self._telemetry_root = telemetry_root
         self._clock = clock
         self.config = config
@@ -133,7 +139,7 @@ class Ingest:
         for job in self._store.unfinished_jobs():
             logger.info("re-queueing transcode job %s of video %s", job.job_id, job.video_id)
             self._spawn(self._run_job(job), "job")
-        self._spawn(self._registration_loop(), "registrations")
+        self._spawn(self._follow_up_loop(), "follow-ups")
 
     async def stop(self) -> None:
         """Stop background work; unfinished jobs stay RUNNING in the store for the next start."""
@@ -148,64 +154,79 @@ class Ingest:
 
     # -- uploads --------------------------------------------------------------------------
 
-    def begin_upload(self, creator: Principal, metadata: VideoMetadata, size_bytes: int,
-                     sha256_hex: str) -> UploadSession:
-        creator_id = _creator_id(creator)
+    def begin_upload(self, creator: Principal, creator_id: str, upload_id: str, metadata: VideoMetadata,
+                     size_bytes: int, sha256_hex: str, filename: str = "") -> UploadSession:
+        """Open an upload under the client's id; the same id and declaration again resumes it."""
+        _ensure_acting_creator(creator, creator_id)
         validate_declaration(size_bytes, sha256_hex, self.config.upload_limits)
+        existing = self._store.get_upload(upload_id)
+        if existing is not None:
+            ensure_same_upload(existing, creator_id, metadata, size_bytes, sha256_hex)
+            return existing
         now = self._clock()
-        video = Video(video_id=str(uuid.uuid4()), creator_id=creator_id, metadata=metadata,
-                      state=VideoState.UPLOADING, created_at=now, updated_at=now)
         session = UploadSession(
-            upload_id=str(uuid.uuid4()), video_id=video.video_id, creator_id=creator_id,
-            declared_size=size_bytes, sha256_hex=sha256_hex, committed_bytes=0, state=UploadState.OPEN,
-            expires_at=now + self.config.upload_limits.session_lifetime,
+            upload_id=upload_id, creator_id=creator_id, metadata=metadata, declared_size=size_bytes,
+            sha256_hex=sha256_hex, committed_bytes=0, state=UploadState.RECEIVING, created_at=now,
+            expires_at=now + self.config.upload_limits.session_lifetime, filename=filename,
         )
-        self._store.create_upload(video, session)
+        try:
+            self._store.create_upload(session)
+        except ConcurrentUploadError:  # the same id started concurrently on another connection
+            return self.begin_upload(creator, creator_id, upload_id, metadata, size_bytes, sha256_hex, filename)
         return session
 
-    def resume_upload(self, creator: Principal, upload_id: str) -> UploadSession:
+    def get_upload(self, viewer: Principal, creator_id: str, upload_id: str) -> UploadSession:
         session = self._store.get_upload(upload_id)
-        if session is None or session.creator_id != _creator_id(creator):
-            raise NotFound(f"no upload {upload_id}", resource_name=f"uploads/{upload_id}", reason="UPLOAD_NOT_FOUND")
+        if session is None or session.creator_id != creator_id or not _may_act_for(viewer, creator_id):
+            raise NotFound(f"no upload {upload_id}", resource_name=f"creators/{creator_id}/uploads/{upload_id}",
+                           reason="UPLOAD_NOT_FOUND")
         return session
 
     def writer(self, session: UploadSession) -> UploadWriter:
         return UploadWriter(self._store, self._blobs, session, self.config.upload_limits.part_bytes, self._clock)
 
     async def complete_upload(self, upload_id: str) -> Video:
-        """All bytes are in: verify, probe, check compliance, queue the transcode.
+        """All bytes are in: verify, probe, read C2PA, ask compliance, queue the transcode.
 
-        A rejection (checksum, unusable media) fails the video and is raised to the caller
-        as `InvalidArgument` with the reason the creator can act on.
+        A rejection (checksum, unusable media) fails the upload, discards its bytes, and
+        is raised as `InvalidArgument` with the reason the creator can act on.
         """
         session = self._store.get_upload(upload_id)
         if session is None:
             raise NotFound(f"no upload {upload_id}", reason="UPLOAD_NOT_FOUND")
-        video = self._store.get_video(session.video_id)
-        assert video is not None, "the schema ties every upload to a video"
         if session.state is UploadState.COMPLETED:
+            video = self._store.get_video(session.video_id)
+            assert video is not None, "a completed upload always has its video"
             return video  # a client retrying its completion gets the same answer
         if session.state is UploadState.FAILED:
-            raise InvalidArgument.for_field("media", video.failure_message, reason=video.failure_reason)
+            raise InvalidArgument.for_field("media", "this upload was rejected; start a new one",
+                                            reason=session.failure_reason)
         if not session.is_complete:
             raise InvalidArgument.for_field(
-                "chunks", f"upload ended at {session.committed_bytes} of {session.declared_size} bytes; "
+                "chunk", f"the upload ended at {session.committed_bytes} of {session.declared_size} bytes; "
                 "resume it from there", reason="UPLOAD_INCOMPLETE")
         try:
             verify_checksum(session, await asyncio.to_thread(self._assemble_source, session))
             probe = await asyncio.to_thread(self._probe_source, session.video_id)
         except InvalidArgument as rejection:
-            description = rejection.violations[0].description if rejection.violations else rejection.message
-            self._store.reject_upload(upload_id, rejection.reason, description, self._clock())
+            self._store.fail_upload(upload_id, rejection.reason)
             await asyncio.to_thread(self._discard_upload_data, session, keep_source=False)
             raise
-        provenance = await asyncio.to_thread(self._provenance_of, session.video_id)
-        outcome = await self._compliance.review(video.creator_id, video.metadata, provenance)
+        c2pa = await asyncio.to_thread(self._c2pa_of, session.video_id)
+        name = video_name(session.creator_id, session.video_id)
+        review = await self._compliance.review(name, session.metadata, c2pa, self._clock())
+        now = self._clock()
+        video = Video(video_id=session.video_id, creator_id=session.creator_id, metadata=session.metadata,
+                      state=VideoState.PROCESSING, stage=ProcessingStage.QUEUED, created_at=now, updated_at=now,
+                      probe=probe, review=review, c2pa=c2pa)
         job_id = str(uuid.uuid4())
         job = TranscodeJob(job_id=job_id, video_id=video.video_id, state=JobState.QUEUED,
                            output_prefix=job_output_prefix(video.video_id, job_id),
                            trace_carrier=self._trace_carrier())
-        self._store.start_processing(upload_id, probe, outcome, job, self._clock())
+        try:
+            self._store.start_processing(video, job, now)
+        except ConcurrentUploadError:  # completed concurrently by another connection
+            return await self.complete_upload(upload_id)
         await asyncio.to_thread(self._discard_upload_data, session, keep_source=True)
         self._spawn(self._run_job(job), "job")
         started = self._store.get_video(video.video_id)
@@ -239,7 +260,7 @@ class Ingest:
         with self._blobs.open_read(source_key(video_id)) as source:
             return probe_media(source, self.config.probe_limits)
 
-    def _provenance_of(self, video_id: str) -> ProvenanceClaim:
+    def _c2pa_of(self, video_id: str) -> C2paEvidence:
         with self._blobs.open_read(source_key(video_id)) as source:
             return self._read_provenance(source, "video/mp4")
 
@@ -248,7 +269,7 @@ class Ingest:
     async def _run_job(self, job: TranscodeJob) -> None:
         async with self._job_slots:
             video = self._store.get_video(job.video_id)
-            if video is None or video.probe is None:
+            if video is None:
                 return
             if job.submissions >= MAX_JOB_SUBMISSIONS:
                 self._store.fail_job(job.job_id, "TRANSCODE_ABANDONED",
@@ -267,63 +288,83 @@ class Ingest:
             except TranscodeFailure as failure:
                 self._store.fail_job(job.job_id, failure.reason, failure.message, self._clock())
                 return
-            final_state = state_after_transcode(video.compliance.verdict)
-            self._store.complete_job(job.job_id, result.media, final_state, self._clock())
-            logger.info("video %s is %s (workers: %s)", video.video_id, final_state, result.workers)
-        await self.register_due_videos()
+            self._store.complete_job(job.job_id, result.media, self._clock())
+            logger.info("video %s is ready (workers: %s)", video.video_id, result.workers)
+        await self.run_due_follow_ups()
 
-    # -- registration with ranking --------------------------------------------------------
+    # -- follow-ups: compliance reviews still pending, registrations still owed ----------
 
-    async def register_due_videos(self) -> None:
+    async def run_due_follow_ups(self) -> None:
+        """Ask compliance again for pending verdicts, then register published videos with ranking.
+
+        Each call continues the trace of the upload it belongs to."""
         now = self._clock()
-        for video_id, attempts, carrier in self._store.due_registrations(now):
-            video = self._store.get_video(video_id)
+        for due in self._store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, now):
+            video = self._store.get_video(due.video_id)
+            if video is None:
+                continue
+            with self._continue_trace(due.trace_carrier):
+                review = await self._compliance.review(video.name, video.metadata, video.c2pa, self._clock())
+            self._store.apply_review(video.video_id, review, self._clock())
+            if review.publication is PublicationState.PENDING_REVIEW:
+                self._store.defer_follow_up(video.video_id, FollowUp.COMPLIANCE_REVIEW,
+                                            now + self._backoff(due.attempts), "compliance gave no verdict")
+        now = self._clock()  # registrations the reviews above just made due are included
+        for due in self._store.due_follow_ups(FollowUp.RANKING_REGISTRATION, now):
+            video = self._store.get_video(due.video_id)
             if video is None:
                 continue
             try:
-                await self._ranking.register(video, carrier)
+                with self._continue_trace(due.trace_carrier):
+                    await self._ranking.register(video)
             except Unavailable as unavailable:
-                backoff = min(self.config.registration_backoff * (2 ** attempts),
-                              self.config.registration_backoff_cap)
-                self._store.registration_deferred(video_id, now + backoff, unavailable.message)
+                self._store.defer_follow_up(video.video_id, FollowUp.RANKING_REGISTRATION,
+                                            now + self._backoff(due.attempts), unavailable.message)
                 continue
-            self._store.registration_succeeded(video_id, self._clock())
+            self._store.registration_succeeded(video.video_id, self._clock())
 
-    async def _registration_loop(self) -> None:
+    def _backoff(self, attempts: int) -> dt.timedelta:
+        return min(self.config.follow_up_backoff * (2 ** attempts), self.config.follow_up_backoff_cap)
+
+    async def _follow_up_loop(self) -> None:
         while True:
             try:
-                await self.register_due_videos()
+                await self.run_due_follow_ups()
             except Exception:  # a sweep must never end the loop; the next one retries
-                logger.exception("registration sweep failed")
-            await asyncio.sleep(REGISTRATION_SWEEP_S)
+                logger.exception("follow-up sweep failed")
+            await asyncio.sleep(FOLLOW_UP_SWEEP_S)
 
     # -- reading --------------------------------------------------------------------------
 
-    def get_video(self, viewer: Principal, video_id: str) -> Video:
+    def get_video(self, viewer: Principal, creator_id: str, video_id: str) -> Video:
         video = self._store.get_video(video_id)
-        if video is None or not _may_view(viewer, video):
+        if video is None or video.creator_id != creator_id or not _may_view(viewer, video):
             # The same answer for "missing" and "not yours": no probing for other creators' drafts.
-            raise NotFound(f"no video {video_id}", resource_name=f"videos/{video_id}", reason="VIDEO_NOT_FOUND")
+            raise NotFound(f"no video {video_id}", resource_name=video_name(creator_id, video_id),
+                           reason="VIDEO_NOT_FOUND")
         return video
 
-    def list_videos(self, creator: Principal, creator_id: str, page_size: int, page_token: str) -> VideoPage:
-        if creator_id != _creator_id(creator) and not creator.has_role(Role.SERVICE, Role.ADMIN):
-            raise PermissionDenied("creators list only their own videos", reason="NOT_OWN_VIDEOS")
+    def list_videos(self, viewer: Principal, creator_id: str, page_size: int, page_token: str,
+                    state: VideoState | None = None) -> VideoPage:
+        if not _may_act_for(viewer, creator_id):
+            raise PermissionDenied("creators list only their own videos", reason="NOT_OWN_VIDEOS",
+                                   metadata={"parent": f"creators/{creator_id}"})
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        videos = self._store.list_videos(creator_id, size + 1, _decode_page_token(page_token, creator_id))
+        after = _decode_page_token(page_token, creator_id)
+        videos = self._store.list_videos(creator_id, size + 1, after, state)
         next_token = _encode_page_token(videos[size - 1], creator_id) if len(videos) > size else ""
         return VideoPage(videos[:size], next_token)
 
-    async def watch_video(self, viewer: Principal, video_id: str) -> AsyncIterator[Video]:
-        """The video now, then after every change, until it is READY, HELD or FAILED."""
-        video = self.get_video(viewer, video_id)
+    async def watch_video(self, viewer: Principal, creator_id: str, video_id: str) -> AsyncIterator[Video]:
+        """The video now, then after every change, until it is READY or FAILED."""
+        video = self.get_video(viewer, creator_id, video_id)
         yield video
         version = video.version
         while not video.is_finished:
             await asyncio.sleep(WATCH_POLL_S)
             if self._store.video_version(video_id) == version:
                 continue
-            video = self.get_video(viewer, video_id)
+            video = self.get_video(viewer, creator_id, video_id)
             version = video.version
             yield video
 
@@ -377,17 +418,22 @@ class UploadWriter:
         return self.session
 
 
-def _creator_id(principal: Principal) -> str:
-    creator_id = principal.user_id
-    if not creator_id:
-        raise PermissionDenied("uploads are made by a creator's account", reason="CREATOR_REQUIRED")
-    return creator_id
+def _may_act_for(principal: Principal, creator_id: str) -> bool:
+    return principal.user_id == creator_id or principal.has_role(Role.ADMIN, Role.COMPLIANCE_OFFICER) or (
+        principal.is_service and principal.on_behalf_of is None)
+
+
+def _ensure_acting_creator(principal: Principal, creator_id: str) -> None:
+    if principal.user_id != creator_id:
+        raise PermissionDenied("creators upload to their own account only", reason="NOT_OWN_ACCOUNT",
+                               metadata={"parent": f"creators/{creator_id}"})
 
 
 def _may_view(viewer: Principal, video: Video) -> bool:
-    if viewer.user_id == video.creator_id or viewer.has_role(Role.SERVICE, Role.ADMIN, Role.COMPLIANCE_OFFICER):
+    """Owners, officers and services see everything; others only what is ready and published."""
+    if _may_act_for(viewer, video.creator_id):
         return True
-    return video.state is VideoState.READY
+    return video.published_at is not None
 
 
 def _encode_page_token(last: Video, creator_id: str) -> str:

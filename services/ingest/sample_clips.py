@@ -8,15 +8,24 @@ rotation metadata, variable frame rate, no audio, odd sizes, either orientation.
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import itertools
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import c2pa
 import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 MARKER_FRACTION = 4  # the marker covers 1/4 of the width and height
+AI_GENERATED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 
 @dataclass(frozen=True)
@@ -99,3 +108,57 @@ def _write_tone(container: av.container.OutputContainer, audio: av.AudioStream, 
         frame.sample_rate, frame.pts = spec.audio_rate, start
         container.mux(audio.encode(frame))
     container.mux(audio.encode(None))
+
+
+def sign_c2pa(source: Path, target: Path, digital_source_type: str = AI_GENERATED) -> Path:
+    """Embed a C2PA manifest declaring `digital_source_type`, signed by a throwaway test CA.
+
+    The c2pa wheel ships no sample files or certificates, so tests make their own: an
+    ES256 root and a leaf with the key usages C2PA requires. Valid, but not trusted.
+    """
+    root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = _certificate("Limelight Test Root", root_key, root_key, None, is_ca=True)
+    leaf = _certificate("Limelight Test Signer", leaf_key, root_key, root, is_ca=False)
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, root))
+    private_key = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+    manifest = {
+        "claim_generator_info": [{"name": "limelight-tests", "version": "1.0"}],
+        "title": source.name,
+        "format": "video/mp4",
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+            {"action": "c2pa.created", "digitalSourceType": digital_source_type}]}}],
+    }
+    signed = io.BytesIO()
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", chain, private_key, None))
+    with c2pa.Builder(json.dumps(manifest)) as builder, open(source, "rb") as original:
+        builder.sign(signer, "video/mp4", original, signed)
+    target.write_bytes(signed.getvalue())
+    return target
+
+
+def _certificate(common_name: str, key: ec.EllipticCurvePrivateKey, issuer_key: ec.EllipticCurvePrivateKey,
+                 issuer: x509.Certificate | None, *, is_ca: bool) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Limelight Tests")])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=not is_ca, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=is_ca, crl_sign=is_ca,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if not is_ca:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())

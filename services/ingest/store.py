@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import json
+import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,52 +21,42 @@ from libs.storage.sqlite import Migration, SqliteDatabase, open_service_database
 from services.ingest.probe import MediaProbe
 from services.ingest.uploads import UploadSession, UploadState
 from services.ingest.videos import (
-    AiContent,
+    AiDeclaration,
+    AiLabel,
+    AiUsage,
+    C2paEvidence,
+    C2paValidation,
     CommercialDeclaration,
-    ComplianceOutcome,
-    ComplianceVerdict,
+    CommercialRelationship,
+    ComplianceReview,
+    DisclosureVerdict,
+    Finding,
     JobState,
-    ProvenanceClaim,
+    ProcessingStage,
     PublishedMedia,
-    RegistrationState,
+    RankingRegistration,
     RenditionRecord,
     TranscodeJob,
     Video,
     VideoMetadata,
     VideoState,
+    stage_for_progress,
 )
 
 MIGRATIONS = [
     Migration(1, """
-CREATE TABLE videos (
-    video_id TEXT PRIMARY KEY,
-    creator_id TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('UPLOADING', 'PROCESSING', 'READY', 'HELD', 'FAILED')),
-    progress REAL NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 1),
-    metadata_json TEXT NOT NULL,
-    probe_json TEXT,
-    compliance_json TEXT NOT NULL,
-    media_json TEXT,
-    failure_reason TEXT NOT NULL DEFAULT '',
-    failure_message TEXT NOT NULL DEFAULT '',
-    ranking_state TEXT NOT NULL DEFAULT 'NOT_REQUESTED'
-        CHECK (ranking_state IN ('NOT_REQUESTED', 'PENDING', 'REGISTERED')),
-    version INTEGER NOT NULL DEFAULT 1,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX videos_by_creator ON videos (creator_id, created_at DESC, video_id DESC);
-
 CREATE TABLE uploads (
     upload_id TEXT PRIMARY KEY,
-    video_id TEXT NOT NULL UNIQUE REFERENCES videos (video_id),
     creator_id TEXT NOT NULL,
+    metadata_json TEXT NOT NULL,
     declared_size INTEGER NOT NULL CHECK (declared_size > 0),
     sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
     committed_bytes INTEGER NOT NULL DEFAULT 0 CHECK (committed_bytes BETWEEN 0 AND declared_size),
-    state TEXT NOT NULL CHECK (state IN ('OPEN', 'COMPLETED', 'FAILED')),
-    expires_at TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    state TEXT NOT NULL CHECK (state IN ('RECEIVING', 'COMPLETED', 'FAILED')),
+    filename TEXT NOT NULL DEFAULT '',
+    failure_reason TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
 );
 
 CREATE TABLE upload_parts (
@@ -73,6 +66,31 @@ CREATE TABLE upload_parts (
     blob_key TEXT NOT NULL,
     PRIMARY KEY (upload_id, offset)
 );
+
+CREATE TABLE videos (
+    video_id TEXT PRIMARY KEY REFERENCES uploads (upload_id),
+    creator_id TEXT NOT NULL,
+    metadata_json TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('PROCESSING', 'READY', 'FAILED')),
+    stage TEXT NOT NULL CHECK (stage IN ('QUEUED', 'TRANSCODING', 'PACKAGING', 'DONE')),
+    progress REAL NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 1),
+    probe_json TEXT NOT NULL,
+    review_json TEXT NOT NULL,
+    c2pa_json TEXT NOT NULL,
+    publication TEXT NOT NULL CHECK (publication IN ('PENDING_REVIEW', 'PUBLISHED', 'HELD')),
+    media_json TEXT,
+    failure_reason TEXT NOT NULL DEFAULT '',
+    failure_message TEXT NOT NULL DEFAULT '',
+    ranking_state TEXT NOT NULL DEFAULT 'PENDING'
+        CHECK (ranking_state IN ('PENDING', 'REGISTERED', 'NOT_APPLICABLE')),
+    published_at TEXT,
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    -- Only a finished, cleared video may be visible.
+    CHECK (published_at IS NULL OR (state = 'READY' AND publication = 'PUBLISHED'))
+);
+CREATE INDEX videos_by_creator ON videos (creator_id, created_at DESC, video_id DESC);
 
 CREATE TABLE transcode_jobs (
     job_id TEXT PRIMARY KEY,
@@ -89,16 +107,31 @@ CREATE TABLE transcode_jobs (
 CREATE UNIQUE INDEX one_unfinished_job_per_video ON transcode_jobs (video_id)
     WHERE state IN ('QUEUED', 'RUNNING');
 
-CREATE TABLE ranking_registrations (
-    video_id TEXT PRIMARY KEY REFERENCES videos (video_id),
+-- Calls to other services that must eventually succeed (an outbox): asked again with backoff.
+CREATE TABLE follow_ups (
+    video_id TEXT NOT NULL REFERENCES videos (video_id),
+    kind TEXT NOT NULL CHECK (kind IN ('COMPLIANCE_REVIEW', 'RANKING_REGISTRATION')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL,
     last_error TEXT NOT NULL DEFAULT '',
-    trace_carrier_json TEXT NOT NULL DEFAULT '{}'
+    trace_carrier_json TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (video_id, kind)
 );
-CREATE INDEX ranking_registrations_due ON ranking_registrations (next_attempt_at);
+CREATE INDEX follow_ups_due ON follow_ups (kind, next_attempt_at);
 """),
 ]
+
+
+class FollowUp(enum.StrEnum):
+    COMPLIANCE_REVIEW = "COMPLIANCE_REVIEW"
+    RANKING_REGISTRATION = "RANKING_REGISTRATION"
+
+
+@dataclass(frozen=True)
+class DueFollowUp:
+    video_id: str
+    attempts: int
+    trace_carrier: dict[str, str]
 
 
 class IngestStore:
@@ -112,49 +145,22 @@ class IngestStore:
     def close(self) -> None:
         self._db.close()
 
-    # -- videos and uploads -------------------------------------------------------------
+    # -- uploads ----------------------------------------------------------------------------
 
-    def create_upload(self, video: Video, session: UploadSession) -> None:
+    def create_upload(self, session: UploadSession) -> None:
+        try:
+            self._insert_upload(session)
+        except sqlite3.IntegrityError:
+            raise ConcurrentUploadError(session.upload_id, 0) from None
+
+    def _insert_upload(self, session: UploadSession) -> None:
         with self._db.transaction() as tx:
             tx.execute(
-                "INSERT INTO videos (video_id, creator_id, state, metadata_json, compliance_json, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (video.video_id, video.creator_id, video.state.value, _dump(video.metadata),
-                 _dump(video.compliance), _time(video.created_at), _time(video.updated_at)),
+                "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state, filename,"
+                " created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?)",
+                (session.upload_id, session.creator_id, _dump(session.metadata), session.declared_size,
+                 session.sha256_hex, session.filename, _time(session.created_at), _time(session.expires_at)),
             )
-            tx.execute(
-                "INSERT INTO uploads (upload_id, video_id, creator_id, declared_size, sha256, state, expires_at,"
-                " created_at) VALUES (?, ?, ?, ?, ?, 'OPEN', ?, ?)",
-                (session.upload_id, session.video_id, session.creator_id, session.declared_size,
-                 session.sha256_hex, _time(session.expires_at), _time(video.created_at)),
-            )
-
-    def get_video(self, video_id: str) -> Video | None:
-        with self._db.reading() as connection:
-            row = connection.execute("SELECT * FROM videos WHERE video_id = ?", (video_id,)).fetchone()
-        return _video(row) if row else None
-
-    def video_version(self, video_id: str) -> int | None:
-        """Cheap change check for watchers polling a video."""
-        with self._db.reading() as connection:
-            row = connection.execute("SELECT version FROM videos WHERE video_id = ?", (video_id,)).fetchone()
-        return int(row[0]) if row else None
-
-    def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None) -> list[Video]:
-        """A creator's videos, newest first; `after` is the (created_at, video_id) of the last one seen."""
-        with self._db.reading() as connection:
-            if after is None:
-                rows = connection.execute(
-                    "SELECT * FROM videos WHERE creator_id = ? ORDER BY created_at DESC, video_id DESC LIMIT ?",
-                    (creator_id, limit),
-                ).fetchall()
-            else:
-                rows = connection.execute(
-                    "SELECT * FROM videos WHERE creator_id = ? AND (created_at, video_id) < (?, ?)"
-                    " ORDER BY created_at DESC, video_id DESC LIMIT ?",
-                    (creator_id, _time(after[0]), after[1], limit),
-                ).fetchall()
-        return [_video(row) for row in rows]
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
         with self._db.reading() as connection:
@@ -170,7 +176,7 @@ class IngestStore:
         with self._db.transaction() as tx:
             moved = tx.execute(
                 "UPDATE uploads SET committed_bytes = committed_bytes + ? WHERE upload_id = ?"
-                " AND committed_bytes = ? AND state = 'OPEN'",
+                " AND committed_bytes = ? AND state = 'RECEIVING'",
                 (size, upload_id, offset),
             ).rowcount
             if moved != 1:
@@ -192,39 +198,78 @@ class IngestStore:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,))
 
-    def start_processing(self, upload_id: str, probe: MediaProbe, compliance: ComplianceOutcome,
-                         job: TranscodeJob, now: dt.datetime) -> None:
-        """Upload verified and probed: the video starts PROCESSING and its job is queued, together."""
+    def fail_upload(self, upload_id: str, reason: str) -> None:
+        """The upload can never become a video (checksum mismatch, unusable media)."""
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE uploads SET state = 'FAILED', failure_reason = ? WHERE upload_id = ?"
+                       " AND state = 'RECEIVING'", (reason, upload_id))
+
+    def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime) -> None:
+        """Upload verified and probed: the upload completes, the video exists, its job is queued,
+        and an unanswered compliance review is scheduled to be asked again, all together."""
         with self._db.transaction() as tx:
             moved = tx.execute(
-                "UPDATE uploads SET state = 'COMPLETED' WHERE upload_id = ? AND state = 'OPEN'", (upload_id,)
+                "UPDATE uploads SET state = 'COMPLETED' WHERE upload_id = ? AND state = 'RECEIVING'",
+                (video.video_id,),
             ).rowcount
             if moved != 1:
-                raise ConcurrentUploadError(upload_id, -1)
+                raise ConcurrentUploadError(video.video_id, -1)
             tx.execute(
-                "UPDATE videos SET state = 'PROCESSING', probe_json = ?, compliance_json = ?, progress = 0,"
-                " version = version + 1, updated_at = ? WHERE video_id = ? AND state = 'UPLOADING'",
-                (_dump(probe), _dump(compliance), _time(now), job.video_id),
+                "INSERT INTO videos (video_id, creator_id, metadata_json, state, stage, probe_json, review_json,"
+                " c2pa_json, publication, created_at, updated_at) VALUES (?, ?, ?, 'PROCESSING', 'QUEUED', ?, ?, ?,"
+                " ?, ?, ?)",
+                (video.video_id, video.creator_id, _dump(video.metadata), _dump(video.probe), _dump(video.review),
+                 _dump(video.c2pa), video.review.publication.value, _time(now), _time(now)),
             )
             tx.execute(
                 "INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, trace_carrier_json,"
                 " created_at, updated_at) VALUES (?, ?, 'QUEUED', ?, ?, ?, ?)",
                 (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), _time(now), _time(now)),
             )
+            self._settle_follow_ups(tx, video.video_id, now)
 
-    def reject_upload(self, upload_id: str, reason: str, message: str, now: dt.datetime) -> None:
-        """The upload can never become a video (bad checksum, unusable media)."""
-        with self._db.transaction() as tx:
-            row = tx.execute("SELECT video_id FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
-            tx.execute("UPDATE uploads SET state = 'FAILED' WHERE upload_id = ?", (upload_id,))
-            self._fail_video(tx, str(row["video_id"]), reason, message, now)
+    # -- videos -----------------------------------------------------------------------------
 
-    # -- transcode jobs ---------------------------------------------------------------
-
-    def get_job(self, job_id: str) -> TranscodeJob | None:
+    def get_video(self, video_id: str) -> Video | None:
         with self._db.reading() as connection:
-            row = connection.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
+            row = connection.execute("SELECT * FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        return _video(row) if row else None
+
+    def video_version(self, video_id: str) -> int | None:
+        """Cheap change check for watchers polling a video."""
+        with self._db.reading() as connection:
+            row = connection.execute("SELECT version FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
+                    state: VideoState | None = None) -> list[Video]:
+        """A creator's videos, newest first; `after` is the (created_at, video_id) of the last one seen."""
+        conditions, parameters = ["creator_id = ?"], [creator_id]
+        if after is not None:
+            conditions.append("(created_at, video_id) < (?, ?)")
+            parameters += [_time(after[0]), after[1]]
+        if state is not None:
+            conditions.append("state = ?")
+            parameters.append(state.value)
+        with self._db.reading() as connection:
+            rows = connection.execute(
+                f"SELECT * FROM videos WHERE {' AND '.join(conditions)}"
+                " ORDER BY created_at DESC, video_id DESC LIMIT ?",
+                (*parameters, limit),
+            ).fetchall()
+        return [_video(row) for row in rows]
+
+    def apply_review(self, video_id: str, review: ComplianceReview, now: dt.datetime) -> None:
+        """Record compliance's (new) verdicts; publishing and ranking follow from them."""
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE videos SET review_json = ?, publication = ?, version = version + 1, updated_at = ?"
+                " WHERE video_id = ?",
+                (_dump(review), review.publication.value, _time(now), video_id),
+            )
+            self._settle_follow_ups(tx, video_id, now)
+
+    # -- transcode jobs ---------------------------------------------------------------------
 
     def unfinished_jobs(self) -> list[TranscodeJob]:
         """Jobs a stopped service left QUEUED or RUNNING, oldest first."""
@@ -242,21 +287,25 @@ class IngestStore:
                 (_time(now), job_id),
             )
             row = tx.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
+            tx.execute(
+                "UPDATE videos SET stage = 'TRANSCODING', version = version + 1, updated_at = ?"
+                " WHERE video_id = ? AND state = 'PROCESSING'",
+                (_time(now), row["video_id"]),
+            )
         return _job(row)
 
     def record_progress(self, video_id: str, progress: float, now: dt.datetime) -> None:
         with self._db.transaction() as tx:
             tx.execute(
-                "UPDATE videos SET progress = ?, version = version + 1, updated_at = ?"
+                "UPDATE videos SET progress = ?, stage = ?, version = version + 1, updated_at = ?"
                 " WHERE video_id = ? AND state = 'PROCESSING' AND progress < ?",
-                (progress, _time(now), video_id, progress),
+                (progress, stage_for_progress(progress).value, _time(now), video_id, progress),
             )
 
-    def complete_job(self, job_id: str, media: PublishedMedia, final_state: VideoState,
-                     now: dt.datetime) -> None:
-        """Commit a finished job: its prefix becomes the video's media, and ranking is owed a registration."""
+    def complete_job(self, job_id: str, media: PublishedMedia, now: dt.datetime) -> None:
+        """Commit a finished job: its prefix becomes the video's media, in one transaction."""
         with self._db.transaction() as tx:
-            job = tx.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
+            job = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
             moved = tx.execute(
                 "UPDATE transcode_jobs SET state = 'SUCCEEDED', updated_at = ? WHERE job_id = ?"
                 " AND state IN ('QUEUED', 'RUNNING')",
@@ -264,20 +313,12 @@ class IngestStore:
             ).rowcount
             if moved != 1:
                 return  # already committed by an earlier attempt: one effect per job
-            publish = final_state is VideoState.READY
             tx.execute(
-                "UPDATE videos SET state = ?, media_json = ?, progress = 1, ranking_state = ?,"
+                "UPDATE videos SET state = 'READY', stage = 'DONE', media_json = ?, progress = 1,"
                 " version = version + 1, updated_at = ? WHERE video_id = ?",
-                (final_state.value, _dump(media),
-                 RegistrationState.PENDING.value if publish else RegistrationState.NOT_REQUESTED.value,
-                 _time(now), job["video_id"]),
+                (_dump(media), _time(now), job["video_id"]),
             )
-            if publish:
-                tx.execute(
-                    "INSERT INTO ranking_registrations (video_id, next_attempt_at, trace_carrier_json)"
-                    " VALUES (?, ?, ?)",
-                    (job["video_id"], _time(now), job["trace_carrier_json"]),
-                )
+            self._settle_follow_ups(tx, job["video_id"], now)
 
     def fail_job(self, job_id: str, reason: str, message: str, now: dt.datetime) -> None:
         with self._db.transaction() as tx:
@@ -286,45 +327,66 @@ class IngestStore:
                 " updated_at = ? WHERE job_id = ?",
                 (reason, message, _time(now), job_id),
             )
-            row = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
-            self._fail_video(tx, str(row["video_id"]), reason, message, now)
+            video_id = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
+            tx.execute(
+                "UPDATE videos SET state = 'FAILED', stage = 'DONE', failure_reason = ?, failure_message = ?,"
+                " ranking_state = 'NOT_APPLICABLE', version = version + 1, updated_at = ? WHERE video_id = ?",
+                (reason, message, _time(now), video_id),
+            )
+            tx.execute("DELETE FROM follow_ups WHERE video_id = ?", (video_id,))
 
-    @staticmethod
-    def _fail_video(tx: Any, video_id: str, reason: str, message: str, now: dt.datetime) -> None:
-        tx.execute(
-            "UPDATE videos SET state = 'FAILED', failure_reason = ?, failure_message = ?, version = version + 1,"
-            " updated_at = ? WHERE video_id = ?",
-            (reason, message, _time(now), video_id),
-        )
+    # -- follow-ups: compliance reviews and registrations with ranking ---------------------
 
-    # -- registrations with ranking ---------------------------------------------------
-
-    def due_registrations(self, now: dt.datetime, limit: int = 50) -> list[tuple[str, int, dict[str, str]]]:
-        """(video_id, attempts so far, trace carrier) of registrations due by `now`."""
+    def due_follow_ups(self, kind: FollowUp, now: dt.datetime, limit: int = 50) -> list[DueFollowUp]:
         with self._db.reading() as connection:
             rows = connection.execute(
-                "SELECT video_id, attempts, trace_carrier_json FROM ranking_registrations"
-                " WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                (_time(now), limit),
+                "SELECT video_id, attempts, trace_carrier_json FROM follow_ups"
+                " WHERE kind = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                (kind.value, _time(now), limit),
             ).fetchall()
-        return [(str(r["video_id"]), int(r["attempts"]), json.loads(r["trace_carrier_json"])) for r in rows]
+        return [DueFollowUp(str(r["video_id"]), int(r["attempts"]), json.loads(r["trace_carrier_json"]))
+                for r in rows]
+
+    def defer_follow_up(self, video_id: str, kind: FollowUp, retry_at: dt.datetime, error: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE follow_ups SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                " WHERE video_id = ? AND kind = ?",
+                (_time(retry_at), error[:500], video_id, kind.value),
+            )
 
     def registration_succeeded(self, video_id: str, now: dt.datetime) -> None:
         with self._db.transaction() as tx:
-            tx.execute("DELETE FROM ranking_registrations WHERE video_id = ?", (video_id,))
+            tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'RANKING_REGISTRATION'", (video_id,))
             tx.execute(
                 "UPDATE videos SET ranking_state = 'REGISTERED', version = version + 1, updated_at = ?"
                 " WHERE video_id = ?",
                 (_time(now), video_id),
             )
 
-    def registration_deferred(self, video_id: str, retry_at: dt.datetime, error: str) -> None:
-        with self._db.transaction() as tx:
-            tx.execute(
-                "UPDATE ranking_registrations SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                " WHERE video_id = ?",
-                (_time(retry_at), error[:500], video_id),
-            )
+    @staticmethod
+    def _settle_follow_ups(tx: Any, video_id: str, now: dt.datetime) -> None:
+        """After any change of state or verdicts: publish what may be published, keep asking
+        compliance while a verdict is missing, and owe ranking a registration once published."""
+        row = tx.execute("SELECT state, publication, ranking_state FROM videos WHERE video_id = ?",
+                         (video_id,)).fetchone()
+        carrier = tx.execute(
+            "SELECT trace_carrier_json FROM transcode_jobs WHERE video_id = ? ORDER BY created_at DESC LIMIT 1",
+            (video_id,),
+        ).fetchone()
+        carrier_json = carrier[0] if carrier else "{}"
+        if row["publication"] == "PENDING_REVIEW":
+            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                       " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?)", (video_id, _time(now), carrier_json))
+        else:
+            tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'COMPLIANCE_REVIEW'", (video_id,))
+        if row["publication"] == "HELD":
+            tx.execute("UPDATE videos SET ranking_state = 'NOT_APPLICABLE' WHERE video_id = ?", (video_id,))
+        if row["state"] == "READY" and row["publication"] == "PUBLISHED" and row["ranking_state"] == "PENDING":
+            tx.execute("UPDATE videos SET published_at = COALESCE(published_at, ?) WHERE video_id = ?",
+                       (_time(now), video_id))
+            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                       " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, _time(now), carrier_json))
 
 
 class ConcurrentUploadError(RuntimeError):
@@ -347,50 +409,74 @@ def _parse_time(text: str) -> dt.datetime:
 
 
 def _dump(value: object) -> str:
-    return json.dumps(dataclasses.asdict(value), separators=(",", ":"))  # type: ignore[call-overload]
+    return json.dumps(dataclasses.asdict(value), separators=(",", ":"), default=_json_default)  # type: ignore[call-overload]
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__}")
 
 
 def _video(row: Any) -> Video:
-    metadata = json.loads(row["metadata_json"])
-    compliance = json.loads(row["compliance_json"])
     return Video(
         video_id=row["video_id"],
         creator_id=row["creator_id"],
-        metadata=VideoMetadata(
-            caption=metadata["caption"],
-            hashtags=tuple(metadata["hashtags"]),
-            commercial=CommercialDeclaration(**metadata["commercial"]),
-            ai_content=AiContent(metadata["ai_content"]),
-            product_tags=tuple(metadata["product_tags"]),
-        ),
+        metadata=_metadata(json.loads(row["metadata_json"])),
         state=VideoState(row["state"]),
+        stage=ProcessingStage(row["stage"]),
         created_at=_parse_time(row["created_at"]),
         updated_at=_parse_time(row["updated_at"]),
+        probe=MediaProbe(**json.loads(row["probe_json"])),
+        review=_review(json.loads(row["review_json"])),
+        c2pa=_c2pa(json.loads(row["c2pa_json"])),
         progress=float(row["progress"]),
         failure_reason=row["failure_reason"],
         failure_message=row["failure_message"],
-        probe=MediaProbe(**json.loads(row["probe_json"])) if row["probe_json"] else None,
-        compliance=ComplianceOutcome(
-            verdict=ComplianceVerdict(compliance["verdict"]),
-            labels=tuple(compliance["labels"]),
-            findings=tuple(compliance["findings"]),
-            provenance=_provenance(compliance["provenance"]),
-        ),
         media=_media(json.loads(row["media_json"])) if row["media_json"] else None,
-        ranking=RegistrationState(row["ranking_state"]),
+        ranking=RankingRegistration(row["ranking_state"]),
+        published_at=_parse_time(row["published_at"]) if row["published_at"] else None,
         version=int(row["version"]),
     )
 
 
-def _provenance(fields: dict[str, Any]) -> ProvenanceClaim:
-    return ProvenanceClaim(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+def _metadata(fields: dict[str, Any]) -> VideoMetadata:
+    commercial, ai = fields["commercial"], fields["ai"]
+    return VideoMetadata(
+        caption=fields["caption"],
+        hashtags=tuple(fields["hashtags"]),
+        commercial=CommercialDeclaration(CommercialRelationship(commercial["relationship"]),
+                                         commercial["brand_name"], commercial["payer_name"]),
+        ai=AiDeclaration(AiUsage(ai["usage"]), ai["depicts_real_people_or_events"]),
+        product_tags=tuple(fields["product_tags"]),
+        affiliate_links=tuple(fields["affiliate_links"]),
+        disclosure_label=fields["disclosure_label"],
+    )
+
+
+def _review(fields: dict[str, Any]) -> ComplianceReview:
+    return ComplianceReview(
+        disclosure_verdict=DisclosureVerdict(fields["disclosure_verdict"]),
+        required_disclosure_label=fields["required_disclosure_label"],
+        ai_label=AiLabel(fields["ai_label"]),
+        ai_needs_review=fields["ai_needs_review"],
+        deepfake_disclosure_required=fields["deepfake_disclosure_required"],
+        findings=tuple(Finding(**finding) for finding in fields["findings"]),
+        reviewed_at=dt.datetime.fromisoformat(fields["reviewed_at"]) if fields["reviewed_at"] else None,
+    )
+
+
+def _c2pa(fields: dict[str, Any]) -> C2paEvidence:
+    return C2paEvidence(C2paValidation(fields["validation"]), fields["trusted"],
+                        tuple(fields["digital_source_types"]), fields["claim_generator"], fields["signer"])
 
 
 def _media(fields: dict[str, Any]) -> PublishedMedia:
     return PublishedMedia(
-        master_playlist_key=fields["master_playlist_key"],
-        poster_key=fields["poster_key"],
-        thumbnail_keys=tuple(fields["thumbnail_keys"]),
+        prefix=fields["prefix"],
+        master_playlist_path=fields["master_playlist_path"],
+        poster_path=fields["poster_path"],
+        thumbnail_paths=tuple(fields["thumbnail_paths"]),
         renditions=tuple(RenditionRecord(**r) for r in fields["renditions"]),
         video_encoder=fields["video_encoder"],
     )
@@ -399,13 +485,16 @@ def _media(fields: dict[str, Any]) -> PublishedMedia:
 def _upload(row: Any) -> UploadSession:
     return UploadSession(
         upload_id=row["upload_id"],
-        video_id=row["video_id"],
         creator_id=row["creator_id"],
+        metadata=_metadata(json.loads(row["metadata_json"])),
         declared_size=int(row["declared_size"]),
         sha256_hex=row["sha256"],
         committed_bytes=int(row["committed_bytes"]),
         state=UploadState(row["state"]),
+        created_at=_parse_time(row["created_at"]),
         expires_at=_parse_time(row["expires_at"]),
+        filename=row["filename"],
+        failure_reason=row["failure_reason"],
     )
 
 
@@ -420,4 +509,3 @@ def _job(row: Any) -> TranscodeJob:
         failure_reason=row["failure_reason"],
         failure_message=row["failure_message"],
     )
-

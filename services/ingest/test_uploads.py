@@ -4,12 +4,14 @@ import datetime as dt
 
 import pytest
 
-from libs.errors import FailedPrecondition, InvalidArgument, OutOfRange
+from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange
+from services.ingest.videos import VideoMetadata
 from services.ingest.uploads import (
     UploadLimits,
     UploadSession,
     UploadState,
     bytes_to_skip,
+    ensure_same_upload,
     validate_declaration,
     verify_checksum,
 )
@@ -18,8 +20,8 @@ NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 SHA = "ab" * 32
 
 
-def session(committed: int = 100, size: int = 1000, state: UploadState = UploadState.OPEN) -> UploadSession:
-    return UploadSession("u1", "v1", "c1", size, SHA, committed, state, NOW + dt.timedelta(days=1))
+def session(committed: int = 100, size: int = 1000, state: UploadState = UploadState.RECEIVING) -> UploadSession:
+    return UploadSession("u1", "c1", VideoMetadata(), size, SHA, committed, state, NOW, NOW + dt.timedelta(days=1))
 
 
 def test_a_chunk_at_the_committed_offset_is_taken_whole() -> None:
@@ -57,11 +59,20 @@ def test_closed_or_expired_sessions_take_nothing() -> None:
     with pytest.raises(FailedPrecondition) as raised:
         bytes_to_skip(session(), 100, 100, 1, NOW + dt.timedelta(days=2))
     assert raised.value.reason == "UPLOAD_EXPIRED"
+    assert session().state_at(NOW + dt.timedelta(days=2)) is UploadState.EXPIRED
+
+
+def test_starting_a_known_upload_id_again_must_describe_the_same_upload() -> None:
+    ensure_same_upload(session(), "c1", VideoMetadata(), 1000, SHA)
+    for changed in [("c2", VideoMetadata(), 1000, SHA), ("c1", VideoMetadata(caption="x"), 1000, SHA),
+                    ("c1", VideoMetadata(), 999, SHA), ("c1", VideoMetadata(), 1000, "cd" * 32)]:
+        with pytest.raises(AlreadyExists):
+            ensure_same_upload(session(), *changed)
 
 
 @pytest.mark.parametrize("size,digest,reason", [
     (0, SHA, "UPLOAD_EMPTY"),
-    (3 * 1024**3, SHA, "UPLOAD_TOO_LARGE"),
+    (512 * 1024**2 + 1, SHA, "UPLOAD_TOO_LARGE"),
     (10, "AB" * 32, "CHECKSUM_MALFORMED"),
     (10, "ab" * 31, "CHECKSUM_MALFORMED"),
 ])

@@ -41,12 +41,12 @@ async def test_ray_task_writes_the_ladder_under_the_job_prefix_and_reports_progr
     request = request_for(store, clips["portrait"], "job-ok", tmp_path)
     progress: list[float] = []
     result = await RayTranscoder().transcode(request, progress.append)
-    assert result.media.master_playlist_key == "videos/job-ok/hls/job-ok/master.m3u8"
-    assert store.get(result.media.master_playlist_key).startswith(b"#EXTM3U")
-    assert [r.name for r in result.media.renditions] == ["480x854", "360x640"]
-    for key in [result.media.poster_key, *result.media.thumbnail_keys,
-                *(r.playlist_key for r in result.media.renditions)]:
-        assert store.exists(key)
+    media = result.media
+    assert media.prefix == "videos/job-ok/hls/job-ok/" and media.master_playlist_path == "master.m3u8"
+    assert store.get(media.prefix + media.master_playlist_path).startswith(b"#EXTM3U")
+    assert [(r.width, r.height) for r in media.renditions] == [(480, 854), (360, 640)]
+    for path in [media.poster_path, *media.thumbnail_paths, *(r.playlist_path for r in media.renditions)]:
+        assert store.exists(media.prefix + path)
     assert progress and progress[-1] == 1.0 and progress == sorted(progress)
     assert len(result.workers) == 1
 
@@ -64,12 +64,11 @@ async def test_a_worker_killed_mid_job_is_retried_by_ray_and_the_job_finishes(tm
     result = await job
     assert len(result.workers) == 2 and result.workers[0].pid != result.workers[1].pid
     local = tmp_path / "check"
+    for info in store.list(result.media.prefix):
+        (local / info.key).parent.mkdir(parents=True, exist_ok=True)
+        (local / info.key).write_bytes(store.get(info.key))
     for rendition in result.media.renditions:
-        prefix = rendition.playlist_key.rsplit("/", 1)[0] + "/"
-        for info in store.list(prefix):
-            (local / info.key).parent.mkdir(parents=True, exist_ok=True)
-            (local / info.key).write_bytes(store.get(info.key))
-        with av.open(str(local / rendition.playlist_key)) as container:
+        with av.open(str(local / result.media.prefix / rendition.playlist_path)) as container:
             assert sum(1 for _ in container.decode(video=0)) == expected_frame_count(spec)
 
 

@@ -18,38 +18,54 @@ import enum
 import re
 from dataclasses import dataclass
 
-from libs.errors import FailedPrecondition, InvalidArgument, OutOfRange
+from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange
+from services.ingest.videos import VideoMetadata
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class UploadLimits:
-    max_bytes: int = 2 * 1024**3  # 10 minutes of 4K at ~25 Mbit/s is under 2 GiB
+    max_bytes: int = 512 * 1024**2  # 10 minutes of phone 1080p (~6 Mbit/s) is ~450 MiB
     part_bytes: int = 8 * 1024**2  # committed parts: fewer objects, and at most this much to resend
     session_lifetime: dt.timedelta = dt.timedelta(days=7)
 
 
 class UploadState(enum.StrEnum):
-    OPEN = "OPEN"
+    RECEIVING = "RECEIVING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    EXPIRED = "EXPIRED"  # derived: RECEIVING past its expiry
 
 
 @dataclass(frozen=True)
 class UploadSession:
+    """One upload; its id is the client's, and the video it becomes takes the same id."""
+
     upload_id: str
-    video_id: str
     creator_id: str
+    metadata: VideoMetadata
     declared_size: int
     sha256_hex: str
     committed_bytes: int
     state: UploadState
+    created_at: dt.datetime
     expires_at: dt.datetime
+    filename: str = ""
+    failure_reason: str = ""
+
+    @property
+    def video_id(self) -> str:
+        return self.upload_id
 
     @property
     def is_complete(self) -> bool:
         return self.committed_bytes == self.declared_size
+
+    def state_at(self, now: dt.datetime) -> UploadState:
+        if self.state is UploadState.RECEIVING and now >= self.expires_at:
+            return UploadState.EXPIRED
+        return self.state
 
 
 def validate_declaration(declared_size: int, sha256_hex: str, limits: UploadLimits) -> None:
@@ -73,11 +89,12 @@ def bytes_to_skip(session: UploadSession, position: int, offset: int, length: in
     chunks must follow on exactly. Raises when the session is not open or has expired,
     the chunk leaves a gap, or it runs past the declared size.
     """
-    if session.state is not UploadState.OPEN:
-        raise FailedPrecondition(f"upload {session.upload_id} is {session.state}", reason="UPLOAD_NOT_OPEN",
-                                 metadata={"state": session.state.value})
-    if now >= session.expires_at:
+    state = session.state_at(now)
+    if state is UploadState.EXPIRED:
         raise FailedPrecondition(f"upload {session.upload_id} expired; start a new one", reason="UPLOAD_EXPIRED")
+    if state is not UploadState.RECEIVING:
+        raise FailedPrecondition(f"upload {session.upload_id} is {state}", reason="UPLOAD_NOT_RECEIVING",
+                                 metadata={"state": state.value})
     resuming = position == session.committed_bytes
     if offset < 0 or offset > position or (not resuming and offset != position):
         raise OutOfRange(
@@ -90,6 +107,15 @@ def bytes_to_skip(session: UploadSession, position: int, offset: int, length: in
             reason="UPLOAD_EXCEEDS_DECLARED_SIZE", metadata={"declared_size": str(session.declared_size)},
         )
     return min(length, position - offset)
+
+
+def ensure_same_upload(existing: UploadSession, creator_id: str, metadata: VideoMetadata,
+                       declared_size: int, sha256_hex: str) -> None:
+    """Starting again with a known id resumes it, but only if it describes the same upload."""
+    if (existing.creator_id, existing.metadata, existing.declared_size, existing.sha256_hex) != (
+            creator_id, metadata, declared_size, sha256_hex):
+        raise AlreadyExists(f"upload {existing.upload_id} exists with a different declaration; pick a new id",
+                            reason="UPLOAD_ID_IN_USE")
 
 
 def verify_checksum(session: UploadSession, actual_sha256_hex: str) -> None:

@@ -1,17 +1,27 @@
 """Video records and transcode jobs: states, the rules between them, and what a creator declared.
 
-    UPLOADING ──upload verified + probed──> PROCESSING ──transcoded──> READY  (published)
-        │                                       │                └──> HELD   (not compliant: kept, not published)
-        └──rejected (media, checksum)──> FAILED <┘ (a job that can never succeed)
+A video exists once its upload is complete, verified and probed:
 
-A transcode job is QUEUED, RUNNING, then SUCCEEDED or FAILED. Jobs left QUEUED or
-RUNNING by a stopped service are queued again when it starts (`requeue_on_start`); the
-output of every attempt goes under the job's own prefix and only a finished job's
-prefix is written into the video, so a half-written attempt is never served.
+    PROCESSING ──job succeeded──> READY
+         └──────job can never succeed──> FAILED (failure_reason says why)
 
-Compliance answers COMPLIANT, NON_COMPLIANT, or PENDING_REVIEW; a compliance service
-that cannot answer yet (UNIMPLEMENTED, unreachable) is PENDING_REVIEW, never COMPLIANT.
-Registration with ranking is an obligation kept in the store until ranking accepts it.
+Whether viewers may see it is a separate axis, decided by compliance's verdicts:
+
+    PENDING_REVIEW  no verdicts yet (also while compliance is unreachable or does not
+                    implement the checks: that is never taken as approval); asked again later
+    PUBLISHED       both verdicts allow it; visible with the labels they require
+    HELD            a verdict found it non-compliant or asked for human review
+
+A READY and PUBLISHED video is owed a registration with ranking, kept in the store and
+retried until ranking accepts it.
+
+A transcode job is QUEUED, RUNNING, then SUCCEEDED or FAILED. Jobs a stopped service left
+unfinished are queued again when it starts; every attempt writes under the job's own
+prefix and only a finished job's prefix is written into the video, so a half-written
+attempt is never served.
+
+The enums mirror the proto enums value for value (without their prefixes), so the
+adapter maps them by name.
 """
 
 from __future__ import annotations
@@ -21,21 +31,34 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from libs.errors import FailedPrecondition
 from services.ingest.probe import MediaProbe
 
 Clock = Callable[[], dt.datetime]
 
 
 class VideoState(enum.StrEnum):
-    UPLOADING = "UPLOADING"
     PROCESSING = "PROCESSING"
     READY = "READY"
-    HELD = "HELD"
     FAILED = "FAILED"
 
 
-TERMINAL_STATES = frozenset({VideoState.READY, VideoState.HELD, VideoState.FAILED})
+class ProcessingStage(enum.StrEnum):
+    QUEUED = "QUEUED"
+    TRANSCODING = "TRANSCODING"
+    PACKAGING = "PACKAGING"  # encoders draining, segments and stills going to the blob store
+    DONE = "DONE"
+
+
+class PublicationState(enum.StrEnum):
+    PENDING_REVIEW = "PENDING_REVIEW"
+    PUBLISHED = "PUBLISHED"
+    HELD = "HELD"
+
+
+class RankingRegistration(enum.StrEnum):
+    PENDING = "PENDING"
+    REGISTERED = "REGISTERED"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
 
 
 class JobState(enum.StrEnum):
@@ -45,38 +68,52 @@ class JobState(enum.StrEnum):
     FAILED = "FAILED"
 
 
-UNFINISHED_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
-
-
-class ComplianceVerdict(enum.StrEnum):
-    PENDING_REVIEW = "PENDING_REVIEW"
-    COMPLIANT = "COMPLIANT"
-    NON_COMPLIANT = "NON_COMPLIANT"
-
-
-class AiContent(enum.StrEnum):
-    """The creator's own AI declaration (the fallback when the file carries no C2PA manifest)."""
-
+class CommercialRelationship(enum.StrEnum):
     NONE = "NONE"
-    AI_EDITED = "AI_EDITED"
+    PAID_PARTNERSHIP = "PAID_PARTNERSHIP"
+    FREE_PRODUCT = "FREE_PRODUCT"
+    AFFILIATE = "AFFILIATE"
+    OWN_BRAND = "OWN_BRAND"
+
+
+class AiUsage(enum.StrEnum):
+    NONE = "NONE"
+    GENERATED = "GENERATED"
+    EDITED = "EDITED"
+
+
+class DisclosureVerdict(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"  # pending: compliance has not answered
+    COMPLIANT = "COMPLIANT"
+    LABEL_REQUIRED = "LABEL_REQUIRED"  # publishable once the platform shows the required label
+    NON_COMPLIANT = "NON_COMPLIANT"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+
+
+class AiLabel(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"  # pending
+    NONE = "NONE"
     AI_GENERATED = "AI_GENERATED"
+    AI_EDITED = "AI_EDITED"
 
 
-class RegistrationState(enum.StrEnum):
-    NOT_REQUESTED = "NOT_REQUESTED"
-    PENDING = "PENDING"
-    REGISTERED = "REGISTERED"
+class C2paValidation(enum.StrEnum):
+    ABSENT = "ABSENT"
+    VALID = "VALID"
+    INVALID = "INVALID"
 
 
 @dataclass(frozen=True)
 class CommercialDeclaration:
-    """What the creator says about payment (§ 5a UWG: free products count as payment too)."""
+    relationship: CommercialRelationship = CommercialRelationship.NONE
+    brand_name: str = ""
+    payer_name: str = ""
 
-    is_commercial: bool = False
-    brand: str = ""
-    paid: bool = False
-    gifted: bool = False
-    affiliate_links: bool = False
+
+@dataclass(frozen=True)
+class AiDeclaration:
+    usage: AiUsage = AiUsage.NONE
+    depicts_real_people_or_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,49 +121,78 @@ class VideoMetadata:
     caption: str = ""
     hashtags: tuple[str, ...] = ()
     commercial: CommercialDeclaration = field(default_factory=CommercialDeclaration)
-    ai_content: AiContent = AiContent.NONE
+    ai: AiDeclaration = field(default_factory=AiDeclaration)
     product_tags: tuple[str, ...] = ()
+    affiliate_links: tuple[str, ...] = ()
+    disclosure_label: str = ""
 
 
 @dataclass(frozen=True)
-class ProvenanceClaim:
-    """What a C2PA manifest in the file declares (empty when there is none)."""
+class C2paEvidence:
+    """What a C2PA manifest in the file declares; ABSENT when there is none."""
 
-    manifest_present: bool = False
-    valid: bool = False
+    validation: C2paValidation = C2paValidation.ABSENT
     trusted: bool = False
-    ai_generated: bool = False
     digital_source_types: tuple[str, ...] = ()
     claim_generator: str = ""
-    issues: tuple[str, ...] = ()
+    signer: str = ""
 
 
 @dataclass(frozen=True)
-class ComplianceOutcome:
-    verdict: ComplianceVerdict = ComplianceVerdict.PENDING_REVIEW
-    labels: tuple[str, ...] = ()  # what must be shown with the video: "Werbung", "KI-generiert", ...
-    findings: tuple[str, ...] = ()
-    provenance: ProvenanceClaim = field(default_factory=ProvenanceClaim)
+class Finding:
+    rule_id: str
+    severity: str
+    message: str
+    legal_reference: str = ""
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
+class ComplianceReview:
+    """Compliance's two verdicts; each stays UNSPECIFIED until compliance answers it."""
+
+    disclosure_verdict: DisclosureVerdict = DisclosureVerdict.UNSPECIFIED
+    required_disclosure_label: str = ""
+    ai_label: AiLabel = AiLabel.UNSPECIFIED
+    ai_needs_review: bool = False
+    deepfake_disclosure_required: bool = False
+    findings: tuple[Finding, ...] = ()
+    reviewed_at: dt.datetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.disclosure_verdict is not DisclosureVerdict.UNSPECIFIED and self.ai_label is not AiLabel.UNSPECIFIED
+
+    @property
+    def publication(self) -> PublicationState:
+        if self.disclosure_verdict in (DisclosureVerdict.NON_COMPLIANT, DisclosureVerdict.NEEDS_REVIEW):
+            return PublicationState.HELD
+        if self.ai_needs_review:
+            return PublicationState.HELD
+        if not self.complete:
+            return PublicationState.PENDING_REVIEW
+        return PublicationState.PUBLISHED
 
 
 @dataclass(frozen=True)
 class RenditionRecord:
-    name: str
     width: int
     height: int
+    video_bitrate: int
     peak_bandwidth: int
-    average_bandwidth: int
     codecs: str
-    playlist_key: str
+    playlist_path: str  # relative to the job's prefix
+    segment_count: int
 
 
 @dataclass(frozen=True)
 class PublishedMedia:
-    """Where a finished job's output lives in the blob store."""
+    """A finished job's output: everything lies under `prefix` in the blob store."""
 
-    master_playlist_key: str
-    poster_key: str
-    thumbnail_keys: tuple[str, ...]
+    prefix: str
+    master_playlist_path: str
+    poster_path: str
+    thumbnail_paths: tuple[str, ...]
     renditions: tuple[RenditionRecord, ...]
     video_encoder: str
 
@@ -137,15 +203,18 @@ class Video:
     creator_id: str
     metadata: VideoMetadata
     state: VideoState
+    stage: ProcessingStage
     created_at: dt.datetime
     updated_at: dt.datetime
+    probe: MediaProbe
+    review: ComplianceReview = field(default_factory=ComplianceReview)
+    c2pa: C2paEvidence = field(default_factory=C2paEvidence)
     progress: float = 0.0
     failure_reason: str = ""
     failure_message: str = ""
-    probe: MediaProbe | None = None
-    compliance: ComplianceOutcome = field(default_factory=ComplianceOutcome)
     media: PublishedMedia | None = None
-    ranking: RegistrationState = RegistrationState.NOT_REQUESTED
+    ranking: RankingRegistration = RankingRegistration.PENDING
+    published_at: dt.datetime | None = None
     version: int = 1  # bumped by every change, so watchers can tell what is new
 
     @property
@@ -153,8 +222,12 @@ class Video:
         return video_name(self.creator_id, self.video_id)
 
     @property
+    def publication(self) -> PublicationState:
+        return self.review.publication
+
+    @property
     def is_finished(self) -> bool:
-        return self.state in TERMINAL_STATES
+        return self.state is not VideoState.PROCESSING
 
 
 @dataclass(frozen=True)
@@ -191,18 +264,9 @@ def job_output_prefix(video_id: str, job_id: str) -> str:
     return f"videos/{video_id}/hls/{job_id}/"
 
 
-def state_after_transcode(verdict: ComplianceVerdict) -> VideoState:
-    """Non-compliant content is held, not published; pending review publishes with the declared
-    labels and stays flagged for review (it is never recorded as compliant)."""
-    return VideoState.HELD if verdict is ComplianceVerdict.NON_COMPLIANT else VideoState.READY
-
-
-def ensure_can_start_processing(video: Video) -> None:
-    if video.state is not VideoState.UPLOADING:
-        raise FailedPrecondition(
-            f"{video.name} is {video.state}, not UPLOADING", reason="VIDEO_NOT_UPLOADING",
-            metadata={"state": video.state.value},
-        )
+def stage_for_progress(progress: float) -> ProcessingStage:
+    """Decoding reports up to 95%; the rest is the encoders draining and the upload of the output."""
+    return ProcessingStage.PACKAGING if progress >= 0.95 else ProcessingStage.TRANSCODING
 
 
 # Jobs handed to Ray this many times without finishing (service restarts mid-job) are failed

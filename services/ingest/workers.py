@@ -48,18 +48,23 @@ PROGRESS_POLL_S = 0.25
 _UPLOAD_CHUNK = 1 << 20
 
 
-def connect_ray(*, num_cpus: int | None = None) -> None:
-    """Join `RAY_ADDRESS` if set, else start a local Ray sized to this machine (idempotent)."""
+def connect_ray(*, num_cpus: int | None = None) -> bool:
+    """Join `RAY_ADDRESS` if set, else start a local Ray sized to this machine.
+
+    Returns False when this process was already connected (someone else owns the
+    connection and will shut it down), True when this call connected.
+    """
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     address = os.environ.get("RAY_ADDRESS")
     if address:
         # The cluster's nodes get this repository as the job's working directory.
         ray.init(address=address, namespace="limelight", runtime_env={
-            "working_dir": str(REPO_ROOT), "excludes": [".git", ".venv", ".data", "gen", "**/__pycache__"],
+            "working_dir": str(REPO_ROOT),
+            "excludes": [".git", ".venv", ".data", "gen", "node_modules", "bazel-*", "**/__pycache__"],
         })
-        return
+        return True
     ray.init(
         num_cpus=num_cpus or os.cpu_count() or 1,
         include_dashboard=False,
@@ -68,6 +73,7 @@ def connect_ray(*, num_cpus: int | None = None) -> None:
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
     )
+    return True
 
 
 def transcode_resources() -> dict[str, float]:
@@ -123,22 +129,29 @@ def transcode_task(request: TranscodeRequest, board: ray.actor.ActorHandle) -> P
 
 
 class RayTranscoder:
-    """The service's side: submit a job, follow its progress, translate how it ended."""
+    """The service's side: submit a job, follow its progress, translate how it ended.
+
+    Connects to Ray on the first job, off the event loop (`ray.init` takes seconds), so a
+    service that never transcodes never starts Ray; `close` shuts down a Ray it started.
+    """
 
     def __init__(self, *, task_options: dict[str, object] | None = None) -> None:
-        self._board = ProgressBoard.remote()
         self._task_options = task_options
+        self._board: ray.actor.ActorHandle | None = None
+        self._connecting = asyncio.Lock()
+        self._started_ray = False
 
     async def transcode(self, request: TranscodeRequest,
                         on_progress: Callable[[float], None]) -> TranscodeResult:
+        board = await self._progress_board()
         options = self._task_options if self._task_options is not None else transcode_resources()
-        reference = transcode_task.options(**options).remote(request, self._board)
+        reference = transcode_task.options(**options).remote(request, board)
         finished = asyncio.wrap_future(reference.future())
         reported = 0.0
         try:
             while True:
                 done, _ = await asyncio.wait({finished}, timeout=PROGRESS_POLL_S)
-                progress, workers = await self._board.status.remote(request.job_id)
+                progress, workers = await board.status.remote(request.job_id)
                 if progress > reported:
                     reported = progress
                     on_progress(progress)
@@ -150,11 +163,24 @@ class RayTranscoder:
             ray.cancel(reference, force=True)
             raise
         finally:
-            self._board.forget.remote(request.job_id)
+            board.forget.remote(request.job_id)
+
+    async def _progress_board(self) -> ray.actor.ActorHandle:
+        async with self._connecting:
+            if self._board is None:
+                self._started_ray = await asyncio.to_thread(connect_ray)
+                self._board = ProgressBoard.remote()
+            return self._board
+
+    def close(self) -> None:
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+        self._board = None
 
     async def workers(self, job_id: str) -> list[WorkerIdentity]:
         """The workers that have picked `job_id` up so far (operations, and the crash test)."""
-        _, workers = await self._board.status.remote(job_id)
+        _, workers = await (await self._progress_board()).status.remote(job_id)
         return workers
 
 
@@ -181,13 +207,14 @@ def _store_output(store: BlobStore, scratch: Path, prefix: str, output: HlsOutpu
 
 def _published(prefix: str, output: HlsOutput) -> PublishedMedia:
     return PublishedMedia(
-        master_playlist_key=prefix + output.master_playlist,
-        poster_key=prefix + output.poster,
-        thumbnail_keys=tuple(prefix + t for t in output.thumbnails),
+        prefix=prefix,
+        master_playlist_path=output.master_playlist,
+        poster_path=output.poster,
+        thumbnail_paths=output.thumbnails,
         renditions=tuple(
-            RenditionRecord(name=r.rendition.name, width=r.rendition.width, height=r.rendition.height,
-                            peak_bandwidth=r.peak_bandwidth, average_bandwidth=r.average_bandwidth,
-                            codecs=r.codecs, playlist_key=prefix + r.playlist)
+            RenditionRecord(width=r.rendition.width, height=r.rendition.height,
+                            video_bitrate=r.rendition.video_bitrate, peak_bandwidth=r.peak_bandwidth,
+                            codecs=r.codecs, playlist_path=r.playlist, segment_count=len(r.segments))
             for r in output.renditions
         ),
         video_encoder=output.video_encoder,
