@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import grpc
 import pytest
+import ray
 from limelight.compliance.v1 import disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -30,6 +31,7 @@ from libs.kit.server import RunningService, start_service
 from libs.kit.telemetry import read_spans
 from services.ingest import server as ingest_server
 from services.ingest.sample_clips import ClipSpec, write_clip
+from services.ingest.workers import connect_ray
 from tools.supervisor import free_port
 from tools.upload_cli import upload_file
 
@@ -62,6 +64,9 @@ async def ingest_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
     import importlib
 
     os.environ.pop("RAY_ADDRESS", None)
+    # One local Ray for the module, connected before the servers so a restarted ingest
+    # server reuses it instead of starting (and stopping) its own.
+    started_ray = connect_ray(num_cpus=2)
     data_root = tmp_path_factory.mktemp("ingest-platform")
     targets = {name: f"127.0.0.1:{free_port()}" for name in ("compliance", "ranking")}
     platform = IngestPlatform(data_root, {}, targets)
@@ -75,6 +80,8 @@ async def ingest_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
     finally:
         for running in platform.services.values():
             await running.stop(grace=1)
+        if started_ray:
+            ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +230,18 @@ async def test_a_text_file_named_mp4_is_rejected_with_a_reason_the_creator_can_a
                               call_metadata=ingest_platform.metadata(), chunk_size=CHUNK)
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "couldn't read this file as a video" in raised.value.details()
+
+
+async def test_the_upload_command_uploads_and_follows_the_video_to_ready(
+    ingest_platform: IngestPlatform, clip: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tools.upload_cli import app
+
+    arguments = [str(clip), "--creator", "ada", "--caption", "Neue Sneaker", "--commercial", "paid-partnership",
+                 "--brand", "Acme", "--label", "Werbung", "--token", ingest_platform.token(),
+                 "--target", ingest_platform.targets["ingest"]]
+    result = await asyncio.to_thread(CliRunner().invoke, app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "READY, PENDING_REVIEW" in result.output and "play: http://127.0.0.1:" in result.output

@@ -182,6 +182,11 @@ class Ingest:
                            reason="UPLOAD_NOT_FOUND")
         return session
 
+    def resume_upload(self, creator: Principal, creator_id: str, upload_id: str) -> UploadSession:
+        """The upload to continue writing: only its creator may add bytes."""
+        _ensure_acting_creator(creator, creator_id)
+        return self.get_upload(creator, creator_id, upload_id)
+
     def writer(self, session: UploadSession) -> UploadWriter:
         return UploadWriter(self._store, self._blobs, session, self.config.upload_limits.part_bytes, self._clock)
 
@@ -271,23 +276,31 @@ class Ingest:
             video = self._store.get_video(job.video_id)
             if video is None:
                 return
-            if job.submissions >= MAX_JOB_SUBMISSIONS:
-                self._store.fail_job(job.job_id, "TRANSCODE_ABANDONED",
-                                     f"the service stopped {job.submissions} times during this job", self._clock())
-                return
-            job = self._store.mark_job_submitted(job.job_id, self._clock())
             request = TranscodeRequest(
                 job_id=job.job_id, blob_store_url=self._blobs.url, source_key=source_key(video.video_id),
                 output_prefix=job.output_prefix, probe=video.probe,
                 renditions=plan_ladder(*video.probe.display_size), settings=self.config.transcode,
                 trace_carrier=job.trace_carrier, telemetry_root=self._telemetry_root,
             )
-            try:
-                result = await self._transcoder.transcode(
-                    request, lambda progress: self._store.record_progress(video.video_id, progress, self._clock()))
-            except TranscodeFailure as failure:
-                self._store.fail_job(job.job_id, failure.reason, failure.message, self._clock())
-                return
+            attempt = 0
+            while True:
+                if job.submissions >= MAX_JOB_SUBMISSIONS:
+                    self._store.fail_job(job.job_id, "TRANSCODE_ABANDONED", f"gave up after {job.submissions} "
+                                         "submissions that never finished (service stops or Ray unreachable)",
+                                         self._clock())
+                    return
+                job = self._store.mark_job_submitted(job.job_id, self._clock())
+                try:
+                    result = await self._transcoder.transcode(
+                        request, lambda progress: self._store.record_progress(video.video_id, progress, self._clock()))
+                    break
+                except TranscodeFailure as failure:
+                    self._store.fail_job(job.job_id, failure.reason, failure.message, self._clock())
+                    return
+                except Exception:  # infrastructure (Ray unreachable, actor lost): the media may be fine
+                    logger.exception("transcode job %s could not run; submitting it again", job.job_id)
+                    attempt += 1
+                    await asyncio.sleep(min(60.0, 2.0 ** attempt))
             self._store.complete_job(job.job_id, result.media, self._clock())
             logger.info("video %s is ready (workers: %s)", video.video_id, result.workers)
         await self.run_due_follow_ups()

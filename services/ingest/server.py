@@ -68,7 +68,9 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     store = IngestStore.open(runtime.data_root)
     blobs = LocalBlobStore(runtime.data_root / "ingest" / "blobs")
     playback = BlobHTTPServer(blobs, port=int(os.environ.get("LIMELIGHT_INGEST_PLAYBACK_PORT", "0")))
-    transcoder = RayTranscoder()
+    # CPUs each transcode declares (default: what `transcode_resources` picks); a GPU is added when present.
+    task_cpus = os.environ.get("LIMELIGHT_INGEST_TRANSCODE_CPUS")
+    transcoder = RayTranscoder(task_options={"num_cpus": float(task_cpus)} if task_cpus else None)
     ingest = Ingest(
         store=store, blobs=blobs, transcoder=transcoder,
         compliance=ComplianceClient(runtime.clients), ranking=RankingClient(runtime.clients),
@@ -123,8 +125,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 start.size_bytes, start.sha256, start.filename)
         elif part == "resume":
             resume = first.resume  # type: ignore[union-attr]
-            session = self._ingest.get_upload(principal, _segment(resume.upload, "creators"),
-                                              _segment(resume.upload, "uploads"))
+            session = self._ingest.resume_upload(principal, _segment(resume.upload, "creators"),
+                                                 _segment(resume.upload, "uploads"))
             if resume.offset > session.committed_bytes:
                 raise OutOfRange(f"resume offset {resume.offset} is past the {session.committed_bytes} bytes "
                                  "received", reason="UPLOAD_OFFSET_MISMATCH",

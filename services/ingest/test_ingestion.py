@@ -77,18 +77,17 @@ async def make_ingest(tmp_path: Path) -> AsyncIterator:
     running: list[Ingest] = []
 
     async def make(*, compliance: FixedCompliance | None = None, ranking: FlakyRanking | None = None,
-                   config: IngestConfig | None = None, start: bool = True) -> Ingest:
+                   config: IngestConfig | None = None, transcoder: object = None) -> Ingest:
         ingest = Ingest(
             store=IngestStore.open(tmp_path), blobs=LocalBlobStore(tmp_path / "blobs"),
-            transcoder=RayTranscoder(), compliance=compliance or FixedCompliance(),
+            transcoder=transcoder or RayTranscoder(), compliance=compliance or FixedCompliance(),
             ranking=ranking or FlakyRanking(), read_provenance=no_provenance,
             trace_carrier=dict, continue_trace=lambda carrier: contextlib.nullcontext(),
             telemetry_root=str(tmp_path), clock=lambda: dt.datetime.now(dt.UTC),
             config=config or IngestConfig(upload_limits=UploadLimits(part_bytes=64 * 1024),
                                           follow_up_backoff=dt.timedelta(0)),
         )
-        if start:
-            await ingest.start()
+        await ingest.start()
         running.append(ingest)
         return ingest
 
@@ -276,3 +275,25 @@ async def test_listing_pages_through_a_creators_own_videos_only(make_ingest, cli
     with pytest.raises(PermissionDenied):
         ingest.begin_upload(STRANGER, "alice", str(uuid.uuid4()), VideoMetadata(), 10, "ab" * 32)
     await ingest.wait_idle()
+
+
+class UnreachableOnce:
+    """Ray's side failing once for infrastructure reasons (e.g. the cluster restarting)."""
+
+    def __init__(self) -> None:
+        self.inner = RayTranscoder()
+        self.calls = 0
+
+    async def transcode(self, request, on_progress):  # noqa: ANN001, ANN201
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("Ray cluster unreachable")
+        return await self.inner.transcode(request, on_progress)
+
+
+async def test_a_job_that_could_not_reach_ray_is_submitted_again(make_ingest, clips: dict[str, Path]) -> None:
+    flaky = UnreachableOnce()
+    ingest = await make_ingest(transcoder=flaky)
+    video = await upload(ingest, clips["no_audio"])
+    assert (await finished(ingest, video.video_id))[-1].state is VideoState.READY
+    assert flaky.calls == 2

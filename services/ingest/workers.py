@@ -136,7 +136,7 @@ class RayTranscoder:
     """
 
     def __init__(self, *, task_options: dict[str, object] | None = None) -> None:
-        self._task_options = task_options
+        self._task_options = task_options  # overrides of `transcode_resources()`, e.g. {"num_cpus": 2}
         self._board: ray.actor.ActorHandle | None = None
         self._connecting = asyncio.Lock()
         self._started_ray = False
@@ -144,7 +144,7 @@ class RayTranscoder:
     async def transcode(self, request: TranscodeRequest,
                         on_progress: Callable[[float], None]) -> TranscodeResult:
         board = await self._progress_board()
-        options = self._task_options if self._task_options is not None else transcode_resources()
+        options = {**transcode_resources(), **(self._task_options or {})}
         reference = transcode_task.options(**options).remote(request, board)
         finished = asyncio.wrap_future(reference.future())
         reported = 0.0

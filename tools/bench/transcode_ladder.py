@@ -8,33 +8,49 @@
 2. Throughput: several clips submitted at once as Ray tasks, with 1 and then 2 tasks
    allowed to run at a time (each task declares 2 or 1 of the 2 Ray CPUs), clips per
    minute for each.
+3. Through the running service (`--service`): real ingest, compliance and ranking gRPC
+   servers in this process; the clip is uploaded with the CLI's `upload_file` and timed
+   until WatchVideo reports READY (upload, checksum, probe, compliance calls, Ray
+   transcode, storing the ladder), again against the CLI in the same run; then several
+   clips uploaded at once with 1 or 2 transcodes running at a time.
 
-    python -m tools.bench.transcode_ladder              # both parts
-    python -m tools.bench.transcode_ladder --rounds 3 --skip-throughput
+    python -m tools.bench.transcode_ladder                      # parts 1 and 2
+    python -m tools.bench.transcode_ladder --service --skip-speed --skip-throughput
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
+import importlib
 import os
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
+import grpc
 import ray
+from limelight.compliance.v1 import disclosure_pb2
+from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
+from libs.auth.principal import Role
+from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.blobstore import LocalBlobStore
+from libs.kit.server import start_service
 from services.ingest.jobs import TranscodeRequest
 from services.ingest.ladder import Rendition, plan_ladder
 from services.ingest.probe import probe_media
 from services.ingest.sample_clips import ClipSpec, write_clip
 from services.ingest.transcode import TranscodeSettings, transcode_to_hls
 from services.ingest.workers import RayTranscoder, connect_ray
+from tools.supervisor import free_port
+from tools.upload_cli import upload_file
 
 FFMPEG = "/usr/bin/ffmpeg"
 
@@ -66,7 +82,8 @@ def measure_speed(source: Path, work: Path, rounds: int) -> None:
     probe = probe_media(source)
     renditions = plan_ladder(*probe.display_size)
     settings = TranscodeSettings()
-    ours, cli = [], []
+    ours: list[float] = []
+    cli: list[float] = []
     for round_number in range(rounds):
         for name, timings in (("pyav", ours), ("ffmpeg", cli)):
             output = work / f"{name}-{round_number}"
@@ -87,30 +104,100 @@ def measure_speed(source: Path, work: Path, rounds: int) -> None:
 
 
 async def measure_throughput(clip: Path, work: Path, clips: int) -> None:
-    connect_ray(num_cpus=2)
     store = LocalBlobStore(work / "blobs")
     store.put("bench/source", clip.read_bytes())
     probe = probe_media(clip)
     results = {}
-    try:
-        for concurrent in (1, 2):
-            transcoder = RayTranscoder(task_options={"num_cpus": 2 // concurrent})
-            requests = [
-                TranscodeRequest(job_id=f"c{concurrent}-{n}", blob_store_url=store.url, source_key="bench/source",
-                                 output_prefix=f"bench/c{concurrent}-{n}/", probe=probe,
-                                 renditions=plan_ladder(*probe.display_size), settings=TranscodeSettings(),
-                                 trace_carrier={}, telemetry_root=str(work))
-                for n in range(clips)
-            ]
-            started = time.perf_counter()
-            await asyncio.gather(*(transcoder.transcode(r, lambda _: None) for r in requests))
-            elapsed = time.perf_counter() - started
-            results[concurrent] = clips / elapsed * 60
-            print(f"  {concurrent} Ray worker(s) at a time: {clips} clips in {elapsed:6.2f} s = "
-                  f"{results[concurrent]:.1f} clips/min", flush=True)
-    finally:
-        ray.shutdown()
+    for concurrent in (1, 2):
+        transcoder = RayTranscoder(task_options={"num_cpus": 2 // concurrent})
+        requests = [
+            TranscodeRequest(job_id=f"c{concurrent}-{n}", blob_store_url=store.url, source_key="bench/source",
+                             output_prefix=f"bench/c{concurrent}-{n}/", probe=probe,
+                             renditions=plan_ladder(*probe.display_size), settings=TranscodeSettings(),
+                             trace_carrier={}, telemetry_root=str(work))
+            for n in range(clips)
+        ]
+        started = time.perf_counter()
+        await asyncio.gather(*(transcoder.transcode(r, lambda _: None) for r in requests))
+        elapsed = time.perf_counter() - started
+        results[concurrent] = clips / elapsed * 60
+        print(f"  {concurrent} Ray worker(s) at a time: {clips} clips in {elapsed:6.2f} s = "
+              f"{results[concurrent]:.1f} clips/min", flush=True)
     print(f"  throughput 2 workers vs 1: {results[2] / results[1]:.2f}x on {os.cpu_count()} cores")
+
+
+async def measure_service(source: Path, small: Path, work: Path, rounds: int, clips: int) -> None:
+    """Part 3: the ladder through the service vs the CLI, then throughput by transcodes at a time."""
+    renditions = plan_ladder(*probe_media(source).display_size)
+    ours: list[float] = []
+    cli: list[float] = []
+    async with _running_platform(work / "platform", transcode_cpus=1) as upload_and_wait:
+        await upload_and_wait([small])  # warms a Ray worker, untimed
+        for round_number in range(rounds):
+            started = time.perf_counter()
+            await upload_and_wait([source])
+            ours.append(time.perf_counter() - started)
+            output = work / f"cli-{round_number}"
+            output.mkdir()
+            started = time.perf_counter()
+            subprocess.run(ffmpeg_ladder_command(source, output, renditions, TranscodeSettings()), check=True)
+            cli.append(time.perf_counter() - started)
+            shutil.rmtree(output)
+            print(f"  round {round_number + 1}: service {ours[-1]:6.2f} s, ffmpeg CLI {cli[-1]:6.2f} s", flush=True)
+    print(f"  upload-to-READY through the service vs CLI: {statistics.median(cli) / statistics.median(ours):.2f}x"
+          f"  (medians {statistics.median(ours):.2f} s vs {statistics.median(cli):.2f} s)")
+    throughput = {}
+    for concurrent in (1, 2):
+        # Each transcode declares 2 or 1 of Ray's 2 CPUs, so 1 or 2 run at a time.
+        async with _running_platform(work / f"platform-{concurrent}", transcode_cpus=2 // concurrent) as upload_and_wait:
+            await upload_and_wait([small])
+            started = time.perf_counter()
+            await upload_and_wait([small] * clips)
+            elapsed = time.perf_counter() - started
+        throughput[concurrent] = clips / elapsed * 60
+        print(f"  {concurrent} transcode(s) at a time: {clips} uploads to READY in {elapsed:6.2f} s = "
+              f"{throughput[concurrent]:.1f} clips/min", flush=True)
+    print(f"  service throughput 2 at a time vs 1: {throughput[2] / throughput[1]:.2f}x on {os.cpu_count()} cores")
+
+
+@contextlib.asynccontextmanager
+async def _running_platform(data_root: Path, *, transcode_cpus: int
+                            ) -> AsyncIterator[Callable[[list[Path]], Awaitable[None]]]:
+    os.environ["LIMELIGHT_INGEST_TRANSCODE_CPUS"] = str(transcode_cpus)
+    targets = {name: f"127.0.0.1:{free_port()}" for name in ("ingest", "compliance", "ranking")}
+    running = []
+    try:
+        for name in ("compliance", "ranking", "ingest"):
+            build = importlib.import_module(f"services.{name}.server").build
+            running.append(await start_service(name, build, port=int(targets[name].rsplit(":", 1)[1]),
+                                               data_root=data_root, targets=targets))
+        token = mint_token(platform_signing_key(data_root), TokenClaims(
+            subject="users/bench", roles=frozenset({Role.CREATOR})), ttl=dt.timedelta(hours=1))
+        call_metadata = [("authorization", f"Bearer {token}")]
+        metadata = ingest_pb2.VideoMetadata(
+            commercial_declaration=disclosure_pb2.CommercialDeclaration(
+                relationship=disclosure_pb2.COMMERCIAL_RELATIONSHIP_NONE),
+            ai_declaration=disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AI_USAGE_NONE))
+        async with grpc.aio.insecure_channel(targets["ingest"]) as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+
+            async def one(path: Path) -> None:
+                response = await upload_file(stub, path, parent="creators/bench", metadata=metadata,
+                                             call_metadata=call_metadata)
+                async for update in stub.WatchVideo(ingest_pb2.WatchVideoRequest(name=response.video.name),
+                                                    metadata=call_metadata):
+                    state = update.video.state
+                if state != ingest_pb2.VIDEO_STATE_READY:
+                    raise RuntimeError(f"{response.video.name} ended {ingest_pb2.VideoState.Name(state)}")
+
+            async def upload_and_wait(paths: list[Path]) -> None:
+                await asyncio.gather(*(one(path) for path in paths))
+
+            yield upload_and_wait
+    finally:
+        for service in reversed(running):
+            await service.stop(grace=1)
+        os.environ.pop("LIMELIGHT_INGEST_TRANSCODE_CPUS", None)
 
 
 def main() -> None:
@@ -121,6 +208,7 @@ def main() -> None:
     parser.add_argument("--throughput-seconds", type=float, default=6.0)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--service", action="store_true", help="also measure through the running service")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-transcode-") as scratch:
         work = Path(scratch)
@@ -128,11 +216,26 @@ def main() -> None:
             source = write_clip(work / "source.mp4", ClipSpec(1080, 1920, arguments.seconds))
             print(f"speed: {arguments.seconds:g} s 1080x1920 30 fps clip with audio, {arguments.rounds} rounds")
             measure_speed(source, work, arguments.rounds)
-        if not arguments.skip_throughput:
-            clip = write_clip(work / "short.mp4", ClipSpec(720, 1280, arguments.throughput_seconds))
-            print(f"throughput: {arguments.throughput_clips} clips of {arguments.throughput_seconds:g} s "
-                  "720x1280 submitted at once")
-            asyncio.run(measure_throughput(clip, work, arguments.throughput_clips))
+        if arguments.skip_throughput and not arguments.service:
+            return
+        # One local Ray for the rest of the run (restarting Ray inside one process is fragile).
+        connect_ray(num_cpus=2)
+        try:
+            if not arguments.skip_throughput:
+                clip = write_clip(work / "short.mp4", ClipSpec(720, 1280, arguments.throughput_seconds))
+                print(f"throughput: {arguments.throughput_clips} clips of {arguments.throughput_seconds:g} s "
+                      "720x1280 submitted at once")
+                asyncio.run(measure_throughput(clip, work, arguments.throughput_clips))
+            if arguments.service:
+                source = work / "source.mp4"
+                if not source.exists():
+                    write_clip(source, ClipSpec(1080, 1920, arguments.seconds))
+                small = write_clip(work / "short.mp4", ClipSpec(720, 1280, arguments.throughput_seconds))
+                print(f"service: {arguments.seconds:g} s 1080x1920 clip uploaded and processed, "
+                      f"{arguments.rounds} rounds")
+                asyncio.run(measure_service(source, small, work, arguments.rounds, arguments.throughput_clips))
+        finally:
+            ray.shutdown()
 
 
 if __name__ == "__main__":
