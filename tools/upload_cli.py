@@ -23,7 +23,7 @@ import grpc
 import typer
 from limelight.compliance.v1 import disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
@@ -132,8 +132,7 @@ async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoM
     call_metadata = [("authorization", f"Bearer {token}")]
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
-        with Progress(*Progress.get_default_columns()[:1], BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn()) as progress:
+        with Progress(TextColumn("uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()) as progress:
             sending = progress.add_task("uploading", total=file.stat().st_size)
             try:
                 response = await upload_file(stub, file, parent=parent, metadata=metadata,
@@ -141,9 +140,10 @@ async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoM
                                              on_progress=lambda sent: progress.update(sending, completed=sent))
             except grpc.aio.AioRpcError as error:
                 raise typer.Exit(_report(error)) from None
-            if not watch:
-                typer.echo(response.video.name)
-                return
+        if not watch:
+            typer.echo(response.video.name)
+            return
+        with Progress(TextColumn("{task.description:<12}"), BarColumn(), TaskProgressColumn()) as progress:
             processing = progress.add_task("processing", total=100)
             async for update in stub.WatchVideo(ingest_pb2.WatchVideoRequest(name=response.video.name),
                                                 metadata=call_metadata):

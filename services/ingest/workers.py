@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 TRANSCODE_MAX_RETRIES = 3
 PROGRESS_POLL_S = 0.25
-_UPLOAD_CHUNK = 1 << 20
+_COPY_CHUNK = 1 << 20
 
 
 def connect_ray(*, num_cpus: int | None = None) -> bool:
@@ -62,7 +63,8 @@ def connect_ray(*, num_cpus: int | None = None) -> bool:
         # The cluster's nodes get this repository as the job's working directory.
         ray.init(address=address, namespace="limelight", runtime_env={
             "working_dir": str(REPO_ROOT),
-            "excludes": [".git", ".venv", ".data", "gen", "node_modules", "bazel-*", "**/__pycache__"],
+            "excludes": [".git", ".venv", ".data", "gen", "node_modules", "bazel-*", "**/__pycache__",
+                         ".pytest_cache", ".hypothesis", ".mypy_cache"],
         })
         return True
     ray.init(
@@ -117,14 +119,19 @@ def transcode_task(request: TranscodeRequest, board: ray.actor.ActorHandle) -> P
         for stale in list(store.list(request.output_prefix)):
             store.delete(stale.key)  # what an earlier, killed attempt left behind
         with tempfile.TemporaryDirectory(prefix=f"transcode-{request.job_id}-") as scratch:
-            with _task_span("ingest.transcode.encode", request, {}), store.open_read(request.source_key) as source:
+            # A local copy first, as from any object store: FFmpeg then reads the file itself
+            # instead of calling back into Python (and the GIL) for every block.
+            source = Path(scratch) / "source"
+            with store.open_read(request.source_key) as remote, open(source, "wb") as local:
+                shutil.copyfileobj(remote, local, _COPY_CHUNK)
+            with _task_span("ingest.transcode.encode", request, {}):
                 output = transcode_to_hls(
-                    source, Path(scratch), request.probe, request.renditions, settings,
+                    source, Path(scratch) / "hls", request.probe, request.renditions, settings,
                     on_progress=lambda fraction: board.report.remote(request.job_id, fraction),
                 )
             span.set_attribute("ingest.video_encoder", output.video_encoder)
             with _task_span("ingest.transcode.store", request, {"ingest.files": len(output.files())}):
-                _store_output(store, Path(scratch), request.output_prefix, output)
+                _store_output(store, Path(scratch) / "hls", request.output_prefix, output)
         return _published(request.output_prefix, output)
 
 
@@ -202,7 +209,7 @@ def _outcome(finished: asyncio.Future[PublishedMedia], job_id: str) -> Published
 def _store_output(store: BlobStore, scratch: Path, prefix: str, output: HlsOutput) -> None:
     for relative in output.files():  # master playlist last: its presence means the rest is there
         with open(scratch / relative, "rb") as file:
-            store.put_stream(prefix + relative, iter(lambda f=file: f.read(_UPLOAD_CHUNK), b""))
+            store.put_stream(prefix + relative, iter(lambda f=file: f.read(_COPY_CHUNK), b""))
 
 
 def _published(prefix: str, output: HlsOutput) -> PublishedMedia:

@@ -96,11 +96,18 @@ def measure_speed(source: Path, work: Path, rounds: int) -> None:
             timings.append(time.perf_counter() - started)
             shutil.rmtree(output)
             print(f"  round {round_number + 1} {name:>6}: {timings[-1]:6.2f} s", flush=True)
-    ours_median, cli_median = statistics.median(ours), statistics.median(cli)
     print(f"ladder {' / '.join(r.name for r in renditions)}, {probe.duration_s:.0f} s clip")
-    print(f"  PyAV (ours)  median {ours_median:6.2f} s  ({probe.duration_s / ours_median:.2f}x real time)")
-    print(f"  ffmpeg CLI   median {cli_median:6.2f} s  ({probe.duration_s / cli_median:.2f}x real time)")
-    print(f"  speed vs CLI: {cli_median / ours_median:.2f}x  (>1 means ours is faster)")
+    _compare("PyAV (ours)", ours, "ffmpeg CLI", cli)
+
+
+def _compare(name: str, ours: list[float], baseline_name: str, baseline: list[float]) -> None:
+    """Median and best of each, and the ratios (>1: ours is faster). Under load from other
+    users the best round is the closer estimate of what the code itself costs."""
+    for label, timings in ((name, ours), (baseline_name, baseline)):
+        print(f"  {label:<12} median {statistics.median(timings):6.2f} s, best {min(timings):6.2f} s")
+    print(f"  speed vs {baseline_name}: {statistics.median(baseline) / statistics.median(ours):.2f}x by medians, "
+          f"{min(baseline) / min(ours):.2f}x by best rounds (>1 means ours is faster); "
+          f"load average now {os.getloadavg()[0]:.1f}")
 
 
 async def measure_throughput(clip: Path, work: Path, clips: int) -> None:
@@ -144,8 +151,8 @@ async def measure_service(source: Path, small: Path, work: Path, rounds: int, cl
             cli.append(time.perf_counter() - started)
             shutil.rmtree(output)
             print(f"  round {round_number + 1}: service {ours[-1]:6.2f} s, ffmpeg CLI {cli[-1]:6.2f} s", flush=True)
-    print(f"  upload-to-READY through the service vs CLI: {statistics.median(cli) / statistics.median(ours):.2f}x"
-          f"  (medians {statistics.median(ours):.2f} s vs {statistics.median(cli):.2f} s)")
+    print("  upload-to-READY through the service:")
+    _compare("service", ours, "ffmpeg CLI", cli)
     throughput = {}
     for concurrent in (1, 2):
         # Each transcode declares 2 or 1 of Ray's 2 CPUs, so 1 or 2 run at a time.
@@ -210,6 +217,7 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--service", action="store_true", help="also measure through the running service")
     arguments = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (others share this machine)")
     with tempfile.TemporaryDirectory(prefix="bench-transcode-") as scratch:
         work = Path(scratch)
         if not arguments.skip_speed:
