@@ -16,11 +16,19 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit import config
 from libs.storage.paths import data_dir
 
+try:
+    from tools.audit_cli import app as audit_app
+except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
+    if missing.name is None or not missing.name.startswith(("limelight", "buf")):
+        raise
+    raise SystemExit("The gRPC stubs are missing: run `python -m tools.protogen` (or `bash tools/setup.sh`).") from None
+
 app = typer.Typer(
     help="Limelight: the backend of a creator platform. Start with `limelight up`.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(audit_app, name="audit", help="The compliance officer's tools: query, export and verify the audit trail.")
 
 
 @app.command()

@@ -47,4 +47,4 @@ pathlib.Path(sysconfig.get_paths()["purelib"], "limelight-generated-stubs.pth").
     str(pathlib.Path("gen").resolve()) + "\n"
 )
 PY
-.venv/bin/limelight protos
+.venv/bin/python -m tools.protogen

@@ -135,3 +135,25 @@ def wait_until_serving(child: Child) -> None:
                 await asyncio.sleep(0.1)
 
     asyncio.run(check())
+
+
+def start_service_process(service: str, data_root: Path, port: int) -> subprocess.Popen[str]:
+    """One service as its own process (`limelight serve`), returned once it listens (tests, benchmarks).
+
+    The child imports this checkout's code and stubs first, whatever the environment's
+    editable install points at. Its output stays readable on `stdout`.
+    """
+    repo_root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "LIMELIGHT_DATA_DIR": str(data_root),
+        f"LIMELIGHT_{service.upper()}_PORT": str(port),
+        "PYTHONPATH": os.pathsep.join([str(repo_root), str(repo_root / "gen")]),
+    }
+    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", service], cwd=repo_root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "listening on" in line:
+            return process
+    raise RuntimeError(f"{service} did not start (exit status {process.wait()})")

@@ -35,6 +35,7 @@ from libs.kit.access import (
 )
 from libs.kit.context import CallIdentity, current_identity, reset_identity, set_identity
 from libs.kit.status import internal_status, status_code_for, to_rpc_status, unimplemented_status
+from libs.kit.server_spans import ServerSpans
 from libs.kit.telemetry import current_ids, extract_carrier, inject_carrier
 from libs.kit.validation import validate
 
@@ -60,13 +61,13 @@ class ServerCallPipeline:
         self,
         *,
         service: str,
-        tracer: trace.Tracer,
+        server_spans: ServerSpans,
         authenticator: Authenticator,
         policy: AccessPolicy,
         on_denied: DeniedListener | None = None,
     ) -> None:
         self.service = service
-        self.tracer = tracer
+        self.server_spans = server_spans
         self.authenticator = authenticator
         self.policy = policy
         self.on_denied = on_denied
@@ -231,7 +232,7 @@ class _Call:
         self._principal: Principal | None = None
         self._metadata = metadata = dict(context.invocation_metadata() or ())
         parent = extract_carrier(metadata) if "traceparent" in metadata else None
-        self._span = pipeline.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        self._span = pipeline.server_spans.start(method, parent, attributes)
         self._otel_token = otel_context.attach(trace.set_span_in_context(self._span, parent))
         self._identity_token = set_identity(None)
 

@@ -138,7 +138,7 @@ async def start_service(
 
     pipeline = ServerCallPipeline(
         service=name,
-        tracer=telemetry.tracer,
+        server_spans=telemetry.server_spans,
         authenticator=Authenticator(TokenVerifier(signing_key.public_key())),
         policy=definition.policy,
         on_denied=definition.on_denied,

@@ -29,8 +29,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from libs.kit.server_spans import ServerSpans
 from libs.storage.paths import data_dir
 
 _propagator = TraceContextTextMapPropagator()
@@ -57,21 +59,19 @@ class JsonLinesSpanExporter(SpanExporter):
             context = span.context
             parent = span.parent
             lines.append(
-                json.dumps(
-                    {
-                        "service": span.resource.attributes.get("service.name", ""),
-                        "name": span.name,
-                        "kind": span.kind.name,
-                        "trace_id": format(context.trace_id, "032x"),
-                        "span_id": format(context.span_id, "016x"),
-                        "parent_span_id": format(parent.span_id, "016x") if parent else None,
-                        "start_ns": span.start_time,
-                        "end_ns": span.end_time,
-                        "status": span.status.status_code.name,
-                        "attributes": dict(span.attributes or {}),
-                    },
-                    separators=(",", ":"),
-                    default=str,
+                '{"service":%s,"name":%s,"kind":"%s","trace_id":"%032x","span_id":"%016x","parent_span_id":%s,'
+                '"start_ns":%d,"end_ns":%d,"status":"%s","attributes":%s}'
+                % (
+                    json.dumps(span.resource.attributes.get("service.name", "")),
+                    json.dumps(span.name),
+                    span.kind.name,
+                    context.trace_id,
+                    context.span_id,
+                    '"%016x"' % parent.span_id if parent else "null",
+                    span.start_time or 0,
+                    span.end_time or 0,
+                    span.status.status_code.name,
+                    json.dumps(dict(span.attributes or {}), separators=(",", ":"), default=str),
                 )
             )
         with self._lock:
@@ -93,11 +93,16 @@ class JsonLinesSpanExporter(SpanExporter):
 
 @dataclass
 class Telemetry:
-    """A service's tracer and the provider behind it (flushed and closed by `shutdown`)."""
+    """A service's tracers and the provider behind them (flushed and closed by `shutdown`).
+
+    `server_spans` starts the kit's per-call SERVER spans cheaply; `tracer` is the SDK
+    tracer for every other span (clients, storage, Ray tasks).
+    """
 
     service: str
     provider: TracerProvider
     tracer: trace.Tracer
+    server_spans: ServerSpans
 
     def shutdown(self) -> None:
         self.provider.shutdown()
@@ -119,9 +124,21 @@ def configure_telemetry(
         resource=Resource.create({"service.name": f"limelight-{service}", "service.namespace": "limelight"}),
         sampler=sampler,
     )
-    if not tracing_off:
-        provider.add_span_processor(BatchSpanProcessor(exporter_for(service, data_root)))
-    return Telemetry(service=service, provider=provider, tracer=provider.get_tracer(f"limelight.{service}"))
+    processor = None if tracing_off else BatchSpanProcessor(exporter_for(service, data_root))
+    if processor is not None:
+        provider.add_span_processor(processor)
+    scope_name = f"limelight.{service}"
+    return Telemetry(
+        service=service,
+        provider=provider,
+        tracer=provider.get_tracer(scope_name),
+        server_spans=ServerSpans(
+            processor=processor,
+            resource=provider.resource,
+            scope=InstrumentationScope(scope_name),
+            sample_ratio=sample_ratio,
+        ),
+    )
 
 
 def exporter_for(service: str, data_root: Path | None) -> SpanExporter:

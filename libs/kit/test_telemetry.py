@@ -63,3 +63,28 @@ def test_tracing_off_records_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     telemetry.shutdown()
     assert read_spans(tmp_path) == []
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+@pytest.mark.parametrize(
+    ("ratio", "parent_sampled", "recorded"),
+    [(1.0, None, True), (0.0, None, False), (0.0, True, True), (1.0, False, False)],
+)
+def test_server_spans_follow_the_parent_then_the_ratio(
+    tmp_path: Path, ratio: float, parent_sampled: bool | None, recorded: bool
+) -> None:
+    telemetry = configure_telemetry("sampling", data_root=tmp_path, sample_ratio=ratio)
+    parent = None
+    if parent_sampled is not None:
+        flags = "01" if parent_sampled else "00"
+        parent = extract_carrier({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-{flags}"})
+    span = telemetry.server_spans.start("/pkg.Service/Method", parent, {"rpc.system": "grpc"})
+    assert span.is_recording() is recorded
+    if parent is not None:
+        assert span.get_span_context().trace_id == int("ab" * 16, 16)
+    span.end()
+    telemetry.shutdown()
+    exported = read_spans(tmp_path)
+    assert len(exported) == (1 if recorded else 0)
+    if recorded and parent is not None:
+        assert exported[0]["parent_span_id"] == "cd" * 8
+        assert exported[0]["kind"] == "SERVER" and exported[0]["attributes"] == {"rpc.system": "grpc"}

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import grpc
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    calls: int
+    calls: int  # completed inside the measured window
     errors: int
     seconds: float
     p50_ms: float
     p99_ms: float
+    all_calls: int = 0  # completed at all, warm-up included: what the server's CPU time paid for
+    server_cpu_us_per_call: float = float("nan")
 
     @property
     def per_second(self) -> float:
@@ -37,12 +41,13 @@ async def drive(make_call: Callable[[int], Awaitable[object]], *, in_flight: int
     """Keep `in_flight` callers busy; count only calls that finish inside the measured window."""
     latencies: list[float] = []
     errors = 0
+    completed = 0
     start_measuring = time.perf_counter() + warmup
     stop = start_measuring + seconds
     sequence = 0
 
     async def caller() -> None:
-        nonlocal errors, sequence
+        nonlocal errors, sequence, completed
         while (now := time.perf_counter()) < stop:
             sequence += 1
             try:
@@ -52,6 +57,7 @@ async def drive(make_call: Callable[[int], Awaitable[object]], *, in_flight: int
                     errors += 1
                 continue
             done = time.perf_counter()
+            completed += 1
             if now >= start_measuring and done <= stop:
                 latencies.append(done - now)
 
@@ -63,15 +69,30 @@ async def drive(make_call: Callable[[int], Awaitable[object]], *, in_flight: int
         seconds=seconds,
         p50_ms=1000 * statistics.median(latencies) if latencies else float("nan"),
         p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+        all_calls=completed,
     )
 
 
-def run_load_process(module: str, *args: str) -> LoadResult:
-    """Run `python -m <module> load <args>` and parse the JSON result it prints last."""
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load_process(module: str, *args: str, server_pid: int) -> LoadResult:
+    """Run `python -m <module> load <args>` against the server `server_pid`.
+
+    Besides throughput and latency, reports the server's CPU time per call: on a shared
+    machine other processes steal throughput, but not the CPU time a call costs, so the
+    CPU ratio is the steadier estimate of the kit's overhead.
+    """
+    cpu_before = process_cpu_seconds(server_pid)
     completed = subprocess.run(
         [sys.executable, "-m", module, "load", *args], check=True, capture_output=True, text=True
     )
-    return LoadResult(**json.loads(completed.stdout.strip().splitlines()[-1]))
+    cpu_seconds = process_cpu_seconds(server_pid) - cpu_before
+    result = LoadResult(**json.loads(completed.stdout.strip().splitlines()[-1]))
+    return replace(result, server_cpu_us_per_call=1e6 * cpu_seconds / max(1, result.all_calls))
 
 
 def print_result(result: LoadResult) -> None:
@@ -79,10 +100,16 @@ def print_result(result: LoadResult) -> None:
 
 
 def ratio_table(rows: list[tuple[str, LoadResult]], baseline: LoadResult) -> str:
-    lines = [f"{'server':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>7}"]
+    """One line per server; `ratio` is throughput over the baseline's, `cpu ratio` the
+    baseline's server CPU per call over this one's (both: higher is better)."""
+    lines = [
+        f"{'server':<34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
+        f" {'cpu us/call':>11} {'ratio':>6} {'cpu ratio':>9}"
+    ]
     for label, result in rows:
         lines.append(
-            f"{label:<34} {result.per_second:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}"
-            f" {result.errors:>7} {result.per_second / baseline.per_second:>6.2f}x"
+            f"{label:<34} {result.per_second:>8.0f} {result.p50_ms:>7.2f} {result.p99_ms:>7.2f} {result.errors:>6}"
+            f" {result.server_cpu_us_per_call:>11.0f} {result.per_second / baseline.per_second:>5.2f}x"
+            f" {baseline.server_cpu_us_per_call / result.server_cpu_us_per_call:>8.2f}x"
         )
     return "\n".join(lines)

@@ -10,6 +10,9 @@ interleaved, and reported as a ratio to the bare untraced server:
 - kit, tracing off;
 - kit, tracing on, every request sampled (spans exported as JSON lines);
 - kit, tracing on, 10% head sampling.
+
+Besides throughput it reports the server's CPU time per call and its ratio, which other
+processes on a shared machine disturb far less than throughput.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def measure(configuration: dict[str, str], *, in_flight: int, seconds: float, da
     )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        return run_load_process(MODULE, f"127.0.0.1:{port}", str(in_flight), str(seconds))
+        return run_load_process(MODULE, f"127.0.0.1:{port}", str(in_flight), str(seconds), server_pid=server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -112,6 +115,7 @@ def main() -> None:
                                  data_root=Path(scratch))
                 results[label].append(result)
                 print(f"round {round_number + 1}: {label}: {result.per_second:.0f} req/s", file=sys.stderr)
+    # Best of the rounds: noise from other processes only ever makes a run slower.
     best = {label: max(runs, key=lambda r: r.per_second) for label, runs in results.items()}
     baseline = best["bare grpc.aio (baseline)"]
     print(f"health Check, {arguments.in_flight} in flight, {arguments.seconds:.0f} s per run, "

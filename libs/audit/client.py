@@ -1,0 +1,193 @@
+"""The audit client every service uses to put its state changes on the audit trail.
+
+    audit = AuditClient.for_runtime(runtime)            # in build(); start/stop in on_start/on_stop
+    await audit.record(action="gifts.SendGift", resource=gift.name, outcome=Outcome.SUCCEEDED,
+                       subject=viewer.subject, attributes={"coins": "30"})
+
+`record` fills in who acted (the call's principal, and the user a service acts for), the
+trace id and the time, turns the subject into its pseudonymous reference, and returns
+once the event is durable in the service's local spool: a group-committed SQLite write,
+a fraction of a millisecond, never a network round trip. If the spool cannot take the
+event, `record` raises UNAVAILABLE and the originating call fails: an event is either
+buffered durably or its call did not succeed. Call it before replying.
+
+A background task ships spooled events to compliance's AppendEvents in batches, in the
+order they were recorded, retrying with backoff while compliance is unreachable (event
+ids make a retried batch harmless) and removing events only once acknowledged. An event
+compliance refuses for good is moved aside (`AuditSpool.reject`) after it was isolated
+from its batch, so one bad event never blocks the others.
+
+A service whose state change and audit event must commit together can write events into
+its own store in the same transaction and give the shipper that store instead: anything
+with the `AuditOutbox` methods works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Protocol
+
+import grpc
+
+from libs.audit.events import AuditEvent, Outcome
+from libs.audit.protos import event_to_proto
+from libs.audit.pseudonyms import Pseudonymizer
+from libs.audit.spool import AuditSpool
+from libs.errors import Unavailable
+from libs.kit.context import current_identity
+from libs.kit.server import ServiceRuntime
+from libs.kit.telemetry import current_ids
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+AppendEvents = Callable[[Sequence[AuditEvent]], Awaitable[object]]
+
+MAX_BATCH = 1000  # AppendEventsRequest's limit
+# Codes after which resending the same batch cannot succeed: find the event at fault.
+_REFUSED_FOR_GOOD = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
+                     grpc.StatusCode.FAILED_PRECONDITION}
+
+
+class AuditOutbox(Protocol):
+    def pending(self, limit: int) -> list[AuditEvent]: ...
+    def acknowledge(self, event_ids: Collection[str]) -> None: ...
+    def reject(self, event: AuditEvent, error: str) -> None: ...
+
+
+def compliance_appender(stub: audit_pb2_grpc.AuditServiceStub, *, timeout: float = 10.0) -> AppendEvents:
+    async def append(events: Sequence[AuditEvent]) -> object:
+        request = audit_pb2.AppendEventsRequest(events=[event_to_proto(event) for event in events])
+        return await stub.AppendEvents(request, timeout=timeout)
+
+    return append
+
+
+class AuditClient:
+    def __init__(
+        self,
+        *,
+        service: str,
+        spool: AuditSpool,
+        append: AppendEvents,
+        pseudonymizer: Pseudonymizer,
+        clock: Clock,
+        outbox: AuditOutbox | None = None,
+        batch_size: int = 500,
+        max_backoff_seconds: float = 5.0,
+    ) -> None:
+        self._service = service
+        self._spool = spool
+        self._outbox: AuditOutbox = outbox or spool
+        self._append = append
+        self._pseudonymizer = pseudonymizer
+        self._clock = clock
+        self._batch_size = min(batch_size, MAX_BATCH)
+        self._max_backoff = max_backoff_seconds
+        self._recorded = asyncio.Event()
+        self._shipper: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_runtime(cls, runtime: ServiceRuntime) -> AuditClient:
+        return cls(
+            service=runtime.name,
+            spool=AuditSpool.open(runtime.name, runtime.data_root),
+            append=compliance_appender(runtime.clients.stub("compliance", audit_pb2_grpc.AuditServiceStub)),
+            pseudonymizer=Pseudonymizer.for_deployment(runtime.data_root),
+            clock=lambda: dt.datetime.now(dt.UTC),
+        )
+
+    async def start(self) -> None:
+        # The shipper must not inherit a caller's identity: it acts as the service itself.
+        self._shipper = asyncio.create_task(self._ship_forever(), name=f"{self._service}-audit-shipper",
+                                            context=contextvars.Context())
+
+    async def stop(self, *, flush_seconds: float = 2.0) -> None:
+        """Ship what compliance will take within `flush_seconds`; the rest waits in the spool."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained(), flush_seconds)
+        if self._shipper is not None:
+            self._shipper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._shipper
+        self._spool.close()
+
+    async def record(
+        self,
+        *,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        reason: str = "",
+        subject: str = "",
+        attributes: Mapping[str, str] | None = None,
+    ) -> AuditEvent:
+        """Record what this call did; returns once the event cannot be lost."""
+        identity = current_identity()
+        principal = identity.principal if identity is not None else None
+        event = AuditEvent(
+            event_id=str(uuid.uuid4()),
+            actor=principal.subject if principal is not None else f"services/{self._service}",
+            on_behalf_of=principal.on_behalf_of.subject if principal is not None and principal.on_behalf_of else "",
+            action=action,
+            resource=resource,
+            outcome=outcome,
+            reason=reason,
+            trace_id=current_ids().trace_id,
+            event_time=self._clock(),
+            subject_ref=self._pseudonymizer.subject_ref(subject),
+            attributes=attributes or {},
+        )
+        try:
+            await asyncio.wrap_future(self._spool.add([event]))
+        except Exception as error:
+            raise Unavailable("the audit trail cannot take the event, so the change is refused",
+                              reason="AUDIT_UNAVAILABLE") from error
+        self._recorded.set()
+        return event
+
+    async def _drained(self) -> None:
+        while await asyncio.to_thread(self._outbox.pending, 1):
+            await asyncio.sleep(0.05)
+
+    async def _ship_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            events = await asyncio.to_thread(self._outbox.pending, self._batch_size)
+            if not events:
+                self._recorded.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
+                continue
+            try:
+                await self._ship(events)
+            except grpc.aio.AioRpcError as error:
+                logger.warning("audit events wait in the spool: compliance answered %s (%s); retrying in %.1f s",
+                               error.code().name, error.details(), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            backoff = 0.1
+
+    async def _ship(self, events: list[AuditEvent]) -> None:
+        try:
+            await self._append(events)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in _REFUSED_FOR_GOOD:
+                raise
+            if len(events) == 1:
+                logger.error("compliance refused audit event %s for good: %s", events[0].event_id, error.details())
+                await asyncio.to_thread(self._outbox.reject, events[0], f"{error.code().name}: {error.details()}")
+                return
+            for event in events:  # find the event at fault; the others go through
+                await self._ship([event])
+            return
+        await asyncio.to_thread(self._outbox.acknowledge, [event.event_id for event in events])
+

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libs.audit.events import AuditEvent, Outcome
+from libs.tlog.note import NoteSigner
+from services.compliance.auditlog import AuditLog
+from services.compliance.store import SqliteAuditStore
+
+ORIGIN = "limelight.test/audit"
+
+
+class MovableClock:
+    def __init__(self) -> None:
+        self.now = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float = 1.0) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def audit_event(number: int, **overrides: Any) -> AuditEvent:
+    """A distinct, deterministic event; `number` also orders the event times."""
+    event = AuditEvent(
+        event_id=str(uuid.UUID(int=number + 1)),
+        actor=f"services/gifts-{number % 3}",
+        action="gifts.SendGift",
+        resource=f"streams/{number % 5}/gifts/{number}",
+        outcome=Outcome.SUCCEEDED if number % 4 else Outcome.REJECTED,
+        reason="" if number % 4 else "VIEWER_UNDER_18",
+        trace_id=f"{number:032x}",
+        event_time=dt.datetime(2025, 5, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=number),
+        subject_ref=f"{number % 7:064x}",
+        attributes={"coins": str(number * 10)},
+    )
+    return dataclasses.replace(event, **overrides)
+
+
+def edit_database_file(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
+    """What anyone with write access to the file can do: drop the store's guards and edit rows."""
+    connection = sqlite3.connect(path)
+    with connection:
+        triggers = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+        for trigger in triggers:
+            connection.execute(f"DROP TRIGGER {trigger}")
+        for sql, parameters in statements:
+            connection.execute(sql, parameters)
+    connection.close()
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def signer() -> NoteSigner:
+    return NoteSigner.generate(ORIGIN)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteAuditStore]:
+    opened = SqliteAuditStore.open(tmp_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def audit_log(store: SqliteAuditStore, signer: NoteSigner, clock: MovableClock) -> AuditLog:
+    return AuditLog(store, signer, clock=clock)

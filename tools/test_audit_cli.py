@@ -1,0 +1,114 @@
+"""`limelight audit` against a real compliance server: query, export, collect checkpoints, verify offline."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from typer.testing import CliRunner, Result
+
+from libs.audit.protos import timestamp
+from libs.audit.pseudonyms import Pseudonymizer
+from libs.auth.principal import Role
+from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.server import RunningService, start_service
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
+from services.compliance.conftest import edit_database_file
+from services.compliance.server import build
+from services.compliance.store import database_path
+from tools.audit_cli import app
+
+
+@pytest.fixture
+async def compliance(tmp_path: Path) -> AsyncIterator[RunningService]:
+    running = await start_service("compliance", build, port=0, data_root=tmp_path / "data")
+    yield running
+    await running.stop(grace=0)
+
+
+def bearer(root: Path, subject: str, role: Role) -> str:
+    return mint_token(platform_signing_key(root), TokenClaims(subject, frozenset({role})), ttl=dt.timedelta(minutes=5))
+
+
+async def append(running: RunningService, events: int, subject_ref: str = "") -> int:
+    """Log `events` gift events as a service would; returns the tree size once it is signed."""
+    metadata = (("authorization", f"Bearer {bearer(running.runtime.data_root, 'services/gifts', Role.SERVICE)}"),)
+    async with grpc.aio.insecure_channel(running.target) as channel:
+        stub = audit_pb2_grpc.AuditServiceStub(channel)
+        reply = await stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[audit_pb2.AuditEvent(
+            event_id=str(uuid.uuid4()), actor="users/alice", action="gifts.SendGift", resource=f"creators/bo/gifts/g{n}",
+            outcome=audit_pb2.OUTCOME_SUCCEEDED, event_time=timestamp(dt.datetime.now(dt.UTC)),
+            subject_ref=subject_ref) for n in range(events)]), metadata=metadata)
+        size = reply.events[-1].leaf_index + 1
+        while (await stub.GetCheckpoint(audit_pb2.GetCheckpointRequest())).checkpoint.tree_size < size:
+            await asyncio.sleep(0.05)
+    return size
+
+
+async def cli(running: RunningService, *args: str) -> Result:
+    """Run `limelight audit ...` as an officer, off the event loop the server runs on."""
+    officer = bearer(running.runtime.data_root, "users/olga", Role.COMPLIANCE_OFFICER)
+    return await asyncio.to_thread(CliRunner().invoke, app, [*args],
+                                   env={"LIMELIGHT_TOKEN": officer, "LIMELIGHT_COMPLIANCE_TARGET": running.target,
+                                        "COLUMNS": "250"})
+
+
+async def test_an_officer_queries_exports_and_a_regulator_verifies(compliance: RunningService, tmp_path: Path) -> None:
+    bob = Pseudonymizer.for_deployment(compliance.runtime.data_root).subject_ref("users/bob")
+    await append(compliance, 3, subject_ref=bob)
+    chain = tmp_path / "checkpoints.jsonl"
+    assert (await cli(compliance, "checkpoint", "--chain", str(chain))).exit_code == 0
+    await append(compliance, 4)
+    verifier_key = (await cli(compliance, "key")).output.strip()
+
+    found = await cli(compliance, "query", "--subject", "users/bob", "--json")
+    assert found.exit_code == 0, found.output
+    assert [json.loads(line)["subject_ref"] for line in found.output.splitlines()] == [bob] * 3
+    table = await cli(compliance, "query", "--resource", "creators/bo/", "--limit", "2")
+    assert "gifts.SendGift" in table.output and "2 event(s)" in table.output
+
+    exported = tmp_path / "export.jsonl"
+    result = await cli(compliance, "export", "--out", str(exported), "--held", str(chain))
+    assert result.exit_code == 0, result.output
+    verified = await cli(compliance, "verify", str(exported), "--key", verifier_key, "--held", str(chain))
+    assert verified.exit_code == 0, verified.output
+    # Every leaf of the checkpoint: the 7 gift events, and the queries if the checkpoint already covers them.
+    exported_size = int(json.loads(exported.read_text().splitlines()[0])["checkpoint"].split("\n")[1])
+    assert exported_size >= 7 and f"VERIFIED: {exported_size} event(s) intact" in verified.output
+
+    assert (await cli(compliance, "checkpoint", "--chain", str(chain))).exit_code == 0
+    assert (await cli(compliance, "verify", str(chain), "--key", verifier_key)).exit_code == 0
+
+    lines = exported.read_text().splitlines()
+    edited = json.loads(lines[2])
+    edited["event"]["outcome"] = "rejected"
+    lines[2] = json.dumps(edited)
+    exported.write_text("\n".join(lines) + "\n")
+    tampered = await cli(compliance, "verify", str(exported), "--key", verifier_key)
+    assert tampered.exit_code == 1
+    assert "changed" in tampered.output and edited["event"]["event_id"][:8] in tampered.output
+
+
+async def test_an_event_deleted_from_the_store_is_reported_by_verify(compliance: RunningService, tmp_path: Path) -> None:
+    await append(compliance, 5)
+    edit_database_file(database_path(compliance.runtime.data_root), ("DELETE FROM audit_event WHERE leaf_index = 3", ()))
+    exported = tmp_path / "export.jsonl"
+    assert (await cli(compliance, "export", "--out", str(exported), "--end-index", "5")).exit_code == 0
+    verifier_key = (await cli(compliance, "key")).output.strip()
+    result = await cli(compliance, "verify", str(exported), "--key", verifier_key)
+    assert result.exit_code == 1
+    assert "deleted" in result.output and "no record" in result.output
+
+
+async def test_a_file_that_is_not_evidence_cannot_be_verified(tmp_path: Path) -> None:
+    garbage = tmp_path / "notes.txt"
+    garbage.write_text("hello\n")
+    key = "limelight.local/audit+01234567+AQ" + "A" * 42 + "="
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["verify", str(garbage), "--key", key])
+    assert result.exit_code == 2
