@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import grpc
 import pytest
 import ray
-from limelight.compliance.v1 import disclosure_pb2
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc, disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from libs.auth.principal import Role
@@ -46,8 +46,8 @@ class IngestPlatform:
     services: dict[str, RunningService]
     targets: dict[str, str]
 
-    def token(self) -> str:
-        claims = TokenClaims(subject="users/ada", roles=frozenset({Role.CREATOR}), country="DE")
+    def token(self, subject: str = "users/ada", role: Role = Role.CREATOR) -> str:
+        claims = TokenClaims(subject=subject, roles=frozenset({role}), country="DE")
         return mint_token(platform_signing_key(self.data_root), claims, ttl=dt.timedelta(minutes=30))
 
     def metadata(self) -> list[tuple[str, str]]:
@@ -181,6 +181,21 @@ async def test_an_upload_cut_mid_stream_resumes_and_becomes_a_playable_ladder_in
     segment_path = video.renditions[0].playlist_path.rsplit("/", 1)[0] + "/" + first_segment
     status, content_type, segment = http_get(video.playback_uri + segment_path)
     assert (status, content_type) == (200, "video/mp2t") and segment[0] == 0x47  # MPEG-TS sync byte
+
+    # The upload and the facts it rests on reach compliance's audit trail, in the upload's trace.
+    officer = [("authorization", f"Bearer {ingest_platform.token('users/olga', Role.COMPLIANCE_OFFICER)}")]
+    async with grpc.aio.insecure_channel(ingest_platform.targets["compliance"]) as channel:
+        audit = audit_pb2_grpc.AuditServiceStub(channel)
+        for _ in range(100):
+            logged = (await audit.QueryEvents(audit_pb2.QueryEventsRequest(
+                filter=audit_pb2.EventFilter(resource=video.name)), metadata=officer)).events
+            if logged:
+                break
+            await asyncio.sleep(0.1)
+    [event] = [e.event for e in logged if e.event.action == "ingest.UploadVideo"]
+    assert (event.actor, event.trace_id) == ("users/ada", TRACE_ID)
+    assert event.attributes["commercial_relationship"] == "PAID_PARTNERSHIP"
+    assert event.attributes["publication"] == "PENDING_REVIEW"
 
     for running in ingest_platform.services.values():
         running.runtime.telemetry.provider.force_flush()

@@ -20,11 +20,12 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
+from libs.audit.events import Outcome
 from libs.auth.principal import Principal, Role
 from libs.blobstore import BlobStore
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
@@ -86,6 +87,13 @@ class ProvenanceReader(Protocol):
     def __call__(self, media: BinaryIO, mime_type: str) -> C2paEvidence: ...
 
 
+class AuditTrail(Protocol):
+    """`libs.audit.client.AuditClient.record`: durable once it returns."""
+
+    async def record(self, *, action: str, resource: str, outcome: Outcome, reason: str = "",
+                     subject: str = "", attributes: Mapping[str, str] | None = None) -> object: ...
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     upload_limits: UploadLimits = field(default_factory=UploadLimits)
@@ -112,6 +120,7 @@ class Ingest:
         compliance: ComplianceChecker,
         ranking: RankingRegistrar,
         read_provenance: ProvenanceReader,
+        audit: AuditTrail,
         trace_carrier: Callable[[], dict[str, str]],
         continue_trace: Callable[[dict[str, str]], AbstractContextManager[object]],
         telemetry_root: str,
@@ -124,6 +133,7 @@ class Ingest:
         self._compliance = compliance
         self._ranking = ranking
         self._read_provenance = read_provenance
+        self._audit = audit
         self._trace_carrier = trace_carrier
         self._continue_trace = continue_trace
         self._telemetry_root = telemetry_root
@@ -216,6 +226,9 @@ class Ingest:
         except InvalidArgument as rejection:
             self._store.fail_upload(upload_id, rejection.reason)
             await asyncio.to_thread(self._discard_upload_data, session, keep_source=False)
+            await self._audit.record(action="ingest.UploadVideo", resource=_upload_name(session),
+                                     outcome=Outcome.REJECTED, reason=rejection.reason,
+                                     subject=f"users/{session.creator_id}")
             raise
         c2pa = await asyncio.to_thread(self._c2pa_of, session.video_id)
         name = video_name(session.creator_id, session.video_id)
@@ -233,6 +246,15 @@ class Ingest:
         except ConcurrentUploadError:  # completed concurrently by another connection
             return await self.complete_upload(upload_id)
         await asyncio.to_thread(self._discard_upload_data, session, keep_source=True)
+        # What the creator declared and what the file carries: the facts a publication rests on.
+        await self._audit.record(
+            action="ingest.UploadVideo", resource=video.name, outcome=Outcome.SUCCEEDED,
+            subject=f"users/{video.creator_id}",
+            attributes={"commercial_relationship": video.metadata.commercial.relationship.value,
+                        "ai_usage": video.metadata.ai.usage.value, "c2pa": c2pa.validation.value,
+                        "disclosure_label": video.metadata.disclosure_label,
+                        "publication": review.publication.value},
+        )
         self._spawn(self._run_job(job), "job")
         started = self._store.get_video(video.video_id)
         assert started is not None
@@ -303,6 +325,8 @@ class Ingest:
                     await asyncio.sleep(min(60.0, 2.0 ** attempt))
             self._store.complete_job(job.job_id, result.media, self._clock())
             logger.info("video %s is ready (workers: %s)", video.video_id, result.workers)
+            with self._continue_trace(job.trace_carrier):
+                await self._audit_publication(video)
         await self.run_due_follow_ups()
 
     # -- follow-ups: compliance reviews still pending, registrations still owed ----------
@@ -318,7 +342,8 @@ class Ingest:
                 continue
             with self._continue_trace(due.trace_carrier):
                 review = await self._compliance.review(video.name, video.metadata, video.c2pa, self._clock())
-            self._store.apply_review(video.video_id, review, self._clock())
+                self._store.apply_review(video.video_id, review, self._clock())
+                await self._audit_publication(video)
             if review.publication is PublicationState.PENDING_REVIEW:
                 self._store.defer_follow_up(video.video_id, FollowUp.COMPLIANCE_REVIEW,
                                             now + self._backoff(due.attempts), "compliance gave no verdict")
@@ -335,6 +360,23 @@ class Ingest:
                                             now + self._backoff(due.attempts), unavailable.message)
                 continue
             self._store.registration_succeeded(video.video_id, self._clock())
+
+    async def _audit_publication(self, before: Video) -> None:
+        """Put a video becoming visible, or being held, on the audit trail (DSA Art. 26)."""
+        after = self._store.get_video(before.video_id)
+        if after is None:
+            return
+        review = after.review
+        facts = {"disclosure_verdict": review.disclosure_verdict.value, "ai_label": review.ai_label.value,
+                 "required_label": review.required_disclosure_label,
+                 "rules": ",".join(finding.rule_id for finding in review.findings)}
+        if after.published_at is not None and before.published_at is None:
+            await self._audit.record(action="ingest.PublishVideo", resource=after.name, outcome=Outcome.SUCCEEDED,
+                                     subject=f"users/{after.creator_id}", attributes=facts)
+        elif after.publication is PublicationState.HELD and before.publication is not PublicationState.HELD:
+            await self._audit.record(action="ingest.HoldVideo", resource=after.name, outcome=Outcome.SUCCEEDED,
+                                     reason=review.disclosure_verdict.value, subject=f"users/{after.creator_id}",
+                                     attributes=facts)
 
     def _backoff(self, attempts: int) -> dt.timedelta:
         return min(self.config.follow_up_backoff * (2 ** attempts), self.config.follow_up_backoff_cap)
@@ -429,6 +471,10 @@ class UploadWriter:
         self._buffer.clear()
         self._buffer_offset = self.session.committed_bytes
         return self.session
+
+
+def _upload_name(session: UploadSession) -> str:
+    return f"creators/{session.creator_id}/uploads/{session.upload_id}"
 
 
 def _may_act_for(principal: Principal, creator_id: str) -> bool:

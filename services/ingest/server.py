@@ -26,6 +26,7 @@ from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from limelight.ranking.v1 import candidates_pb2, candidates_pb2_grpc
 from opentelemetry import context as otel_context
 
+from libs.audit.client import AuditClient
 from libs.auth.principal import Role
 from libs.blobstore import LocalBlobStore
 from libs.blobstore.http_server import BlobHTTPServer
@@ -71,19 +72,22 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     # CPUs each transcode declares (default: what `transcode_resources` picks); a GPU is added when present.
     task_cpus = os.environ.get("LIMELIGHT_INGEST_TRANSCODE_CPUS")
     transcoder = RayTranscoder(task_options={"num_cpus": float(task_cpus)} if task_cpus else None)
+    audit = AuditClient.for_runtime(runtime)
     ingest = Ingest(
         store=store, blobs=blobs, transcoder=transcoder,
         compliance=ComplianceClient(runtime.clients), ranking=RankingClient(runtime.clients),
-        read_provenance=read_c2pa, trace_carrier=inject_carrier, continue_trace=continue_trace,
+        read_provenance=read_c2pa, audit=audit, trace_carrier=inject_carrier, continue_trace=continue_trace,
         telemetry_root=str(runtime.data_root), clock=lambda: dt.datetime.now(dt.UTC),
     )
 
     async def on_start() -> None:
+        await audit.start()
         playback.start()
         await ingest.start()
 
     async def on_stop() -> None:
         await ingest.stop()
+        await audit.stop()
         playback.stop()
         await asyncio.to_thread(transcoder.close)
         store.close()

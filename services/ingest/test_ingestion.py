@@ -5,13 +5,14 @@ import contextlib
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
+from libs.audit.events import Outcome
 from libs.auth.principal import Principal, Role
 from libs.blobstore import LocalBlobStore
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
@@ -72,16 +73,29 @@ def no_provenance(media: BinaryIO, mime_type: str) -> C2paEvidence:
     return C2paEvidence()
 
 
+class RecordingAudit:
+    """Keeps what would go on the audit trail (compliance's client is tested with compliance)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str]] = []
+
+    async def record(self, *, action: str, resource: str, outcome: Outcome, reason: str = "",
+                     subject: str = "", attributes: Mapping[str, str] | None = None) -> object:
+        self.events.append((action, outcome.value, reason, (attributes or {}).get("publication", "")))
+        return None
+
+
 @pytest.fixture
 async def make_ingest(tmp_path: Path) -> AsyncIterator:
     running: list[Ingest] = []
 
     async def make(*, compliance: FixedCompliance | None = None, ranking: FlakyRanking | None = None,
-                   config: IngestConfig | None = None, transcoder: object = None) -> Ingest:
+                   config: IngestConfig | None = None, transcoder: object = None,
+                   audit: RecordingAudit | None = None) -> Ingest:
         ingest = Ingest(
             store=IngestStore.open(tmp_path), blobs=LocalBlobStore(tmp_path / "blobs"),
             transcoder=transcoder or RayTranscoder(), compliance=compliance or FixedCompliance(),
-            ranking=ranking or FlakyRanking(), read_provenance=no_provenance,
+            ranking=ranking or FlakyRanking(), read_provenance=no_provenance, audit=audit or RecordingAudit(),
             trace_carrier=dict, continue_trace=lambda carrier: contextlib.nullcontext(),
             telemetry_root=str(tmp_path), clock=lambda: dt.datetime.now(dt.UTC),
             config=config or IngestConfig(upload_limits=UploadLimits(part_bytes=64 * 1024),
@@ -118,8 +132,8 @@ async def finished(ingest: Ingest, video_id: str) -> list[Video]:
 async def test_an_upload_becomes_a_ready_published_video_with_a_ladder_and_is_registered(
     make_ingest, clips: dict[str, Path]
 ) -> None:
-    ranking = FlakyRanking()
-    ingest = await make_ingest(ranking=ranking)
+    ranking, audit = FlakyRanking(), RecordingAudit()
+    ingest = await make_ingest(ranking=ranking, audit=audit)
     video = await upload(ingest, clips["portrait"])
     assert video.state is VideoState.PROCESSING and video.probe.display_size == (480, 854)
     updates = await finished(ingest, video.video_id)
@@ -134,6 +148,8 @@ async def test_an_upload_becomes_a_ready_published_video_with_a_ladder_and_is_re
     blobs = ingest._blobs
     assert blobs.get(ready.media.prefix + ready.media.master_playlist_path).startswith(b"#EXTM3U")
     assert list(blobs.list("uploads/")) == []  # parts are cleaned up once the source is assembled
+    assert audit.events == [("ingest.UploadVideo", "succeeded", "", "PUBLISHED"),
+                            ("ingest.PublishVideo", "succeeded", "", "")]
 
 
 async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
@@ -177,7 +193,8 @@ async def test_a_checksum_mismatch_fails_the_upload_and_discards_the_bytes(
 async def test_unusable_media_is_rejected_with_the_probe_reason(
     make_ingest, clips: dict[str, Path], clip: str, reason: str
 ) -> None:
-    ingest = await make_ingest()
+    audit = RecordingAudit()
+    ingest = await make_ingest(audit=audit)
     data = clips[clip].read_bytes()
     session = begin(ingest, data)
     writer = ingest.writer(session)
@@ -188,6 +205,7 @@ async def test_unusable_media_is_rejected_with_the_probe_reason(
     assert raised.value.reason == reason
     failed = ingest.get_upload(CREATOR, "alice", session.upload_id)
     assert (failed.state.value, failed.failure_reason) == ("FAILED", reason)
+    assert audit.events == [("ingest.UploadVideo", "rejected", reason, "")]
 
 
 async def test_non_compliant_content_is_held_and_never_registered(make_ingest, clips: dict[str, Path]) -> None:
@@ -207,9 +225,9 @@ async def test_non_compliant_content_is_held_and_never_registered(make_ingest, c
 async def test_pending_review_is_asked_again_and_publishes_once_compliance_answers(
     make_ingest, clips: dict[str, Path]
 ) -> None:
-    ranking = FlakyRanking()
+    ranking, audit = FlakyRanking(), RecordingAudit()
     ingest = await make_ingest(compliance=FixedCompliance(ComplianceReview(), ComplianceReview(), CLEARED),
-                               ranking=ranking)
+                               ranking=ranking, audit=audit)
     video = await upload(ingest, clips["no_audio"])
     await finished(ingest, video.video_id)
     await ingest.wait_idle()  # the job's own sweep asked once more: still pending
@@ -220,6 +238,7 @@ async def test_pending_review_is_asked_again_and_publishes_once_compliance_answe
     await ingest.run_due_follow_ups()
     assert ingest.get_video(STRANGER, "alice", video.video_id).publication is PublicationState.PUBLISHED
     assert ranking.registered == [video.video_id]
+    assert [event[0] for event in audit.events] == ["ingest.UploadVideo", "ingest.PublishVideo"]
 
 
 async def test_registration_stays_pending_while_ranking_cannot_take_it(make_ingest, clips: dict[str, Path]) -> None:
@@ -297,3 +316,19 @@ async def test_a_job_that_could_not_reach_ray_is_submitted_again(make_ingest, cl
     video = await upload(ingest, clips["no_audio"])
     assert (await finished(ingest, video.video_id))[-1].state is VideoState.READY
     assert flaky.calls == 2
+
+
+async def test_a_pending_video_that_compliance_then_refuses_is_held_on_the_audit_trail(
+    make_ingest, clips: dict[str, Path]
+) -> None:
+    refused = ComplianceReview(DisclosureVerdict.NEEDS_REVIEW, ai_label=AiLabel.NONE)
+    audit = RecordingAudit()
+    ingest = await make_ingest(compliance=FixedCompliance(ComplianceReview(), ComplianceReview(), refused),
+                               audit=audit)
+    video = await upload(ingest, clips["no_audio"])
+    await finished(ingest, video.video_id)
+    await ingest.wait_idle()
+    await ingest.run_due_follow_ups()
+    held = ingest.get_video(CREATOR, "alice", video.video_id)
+    assert held.publication is PublicationState.HELD and held.ranking is RankingRegistration.NOT_APPLICABLE
+    assert audit.events[-1] == ("ingest.HoldVideo", "succeeded", "NEEDS_REVIEW", "")
