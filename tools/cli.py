@@ -18,6 +18,7 @@ from libs.storage.paths import data_dir
 
 try:
     from tools.audit_cli import app as audit_app
+    from tools.upload_cli import upload
 except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
     if missing.name is None or not missing.name.startswith(("limelight", "buf")):
         raise
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(audit_app, name="audit", help="The compliance officer's tools: query, export and verify the audit trail.")
+app.command()(upload)
 
 
 @app.command()

@@ -1,0 +1,511 @@
+"""Persistence for ingest: videos, upload sessions and parts, transcode jobs, pending registrations.
+
+The only module that speaks SQL. Every state change that must happen together happens
+in one transaction (a job finishing and its video becoming READY; an upload completing
+and its job being queued), and the schema refuses what must never be: a committed offset
+past the declared size, two unfinished jobs for one video, a state outside the enums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from libs.storage.sqlite import Migration, SqliteDatabase, open_service_database
+from services.ingest.probe import MediaProbe
+from services.ingest.uploads import UploadSession, UploadState
+from services.ingest.videos import (
+    AiDeclaration,
+    AiLabel,
+    AiUsage,
+    C2paEvidence,
+    C2paValidation,
+    CommercialDeclaration,
+    CommercialRelationship,
+    ComplianceReview,
+    DisclosureVerdict,
+    Finding,
+    JobState,
+    ProcessingStage,
+    PublishedMedia,
+    RankingRegistration,
+    RenditionRecord,
+    TranscodeJob,
+    Video,
+    VideoMetadata,
+    VideoState,
+    stage_for_progress,
+)
+
+MIGRATIONS = [
+    Migration(1, """
+CREATE TABLE uploads (
+    upload_id TEXT PRIMARY KEY,
+    creator_id TEXT NOT NULL,
+    metadata_json TEXT NOT NULL,
+    declared_size INTEGER NOT NULL CHECK (declared_size > 0),
+    sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+    committed_bytes INTEGER NOT NULL DEFAULT 0 CHECK (committed_bytes BETWEEN 0 AND declared_size),
+    state TEXT NOT NULL CHECK (state IN ('RECEIVING', 'COMPLETED', 'FAILED')),
+    filename TEXT NOT NULL DEFAULT '',
+    failure_reason TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+
+CREATE TABLE upload_parts (
+    upload_id TEXT NOT NULL REFERENCES uploads (upload_id),
+    offset INTEGER NOT NULL CHECK (offset >= 0),
+    size INTEGER NOT NULL CHECK (size > 0),
+    blob_key TEXT NOT NULL,
+    PRIMARY KEY (upload_id, offset)
+);
+
+CREATE TABLE videos (
+    video_id TEXT PRIMARY KEY REFERENCES uploads (upload_id),
+    creator_id TEXT NOT NULL,
+    metadata_json TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('PROCESSING', 'READY', 'FAILED')),
+    stage TEXT NOT NULL CHECK (stage IN ('QUEUED', 'TRANSCODING', 'PACKAGING', 'DONE')),
+    progress REAL NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 1),
+    probe_json TEXT NOT NULL,
+    review_json TEXT NOT NULL,
+    c2pa_json TEXT NOT NULL,
+    publication TEXT NOT NULL CHECK (publication IN ('PENDING_REVIEW', 'PUBLISHED', 'HELD')),
+    media_json TEXT,
+    failure_reason TEXT NOT NULL DEFAULT '',
+    failure_message TEXT NOT NULL DEFAULT '',
+    ranking_state TEXT NOT NULL DEFAULT 'PENDING'
+        CHECK (ranking_state IN ('PENDING', 'REGISTERED', 'NOT_APPLICABLE')),
+    published_at TEXT,
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    -- Only a finished, cleared video may be visible.
+    CHECK (published_at IS NULL OR (state = 'READY' AND publication = 'PUBLISHED'))
+);
+CREATE INDEX videos_by_creator ON videos (creator_id, created_at DESC, video_id DESC);
+
+CREATE TABLE transcode_jobs (
+    job_id TEXT PRIMARY KEY,
+    video_id TEXT NOT NULL REFERENCES videos (video_id),
+    state TEXT NOT NULL CHECK (state IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED')),
+    output_prefix TEXT NOT NULL,
+    trace_carrier_json TEXT NOT NULL DEFAULT '{}',
+    submissions INTEGER NOT NULL DEFAULT 0,
+    failure_reason TEXT NOT NULL DEFAULT '',
+    failure_message TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX one_unfinished_job_per_video ON transcode_jobs (video_id)
+    WHERE state IN ('QUEUED', 'RUNNING');
+
+-- Calls to other services that must eventually succeed (an outbox): asked again with backoff.
+CREATE TABLE follow_ups (
+    video_id TEXT NOT NULL REFERENCES videos (video_id),
+    kind TEXT NOT NULL CHECK (kind IN ('COMPLIANCE_REVIEW', 'RANKING_REGISTRATION')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    trace_carrier_json TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (video_id, kind)
+);
+CREATE INDEX follow_ups_due ON follow_ups (kind, next_attempt_at);
+"""),
+]
+
+
+class FollowUp(enum.StrEnum):
+    COMPLIANCE_REVIEW = "COMPLIANCE_REVIEW"
+    RANKING_REGISTRATION = "RANKING_REGISTRATION"
+
+
+@dataclass(frozen=True)
+class DueFollowUp:
+    video_id: str
+    attempts: int
+    trace_carrier: dict[str, str]
+
+
+class IngestStore:
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database
+
+    @classmethod
+    def open(cls, data_root: Path | None = None) -> IngestStore:
+        return cls(open_service_database("ingest", MIGRATIONS, root=data_root))
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    def create_upload(self, session: UploadSession) -> None:
+        try:
+            self._insert_upload(session)
+        except sqlite3.IntegrityError:
+            raise ConcurrentUploadError(session.upload_id, 0) from None
+
+    def _insert_upload(self, session: UploadSession) -> None:
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state, filename,"
+                " created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?)",
+                (session.upload_id, session.creator_id, _dump(session.metadata), session.declared_size,
+                 session.sha256_hex, session.filename, _time(session.created_at), _time(session.expires_at)),
+            )
+
+    def get_upload(self, upload_id: str) -> UploadSession | None:
+        with self._db.reading() as connection:
+            row = connection.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
+        return _upload(row) if row else None
+
+    def commit_part(self, upload_id: str, offset: int, size: int, blob_key: str) -> UploadSession:
+        """Record a stored part and advance the committed offset, only from exactly `offset`.
+
+        Two replicas racing on one upload cannot both commit the same range: the second
+        update finds the offset moved and fails.
+        """
+        with self._db.transaction() as tx:
+            moved = tx.execute(
+                "UPDATE uploads SET committed_bytes = committed_bytes + ? WHERE upload_id = ?"
+                " AND committed_bytes = ? AND state = 'RECEIVING'",
+                (size, upload_id, offset),
+            ).rowcount
+            if moved != 1:
+                raise ConcurrentUploadError(upload_id, offset)
+            tx.execute("INSERT INTO upload_parts (upload_id, offset, size, blob_key) VALUES (?, ?, ?, ?)",
+                       (upload_id, offset, size, blob_key))
+            row = tx.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
+        return _upload(row)
+
+    def upload_parts(self, upload_id: str) -> list[tuple[int, int, str]]:
+        """(offset, size, blob key) of every committed part, in order."""
+        with self._db.reading() as connection:
+            rows = connection.execute(
+                "SELECT offset, size, blob_key FROM upload_parts WHERE upload_id = ? ORDER BY offset", (upload_id,)
+            ).fetchall()
+        return [(int(r["offset"]), int(r["size"]), str(r["blob_key"])) for r in rows]
+
+    def forget_parts(self, upload_id: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,))
+
+    def fail_upload(self, upload_id: str, reason: str) -> None:
+        """The upload can never become a video (checksum mismatch, unusable media)."""
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE uploads SET state = 'FAILED', failure_reason = ? WHERE upload_id = ?"
+                       " AND state = 'RECEIVING'", (reason, upload_id))
+
+    def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime) -> None:
+        """Upload verified and probed: the upload completes, the video exists, its job is queued,
+        and an unanswered compliance review is scheduled to be asked again, all together."""
+        with self._db.transaction() as tx:
+            moved = tx.execute(
+                "UPDATE uploads SET state = 'COMPLETED' WHERE upload_id = ? AND state = 'RECEIVING'",
+                (video.video_id,),
+            ).rowcount
+            if moved != 1:
+                raise ConcurrentUploadError(video.video_id, -1)
+            tx.execute(
+                "INSERT INTO videos (video_id, creator_id, metadata_json, state, stage, probe_json, review_json,"
+                " c2pa_json, publication, created_at, updated_at) VALUES (?, ?, ?, 'PROCESSING', 'QUEUED', ?, ?, ?,"
+                " ?, ?, ?)",
+                (video.video_id, video.creator_id, _dump(video.metadata), _dump(video.probe), _dump(video.review),
+                 _dump(video.c2pa), video.review.publication.value, _time(now), _time(now)),
+            )
+            tx.execute(
+                "INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, trace_carrier_json,"
+                " created_at, updated_at) VALUES (?, ?, 'QUEUED', ?, ?, ?, ?)",
+                (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), _time(now), _time(now)),
+            )
+            self._settle_follow_ups(tx, video.video_id, now)
+
+    # -- videos -----------------------------------------------------------------------------
+
+    def get_video(self, video_id: str) -> Video | None:
+        with self._db.reading() as connection:
+            row = connection.execute("SELECT * FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        return _video(row) if row else None
+
+    def video_version(self, video_id: str) -> int | None:
+        """Cheap change check for watchers polling a video."""
+        with self._db.reading() as connection:
+            row = connection.execute("SELECT version FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
+                    state: VideoState | None = None) -> list[Video]:
+        """A creator's videos, newest first; `after` is the (created_at, video_id) of the last one seen."""
+        conditions, parameters = ["creator_id = ?"], [creator_id]
+        if after is not None:
+            conditions.append("(created_at, video_id) < (?, ?)")
+            parameters += [_time(after[0]), after[1]]
+        if state is not None:
+            conditions.append("state = ?")
+            parameters.append(state.value)
+        with self._db.reading() as connection:
+            rows = connection.execute(
+                f"SELECT * FROM videos WHERE {' AND '.join(conditions)}"
+                " ORDER BY created_at DESC, video_id DESC LIMIT ?",
+                (*parameters, limit),
+            ).fetchall()
+        return [_video(row) for row in rows]
+
+    def apply_review(self, video_id: str, review: ComplianceReview, now: dt.datetime) -> None:
+        """Record compliance's (new) verdicts; publishing and ranking follow from them."""
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE videos SET review_json = ?, publication = ?, version = version + 1, updated_at = ?"
+                " WHERE video_id = ?",
+                (_dump(review), review.publication.value, _time(now), video_id),
+            )
+            self._settle_follow_ups(tx, video_id, now)
+
+    # -- transcode jobs ---------------------------------------------------------------------
+
+    def unfinished_jobs(self) -> list[TranscodeJob]:
+        """Jobs a stopped service left QUEUED or RUNNING, oldest first."""
+        with self._db.reading() as connection:
+            rows = connection.execute(
+                "SELECT * FROM transcode_jobs WHERE state IN ('QUEUED', 'RUNNING') ORDER BY created_at"
+            ).fetchall()
+        return [_job(row) for row in rows]
+
+    def mark_job_submitted(self, job_id: str, now: dt.datetime) -> TranscodeJob:
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE transcode_jobs SET state = 'RUNNING', submissions = submissions + 1, updated_at = ?"
+                " WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')",
+                (_time(now), job_id),
+            )
+            row = tx.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
+            tx.execute(
+                "UPDATE videos SET stage = 'TRANSCODING', version = version + 1, updated_at = ?"
+                " WHERE video_id = ? AND state = 'PROCESSING'",
+                (_time(now), row["video_id"]),
+            )
+        return _job(row)
+
+    def record_progress(self, video_id: str, progress: float, now: dt.datetime) -> None:
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE videos SET progress = ?, stage = ?, version = version + 1, updated_at = ?"
+                " WHERE video_id = ? AND state = 'PROCESSING' AND progress < ?",
+                (progress, stage_for_progress(progress).value, _time(now), video_id, progress),
+            )
+
+    def complete_job(self, job_id: str, media: PublishedMedia, now: dt.datetime) -> None:
+        """Commit a finished job: its prefix becomes the video's media, in one transaction."""
+        with self._db.transaction() as tx:
+            job = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
+            moved = tx.execute(
+                "UPDATE transcode_jobs SET state = 'SUCCEEDED', updated_at = ? WHERE job_id = ?"
+                " AND state IN ('QUEUED', 'RUNNING')",
+                (_time(now), job_id),
+            ).rowcount
+            if moved != 1:
+                return  # already committed by an earlier attempt: one effect per job
+            tx.execute(
+                "UPDATE videos SET state = 'READY', stage = 'DONE', media_json = ?, progress = 1,"
+                " version = version + 1, updated_at = ? WHERE video_id = ?",
+                (_dump(media), _time(now), job["video_id"]),
+            )
+            self._settle_follow_ups(tx, job["video_id"], now)
+
+    def fail_job(self, job_id: str, reason: str, message: str, now: dt.datetime) -> None:
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE transcode_jobs SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
+                " updated_at = ? WHERE job_id = ?",
+                (reason, message, _time(now), job_id),
+            )
+            video_id = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
+            tx.execute(
+                "UPDATE videos SET state = 'FAILED', stage = 'DONE', failure_reason = ?, failure_message = ?,"
+                " ranking_state = 'NOT_APPLICABLE', version = version + 1, updated_at = ? WHERE video_id = ?",
+                (reason, message, _time(now), video_id),
+            )
+            tx.execute("DELETE FROM follow_ups WHERE video_id = ?", (video_id,))
+
+    # -- follow-ups: compliance reviews and registrations with ranking ---------------------
+
+    def due_follow_ups(self, kind: FollowUp, now: dt.datetime, limit: int = 50) -> list[DueFollowUp]:
+        with self._db.reading() as connection:
+            rows = connection.execute(
+                "SELECT video_id, attempts, trace_carrier_json FROM follow_ups"
+                " WHERE kind = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                (kind.value, _time(now), limit),
+            ).fetchall()
+        return [DueFollowUp(str(r["video_id"]), int(r["attempts"]), json.loads(r["trace_carrier_json"]))
+                for r in rows]
+
+    def defer_follow_up(self, video_id: str, kind: FollowUp, retry_at: dt.datetime, error: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE follow_ups SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                " WHERE video_id = ? AND kind = ?",
+                (_time(retry_at), error[:500], video_id, kind.value),
+            )
+
+    def registration_succeeded(self, video_id: str, now: dt.datetime) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'RANKING_REGISTRATION'", (video_id,))
+            tx.execute(
+                "UPDATE videos SET ranking_state = 'REGISTERED', version = version + 1, updated_at = ?"
+                " WHERE video_id = ?",
+                (_time(now), video_id),
+            )
+
+    @staticmethod
+    def _settle_follow_ups(tx: Any, video_id: str, now: dt.datetime) -> None:
+        """After any change of state or verdicts: publish what may be published, keep asking
+        compliance while a verdict is missing, and owe ranking a registration once published."""
+        row = tx.execute("SELECT state, publication, ranking_state FROM videos WHERE video_id = ?",
+                         (video_id,)).fetchone()
+        carrier = tx.execute(
+            "SELECT trace_carrier_json FROM transcode_jobs WHERE video_id = ? ORDER BY created_at DESC LIMIT 1",
+            (video_id,),
+        ).fetchone()
+        carrier_json = carrier[0] if carrier else "{}"
+        if row["publication"] == "PENDING_REVIEW":
+            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                       " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?)", (video_id, _time(now), carrier_json))
+        else:
+            tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'COMPLIANCE_REVIEW'", (video_id,))
+        if row["publication"] == "HELD":
+            tx.execute("UPDATE videos SET ranking_state = 'NOT_APPLICABLE' WHERE video_id = ?", (video_id,))
+        if row["state"] == "READY" and row["publication"] == "PUBLISHED" and row["ranking_state"] == "PENDING":
+            tx.execute("UPDATE videos SET published_at = COALESCE(published_at, ?) WHERE video_id = ?",
+                       (_time(now), video_id))
+            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                       " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, _time(now), carrier_json))
+
+
+class ConcurrentUploadError(RuntimeError):
+    """Another writer moved the upload first; the caller re-reads the session and reports it."""
+
+    def __init__(self, upload_id: str, offset: int) -> None:
+        super().__init__(f"upload {upload_id} was not at offset {offset} / not open")
+
+
+# -- row mapping ------------------------------------------------------------------------
+
+
+def _time(moment: dt.datetime) -> str:
+    """Fixed-width UTC ISO text, so string order is time order in SQL comparisons."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _dump(value: object) -> str:
+    return json.dumps(dataclasses.asdict(value), separators=(",", ":"), default=_json_default)  # type: ignore[call-overload]
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _video(row: Any) -> Video:
+    return Video(
+        video_id=row["video_id"],
+        creator_id=row["creator_id"],
+        metadata=_metadata(json.loads(row["metadata_json"])),
+        state=VideoState(row["state"]),
+        stage=ProcessingStage(row["stage"]),
+        created_at=_parse_time(row["created_at"]),
+        updated_at=_parse_time(row["updated_at"]),
+        probe=MediaProbe(**json.loads(row["probe_json"])),
+        review=_review(json.loads(row["review_json"])),
+        c2pa=_c2pa(json.loads(row["c2pa_json"])),
+        progress=float(row["progress"]),
+        failure_reason=row["failure_reason"],
+        failure_message=row["failure_message"],
+        media=_media(json.loads(row["media_json"])) if row["media_json"] else None,
+        ranking=RankingRegistration(row["ranking_state"]),
+        published_at=_parse_time(row["published_at"]) if row["published_at"] else None,
+        version=int(row["version"]),
+    )
+
+
+def _metadata(fields: dict[str, Any]) -> VideoMetadata:
+    commercial, ai = fields["commercial"], fields["ai"]
+    return VideoMetadata(
+        caption=fields["caption"],
+        hashtags=tuple(fields["hashtags"]),
+        commercial=CommercialDeclaration(CommercialRelationship(commercial["relationship"]),
+                                         commercial["brand_name"], commercial["payer_name"]),
+        ai=AiDeclaration(AiUsage(ai["usage"]), ai["depicts_real_people_or_events"]),
+        product_tags=tuple(fields["product_tags"]),
+        affiliate_links=tuple(fields["affiliate_links"]),
+        disclosure_label=fields["disclosure_label"],
+    )
+
+
+def _review(fields: dict[str, Any]) -> ComplianceReview:
+    return ComplianceReview(
+        disclosure_verdict=DisclosureVerdict(fields["disclosure_verdict"]),
+        required_disclosure_label=fields["required_disclosure_label"],
+        ai_label=AiLabel(fields["ai_label"]),
+        ai_needs_review=fields["ai_needs_review"],
+        deepfake_disclosure_required=fields["deepfake_disclosure_required"],
+        findings=tuple(Finding(**finding) for finding in fields["findings"]),
+        reviewed_at=dt.datetime.fromisoformat(fields["reviewed_at"]) if fields["reviewed_at"] else None,
+    )
+
+
+def _c2pa(fields: dict[str, Any]) -> C2paEvidence:
+    return C2paEvidence(C2paValidation(fields["validation"]), fields["trusted"],
+                        tuple(fields["digital_source_types"]), fields["claim_generator"], fields["signer"])
+
+
+def _media(fields: dict[str, Any]) -> PublishedMedia:
+    return PublishedMedia(
+        prefix=fields["prefix"],
+        master_playlist_path=fields["master_playlist_path"],
+        poster_path=fields["poster_path"],
+        thumbnail_paths=tuple(fields["thumbnail_paths"]),
+        renditions=tuple(RenditionRecord(**r) for r in fields["renditions"]),
+        video_encoder=fields["video_encoder"],
+    )
+
+
+def _upload(row: Any) -> UploadSession:
+    return UploadSession(
+        upload_id=row["upload_id"],
+        creator_id=row["creator_id"],
+        metadata=_metadata(json.loads(row["metadata_json"])),
+        declared_size=int(row["declared_size"]),
+        sha256_hex=row["sha256"],
+        committed_bytes=int(row["committed_bytes"]),
+        state=UploadState(row["state"]),
+        created_at=_parse_time(row["created_at"]),
+        expires_at=_parse_time(row["expires_at"]),
+        filename=row["filename"],
+        failure_reason=row["failure_reason"],
+    )
+
+
+def _job(row: Any) -> TranscodeJob:
+    return TranscodeJob(
+        job_id=row["job_id"],
+        video_id=row["video_id"],
+        state=JobState(row["state"]),
+        output_prefix=row["output_prefix"],
+        trace_carrier=json.loads(row["trace_carrier_json"]),
+        submissions=int(row["submissions"]),
+        failure_reason=row["failure_reason"],
+        failure_message=row["failure_message"],
+    )

@@ -1,0 +1,274 @@
+"""Video records and transcode jobs: states, the rules between them, and what a creator declared.
+
+A video exists once its upload is complete, verified and probed:
+
+    PROCESSING ──job succeeded──> READY
+         └──────job can never succeed──> FAILED (failure_reason says why)
+
+Whether viewers may see it is a separate axis, decided by compliance's verdicts:
+
+    PENDING_REVIEW  no verdicts yet (also while compliance is unreachable or does not
+                    implement the checks: that is never taken as approval); asked again later
+    PUBLISHED       both verdicts allow it; visible with the labels they require
+    HELD            a verdict found it non-compliant or asked for human review
+
+A READY and PUBLISHED video is owed a registration with ranking, kept in the store and
+retried until ranking accepts it.
+
+A transcode job is QUEUED, RUNNING, then SUCCEEDED or FAILED. Jobs a stopped service left
+unfinished are queued again when it starts; every attempt writes under the job's own
+prefix and only a finished job's prefix is written into the video, so a half-written
+attempt is never served.
+
+The enums mirror the proto enums value for value (without their prefixes), so the
+adapter maps them by name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from services.ingest.probe import MediaProbe
+
+Clock = Callable[[], dt.datetime]
+
+
+class VideoState(enum.StrEnum):
+    PROCESSING = "PROCESSING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class ProcessingStage(enum.StrEnum):
+    QUEUED = "QUEUED"
+    TRANSCODING = "TRANSCODING"
+    PACKAGING = "PACKAGING"  # encoders draining, segments and stills going to the blob store
+    DONE = "DONE"
+
+
+class PublicationState(enum.StrEnum):
+    PENDING_REVIEW = "PENDING_REVIEW"
+    PUBLISHED = "PUBLISHED"
+    HELD = "HELD"
+
+
+class RankingRegistration(enum.StrEnum):
+    PENDING = "PENDING"
+    REGISTERED = "REGISTERED"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class CommercialRelationship(enum.StrEnum):
+    NONE = "NONE"
+    PAID_PARTNERSHIP = "PAID_PARTNERSHIP"
+    FREE_PRODUCT = "FREE_PRODUCT"
+    AFFILIATE = "AFFILIATE"
+    OWN_BRAND = "OWN_BRAND"
+
+
+class AiUsage(enum.StrEnum):
+    NONE = "NONE"
+    GENERATED = "GENERATED"
+    EDITED = "EDITED"
+
+
+class DisclosureVerdict(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"  # pending: compliance has not answered
+    COMPLIANT = "COMPLIANT"
+    LABEL_REQUIRED = "LABEL_REQUIRED"  # publishable once the platform shows the required label
+    NON_COMPLIANT = "NON_COMPLIANT"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+
+
+class AiLabel(enum.StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"  # pending
+    NONE = "NONE"
+    AI_GENERATED = "AI_GENERATED"
+    AI_EDITED = "AI_EDITED"
+
+
+class C2paValidation(enum.StrEnum):
+    ABSENT = "ABSENT"
+    VALID = "VALID"
+    INVALID = "INVALID"
+
+
+@dataclass(frozen=True)
+class CommercialDeclaration:
+    relationship: CommercialRelationship = CommercialRelationship.NONE
+    brand_name: str = ""
+    payer_name: str = ""
+
+
+@dataclass(frozen=True)
+class AiDeclaration:
+    usage: AiUsage = AiUsage.NONE
+    depicts_real_people_or_events: bool = False
+
+
+@dataclass(frozen=True)
+class VideoMetadata:
+    caption: str = ""
+    hashtags: tuple[str, ...] = ()
+    commercial: CommercialDeclaration = field(default_factory=CommercialDeclaration)
+    ai: AiDeclaration = field(default_factory=AiDeclaration)
+    product_tags: tuple[str, ...] = ()
+    affiliate_links: tuple[str, ...] = ()
+    disclosure_label: str = ""
+
+
+@dataclass(frozen=True)
+class C2paEvidence:
+    """What a C2PA manifest in the file declares; ABSENT when there is none."""
+
+    validation: C2paValidation = C2paValidation.ABSENT
+    trusted: bool = False
+    digital_source_types: tuple[str, ...] = ()
+    claim_generator: str = ""
+    signer: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    severity: str
+    message: str
+    legal_reference: str = ""
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
+class ComplianceReview:
+    """Compliance's two verdicts; each stays UNSPECIFIED until compliance answers it."""
+
+    disclosure_verdict: DisclosureVerdict = DisclosureVerdict.UNSPECIFIED
+    required_disclosure_label: str = ""
+    ai_label: AiLabel = AiLabel.UNSPECIFIED
+    ai_needs_review: bool = False
+    deepfake_disclosure_required: bool = False
+    findings: tuple[Finding, ...] = ()
+    reviewed_at: dt.datetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.disclosure_verdict is not DisclosureVerdict.UNSPECIFIED and self.ai_label is not AiLabel.UNSPECIFIED
+
+    @property
+    def publication(self) -> PublicationState:
+        if self.disclosure_verdict in (DisclosureVerdict.NON_COMPLIANT, DisclosureVerdict.NEEDS_REVIEW):
+            return PublicationState.HELD
+        if self.ai_needs_review:
+            return PublicationState.HELD
+        if not self.complete:
+            return PublicationState.PENDING_REVIEW
+        return PublicationState.PUBLISHED
+
+
+@dataclass(frozen=True)
+class RenditionRecord:
+    width: int
+    height: int
+    video_bitrate: int
+    peak_bandwidth: int
+    codecs: str
+    playlist_path: str  # relative to the job's prefix
+    segment_count: int
+
+
+@dataclass(frozen=True)
+class PublishedMedia:
+    """A finished job's output: everything lies under `prefix` in the blob store."""
+
+    prefix: str
+    master_playlist_path: str
+    poster_path: str
+    thumbnail_paths: tuple[str, ...]
+    renditions: tuple[RenditionRecord, ...]
+    video_encoder: str
+
+
+@dataclass(frozen=True)
+class Video:
+    video_id: str
+    creator_id: str
+    metadata: VideoMetadata
+    state: VideoState
+    stage: ProcessingStage
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    probe: MediaProbe
+    review: ComplianceReview = field(default_factory=ComplianceReview)
+    c2pa: C2paEvidence = field(default_factory=C2paEvidence)
+    progress: float = 0.0
+    failure_reason: str = ""
+    failure_message: str = ""
+    media: PublishedMedia | None = None
+    ranking: RankingRegistration = RankingRegistration.PENDING
+    published_at: dt.datetime | None = None
+    version: int = 1  # bumped by every change, so watchers can tell what is new
+
+    @property
+    def name(self) -> str:
+        return video_name(self.creator_id, self.video_id)
+
+    @property
+    def publication(self) -> PublicationState:
+        return self.review.publication
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state is not VideoState.PROCESSING
+
+
+@dataclass(frozen=True)
+class TranscodeJob:
+    job_id: str
+    video_id: str
+    state: JobState
+    output_prefix: str
+    trace_carrier: dict[str, str]
+    submissions: int = 0  # how many times a service handed it to Ray (restarts add one)
+    failure_reason: str = ""
+    failure_message: str = ""
+
+
+class TranscodeFailure(Exception):
+    """A job that can never succeed; `reason` is an UPPER_SNAKE constant for the video record."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def video_name(creator_id: str, video_id: str) -> str:
+    """The AIP-122 resource name."""
+    return f"creators/{creator_id}/videos/{video_id}"
+
+
+def source_key(video_id: str) -> str:
+    return f"videos/{video_id}/source"
+
+
+def job_output_prefix(video_id: str, job_id: str) -> str:
+    return f"videos/{video_id}/hls/{job_id}/"
+
+
+def stage_for_progress(progress: float) -> ProcessingStage:
+    """Decoding reports up to 95%; the rest is the encoders draining and the upload of the output."""
+    return ProcessingStage.PACKAGING if progress >= 0.95 else ProcessingStage.TRANSCODING
+
+
+# Jobs handed to Ray this many times without finishing (service restarts mid-job) are failed
+# instead of queued again: something about them keeps taking the service down.
+MAX_JOB_SUBMISSIONS = 5
