@@ -7,6 +7,10 @@ callers' requests queue up and go into the following transaction together: under
 one fsync covers many callers, and with no load a request commits at once, with no
 added delay.
 
+For independent requests that each need all-or-nothing isolation inside the shared
+transaction, use `libs.storage.unit_commit.UnitCommitter` instead; this class suits a
+writer that handles a whole group at once (the audit log hashes a group's leaves together).
+
 `commit` receives the queued requests and returns one result per request, or an
 exception for a request that failed on its own; if it raises, every request of the
 group fails with that error. `tick` runs on the same thread after every group and when
@@ -87,8 +91,11 @@ class GroupCommitter(Generic[RequestT, ResultT]):
                 if item is None:
                     stopping = True
                     break
-                group.append(item)
-                size += self._size_of(item[0])
+                # A caller that gave up (deadline, cancellation) before its request was
+                # picked up is skipped; once picked up, a request runs to completion.
+                if item[1].set_running_or_notify_cancel():
+                    group.append(item)
+                    size += self._size_of(item[0])
                 if size >= self._max_group_size:
                     break
                 try:

@@ -68,3 +68,21 @@ def test_tick_runs_when_idle_and_stop_finishes_the_queue() -> None:
     assert [future.result(timeout=0) for future in pending] == [100, 120]
     with pytest.raises(Unavailable):
         committer.submit(14)
+
+
+def test_a_request_cancelled_while_queued_is_skipped_and_the_writer_keeps_serving() -> None:
+    recorder = Recorder()
+    committer: GroupCommitter[int, int] = GroupCommitter(recorder.commit, name="test")
+    committer.start()
+    recorder.release.clear()
+    first = committer.submit(0)
+    time.sleep(0.05)  # the writer is now inside the first commit
+    abandoned = committer.submit(2)
+    assert abandoned.cancel()
+    kept = committer.submit(4)
+    recorder.release.set()
+    assert first.result(timeout=5) == 0
+    assert kept.result(timeout=5) == 40
+    assert committer.submit(6).result(timeout=5) == 60
+    assert 2 not in [request for group in recorder.groups for request in group]
+    committer.stop()
