@@ -29,6 +29,7 @@ from typing import Annotated
 
 import grpc
 import typer
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -50,7 +51,6 @@ from libs.kit import config
 from libs.tlog.checkpoint import Checkpoint
 from libs.tlog.export import ChainLink, VerificationReport, verify_checkpoint_chain, verify_export
 from libs.tlog.note import NoteError, NoteVerifier
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 app = typer.Typer(help="Query, export and verify the audit trail.", no_args_is_help=True, add_completion=False)
 console = Console()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from typer.testing import CliRunner, Result
 
 from libs.audit.protos import timestamp
@@ -18,7 +19,6 @@ from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, start_service
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from services.compliance.conftest import edit_database_file
 from services.compliance.server import build
 from services.compliance.store import database_path

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 import grpc
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.audit.protos import event_to_proto
@@ -43,7 +44,6 @@ from libs.errors import Unavailable
 from libs.kit.context import current_identity
 from libs.kit.server import ServiceRuntime
 from libs.kit.telemetry import current_ids
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

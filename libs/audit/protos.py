@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from limelight.compliance.v1 import audit_pb2
 
 from libs.audit.events import AuditEvent, Outcome
-from limelight.compliance.v1 import audit_pb2
 
 _OUTCOME_TO_PROTO = {
     Outcome.SUCCEEDED: audit_pb2.OUTCOME_SUCCEEDED,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from opentelemetry import trace
 
 from libs.audit.client import AuditClient, compliance_appender
@@ -20,7 +21,6 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.errors import Unavailable
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from services.compliance.server import build
 from tools.supervisor import free_port
 

@@ -34,8 +34,8 @@ from libs.kit.access import (
     Authenticator,
 )
 from libs.kit.context import CallIdentity, current_identity, reset_identity, set_identity
-from libs.kit.status import internal_status, status_code_for, to_rpc_status, unimplemented_status
 from libs.kit.server_spans import ServerSpans
+from libs.kit.status import internal_status, status_code_for, to_rpc_status, unimplemented_status
 from libs.kit.telemetry import current_ids, extract_carrier, inject_carrier
 from libs.kit.validation import validate
 

@@ -58,21 +58,14 @@ class JsonLinesSpanExporter(SpanExporter):
         for span in spans:
             context = span.context
             parent = span.parent
+            parent_id = f'"{parent.span_id:016x}"' if parent else "null"
+            attributes = json.dumps(dict(span.attributes or {}), separators=(",", ":"), default=str)
             lines.append(
-                '{"service":%s,"name":%s,"kind":"%s","trace_id":"%032x","span_id":"%016x","parent_span_id":%s,'
-                '"start_ns":%d,"end_ns":%d,"status":"%s","attributes":%s}'
-                % (
-                    json.dumps(span.resource.attributes.get("service.name", "")),
-                    json.dumps(span.name),
-                    span.kind.name,
-                    context.trace_id,
-                    context.span_id,
-                    '"%016x"' % parent.span_id if parent else "null",
-                    span.start_time or 0,
-                    span.end_time or 0,
-                    span.status.status_code.name,
-                    json.dumps(dict(span.attributes or {}), separators=(",", ":"), default=str),
-                )
+                f'{{"service":{json.dumps(span.resource.attributes.get("service.name", ""))},'
+                f'"name":{json.dumps(span.name)},"kind":"{span.kind.name}",'
+                f'"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}",'
+                f'"parent_span_id":{parent_id},"start_ns":{span.start_time or 0},"end_ns":{span.end_time or 0},'
+                f'"status":"{span.status.status_code.name}","attributes":{attributes}}}'
             )
         with self._lock:
             if self._file is None:

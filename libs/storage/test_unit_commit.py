@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from libs.errors import FailedPrecondition, Unavailable
-from libs.storage.unit_commit import UnitCommitter
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
+from libs.storage.unit_commit import UnitCommitter
 
 MIGRATIONS = [Migration(1, """
 CREATE TABLE item (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, amount INTEGER NOT NULL CHECK (amount >= 0));

@@ -204,7 +204,7 @@ def _compare_records(
     moved_away: set[int] = set()
     seen: set[int] = set()
     intact = 0
-    for leaf, record_hash in zip(bundle.leaves, record_hashes):
+    for leaf, record_hash in zip(bundle.leaves, record_hashes, strict=True):
         index = leaf.leaf_index
         duplicate = index in seen
         seen.add(index)

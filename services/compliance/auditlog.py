@@ -196,7 +196,7 @@ class AuditLog:
                     outcomes.append(conflict)
                     continue
                 appended: list[Appended] = []
-                for event, hash_ in zip(batch, hashes):
+                for event, hash_ in zip(batch, hashes, strict=True):
                     if event.event_id in logged:
                         appended.append(Appended(event.event_id, logged[event.event_id][0], False))
                         continue
@@ -368,7 +368,7 @@ def _reused_event_id(
     batch: Sequence[AuditEvent], hashes: Sequence[bytes], logged: dict[str, tuple[int, bytes]]
 ) -> AlreadyExists | None:
     seen: dict[str, bytes] = {}
-    for event, hash_ in zip(batch, hashes):
+    for event, hash_ in zip(batch, hashes, strict=True):
         earlier = seen.get(event.event_id) or (logged[event.event_id][1] if event.event_id in logged else None)
         if earlier is not None and earlier != hash_:
             return AlreadyExists(

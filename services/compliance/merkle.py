@@ -128,7 +128,7 @@ def appended_nodes(tree_size: int, frontier_hashes: Sequence[bytes], leaf_hashes
     if len(frontier_hashes) != len(expected):
         raise ValueError(f"a tree of size {tree_size} has {len(expected)} frontier nodes, got {len(frontier_hashes)}")
     # Smallest subtree last: appending a leaf merges it with equal-sized neighbours.
-    border: list[tuple[NodeId, bytes]] = list(zip(expected, frontier_hashes))
+    border: list[tuple[NodeId, bytes]] = list(zip(expected, frontier_hashes, strict=True))
     created: list[tuple[NodeId, bytes]] = []
     for offset, hash_ in enumerate(leaf_hashes):
         node = NodeId(0, tree_size + offset)

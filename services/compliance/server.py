@@ -17,7 +17,9 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+
 import grpc
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.audit.protos import event_from_proto, event_to_proto, moment, outcome_from_proto, timestamp
@@ -29,7 +31,6 @@ from libs.kit.context import current_principal
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
 from libs.kit.telemetry import current_ids
 from libs.tlog.hashing import leaf_hash
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from services.compliance.auditlog import (
     Appended,
     AuditLog,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,10 @@ from services.compliance.store import SqliteAuditStore
 SIZE = 40
 
 
-def export_file(audit_log: AuditLog, event_filter: EventFilter = EventFilter(),
-                held: list[StoredCheckpoint] = []) -> str:
+def export_file(audit_log: AuditLog, event_filter: EventFilter | None = None,
+                held: Sequence[StoredCheckpoint] = ()) -> str:
     """The export as the officer's CLI writes it: the stream, plus proofs from checkpoints held before."""
-    export = audit_log.export(event_filter)
+    export = audit_log.export(event_filter or EventFilter())
     proofs = {checkpoint.tree_size: audit_log.consistency_proof(
         first_size=checkpoint.tree_size, second_size=export.checkpoint.tree_size).hashes for checkpoint in held}
     buffer = io.StringIO()
@@ -36,7 +37,7 @@ def export_file(audit_log: AuditLog, event_filter: EventFilter = EventFilter(),
     return buffer.getvalue()
 
 
-def verify(text: str, signer: NoteSigner, held: list[StoredCheckpoint] = []) -> VerificationReport:
+def verify(text: str, signer: NoteSigner, held: Sequence[StoredCheckpoint] = ()) -> VerificationReport:
     return verify_export(read_export(io.StringIO(text)), [signer.verifier],
                          held_checkpoints=[checkpoint.signed_note for checkpoint in held])
 

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 from libs.audit.protos import timestamp
 from libs.audit.pseudonyms import Pseudonymizer
@@ -22,7 +23,6 @@ from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteVerifier
 from libs.tlog.proofs import verify_consistency, verify_inclusion
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from services.compliance.server import build
 
 

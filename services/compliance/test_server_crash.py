@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 from libs.audit.evidence import ExportHeader, ExportLine, read_export, write_export
 from libs.audit.protos import timestamp
@@ -24,7 +25,6 @@ from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.export import verify_export
 from libs.tlog.note import NoteVerifier
 from libs.tlog.proofs import verify_consistency
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from tools.supervisor import free_port, start_service_process
 
 pytestmark = pytest.mark.timeout(120)

@@ -8,9 +8,9 @@ a value the proto allows means nothing to the domain.
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from limelight.gifts.v1 import gifts_pb2, live_pb2, payouts_pb2, standing_pb2, wallet_pb2
 
 from libs.errors import InvalidArgument
-from limelight.gifts.v1 import gifts_pb2, live_pb2, payouts_pb2, standing_pb2, wallet_pb2
 from services.gifts.catalog import CatalogGift, CoinPack
 from services.gifts.eligibility import AccountCategory
 from services.gifts.gifting import GiftResult, GiftState, PayoutResult, PayoutState
@@ -28,9 +28,9 @@ def timestamp(us: int) -> Timestamp:
 def name_parts(name: str, *, field: str, shape: tuple[str, ...]) -> list[str]:
     """The ids in `name`, for a shape like ("creators", None, "lives", None) given as literals."""
     parts = name.split("/")
-    if len(parts) != len(shape) or any(literal and part != literal for part, literal in zip(parts, shape)):
+    if len(parts) != len(shape) or any(literal and part != literal for part, literal in zip(parts, shape, strict=True)):
         raise InvalidArgument.for_field(field, f"must look like {'/'.join(p or '{id}' for p in shape)}")
-    return [part for part, literal in zip(parts, shape) if not literal]
+    return [part for part, literal in zip(parts, shape, strict=True) if not literal]
 
 
 LIVE_NAME = ("creators", "", "lives", "")

@@ -25,13 +25,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import grpc
-
-from libs.auth.principal import Principal, Role
-from libs.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
-from libs.kit.access import AccessPolicy, method_paths
-from libs.kit.context import current_principal
-from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
-from libs.kit.telemetry import current_ids
+from limelight.compliance.v1 import audit_pb2_grpc
 from limelight.gifts.v1 import (
     gifts_pb2,
     gifts_pb2_grpc,
@@ -44,18 +38,25 @@ from limelight.gifts.v1 import (
     wallet_pb2,
     wallet_pb2_grpc,
 )
-from services.gifts import messages
+
 from libs.audit.client import AuditClient, compliance_appender
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.audit.spool import AuditSpool
-from limelight.compliance.v1 import audit_pb2_grpc
+from libs.auth.principal import Principal, Role
+from libs.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
+from libs.kit.access import AccessPolicy, method_paths
+from libs.kit.context import current_principal
+from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
+from libs.kit.telemetry import current_ids
+from services.gifts import messages
 from services.gifts.audit import AuditEvent, Outcome
 from services.gifts.audit_outbox import GiftsAuditOutbox
 from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
-from services.gifts.engine import InProcessLedger, LedgerProcess, Operation, local_payment_provider, record_audit, sweep
 from services.gifts.eligibility import gifts_barred_reason, live_requirements
+from services.gifts.engine import InProcessLedger, LedgerProcess, Operation, local_payment_provider, record_audit, sweep
 from services.gifts.gifting import (
+    SYSTEM_ACTOR,
     EndLive,
     Gifting,
     RequestPayout,
@@ -66,7 +67,6 @@ from services.gifts.gifting import (
     SettlePayout,
     StartLive,
     TopUpCoins,
-    SYSTEM_ACTOR,
     UpdateAccountFacts,
     epoch_us,
 )

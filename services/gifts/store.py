@@ -32,31 +32,31 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from libs.errors import DomainError, FailedPrecondition
-from libs.storage.unit_commit import DEFAULT_MAX_BATCH, RefusalRecorder, UnitCommitter
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
+from libs.storage.unit_commit import DEFAULT_MAX_BATCH, RefusalRecorder, UnitCommitter
 from services.gifts.audit import AuditEvent, Outcome, RecordedAuditEvent
 from services.gifts.eligibility import AccountFacts
 from services.gifts.gifting import (
     GiftState,
-    PayoutState,
     GiftsUnitOfWork,
     Payout,
     PayoutResult,
     PayoutSettlement,
+    PayoutState,
     SentGift,
     TopUp,
     current_payout,
 )
 from services.gifts.idempotency import Parameters, RequestRecord
 from services.gifts.ledger import (
+    GIFT_REVERSAL_CODES,
+    PLATFORM_ACCOUNTS,
     Account,
     Balance,
-    GIFT_REVERSAL_CODES,
     Code,
     Currency,
     Entry,
-    PLATFORM_ACCOUNTS,
     InsufficientFunds,
     Phase,
     Purpose,

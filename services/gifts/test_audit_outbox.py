@@ -9,15 +9,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
+from limelight.gifts.v1 import gifts_pb2, gifts_pb2_grpc
 
 from libs.audit.protos import event_to_proto
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.errors import PermissionDenied
 from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.validation import violations_of
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
-from limelight.gifts.v1 import gifts_pb2, gifts_pb2_grpc
 from services.compliance.server import build as build_compliance
 from services.gifts.audit_outbox import GiftsAuditOutbox, event_id, sequence_of
 from services.gifts.conftest import Harness, adult, minor
@@ -30,7 +31,7 @@ def _story(h: Harness) -> None:
     live = h.go_live("carol")
     h.top_up("alice")
     h.app.execute(h.gifting.send_gift, SendGift(adult("alice"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
-    with pytest.raises(Exception):
+    with pytest.raises(PermissionDenied):
         h.app.execute(h.gifting.send_gift, SendGift(minor("kid"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
 
 

@@ -23,12 +23,20 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from limelight.gifts.v1 import (
+    gifts_pb2,
+    gifts_pb2_grpc,
+    live_pb2,
+    live_pb2_grpc,
+    standing_pb2,
+    standing_pb2_grpc,
+    wallet_pb2,
+    wallet_pb2_grpc,
+)
 
 from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from limelight.gifts.v1 import gifts_pb2, gifts_pb2_grpc, live_pb2, live_pb2_grpc, standing_pb2, standing_pb2_grpc
-from limelight.gifts.v1 import wallet_pb2, wallet_pb2_grpc
 from services.gifts.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
 

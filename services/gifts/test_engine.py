@@ -14,8 +14,8 @@ import pytest
 
 from libs.auth.keys import load_or_create_private_key
 from libs.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
-from services.gifts.conftest import ADMIN, START, adult
 from services.gifts.config import GiftsConfig
+from services.gifts.conftest import ADMIN, START, adult
 from services.gifts.engine import LedgerProcess, decode_error, encode_error, local_payment_provider
 from services.gifts.gifting import Gifting, SendGift, StartLive, TopUpCoins, UpdateAccountFacts, epoch_us
 from services.gifts.payments import LocalPaymentProvider, Purchase

@@ -41,8 +41,8 @@ class NaiveHistory:
 
 
 def _assess(history: NaiveHistory, sender: str = "ann", recipient: str = "ben", coins: int = 10,
-            joined: int = VETERAN, policy: FraudPolicy = FraudPolicy()) -> Assessment:
-    return assess_gift(history, policy, sender=sender, recipient=recipient, coins=coins, now_us=NOW,
+            joined: int = VETERAN, policy: FraudPolicy | None = None) -> Assessment:
+    return assess_gift(history, policy or FraudPolicy(), sender=sender, recipient=recipient, coins=coins, now_us=NOW,
                        sender_joined_at_us=joined)
 
 

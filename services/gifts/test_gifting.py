@@ -13,11 +13,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.auth.principal import Principal
-from libs.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, \
-    ResourceExhausted
+from libs.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from services.gifts.audit import Outcome, RecordedAuditEvent
-from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness, minor
 from services.gifts.config import GiftsConfig, PayoutPolicy
+from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness, minor
 from services.gifts.eligibility import AccountCategory, AccountFacts
 from services.gifts.gifting import (
     EndLive,
@@ -534,13 +541,13 @@ def test_the_feed_resumes_after_its_cursor_without_gaps_or_repeats(harness: Harn
     other = harness.go_live("dave")
     harness.top_up("alice")
     sent = []
-    for index in range(7):
+    for _ in range(7):
         sent.append(send(harness, "alice", session.live_id, "rose").gift_id)
         send(harness, "alice", other.live_id, "rose")
     first = harness.store.feed(session.live_id, after_sequence=0, limit=3)
     rest = harness.store.feed(session.live_id, after_sequence=first[-1].sequence, limit=100)
     assert [item.gift.gift_id for item in first + rest] == sent
-    assert all(a.sequence < b.sequence for a, b in zip(first + rest, (first + rest)[1:]))
+    assert all(a.sequence < b.sequence for a, b in zip(first + rest, (first + rest)[1:], strict=False))
 
 
 def test_leaderboards_rank_gifters_per_stream_and_creators_per_period(harness: Harness) -> None:

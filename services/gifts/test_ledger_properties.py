@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
 from libs.errors import DomainError
-from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness
 from services.gifts.config import GiftsConfig, PayoutPolicy
+from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness
 from services.gifts.eligibility import AccountFacts
 from services.gifts.fraud import FraudPolicy
 from services.gifts.gifting import (

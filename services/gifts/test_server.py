@@ -14,11 +14,6 @@ import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
-from libs.auth.keys import load_or_create_private_key
-from libs.auth.principal import Role
-from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from limelight.gifts.v1 import (
     gifts_pb2,
     gifts_pb2_grpc,
@@ -31,9 +26,14 @@ from limelight.gifts.v1 import (
     wallet_pb2,
     wallet_pb2_grpc,
 )
+
+from libs.auth.keys import load_or_create_private_key
+from libs.auth.principal import Role
+from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
+from services.gifts.config import GiftsConfig
 from services.gifts.conftest import START, MovableClock
 from services.gifts.engine import InProcessLedger
-from services.gifts.config import GiftsConfig
 from services.gifts.fraud import FraudPolicy
 from services.gifts.gifting import epoch_us
 from services.gifts.payments import LocalPaymentProvider, Purchase

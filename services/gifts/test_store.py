@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from libs.errors import DomainError
-from services.gifts.conftest import Harness, adult, build_harness
 from services.gifts.config import GiftsConfig
+from services.gifts.conftest import Harness, adult, build_harness
 from services.gifts.fraud import FraudPolicy
 from services.gifts.gifting import GiftResult, SendGift
 from services.gifts.ledger import Purpose

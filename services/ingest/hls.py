@@ -54,7 +54,7 @@ def segment_bandwidth(segment_sizes: Sequence[int], segments: Sequence[Segment])
     if not segments or len(segment_sizes) != len(segments):
         raise ValueError("need one size per segment, and at least one segment")
     # A final sliver of a segment would report an absurd peak; count it as at least 0.5 s.
-    peak = max(size * 8 / max(segment.duration_s, 0.5) for size, segment in zip(segment_sizes, segments))
+    peak = max(size * 8 / max(segment.duration_s, 0.5) for size, segment in zip(segment_sizes, segments, strict=True))
     total_seconds = sum(segment.duration_s for segment in segments)
     average = sum(segment_sizes) * 8 / total_seconds
     return int(peak + 0.5), int(average + 0.5)

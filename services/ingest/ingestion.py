@@ -29,7 +29,7 @@ from libs.audit.events import Outcome
 from libs.auth.principal import Principal, Role
 from libs.blobstore import BlobStore
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
-from services.ingest.jobs import TranscodeRequest, Transcoder
+from services.ingest.jobs import Transcoder, TranscodeRequest
 from services.ingest.ladder import plan_ladder
 from services.ingest.probe import MediaProbe, ProbeLimits, probe_media
 from services.ingest.store import ConcurrentUploadError, FollowUp, IngestStore

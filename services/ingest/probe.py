@@ -180,7 +180,7 @@ class _VideoTiming:
 
     def _steps(self) -> list[int]:
         ordered = sorted(self._timestamps)
-        return [later - earlier for earlier, later in zip(ordered, ordered[1:]) if later > earlier]
+        return [later - earlier for earlier, later in zip(ordered, ordered[1:], strict=False) if later > earlier]
 
     def duration_s(self) -> float:
         if not self._timestamps:

@@ -11,12 +11,12 @@ from opentelemetry import trace
 
 from libs.blobstore import LocalBlobStore
 from libs.kit.telemetry import configure_telemetry, inject_carrier, read_spans
+from services.ingest.jobs import TranscodeRequest
 from services.ingest.ladder import plan_ladder
 from services.ingest.probe import probe_media
 from services.ingest.sample_clips import ClipSpec, expected_frame_count, write_clip
 from services.ingest.transcode import TranscodeSettings
 from services.ingest.videos import TranscodeFailure
-from services.ingest.jobs import TranscodeRequest
 from services.ingest.workers import RayTranscoder
 
 pytestmark = pytest.mark.usefixtures("ray_session")

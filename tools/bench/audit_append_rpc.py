@@ -26,11 +26,11 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 from libs.audit.protos import timestamp
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from tools.supervisor import free_port, start_service_process
 
 

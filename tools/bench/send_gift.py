@@ -41,6 +41,15 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
+from limelight.gifts.v1 import (
+    gifts_pb2,
+    live_pb2,
+    live_pb2_grpc,
+    standing_pb2,
+    standing_pb2_grpc,
+    wallet_pb2,
+    wallet_pb2_grpc,
+)
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -48,8 +57,6 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.telemetry import configure_telemetry
-from limelight.gifts.v1 import gifts_pb2, live_pb2, live_pb2_grpc, standing_pb2, standing_pb2_grpc
-from limelight.gifts.v1 import wallet_pb2, wallet_pb2_grpc
 from services.gifts.payments import LocalPaymentProvider, Purchase
 from tools.bench.grpc_load import LoadResult, drive, print_result, process_cpu_seconds, ratio_table, run_load_process
 from tools.supervisor import free_port
@@ -234,7 +241,7 @@ def main() -> None:
             lives = {label: asyncio.run(prepare_gifts(f"127.0.0.1:{ports[label]}", directory))
                      for label, directory in ((GIFTS, root), (GIFTS_IN_PROCESS, in_process_root))}
             for round_number in range(arguments.rounds):
-                for (label, port), server in zip(ports.items(), servers):
+                for (label, port), server in zip(ports.items(), servers, strict=True):
                     os.environ["LIMELIGHT_DATA_DIR"] = str(in_process_root if label == GIFTS_IN_PROCESS else root)
                     result = measure(server, f"127.0.0.1:{port}", methods[label],
                                      lives.get(label, lives[GIFTS]), str(arguments.in_flight), str(arguments.seconds))
