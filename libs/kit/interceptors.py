@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
@@ -145,6 +145,15 @@ class ServerCallPipeline:
                     yield response
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
+
+
+class HandlerRegistry(Protocol):
+    """The part of `grpc.aio.Server` that generated `add_*Servicer_to_server` functions use."""
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None: ...
+
+    def add_registered_method_handlers(self, service_name: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        ...
 
 
 class HandlerWrappingServer:

@@ -13,14 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
+from libs.kit.interceptors import HandlerRegistry
 
 
 @dataclass(frozen=True)
 class ProtoService:
     full_name: str
     servicer_base: type
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    add_to_server: Callable[[Any, HandlerRegistry], None]
 
 
 def proto_services(package: str) -> list[ProtoService]:
@@ -42,14 +42,14 @@ def proto_services(package: str) -> list[ProtoService]:
     return found
 
 
-def registrar(package: str, implementations: Mapping[str, object]) -> tuple[list[str], Callable[[grpc.aio.Server], None]]:
+def registrar(package: str, implementations: Mapping[str, object]) -> tuple[list[str], Callable[[HandlerRegistry], None]]:
     """(service names, register function) for a package, with base servicers where unimplemented."""
     services = proto_services(package)
     unknown = set(implementations) - {service.full_name for service in services}
     if unknown:
         raise ValueError(f"{package} declares no service named {sorted(unknown)}")
 
-    def register(server: grpc.aio.Server) -> None:
+    def register(server: HandlerRegistry) -> None:
         for service in services:
             servicer = implementations.get(service.full_name) or service.servicer_base()
             service.add_to_server(servicer, server)

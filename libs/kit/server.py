@@ -47,7 +47,7 @@ from libs.auth.tokens import TokenVerifier, platform_signing_key
 from libs.kit import config
 from libs.kit.access import AccessPolicy, Authenticator
 from libs.kit.clients import ServiceClients, ServiceTokenSource
-from libs.kit.interceptors import DeniedListener, ServerCallPipeline
+from libs.kit.interceptors import DeniedListener, HandlerRegistry, ServerCallPipeline
 from libs.kit.registry import registrar
 from libs.kit.telemetry import Telemetry, configure_logging, configure_telemetry
 from libs.storage.paths import data_dir
@@ -70,7 +70,7 @@ class ServiceRuntime:
 @dataclass
 class ServiceDefinition:
     service_names: Sequence[str]
-    register: Callable[[grpc.aio.Server], None]
+    register: Callable[[HandlerRegistry], None]
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None] | None] | None = None
@@ -145,7 +145,7 @@ async def start_service(
     )
     server = grpc.aio.server()
     registering = pipeline.registering_on(server)
-    definition.register(registering)  # type: ignore[arg-type]
+    definition.register(registering)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registering)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
