@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,15 +38,10 @@ from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from services.gifts.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
+from tools.supervisor import free_port
 
 SENDERS = 32
 LOAD_SECONDS = 1.5
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class GiftsProcess:
@@ -93,7 +87,7 @@ class GiftsProcess:
 
 @pytest.fixture
 def gifts_process(tmp_path: Path) -> Iterator[GiftsProcess]:
-    process = GiftsProcess(tmp_path, _free_port())
+    process = GiftsProcess(tmp_path, free_port())
     process.start()
     yield process
     process.stop()

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tools.bench.grpc_load import LoadResult, drive, print_result, ratio_table, run_load_process
+from tools.supervisor import free_port
 
 MODULE = "tools.bench.kit_overhead"
 
@@ -78,12 +78,6 @@ async def load(target: str, in_flight: int, seconds: float) -> LoadResult:
         check = health_pb2_grpc.HealthStub(channel).Check
         request = health_pb2.HealthCheckRequest()
         return await drive(lambda _: check(request, timeout=10), in_flight=in_flight, seconds=seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def measure(configuration: dict[str, str], *, in_flight: int, seconds: float, data_root: Path) -> LoadResult:
