@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -40,6 +39,7 @@ from libs.audit.events import AuditEvent, Outcome
 from libs.audit.protos import event_to_proto
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.audit.spool import AuditSpool
+from libs.clock import Clock, utc_now
 from libs.errors import Unavailable
 from libs.kit.context import current_identity
 from libs.kit.server import ServiceRuntime
@@ -47,7 +47,6 @@ from libs.kit.telemetry import current_ids
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], dt.datetime]
 AppendEvents = Callable[[Sequence[AuditEvent]], Awaitable[object]]
 
 MAX_BATCH = 1000  # AppendEventsRequest's limit
@@ -101,7 +100,7 @@ class AuditClient:
             spool=AuditSpool.open(runtime.name, runtime.data_root),
             append=compliance_appender(runtime.clients.stub("compliance", audit_pb2_grpc.AuditServiceStub)),
             pseudonymizer=Pseudonymizer.for_deployment(runtime.data_root),
-            clock=lambda: dt.datetime.now(dt.UTC),
+            clock=utc_now,
         )
 
     async def start(self) -> None:

@@ -18,6 +18,7 @@ from libs.audit.pseudonyms import Pseudonymizer
 from libs.audit.spool import AuditSpool
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.clock import utc_now
 from libs.errors import Unavailable
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
@@ -46,7 +47,7 @@ def audit_client(tmp_path: Path, clients: ServiceClients) -> AuditClient:
         spool=AuditSpool.open("gifts", tmp_path),
         append=compliance_appender(clients.stub("compliance", audit_pb2_grpc.AuditServiceStub), timeout=2),
         pseudonymizer=Pseudonymizer.for_deployment(tmp_path),
-        clock=lambda: dt.datetime.now(dt.UTC),
+        clock=utc_now,
         max_backoff_seconds=0.2,
     )
 

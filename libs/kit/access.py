@@ -7,13 +7,13 @@ principal is the service with the user in `on_behalf_of`.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from libs.auth.principal import Principal, Role
 from libs.auth.tokens import TokenVerifier
+from libs.clock import Clock, utc_now
 from libs.errors import PermissionDenied, Unauthenticated
 
 AUTHORIZATION_HEADER = "authorization"
@@ -60,7 +60,7 @@ class Authenticator:
     """
 
     def __init__(self, verifier: TokenVerifier, *, cache_size: int = 4096,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Clock = utc_now) -> None:
         self._verifier = verifier
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size

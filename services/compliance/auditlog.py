@@ -21,12 +21,13 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass, field
 from typing import Protocol
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.clock import Clock
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.tlog.checkpoint import Checkpoint, open_checkpoint
 from libs.tlog.hashing import leaf_hash
@@ -34,8 +35,6 @@ from libs.tlog.note import NoteError, NoteSigner, NoteVerifier
 from libs.tlog.proofs import ProofError, verify_consistency
 from services.compliance import merkle
 from services.compliance.merkle import NodeId
-
-Clock = Callable[[], dt.datetime]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

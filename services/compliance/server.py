@@ -11,7 +11,6 @@ themselves appended to the log before anything is returned.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import itertools
 import logging
 import os
@@ -25,6 +24,7 @@ from libs.audit.events import AuditEvent, Outcome
 from libs.audit.protos import event_from_proto, event_to_proto, moment, outcome_from_proto, timestamp
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Principal, Role
+from libs.clock import Clock, utc_now
 from libs.errors import DomainError, InvalidArgument
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.context import current_principal
@@ -34,7 +34,6 @@ from libs.tlog.hashing import leaf_hash
 from services.compliance.auditlog import (
     Appended,
     AuditLog,
-    Clock,
     EventFilter,
     ExportedRecord,
     SequencedEvent,
@@ -49,10 +48,6 @@ logger = logging.getLogger(__name__)
 AUDIT = "limelight.compliance.v1.AuditService"
 DEFAULT_ORIGIN = "limelight.local/audit"
 EXPORT_CHUNK = 500
-
-
-def wall_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def checkpoint_to_proto(checkpoint: StoredCheckpoint, origin: str) -> audit_pb2.Checkpoint:
@@ -89,7 +84,7 @@ def exported_event_to_proto(record: ExportedRecord) -> audit_pb2.ExportedEvent:
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    def __init__(self, log: AuditLog, pseudonymizer: Pseudonymizer, *, clock: Clock = wall_clock) -> None:
+    def __init__(self, log: AuditLog, pseudonymizer: Pseudonymizer, *, clock: Clock = utc_now) -> None:
         self._log = log
         self._pseudonymizer = pseudonymizer
         self._clock = clock
@@ -249,7 +244,7 @@ def _take(records: Iterator[ExportedRecord], count: int) -> list[ExportedRecord]
 def build(runtime: ServiceRuntime) -> ServiceDefinition:
     origin = os.environ.get("LIMELIGHT_AUDIT_ORIGIN", DEFAULT_ORIGIN)
     store = SqliteAuditStore.open(runtime.data_root)
-    log = AuditLog(store, load_or_create_signing_key(runtime.data_root / "compliance", origin), clock=wall_clock)
+    log = AuditLog(store, load_or_create_signing_key(runtime.data_root / "compliance", origin), clock=utc_now)
     audit = AuditServicer(log, Pseudonymizer.for_deployment(runtime.data_root))
 
     async def on_start() -> None:

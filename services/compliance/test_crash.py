@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from libs.clock import utc_now
 from libs.storage.paths import REPO_ROOT
 from libs.tlog.proofs import verify_consistency
 from services.compliance.auditlog import AuditLog, EventFilter
@@ -24,14 +25,14 @@ WRITER = """
 import datetime as dt, sys, threading, uuid
 from pathlib import Path
 from libs.audit.events import AuditEvent, Outcome
+from libs.clock import utc_now
 from services.compliance.auditlog import AuditLog
 from services.compliance.keys import load_or_create_signing_key
 from services.compliance.sequencer import start_sequencer
 from services.compliance.store import SqliteAuditStore
 
 root = Path(sys.argv[1])
-clock = lambda: dt.datetime.now(dt.UTC)
-log = AuditLog(SqliteAuditStore.open(root), load_or_create_signing_key(root, sys.argv[2]), clock=clock,
+log = AuditLog(SqliteAuditStore.open(root), load_or_create_signing_key(root, sys.argv[2]), clock=utc_now,
                checkpoint_interval=dt.timedelta(milliseconds=20))
 sequencer = start_sequencer(log, idle_seconds=0.01)
 printing = threading.Lock()
@@ -39,7 +40,7 @@ printing = threading.Lock()
 def write():
     while True:
         batch = [AuditEvent(event_id=str(uuid.uuid4()), actor="services/crash-test", action="test.Append",
-                            resource="tests/crash", outcome=Outcome.SUCCEEDED, event_time=clock())
+                            resource="tests/crash", outcome=Outcome.SUCCEEDED, event_time=utc_now())
                  for _ in range(4)]
         sequencer.submit(batch).result()
         with printing:
@@ -66,7 +67,7 @@ def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None:
     assert len(acknowledged) >= 3000
 
     store = SqliteAuditStore.open(tmp_path)
-    log = AuditLog(store, load_or_create_signing_key(tmp_path, ORIGIN), clock=lambda: dt.datetime.now(dt.UTC),
+    log = AuditLog(store, load_or_create_signing_key(tmp_path, ORIGIN), clock=utc_now,
                    checkpoint_interval=dt.timedelta(0))
     with store.reading() as tree:
         stored = [e.event.event_id for e in tree.events_newest_first(EventFilter(), before_leaf=1 << 40, limit=10**6)]

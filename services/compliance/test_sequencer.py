@@ -9,6 +9,7 @@ from concurrent.futures import Future
 import pytest
 
 from libs.audit.events import Outcome
+from libs.clock import utc_now
 from libs.errors import AlreadyExists, Unavailable
 from libs.tlog.note import NoteSigner
 from services.compliance.auditlog import Appended, AuditLog
@@ -20,13 +21,9 @@ WRITERS = 64
 APPENDS_PER_WRITER = 10
 
 
-def wall_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @pytest.fixture
 def sequencer(store: SqliteAuditStore, signer: NoteSigner) -> Iterator[Sequencer]:
-    log = AuditLog(store, signer, clock=wall_clock, checkpoint_interval=dt.timedelta(milliseconds=50))
+    log = AuditLog(store, signer, clock=utc_now, checkpoint_interval=dt.timedelta(milliseconds=50))
     started = start_sequencer(log, idle_seconds=0.02)
     yield started
     started.stop()  # before the store closes; a second stop does nothing

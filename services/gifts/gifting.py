@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from libs.auth.principal import Principal, Role
+from libs.clock import Clock
 from libs.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.gifts.audit import AuditEvent, AuditOutbox, Outcome
 from services.gifts.config import GiftsConfig
@@ -52,7 +53,6 @@ from services.gifts.ledger import (
 from services.gifts.live import EndReason, LiveSession, LiveSessions, LiveState, require_live
 from services.gifts.payments import PaymentProvider, ReceiptRejected
 
-Clock = Callable[[], dt.datetime]
 MAX_GIFT_COUNT = 10_000
 SWEEP_BATCH = 200
 SYSTEM_ACTOR = "services/gifts"

@@ -43,6 +43,7 @@ from libs.audit.client import AuditClient, compliance_appender
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.audit.spool import AuditSpool
 from libs.auth.principal import Principal, Role
+from libs.clock import Clock, utc_now
 from libs.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.context import current_principal
@@ -102,10 +103,6 @@ ACCESS = AccessPolicy(
         **method_paths(STANDING, {"UpdateAccountStanding": OPERATORS}),
     },
 )
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _acting(principal: Principal) -> Principal:
@@ -169,7 +166,7 @@ class GiftsService:
     """
 
     def __init__(self, runtime: ServiceRuntime, *, config: GiftsConfig | None = None,
-                 clock: Callable[[], dt.datetime] = utc_now, sweep_interval: float = SWEEP_INTERVAL_SECONDS,
+                 clock: Clock = utc_now, sweep_interval: float = SWEEP_INTERVAL_SECONDS,
                  ship_audit: bool = True, ledger_process: bool = True) -> None:
         self.config = config or GiftsConfig()
         self.clock = clock

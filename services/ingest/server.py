@@ -30,6 +30,7 @@ from libs.audit.client import AuditClient
 from libs.auth.principal import Role
 from libs.blobstore import LocalBlobStore
 from libs.blobstore.http_server import BlobHTTPServer
+from libs.clock import utc_now
 from libs.errors import InvalidArgument, OutOfRange, Unavailable
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.clients import ServiceClients
@@ -77,7 +78,7 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
         store=store, blobs=blobs, transcoder=transcoder,
         compliance=ComplianceClient(runtime.clients), ranking=RankingClient(runtime.clients),
         read_provenance=read_c2pa, audit=audit, trace_carrier=inject_carrier, continue_trace=continue_trace,
-        telemetry_root=str(runtime.data_root), clock=lambda: dt.datetime.now(dt.UTC),
+        telemetry_root=str(runtime.data_root), clock=utc_now,
     )
 
     async def on_start() -> None:

@@ -15,6 +15,7 @@ import pytest
 from libs.audit.events import Outcome
 from libs.auth.principal import Principal, Role
 from libs.blobstore import LocalBlobStore
+from libs.clock import utc_now
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.ingest.ingestion import Ingest, IngestConfig
 from services.ingest.store import IngestStore
@@ -97,7 +98,7 @@ async def make_ingest(tmp_path: Path) -> AsyncIterator:
             transcoder=transcoder or RayTranscoder(), compliance=compliance or FixedCompliance(),
             ranking=ranking or FlakyRanking(), read_provenance=no_provenance, audit=audit or RecordingAudit(),
             trace_carrier=dict, continue_trace=lambda carrier: contextlib.nullcontext(),
-            telemetry_root=str(tmp_path), clock=lambda: dt.datetime.now(dt.UTC),
+            telemetry_root=str(tmp_path), clock=utc_now,
             config=config or IngestConfig(upload_limits=UploadLimits(part_bytes=64 * 1024),
                                           follow_up_backoff=dt.timedelta(0)),
         )

@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.ingest.probe import MediaProbe
-
-Clock = Callable[[], dt.datetime]
 
 
 class VideoState(enum.StrEnum):

@@ -11,7 +11,6 @@ code, same process, same run.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import tempfile
 import threading
 import time
@@ -20,20 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.clock import utc_now
 from libs.tlog.note import NoteSigner
 from services.compliance.auditlog import AuditLog
 from services.compliance.sequencer import start_sequencer
 from services.compliance.store import SqliteAuditStore
 
 
-def wall_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def bench_event() -> AuditEvent:
     return AuditEvent(event_id=str(uuid.uuid4()), actor="services/bench", action="bench.Append",
                       resource="bench/resource", outcome=Outcome.SUCCEEDED, trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
-                      event_time=wall_clock(), subject_ref="ab" * 32)
+                      event_time=utc_now(), subject_ref="ab" * 32)
 
 
 def run_writers(append_one: Callable[[AuditEvent], object], writers: int, seconds: float) -> int:
@@ -55,7 +51,7 @@ def run_writers(append_one: Callable[[AuditEvent], object], writers: int, second
 
 def open_log(root: Path) -> tuple[SqliteAuditStore, AuditLog]:
     store = SqliteAuditStore.open(root)
-    return store, AuditLog(store, NoteSigner.generate("bench.limelight/audit"), clock=wall_clock)
+    return store, AuditLog(store, NoteSigner.generate("bench.limelight/audit"), clock=utc_now)
 
 
 def main() -> None:

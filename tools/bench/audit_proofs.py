@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.clock import utc_now
 from services.compliance.auditlog import AuditLog
 from services.compliance.keys import load_or_create_signing_key
 from services.compliance.store import SqliteAuditStore
@@ -73,7 +74,7 @@ def main() -> None:
         root = arguments.db or Path(scratch)
         store = SqliteAuditStore.open(root)
         log = AuditLog(store, load_or_create_signing_key(root, "bench.limelight/audit"),
-                       clock=lambda: dt.datetime.now(dt.UTC), checkpoint_interval=dt.timedelta(0))
+                       clock=utc_now, checkpoint_interval=dt.timedelta(0))
         build(log, store, arguments.entries)
         size = log.latest_checkpoint().tree_size
         rng = random.Random(7)

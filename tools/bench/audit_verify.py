@@ -21,6 +21,7 @@ from pathlib import Path
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.audit.evidence import ExportHeader, ExportLine, read_export, write_export
+from libs.clock import utc_now
 from libs.tlog.export import verify_export
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
@@ -47,7 +48,7 @@ def main() -> None:
     signer = NoteSigner.generate("bench.limelight/audit")
     with tempfile.TemporaryDirectory() as directory:
         store = SqliteAuditStore.open(Path(directory))
-        log = AuditLog(store, signer, clock=lambda: dt.datetime.now(dt.UTC))
+        log = AuditLog(store, signer, clock=utc_now)
         # Every (log_size / events)-th entry is about the exported subject.
         stride = arguments.log_size // arguments.events
         log.append([[AuditEvent(event_id=str(uuid.UUID(int=n + 1)), actor="services/bench", action="bench.Append",

@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.auth.principal import Principal, Role
+from libs.clock import utc_now
 from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
 from services.gifts.engine import InProcessLedger
@@ -40,10 +41,6 @@ def _principal(user: str, *roles: Role) -> Principal:
                      dt.datetime.now(dt.UTC) + dt.timedelta(days=1), birth_date=dt.date(1990, 1, 1))
 
 
-def clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _build(root: Path, max_batch: int) -> tuple[GiftsApp, str]:
     # Velocity and new-account rules would hold or refuse a benchmark's traffic; they
     # still run (and query) on every gift, they just never trigger.
@@ -51,7 +48,7 @@ def _build(root: Path, max_batch: int) -> tuple[GiftsApp, str]:
     signing_key = Ed25519PrivateKey.generate()
     provider = LocalPaymentProvider.with_signing_key(signing_key)
     app = GiftsApp(store=GiftsStore(root=root, synchronous="FULL", max_batch=max_batch),
-                   gifting=Gifting(config, clock=clock, payments={provider.name: provider}),
+                   gifting=Gifting(config, clock=utc_now, payments={provider.name: provider}),
                    new_request_id=lambda: str(uuid.uuid4()))
     gifting = app.gifting
     admin = _principal("ops", Role.ADMIN)
@@ -64,7 +61,7 @@ def _build(root: Path, max_batch: int) -> tuple[GiftsApp, str]:
     for index in range(SENDERS):
         user = f"viewer-{index}"
         receipt = provider.issue_receipt(Purchase(str(uuid.uuid4()), user, pack.pack_id, pack.coins,
-                                                  pack.price_eur_cents, epoch_us(clock())))
+                                                  pack.price_eur_cents, epoch_us(utc_now())))
         command = TopUpCoins(_principal(user), str(uuid.uuid4()), pack.pack_id, provider.name, receipt)
         futures.append(app.execute(gifting.top_up, command))
     for future in futures:
