@@ -28,6 +28,7 @@ from typing import BinaryIO, Protocol
 from libs.audit.events import Outcome
 from libs.auth.principal import Principal, Role
 from libs.blobstore import BlobStore
+from libs.clock import Clock
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.ingest.jobs import Transcoder, TranscodeRequest
 from services.ingest.ladder import plan_ladder
@@ -46,7 +47,6 @@ from services.ingest.uploads import (
 from services.ingest.videos import (
     MAX_JOB_SUBMISSIONS,
     C2paEvidence,
-    Clock,
     ComplianceReview,
     JobState,
     ProcessingStage,
