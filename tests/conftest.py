@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.auth.principal import Role
+from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.config import SERVICES
 from libs.kit.server import RunningService, start_service
@@ -30,11 +30,10 @@ class InProcessPlatform:
         return self.services[service].target
 
     def token(self, subject: str = "users/ada", *roles: Role, age: int = 30) -> str:
-        today = dt.date.today()
         claims = TokenClaims(
             subject=subject,
             roles=frozenset(roles or {Role.VIEWER}),
-            birth_date=today.replace(year=today.year - age, day=min(today.day, 28)),
+            birth_date=birth_date_for_age(age, dt.date.today()),
             country="DE",
         )
         return mint_token(platform_signing_key(self.data_root), claims, ttl=dt.timedelta(minutes=30))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from libs.auth.principal import AgeBracket, Role
+from libs.auth.principal import AgeBracket, Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit import config
 from libs.storage.paths import data_dir
@@ -81,7 +81,7 @@ def token(
 
     Example: limelight token --subject users/alice --role viewer --age 25
     """
-    born = dt.date.fromisoformat(birth_date) if birth_date else _birth_date_for(age) if age is not None else None
+    born = dt.date.fromisoformat(birth_date) if birth_date else birth_date_for_age(age, dt.date.today()) if age is not None else None
     claims = TokenClaims(
         subject=subject,
         roles=frozenset(role),
@@ -90,14 +90,6 @@ def token(
         country=country.upper(),
     )
     typer.echo(mint_token(platform_signing_key(), claims, ttl=dt.timedelta(minutes=ttl_minutes)))
-
-
-def _birth_date_for(age: int) -> dt.date:
-    today = dt.date.today()
-    try:
-        return today.replace(year=today.year - age)
-    except ValueError:  # born on 29 February
-        return today.replace(year=today.year - age, day=28)
 
 
 @app.command()

@@ -72,3 +72,11 @@ class Principal:
         if age is not None:
             return age >= 18
         return self.age_bracket is AgeBracket.ADULT
+
+
+def birth_date_for_age(age: int, today: dt.date) -> dt.date:
+    """The latest birth date of someone who is `age` years old on `today` (dev tokens, tests)."""
+    try:
+        return today.replace(year=today.year - age)
+    except ValueError:  # today is 29 February
+        return today.replace(year=today.year - age, day=28)

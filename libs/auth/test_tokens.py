@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from libs.auth.principal import AgeBracket, Role
+from libs.auth.principal import AgeBracket, Principal, Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, TokenVerifier, mint_token, platform_signing_key
 from libs.errors import Unauthenticated
 
@@ -66,3 +66,14 @@ def test_the_platform_key_is_created_once_with_owner_only_permissions(tmp_path: 
     assert first.public_key().public_bytes_raw() == second.public_key().public_bytes_raw()
     key_file = next((tmp_path / "keys").iterdir())
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+
+
+
+@pytest.mark.parametrize("today", [dt.date(2026, 11, 23), dt.date(2028, 2, 29)])
+def test_the_birth_date_for_an_age_makes_exactly_that_age_today(today: dt.date) -> None:
+    born = birth_date_for_age(18, today)
+    principal = Principal("users/x", frozenset(), dt.datetime.now(dt.UTC), birth_date=born)
+    assert principal.age_on(today) == 18
+    eighteenth_birthday = born.replace(year=born.year + 18)
+    assert eighteenth_birthday <= today
+    assert principal.age_on(eighteenth_birthday - dt.timedelta(days=1)) == 17
