@@ -51,6 +51,9 @@ _IMPORT_LINE = re.compile(r'^\s*import\s+(?:public\s+|weak\s+)?"(?P<path>[^"]+)"
 
 # Runs protoc (sys.argv[0] is "-c", its program name) without the include path that `python -m grpc_tools.protoc` appends, so every
 # import outside protos/ resolves from our descriptor set and nowhere else.
+# mypy-protobuf's plugin, installed beside the interpreter that runs protogen (the venv).
+_MYPY_GRPC_PLUGIN = Path(sys.executable).with_name("protoc-gen-mypy_grpc")
+
 _PROTOC_SCRIPT = "import sys; from grpc_tools import protoc; sys.exit(protoc.main(sys.argv))"
 
 
@@ -192,6 +195,10 @@ def generate(out_dir: Path = DEFAULT_OUT, proto_root: Path = PROTO_ROOT) -> list
                     f"--python_out={staging}",
                     f"--pyi_out={staging}",
                     f"--grpc_python_out={staging}",
+                    # Typed servicer and stub classes (`*_pb2_grpc.pyi`), so mypy --strict
+                    # checks our handlers and clients against the contract.
+                    f"--plugin=protoc-gen-mypy_grpc={_MYPY_GRPC_PLUGIN}",
+                    f"--mypy_grpc_out={staging}",
                     *files,
                 ]
             )
