@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from libs.errors import FailedPrecondition, Unavailable
+from libs.storage.committer import GroupCommitter
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
-from libs.storage.unit_commit import UnitCommitter
 
 MIGRATIONS = [Migration(1, """
 CREATE TABLE item (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, amount INTEGER NOT NULL CHECK (amount >= 0));
@@ -40,7 +40,7 @@ def _insert(owner: str, amount: int) -> Callable[[Transaction], int]:
     return work
 
 
-def _hold(committer: UnitCommitter) -> tuple[Future[bool], threading.Event]:
+def _hold(committer: GroupCommitter) -> tuple[Future[bool], threading.Event]:
     """Occupy the committer with a running unit until the returned gate is set."""
     started, gate = threading.Event(), threading.Event()
 
@@ -54,7 +54,7 @@ def _hold(committer: UnitCommitter) -> tuple[Future[bool], threading.Event]:
 
 
 def test_units_queued_together_commit_in_one_batch(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
     commits: list[int] = []
     committer.add_commit_listener(lambda: commits.append(1))
     first, gate = _hold(committer)
@@ -67,7 +67,7 @@ def test_units_queued_together_commit_in_one_batch(database: SqliteDatabase) -> 
 
 
 def test_a_unit_is_acknowledged_only_after_its_batch_committed(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
     seen_when_acknowledged: list[int] = []
     futures = [committer.submit(_insert("u", n)) for n in range(20)]
     for future in futures:
@@ -82,7 +82,7 @@ def test_a_unit_is_acknowledged_only_after_its_batch_committed(database: SqliteD
 
 
 def test_a_failing_unit_rolls_back_alone(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
     _, gate = _hold(committer)
 
     def half_done_then_fails(tx: Transaction) -> None:
@@ -102,7 +102,7 @@ def test_a_failing_unit_rolls_back_alone(database: SqliteDatabase) -> None:
 
 
 def test_a_refusal_is_rolled_back_but_its_record_is_kept(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
 
     def refuses(tx: Transaction) -> None:
         tx.execute("INSERT INTO item (owner, amount) VALUES ('refused', 1)")
@@ -120,7 +120,7 @@ def test_a_refusal_is_rolled_back_but_its_record_is_kept(database: SqliteDatabas
 
 
 def test_a_unit_cancelled_before_it_ran_has_no_effect(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
     _, gate = _hold(committer)
     cancelled = committer.submit(_insert("cancelled", 1))
     assert cancelled.cancel()
@@ -131,7 +131,7 @@ def test_a_unit_cancelled_before_it_ran_has_no_effect(database: SqliteDatabase) 
 
 
 def test_a_failed_commit_fails_the_batch_and_stops_the_committer(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
     holder, gate = _hold(committer)
     innocent = committer.submit(_insert("innocent", 1))
     # A deferred foreign key is only checked by COMMIT, so this makes the COMMIT itself fail.
@@ -149,7 +149,7 @@ def test_a_failed_commit_fails_the_batch_and_stops_the_committer(database: Sqlit
 
 
 def test_submitting_after_close_is_refused(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
     committer.submit(_insert("u", 1)).result(5)
     committer.close()
     with pytest.raises(Unavailable):
@@ -157,7 +157,7 @@ def test_submitting_after_close_is_refused(database: SqliteDatabase) -> None:
 
 
 def test_closing_commits_what_was_queued_before_it(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database)
+    committer = GroupCommitter(database)
     holder, gate = _hold(committer)
     queued = [committer.submit(_insert("late", n)) for n in range(5)]
     closing = threading.Thread(target=committer.close)
@@ -169,7 +169,7 @@ def test_closing_commits_what_was_queued_before_it(database: SqliteDatabase) -> 
 
 
 def test_an_unthreaded_committer_commits_on_the_callers_thread(database: SqliteDatabase) -> None:
-    committer = UnitCommitter(database, threaded=False)
+    committer = GroupCommitter(database, threaded=False)
     commits: list[int] = []
     committer.add_commit_listener(lambda: commits.append(threading.get_ident()))
     futures = [committer.submit(_insert("u", n)) for n in range(10)]
