@@ -259,10 +259,8 @@ def test_a_failed_commit_fails_its_batch_and_every_later_submit(database: Sqlite
     holder, gate = _hold(committer)
     batch = [committer.submit(_insert("lost", n)) for n in range(3)]
     gate.set()
-    for future in [holder, *batch]:
-        with pytest.raises(Unavailable) as refused:
-            future.result(5)
-        assert refused.value.reason == "STORE_COMMIT_FAILED"
+    outcomes = [holder.exception(5), *(future.exception(5) for future in batch)]
+    assert all(isinstance(e, Unavailable) and e.reason == "STORE_COMMIT_FAILED" for e in outcomes), outcomes
     assert isinstance(committer.failure, sqlite3.OperationalError)
     later = committer.submit(_insert("later", 1))
     assert later.done(), "a stopped committer refuses at once"
