@@ -31,6 +31,7 @@ from libs.errors import InvalidArgument
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 PAGE_TOKEN_INVALID = "PAGE_TOKEN_INVALID"
+MAX_TOKEN_CHARS = 2048  # far above any token minted here; refused before decoding
 
 Position = tuple[int | str, ...]
 _VERSION = 1
@@ -70,11 +71,13 @@ class PageTokens:
         """
         if not token:
             return None
+        if len(token) > MAX_TOKEN_CHARS:
+            raise self.invalid(field)
         try:
             payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             version, parts, check = payload
             position: Position = tuple(parts)
-        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
             raise self.invalid(field) from None
         if version != _VERSION or not _is_position(position) or check != self._check(position, bound_to):
             raise self.invalid(field)
