@@ -68,7 +68,7 @@ class AuditOutbox(Protocol):
     def reject(self, event: AuditEvent, error: str) -> None: ...
 
 
-def compliance_appender(stub: audit_pb2_grpc.AuditServiceStub, *, timeout: float = 10.0) -> AppendEvents:
+def compliance_appender(stub: audit_pb2_grpc.AuditServiceAsyncStub, *, timeout: float = 10.0) -> AppendEvents:
     async def append(events: Sequence[AuditEvent]) -> object:
         request = audit_pb2.AppendEventsRequest(events=[event_to_proto(event) for event in events])
         return await stub.AppendEvents(request, timeout=timeout)
