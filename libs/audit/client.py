@@ -136,7 +136,7 @@ class AuditClient:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._shipper
-        self._spool.close()
+        await asyncio.to_thread(self._spool.close)  # commits what is queued: an fsync, off the loop
 
     async def record(
         self,
