@@ -23,12 +23,13 @@ outbox in a database file of its own (`libs.audit.spool`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from libs.audit.events import AuditEvent
+from libs.audit.events import AuditEvent, Outcome
 from libs.storage.committer import GroupCommitter
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
 
@@ -59,6 +60,13 @@ class TracedEvent:
 
     event: AuditEvent
     trace_context: Mapping[str, str] = field(default_factory=dict)
+
+    def with_outcome(self, outcome: Outcome, reason: str = "") -> TracedEvent:
+        """The same call's event with another outcome: what `on_refused` writes for a refusal.
+
+            on_refused=lambda tx, error: write_event(tx, traced.with_outcome(Outcome.REJECTED, error.reason))
+        """
+        return TracedEvent(dataclasses.replace(self.event, outcome=outcome, reason=reason), self.trace_context)
 
 
 def write_event(tx: Transaction, traced: TracedEvent) -> None:

@@ -21,6 +21,7 @@ from libs.audit.spool import MIGRATIONS as SPOOL_MIGRATIONS
 from libs.audit.spool import AuditSpool
 from libs.auth.tokens import platform_signing_key
 from libs.clock import utc_now
+from libs.errors import FailedPrecondition
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.telemetry import Telemetry, configure_telemetry, read_spans
 from libs.storage.committer import GroupCommitter
@@ -87,6 +88,25 @@ async def test_an_event_commits_with_its_change_or_not_at_all(
         await service.committer.run(publish("v2", lost, fail=True))
     assert [t.event for t in service.outbox.pending(10)] == [kept.event]
     assert _count(service.database.path, "SELECT COUNT(*) FROM video") == 1
+    await audit.stop(flush_seconds=0)
+
+
+async def test_a_refusal_keeps_its_event_while_its_change_rolls_back(
+        tmp_path: Path, service: Service, clients: ServiceClients) -> None:
+    audit = audit_client(tmp_path, clients, service.outbox)
+    traced = audit.new_event(action="ingest.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
+
+    def refuses(tx: Transaction) -> None:
+        tx.execute("INSERT INTO video (id, state) VALUES ('v1', 'PUBLISHED')")
+        raise FailedPrecondition("the review is not finished", reason="REVIEW_PENDING")
+
+    with pytest.raises(FailedPrecondition):
+        await service.committer.run(refuses, on_refused=lambda tx, error: write_event(
+            tx, traced.with_outcome(Outcome.REJECTED, error.reason)))
+    [recorded] = service.outbox.pending(10)
+    assert (recorded.event.outcome, recorded.event.reason) == (Outcome.REJECTED, "REVIEW_PENDING")
+    assert recorded.trace_context == traced.trace_context
+    assert _count(service.database.path, "SELECT COUNT(*) FROM video") == 0
     await audit.stop(flush_seconds=0)
 
 
