@@ -171,11 +171,6 @@ class GroupCommitter:
         """What stopped the committer (a failed COMMIT), or None while it is healthy."""
         return self._failure
 
-    @property
-    def closed(self) -> bool:
-        """True once `close()` was called: new submits fail with STORE_CLOSED."""
-        return self._closed
-
     def commit_queued(self) -> None:
         """Commit everything queued so far on the calling thread (for `threaded=False`)."""
         assert self._thread is None, "a threaded committer commits on its own"
