@@ -20,8 +20,9 @@ from its batch, so one bad event never blocks the others.
 A service whose state change and audit event must commit together writes them into its
 own store in the same transaction (`libs.audit.outbox`: build the event with `new_event` on
 the request's task, write it with `write_event(tx, ...)` in the unit of work) and gives the
-shipper that store's `SqliteAuditOutbox` instead; `wake_shipper` (a commit listener) makes
-it ship at once. Every event carries the trace context of the call that recorded it, and
+shipper that store's `SqliteAuditOutbox` as well; `wake_shipper` (a commit listener) makes
+it ship at once. The spool is shipped too, so such a service may still `record` what has
+no transaction of its own (a denial before any use case ran). Every event carries the trace context of the call that recorded it, and
 the shipper's AppendEvents call runs in a span that is a child of the first event's span
 and links to every event's span, so an audit append belongs to the trace that caused it.
 """
@@ -92,7 +93,8 @@ class AuditClient:
     ) -> None:
         self._service = service
         self._spool = spool
-        self._outbox: AuditOutbox = outbox or spool
+        # The service's own outbox first, then the spool `record` writes to: both are shipped.
+        self._outboxes: list[AuditOutbox] = [spool] if outbox is None else [outbox, spool]
         self._append = append
         self._pseudonymizer = pseudonymizer
         self._clock = clock
@@ -192,30 +194,37 @@ class AuditClient:
         return TracedEvent(event, inject_carrier())
 
     async def _drained(self) -> None:
-        while await asyncio.to_thread(self._outbox.pending, 1):
+        while any([await asyncio.to_thread(outbox.pending, 1) for outbox in self._outboxes]):
             await asyncio.sleep(0.05)
 
     async def _ship_forever(self) -> None:
         backoff = 0.1
         while True:
-            events = [item if isinstance(item, TracedEvent) else TracedEvent(item)
-                      for item in await asyncio.to_thread(self._outbox.pending, self._batch_size)]
-            if not events:
-                self._recorded.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
-                continue
+            shipped = False
             try:
-                await self._ship(events)
+                for outbox in self._outboxes:
+                    shipped = await self._ship_pending(outbox) or shipped
             except grpc.aio.AioRpcError as error:
-                logger.warning("audit events wait in the spool: compliance answered %s (%s); retrying in %.1f s",
+                logger.warning("audit events wait in the outbox: compliance answered %s (%s); retrying in %.1f s",
                                error.code().name, error.details(), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             backoff = 0.1
+            if not shipped:
+                self._recorded.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
 
-    async def _ship(self, events: list[TracedEvent]) -> None:
+    async def _ship_pending(self, outbox: AuditOutbox) -> bool:
+        """Ship the oldest batch waiting in `outbox`; False if nothing was waiting."""
+        events = [item if isinstance(item, TracedEvent) else TracedEvent(item)
+                  for item in await asyncio.to_thread(outbox.pending, self._batch_size)]
+        if events:
+            await self._ship(outbox, events)
+        return bool(events)
+
+    async def _ship(self, outbox: AuditOutbox, events: list[TracedEvent]) -> None:
         try:
             await self._append_linked(events)
         except grpc.aio.AioRpcError as error:
@@ -224,12 +233,12 @@ class AuditClient:
             if len(events) == 1:
                 refused = events[0].event
                 logger.error("compliance refused audit event %s for good: %s", refused.event_id, error.details())
-                await asyncio.to_thread(self._outbox.reject, refused, f"{error.code().name}: {error.details()}")
+                await asyncio.to_thread(outbox.reject, refused, f"{error.code().name}: {error.details()}")
                 return
             for event in events:  # find the event at fault; the others go through
-                await self._ship([event])
+                await self._ship(outbox, [event])
             return
-        await asyncio.to_thread(self._outbox.acknowledge, [traced.event.event_id for traced in events])
+        await asyncio.to_thread(outbox.acknowledge, [traced.event.event_id for traced in events])
 
     async def _append_linked(self, events: list[TracedEvent]) -> None:
         """AppendEvents in a span of the originating traces (see the module docstring)."""

@@ -126,6 +126,20 @@ async def test_the_shipper_ships_the_outbox_in_order_and_acknowledges_what_arriv
     await compliance.stop(grace=0)
 
 
+async def test_a_client_with_an_outbox_still_ships_what_record_spooled(
+        tmp_path: Path, port: int, service: Service, clients: ServiceClients) -> None:
+    compliance = await start_compliance(tmp_path, port)
+    audit = audit_client(tmp_path, clients, service.outbox)
+    await audit.start()
+    await audit.record(action="ingest.Denied", resource="creators/ada", outcome=Outcome.DENIED)
+    traced = audit.new_event(action="ingest.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
+    await service.committer.run(publish("v1", traced))
+    assert sorted(await logged_actions(compliance, tmp_path, 2)) == ["ingest.Denied", "ingest.PublishVideo"]
+    await audit.stop()
+    assert service.outbox.counts() == (0, 0)
+    await compliance.stop(grace=0)
+
+
 async def test_the_append_joins_the_trace_of_the_call_that_recorded_the_event(
         tmp_path: Path, port: int, service: Service) -> None:
     telemetry = configure_telemetry("gifts", data_root=tmp_path)
