@@ -321,7 +321,7 @@ async def test_an_async_caller_cancelled_before_pickup_is_skipped(database: Sqli
     committer = GroupCommitter(database)
     holder, gate = _hold(committer)
     task = asyncio.create_task(committer.run(_insert("cancelled", 1)))
-    await asyncio.sleep(0)  # let the task queue its unit (ordering comes from the held committer)
+    await asyncio.sleep(0)  # one turn of the loop runs the new task up to its await: its unit is queued
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -336,7 +336,7 @@ async def test_async_callers_of_one_batch_get_their_own_results(database: Sqlite
     committer = GroupCommitter(database)
     _, gate = _hold(committer)
     tasks = [asyncio.create_task(committer.run(_insert("async", n))) for n in range(20)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # every task queues its unit before this test resumes
     gate.set()
     assert sorted(await asyncio.gather(*tasks)) == list(range(1, 21))
     committer.close()
