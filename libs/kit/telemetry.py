@@ -13,11 +13,12 @@ whole; `LIMELIGHT_TRACING=off` turns tracing off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -161,6 +162,17 @@ def inject_carrier(context: otel_context.Context | None = None) -> dict[str, str
 def extract_carrier(carrier: Mapping[str, str]) -> otel_context.Context:
     """The context a carrier from `inject_carrier` describes; use it as a span's parent."""
     return _propagator.extract(carrier, getter=_getter)
+
+
+@contextlib.contextmanager
+def continued_trace(carrier: Mapping[str, str]) -> Iterator[None]:
+    """Make the trace a carrier describes current for the block (background work done for a
+    call that has ended: a retried request, a job); spans started inside join that trace."""
+    token = otel_context.attach(extract_carrier(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange
+from services.ingest.model import VideoMetadata
 from services.ingest.uploads import (
     UploadLimits,
     UploadSession,
@@ -14,7 +15,6 @@ from services.ingest.uploads import (
     validate_declaration,
     verify_checksum,
 )
-from services.ingest.videos import VideoMetadata
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 SHA = "ab" * 32

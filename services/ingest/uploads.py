@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange
-from services.ingest.videos import VideoMetadata
+from services.ingest.model import VideoMetadata
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
