@@ -71,8 +71,9 @@ def assemble(*, store: StorePort, blobs: MediaBlobs, transcoder: Transcoder, com
     )
 
 
-def build(runtime: ServiceRuntime) -> ServiceDefinition:
-    config = IngestConfig.from_environment()
+def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> ServiceDefinition:
+    """The ingest service; its settings come from the environment unless given (tests)."""
+    config = config or IngestConfig.from_environment()
     store = IngestStore.open(runtime.data_root)
     blobs = LocalBlobStore(runtime.data_root / "ingest" / "blobs")
     playback = BlobHTTPServer(blobs, port=config.playback_port)
