@@ -10,11 +10,12 @@ import datetime as dt
 import enum
 from typing import Protocol, TypeVar
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from limelight.compliance.v1 import disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2
 from limelight.ranking.v1 import candidates_pb2
 
+from libs.timestamps import to_timestamp
 from services.ingest.model import (
     AiDeclaration,
     AiLabel,
@@ -52,18 +53,6 @@ def enum_in(domain: type[E], proto_enum: _ProtoEnum, prefix: str, number: int) -
     if number == 0:
         return None
     return domain(proto_enum.Name(number).removeprefix(prefix))
-
-
-def segment(name: str, collection: str) -> str:
-    """The id after `collection/` in a resource name (the pattern was validated already)."""
-    parts = name.split("/")
-    return parts[parts.index(collection) + 1]
-
-
-def timestamp(moment: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def duration(seconds: float) -> duration_pb2.Duration:
@@ -133,7 +122,7 @@ def review_out(review: ComplianceReview) -> ingest_pb2.ComplianceReview:
         ai_label=None if review.ai_label is AiLabel.UNSPECIFIED else enum_out("AI_LABEL_", review.ai_label),
     )
     if review.reviewed_at is not None:
-        message.review_time.CopyFrom(timestamp(review.reviewed_at))
+        message.review_time.CopyFrom(to_timestamp(review.reviewed_at))
     return message
 
 
@@ -147,8 +136,8 @@ def upload_out(session: UploadSession, now: dt.datetime) -> ingest_pb2.Upload:
         sha256=session.sha256_hex,
         failure_reason=session.failure_reason,
         video=video_name(session.creator_id, session.video_id) if state is UploadState.COMPLETED else "",
-        create_time=timestamp(session.created_at),
-        expire_time=timestamp(session.expires_at),
+        create_time=to_timestamp(session.created_at),
+        expire_time=to_timestamp(session.expires_at),
     )
 
 
@@ -174,11 +163,11 @@ def video_out(video: Video, playback_base_url: str) -> ingest_pb2.Video:
         compliance_review=review_out(video.review),
         c2pa=c2pa_out(video.c2pa),
         ranking_registration=enum_out("RANKING_REGISTRATION_", video.ranking),
-        create_time=timestamp(video.created_at),
-        update_time=timestamp(video.updated_at),
+        create_time=to_timestamp(video.created_at),
+        update_time=to_timestamp(video.updated_at),
     )
     if video.published_at is not None:
-        message.publish_time.CopyFrom(timestamp(video.published_at))
+        message.publish_time.CopyFrom(to_timestamp(video.published_at))
     if video.media is not None:
         media = video.media
         message.renditions.extend(
@@ -240,5 +229,5 @@ def registration_request(video: Video) -> candidates_pb2.RegisterVideoRequest:
         hashtags=list(video.metadata.hashtags),
         labels=list(video.review.shown_labels),
         commercial=video.metadata.commercial.relationship is not CommercialRelationship.NONE,
-        publish_time=timestamp(video.published_at or video.updated_at),
+        publish_time=to_timestamp(video.published_at or video.updated_at),
     )

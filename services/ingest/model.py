@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from libs.auth.principal import Principal, Role
+from libs.resource_names import ResourcePattern
 from services.ingest.ladder import Rendition
 from services.ingest.probe import MediaProbe
 from services.ingest.transcode import TranscodeSettings
@@ -315,17 +316,22 @@ class DueFollowUp:
     trace_carrier: dict[str, str]  # the upload's trace, continued by the call
 
 
+# The API's resource names (AIP-122), as the protos' `google.api.resource` patterns spell them.
+CREATOR = ResourcePattern("creators/{creator}")
+VIDEO = ResourcePattern("creators/{creator}/videos/{video}")
+UPLOAD = ResourcePattern("creators/{creator}/uploads/{upload}")
+
+
 def video_name(creator_id: str, video_id: str) -> str:
-    """The AIP-122 resource name."""
-    return f"creators/{creator_id}/videos/{video_id}"
+    return VIDEO.format(creator=creator_id, video=video_id)
 
 
 def upload_name(creator_id: str, upload_id: str) -> str:
-    return f"creators/{creator_id}/uploads/{upload_id}"
+    return UPLOAD.format(creator=creator_id, upload=upload_id)
 
 
 def creator_name(creator_id: str) -> str:
-    return f"creators/{creator_id}"
+    return CREATOR.format(creator=creator_id)
 
 
 # -- who may do what ------------------------------------------------------------------------

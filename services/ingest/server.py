@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from limelight.compliance.v1 import audit_pb2_grpc
-
-from libs.audit.client import AuditClient, compliance_appender
+from libs.audit.client import AuditClient
 from libs.audit.pseudonyms import Pseudonymizer
-from libs.audit.spool import AuditSpool
 from libs.auth.principal import Role
 from libs.blobstore import LocalBlobStore
 from libs.blobstore.http_server import BlobHTTPServer
@@ -78,17 +75,15 @@ def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> Servic
     blobs = LocalBlobStore(runtime.data_root / "ingest" / "blobs")
     playback = BlobHTTPServer(blobs, port=config.playback_port)
     transcoder = RayTranscoder(task_options={"num_cpus": config.transcode_cpus} if config.transcode_cpus else None)
-    pseudonyms = Pseudonymizer.for_deployment(runtime.data_root)
     # Ingest writes its audit events into its own store with each change (the outbox); the
-    # shared client only ships them from there.
-    audit_shipper = AuditClient(
-        service=runtime.name, spool=AuditSpool.open(runtime.name, runtime.data_root),
-        append=compliance_appender(runtime.clients.stub("compliance", audit_pb2_grpc.AuditServiceStub)),
-        pseudonymizer=pseudonyms, clock=utc_now, outbox=store)
+    # shared client ships them from there, woken by every commit.
+    audit_shipper = AuditClient.for_runtime(runtime, outbox=store.audit_outbox)
+    store.add_commit_listener(audit_shipper.wake_shipper)
     ingest = assemble(
         store=store, blobs=blobs, transcoder=transcoder, compliance=ComplianceClient(runtime.clients),
         ranking=RankingClient(runtime.clients), read_provenance=read_c2pa, tracing=KitTracing(),
-        pseudonyms=pseudonyms, clock=utc_now, config=config, telemetry_root=runtime.data_root,
+        pseudonyms=Pseudonymizer.for_deployment(runtime.data_root), clock=utc_now, config=config,
+        telemetry_root=runtime.data_root,
     )
 
     async def on_start() -> None:

@@ -16,7 +16,7 @@ from libs.clock import Clock
 from libs.errors import InvalidArgument, OutOfRange
 from libs.kit.context import current_principal
 from services.ingest import messages
-from services.ingest.messages import segment
+from services.ingest.model import CREATOR, UPLOAD, VIDEO
 from services.ingest.uploads import UploadSession
 from services.ingest.usecases import BeginUpload, Ingest
 
@@ -57,13 +57,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if first is not None and part == "start":
             start = first.start
             return await self._ingest.uploads.begin(principal, BeginUpload(
-                creator_id=segment(start.parent, "creators"), upload_id=start.upload_id,
+                creator_id=CREATOR.parse(start.parent, field="start.parent")["creator"], upload_id=start.upload_id,
                 metadata=messages.metadata_in(start.metadata), size_bytes=start.size_bytes,
                 sha256_hex=start.sha256, filename=start.filename))
         if first is not None and part == "resume":
             resume = first.resume
-            session = self._ingest.uploads.resume(principal, segment(resume.upload, "creators"),
-                                                  segment(resume.upload, "uploads"))
+            upload = UPLOAD.parse(resume.upload, field="resume.upload")
+            session = self._ingest.uploads.resume(principal, upload["creator"], upload["upload"])
             if resume.offset > session.committed_bytes:
                 raise OutOfRange(f"resume offset {resume.offset} is past the {session.committed_bytes} bytes "
                                  "received", reason="UPLOAD_OFFSET_MISMATCH",
@@ -73,18 +73,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                                         reason="UPLOAD_START_MISSING")
 
     async def GetUpload(self, request: ingest_pb2.GetUploadRequest, context: Context) -> ingest_pb2.GetUploadResponse:
-        session = self._ingest.uploads.get(current_principal(), segment(request.name, "creators"),
-                                           segment(request.name, "uploads"))
+        upload = UPLOAD.parse(request.name)
+        session = self._ingest.uploads.get(current_principal(), upload["creator"], upload["upload"])
         return ingest_pb2.GetUploadResponse(upload=messages.upload_out(session, self._clock()))
 
     async def GetVideo(self, request: ingest_pb2.GetVideoRequest, context: Context) -> ingest_pb2.GetVideoResponse:
-        video = self._ingest.videos.get(current_principal(), segment(request.name, "creators"),
-                                        segment(request.name, "videos"))
+        name = VIDEO.parse(request.name)
+        video = self._ingest.videos.get(current_principal(), name["creator"], name["video"])
         return ingest_pb2.GetVideoResponse(video=messages.video_out(video, self._playback))
 
     async def ListVideos(self, request: ingest_pb2.ListVideosRequest,
                          context: Context) -> ingest_pb2.ListVideosResponse:
-        page = self._ingest.videos.list(current_principal(), segment(request.parent, "creators"),
+        page = self._ingest.videos.list(current_principal(), CREATOR.parse(request.parent, field="parent")["creator"],
                                         request.page_size, request.page_token,
                                         messages.video_state_in(request.state))
         return ingest_pb2.ListVideosResponse(videos=[messages.video_out(v, self._playback) for v in page.videos],
@@ -92,7 +92,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def WatchVideo(self, request: ingest_pb2.WatchVideoRequest,
                          context: Context) -> AsyncIterator[ingest_pb2.WatchVideoResponse]:
-        updates = self._ingest.videos.watch(current_principal(), segment(request.name, "creators"),
-                                            segment(request.name, "videos"))
+        name = VIDEO.parse(request.name)
+        updates = self._ingest.videos.watch(current_principal(), name["creator"], name["video"])
         async for video in updates:
             yield ingest_pb2.WatchVideoResponse(video=messages.video_out(video, self._playback))

@@ -8,11 +8,11 @@ unfinished jobs for one video, a state outside the enums.
 
 Writes never run on the event loop: each is a unit of work for the store's committer,
 which owns the write connection on its own thread and makes every unit queued meanwhile
-durable with one COMMIT (`libs.storage.unit_commit`); callers await the committed result.
+durable with one COMMIT (`libs.storage.committer`); callers await the committed result.
 Reads use a second connection (WAL: readers never wait for the writer's fsync).
 
-The audit outbox (`audit_outbox`) holds events written with the change they record; the
-shared audit shipper drains it (`pending`/`acknowledge`/`reject`, called off the loop).
+The audit outbox (`libs.audit.outbox`) holds events written with the change they record;
+the shared shipper drains it through `audit_outbox`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import dataclasses
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from libs.audit.events import AuditEvent
+from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.storage.committer import GroupCommitter
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
-from libs.storage.unit_commit import UnitCommitter
 from services.ingest.model import (
     AiDeclaration,
     AiLabel,
@@ -133,21 +134,8 @@ CREATE TABLE follow_ups (
 );
 CREATE INDEX follow_ups_due ON follow_ups (kind, next_attempt_at);
 """),
-    Migration(2, """
--- Audit events written in the same transaction as the change they record, until the
--- shipper has them acknowledged by compliance (or set aside, with why, if refused for good).
-CREATE TABLE audit_outbox (
-    position INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    record TEXT NOT NULL  -- the event's canonical JSON (libs.audit.events)
-);
-CREATE TABLE audit_set_aside (
-    event_id TEXT PRIMARY KEY,
-    record TEXT NOT NULL,
-    error TEXT NOT NULL,
-    set_aside_at TEXT NOT NULL
-);
-"""),
+    # Audit events written in the same transaction as the change they record (libs.audit.outbox).
+    outbox_migration(2),
 ]
 
 T = TypeVar("T")
@@ -160,7 +148,12 @@ class IngestStore:
         writer.migrate(MIGRATIONS)
         self._writer = writer
         self._reader = SqliteDatabase(path)
-        self._committer = UnitCommitter(writer, name="ingest-store")
+        self._committer = GroupCommitter(writer, name="ingest-store")
+        self.audit_outbox = SqliteAuditOutbox(self._reader, committer=self._committer)
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (quick, thread-safe) after every commit: the audit shipper's wake-up."""
+        self._committer.add_commit_listener(listener)
 
     @classmethod
     def open(cls, data_root: Path | None = None) -> IngestStore:
@@ -226,18 +219,20 @@ class IngestStore:
     async def forget_parts(self, upload_id: str) -> None:
         await self._write(lambda tx: tx.execute("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,)))
 
-    async def fail_upload(self, upload_id: str, reason: str, audit: AuditEvent) -> None:
+    async def fail_upload(self, upload_id: str, reason: str, audit: AuditEvent,
+                          trace_context: Mapping[str, str]) -> None:
         """The upload can never become a video (checksum mismatch, unusable media): it fails,
         and its rejection goes on the audit trail with it."""
         def fail(tx: Transaction) -> None:
             moved = tx.execute("UPDATE uploads SET state = 'FAILED', failure_reason = ? WHERE upload_id = ?"
                                " AND state = 'RECEIVING'", (reason, upload_id)).rowcount
             if moved:
-                _add_audit_events(tx, [audit])
+                _add_audit_events(tx, [audit], trace_context)
 
         await self._write(fail)
 
-    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime, audit: AuditEvent) -> None:
+    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime, audit: AuditEvent,
+                               trace_context: Mapping[str, str]) -> None:
         """Upload verified and probed: the upload completes, the video exists, its job is queued,
         an unanswered compliance review is scheduled to be asked again, and the upload's audit
         event is written, all together."""
@@ -261,7 +256,7 @@ class IngestStore:
                 (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), _time(now), _time(now)),
             )
             _settle_follow_ups(tx, video.video_id, now)
-            _add_audit_events(tx, [audit])
+            _add_audit_events(tx, [audit], trace_context)
 
         await self._write(start)
 
@@ -297,7 +292,7 @@ class IngestStore:
         return [_video(row) for row in rows]
 
     async def apply_review(self, video_id: str, review: ComplianceReview, now: dt.datetime,
-                           audit: PublicationAudit) -> None:
+                           audit: PublicationAudit, trace_context: Mapping[str, str]) -> None:
         """Record compliance's (new) verdicts; publishing, ranking and the audit events of what
         changed (`audit(before, after)`) follow from them in the same transaction."""
         def apply(tx: Transaction) -> None:
@@ -308,7 +303,7 @@ class IngestStore:
                 (_dump(review), review.publication.value, _time(now), video_id),
             )
             _settle_follow_ups(tx, video_id, now)
-            _add_audit_events(tx, audit(before, _video_in(tx, video_id)))
+            _add_audit_events(tx, audit(before, _video_in(tx, video_id)), trace_context)
 
         await self._write(apply)
 
@@ -347,7 +342,7 @@ class IngestStore:
         ))
 
     async def complete_job(self, job_id: str, media: PublishedMedia, now: dt.datetime,
-                           audit: PublicationAudit) -> None:
+                           audit: PublicationAudit, trace_context: Mapping[str, str]) -> None:
         """Commit a finished job: its prefix becomes the video's media, and the audit events of
         what that changed (`audit(before, after)`: published, held), in one transaction."""
         def complete(tx: Transaction) -> None:
@@ -366,7 +361,7 @@ class IngestStore:
                 (_dump(media), _time(now), job["video_id"]),
             )
             _settle_follow_ups(tx, job["video_id"], now)
-            _add_audit_events(tx, audit(before, _video_in(tx, job["video_id"])))
+            _add_audit_events(tx, audit(before, _video_in(tx, job["video_id"])), trace_context)
 
         await self._write(complete)
 
@@ -417,33 +412,10 @@ class IngestStore:
 
         await self._write(registered)
 
-    # -- the audit outbox, for the shared shipper (`libs.audit.client.AuditOutbox`) ---------
-    # The shipper calls these from a worker thread, so writes wait for the committer there.
 
-    def pending(self, limit: int) -> list[AuditEvent]:
-        """The oldest events not yet acknowledged, in the order they were written."""
-        with self._reader.reading() as connection:
-            rows = connection.execute("SELECT record FROM audit_outbox ORDER BY position LIMIT ?",
-                                      (limit,)).fetchall()
-        return [AuditEvent.from_record(json.loads(row[0])) for row in rows]
-
-    def acknowledge(self, event_ids: Collection[str]) -> None:
-        self._committer.submit(lambda tx: tx.executemany(
-            "DELETE FROM audit_outbox WHERE event_id = ?", [(event_id,) for event_id in event_ids])).result()
-
-    def reject(self, event: AuditEvent, error: str) -> None:
-        def set_aside(tx: Transaction) -> None:
-            tx.execute("INSERT OR REPLACE INTO audit_set_aside (event_id, record, error, set_aside_at)"
-                       " VALUES (?, ?, ?, ?)", (event.event_id, event.canonical_bytes().decode(), error,
-                                                _time(event.event_time)))
-            tx.execute("DELETE FROM audit_outbox WHERE event_id = ?", (event.event_id,))
-
-        self._committer.submit(set_aside).result()
-
-
-def _add_audit_events(tx: Transaction, events: Sequence[AuditEvent]) -> None:
-    tx.executemany("INSERT OR IGNORE INTO audit_outbox (event_id, record) VALUES (?, ?)",
-                   [(event.event_id, event.canonical_bytes().decode()) for event in events])
+def _add_audit_events(tx: Transaction, events: Sequence[AuditEvent], trace_context: Mapping[str, str]) -> None:
+    for event in events:
+        write_event(tx, TracedEvent(event, trace_context))
 
 
 def _video_in(tx: Transaction, video_id: str) -> Video:

@@ -47,20 +47,20 @@ async def seed_unpublished_video(data_root: Path) -> None:
               T0, T0, PROBE, review=ComplianceReview()),
         TranscodeJob("job-1", VIDEO_ID, JobState.QUEUED, f"videos/{VIDEO_ID}/hls/job-1/", {}), T0,
         AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
-                   outcome=Outcome.SUCCEEDED, event_time=T0))
+                   outcome=Outcome.SUCCEEDED, event_time=T0), {})
     await store.fail_job("job-1", "TRANSCODE_FAILED", "seeded", T0)
     store.close()
 
 
 @dataclass
 class Server:
-    stub: ingest_pb2_grpc.IngestServiceStub
+    stub: ingest_pb2_grpc.IngestServiceAsyncStub
     data_root: Path
 
-    def as_(self, subject: str, *roles: Role) -> list[tuple[str, str]]:
+    def as_(self, subject: str, *roles: Role) -> tuple[tuple[str, str], ...]:
         token = mint_token(platform_signing_key(self.data_root), TokenClaims(subject=subject, roles=frozenset(roles)),
                            ttl=dt.timedelta(minutes=5))
-        return [("authorization", f"Bearer {token}")]
+        return (("authorization", f"Bearer {token}"),)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sqlite3
 import uuid
@@ -31,6 +30,7 @@ from services.ingest.uploads import UploadSession, UploadState
 from services.ingest.usecases import ConcurrentUploadError
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PROBE = MediaProbe("mov,mp4,m4a,3gp,3g2,mj2", "h264", "aac", 4.0, 1080, 1920, 0, 120, 30.0, False)
 MEDIA = PublishedMedia("videos/v/hls/j/", "master.m3u8", "poster.jpg", ("thumbnails/thumb_0000.jpg",), (), "libx264")
 CLEARED = ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.NONE, reviewed_at=T0)
@@ -66,7 +66,8 @@ async def start(store: IngestStore, video_id: str = "v1", review: ComplianceRevi
     video = Video(video_id, creator, VideoMetadata(caption="hi"), VideoState.PROCESSING, ProcessingStage.QUEUED,
                   at, at, PROBE, review=review)
     job = TranscodeJob(f"j-{video_id}", video_id, JobState.QUEUED, f"videos/{video_id}/hls/j/", {"traceparent": "x"})
-    await store.start_processing(video, job, at, audit_event(resource=f"creators/{creator}/videos/{video_id}"))
+    await store.start_processing(video, job, at, audit_event(resource=f"creators/{creator}/videos/{video_id}"),
+                                 {"traceparent": TRACEPARENT})
 
 
 async def test_parts_advance_the_committed_offset_only_from_where_it_is(store: IngestStore) -> None:
@@ -109,8 +110,8 @@ async def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_regist
     await store.record_progress("v1", 0.5, T0)
     await store.record_progress("v1", 0.3, T0)  # progress never goes back
     assert (store.get_video("v1").progress, store.get_video("v1").stage) == (0.5, ProcessingStage.TRANSCODING)  # type: ignore[union-attr]
-    await store.complete_job("j-v1", MEDIA, T0, no_audit)
-    await store.complete_job("j-v1", MEDIA, T0, no_audit)  # a second commit is a no-op
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})  # a second commit is a no-op
     video = store.get_video("v1")
     assert video is not None and video.state is VideoState.READY and video.media == MEDIA
     assert video.published_at == T0 and video.ranking is RankingRegistration.PENDING
@@ -126,12 +127,12 @@ async def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_regist
 async def test_pending_review_keeps_asking_compliance_and_is_not_published(store: IngestStore) -> None:
     await add_upload(store)
     await start(store, review=PENDING)
-    await store.complete_job("j-v1", MEDIA, T0, no_audit)
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
     video = store.get_video("v1")
     assert video is not None and video.published_at is None
     assert [d.video_id for d in store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, T0)] == ["v1"]
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []
-    await store.apply_review("v1", CLEARED, T0, no_audit)
+    await store.apply_review("v1", CLEARED, T0, no_audit, {})
     assert store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, T0) == []
     assert store.get_video("v1").published_at == T0  # type: ignore[union-attr]
     assert [d.video_id for d in store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0)] == ["v1"]
@@ -140,7 +141,7 @@ async def test_pending_review_keeps_asking_compliance_and_is_not_published(store
 async def test_held_videos_are_never_registered_with_ranking(store: IngestStore) -> None:
     await add_upload(store)
     await start(store, review=ComplianceReview(DisclosureVerdict.NON_COMPLIANT, ai_label=AiLabel.NONE))
-    await store.complete_job("j-v1", MEDIA, T0, no_audit)
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
     video = store.get_video("v1")
     assert video is not None and video.publication is PublicationState.HELD
     assert video.ranking is RankingRegistration.NOT_APPLICABLE and video.published_at is None
@@ -190,17 +191,18 @@ async def test_videos_list_newest_first_by_keyset(store: IngestStore) -> None:
 async def test_an_audit_event_is_stored_exactly_when_its_change_is(store: IngestStore) -> None:
     await add_upload(store)
     await start(store, review=CLEARED)
-    [uploaded] = store.pending(10)
-    assert (uploaded.action, uploaded.resource) == ("ingest.UploadVideo", "creators/c1/videos/v1")
+    [uploaded] = store.audit_outbox.pending(10)
+    assert (uploaded.event.action, uploaded.event.resource) == ("ingest.UploadVideo", "creators/c1/videos/v1")
+    assert uploaded.trace_context == {"traceparent": TRACEPARENT}  # the shipper's append joins this trace
     with pytest.raises(ConcurrentUploadError):
         await start(store)  # refused: neither the change nor its event is kept
-    assert store.pending(10) == [uploaded]
+    assert store.audit_outbox.pending(10) == [uploaded]
 
     def failing_audit(before: Video, after: Video) -> list[AuditEvent]:
         raise RuntimeError("cannot describe the change")
 
     with pytest.raises(RuntimeError):
-        await store.complete_job("j-v1", MEDIA, T0, failing_audit)
+        await store.complete_job("j-v1", MEDIA, T0, failing_audit, {})
     assert store.get_video("v1").state is VideoState.PROCESSING  # type: ignore[union-attr]
 
     seen: list[tuple[str | None, str | None]] = []
@@ -209,21 +211,7 @@ async def test_an_audit_event_is_stored_exactly_when_its_change_is(store: Ingest
         seen.append((str(before.published_at), str(after.published_at)))
         return [audit_event("ingest.PublishVideo")]
 
-    await store.complete_job("j-v1", MEDIA, T0, publication_audit)
+    await store.complete_job("j-v1", MEDIA, T0, publication_audit, {})
     assert seen == [("None", str(T0))]  # the callback sees the video before and after, in the transaction
-    assert [event.action for event in store.pending(10)] == ["ingest.UploadVideo", "ingest.PublishVideo"]
-
-
-async def test_the_outbox_forgets_acknowledged_events_and_sets_refused_ones_aside(store: IngestStore) -> None:
-    await add_upload(store)
-    await start(store)
-    await add_upload(store, upload_id="v2")
-    await start(store, video_id="v2")
-    first, second = store.pending(10)
-    await asyncio.to_thread(store.acknowledge, [first.event_id])
-    assert store.pending(10) == [second]
-    await asyncio.to_thread(store.reject, second, "INVALID_ARGUMENT: resource too long")
-    assert store.pending(10) == []
-    with store._writer.reading() as connection:
-        assert [tuple(row) for row in connection.execute("SELECT event_id, error FROM audit_set_aside")] == [
-            (second.event_id, "INVALID_ARGUMENT: resource too long")]
+    assert [traced.event.action for traced in store.audit_outbox.pending(10)] == [
+        "ingest.UploadVideo", "ingest.PublishVideo"]

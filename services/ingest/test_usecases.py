@@ -103,8 +103,8 @@ class Running:
 
     def audit_events(self) -> list[tuple[str, str, str, str]]:
         """(action, outcome, reason, publication) of every event in the audit outbox, in order."""
-        return [(e.action, e.outcome.value, e.reason, e.attributes.get("publication", ""))
-                for e in self.store.pending(100)]
+        return [(t.event.action, t.event.outcome.value, t.event.reason, t.event.attributes.get("publication", ""))
+                for t in self.store.audit_outbox.pending(100)]
 
 
 MakeIngest = Callable[..., Awaitable[Running]]

@@ -23,11 +23,8 @@ service left unfinished, and `FollowUps` keeps asking until each call is answere
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import (
@@ -48,6 +45,8 @@ from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Principal
 from libs.clock import Clock
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from libs.pagination import PageTokens, page_size
+from libs.timestamps import epoch_us, from_epoch_us
 from services.ingest.config import IngestConfig
 from services.ingest.ladder import plan_ladder
 from services.ingest.model import (
@@ -91,8 +90,7 @@ from services.ingest.uploads import (
 logger = logging.getLogger(__name__)
 
 SERVICE_SUBJECT = "services/ingest"  # the actor of what ingest decides on its own (publishing, holding)
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
+VIDEO_PAGES = PageTokens("ingest.ListVideos")
 
 # -- ports ----------------------------------------------------------------------------------
 
@@ -111,20 +109,21 @@ class IngestStore(Protocol):
     async def commit_part(self, upload_id: str, offset: int, size: int, blob_key: str) -> UploadSession: ...
     def upload_parts(self, upload_id: str) -> list[tuple[int, int, str]]: ...
     async def forget_parts(self, upload_id: str) -> None: ...
-    async def fail_upload(self, upload_id: str, reason: str, audit: AuditEvent) -> None: ...
-    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime,
-                               audit: AuditEvent) -> None: ...
+    async def fail_upload(self, upload_id: str, reason: str, audit: AuditEvent,
+                          trace_context: Mapping[str, str]) -> None: ...
+    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime, audit: AuditEvent,
+                               trace_context: Mapping[str, str]) -> None: ...
     def get_video(self, video_id: str) -> Video | None: ...
     def video_version(self, video_id: str) -> int | None: ...
     def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
                     state: VideoState | None = None) -> list[Video]: ...
     async def apply_review(self, video_id: str, review: ComplianceReview, now: dt.datetime,
-                           audit: PublicationAudit) -> None: ...
+                           audit: PublicationAudit, trace_context: Mapping[str, str]) -> None: ...
     def unfinished_jobs(self) -> list[TranscodeJob]: ...
     async def mark_job_submitted(self, job_id: str, now: dt.datetime) -> TranscodeJob: ...
     async def record_progress(self, video_id: str, progress: float, now: dt.datetime) -> None: ...
     async def complete_job(self, job_id: str, media: PublishedMedia, now: dt.datetime,
-                           audit: PublicationAudit) -> None: ...
+                           audit: PublicationAudit, trace_context: Mapping[str, str]) -> None: ...
     async def fail_job(self, job_id: str, reason: str, message: str, now: dt.datetime) -> None: ...
     def due_follow_ups(self, kind: FollowUp, now: dt.datetime, limit: int = 50) -> list[DueFollowUp]: ...
     async def defer_follow_up(self, video_id: str, kind: FollowUp, retry_at: dt.datetime, error: str) -> None: ...
@@ -258,7 +257,7 @@ class Uploads:
     async def begin(self, creator: Principal, command: BeginUpload) -> UploadSession:
         """Open an upload under the client's id; the same id and declaration again resumes it."""
         _ensure_uploader(creator, command.creator_id)
-        validate_declaration(command.size_bytes, command.sha256_hex, self._limits)
+        validate_declaration(command.upload_id, command.size_bytes, command.sha256_hex, self._limits)
         existing = self._store.get_upload(command.upload_id)
         if existing is not None:
             ensure_same_upload(existing, command.creator_id, command.metadata, command.size_bytes,
@@ -385,7 +384,8 @@ class CompleteUpload:
         except InvalidArgument as rejection:
             await self._store.fail_upload(upload_id, rejection.reason, self._audit.event(
                 action="ingest.UploadVideo", resource=upload_name(session.creator_id, session.upload_id),
-                outcome=Outcome.REJECTED, actor=creator, creator_id=session.creator_id, reason=rejection.reason))
+                outcome=Outcome.REJECTED, actor=creator, creator_id=session.creator_id, reason=rejection.reason),
+                self._tracing.carrier())
             await self._discard_upload_data(session, keep_source=False)
             raise
         c2pa = await asyncio.to_thread(self._c2pa_of, session.video_id)
@@ -409,7 +409,7 @@ class CompleteUpload:
                         "publication": review.publication.value},
         )
         try:
-            await self._store.start_processing(video, job, now, uploaded)
+            await self._store.start_processing(video, job, now, uploaded, job.trace_carrier)
         except ConcurrentUploadError:  # completed concurrently by another connection
             return await self(creator, upload_id)
         await self._discard_upload_data(session, keep_source=True)
@@ -513,7 +513,7 @@ class FollowUps:
                 review = await self._compliance.review(video.name, video.metadata, video.c2pa, self._clock())
                 reviewed_at = self._clock()
                 await self._store.apply_review(video.video_id, review, reviewed_at, self._audit.publication(
-                    trace_id=self._tracing.trace_id(), at=reviewed_at))
+                    trace_id=self._tracing.trace_id(), at=reviewed_at), due.trace_carrier)
             if review.publication is PublicationState.PENDING_REVIEW:
                 await self._store.defer_follow_up(video.video_id, FollowUp.COMPLIANCE_REVIEW,
                                                   now + self._backoff(due.attempts), "compliance gave no verdict")
@@ -617,7 +617,8 @@ class TranscodeJobs:
             with self._tracing.continued(job.trace_carrier):
                 trace_id = self._tracing.trace_id()
             await self._store.complete_job(job.job_id, result.media, finished_at,
-                                           self._audit.publication(trace_id=trace_id, at=finished_at))
+                                           self._audit.publication(trace_id=trace_id, at=finished_at),
+                                           job.trace_carrier)
             logger.info("video %s is ready (workers: %s)", video.video_id, result.workers)
         await self._follow_ups.run_due()
 
@@ -644,16 +645,22 @@ class Videos:
                            reason="VIDEO_NOT_FOUND")
         return video
 
-    def list(self, viewer: Principal, creator_id: str, page_size: int, page_token: str,
+    def list(self, viewer: Principal, creator_id: str, requested_size: int, page_token: str,
              state: VideoState | None = None) -> VideoPage:
+        """A creator's videos, newest first, a page at a time (the token is bound to the filter)."""
         if not may_manage(viewer, creator_id):
             raise PermissionDenied("creators list only their own videos", reason="NOT_OWN_VIDEOS",
                                    metadata={"parent": creator_name(creator_id)})
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _decode_page_token(page_token, creator_id)
+        size = page_size(requested_size)
+        listing = f"{creator_name(creator_id)}|state={state.value if state else ''}"
+        position = VIDEO_PAGES.decode(page_token, bound_to=listing, shape=(int, str))
+        after = None if position is None else (from_epoch_us(int(position[0])), str(position[1]))
         videos = self._store.list_videos(creator_id, size + 1, after, state)
-        next_token = _encode_page_token(videos[size - 1], creator_id) if len(videos) > size else ""
-        return VideoPage(videos[:size], next_token)
+        if len(videos) <= size:
+            return VideoPage(videos, "")
+        last = videos[size - 1]
+        return VideoPage(videos[:size], VIDEO_PAGES.encode(epoch_us(last.created_at), last.video_id,
+                                                           bound_to=listing))
 
     async def watch(self, viewer: Principal, creator_id: str, video_id: str) -> AsyncIterator[Video]:
         """The video now, then after every change, until it is READY or FAILED."""
@@ -695,22 +702,3 @@ def _ensure_uploader(principal: Principal, creator_id: str) -> None:
     if not may_upload(principal, creator_id):
         raise PermissionDenied("creators upload to their own account only", reason="NOT_OWN_ACCOUNT",
                                metadata={"parent": creator_name(creator_id)})
-
-
-def _encode_page_token(last: Video, creator_id: str) -> str:
-    position = {"c": creator_id, "t": last.created_at.isoformat(), "v": last.video_id}
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
-
-
-def _decode_page_token(token: str, creator_id: str) -> tuple[dt.datetime, str] | None:
-    if not token:
-        return None
-    try:
-        position = json.loads(base64.urlsafe_b64decode(token.encode()))
-        created_at = dt.datetime.fromisoformat(position["t"])
-        if position["c"] != creator_id:
-            raise ValueError("token of another listing")
-        return created_at, str(position["v"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidArgument.for_field("page_token", "not a token from a previous page of this listing",
-                                        reason="PAGE_TOKEN_INVALID") from None
