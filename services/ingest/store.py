@@ -30,6 +30,7 @@ from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, 
 from libs.storage.committer import GroupCommitter
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.timestamps import epoch_us, from_epoch_us
 from services.ingest.model import (
     AiDeclaration,
     AiLabel,
@@ -58,8 +59,7 @@ from services.ingest.probe import MediaProbe
 from services.ingest.uploads import UploadSession, UploadState
 from services.ingest.usecases import ConcurrentUploadError, PublicationAudit
 
-MIGRATIONS = [
-    Migration(1, """
+_SCHEMA_V1 = """
 CREATE TABLE uploads (
     upload_id TEXT PRIMARY KEY,
     creator_id TEXT NOT NULL,
@@ -133,9 +133,48 @@ CREATE TABLE follow_ups (
     PRIMARY KEY (video_id, kind)
 );
 CREATE INDEX follow_ups_due ON follow_ups (kind, next_attempt_at);
-"""),
+"""
+
+# Every time column, in the order of its table's columns; from v3 on they hold epoch
+# microseconds (INTEGER, `libs.timestamps`), before that fixed-width UTC ISO text.
+_TIME_COLUMNS = {
+    "uploads": ("created_at", "expires_at"),
+    "upload_parts": (),
+    "videos": ("published_at", "created_at", "updated_at"),
+    "transcode_jobs": ("created_at", "updated_at"),
+    "follow_ups": ("next_attempt_at",),
+}
+
+
+def _integer_times_migration(version: int) -> Migration:
+    """The v1 tables again, with times as epoch microseconds.
+
+    SQLite cannot change a column's type, so every table is rebuilt: the old ones are
+    renamed aside (their foreign keys follow them), the new ones created and filled, parents
+    first, converting each text time exactly, then the old ones dropped, children first.
+    """
+    schema = _SCHEMA_V1
+    for columns in _TIME_COLUMNS.values():
+        for column in columns:
+            schema = schema.replace(f"    {column} TEXT", f"    {column} INTEGER")
+    statements = [f"ALTER TABLE {table} RENAME TO {table}_v2;" for table in _TIME_COLUMNS]
+    statements += ["DROP INDEX videos_by_creator;", "DROP INDEX one_unfinished_job_per_video;",
+                   "DROP INDEX follow_ups_due;", schema]
+    for table, times in _TIME_COLUMNS.items():
+        statements.append(f"INSERT INTO {table} SELECT * FROM {table}_v2;")
+        # 'YYYY-MM-DDTHH:MM:SS.ffffffZ': whole seconds from SQLite, microseconds from the text.
+        statements += [f"UPDATE {table} SET {column} = CAST(strftime('%s', {column}) AS INTEGER) * 1000000"
+                       f" + CAST(substr({column}, 21, 6) AS INTEGER) WHERE {column} IS NOT NULL;"
+                       for column in times]
+    statements += [f"DROP TABLE {table}_v2;" for table in reversed(_TIME_COLUMNS)]
+    return Migration(version, "\n".join(statements))
+
+
+MIGRATIONS = [
+    Migration(1, _SCHEMA_V1),
     # Audit events written in the same transaction as the change they record (libs.audit.outbox).
     outbox_migration(2),
+    _integer_times_migration(3),
 ]
 
 T = TypeVar("T")
@@ -176,7 +215,7 @@ class IngestStore:
                     "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
                     " filename, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?)",
                     (session.upload_id, session.creator_id, _dump(session.metadata), session.declared_size,
-                     session.sha256_hex, session.filename, _time(session.created_at), _time(session.expires_at)),
+                     session.sha256_hex, session.filename, epoch_us(session.created_at), epoch_us(session.expires_at)),
                 )
             except sqlite3.IntegrityError:
                 raise ConcurrentUploadError(session.upload_id, 0) from None
@@ -248,12 +287,12 @@ class IngestStore:
                 " c2pa_json, publication, created_at, updated_at) VALUES (?, ?, ?, 'PROCESSING', 'QUEUED', ?, ?, ?,"
                 " ?, ?, ?)",
                 (video.video_id, video.creator_id, _dump(video.metadata), _dump(video.probe), _dump(video.review),
-                 _dump(video.c2pa), video.review.publication.value, _time(now), _time(now)),
+                 _dump(video.c2pa), video.review.publication.value, epoch_us(now), epoch_us(now)),
             )
             tx.execute(
                 "INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, trace_carrier_json,"
                 " created_at, updated_at) VALUES (?, ?, 'QUEUED', ?, ?, ?, ?)",
-                (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), _time(now), _time(now)),
+                (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), epoch_us(now), epoch_us(now)),
             )
             _settle_follow_ups(tx, video.video_id, now)
             _add_audit_events(tx, [audit], trace_context)
@@ -276,10 +315,11 @@ class IngestStore:
     def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
                     state: VideoState | None = None) -> list[Video]:
         """A creator's videos, newest first; `after` is the (created_at, video_id) of the last one seen."""
-        conditions, parameters = ["creator_id = ?"], [creator_id]
+        conditions = ["creator_id = ?"]
+        parameters: list[object] = [creator_id]
         if after is not None:
             conditions.append("(created_at, video_id) < (?, ?)")
-            parameters += [_time(after[0]), after[1]]
+            parameters += [epoch_us(after[0]), after[1]]
         if state is not None:
             conditions.append("state = ?")
             parameters.append(state.value)
@@ -300,7 +340,7 @@ class IngestStore:
             tx.execute(
                 "UPDATE videos SET review_json = ?, publication = ?, version = version + 1, updated_at = ?"
                 " WHERE video_id = ?",
-                (_dump(review), review.publication.value, _time(now), video_id),
+                (_dump(review), review.publication.value, epoch_us(now), video_id),
             )
             _settle_follow_ups(tx, video_id, now)
             _add_audit_events(tx, audit(before, _video_in(tx, video_id)), trace_context)
@@ -322,13 +362,13 @@ class IngestStore:
             tx.execute(
                 "UPDATE transcode_jobs SET state = 'RUNNING', submissions = submissions + 1, updated_at = ?"
                 " WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')",
-                (_time(now), job_id),
+                (epoch_us(now), job_id),
             )
             row = tx.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
             tx.execute(
                 "UPDATE videos SET stage = 'TRANSCODING', version = version + 1, updated_at = ?"
                 " WHERE video_id = ? AND state = 'PROCESSING'",
-                (_time(now), row["video_id"]),
+                (epoch_us(now), row["video_id"]),
             )
             return _job(row)
 
@@ -338,7 +378,7 @@ class IngestStore:
         await self._write(lambda tx: tx.execute(
             "UPDATE videos SET progress = ?, stage = ?, version = version + 1, updated_at = ?"
             " WHERE video_id = ? AND state = 'PROCESSING' AND progress < ?",
-            (progress, stage_for_progress(progress).value, _time(now), video_id, progress),
+            (progress, stage_for_progress(progress).value, epoch_us(now), video_id, progress),
         ))
 
     async def complete_job(self, job_id: str, media: PublishedMedia, now: dt.datetime,
@@ -350,7 +390,7 @@ class IngestStore:
             moved = tx.execute(
                 "UPDATE transcode_jobs SET state = 'SUCCEEDED', updated_at = ? WHERE job_id = ?"
                 " AND state IN ('QUEUED', 'RUNNING')",
-                (_time(now), job_id),
+                (epoch_us(now), job_id),
             ).rowcount
             if moved != 1:
                 return  # already committed by an earlier attempt: one effect per job
@@ -358,7 +398,7 @@ class IngestStore:
             tx.execute(
                 "UPDATE videos SET state = 'READY', stage = 'DONE', media_json = ?, progress = 1,"
                 " version = version + 1, updated_at = ? WHERE video_id = ?",
-                (_dump(media), _time(now), job["video_id"]),
+                (_dump(media), epoch_us(now), job["video_id"]),
             )
             _settle_follow_ups(tx, job["video_id"], now)
             _add_audit_events(tx, audit(before, _video_in(tx, job["video_id"])), trace_context)
@@ -370,13 +410,13 @@ class IngestStore:
             tx.execute(
                 "UPDATE transcode_jobs SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
                 " updated_at = ? WHERE job_id = ?",
-                (reason, message, _time(now), job_id),
+                (reason, message, epoch_us(now), job_id),
             )
             video_id = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
             tx.execute(
                 "UPDATE videos SET state = 'FAILED', stage = 'DONE', failure_reason = ?, failure_message = ?,"
                 " ranking_state = 'NOT_APPLICABLE', version = version + 1, updated_at = ? WHERE video_id = ?",
-                (reason, message, _time(now), video_id),
+                (reason, message, epoch_us(now), video_id),
             )
             tx.execute("DELETE FROM follow_ups WHERE video_id = ?", (video_id,))
 
@@ -389,7 +429,7 @@ class IngestStore:
             rows = connection.execute(
                 "SELECT video_id, attempts, trace_carrier_json FROM follow_ups"
                 " WHERE kind = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                (kind.value, _time(now), limit),
+                (kind.value, epoch_us(now), limit),
             ).fetchall()
         return [DueFollowUp(str(r["video_id"]), int(r["attempts"]), json.loads(r["trace_carrier_json"]))
                 for r in rows]
@@ -398,7 +438,7 @@ class IngestStore:
         await self._write(lambda tx: tx.execute(
             "UPDATE follow_ups SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
             " WHERE video_id = ? AND kind = ?",
-            (_time(retry_at), error[:500], video_id, kind.value),
+            (epoch_us(retry_at), error[:500], video_id, kind.value),
         ))
 
     async def registration_succeeded(self, video_id: str, now: dt.datetime) -> None:
@@ -407,7 +447,7 @@ class IngestStore:
             tx.execute(
                 "UPDATE videos SET ranking_state = 'REGISTERED', version = version + 1, updated_at = ?"
                 " WHERE video_id = ?",
-                (_time(now), video_id),
+                (epoch_us(now), video_id),
             )
 
         await self._write(registered)
@@ -434,28 +474,19 @@ def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None
     carrier_json = carrier[0] if carrier else "{}"
     if row["publication"] == "PENDING_REVIEW":
         tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                   " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?)", (video_id, _time(now), carrier_json))
+                   " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?)", (video_id, epoch_us(now), carrier_json))
     else:
         tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'COMPLIANCE_REVIEW'", (video_id,))
     if row["publication"] == "HELD":
         tx.execute("UPDATE videos SET ranking_state = 'NOT_APPLICABLE' WHERE video_id = ?", (video_id,))
     if row["state"] == "READY" and row["publication"] == "PUBLISHED" and row["ranking_state"] == "PENDING":
         tx.execute("UPDATE videos SET published_at = COALESCE(published_at, ?) WHERE video_id = ?",
-                   (_time(now), video_id))
+                   (epoch_us(now), video_id))
         tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                   " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, _time(now), carrier_json))
+                   " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, epoch_us(now), carrier_json))
 
 
 # -- row mapping ------------------------------------------------------------------------
-
-
-def _time(moment: dt.datetime) -> str:
-    """Fixed-width UTC ISO text, so string order is time order in SQL comparisons."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
 def _dump(value: object) -> str:
@@ -475,8 +506,8 @@ def _video(row: Any) -> Video:
         metadata=_metadata(json.loads(row["metadata_json"])),
         state=VideoState(row["state"]),
         stage=ProcessingStage(row["stage"]),
-        created_at=_parse_time(row["created_at"]),
-        updated_at=_parse_time(row["updated_at"]),
+        created_at=from_epoch_us(row["created_at"]),
+        updated_at=from_epoch_us(row["updated_at"]),
         probe=MediaProbe(**json.loads(row["probe_json"])),
         review=_review(json.loads(row["review_json"])),
         c2pa=_c2pa(json.loads(row["c2pa_json"])),
@@ -485,7 +516,7 @@ def _video(row: Any) -> Video:
         failure_message=row["failure_message"],
         media=_media(json.loads(row["media_json"])) if row["media_json"] else None,
         ranking=RankingRegistration(row["ranking_state"]),
-        published_at=_parse_time(row["published_at"]) if row["published_at"] else None,
+        published_at=from_epoch_us(row["published_at"]) if row["published_at"] is not None else None,
         version=int(row["version"]),
     )
 
@@ -541,8 +572,8 @@ def _upload(row: Any) -> UploadSession:
         sha256_hex=row["sha256"],
         committed_bytes=int(row["committed_bytes"]),
         state=UploadState(row["state"]),
-        created_at=_parse_time(row["created_at"]),
-        expires_at=_parse_time(row["expires_at"]),
+        created_at=from_epoch_us(row["created_at"]),
+        expires_at=from_epoch_us(row["expires_at"]),
         filename=row["filename"],
         failure_reason=row["failure_reason"],
     )

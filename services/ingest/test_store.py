@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -9,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.storage.sqlite import SqliteDatabase
 from services.ingest.model import (
     AiLabel,
+    C2paEvidence,
     ComplianceReview,
     DisclosureVerdict,
     FollowUp,
@@ -25,7 +29,7 @@ from services.ingest.model import (
     VideoState,
 )
 from services.ingest.probe import MediaProbe
-from services.ingest.store import IngestStore
+from services.ingest.store import MIGRATIONS, IngestStore
 from services.ingest.uploads import UploadSession, UploadState
 from services.ingest.usecases import ConcurrentUploadError
 
@@ -215,3 +219,39 @@ async def test_an_audit_event_is_stored_exactly_when_its_change_is(store: Ingest
     assert seen == [("None", str(T0))]  # the callback sees the video before and after, in the transaction
     assert [traced.event.action for traced in store.audit_outbox.pending(10)] == [
         "ingest.UploadVideo", "ingest.PublishVideo"]
+
+
+async def test_a_database_with_text_times_is_migrated_to_microseconds_exactly(tmp_path: Path) -> None:
+    old = SqliteDatabase(tmp_path / "ingest" / "ingest.db")
+    old.migrate(MIGRATIONS[:2])  # as the service left it before times became integers
+    created, published = "2026-05-01T12:00:00.123456Z", "2026-05-01T12:05:00.000001Z"
+    with old.transaction() as tx:
+        tx.execute("INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
+                   " created_at, expires_at) VALUES ('v1', 'c1', ?, 100, ?, 'COMPLETED', ?, ?)",
+                   (json.dumps(dataclasses.asdict(VideoMetadata())), "ab" * 32, created, "2026-05-08T12:00:00.000000Z"))
+        tx.execute("INSERT INTO videos (video_id, creator_id, metadata_json, state, stage, probe_json, review_json,"
+                   " c2pa_json, publication, published_at, created_at, updated_at) VALUES ('v1', 'c1', ?, 'READY',"
+                   " 'DONE', ?, ?, ?, 'PUBLISHED', ?, ?, ?)",
+                   (json.dumps(dataclasses.asdict(VideoMetadata())), json.dumps(dataclasses.asdict(PROBE)),
+                    json.dumps(dataclasses.asdict(CLEARED), default=str), json.dumps(dataclasses.asdict(C2paEvidence())),
+                    published, created, published))
+        tx.execute("INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, created_at, updated_at)"
+                   " VALUES ('j1', 'v1', 'SUCCEEDED', 'p/', ?, ?)", (created, published))
+        tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at) VALUES ('v1', 'RANKING_REGISTRATION', ?)",
+                   (published,))
+    old.close()
+    store = IngestStore.open(tmp_path)
+    try:
+        video = store.get_video("v1")
+        assert video is not None
+        assert video.created_at == dt.datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+        assert video.published_at == dt.datetime(2026, 5, 1, 12, 5, 0, 1, tzinfo=dt.UTC)
+        assert store.get_upload("v1").expires_at == dt.datetime(2026, 5, 8, 12, tzinfo=dt.UTC)  # type: ignore[union-attr]
+        assert [v.video_id for v in store.list_videos("c1", 10)] == ["v1"]
+        assert [d.video_id for d in store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.published_at)] == ["v1"]
+        assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.created_at) == []
+        with store._writer.reading() as connection:
+            assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+            assert connection.execute("SELECT typeof(created_at) FROM videos").fetchone()[0] == "integer"
+    finally:
+        store.close()
