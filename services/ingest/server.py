@@ -25,25 +25,21 @@ from services.ingest.provenance import read_c2pa
 from services.ingest.servicer import IngestServicer
 from services.ingest.store import IngestStore
 from services.ingest.tracing import KitTracing
-from services.ingest.usecases import (
-    AuditEvents,
-    CompleteUpload,
+from services.ingest.usecases import Ingest
+from services.ingest.usecases.audit_events import AuditEvents
+from services.ingest.usecases.ports import (
     ComplianceChecker,
-    FollowUps,
-    Ingest,
     MediaBlobs,
     ProvenanceReader,
     Pseudonyms,
     RankingRegistrar,
     Tracing,
-    TranscodeJobs,
     Transcoder,
-    Uploads,
-    Videos,
 )
-from services.ingest.usecases import (
-    IngestStore as StorePort,
-)
+from services.ingest.usecases.ports import IngestStore as StorePort
+from services.ingest.usecases.processing import FollowUps, TranscodeJobs
+from services.ingest.usecases.reading import Videos
+from services.ingest.usecases.uploading import CompleteUpload, Uploads
 from services.ingest.workers import RayTranscoder
 
 INGEST = "limelight.ingest.v1.IngestService"

@@ -18,7 +18,8 @@ from libs.kit.context import current_principal
 from services.ingest import messages
 from services.ingest.model import CREATOR, UPLOAD, VIDEO
 from services.ingest.uploads import UploadSession
-from services.ingest.usecases import BeginUpload, Ingest
+from services.ingest.usecases import Ingest
+from services.ingest.usecases.uploading import BeginUpload
 
 Context = grpc.aio.ServicerContext[object, object]
 

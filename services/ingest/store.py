@@ -57,7 +57,7 @@ from services.ingest.model import (
 )
 from services.ingest.probe import MediaProbe
 from services.ingest.uploads import UploadSession, UploadState
-from services.ingest.usecases import ConcurrentUploadError, PublicationAudit
+from services.ingest.usecases.ports import ConcurrentUploadError, PublicationAudit
 
 _SCHEMA_V1 = """
 CREATE TABLE uploads (

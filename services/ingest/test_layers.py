@@ -12,7 +12,11 @@ FORBIDDEN = ("grpc", "sqlite3", "_sqlite3", "ray", "opentelemetry", "services.in
              "services.ingest.workers", "services.ingest.clients")
 
 
-@pytest.mark.parametrize("module", ["services.ingest.model", "services.ingest.usecases", "services.ingest.uploads"])
+CORE = ["services.ingest.model", "services.ingest.uploads", "services.ingest.usecases",
+        *(f"services.ingest.usecases.{room}" for room in ("ports", "audit_events", "uploading", "processing", "reading"))]
+
+
+@pytest.mark.parametrize("module", CORE)
 def test_the_core_imports_no_adapter_even_indirectly(module: str) -> None:
     # A fresh interpreter: this test process has long imported everything.
     probe = (f"import sys, {module}\n"

@@ -31,7 +31,7 @@ from services.ingest.model import (
 from services.ingest.probe import MediaProbe
 from services.ingest.store import MIGRATIONS, IngestStore
 from services.ingest.uploads import UploadSession, UploadState
-from services.ingest.usecases import ConcurrentUploadError
+from services.ingest.usecases.ports import ConcurrentUploadError
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

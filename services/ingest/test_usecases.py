@@ -36,7 +36,9 @@ from services.ingest.server import assemble
 from services.ingest.store import IngestStore
 from services.ingest.transcode import TranscodeSettings
 from services.ingest.uploads import UploadLimits, UploadSession
-from services.ingest.usecases import BeginUpload, Ingest, ProgressListener, Transcoder
+from services.ingest.usecases import Ingest
+from services.ingest.usecases.ports import ProgressListener, Transcoder
+from services.ingest.usecases.uploading import BeginUpload
 from services.ingest.workers import RayTranscoder
 
 pytestmark = pytest.mark.usefixtures("ray_session")

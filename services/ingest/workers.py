@@ -49,7 +49,7 @@ from services.ingest.model import (
     WorkerIdentity,
 )
 from services.ingest.transcode import Accelerator, HlsOutput, transcode_to_hls
-from services.ingest.usecases import ProgressListener
+from services.ingest.usecases.ports import ProgressListener
 
 logger = logging.getLogger(__name__)
 
