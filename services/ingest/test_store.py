@@ -4,6 +4,7 @@ import dataclasses
 import datetime as dt
 import json
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +256,13 @@ async def test_a_database_with_text_times_is_migrated_to_microseconds_exactly(tm
             assert connection.execute("SELECT typeof(created_at) FROM videos").fetchone()[0] == "integer"
     finally:
         store.close()
+
+
+async def test_writes_run_on_the_committer_thread_never_on_the_event_loop(store: IngestStore) -> None:
+    writers: set[str] = set()
+    store._writer._connection.set_trace_callback(lambda sql: writers.add(threading.current_thread().name))
+    await add_upload(store)
+    await start(store)
+    await store.mark_job_submitted("j-v1", T0)
+    await store.record_progress("v1", 0.5, T0)
+    assert writers == {"ingest-store"}  # the event loop's thread never waited for a COMMIT
