@@ -4,6 +4,8 @@ The servers share one temporary data directory (tokens, stores, traces) and call
 other over gRPC exactly as under `limelight up`; compliance and ranking have not built
 the RPCs ingest calls yet, so they answer UNIMPLEMENTED, which ingest must treat as
 "pending review" and "registration owed".
+
+Nothing here waits for a fixed time: every wait is for a condition the servers report.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import hashlib
 import http.client
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import grpc
@@ -27,15 +30,32 @@ from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from libs.kit.server import RunningService, start_service
+from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.telemetry import read_spans
 from services.ingest import server as ingest_server
+from services.ingest.config import IngestConfig
 from services.ingest.sample_clips import ClipSpec, write_clip
+from services.ingest.uploads import UploadLimits
 from services.ingest.workers import connect_ray
-from tools.supervisor import free_port
 from tools.upload_cli import upload_file
 
 CHUNK = 256 * 1024
+# Small parts, so that what a stream sent is committed (and visible to GetUpload) as it arrives.
+PART = 16 * 1024
+E2E_CONFIG = IngestConfig(upload_limits=UploadLimits(part_bytes=PART))
+
+
+def build_ingest(runtime: ServiceRuntime) -> ServiceDefinition:
+    return ingest_server.build(runtime, E2E_CONFIG)
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], condition: Callable[[T], bool], *,
+                     interval: float = 0.05) -> T:
+    """Ask `probe` until its answer meets `condition` (the test's timeout bounds the wait)."""
+    while not condition(answer := await probe()):
+        await asyncio.sleep(interval)
+    return answer
+T = TypeVar("T")
 TRACE_ID = uuid.uuid4().hex
 TRACEPARENT = f"00-{TRACE_ID}-{uuid.uuid4().hex[:16]}-01"
 
@@ -50,12 +70,12 @@ class IngestPlatform:
         claims = TokenClaims(subject=subject, roles=frozenset({role}), country="DE")
         return mint_token(platform_signing_key(self.data_root), claims, ttl=dt.timedelta(minutes=30))
 
-    def metadata(self) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {self.token()}"), ("traceparent", TRACEPARENT)]
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token()}"), ("traceparent", TRACEPARENT))
 
     async def start_ingest(self) -> None:
         self.services["ingest"] = await start_service(
-            "ingest", ingest_server.build, port=free_port(), data_root=self.data_root, targets=self.targets)
+            "ingest", build_ingest, port=0, data_root=self.data_root, targets=self.targets)
         self.targets["ingest"] = self.services["ingest"].target
 
 
@@ -68,13 +88,14 @@ async def ingest_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
     # server reuses it instead of starting (and stopping) its own.
     started_ray = connect_ray(num_cpus=2)
     data_root = tmp_path_factory.mktemp("ingest-platform")
-    targets = {name: f"127.0.0.1:{free_port()}" for name in ("compliance", "ranking")}
+    targets: dict[str, str] = {}
     platform = IngestPlatform(data_root, {}, targets)
     try:
-        for name in ("compliance", "ranking"):
+        for name in ("compliance", "ranking"):  # each on a port of its own choosing, told to the next
             platform.services[name] = await start_service(
                 name, importlib.import_module(f"services.{name}.server").build,
-                port=int(targets[name].rsplit(":", 1)[1]), data_root=data_root, targets=targets)
+                port=0, data_root=data_root, targets=dict(targets))
+            targets[name] = platform.services[name].target
         await platform.start_ingest()
         yield platform
     finally:
@@ -109,7 +130,7 @@ def chunks(data: bytes, start: int, end: int) -> list[ingest_pb2.UploadVideoRequ
             for o in range(start, end, CHUNK)]
 
 
-async def watch_until_finished(stub: ingest_pb2_grpc.IngestServiceStub, name: str,
+async def watch_until_finished(stub: ingest_pb2_grpc.IngestServiceAsyncStub, name: str,
                                platform: IngestPlatform) -> list[ingest_pb2.Video]:
     updates = []
     async for response in stub.WatchVideo(ingest_pb2.WatchVideoRequest(name=name), metadata=platform.metadata(),
@@ -120,7 +141,7 @@ async def watch_until_finished(stub: ingest_pb2_grpc.IngestServiceStub, name: st
 
 def http_get(url: str) -> tuple[int, str, bytes]:
     parsed = urlparse(url)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=10)
     connection.request("GET", parsed.path)
     response = connection.getresponse()
     body = response.read()
@@ -133,28 +154,32 @@ async def test_an_upload_cut_mid_stream_resumes_and_becomes_a_playable_ladder_in
 ) -> None:
     data = clip.read_bytes()
     upload_id = str(uuid.uuid4())
-    cut = len(data) // 2
+    cut = len(data) // 2 // PART * PART  # whole parts: all of it is committed once the server read it
 
     async def first_connection() -> AsyncIterator[ingest_pb2.UploadVideoRequest]:
         yield start_message(upload_id, data)
         for message in chunks(data, 0, cut):
             yield message
-        await asyncio.sleep(3600)  # the rest is never sent
+        await asyncio.Event().wait()  # the rest is never sent
 
     async with grpc.aio.insecure_channel(ingest_platform.targets["ingest"]) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         call = stub.UploadVideo(first_connection(), metadata=ingest_platform.metadata())
-        await asyncio.sleep(1.0)  # the server reads what was sent...
-        call.cancel()  # ...and then the connection drops
         name = f"creators/ada/uploads/{upload_id}"
-        received = 0
-        for _ in range(100):
-            upload = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name),
-                                           metadata=ingest_platform.metadata())).upload
-            received = upload.received_bytes
-            if received:
-                break
-            await asyncio.sleep(0.05)
+
+        async def upload_now() -> ingest_pb2.Upload:
+            try:
+                return (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name),
+                                             metadata=ingest_platform.metadata())).upload
+            except grpc.aio.AioRpcError as error:  # the start message is not processed yet
+                assert error.code() is grpc.StatusCode.NOT_FOUND
+                return ingest_pb2.Upload()
+
+        # The server has read and committed everything sent so far...
+        await eventually(upload_now, lambda upload: upload.received_bytes == cut)
+        call.cancel()  # ...and then the connection drops
+        upload = await upload_now()
+        received = upload.received_bytes
         assert 0 < received <= cut < len(data) and upload.state == ingest_pb2.UPLOAD_STATE_RECEIVING
 
         resume = ingest_pb2.UploadVideoRequest(resume=ingest_pb2.UploadResume(upload=name, offset=received))
@@ -186,12 +211,12 @@ async def test_an_upload_cut_mid_stream_resumes_and_becomes_a_playable_ladder_in
     officer = [("authorization", f"Bearer {ingest_platform.token('users/olga', Role.COMPLIANCE_OFFICER)}")]
     async with grpc.aio.insecure_channel(ingest_platform.targets["compliance"]) as channel:
         audit = audit_pb2_grpc.AuditServiceStub(channel)
-        for _ in range(100):
-            logged = (await audit.QueryEvents(audit_pb2.QueryEventsRequest(
-                filter=audit_pb2.EventFilter(resource=video.name)), metadata=officer)).events
-            if logged:
-                break
-            await asyncio.sleep(0.1)
+
+        async def logged_events() -> list[audit_pb2.LoggedEvent]:
+            return list((await audit.QueryEvents(audit_pb2.QueryEventsRequest(
+                filter=audit_pb2.EventFilter(resource=video.name)), metadata=officer)).events)
+
+        logged = await eventually(logged_events, bool)
     [event] = [e.event for e in logged if e.event.action == "ingest.UploadVideo"]
     assert (event.actor, event.trace_id) == ("users/ada", TRACE_ID)
     assert event.attributes["commercial_relationship"] == "PAID_PARTNERSHIP"
@@ -244,7 +269,7 @@ async def test_a_text_file_named_mp4_is_rejected_with_a_reason_the_creator_can_a
             await upload_file(stub, notes, parent="creators/ada", metadata=METADATA,
                               call_metadata=ingest_platform.metadata(), chunk_size=CHUNK)
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "couldn't read this file as a video" in raised.value.details()
+    assert "couldn't read this file as a video" in (raised.value.details() or "")
 
 
 async def test_the_upload_command_uploads_and_follows_the_video_to_ready(

@@ -164,6 +164,17 @@ def extract_carrier(carrier: Mapping[str, str]) -> otel_context.Context:
     return _propagator.extract(carrier, getter=_getter)
 
 
+@contextmanager
+def continued_trace(carrier: Mapping[str, str]) -> Iterator[None]:
+    """Make the trace a carrier describes current for the block (background work done for a
+    call that has ended: a retried request, a job); spans started inside join that trace."""
+    token = otel_context.attach(extract_carrier(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 @dataclass(frozen=True)
 class _Ids:
     trace_id: str

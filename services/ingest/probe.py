@@ -166,7 +166,7 @@ class _VideoTiming:
         self._last_duration = 0
         self.frame_count = 0
 
-    def add(self, packet: av.Packet) -> None:
+    def add(self, packet: av.Packet[av.VideoStream]) -> None:
         timestamp = packet.pts if packet.pts is not None else packet.dts
         if packet.size == 0 or timestamp is None:
             return  # the demuxer's end-of-stream flush packet, or a packet with no time

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import c2pa
 
-from services.ingest.videos import C2paEvidence, C2paValidation
+from services.ingest.model import C2paEvidence, C2paValidation
 
 logger = logging.getLogger(__name__)
 

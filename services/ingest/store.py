@@ -1,26 +1,37 @@
-"""Persistence for ingest: videos, upload sessions and parts, transcode jobs, pending registrations.
+"""Persistence for ingest: videos, upload sessions and parts, transcode jobs, follow-ups, audit outbox.
 
 The only module that speaks SQL. Every state change that must happen together happens
-in one transaction (a job finishing and its video becoming READY; an upload completing
-and its job being queued), and the schema refuses what must never be: a committed offset
-past the declared size, two unfinished jobs for one video, a state outside the enums.
+in one transaction (a job finishing and its video becoming READY and the audit event of
+its publication; an upload completing, its job being queued and its audit event), and the
+schema refuses what must never be: a committed offset past the declared size, two
+unfinished jobs for one video, a state outside the enums.
+
+Writes never run on the event loop: each is a unit of work for the store's committer,
+which owns the write connection on its own thread and makes every unit queued meanwhile
+durable with one COMMIT (`libs.storage.committer`); callers await the committed result.
+Reads use a second connection (WAL: readers never wait for the writer's fsync).
+
+The audit outbox (`libs.audit.outbox`) holds events written with the change they record;
+the shared shipper drains it through `audit_outbox`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import json
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from libs.storage.sqlite import Migration, SqliteDatabase, open_service_database
-from services.ingest.probe import MediaProbe
-from services.ingest.uploads import UploadSession, UploadState
-from services.ingest.videos import (
+from libs.audit.events import AuditEvent
+from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.storage.committer import GroupCommitter
+from libs.storage.paths import data_dir
+from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.timestamps import epoch_us, from_epoch_us
+from services.ingest.model import (
     AiDeclaration,
     AiLabel,
     AiUsage,
@@ -30,7 +41,9 @@ from services.ingest.videos import (
     CommercialRelationship,
     ComplianceReview,
     DisclosureVerdict,
+    DueFollowUp,
     Finding,
+    FollowUp,
     JobState,
     ProcessingStage,
     PublishedMedia,
@@ -42,9 +55,11 @@ from services.ingest.videos import (
     VideoState,
     stage_for_progress,
 )
+from services.ingest.probe import MediaProbe
+from services.ingest.uploads import UploadSession, UploadState
+from services.ingest.usecases.ports import ConcurrentUploadError, PublicationAudit
 
-MIGRATIONS = [
-    Migration(1, """
+_SCHEMA_V1 = """
 CREATE TABLE uploads (
     upload_id TEXT PRIMARY KEY,
     creator_id TEXT NOT NULL,
@@ -118,62 +133,107 @@ CREATE TABLE follow_ups (
     PRIMARY KEY (video_id, kind)
 );
 CREATE INDEX follow_ups_due ON follow_ups (kind, next_attempt_at);
-"""),
+"""
+
+# Every time column, in the order of its table's columns; from v3 on they hold epoch
+# microseconds (INTEGER, `libs.timestamps`), before that fixed-width UTC ISO text.
+_TIME_COLUMNS = {
+    "uploads": ("created_at", "expires_at"),
+    "upload_parts": (),
+    "videos": ("published_at", "created_at", "updated_at"),
+    "transcode_jobs": ("created_at", "updated_at"),
+    "follow_ups": ("next_attempt_at",),
+}
+
+
+def _integer_times_migration(version: int) -> Migration:
+    """The v1 tables again, with times as epoch microseconds.
+
+    SQLite cannot change a column's type, so every table is rebuilt: the old ones are
+    renamed aside (their foreign keys follow them), the new ones created and filled, parents
+    first, converting each text time exactly, then the old ones dropped, children first.
+    """
+    schema = _SCHEMA_V1
+    for columns in _TIME_COLUMNS.values():
+        for column in columns:
+            schema = schema.replace(f"    {column} TEXT", f"    {column} INTEGER")
+    statements = [f"ALTER TABLE {table} RENAME TO {table}_v2;" for table in _TIME_COLUMNS]
+    statements += ["DROP INDEX videos_by_creator;", "DROP INDEX one_unfinished_job_per_video;",
+                   "DROP INDEX follow_ups_due;", schema]
+    for table, times in _TIME_COLUMNS.items():
+        statements.append(f"INSERT INTO {table} SELECT * FROM {table}_v2;")
+        # 'YYYY-MM-DDTHH:MM:SS.ffffffZ': whole seconds from SQLite, microseconds from the text.
+        statements += [f"UPDATE {table} SET {column} = CAST(strftime('%s', {column}) AS INTEGER) * 1000000"
+                       f" + CAST(substr({column}, 21, 6) AS INTEGER) WHERE {column} IS NOT NULL;"
+                       for column in times]
+    statements += [f"DROP TABLE {table}_v2;" for table in reversed(_TIME_COLUMNS)]
+    return Migration(version, "\n".join(statements))
+
+
+MIGRATIONS = [
+    Migration(1, _SCHEMA_V1),
+    # Audit events written in the same transaction as the change they record (libs.audit.outbox).
+    outbox_migration(2),
+    _integer_times_migration(3),
 ]
 
+T = TypeVar("T")
 
-class FollowUp(enum.StrEnum):
-    COMPLIANCE_REVIEW = "COMPLIANCE_REVIEW"
-    RANKING_REGISTRATION = "RANKING_REGISTRATION"
-
-
-@dataclass(frozen=True)
-class DueFollowUp:
-    video_id: str
-    attempts: int
-    trace_carrier: dict[str, str]
 
 
 class IngestStore:
-    def __init__(self, database: SqliteDatabase) -> None:
-        self._db = database
+    def __init__(self, path: Path) -> None:
+        writer = SqliteDatabase(path)
+        writer.migrate(MIGRATIONS)
+        self._writer = writer
+        self._reader = SqliteDatabase(path)
+        self._committer = GroupCommitter(writer, name="ingest-store")
+        self.audit_outbox = SqliteAuditOutbox(self._reader, committer=self._committer)
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (quick, thread-safe) after every commit: the audit shipper's wake-up."""
+        self._committer.add_commit_listener(listener)
 
     @classmethod
     def open(cls, data_root: Path | None = None) -> IngestStore:
-        return cls(open_service_database("ingest", MIGRATIONS, root=data_root))
+        return cls((data_root or data_dir()) / "ingest" / "ingest.db")
 
     def close(self) -> None:
-        self._db.close()
+        self._committer.close()
+        self._writer.close()
+        self._reader.close()
+
+    async def _write(self, work: Callable[[Transaction], T]) -> T:
+        return await self._committer.run(work)
 
     # -- uploads ----------------------------------------------------------------------------
 
-    def create_upload(self, session: UploadSession) -> None:
-        try:
-            self._insert_upload(session)
-        except sqlite3.IntegrityError:
-            raise ConcurrentUploadError(session.upload_id, 0) from None
+    async def create_upload(self, session: UploadSession) -> None:
+        def insert(tx: Transaction) -> None:
+            try:
+                tx.execute(
+                    "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
+                    " filename, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?)",
+                    (session.upload_id, session.creator_id, _dump(session.metadata), session.declared_size,
+                     session.sha256_hex, session.filename, epoch_us(session.created_at), epoch_us(session.expires_at)),
+                )
+            except sqlite3.IntegrityError:
+                raise ConcurrentUploadError(session.upload_id, 0) from None
 
-    def _insert_upload(self, session: UploadSession) -> None:
-        with self._db.transaction() as tx:
-            tx.execute(
-                "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state, filename,"
-                " created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?)",
-                (session.upload_id, session.creator_id, _dump(session.metadata), session.declared_size,
-                 session.sha256_hex, session.filename, _time(session.created_at), _time(session.expires_at)),
-            )
+        await self._write(insert)
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
-        with self._db.reading() as connection:
+        with self._reader.reading() as connection:
             row = connection.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
         return _upload(row) if row else None
 
-    def commit_part(self, upload_id: str, offset: int, size: int, blob_key: str) -> UploadSession:
+    async def commit_part(self, upload_id: str, offset: int, size: int, blob_key: str) -> UploadSession:
         """Record a stored part and advance the committed offset, only from exactly `offset`.
 
         Two replicas racing on one upload cannot both commit the same range: the second
         update finds the offset moved and fails.
         """
-        with self._db.transaction() as tx:
+        def commit(tx: Transaction) -> UploadSession:
             moved = tx.execute(
                 "UPDATE uploads SET committed_bytes = committed_bytes + ? WHERE upload_id = ?"
                 " AND committed_bytes = ? AND state = 'RECEIVING'",
@@ -183,31 +243,39 @@ class IngestStore:
                 raise ConcurrentUploadError(upload_id, offset)
             tx.execute("INSERT INTO upload_parts (upload_id, offset, size, blob_key) VALUES (?, ?, ?, ?)",
                        (upload_id, offset, size, blob_key))
-            row = tx.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
-        return _upload(row)
+            return _upload(tx.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone())
+
+        return await self._write(commit)
 
     def upload_parts(self, upload_id: str) -> list[tuple[int, int, str]]:
         """(offset, size, blob key) of every committed part, in order."""
-        with self._db.reading() as connection:
+        with self._reader.reading() as connection:
             rows = connection.execute(
                 "SELECT offset, size, blob_key FROM upload_parts WHERE upload_id = ? ORDER BY offset", (upload_id,)
             ).fetchall()
         return [(int(r["offset"]), int(r["size"]), str(r["blob_key"])) for r in rows]
 
-    def forget_parts(self, upload_id: str) -> None:
-        with self._db.transaction() as tx:
-            tx.execute("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,))
+    async def forget_parts(self, upload_id: str) -> None:
+        await self._write(lambda tx: tx.execute("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,)))
 
-    def fail_upload(self, upload_id: str, reason: str) -> None:
-        """The upload can never become a video (checksum mismatch, unusable media)."""
-        with self._db.transaction() as tx:
-            tx.execute("UPDATE uploads SET state = 'FAILED', failure_reason = ? WHERE upload_id = ?"
-                       " AND state = 'RECEIVING'", (reason, upload_id))
+    async def fail_upload(self, upload_id: str, reason: str, audit: AuditEvent,
+                          trace_context: Mapping[str, str]) -> None:
+        """The upload can never become a video (checksum mismatch, unusable media): it fails,
+        and its rejection goes on the audit trail with it."""
+        def fail(tx: Transaction) -> None:
+            moved = tx.execute("UPDATE uploads SET state = 'FAILED', failure_reason = ? WHERE upload_id = ?"
+                               " AND state = 'RECEIVING'", (reason, upload_id)).rowcount
+            if moved:
+                _add_audit_events(tx, [audit], trace_context)
 
-    def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime) -> None:
+        await self._write(fail)
+
+    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime, audit: AuditEvent,
+                               trace_context: Mapping[str, str]) -> None:
         """Upload verified and probed: the upload completes, the video exists, its job is queued,
-        and an unanswered compliance review is scheduled to be asked again, all together."""
-        with self._db.transaction() as tx:
+        an unanswered compliance review is scheduled to be asked again, and the upload's audit
+        event is written, all together."""
+        def start(tx: Transaction) -> None:
             moved = tx.execute(
                 "UPDATE uploads SET state = 'COMPLETED' WHERE upload_id = ? AND state = 'RECEIVING'",
                 (video.video_id,),
@@ -219,39 +287,43 @@ class IngestStore:
                 " c2pa_json, publication, created_at, updated_at) VALUES (?, ?, ?, 'PROCESSING', 'QUEUED', ?, ?, ?,"
                 " ?, ?, ?)",
                 (video.video_id, video.creator_id, _dump(video.metadata), _dump(video.probe), _dump(video.review),
-                 _dump(video.c2pa), video.review.publication.value, _time(now), _time(now)),
+                 _dump(video.c2pa), video.review.publication.value, epoch_us(now), epoch_us(now)),
             )
             tx.execute(
                 "INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, trace_carrier_json,"
                 " created_at, updated_at) VALUES (?, ?, 'QUEUED', ?, ?, ?, ?)",
-                (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), _time(now), _time(now)),
+                (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), epoch_us(now), epoch_us(now)),
             )
-            self._settle_follow_ups(tx, video.video_id, now)
+            _settle_follow_ups(tx, video.video_id, now)
+            _add_audit_events(tx, [audit], trace_context)
+
+        await self._write(start)
 
     # -- videos -----------------------------------------------------------------------------
 
     def get_video(self, video_id: str) -> Video | None:
-        with self._db.reading() as connection:
+        with self._reader.reading() as connection:
             row = connection.execute("SELECT * FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         return _video(row) if row else None
 
     def video_version(self, video_id: str) -> int | None:
         """Cheap change check for watchers polling a video."""
-        with self._db.reading() as connection:
+        with self._reader.reading() as connection:
             row = connection.execute("SELECT version FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         return int(row[0]) if row else None
 
     def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
                     state: VideoState | None = None) -> list[Video]:
         """A creator's videos, newest first; `after` is the (created_at, video_id) of the last one seen."""
-        conditions, parameters = ["creator_id = ?"], [creator_id]
+        conditions = ["creator_id = ?"]
+        parameters: list[object] = [creator_id]
         if after is not None:
             conditions.append("(created_at, video_id) < (?, ?)")
-            parameters += [_time(after[0]), after[1]]
+            parameters += [epoch_us(after[0]), after[1]]
         if state is not None:
             conditions.append("state = ?")
             parameters.append(state.value)
-        with self._db.reading() as connection:
+        with self._reader.reading() as connection:
             rows = connection.execute(
                 f"SELECT * FROM videos WHERE {' AND '.join(conditions)}"
                 " ORDER BY created_at DESC, video_id DESC LIMIT ?",
@@ -259,153 +331,162 @@ class IngestStore:
             ).fetchall()
         return [_video(row) for row in rows]
 
-    def apply_review(self, video_id: str, review: ComplianceReview, now: dt.datetime) -> None:
-        """Record compliance's (new) verdicts; publishing and ranking follow from them."""
-        with self._db.transaction() as tx:
+    async def apply_review(self, video_id: str, review: ComplianceReview, now: dt.datetime,
+                           audit: PublicationAudit, trace_context: Mapping[str, str]) -> None:
+        """Record compliance's (new) verdicts; publishing, ranking and the audit events of what
+        changed (`audit(before, after)`) follow from them in the same transaction."""
+        def apply(tx: Transaction) -> None:
+            before = _video_in(tx, video_id)
             tx.execute(
                 "UPDATE videos SET review_json = ?, publication = ?, version = version + 1, updated_at = ?"
                 " WHERE video_id = ?",
-                (_dump(review), review.publication.value, _time(now), video_id),
+                (_dump(review), review.publication.value, epoch_us(now), video_id),
             )
-            self._settle_follow_ups(tx, video_id, now)
+            _settle_follow_ups(tx, video_id, now)
+            _add_audit_events(tx, audit(before, _video_in(tx, video_id)), trace_context)
+
+        await self._write(apply)
 
     # -- transcode jobs ---------------------------------------------------------------------
 
     def unfinished_jobs(self) -> list[TranscodeJob]:
         """Jobs a stopped service left QUEUED or RUNNING, oldest first."""
-        with self._db.reading() as connection:
+        with self._reader.reading() as connection:
             rows = connection.execute(
                 "SELECT * FROM transcode_jobs WHERE state IN ('QUEUED', 'RUNNING') ORDER BY created_at"
             ).fetchall()
         return [_job(row) for row in rows]
 
-    def mark_job_submitted(self, job_id: str, now: dt.datetime) -> TranscodeJob:
-        with self._db.transaction() as tx:
+    async def mark_job_submitted(self, job_id: str, now: dt.datetime) -> TranscodeJob:
+        def mark(tx: Transaction) -> TranscodeJob:
             tx.execute(
                 "UPDATE transcode_jobs SET state = 'RUNNING', submissions = submissions + 1, updated_at = ?"
                 " WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')",
-                (_time(now), job_id),
+                (epoch_us(now), job_id),
             )
             row = tx.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
             tx.execute(
                 "UPDATE videos SET stage = 'TRANSCODING', version = version + 1, updated_at = ?"
                 " WHERE video_id = ? AND state = 'PROCESSING'",
-                (_time(now), row["video_id"]),
+                (epoch_us(now), row["video_id"]),
             )
-        return _job(row)
+            return _job(row)
 
-    def record_progress(self, video_id: str, progress: float, now: dt.datetime) -> None:
-        with self._db.transaction() as tx:
-            tx.execute(
-                "UPDATE videos SET progress = ?, stage = ?, version = version + 1, updated_at = ?"
-                " WHERE video_id = ? AND state = 'PROCESSING' AND progress < ?",
-                (progress, stage_for_progress(progress).value, _time(now), video_id, progress),
-            )
+        return await self._write(mark)
 
-    def complete_job(self, job_id: str, media: PublishedMedia, now: dt.datetime) -> None:
-        """Commit a finished job: its prefix becomes the video's media, in one transaction."""
-        with self._db.transaction() as tx:
+    async def record_progress(self, video_id: str, progress: float, now: dt.datetime) -> None:
+        await self._write(lambda tx: tx.execute(
+            "UPDATE videos SET progress = ?, stage = ?, version = version + 1, updated_at = ?"
+            " WHERE video_id = ? AND state = 'PROCESSING' AND progress < ?",
+            (progress, stage_for_progress(progress).value, epoch_us(now), video_id, progress),
+        ))
+
+    async def complete_job(self, job_id: str, media: PublishedMedia, now: dt.datetime,
+                           audit: PublicationAudit, trace_context: Mapping[str, str]) -> None:
+        """Commit a finished job: its prefix becomes the video's media, and the audit events of
+        what that changed (`audit(before, after)`: published, held), in one transaction."""
+        def complete(tx: Transaction) -> None:
             job = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
             moved = tx.execute(
                 "UPDATE transcode_jobs SET state = 'SUCCEEDED', updated_at = ? WHERE job_id = ?"
                 " AND state IN ('QUEUED', 'RUNNING')",
-                (_time(now), job_id),
+                (epoch_us(now), job_id),
             ).rowcount
             if moved != 1:
                 return  # already committed by an earlier attempt: one effect per job
+            before = _video_in(tx, job["video_id"])
             tx.execute(
                 "UPDATE videos SET state = 'READY', stage = 'DONE', media_json = ?, progress = 1,"
                 " version = version + 1, updated_at = ? WHERE video_id = ?",
-                (_dump(media), _time(now), job["video_id"]),
+                (_dump(media), epoch_us(now), job["video_id"]),
             )
-            self._settle_follow_ups(tx, job["video_id"], now)
+            _settle_follow_ups(tx, job["video_id"], now)
+            _add_audit_events(tx, audit(before, _video_in(tx, job["video_id"])), trace_context)
 
-    def fail_job(self, job_id: str, reason: str, message: str, now: dt.datetime) -> None:
-        with self._db.transaction() as tx:
+        await self._write(complete)
+
+    async def fail_job(self, job_id: str, reason: str, message: str, now: dt.datetime) -> None:
+        def fail(tx: Transaction) -> None:
             tx.execute(
                 "UPDATE transcode_jobs SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
                 " updated_at = ? WHERE job_id = ?",
-                (reason, message, _time(now), job_id),
+                (reason, message, epoch_us(now), job_id),
             )
             video_id = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
             tx.execute(
                 "UPDATE videos SET state = 'FAILED', stage = 'DONE', failure_reason = ?, failure_message = ?,"
                 " ranking_state = 'NOT_APPLICABLE', version = version + 1, updated_at = ? WHERE video_id = ?",
-                (reason, message, _time(now), video_id),
+                (reason, message, epoch_us(now), video_id),
             )
             tx.execute("DELETE FROM follow_ups WHERE video_id = ?", (video_id,))
+
+        await self._write(fail)
 
     # -- follow-ups: compliance reviews and registrations with ranking ---------------------
 
     def due_follow_ups(self, kind: FollowUp, now: dt.datetime, limit: int = 50) -> list[DueFollowUp]:
-        with self._db.reading() as connection:
+        with self._reader.reading() as connection:
             rows = connection.execute(
                 "SELECT video_id, attempts, trace_carrier_json FROM follow_ups"
                 " WHERE kind = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                (kind.value, _time(now), limit),
+                (kind.value, epoch_us(now), limit),
             ).fetchall()
         return [DueFollowUp(str(r["video_id"]), int(r["attempts"]), json.loads(r["trace_carrier_json"]))
                 for r in rows]
 
-    def defer_follow_up(self, video_id: str, kind: FollowUp, retry_at: dt.datetime, error: str) -> None:
-        with self._db.transaction() as tx:
-            tx.execute(
-                "UPDATE follow_ups SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                " WHERE video_id = ? AND kind = ?",
-                (_time(retry_at), error[:500], video_id, kind.value),
-            )
+    async def defer_follow_up(self, video_id: str, kind: FollowUp, retry_at: dt.datetime, error: str) -> None:
+        await self._write(lambda tx: tx.execute(
+            "UPDATE follow_ups SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+            " WHERE video_id = ? AND kind = ?",
+            (epoch_us(retry_at), error[:500], video_id, kind.value),
+        ))
 
-    def registration_succeeded(self, video_id: str, now: dt.datetime) -> None:
-        with self._db.transaction() as tx:
+    async def registration_succeeded(self, video_id: str, now: dt.datetime) -> None:
+        def registered(tx: Transaction) -> None:
             tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'RANKING_REGISTRATION'", (video_id,))
             tx.execute(
                 "UPDATE videos SET ranking_state = 'REGISTERED', version = version + 1, updated_at = ?"
                 " WHERE video_id = ?",
-                (_time(now), video_id),
+                (epoch_us(now), video_id),
             )
 
-    @staticmethod
-    def _settle_follow_ups(tx: Any, video_id: str, now: dt.datetime) -> None:
-        """After any change of state or verdicts: publish what may be published, keep asking
-        compliance while a verdict is missing, and owe ranking a registration once published."""
-        row = tx.execute("SELECT state, publication, ranking_state FROM videos WHERE video_id = ?",
-                         (video_id,)).fetchone()
-        carrier = tx.execute(
-            "SELECT trace_carrier_json FROM transcode_jobs WHERE video_id = ? ORDER BY created_at DESC LIMIT 1",
-            (video_id,),
-        ).fetchone()
-        carrier_json = carrier[0] if carrier else "{}"
-        if row["publication"] == "PENDING_REVIEW":
-            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                       " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?)", (video_id, _time(now), carrier_json))
-        else:
-            tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'COMPLIANCE_REVIEW'", (video_id,))
-        if row["publication"] == "HELD":
-            tx.execute("UPDATE videos SET ranking_state = 'NOT_APPLICABLE' WHERE video_id = ?", (video_id,))
-        if row["state"] == "READY" and row["publication"] == "PUBLISHED" and row["ranking_state"] == "PENDING":
-            tx.execute("UPDATE videos SET published_at = COALESCE(published_at, ?) WHERE video_id = ?",
-                       (_time(now), video_id))
-            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                       " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, _time(now), carrier_json))
+        await self._write(registered)
 
 
-class ConcurrentUploadError(RuntimeError):
-    """Another writer moved the upload first; the caller re-reads the session and reports it."""
+def _add_audit_events(tx: Transaction, events: Sequence[AuditEvent], trace_context: Mapping[str, str]) -> None:
+    for event in events:
+        write_event(tx, TracedEvent(event, trace_context))
 
-    def __init__(self, upload_id: str, offset: int) -> None:
-        super().__init__(f"upload {upload_id} was not at offset {offset} / not open")
+
+def _video_in(tx: Transaction, video_id: str) -> Video:
+    return _video(tx.execute("SELECT * FROM videos WHERE video_id = ?", (video_id,)).fetchone())
+
+
+def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None:
+    """After any change of state or verdicts: publish what may be published, keep asking
+    compliance while a verdict is missing, and owe ranking a registration once published."""
+    row = tx.execute("SELECT state, publication, ranking_state FROM videos WHERE video_id = ?",
+                     (video_id,)).fetchone()
+    carrier = tx.execute(
+        "SELECT trace_carrier_json FROM transcode_jobs WHERE video_id = ? ORDER BY created_at DESC LIMIT 1",
+        (video_id,),
+    ).fetchone()
+    carrier_json = carrier[0] if carrier else "{}"
+    if row["publication"] == "PENDING_REVIEW":
+        tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                   " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?)", (video_id, epoch_us(now), carrier_json))
+    else:
+        tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'COMPLIANCE_REVIEW'", (video_id,))
+    if row["publication"] == "HELD":
+        tx.execute("UPDATE videos SET ranking_state = 'NOT_APPLICABLE' WHERE video_id = ?", (video_id,))
+    if row["state"] == "READY" and row["publication"] == "PUBLISHED" and row["ranking_state"] == "PENDING":
+        tx.execute("UPDATE videos SET published_at = COALESCE(published_at, ?) WHERE video_id = ?",
+                   (epoch_us(now), video_id))
+        tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                   " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, epoch_us(now), carrier_json))
 
 
 # -- row mapping ------------------------------------------------------------------------
-
-
-def _time(moment: dt.datetime) -> str:
-    """Fixed-width UTC ISO text, so string order is time order in SQL comparisons."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
 def _dump(value: object) -> str:
@@ -425,8 +506,8 @@ def _video(row: Any) -> Video:
         metadata=_metadata(json.loads(row["metadata_json"])),
         state=VideoState(row["state"]),
         stage=ProcessingStage(row["stage"]),
-        created_at=_parse_time(row["created_at"]),
-        updated_at=_parse_time(row["updated_at"]),
+        created_at=from_epoch_us(row["created_at"]),
+        updated_at=from_epoch_us(row["updated_at"]),
         probe=MediaProbe(**json.loads(row["probe_json"])),
         review=_review(json.loads(row["review_json"])),
         c2pa=_c2pa(json.loads(row["c2pa_json"])),
@@ -435,7 +516,7 @@ def _video(row: Any) -> Video:
         failure_message=row["failure_message"],
         media=_media(json.loads(row["media_json"])) if row["media_json"] else None,
         ranking=RankingRegistration(row["ranking_state"]),
-        published_at=_parse_time(row["published_at"]) if row["published_at"] else None,
+        published_at=from_epoch_us(row["published_at"]) if row["published_at"] is not None else None,
         version=int(row["version"]),
     )
 
@@ -491,8 +572,8 @@ def _upload(row: Any) -> UploadSession:
         sha256_hex=row["sha256"],
         committed_bytes=int(row["committed_bytes"]),
         state=UploadState(row["state"]),
-        created_at=_parse_time(row["created_at"]),
-        expires_at=_parse_time(row["expires_at"]),
+        created_at=from_epoch_us(row["created_at"]),
+        expires_at=from_epoch_us(row["expires_at"]),
         filename=row["filename"],
         failure_reason=row["failure_reason"],
     )

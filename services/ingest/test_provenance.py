@@ -3,10 +3,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from services.ingest.model import C2paEvidence, C2paValidation
 from services.ingest.probe import probe_media
 from services.ingest.provenance import read_c2pa
 from services.ingest.sample_clips import AI_GENERATED, sign_c2pa
-from services.ingest.videos import C2paEvidence, C2paValidation
 
 
 def test_a_clip_without_a_manifest_has_absent_evidence(clips: dict[str, Path]) -> None:

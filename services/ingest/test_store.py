@@ -1,18 +1,24 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.ingest.probe import MediaProbe
-from services.ingest.store import ConcurrentUploadError, FollowUp, IngestStore
-from services.ingest.uploads import UploadSession, UploadState
-from services.ingest.videos import (
+from libs.audit.events import AuditEvent, Outcome
+from libs.storage.sqlite import SqliteDatabase
+from services.ingest.model import (
     AiLabel,
+    C2paEvidence,
     ComplianceReview,
     DisclosureVerdict,
+    FollowUp,
     JobState,
     ProcessingStage,
     PublicationState,
@@ -23,8 +29,13 @@ from services.ingest.videos import (
     VideoMetadata,
     VideoState,
 )
+from services.ingest.probe import MediaProbe
+from services.ingest.store import MIGRATIONS, IngestStore
+from services.ingest.uploads import UploadSession, UploadState
+from services.ingest.usecases.ports import ConcurrentUploadError
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PROBE = MediaProbe("mov,mp4,m4a,3gp,3g2,mj2", "h264", "aac", 4.0, 1080, 1920, 0, 120, 30.0, False)
 MEDIA = PublishedMedia("videos/v/hls/j/", "master.m3u8", "poster.jpg", ("thumbnails/thumb_0000.jpg",), (), "libx264")
 CLEARED = ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.NONE, reviewed_at=T0)
@@ -32,122 +43,134 @@ PENDING = ComplianceReview()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> IngestStore:
-    return IngestStore.open(tmp_path)
+def store(tmp_path: Path) -> Iterator[IngestStore]:
+    opened = IngestStore.open(tmp_path)
+    yield opened
+    opened.close()
 
 
-def add_upload(store: IngestStore, upload_id: str = "v1", creator: str = "c1", size: int = 100,
+def audit_event(action: str = "ingest.UploadVideo", resource: str = "creators/c1/videos/v1") -> AuditEvent:
+    return AuditEvent(event_id=str(uuid.uuid4()), actor="users/c1", action=action, resource=resource,
+                      outcome=Outcome.SUCCEEDED, event_time=T0)
+
+
+def no_audit(before: Video, after: Video) -> list[AuditEvent]:
+    return []
+
+
+async def add_upload(store: IngestStore, upload_id: str = "v1", creator: str = "c1", size: int = 100,
                at: dt.datetime = T0) -> UploadSession:
     session = UploadSession(upload_id, creator, VideoMetadata(caption="hi", hashtags=("a",)), size, "ab" * 32, 0,
                             UploadState.RECEIVING, at, at + dt.timedelta(days=1))
-    store.create_upload(session)
+    await store.create_upload(session)
     return session
 
 
-def start(store: IngestStore, video_id: str = "v1", review: ComplianceReview = PENDING,
+async def start(store: IngestStore, video_id: str = "v1", review: ComplianceReview = PENDING,
           at: dt.datetime = T0, creator: str = "c1") -> None:
     video = Video(video_id, creator, VideoMetadata(caption="hi"), VideoState.PROCESSING, ProcessingStage.QUEUED,
                   at, at, PROBE, review=review)
     job = TranscodeJob(f"j-{video_id}", video_id, JobState.QUEUED, f"videos/{video_id}/hls/j/", {"traceparent": "x"})
-    store.start_processing(video, job, at)
+    await store.start_processing(video, job, at, audit_event(resource=f"creators/{creator}/videos/{video_id}"),
+                                 {"traceparent": TRACEPARENT})
 
 
-def test_parts_advance_the_committed_offset_only_from_where_it_is(store: IngestStore) -> None:
-    add_upload(store)
-    assert store.commit_part("v1", 0, 40, "p0").committed_bytes == 40
+async def test_parts_advance_the_committed_offset_only_from_where_it_is(store: IngestStore) -> None:
+    await add_upload(store)
+    assert (await store.commit_part("v1", 0, 40, "p0")).committed_bytes == 40
     with pytest.raises(ConcurrentUploadError):
-        store.commit_part("v1", 0, 40, "p0-again")  # a racing replica with the same range
-    assert store.commit_part("v1", 40, 60, "p1").committed_bytes == 100
+        await store.commit_part("v1", 0, 40, "p0-again")  # a racing replica with the same range
+    assert (await store.commit_part("v1", 40, 60, "p1")).committed_bytes == 100
     assert store.upload_parts("v1") == [(0, 40, "p0"), (40, 60, "p1")]
     with pytest.raises(ConcurrentUploadError):
-        add_upload(store)  # the same client-chosen id twice
+        await add_upload(store)  # the same client-chosen id twice
 
 
-def test_the_schema_refuses_bytes_past_the_declared_size(store: IngestStore) -> None:
-    add_upload(store, size=10)
+async def test_the_schema_refuses_bytes_past_the_declared_size(store: IngestStore) -> None:
+    await add_upload(store, size=10)
     with pytest.raises(sqlite3.IntegrityError):
-        store.commit_part("v1", 0, 11, "p0")
+        await store.commit_part("v1", 0, 11, "p0")
     assert store.get_upload("v1").committed_bytes == 0  # type: ignore[union-attr]
 
 
-def test_processing_starts_with_its_job_and_a_second_unfinished_job_is_refused(store: IngestStore) -> None:
-    add_upload(store)
-    start(store)
+async def test_processing_starts_with_its_job_and_a_second_unfinished_job_is_refused(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store)
     video = store.get_video("v1")
     assert video is not None and video.state is VideoState.PROCESSING and video.probe == PROBE
     assert video.publication is PublicationState.PENDING_REVIEW and video.stage is ProcessingStage.QUEUED
     assert store.get_upload("v1").state is UploadState.COMPLETED  # type: ignore[union-attr]
     with pytest.raises(ConcurrentUploadError):
-        start(store)  # the upload is no longer receiving
-    with pytest.raises(sqlite3.IntegrityError), store._db.transaction() as tx:
+        await start(store)  # the upload is no longer receiving
+    with pytest.raises(sqlite3.IntegrityError), store._writer.transaction() as tx:
         tx.execute("INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, created_at, updated_at)"
                    " VALUES ('j2', 'v1', 'QUEUED', 'p', 'now', 'now')")
 
 
-def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_registration(store: IngestStore) -> None:
-    add_upload(store)
-    start(store, review=CLEARED)
+async def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_registration(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store, review=CLEARED)
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []  # not before it is READY
-    store.mark_job_submitted("j-v1", T0)
-    store.record_progress("v1", 0.5, T0)
-    store.record_progress("v1", 0.3, T0)  # progress never goes back
+    await store.mark_job_submitted("j-v1", T0)
+    await store.record_progress("v1", 0.5, T0)
+    await store.record_progress("v1", 0.3, T0)  # progress never goes back
     assert (store.get_video("v1").progress, store.get_video("v1").stage) == (0.5, ProcessingStage.TRANSCODING)  # type: ignore[union-attr]
-    store.complete_job("j-v1", MEDIA, T0)
-    store.complete_job("j-v1", MEDIA, T0)  # a second commit is a no-op
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})  # a second commit is a no-op
     video = store.get_video("v1")
     assert video is not None and video.state is VideoState.READY and video.media == MEDIA
     assert video.published_at == T0 and video.ranking is RankingRegistration.PENDING
     [due] = store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0)
     assert (due.video_id, due.attempts, due.trace_carrier) == ("v1", 0, {"traceparent": "x"})
-    store.defer_follow_up("v1", FollowUp.RANKING_REGISTRATION, T0 + dt.timedelta(seconds=30), "UNIMPLEMENTED")
+    await store.defer_follow_up("v1", FollowUp.RANKING_REGISTRATION, T0 + dt.timedelta(seconds=30), "UNIMPLEMENTED")
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0 + dt.timedelta(seconds=30))[0].attempts == 1
-    store.registration_succeeded("v1", T0)
+    await store.registration_succeeded("v1", T0)
     assert store.get_video("v1").ranking is RankingRegistration.REGISTERED  # type: ignore[union-attr]
 
 
-def test_pending_review_keeps_asking_compliance_and_is_not_published(store: IngestStore) -> None:
-    add_upload(store)
-    start(store, review=PENDING)
-    store.complete_job("j-v1", MEDIA, T0)
+async def test_pending_review_keeps_asking_compliance_and_is_not_published(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store, review=PENDING)
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
     video = store.get_video("v1")
     assert video is not None and video.published_at is None
     assert [d.video_id for d in store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, T0)] == ["v1"]
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []
-    store.apply_review("v1", CLEARED, T0)
+    await store.apply_review("v1", CLEARED, T0, no_audit, {})
     assert store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, T0) == []
     assert store.get_video("v1").published_at == T0  # type: ignore[union-attr]
     assert [d.video_id for d in store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0)] == ["v1"]
 
 
-def test_held_videos_are_never_registered_with_ranking(store: IngestStore) -> None:
-    add_upload(store)
-    start(store, review=ComplianceReview(DisclosureVerdict.NON_COMPLIANT, ai_label=AiLabel.NONE))
-    store.complete_job("j-v1", MEDIA, T0)
+async def test_held_videos_are_never_registered_with_ranking(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store, review=ComplianceReview(DisclosureVerdict.NON_COMPLIANT, ai_label=AiLabel.NONE))
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
     video = store.get_video("v1")
     assert video is not None and video.publication is PublicationState.HELD
     assert video.ranking is RankingRegistration.NOT_APPLICABLE and video.published_at is None
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0 + dt.timedelta(days=1)) == []
 
 
-def test_the_schema_refuses_publishing_what_is_not_ready_and_cleared(store: IngestStore) -> None:
-    add_upload(store)
-    start(store)
-    with pytest.raises(sqlite3.IntegrityError), store._db.transaction() as tx:
+async def test_the_schema_refuses_publishing_what_is_not_ready_and_cleared(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store)
+    with pytest.raises(sqlite3.IntegrityError), store._writer.transaction() as tx:
         tx.execute("UPDATE videos SET published_at = 'now' WHERE video_id = 'v1'")
 
 
-def test_unfinished_jobs_survive_a_reopen_and_failures_reach_the_video(tmp_path: Path) -> None:
+async def test_unfinished_jobs_survive_a_reopen_and_failures_reach_the_video(tmp_path: Path) -> None:
     store = IngestStore.open(tmp_path)
-    add_upload(store)
-    start(store)
-    store.mark_job_submitted("j-v1", T0)
+    await add_upload(store)
+    await start(store)
+    await store.mark_job_submitted("j-v1", T0)
     store.close()
     reopened = IngestStore.open(tmp_path)
     [unfinished] = reopened.unfinished_jobs()
     assert (unfinished.job_id, unfinished.state, unfinished.submissions) == ("j-v1", JobState.RUNNING, 1)
     assert unfinished.trace_carrier == {"traceparent": "x"}
-    reopened.fail_job("j-v1", "MEDIA_UNDECODABLE", "damaged", T0)
+    await reopened.fail_job("j-v1", "MEDIA_UNDECODABLE", "damaged", T0)
     assert reopened.unfinished_jobs() == []
     video = reopened.get_video("v1")
     assert video is not None
@@ -156,15 +179,90 @@ def test_unfinished_jobs_survive_a_reopen_and_failures_reach_the_video(tmp_path:
     assert reopened.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, T0) == []
 
 
-def test_videos_list_newest_first_by_keyset(store: IngestStore) -> None:
+async def test_videos_list_newest_first_by_keyset(store: IngestStore) -> None:
     for minute in range(5):
-        add_upload(store, upload_id=f"v{minute}")
-        start(store, video_id=f"v{minute}", at=T0 + dt.timedelta(minutes=minute))
-    add_upload(store, upload_id="other", creator="c2")
-    start(store, video_id="other", creator="c2")
+        await add_upload(store, upload_id=f"v{minute}")
+        await start(store, video_id=f"v{minute}", at=T0 + dt.timedelta(minutes=minute))
+    await add_upload(store, upload_id="other", creator="c2")
+    await start(store, video_id="other", creator="c2")
     first = store.list_videos("c1", 2)
     assert [v.video_id for v in first] == ["v4", "v3"]
     rest = store.list_videos("c1", 10, after=(first[-1].created_at, first[-1].video_id))
     assert [v.video_id for v in rest] == ["v2", "v1", "v0"]
-    store.fail_job("j-v2", "X", "y", T0)
+    await store.fail_job("j-v2", "X", "y", T0)
     assert [v.video_id for v in store.list_videos("c1", 10, state=VideoState.FAILED)] == ["v2"]
+
+
+async def test_an_audit_event_is_stored_exactly_when_its_change_is(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store, review=CLEARED)
+    [uploaded] = store.audit_outbox.pending(10)
+    assert (uploaded.event.action, uploaded.event.resource) == ("ingest.UploadVideo", "creators/c1/videos/v1")
+    assert uploaded.trace_context == {"traceparent": TRACEPARENT}  # the shipper's append joins this trace
+    with pytest.raises(ConcurrentUploadError):
+        await start(store)  # refused: neither the change nor its event is kept
+    assert store.audit_outbox.pending(10) == [uploaded]
+
+    def failing_audit(before: Video, after: Video) -> list[AuditEvent]:
+        raise RuntimeError("cannot describe the change")
+
+    with pytest.raises(RuntimeError):
+        await store.complete_job("j-v1", MEDIA, T0, failing_audit, {})
+    assert store.get_video("v1").state is VideoState.PROCESSING  # type: ignore[union-attr]
+
+    seen: list[tuple[str | None, str | None]] = []
+
+    def publication_audit(before: Video, after: Video) -> list[AuditEvent]:
+        seen.append((str(before.published_at), str(after.published_at)))
+        return [audit_event("ingest.PublishVideo")]
+
+    await store.complete_job("j-v1", MEDIA, T0, publication_audit, {})
+    assert seen == [("None", str(T0))]  # the callback sees the video before and after, in the transaction
+    assert [traced.event.action for traced in store.audit_outbox.pending(10)] == [
+        "ingest.UploadVideo", "ingest.PublishVideo"]
+
+
+async def test_a_database_with_text_times_is_migrated_to_microseconds_exactly(tmp_path: Path) -> None:
+    old = SqliteDatabase(tmp_path / "ingest" / "ingest.db")
+    old.migrate(MIGRATIONS[:2])  # as the service left it before times became integers
+    created, published = "2026-05-01T12:00:00.123456Z", "2026-05-01T12:05:00.000001Z"
+    with old.transaction() as tx:
+        tx.execute("INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
+                   " created_at, expires_at) VALUES ('v1', 'c1', ?, 100, ?, 'COMPLETED', ?, ?)",
+                   (json.dumps(dataclasses.asdict(VideoMetadata())), "ab" * 32, created, "2026-05-08T12:00:00.000000Z"))
+        tx.execute("INSERT INTO videos (video_id, creator_id, metadata_json, state, stage, probe_json, review_json,"
+                   " c2pa_json, publication, published_at, created_at, updated_at) VALUES ('v1', 'c1', ?, 'READY',"
+                   " 'DONE', ?, ?, ?, 'PUBLISHED', ?, ?, ?)",
+                   (json.dumps(dataclasses.asdict(VideoMetadata())), json.dumps(dataclasses.asdict(PROBE)),
+                    json.dumps(dataclasses.asdict(CLEARED), default=str), json.dumps(dataclasses.asdict(C2paEvidence())),
+                    published, created, published))
+        tx.execute("INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, created_at, updated_at)"
+                   " VALUES ('j1', 'v1', 'SUCCEEDED', 'p/', ?, ?)", (created, published))
+        tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at) VALUES ('v1', 'RANKING_REGISTRATION', ?)",
+                   (published,))
+    old.close()
+    store = IngestStore.open(tmp_path)
+    try:
+        video = store.get_video("v1")
+        assert video is not None
+        assert video.created_at == dt.datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+        assert video.published_at == dt.datetime(2026, 5, 1, 12, 5, 0, 1, tzinfo=dt.UTC)
+        assert store.get_upload("v1").expires_at == dt.datetime(2026, 5, 8, 12, tzinfo=dt.UTC)  # type: ignore[union-attr]
+        assert [v.video_id for v in store.list_videos("c1", 10)] == ["v1"]
+        assert [d.video_id for d in store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.published_at)] == ["v1"]
+        assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.created_at) == []
+        with store._writer.reading() as connection:
+            assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+            assert connection.execute("SELECT typeof(created_at) FROM videos").fetchone()[0] == "integer"
+    finally:
+        store.close()
+
+
+async def test_writes_run_on_the_committer_thread_never_on_the_event_loop(store: IngestStore) -> None:
+    writers: set[str] = set()
+    store._writer._connection.set_trace_callback(lambda sql: writers.add(threading.current_thread().name))
+    await add_upload(store)
+    await start(store)
+    await store.mark_job_submitted("j-v1", T0)
+    await store.record_progress("v1", 0.5, T0)
+    assert writers == {"ingest-store"}  # the event loop's thread never waited for a COMMIT

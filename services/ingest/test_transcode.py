@@ -32,7 +32,7 @@ def decode_rendition(playlist: Path) -> tuple[list[av.VideoFrame], float, bool]:
     with av.open(str(playlist)) as container:
         has_audio = bool(container.streams.audio)
         frames = [frame for frame in container.decode(container.streams.video[0])]
-    times = [float(frame.pts * frame.time_base) for frame in frames]
+    times = [frame.time or 0.0 for frame in frames]
     step = (times[-1] - times[0]) / (len(times) - 1)
     return frames, times[-1] - times[0] + step, has_audio
 

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange
+from services.ingest.model import VideoMetadata
 from services.ingest.uploads import (
     UploadLimits,
     UploadSession,
@@ -14,7 +15,6 @@ from services.ingest.uploads import (
     validate_declaration,
     verify_checksum,
 )
-from services.ingest.videos import VideoMetadata
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 SHA = "ab" * 32
@@ -78,8 +78,15 @@ def test_starting_a_known_upload_id_again_must_describe_the_same_upload() -> Non
 ])
 def test_declarations_over_the_cap_or_with_a_bad_checksum_are_refused(size: int, digest: str, reason: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
-        validate_declaration(size, digest, UploadLimits())
+        validate_declaration("4d3c2b1a-0000-4000-8000-000000000001", size, digest, UploadLimits())
     assert raised.value.reason == reason
+
+
+def test_an_upload_id_that_cannot_name_a_video_is_refused_in_words() -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        validate_declaration("4D3C2B1A-0000-4000-8000-000000000001", 10, SHA, UploadLimits())
+    assert raised.value.reason == "UPLOAD_ID_INVALID"
+    assert "lowercase" in raised.value.message and "^" not in raised.value.message
 
 
 def test_the_checksum_must_match_the_declared_one() -> None:

@@ -7,19 +7,21 @@ from pathlib import Path
 
 import av
 import pytest
-from opentelemetry import trace
 
 from libs.blobstore import LocalBlobStore
-from libs.kit.telemetry import configure_telemetry, inject_carrier, read_spans
-from services.ingest.jobs import TranscodeRequest
+from libs.kit.telemetry import configure_telemetry, current_ids, inject_carrier, read_spans
 from services.ingest.ladder import plan_ladder
+from services.ingest.model import TranscodeFailure, TranscodeRequest
 from services.ingest.probe import probe_media
 from services.ingest.sample_clips import ClipSpec, expected_frame_count, write_clip
 from services.ingest.transcode import TranscodeSettings
-from services.ingest.videos import TranscodeFailure
 from services.ingest.workers import RayTranscoder
 
 pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+async def ignore_progress(fraction: float) -> None:
+    return None
 
 
 def request_for(store: LocalBlobStore, clip: Path, job_id: str, telemetry_root: Path,
@@ -40,7 +42,11 @@ async def test_ray_task_writes_the_ladder_under_the_job_prefix_and_reports_progr
     store = LocalBlobStore(tmp_path / "blobs")
     request = request_for(store, clips["portrait"], "job-ok", tmp_path)
     progress: list[float] = []
-    result = await RayTranscoder().transcode(request, progress.append)
+
+    async def record(fraction: float) -> None:
+        progress.append(fraction)
+
+    result = await RayTranscoder().transcode(request, record)
     media = result.media
     assert media.prefix == "videos/job-ok/hls/job-ok/" and media.master_playlist_path == "master.m3u8"
     assert store.get(media.prefix + media.master_playlist_path).startswith(b"#EXTM3U")
@@ -57,7 +63,7 @@ async def test_a_worker_killed_mid_job_is_retried_by_ray_and_the_job_finishes(tm
     store = LocalBlobStore(tmp_path / "blobs")
     request = request_for(store, clip, "job-crash", tmp_path)
     transcoder = RayTranscoder()
-    job = asyncio.ensure_future(transcoder.transcode(request, lambda _: None))
+    job = asyncio.ensure_future(transcoder.transcode(request, ignore_progress))
     while not (workers := await transcoder.workers("job-crash")):
         await asyncio.sleep(0.01)
     os.kill(workers[0].pid, signal.SIGKILL)
@@ -79,7 +85,7 @@ async def test_media_that_fails_in_the_worker_ends_the_job_without_retries(
     request = request_for(store, clips["corrupt"], "job-bad", tmp_path, probe_from=clips["portrait"])
     transcoder = RayTranscoder()
     with pytest.raises(TranscodeFailure) as raised:
-        await transcoder.transcode(request, lambda _: None)
+        await transcoder.transcode(request, ignore_progress)
     assert raised.value.reason == "TRANSCODE_FAILED"
     assert not store.exists(request.output_prefix + "master.m3u8")
 
@@ -89,7 +95,7 @@ async def test_the_worker_spans_join_the_callers_trace(clips: dict[str, Path], t
     store = LocalBlobStore(tmp_path / "blobs")
     with telemetry.tracer.start_as_current_span("UploadVideo") as upload_span:
         request = request_for(store, clips["no_audio"], "job-traced", tmp_path, carrier=inject_carrier())
-        await RayTranscoder().transcode(request, lambda _: None)
+        await RayTranscoder().transcode(request, ignore_progress)
     telemetry.shutdown()
     trace_id = format(upload_span.get_span_context().trace_id, "032x")
     spans = {span["name"]: span for span in read_spans(tmp_path) if span["trace_id"] == trace_id}
@@ -97,4 +103,4 @@ async def test_the_worker_spans_join_the_callers_trace(clips: dict[str, Path], t
     assert spans["ingest.transcode"]["parent_span_id"] == format(upload_span.get_span_context().span_id, "016x")
     assert spans["ingest.transcode"]["service"] == "limelight-ingest-worker"
     assert spans["ingest.transcode.encode"]["parent_span_id"] == spans["ingest.transcode"]["span_id"]
-    assert trace.get_current_span() is trace.INVALID_SPAN
+    assert current_ids().trace_id == ""  # no span of the job is left current in the caller

@@ -41,7 +41,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from libs.errors import InvalidArgument
 from services.ingest import hls
 from services.ingest.ladder import Rendition, Rung, fit_within, oriented_box
-from services.ingest.probe import MediaProbe
+from services.ingest.probe import UPLOAD_ADVICE, MediaProbe
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def transcode_to_hls(
         audio_encoder = _AudioEncoder(settings) if audio is not None else None
         frame_rate = Fraction(probe.average_frame_rate).limit_denominator(1001)
         writers = [
-            _RenditionWriter(rendition, output_dir, encoder_name, video.time_base, frame_rate,
+            _RenditionWriter(rendition, output_dir, encoder_name, _time_base(video), frame_rate,
                              settings, audio_encoder)
             for rendition in renditions
         ]
@@ -145,6 +145,13 @@ def transcode_to_hls(
 
 
 @functools.cache
+def _time_base(stream: av.VideoStream) -> Fraction:
+    if stream.time_base is None:
+        raise InvalidArgument.for_field("media", "We couldn't read the timing of this video. " + UPLOAD_ADVICE,
+                                        reason="MEDIA_UNREADABLE")
+    return stream.time_base
+
+
 def video_encoder_for(accelerator: Accelerator) -> str:
     """`h264_nvenc` when CUDA is asked for and an NVENC session really opens, else `libx264`."""
     if accelerator is Accelerator.CUDA:
@@ -183,13 +190,15 @@ def _decode_and_fan_out(
     streams = [video] if audio is None else [video, audio]
     try:
         for packet in container.demux(streams):
-            if packet.stream is audio and audio_encoder is not None:
-                for audio_frame in packet.decode():
-                    fanout.send_audio(audio_encoder.encode(audio_frame))
-                continue
             for decoded in packet.decode():
+                if isinstance(decoded, av.AudioFrame):
+                    if audio_encoder is not None:
+                        fanout.send_audio(audio_encoder.encode(decoded))
+                    continue
+                if not isinstance(decoded, av.VideoFrame):
+                    continue
                 for frame in rotator.apply(decoded):
-                    seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                    seconds = frame.time or 0.0
                     if seconds + 1e-6 >= next_keyframe_s:
                         frame.pict_type = PictureType.I  # copied onto every scaled frame
                         next_keyframe_s = (seconds // settings.segment_seconds + 1) * settings.segment_seconds
@@ -244,10 +253,12 @@ class _Rotator:
         return self._drain()
 
     def _drain(self) -> list[av.VideoFrame]:
-        frames = []
+        frames: list[av.VideoFrame] = []
+        if self._graph is None:
+            return frames
         while True:
             try:
-                frames.append(self._graph.pull())
+                frames.append(self._graph.vpull())
             except (av.BlockingIOError, av.EOFError):
                 return frames
 
@@ -264,7 +275,7 @@ class _AudioEncoder:
         self._context.format = "fltp"
         self._context.bit_rate = self.bitrate
 
-    def encode(self, frame: av.AudioFrame | None) -> list[av.Packet]:
+    def encode(self, frame: av.AudioFrame | None) -> list[av.Packet[av.AudioStream]]:
         # PyAV resamples and re-chunks to the encoder's rate, layout and frame size itself.
         return self._context.encode(frame)
 
@@ -274,7 +285,7 @@ class _Consumer:
 
     def on_video(self, frame: av.VideoFrame) -> None: ...
 
-    def on_audio(self, packet: av.Packet) -> None: ...
+    def on_audio(self, packet: av.Packet[av.AudioStream]) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -295,8 +306,11 @@ class _RenditionWriter(_Consumer):
                 "hls_segment_filename": str(self._directory / "seg_%05d.ts"),
             },
         )
-        self._video = self._container.add_stream(encoder_name, rate=frame_rate,
-                                                 options=_encoder_options(encoder_name, rendition, settings))
+        video = self._container.add_stream(encoder_name, rate=frame_rate,
+                                           options=_encoder_options(encoder_name, rendition, settings))
+        if not isinstance(video, av.VideoStream):
+            raise ValueError(f"{encoder_name} is not a video encoder")
+        self._video = video
         self._video.width, self._video.height = rendition.width, rendition.height
         self._video.pix_fmt = "yuv420p"
         self._video.bit_rate = rendition.video_bitrate
@@ -316,7 +330,7 @@ class _RenditionWriter(_Consumer):
         self.frame_count += 1
         self._mux_video(self._video.encode(scaled))
 
-    def on_audio(self, packet: av.Packet) -> None:
+    def on_audio(self, packet: av.Packet[av.AudioStream]) -> None:
         if self._audio is None:
             return
         copy = av.Packet(bytes(packet))
@@ -329,7 +343,7 @@ class _RenditionWriter(_Consumer):
         self._mux_video(self._video.encode(None))
         self._container.close()
 
-    def _mux_video(self, packets: list[av.Packet]) -> None:
+    def _mux_video(self, packets: list[av.Packet[av.VideoStream]]) -> None:
         if packets and not self._codecs:
             # The SPS is in the extradata when the muxer asks for global headers, else in-band.
             extradata = self._video.codec_context.extradata or b""
@@ -379,7 +393,7 @@ class _StillsWriter(_Consumer):
         self.thumbnails: list[str] = []
 
     def on_video(self, frame: av.VideoFrame) -> None:
-        seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+        seconds = frame.time or 0.0
         if not self.poster and seconds + 1e-6 >= self._poster_at_s:
             self.poster = self._write_jpeg(frame, self._poster_size, POSTER)
         if seconds + 1e-6 >= self._next_thumbnail_s:
@@ -421,7 +435,7 @@ class _Fanout:
     def send_video(self, frame: av.VideoFrame) -> None:
         self._send(("video", frame))
 
-    def send_audio(self, packets: list[av.Packet]) -> None:
+    def send_audio(self, packets: list[av.Packet[av.AudioStream]]) -> None:
         for packet in packets:
             self._send(("audio", packet))
 

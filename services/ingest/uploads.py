@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange
-from services.ingest.videos import VideoMetadata
+from libs.resource_names import ID_RULE, is_valid_id
+from services.ingest.model import VideoMetadata
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -68,7 +69,10 @@ class UploadSession:
         return self.state
 
 
-def validate_declaration(declared_size: int, sha256_hex: str, limits: UploadLimits) -> None:
+def validate_declaration(upload_id: str, declared_size: int, sha256_hex: str, limits: UploadLimits) -> None:
+    if not is_valid_id(upload_id):  # it becomes the id in the video's resource name
+        raise InvalidArgument.for_field("upload_id", f"is not usable as a video id; an id is {ID_RULE} "
+                                        "(a UUID in lowercase)", reason="UPLOAD_ID_INVALID")
     if declared_size <= 0:
         raise InvalidArgument.for_field("size_bytes", "must be greater than 0", reason="UPLOAD_EMPTY")
     if declared_size > limits.max_bytes:

@@ -1,4 +1,4 @@
-"""Transcode jobs on Ray: resources, retries, idempotent output, progress and trace context.
+"""The Ray adapter of the `Transcoder` port: resources, retries, idempotent output, progress, traces.
 
 - Local Ray by default (`connect_ray`: no dashboard, every core of the machine);
   `RAY_ADDRESS` joins an existing cluster instead, shipping this repository as the
@@ -15,8 +15,9 @@
 - Progress and the identity of each worker that picked the job up go to a small
   `ProgressBoard` actor that the service polls.
 - Tracing: the task receives the caller's W3C trace context as a plain dict, and
-  `_task_span` (the one place that knows about OpenTelemetry here) continues the trace
-  in the worker, so an upload's trace contains the Ray task's spans.
+  `_task_span` continues the trace in the worker through the kit's telemetry, so an
+  upload's trace contains the Ray task's spans.
+- Connecting: `connect_ray` is the one function that knows how this process joins Ray.
 """
 
 from __future__ import annotations
@@ -24,23 +25,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, cast
 
 import ray
-from opentelemetry import trace
 
 from libs.blobstore import BlobStore, open_blob_store
 from libs.kit.telemetry import Telemetry, configure_telemetry, extract_carrier
 from libs.storage.paths import REPO_ROOT
-from services.ingest.jobs import TranscodeRequest, TranscodeResult, WorkerIdentity
+from services.ingest.model import (
+    PublishedMedia,
+    RenditionRecord,
+    TranscodeFailure,
+    TranscodeRequest,
+    TranscodeResult,
+    WorkerIdentity,
+)
 from services.ingest.transcode import Accelerator, HlsOutput, transcode_to_hls
-from services.ingest.videos import PublishedMedia, RenditionRecord, TranscodeFailure
+from services.ingest.usecases.ports import ProgressListener
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +89,12 @@ def connect_ray(*, num_cpus: int | None = None) -> bool:
 
 def transcode_resources() -> dict[str, float]:
     """One CPU, and a GPU when the cluster has any (NVDEC/NVENC do the heavy lifting then)."""
-    if ray.cluster_resources().get("GPU", 0) >= 1:
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    if resources.get("GPU", 0) >= 1:
         return {"num_cpus": 1, "num_gpus": 1}
     return {"num_cpus": 1}
 
 
-@ray.remote(num_cpus=0)
 class ProgressBoard:
     """Latest progress and the workers of each running job (progress only ever rises)."""
 
@@ -107,14 +116,19 @@ class ProgressBoard:
         self._workers.pop(job_id, None)
 
 
+_progress_board_actor = ray.remote(ProgressBoard)
+BoardHandle = ray.actor.ActorHandle[ProgressBoard]
+
+
 @ray.remote(num_cpus=1, max_retries=TRANSCODE_MAX_RETRIES, retry_exceptions=False)
-def transcode_task(request: TranscodeRequest, board: ray.actor.ActorHandle) -> PublishedMedia:
+def transcode_task(request: TranscodeRequest, board: BoardHandle) -> PublishedMedia:
     """Transcode `request.source_key` into `request.output_prefix` (see the module docstring)."""
     board.started.remote(request.job_id, WorkerIdentity(socket.gethostname(), os.getpid()))
     accelerator = Accelerator.CUDA if ray.get_gpu_ids() else Accelerator.CPU
     settings = dataclasses.replace(request.settings, accelerator=accelerator)
     with _task_span("ingest.transcode", request, {"ingest.job_id": request.job_id,
-                                                  "ingest.accelerator": accelerator.value}) as span:
+                                                  "ingest.accelerator": accelerator.value},
+                    continues_caller=True) as span:
         store = open_blob_store(request.blob_store_url)
         for stale in list(store.list(request.output_prefix)):
             store.delete(stale.key)  # what an earlier, killed attempt left behind
@@ -144,12 +158,11 @@ class RayTranscoder:
 
     def __init__(self, *, task_options: dict[str, object] | None = None) -> None:
         self._task_options = task_options  # overrides of `transcode_resources()`, e.g. {"num_cpus": 2}
-        self._board: ray.actor.ActorHandle | None = None
+        self._board: BoardHandle | None = None
         self._connecting = asyncio.Lock()
         self._started_ray = False
 
-    async def transcode(self, request: TranscodeRequest,
-                        on_progress: Callable[[float], None]) -> TranscodeResult:
+    async def transcode(self, request: TranscodeRequest, on_progress: ProgressListener) -> TranscodeResult:
         board = await self._progress_board()
         options = {**transcode_resources(), **(self._task_options or {})}
         reference = transcode_task.options(**options).remote(request, board)
@@ -161,7 +174,7 @@ class RayTranscoder:
                 progress, workers = await board.status.remote(request.job_id)
                 if progress > reported:
                     reported = progress
-                    on_progress(progress)
+                    await on_progress(progress)
                 if done:
                     return TranscodeResult(media=_outcome(finished, request.job_id), workers=tuple(workers))
         except asyncio.CancelledError:
@@ -172,11 +185,12 @@ class RayTranscoder:
         finally:
             board.forget.remote(request.job_id)
 
-    async def _progress_board(self) -> ray.actor.ActorHandle:
+    async def _progress_board(self) -> BoardHandle:
         async with self._connecting:
             if self._board is None:
                 self._started_ray = await asyncio.to_thread(connect_ray)
-                self._board = ProgressBoard.remote()
+                # An actor of no CPU: bookkeeping only. (Ray's stubs type `.options` loosely.)
+                self._board = cast(BoardHandle, _progress_board_actor.options(num_cpus=0).remote())
             return self._board
 
     def close(self) -> None:
@@ -209,7 +223,7 @@ def _outcome(finished: asyncio.Future[PublishedMedia], job_id: str) -> Published
 def _store_output(store: BlobStore, scratch: Path, prefix: str, output: HlsOutput) -> None:
     for relative in output.files():  # master playlist last: its presence means the rest is there
         with open(scratch / relative, "rb") as file:
-            store.put_stream(prefix + relative, iter(lambda f=file: f.read(_COPY_CHUNK), b""))
+            store.put_stream(prefix + relative, iter(functools.partial(file.read, _COPY_CHUNK), b""))
 
 
 def _published(prefix: str, output: HlsOutput) -> PublishedMedia:
@@ -231,16 +245,21 @@ def _published(prefix: str, output: HlsOutput) -> PublishedMedia:
 _worker_telemetry: dict[str, Telemetry] = {}
 
 
+class _AttributedSpan(Protocol):
+    def set_attribute(self, key: str, value: str) -> None: ...
+
+
 @contextlib.contextmanager
-def _task_span(name: str, request: TranscodeRequest, attributes: dict[str, object]) -> Iterator[trace.Span]:
-    """A span in the worker, child of the trace the request carries; flushed on exit so a
-    killed worker loses at most the span it was in."""
+def _task_span(name: str, request: TranscodeRequest, attributes: dict[str, str | int],
+               *, continues_caller: bool = False) -> Iterator[_AttributedSpan]:
+    """A span in the worker: the task's outermost one continues the trace the request
+    carries, the others nest in it. Flushed on exit, so a killed worker loses at most the
+    span it was in."""
     telemetry = _worker_telemetry.get(request.telemetry_root)
     if telemetry is None:
         telemetry = configure_telemetry("ingest-worker", data_root=Path(request.telemetry_root))
         _worker_telemetry[request.telemetry_root] = telemetry
-    parent = trace.get_current_span()
-    context = None if parent.get_span_context().is_valid else extract_carrier(request.trace_carrier)
-    with telemetry.tracer.start_as_current_span(name, context=context, attributes=attributes) as span:
+    parent = extract_carrier(request.trace_carrier) if continues_caller else None
+    with telemetry.tracer.start_as_current_span(name, context=parent, attributes=attributes) as span:
         yield span
     telemetry.provider.force_flush()

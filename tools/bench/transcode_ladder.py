@@ -43,8 +43,8 @@ from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.blobstore import LocalBlobStore
 from libs.kit.server import start_service
-from services.ingest.jobs import TranscodeRequest
 from services.ingest.ladder import Rendition, plan_ladder
+from services.ingest.model import TranscodeRequest
 from services.ingest.probe import probe_media
 from services.ingest.sample_clips import ClipSpec, write_clip
 from services.ingest.transcode import TranscodeSettings, transcode_to_hls
@@ -125,7 +125,7 @@ async def measure_throughput(clip: Path, work: Path, clips: int) -> None:
             for n in range(clips)
         ]
         started = time.perf_counter()
-        await asyncio.gather(*(transcoder.transcode(r, lambda _: None) for r in requests))
+        await asyncio.gather(*(transcoder.transcode(r, _ignore_progress) for r in requests))
         elapsed = time.perf_counter() - started
         results[concurrent] = clips / elapsed * 60
         print(f"  {concurrent} Ray worker(s) at a time: {clips} clips in {elapsed:6.2f} s = "
@@ -205,6 +205,10 @@ async def _running_platform(data_root: Path, *, transcode_cpus: int
         for service in reversed(running):
             await service.stop(grace=1)
         os.environ.pop("LIMELIGHT_INGEST_TRANSCODE_CPUS", None)
+
+
+async def _ignore_progress(fraction: float) -> None:
+    return None
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
-"""Video records and transcode jobs: states, the rules between them, and what a creator declared.
+"""Ingest's domain: videos, transcode jobs, what a creator declared, and the rules between them.
+
+Entities, value objects and invariants only: no I/O, no gRPC, SQLite, Ray or OpenTelemetry.
 
 A video exists once its upload is complete, verified and probed:
 
@@ -20,6 +22,9 @@ unfinished are queued again when it starts; every attempt writes under the job's
 prefix and only a finished job's prefix is written into the video, so a half-written
 attempt is never served.
 
+Who may see what (`may_manage`, `may_view`) is decided on verified roles and ownership,
+never on the shape of a principal's name: a subject `services/x` is just a name.
+
 The enums mirror the proto enums value for value (without their prefixes), so the
 adapter maps them by name.
 """
@@ -28,9 +33,14 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from libs.auth.principal import Principal, Role
+from libs.resource_names import ResourcePattern
+from services.ingest.ladder import Rendition
 from services.ingest.probe import MediaProbe
+from services.ingest.transcode import TranscodeSettings
 
 
 class VideoState(enum.StrEnum):
@@ -92,6 +102,10 @@ class AiLabel(enum.StrEnum):
     NONE = "NONE"
     AI_GENERATED = "AI_GENERATED"
     AI_EDITED = "AI_EDITED"
+
+
+# EU AI Act Art. 50: how an AI label reads to viewers in Germany.
+AI_LABEL_TEXT: Mapping[AiLabel, str] = {AiLabel.AI_GENERATED: "KI-generiert", AiLabel.AI_EDITED: "KI-bearbeitet"}
 
 
 class C2paValidation(enum.StrEnum):
@@ -159,6 +173,19 @@ class ComplianceReview:
     @property
     def complete(self) -> bool:
         return self.disclosure_verdict is not DisclosureVerdict.UNSPECIFIED and self.ai_label is not AiLabel.UNSPECIFIED
+
+    @property
+    def shown_labels(self) -> tuple[str, ...]:
+        """The labels the platform shows with the video: the disclosure label compliance
+        requires, then the AI label (German wording: the platform's first market)."""
+        return tuple(label for label in (self.required_disclosure_label, AI_LABEL_TEXT.get(self.ai_label, ""))
+                     if label)
+
+    def audit_facts(self) -> dict[str, str]:
+        """What a publication or hold rests on, as the audit trail keeps it (no personal data)."""
+        return {"disclosure_verdict": self.disclosure_verdict.value, "ai_label": self.ai_label.value,
+                "required_label": self.required_disclosure_label,
+                "rules": ",".join(finding.rule_id for finding in self.findings)}
 
     @property
     def publication(self) -> PublicationState:
@@ -239,6 +266,33 @@ class TranscodeJob:
     failure_message: str = ""
 
 
+@dataclass(frozen=True)
+class WorkerIdentity:
+    node: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class TranscodeRequest:
+    """What a transcoder is handed for one job."""
+
+    job_id: str
+    blob_store_url: str
+    source_key: str
+    output_prefix: str
+    probe: MediaProbe
+    renditions: tuple[Rendition, ...]
+    settings: TranscodeSettings
+    trace_carrier: dict[str, str]  # W3C trace context of the upload, continued in the worker
+    telemetry_root: str  # data directory whose traces/ folder receives the worker's spans
+
+
+@dataclass(frozen=True)
+class TranscodeResult:
+    media: PublishedMedia
+    workers: tuple[WorkerIdentity, ...]  # every worker that started the job, in order
+
+
 class TranscodeFailure(Exception):
     """A job that can never succeed; `reason` is an UPPER_SNAKE constant for the video record."""
 
@@ -248,9 +302,79 @@ class TranscodeFailure(Exception):
         self.message = message
 
 
+class FollowUp(enum.StrEnum):
+    """Calls to other services that must eventually succeed, asked again with backoff."""
+
+    COMPLIANCE_REVIEW = "COMPLIANCE_REVIEW"
+    RANKING_REGISTRATION = "RANKING_REGISTRATION"
+
+
+@dataclass(frozen=True)
+class DueFollowUp:
+    video_id: str
+    attempts: int
+    trace_carrier: dict[str, str]  # the upload's trace, continued by the call
+
+
+# The API's resource names (AIP-122), as the protos' `google.api.resource` patterns spell them.
+CREATOR = ResourcePattern("creators/{creator}")
+VIDEO = ResourcePattern("creators/{creator}/videos/{video}")
+UPLOAD = ResourcePattern("creators/{creator}/uploads/{upload}")
+
+
 def video_name(creator_id: str, video_id: str) -> str:
-    """The AIP-122 resource name."""
-    return f"creators/{creator_id}/videos/{video_id}"
+    return VIDEO.format(creator=creator_id, video=video_id)
+
+
+def upload_name(creator_id: str, upload_id: str) -> str:
+    return UPLOAD.format(creator=creator_id, upload=upload_id)
+
+
+def creator_name(creator_id: str) -> str:
+    return CREATOR.format(creator=creator_id)
+
+
+# -- who may do what ------------------------------------------------------------------------
+#
+# Decided on verified roles and ownership only. A principal's subject is a name, and a name
+# proves nothing: a token for `services/gifts` that holds only the viewer role is a viewer.
+
+# Roles that may read every creator's videos and uploads, published or not.
+OVERSEEING_ROLES = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER})
+
+
+def may_manage(principal: Principal, creator_id: str) -> bool:
+    """May `principal` see everything of `creator_id` (drafts, held videos, uploads)?
+
+    The creator themself (also through a service acting on their behalf), an admin or a
+    compliance officer, and a service acting as itself: it holds the verified `service`
+    role and acts for nobody (a service acting for a user has exactly that user's rights).
+    """
+    if principal.user_id == creator_id:
+        return True
+    if principal.on_behalf_of is not None:
+        return False
+    return principal.has_role(*OVERSEEING_ROLES, Role.SERVICE)
+
+
+def may_upload(principal: Principal, creator_id: str) -> bool:
+    """Only the creator themself adds videos to their account."""
+    return principal.user_id == creator_id
+
+
+def may_view(viewer: Principal, video: Video) -> bool:
+    """Those who may manage a video see it in every state; everyone else only once published."""
+    return may_manage(viewer, video.creator_id) or video.published_at is not None
+
+
+def publication_change(before: Video, after: Video) -> str:
+    """The audit action for what a change did to a video's visibility, or '' for none:
+    `ingest.PublishVideo` when it became visible, `ingest.HoldVideo` when it was held."""
+    if after.published_at is not None and before.published_at is None:
+        return "ingest.PublishVideo"
+    if after.publication is PublicationState.HELD and before.publication is not PublicationState.HELD:
+        return "ingest.HoldVideo"
+    return ""
 
 
 def source_key(video_id: str) -> str:

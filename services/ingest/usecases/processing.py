@@ -1,0 +1,202 @@
+"""Processing in the background: transcode jobs, and the calls owed to compliance and ranking.
+
+Both run as asyncio tasks of the serving process and survive it through the store:
+`TranscodeJobs.start()` queues every job a stopped service left unfinished, and
+`FollowUps` keeps asking until each call is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Coroutine
+
+from libs.clock import Clock
+from libs.errors import Unavailable
+from services.ingest.config import IngestConfig
+from services.ingest.ladder import plan_ladder
+from services.ingest.model import (
+    MAX_JOB_SUBMISSIONS,
+    FollowUp,
+    PublicationState,
+    TranscodeFailure,
+    TranscodeJob,
+    TranscodeRequest,
+    source_key,
+)
+from services.ingest.usecases.audit_events import AuditEvents
+from services.ingest.usecases.ports import (
+    ComplianceChecker,
+    IngestStore,
+    MediaBlobs,
+    RankingRegistrar,
+    Tracing,
+    Transcoder,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class BackgroundTasks:
+    """The asyncio tasks a use case leaves running, so they can be awaited or cancelled."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[object, object, None], kind: str) -> None:
+        task = asyncio.ensure_future(work)
+        task.set_name(f"{kind}:{id(task)}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self, kind: str) -> None:
+        while tasks := [t for t in self._tasks if t.get_name().startswith(f"{kind}:")]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class FollowUps:
+    """Calls owed to other services: compliance's missing verdicts, ranking's registrations.
+
+    Each call continues the trace of the upload it belongs to."""
+
+    def __init__(self, *, store: IngestStore, compliance: ComplianceChecker, ranking: RankingRegistrar,
+                 audit: AuditEvents, tracing: Tracing, clock: Clock, config: IngestConfig) -> None:
+        self._store = store
+        self._compliance = compliance
+        self._ranking = ranking
+        self._audit = audit
+        self._tracing = tracing
+        self._clock = clock
+        self._config = config
+        self._tasks = BackgroundTasks()
+
+    def start(self) -> None:
+        self._tasks.spawn(self._sweep_forever(), "follow-ups")
+
+    async def stop(self) -> None:
+        await self._tasks.cancel()
+
+    async def run_due(self) -> None:
+        """Ask compliance again for pending verdicts, then register published videos with ranking."""
+        now = self._clock()
+        for due in self._store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, now):
+            video = self._store.get_video(due.video_id)
+            if video is None:
+                continue
+            with self._tracing.continued(due.trace_carrier):
+                review = await self._compliance.review(video.name, video.metadata, video.c2pa, self._clock())
+                reviewed_at = self._clock()
+                await self._store.apply_review(video.video_id, review, reviewed_at, self._audit.publication(
+                    trace_id=self._tracing.trace_id(), at=reviewed_at), due.trace_carrier)
+            if review.publication is PublicationState.PENDING_REVIEW:
+                await self._store.defer_follow_up(video.video_id, FollowUp.COMPLIANCE_REVIEW,
+                                                  now + self._backoff(due.attempts), "compliance gave no verdict")
+        now = self._clock()  # registrations the reviews above just made due are included
+        for due in self._store.due_follow_ups(FollowUp.RANKING_REGISTRATION, now):
+            video = self._store.get_video(due.video_id)
+            if video is None:
+                continue
+            try:
+                with self._tracing.continued(due.trace_carrier):
+                    await self._ranking.register(video)
+            except Unavailable as unavailable:
+                await self._store.defer_follow_up(video.video_id, FollowUp.RANKING_REGISTRATION,
+                                                  now + self._backoff(due.attempts), unavailable.message)
+                continue
+            await self._store.registration_succeeded(video.video_id, self._clock())
+
+    def _backoff(self, attempts: int) -> dt.timedelta:
+        # The exponent is bounded so the product stays a representable timedelta after many attempts.
+        return min(self._config.follow_up_backoff * (1 << min(attempts, 20)), self._config.follow_up_backoff_cap)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:  # a sweep must never end the loop; the next one retries
+                logger.exception("follow-up sweep failed")
+            await asyncio.sleep(self._config.follow_up_sweep.total_seconds())
+
+
+class TranscodeJobs:
+    """Runs transcode jobs, at most `max_jobs_in_flight` at once; a finished job makes its
+    video READY (and published, or held, by the verdicts it has) in one transaction."""
+
+    def __init__(self, *, store: IngestStore, blobs: MediaBlobs, transcoder: Transcoder, follow_ups: FollowUps,
+                 audit: AuditEvents, tracing: Tracing, clock: Clock, config: IngestConfig,
+                 telemetry_root: str) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._transcoder = transcoder
+        self._follow_ups = follow_ups
+        self._audit = audit
+        self._tracing = tracing
+        self._clock = clock
+        self._config = config
+        self._telemetry_root = telemetry_root
+        self._slots = asyncio.Semaphore(config.max_jobs_in_flight)
+        self._tasks = BackgroundTasks()
+
+    def start(self) -> None:
+        """Queue the jobs a stopped service left unfinished."""
+        for job in self._store.unfinished_jobs():
+            logger.info("re-queueing transcode job %s of video %s", job.job_id, job.video_id)
+            self.schedule(job)
+
+    def schedule(self, job: TranscodeJob) -> None:
+        self._tasks.spawn(self._run(job), "job")
+
+    async def stop(self) -> None:
+        """Stop every job; unfinished ones stay RUNNING in the store for the next start."""
+        await self._tasks.cancel()
+
+    async def wait_idle(self) -> None:
+        """Wait for every job in flight (tests and the benchmark)."""
+        await self._tasks.wait("job")
+
+    async def _run(self, job: TranscodeJob) -> None:
+        async with self._slots:
+            video = self._store.get_video(job.video_id)
+            if video is None:
+                return
+            request = TranscodeRequest(
+                job_id=job.job_id, blob_store_url=self._blobs.url, source_key=source_key(video.video_id),
+                output_prefix=job.output_prefix, probe=video.probe,
+                renditions=plan_ladder(*video.probe.display_size), settings=self._config.transcode,
+                trace_carrier=job.trace_carrier, telemetry_root=self._telemetry_root,
+            )
+
+            async def record_progress(progress: float) -> None:
+                await self._store.record_progress(video.video_id, progress, self._clock())
+
+            attempt = 0
+            while True:
+                if job.submissions >= MAX_JOB_SUBMISSIONS:
+                    await self._store.fail_job(
+                        job.job_id, "TRANSCODE_ABANDONED", f"gave up after {job.submissions} submissions that "
+                        "never finished (service stops or Ray unreachable)", self._clock())
+                    return
+                job = await self._store.mark_job_submitted(job.job_id, self._clock())
+                try:
+                    result = await self._transcoder.transcode(request, record_progress)
+                    break
+                except TranscodeFailure as failure:
+                    await self._store.fail_job(job.job_id, failure.reason, failure.message, self._clock())
+                    return
+                except Exception:  # infrastructure (Ray unreachable, actor lost): the media may be fine
+                    logger.exception("transcode job %s could not run; submitting it again", job.job_id)
+                    attempt += 1
+                    await asyncio.sleep(min(60.0, 2.0 ** attempt))
+            finished_at = self._clock()
+            with self._tracing.continued(job.trace_carrier):
+                trace_id = self._tracing.trace_id()
+            await self._store.complete_job(job.job_id, result.media, finished_at,
+                                           self._audit.publication(trace_id=trace_id, at=finished_at),
+                                           job.trace_carrier)
+            logger.info("video %s is ready (workers: %s)", video.video_id, result.workers)
+        await self._follow_ups.run_due()
