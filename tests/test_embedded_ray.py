@@ -1,0 +1,74 @@
+"""The embedded Ray a service (ingest, or a test) starts itself: loopback only, token-authenticated, nothing in HOME.
+
+It runs in a child process of its own, with a private data directory and HOME, so it
+neither meets this session's Ray nor anything another test session started.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.probes import eventually, gcs_answer, listening_sockets, processes_with_environment
+
+pytestmark = pytest.mark.timeout(180)
+
+DRIVER = """
+import os, sys
+import ray
+from services.ingest.workers import connect_ray  # ingest's own path into libs.ray_cluster
+
+assert connect_ray(num_cpus=1)
+
+@ray.remote
+def worker_pid() -> int:
+    return os.getpid()
+
+ray.get(worker_pid.remote())  # a worker process is up and listening too
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.readline()
+ray.shutdown()
+"""
+
+
+def test_an_embedded_ray_listens_on_loopback_only_and_demands_its_token(tmp_path: Path) -> None:
+    data_root, home = tmp_path / "data", tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "LIMELIGHT_DATA_DIR": str(data_root), "HOME": str(home)}
+    for inherited in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(inherited, None)
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    marker = f"LIMELIGHT_DATA_DIR={data_root}"
+    try:
+        assert driver.stdout is not None and driver.stdin is not None
+        gcs_address = driver.stdout.readline().strip()
+        assert gcs_address, "the driver did not start Ray"
+        sockets = listening_sockets([driver.pid, *processes_with_environment(marker)])
+        listeners = {socket.process for socket in sockets}
+        assert {"gcs_server", "raylet"} <= listeners, sockets
+        assert driver.pid in {socket.pid for socket in sockets}, "the driver's own core worker was not inspected"
+        exposed = [str(socket) for socket in sockets if not socket.loopback_only]
+        assert exposed == [], f"listening beyond loopback: {exposed}"
+
+        token_file = data_root / "ray" / "auth_token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+        assert not (home / ".ray").exists(), "Ray wrote its token into HOME"
+        assert gcs_answer(gcs_address, token=None) == grpc.StatusCode.UNAUTHENTICATED
+        assert gcs_answer(gcs_address, token=token_file.read_text()) == grpc.StatusCode.OK
+
+        driver.stdin.write("done\n")
+        driver.stdin.flush()
+        assert driver.wait(timeout=60) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    eventually(lambda: processes_with_environment(marker) == [], timeout=30, what="the embedded Ray to exit")
