@@ -91,6 +91,11 @@ def head_command(*, gcs_port: int, client_server_port: int, temp_dir: Path, num_
     return command
 
 
+def head_started(temp_dir: Path) -> bool:
+    """Whether the head in `temp_dir` is up: `ray start` writes this file once its raylet has registered."""
+    return (temp_dir / "ray_current_cluster").exists()
+
+
 def connect(*, num_cpus: int | None = None, data_root: Path | None = None) -> bool:
     """Join `RAY_ADDRESS` if set, else start an embedded local Ray (loopback, token auth) sized to this machine.
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from libs.ray_cluster import local_head_environment
 from tests.probes import eventually, gcs_answer, listening_sockets, processes_with_environment
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,7 +38,25 @@ ray.shutdown()
 """
 
 
-def test_an_embedded_ray_listens_on_loopback_only_and_demands_its_token(tmp_path: Path) -> None:
+JOINER = """
+import sys
+import ray
+from services.ingest.workers import connect_ray
+
+assert connect_ray()
+
+@ray.remote
+def one() -> int:
+    return 1
+
+assert ray.get(one.remote()) == 1
+print("joined", flush=True)
+sys.stdin.readline()
+ray.shutdown()
+"""
+
+
+def test_an_embedded_ray_and_a_driver_joining_it_listen_on_loopback_only_and_demand_the_token(tmp_path: Path) -> None:
     data_root, home = tmp_path / "data", tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "LIMELIGHT_DATA_DIR": str(data_root), "HOME": str(home)}
@@ -63,6 +82,24 @@ def test_an_embedded_ray_listens_on_loopback_only_and_demands_its_token(tmp_path
         assert not (home / ".ray").exists(), "Ray wrote its token into HOME"
         assert gcs_answer(gcs_address, token=None) == grpc.StatusCode.UNAUTHENTICATED
         assert gcs_answer(gcs_address, token=token_file.read_text()) == grpc.StatusCode.OK
+
+        # How ingest joins the head of `limelight up`: RAY_ADDRESS plus the head's environment.
+        joiner_env = {**env, "RAY_ADDRESS": gcs_address, **local_head_environment(data_root)}
+        joiner = subprocess.Popen([sys.executable, "-c", JOINER], env=joiner_env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert joiner.stdout is not None and joiner.stdin is not None
+            assert joiner.stdout.readline().strip() == "joined"
+            joined = listening_sockets([joiner.pid])
+            assert joined, "the joining driver's core worker was not inspected"
+            assert [str(socket) for socket in joined if not socket.loopback_only] == []
+            joiner.stdin.write("done\n")
+            joiner.stdin.flush()
+            assert joiner.wait(timeout=60) == 0
+        finally:
+            if joiner.poll() is None:
+                joiner.kill()
+                joiner.wait()
 
         driver.stdin.write("done\n")
         driver.stdin.flush()

@@ -177,8 +177,9 @@ def test_the_data_directory_is_the_platform_users_alone(platform_up: LimelightUp
         if stat.S_IMODE(path.lstat().st_mode) & 0o077
     ]
     assert readable_by_others == []
-    for service in SERVICES:
-        assert stat.S_IMODE((platform_up.data_root / service).stat().st_mode) == 0o700, service
+    # Not vacuous: stores, keys, traces and Ray's token were among what was inspected.
+    made = {path.name for path in platform_up.data_root.iterdir()}
+    assert {"gifts", "compliance", "keys", "traces", "ray"} <= made, made
 
 
 def test_a_second_platform_starts_beside_the_first(platform_up: LimelightUp, tmp_path: Path) -> None:
@@ -213,20 +214,20 @@ def test_ctrl_c_stops_everything_without_leftovers(platform_up: LimelightUp) -> 
 def test_a_service_that_keeps_crashing_is_given_up_on_and_reported(tmp_path: Path) -> None:
     up = LimelightUp(tmp_path, *FAST_RESTARTS)
     try:
-        # The shop's directory becomes a plain file, so every restart fails at its first open.
-        shop_dir = up.data_root / "shop"
-        shutil.move(shop_dir, up.data_root / "shop.moved")
-        shop_dir.write_text("not a directory")
-        shop = up.service_pid("shop")
-        assert shop is not None
-        os.kill(shop, signal.SIGKILL)
-        up.wait_for_line(r"shop exited with status -9; next try in 0\.2 s", timeout=30)
-        up.wait_for_line(r"shop exited with status 1; next try in 0\.4 s", timeout=90)
-        up.wait_for_line(r"shop exited with status 1; it crashed 3 times within 60 s: giving up on it", timeout=90)
-        assert up.service_pid("shop") is None
-        assert all(is_serving(up.target(service)) for service in SERVICES if service != "shop")
+        # The gifts store's directory becomes a plain file, so every restart fails at its first open.
+        gifts_dir = up.data_root / "gifts"
+        shutil.move(gifts_dir, up.data_root / "gifts.moved")
+        gifts_dir.write_text("not a directory")
+        gifts = up.service_pid("gifts")
+        assert gifts is not None
+        os.kill(gifts, signal.SIGKILL)
+        up.wait_for_line(r"gifts exited with status -9; next try in 0\.2 s", timeout=30)
+        up.wait_for_line(r"gifts exited with status 1; next try in 0\.4 s", timeout=90)
+        up.wait_for_line(r"gifts exited with status 1; it crashed 3 times within 60 s: giving up on it", timeout=90)
+        assert up.service_pid("gifts") is None
+        assert all(is_serving(up.target(service)) for service in SERVICES if service != "gifts")
     finally:
         returncode = up.interrupt()
     assert returncode == 1, up.output
-    assert "gave up on: shop" in up.output
+    assert "gave up on: gifts" in up.output
     up.assert_nothing_left()

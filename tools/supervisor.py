@@ -132,16 +132,15 @@ class Platform:
     def _start_ray_head(self, env: dict[str, str]) -> str:
         gcs_port = free_port()
         # mkdtemp: private (0700) and short, since Ray puts Unix sockets below it (108-byte limit).
-        self._ray_temp_dir = Path(tempfile.mkdtemp(prefix="limelight-ray-"))
+        temp_dir = self._ray_temp_dir = Path(tempfile.mkdtemp(prefix="limelight-ray-"))
         address = f"{ray_cluster.LOOPBACK}:{gcs_port}"
         head = Child(
             name="ray",
             endpoint=address,
-            command=ray_cluster.head_command(
-                gcs_port=gcs_port, client_server_port=free_port(), temp_dir=self._ray_temp_dir,
-            ),
+            command=ray_cluster.head_command(gcs_port=gcs_port, client_server_port=free_port(), temp_dir=temp_dir),
             env=env,
-            is_serving=lambda: port_open(gcs_port),
+            # The file alone would also be there after a crash, from before it.
+            is_serving=lambda: ray_cluster.head_started(temp_dir) and port_open(gcs_port),
             quiet=True,
         )
         head.spawn()
