@@ -6,10 +6,12 @@ neither meets this session's Ray nor anything another test session started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -56,19 +58,33 @@ ray.shutdown()
 """
 
 
+@contextlib.contextmanager
+def driver_script(source: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run a Ray driver script until it printed its first line; then tell it to finish, and see it exit cleanly."""
+    driver = subprocess.Popen([sys.executable, "-c", source], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout is not None and driver.stdin is not None
+        first_line = driver.stdout.readline().strip()
+        assert first_line, "the driver did not get as far as Ray"
+        yield driver, first_line
+        driver.stdin.write("done\n")
+        driver.stdin.flush()
+        assert driver.wait(timeout=60) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
 def test_an_embedded_ray_and_a_driver_joining_it_listen_on_loopback_only_and_demand_the_token(tmp_path: Path) -> None:
     data_root, home = tmp_path / "data", tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "LIMELIGHT_DATA_DIR": str(data_root), "HOME": str(home)}
     for inherited in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         env.pop(inherited, None)
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
     marker = f"LIMELIGHT_DATA_DIR={data_root}"
-    try:
-        assert driver.stdout is not None and driver.stdin is not None
-        gcs_address = driver.stdout.readline().strip()
-        assert gcs_address, "the driver did not start Ray"
+    with driver_script(DRIVER, env) as (driver, gcs_address):
         sockets = listening_sockets([driver.pid, *processes_with_environment(marker)])
         listeners = {socket.process for socket in sockets}
         assert {"gcs_server", "raylet"} <= listeners, sockets
@@ -85,27 +101,9 @@ def test_an_embedded_ray_and_a_driver_joining_it_listen_on_loopback_only_and_dem
 
         # How ingest joins the head of `limelight up`: RAY_ADDRESS plus the head's environment.
         joiner_env = {**env, "RAY_ADDRESS": gcs_address, **local_head_environment(data_root)}
-        joiner = subprocess.Popen([sys.executable, "-c", JOINER], env=joiner_env, stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        try:
-            assert joiner.stdout is not None and joiner.stdin is not None
-            assert joiner.stdout.readline().strip() == "joined"
+        with driver_script(JOINER, joiner_env) as (joiner, said):
+            assert said == "joined"
             joined = listening_sockets([joiner.pid])
             assert joined, "the joining driver's core worker was not inspected"
             assert [str(socket) for socket in joined if not socket.loopback_only] == []
-            joiner.stdin.write("done\n")
-            joiner.stdin.flush()
-            assert joiner.wait(timeout=60) == 0
-        finally:
-            if joiner.poll() is None:
-                joiner.kill()
-                joiner.wait()
-
-        driver.stdin.write("done\n")
-        driver.stdin.flush()
-        assert driver.wait(timeout=60) == 0
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
     eventually(lambda: processes_with_environment(marker) == [], timeout=30, what="the embedded Ray to exit")
