@@ -180,6 +180,7 @@ class Platform:
     def _on_exit(self, child: Child, status: int, say: Say, now: float) -> None:
         assert child.process is not None
         _kill_group(child.process)  # whatever it spawned goes with it
+        child.process = None  # reaped: its pid may belong to someone else from now on
         child.crash_times.append(now)
         delay = self.restart_policy.next_delay(child.crash_times, now)
         if delay is None:
