@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,6 +43,12 @@ def _register_heavy_commands() -> None:
     app.command()(upload)
 
 
+def _private_data_dir() -> Path:
+    """The data directory at 0700, and this process's umask set so all it creates there is owner-only."""
+    os.umask(PLATFORM_UMASK)
+    return ensure_data_dir()
+
+
 def _requested_command(arguments: list[str]) -> str | None:
     return next((argument for argument in arguments if not argument.startswith("-")), None)
 
@@ -61,12 +68,11 @@ def up(
     """
     from tools.supervisor import Platform, RestartPolicy
 
-    os.umask(PLATFORM_UMASK)
     policy = RestartPolicy(
         first_backoff_s=restart_backoff_s, max_backoff_s=max_restart_backoff_s,
         max_crashes=max_crashes, window_s=crash_window_s,
     )
-    platform = Platform(data_root=ensure_data_dir(), restart_policy=policy)
+    platform = Platform(data_root=_private_data_dir(), restart_policy=policy)
     stop_requested = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop_requested.set())
@@ -92,8 +98,7 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(confi
         raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(config.SERVICES)}")
     from libs.kit.server import run_service_process
 
-    os.umask(PLATFORM_UMASK)
-    ensure_data_dir()
+    _private_data_dir()
     run_service_process(service, importlib.import_module(f"services.{service}.server").build)
 
 
@@ -112,6 +117,7 @@ def token(
     """
     from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 
+    _private_data_dir()  # the first token creates the dev signing key there
     born = dt.date.fromisoformat(birth_date) if birth_date else birth_date_for_age(age, dt.date.today()) if age is not None else None
     claims = TokenClaims(
         subject=subject,
