@@ -1,13 +1,23 @@
-"""`limelight up` as a person runs it: all six SERVING, and nothing left after Ctrl-C."""
+"""`limelight up` as a person runs it: all six SERVING, reachable only from this machine, kept
+running through crashes, and nothing left after Ctrl-C.
+
+Each platform here is a real `limelight up` subprocess with its own data directory, ports
+and HOME, and with restart backoffs shortened so a crash test waits for seconds, not minutes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -15,61 +25,209 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs.kit.config import SERVICES
+from tests.probes import eventually, gcs_answer, listening_sockets, processes_with_environment
 from tools.supervisor import free_port
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
+
+START_TIMEOUT = 180.0
+FAST_RESTARTS = ["--restart-backoff-s", "0.2", "--max-restart-backoff-s", "1", "--max-crashes", "3", "--crash-window-s", "60"]
 
 
-def processes_marked_with(marker: str) -> list[int]:
-    """Pids whose environment carries `marker` (every child of `up` inherits the data dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
-    return found
+class LimelightUp:
+    """One `limelight up` subprocess; a thread collects its output so tests can wait for a line."""
+
+    def __init__(self, root: Path, *arguments: str) -> None:
+        self.data_root = root / "data"
+        self.home = root / "home"
+        self.home.mkdir()
+        self.ports = {service: free_port() for service in SERVICES}
+        env = {
+            **os.environ,
+            "LIMELIGHT_DATA_DIR": str(self.data_root),
+            "HOME": str(self.home),
+            **{f"LIMELIGHT_{service.upper()}_PORT": str(port) for service, port in self.ports.items()},
+        }
+        for inherited in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+            env.pop(inherited, None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tools.cli", "up", *arguments],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for_line("limelight is up", timeout=START_TIMEOUT)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    @property
+    def environment_marker(self) -> str:
+        return f"LIMELIGHT_DATA_DIR={self.data_root}"
+
+    def target(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def wait_for_line(self, pattern: str, *, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in list(self._lines):
+                found = re.search(pattern, line)
+                if found:
+                    return found
+            if self.process.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"limelight up exited before printing {pattern!r}:\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no line matching {pattern!r} within {timeout:.0f} s:\n{self.output}")
+            time.sleep(0.05)
+
+    def pids(self) -> list[int]:
+        return processes_with_environment(self.environment_marker)
+
+    def service_pid(self, service: str) -> int | None:
+        for pid in self.pids():
+            try:
+                command = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if command[-3:-1] == [b"serve", service.encode()]:
+                return pid
+        return None
+
+    def ray_head_address(self) -> str:
+        return self.wait_for_line(r"^ray\s+(\S+)\s+local head", timeout=0).group(1)
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        returncode = self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return returncode
+
+    def assert_nothing_left(self) -> None:
+        eventually(lambda: self.pids() == [], timeout=20, what=f"every process of {self.data_root} to exit")
 
 
 async def health_of(target: str) -> int:
     async with grpc.aio.insecure_channel(target) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        return reply.status
+        status: int = reply.status
+        return status
 
 
-def test_up_serves_all_six_and_stops_without_leftovers(tmp_path: Path) -> None:
-    marker = f"LIMELIGHT_DATA_DIR={tmp_path}"
-    ports = {service: free_port() for service in SERVICES}
-    env = {
-        **os.environ,
-        "LIMELIGHT_DATA_DIR": str(tmp_path),
-        **{f"LIMELIGHT_{service.upper()}_PORT": str(port) for service, port in ports.items()},
-    }
-    env.pop("RAY_ADDRESS", None)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "tools.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    output: list[str] = []
+def is_serving(target: str) -> bool:
     try:
-        assert up.stdout is not None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            assert line, "limelight up exited early:\n" + "".join(output)
-            output.append(line)
-            if "limelight is up" in line:
-                break
-        printed = "".join(output)
-        for service, port in ports.items():
-            assert f"127.0.0.1:{port}" in printed and service in printed
-            assert asyncio.run(health_of(f"127.0.0.1:{port}")) == health_pb2.HealthCheckResponse.SERVING
-        assert "local head" in printed
+        return bool(asyncio.run(health_of(target)) == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.aio.AioRpcError:
+        return False
+
+
+def assert_loopback_only(up: LimelightUp) -> None:
+    sockets = listening_sockets(up.pids())
+    listeners = {socket.process for socket in sockets}
+    # Not vacuous: the services and Ray's own servers are among what was inspected.
+    assert {"gcs_server", "raylet"} <= listeners, sockets
+    assert {socket.port for socket in sockets} >= set(up.ports.values()), sockets
+    exposed = [str(socket) for socket in sockets if not socket.loopback_only]
+    assert exposed == [], f"listening beyond loopback: {exposed}"
+
+
+@pytest.fixture(scope="module")
+def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimelightUp]:
+    up = LimelightUp(tmp_path_factory.mktemp("up"), *FAST_RESTARTS)
+    try:
+        yield up
     finally:
-        up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
-    assert up.returncode == 0, "".join(output)
-    time.sleep(1)
-    assert processes_marked_with(marker) == []
+        if up.process.poll() is None:
+            up.interrupt()
+
+
+def test_up_serves_all_six(platform_up: LimelightUp) -> None:
+    for service in SERVICES:
+        assert f"{platform_up.target(service)}" in platform_up.output and service in platform_up.output
+        assert is_serving(platform_up.target(service))
+    assert "local head" in platform_up.output
+
+
+def test_no_process_of_the_platform_listens_beyond_loopback(platform_up: LimelightUp) -> None:
+    assert_loopback_only(platform_up)
+
+
+def test_the_local_ray_head_demands_the_platforms_own_token(platform_up: LimelightUp) -> None:
+    token_file = platform_up.data_root / "ray" / "auth_token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert not (platform_up.home / ".ray").exists(), "Ray wrote its token into HOME"
+    address = platform_up.ray_head_address()
+    assert gcs_answer(address, token=None) == grpc.StatusCode.UNAUTHENTICATED
+    assert gcs_answer(address, token="not-the-token") == grpc.StatusCode.UNAUTHENTICATED
+    assert gcs_answer(address, token=token_file.read_text()) == grpc.StatusCode.OK
+
+
+def test_the_data_directory_is_the_platform_users_alone(platform_up: LimelightUp) -> None:
+    assert stat.S_IMODE(platform_up.data_root.stat().st_mode) == 0o700
+    readable_by_others = [
+        f"{path} {stat.S_IMODE(path.stat().st_mode):o}"
+        for path in [platform_up.data_root, *platform_up.data_root.rglob("*")]
+        if stat.S_IMODE(path.lstat().st_mode) & 0o077
+    ]
+    assert readable_by_others == []
+    # Not vacuous: stores, keys, traces and Ray's token were among what was inspected.
+    made = {path.name for path in platform_up.data_root.iterdir()}
+    assert {"gifts", "compliance", "keys", "traces", "ray"} <= made, made
+
+
+def test_a_second_platform_starts_beside_the_first(platform_up: LimelightUp, tmp_path: Path) -> None:
+    second = LimelightUp(tmp_path)
+    try:
+        assert second.ray_head_address() != platform_up.ray_head_address()
+        for service in SERVICES:
+            assert is_serving(second.target(service)) and is_serving(platform_up.target(service))
+        assert_loopback_only(second)
+    finally:
+        assert second.interrupt() == 0, second.output
+    second.assert_nothing_left()
+    assert is_serving(platform_up.target("gifts"))
+
+
+def test_a_killed_service_comes_back_serving(platform_up: LimelightUp) -> None:
+    killed = platform_up.service_pid("gifts")
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    platform_up.wait_for_line(r"gifts exited with status -9; next try in 0\.2 s", timeout=30)
+    platform_up.wait_for_line(r"gifts\s+\S+\s+SERVING again", timeout=60)
+    assert platform_up.service_pid("gifts") not in (None, killed)
+    assert is_serving(platform_up.target("gifts"))
+
+
+def test_ctrl_c_stops_everything_without_leftovers(platform_up: LimelightUp) -> None:
+    assert platform_up.interrupt() == 0, platform_up.output
+    assert "stopped." in platform_up.output
+    platform_up.assert_nothing_left()
+
+
+def test_a_service_that_keeps_crashing_is_given_up_on_and_reported(tmp_path: Path) -> None:
+    up = LimelightUp(tmp_path, *FAST_RESTARTS)
+    try:
+        # The gifts store's directory becomes a plain file, so every restart fails at its first open.
+        gifts_dir = up.data_root / "gifts"
+        shutil.move(gifts_dir, up.data_root / "gifts.moved")
+        gifts_dir.write_text("not a directory")
+        gifts = up.service_pid("gifts")
+        assert gifts is not None
+        os.kill(gifts, signal.SIGKILL)
+        up.wait_for_line(r"gifts exited with status -9; next try in 0\.2 s", timeout=30)
+        up.wait_for_line(r"gifts exited with status 1; next try in 0\.4 s", timeout=90)
+        up.wait_for_line(r"gifts exited with status 1; it crashed 3 times within 60 s: giving up on it", timeout=90)
+        assert up.service_pid("gifts") is None
+        assert all(is_serving(up.target(service)) for service in SERVICES if service != "gifts")
+    finally:
+        returncode = up.interrupt()
+    assert returncode == 1, up.output
+    assert "gave up on: gifts" in up.output
+    up.assert_nothing_left()

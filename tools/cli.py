@@ -4,46 +4,75 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from libs.auth.principal import AgeBracket, Role, birth_date_for_age
-from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit import config
-from libs.storage.paths import data_dir
+from libs.storage.paths import ensure_data_dir
 
-try:
-    from tools.audit_cli import app as audit_app
-    from tools.upload_cli import upload
-except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
-    if missing.name is None or not missing.name.startswith(("limelight", "buf")):
-        raise
-    raise SystemExit("The gRPC stubs are missing: run `python -m tools.protogen` (or `bash tools/setup.sh`).") from None
+# Stores, keys, traces and Ray's token are the platform user's alone: everything the
+# platform's processes create is owner-only.
+PLATFORM_UMASK = 0o077
 
 app = typer.Typer(
     help="Limelight: the backend of a creator platform. Start with `limelight up`.",
     no_args_is_help=True,
     add_completion=False,
 )
-app.add_typer(audit_app, name="audit", help="The compliance officer's tools: query, export and verify the audit trail.")
-app.command()(upload)
+# The officers' tools and the uploader pull in gRPC and every stub; they are registered
+# only when asked for (or for the overview in --help), so `limelight token` starts fast.
+_HEAVY_COMMANDS = ("audit", "upload")
+
+
+def _register_heavy_commands() -> None:
+    try:
+        from tools.audit_cli import app as audit_app
+        from tools.upload_cli import upload
+    except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
+        if missing.name is None or not missing.name.startswith(("limelight", "buf")):
+            raise
+        raise SystemExit("The gRPC stubs are missing: run `python -m tools.protogen` (or `bash tools/setup.sh`).") from None
+    app.add_typer(audit_app, name="audit", help="The compliance officer's tools: query, export and verify the audit trail.")
+    app.command()(upload)
+
+
+def _private_data_dir() -> Path:
+    """The data directory at 0700, and this process's umask set so all it creates there is owner-only."""
+    os.umask(PLATFORM_UMASK)
+    return ensure_data_dir()
+
+
+def _requested_command(arguments: list[str]) -> str | None:
+    return next((argument for argument in arguments if not argument.startswith("-")), None)
 
 
 @app.command()
-def up() -> None:
-    """Start all six services and a local Ray head; Ctrl-C stops everything.
+def up(
+    restart_backoff_s: Annotated[float, typer.Option(min=0.0, help="Wait before the first restart of a crashed service; doubles per recent crash.")] = 1.0,
+    max_restart_backoff_s: Annotated[float, typer.Option(min=0.0, help="The longest wait between restarts.")] = 30.0,
+    max_crashes: Annotated[int, typer.Option(min=1, help="Give up on a service after this many crashes within --crash-window-s.")] = 5,
+    crash_window_s: Annotated[float, typer.Option(min=0.0, help="The window in which crashes count.")] = 60.0,
+) -> None:
+    """Start all six services and a local Ray head, restart any that crash; Ctrl-C stops everything.
 
     Endpoints are printed as each service reports SERVING. Set RAY_ADDRESS to join an
     existing Ray cluster instead of starting a head, LIMELIGHT_<SERVICE>_PORT to move a
     service, and LIMELIGHT_DATA_DIR to keep data somewhere other than .data/.
     """
-    from tools.supervisor import Platform
+    from tools.supervisor import Platform, RestartPolicy
 
-    platform = Platform(data_root=data_dir())
+    policy = RestartPolicy(
+        first_backoff_s=restart_backoff_s, max_backoff_s=max_restart_backoff_s,
+        max_crashes=max_crashes, window_s=crash_window_s,
+    )
+    platform = Platform(data_root=_private_data_dir(), restart_policy=policy)
     stop_requested = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop_requested.set())
@@ -51,10 +80,14 @@ def up() -> None:
         typer.echo(f"data directory: {platform.data_root}")
         platform.start(typer.echo)
         typer.echo("limelight is up; press Ctrl-C to stop.")
-        stop_requested.wait()
+        platform.supervise(stop_requested, typer.echo)
         typer.echo("stopping: draining calls in flight...")
     finally:
         platform.stop()
+    given_up = platform.given_up()
+    if given_up:
+        typer.echo(f"stopped; gave up on: {', '.join(given_up)}")
+        raise typer.Exit(1)
     typer.echo("stopped.")
 
 
@@ -65,6 +98,7 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(confi
         raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(config.SERVICES)}")
     from libs.kit.server import run_service_process
 
+    _private_data_dir()
     run_service_process(service, importlib.import_module(f"services.{service}.server").build)
 
 
@@ -81,6 +115,9 @@ def token(
 
     Example: limelight token --subject users/alice --role viewer --age 25
     """
+    from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+
+    _private_data_dir()  # the first token creates the dev signing key there
     born = dt.date.fromisoformat(birth_date) if birth_date else birth_date_for_age(age, dt.date.today()) if age is not None else None
     claims = TokenClaims(
         subject=subject,
@@ -102,6 +139,8 @@ def protos() -> None:
 
 
 def main() -> None:
+    if _requested_command(sys.argv[1:]) in (None, *_HEAVY_COMMANDS):
+        _register_heavy_commands()
     try:
         app()
     except KeyboardInterrupt:

@@ -1,102 +1,220 @@
-"""`limelight up`: run the whole platform on one machine and take all of it down again.
+"""`limelight up`: run the whole platform on one machine, keep it running, and take all of it down again.
 
-Every child (the six services and, unless `RAY_ADDRESS` names a cluster, a local Ray
-head) starts in its own process group, so stopping kills whatever the child spawned too
-(Ray's raylet, GCS and workers) and nothing outlives the supervisor.
+- Every child (the six services and, unless `RAY_ADDRESS` names a cluster, a local Ray
+  head) starts in its own process group, so stopping kills whatever the child spawned
+  too (Ray's raylet, GCS and workers) and nothing outlives the supervisor.
+- The local Ray head listens on loopback only, on free ports, with token auth
+  (`libs.ray_cluster`), so two platforms run side by side on one machine.
+- A child that dies is restarted after a backoff that doubles with each recent crash
+  (`RestartPolicy`); one that keeps crashing is given up on and reported, while the
+  others keep serving. Every crash, restart and give-up is printed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from libs import ray_cluster
 from libs.kit import config
 
 SERVICE_START_TIMEOUT = 60.0
 STOP_GRACE = 15.0
+WATCH_INTERVAL = 0.2
+HEALTH_PROBE_TIMEOUT = 0.5
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long to wait before restarting a crashed child, and when to stop trying.
+
+    The n-th crash within `window_s` waits `first_backoff_s * 2**(n-1)` (at most
+    `max_backoff_s`); the `max_crashes`-th within the window gives up.
+    """
+
+    first_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    max_crashes: int = 5
+    window_s: float = 60.0
+
+    def next_delay(self, crash_times: Sequence[float], now: float) -> float | None:
+        """Seconds until the next start after the latest crash, or None: give up."""
+        recent = sum(1 for crashed in crash_times if now - crashed <= self.window_s)
+        if recent >= self.max_crashes:
+            return None
+        return min(self.max_backoff_s, self.first_backoff_s * 2.0 ** max(0, recent - 1))
+
+
+class ChildState(Enum):
+    STARTING = "starting"
+    SERVING = "serving"
+    WAITING_TO_RESTART = "waiting to restart"
+    GIVEN_UP = "given up"
 
 
 @dataclass
 class Child:
     name: str
     endpoint: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
+    is_serving: Callable[[], bool]
+    quiet: bool = False  # Ray's head logs to its session directory; a service's stderr shows here
+    process: subprocess.Popen[bytes] | None = None
+    state: ChildState = ChildState.STARTING
+    crash_times: list[float] = field(default_factory=list)
+    restart_at: float = 0.0
+
+    def spawn(self) -> None:
+        self.process = subprocess.Popen(
+            self.command, env=self.env, start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if self.quiet else None,
+        )
+        self.state = ChildState.STARTING
+
+    def exit_status(self) -> int | None:
+        """The exit status if the process ended (negative: killed by that signal)."""
+        return None if self.process is None else self.process.poll()
 
 
 @dataclass
 class Platform:
     data_root: Path
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     children: list[Child] = field(default_factory=list)
     ray_address: str = ""
+    _ray_temp_dir: Path | None = None
 
-    def start(self, say: Callable[[str], None]) -> None:
+    def start(self, say: Say) -> None:
         env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.data_root)}
         self.ray_address = os.environ.get("RAY_ADDRESS", "")
         if self.ray_address:
             say(f"joining the Ray cluster at {self.ray_address}")
         else:
+            env.update(ray_cluster.local_head_environment(self.data_root))
             self.ray_address = self._start_ray_head(env)
-            say(f"{'ray':<11} {self.ray_address:<22} local head")
+            say(f"{'ray':<11} {self.ray_address:<22} local head (loopback, token auth)")
         env["RAY_ADDRESS"] = self.ray_address
         services = [
             Child(
-                service,
-                config.target(service),
-                subprocess.Popen(
-                    [sys.executable, "-m", "tools.cli", "serve", service],
-                    env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                ),
+                name=service,
+                endpoint=config.target(service),
+                command=[sys.executable, "-m", "tools.cli", "serve", service],
+                env=env,
+                is_serving=_health_probe(config.target(service)),
             )
             for service in config.SERVICES
         ]
-        self.children.extend(services)
         for child in services:
-            wait_until_serving(child)
+            child.spawn()
+            self.children.append(child)
+        for child in services:
+            self._wait_until_serving(child)
+            child.state = ChildState.SERVING
             say(f"{child.name:<11} {child.endpoint:<22} SERVING")
 
     def _start_ray_head(self, env: dict[str, str]) -> str:
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
-                f"--temp-dir={Path('/tmp') / f'limelight-ray-{os.getpid()}'}",
-            ],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gcs_port = free_port()
+        # mkdtemp: private (0700) and short, since Ray puts Unix sockets below it (108-byte limit).
+        temp_dir = self._ray_temp_dir = Path(tempfile.mkdtemp(prefix="limelight-ray-"))
+        address = f"{ray_cluster.LOOPBACK}:{gcs_port}"
+        head = Child(
+            name="ray",
+            endpoint=address,
+            command=ray_cluster.head_command(gcs_port=gcs_port, client_server_port=free_port(), temp_dir=temp_dir),
+            env=env,
+            # The file alone would also be there after a crash, from before it.
+            is_serving=lambda: ray_cluster.head_started(temp_dir) and port_open(gcs_port),
+            quiet=True,
         )
-        address = f"127.0.0.1:{port}"
-        self.children.append(Child("ray", address, process))
-        deadline = time.monotonic() + SERVICE_START_TIMEOUT
-        while not port_open(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the local Ray head did not start")
-            time.sleep(0.2)
+        head.spawn()
+        self.children.append(head)
+        self._wait_until_serving(head)
+        head.state = ChildState.SERVING
         return address
+
+    def _wait_until_serving(self, child: Child) -> None:
+        deadline = time.monotonic() + SERVICE_START_TIMEOUT
+        while not child.is_serving():
+            status = child.exit_status()
+            if status is not None:
+                raise RuntimeError(f"{child.name} exited with status {status} while starting")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not start within {SERVICE_START_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+
+    def supervise(self, stop_requested: threading.Event, say: Say, *, interval: float = WATCH_INTERVAL) -> None:
+        """Watch every child until `stop_requested`: restart the crashed, give up on the hopeless."""
+        while not stop_requested.wait(interval):
+            for child in self.children:
+                self._watch(child, say, time.monotonic())
+
+    def _watch(self, child: Child, say: Say, now: float) -> None:
+        if child.state in (ChildState.STARTING, ChildState.SERVING):
+            status = child.exit_status()
+            if status is not None:
+                self._on_exit(child, status, say, now)
+            elif child.state is ChildState.STARTING and child.is_serving():
+                child.state = ChildState.SERVING
+                say(f"{child.name:<11} {child.endpoint:<22} SERVING again (restart {len(child.crash_times)})")
+        elif child.state is ChildState.WAITING_TO_RESTART and now >= child.restart_at:
+            say(f"{child.name}: restarting")
+            child.spawn()
+
+    def _on_exit(self, child: Child, status: int, say: Say, now: float) -> None:
+        assert child.process is not None
+        _kill_group(child.process)  # whatever it spawned goes with it
+        child.process = None  # reaped: its pid may belong to someone else from now on
+        child.crash_times.append(now)
+        delay = self.restart_policy.next_delay(child.crash_times, now)
+        if delay is None:
+            child.state = ChildState.GIVEN_UP
+            say(f"{child.name} exited with status {status}; it crashed {self.restart_policy.max_crashes} times "
+                f"within {self.restart_policy.window_s:g} s: giving up on it (the rest keep running)")
+            return
+        child.state = ChildState.WAITING_TO_RESTART
+        child.restart_at = now + delay
+        say(f"{child.name} exited with status {status}; next try in {delay:g} s")
+
+    def given_up(self) -> list[str]:
+        return [child.name for child in self.children if child.state is ChildState.GIVEN_UP]
 
     def stop(self) -> None:
         """SIGTERM every process group (services drain their calls), then SIGKILL what is left."""
-        for child in reversed(self.children):
-            _signal_group(child.process, signal.SIGTERM)
+        running = [child.process for child in reversed(self.children) if child.process is not None]
+        for process in running:
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
-        for child in reversed(self.children):
+        for process in running:
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
             # The group leader may be gone while its children (Ray workers) linger.
-            _signal_group(child.process, signal.SIGKILL)
-            child.process.wait()
+            _kill_group(process)
+        if self._ray_temp_dir is not None:
+            shutil.rmtree(self._ray_temp_dir, ignore_errors=True)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
@@ -107,34 +225,27 @@ def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> N
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port that is free right now (tests, benchmarks, the ports Ray wants named)."""
+    return ray_cluster.free_loopback_port()
 
 
 def port_open(port: int) -> bool:
     with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        return probe.connect_ex((ray_cluster.LOOPBACK, port)) == 0
 
 
-def wait_until_serving(child: Child) -> None:
-    async def check() -> None:
-        async with grpc.aio.insecure_channel(child.endpoint) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + SERVICE_START_TIMEOUT
-            while True:
-                if child.process.poll() is not None:
-                    raise RuntimeError(f"{child.name} exited with status {child.process.returncode}")
-                try:
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1, wait_for_ready=True)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    if time.monotonic() > deadline:
-                        raise
-                await asyncio.sleep(0.1)
+def _health_probe(target: str) -> Callable[[], bool]:
+    def is_serving() -> bool:
+        with grpc.insecure_channel(target) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=HEALTH_PROBE_TIMEOUT,
+                )
+            except grpc.RpcError:
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
-    asyncio.run(check())
+    return is_serving
 
 
 def start_service_process(service: str, data_root: Path, port: int) -> subprocess.Popen[str]:

@@ -37,9 +37,9 @@ from typing import Protocol, cast
 
 import ray
 
+from libs import ray_cluster
 from libs.blobstore import BlobStore, open_blob_store
 from libs.kit.telemetry import Telemetry, configure_telemetry, extract_carrier
-from libs.storage.paths import REPO_ROOT
 from services.ingest.model import (
     PublishedMedia,
     RenditionRecord,
@@ -64,27 +64,7 @@ def connect_ray(*, num_cpus: int | None = None) -> bool:
     Returns False when this process was already connected (someone else owns the
     connection and will shut it down), True when this call connected.
     """
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        # The cluster's nodes get this repository as the job's working directory.
-        ray.init(address=address, namespace="limelight", runtime_env={
-            "working_dir": str(REPO_ROOT),
-            "excludes": [".git", ".venv", ".data", "gen", "node_modules", "bazel-*", "**/__pycache__",
-                         ".pytest_cache", ".hypothesis", ".mypy_cache"],
-        })
-        return True
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 1,
-        include_dashboard=False,
-        namespace="limelight",
-        configure_logging=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
-    )
-    return True
+    return ray_cluster.connect(num_cpus=num_cpus)
 
 
 def transcode_resources() -> dict[str, float]:
