@@ -91,17 +91,28 @@ def _principal_from(payload: dict[str, object]) -> Principal:
     subject = str(payload["sub"])
     if not subject.startswith(("users/", "services/")) or subject.count("/") != 1:
         raise Unauthenticated("token subject must be users/{id} or services/{id}", reason="TOKEN_INVALID")
+    granted = payload.get("roles", [])
+    if not isinstance(granted, list):
+        raise Unauthenticated("token roles must be a list", reason="TOKEN_INVALID")
     try:
-        roles = frozenset(Role(str(role)) for role in payload.get("roles", []))  # type: ignore[union-attr]
+        roles = frozenset(Role(str(role)) for role in granted)
         birth_date = dt.date.fromisoformat(str(payload["birthdate"])) if "birthdate" in payload else None
         bracket = AgeBracket(str(payload.get("age_bracket", AgeBracket.UNKNOWN.value)))
     except ValueError as error:
         raise Unauthenticated(f"invalid token claims: {error}", reason="TOKEN_INVALID") from error
+    service = ""
+    if Role.SERVICE in roles:
+        # The issuer's grant of the service role is what makes a service; the identity it
+        # vouches for is the subject it signed, which must then name a service.
+        if not subject.startswith("services/"):
+            raise Unauthenticated("the service role is only granted to services/{id}", reason="TOKEN_INVALID")
+        service = subject.removeprefix("services/")
     return Principal(
         subject=subject,
         roles=roles,
-        expires_at=dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC),  # type: ignore[arg-type]
+        expires_at=dt.datetime.fromtimestamp(int(str(payload["exp"])), dt.UTC),
         birth_date=birth_date,
         age_bracket=bracket,
         country=str(payload.get("country", "")),
+        service=service,
     )
