@@ -49,7 +49,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from libs.auth.tokens import TokenVerifier, platform_signing_key
 from libs.kit import config
-from libs.kit.access import AccessPolicy, Authenticator
+from libs.kit.access import AccessPolicy, Authenticator, MethodAccess, access_table
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.interceptors import DeniedListener, HandlerRegistry, ServerCallPipeline
 from libs.kit.registry import registrar
@@ -81,6 +81,10 @@ class ServiceDefinition:
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None] | None] | None = None
     on_denied: DeniedListener | None = None
+
+    def access_table(self) -> list[MethodAccess]:
+        """The access rule of every method this service exposes, from the policy the kit enforces."""
+        return access_table(self.service_names, self.policy)
 
 
 Builder = Callable[[ServiceRuntime], ServiceDefinition]
@@ -149,6 +153,7 @@ async def start_service(
     """
     root = data_root or data_dir()
     transport = transport or Transport.from_environment(root)
+    transport.refuse_plaintext_listen(host)
     telemetry = configure_telemetry(name, data_root=root, sample_ratio=sample_ratio)
     signing_key = platform_signing_key(root)
     clients = ServiceClients(

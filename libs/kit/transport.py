@@ -119,11 +119,7 @@ class Transport:
              mesh_port: int) -> tuple[int, int | None]:
         """Add the service's ports; (service port, mesh port or None when plaintext)."""
         if not self.tls:
-            if not is_loopback_host(host) and not self.allow_plaintext_network:
-                raise PlaintextRefused(
-                    f"refusing to serve plaintext on {host}: set LIMELIGHT_TLS=on, or "
-                    f"{ALLOW_PLAINTEXT_NETWORK_ENV}=1 to force it"
-                )
+            self.refuse_plaintext_listen(host)
             return server.add_insecure_port(f"{host}:{port}"), None
         identity = [(self._read(self.pki.key(service)), self._read(self.pki.certificate(service)))]
         ca = self._read(self.pki.ca_certificate)
@@ -133,6 +129,13 @@ class Transport:
             grpc.ssl_server_credentials(identity, root_certificates=ca, require_client_auth=True),
         )
         return bound, bound_mesh
+
+    def refuse_plaintext_listen(self, host: str) -> None:
+        if not self.tls and not self.allow_plaintext_network and not is_loopback_host(host):
+            raise PlaintextRefused(
+                f"refusing to serve plaintext on {host}: set LIMELIGHT_TLS=on, or "
+                f"{ALLOW_PLAINTEXT_NETWORK_ENV}=1 to force it"
+            )
 
     # Client side.
 
