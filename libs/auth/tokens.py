@@ -100,13 +100,11 @@ def _principal_from(payload: dict[str, object]) -> Principal:
         bracket = AgeBracket(str(payload.get("age_bracket", AgeBracket.UNKNOWN.value)))
     except ValueError as error:
         raise Unauthenticated(f"invalid token claims: {error}", reason="TOKEN_INVALID") from error
-    service = ""
-    if Role.SERVICE in roles:
-        # The issuer's grant of the service role is what makes a service; the identity it
-        # vouches for is the subject it signed, which must then name a service.
-        if not subject.startswith("services/"):
-            raise Unauthenticated("the service role is only granted to services/{id}", reason="TOKEN_INVALID")
-        service = subject.removeprefix("services/")
+    # The issuer's grant of the service role is what makes a service, and the identity it
+    # vouches for is the service subject it signed. A `services/` subject without the role
+    # is no service; the role on a user subject grants the role-gated methods but no
+    # service identity (no delegation, and with mutual TLS no certificate can match it).
+    service = subject.removeprefix("services/") if Role.SERVICE in roles and subject.startswith("services/") else ""
     return Principal(
         subject=subject,
         roles=roles,

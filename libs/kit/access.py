@@ -132,9 +132,9 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be 'Bearer <token>'", reason="TOKEN_MALFORMED")
         principal = self.principal_for(token)
-        if certified_service is not None and principal.is_service:
+        if certified_service is not None and Role.SERVICE in principal.roles:
             certificate = certified_service()
-            if certificate != principal.service:
+            if not principal.service or certificate != principal.service:
                 raise Unauthenticated(
                     "a service token is accepted only with that service's client certificate (mesh port)",
                     reason="SERVICE_CERTIFICATE_REQUIRED",

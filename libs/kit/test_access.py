@@ -112,3 +112,12 @@ def test_the_access_table_lists_every_method_with_the_rule_the_kit_enforces() ->
     assert table[f"/{catalog}/CreateProduct"].rule == "one of: admin, merchant"
     assert table[f"/{catalog}/ListProducts"].rule == "any valid token"
     assert len(table) > 3
+
+
+def test_with_certificates_checked_the_service_role_on_a_user_subject_is_refused() -> None:
+    key = Ed25519PrivateKey.generate()
+    authenticator = Authenticator(TokenVerifier(key.public_key()))
+    token = mint_token(key, TokenClaims("users/ada", frozenset({Role.SERVICE})), ttl=dt.timedelta(minutes=5))
+    with pytest.raises(Unauthenticated) as raised:
+        authenticator.authenticate({"authorization": f"Bearer {token}"}, lambda: "")
+    assert raised.value.reason == "SERVICE_CERTIFICATE_REQUIRED"
