@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from libs.kit.config import SERVICES
 from libs.storage.paths import data_dir
 
 SPIFFE_TRUST_DOMAIN = "spiffe://limelight"
@@ -80,8 +81,11 @@ def pki_files(data_root: Path | None = None) -> PkiFiles:
     return PkiFiles(Path(configured) if configured else (data_root or data_dir()) / "pki")
 
 
-def ensure_dev_pki(data_root: Path, services: Iterable[str], *, now: dt.datetime | None = None) -> PkiFiles:
+def ensure_dev_pki(data_root: Path, services: Iterable[str] = SERVICES, *,
+                   now: dt.datetime | None = None) -> PkiFiles:
     """Create the development CA and each service's certificate where missing or expiring.
+
+    `limelight up` calls `ensure_dev_pki(data_root)` (every service) before it starts them.
 
     Idempotent: an existing CA is kept, and so is a leaf the CA signed that is valid for
     longer than `LEAF_RENEWAL`. Keys are written with mode 0600 inside a 0700 directory.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import stat
@@ -166,3 +167,14 @@ def test_a_leaf_close_to_expiry_is_issued_again(tmp_path: Path) -> None:
     old = files.certificate("gifts").read_bytes()
     ensure_dev_pki(tmp_path, ["gifts"])
     assert files.certificate("gifts").read_bytes() != old
+
+
+async def test_a_blocking_user_channel_reaches_a_tls_server(probe: RunningService, tmp_path: Path) -> None:
+    bearer = mint(tmp_path, "users/ada", Role.VIEWER)
+
+    def call_blocking() -> bytes:  # off the event loop the server runs on
+        with Transport.mutual_tls(tmp_path).blocking_user_channel("probe", probe.target) as channel:
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{PROBE}/Who")
+            return call(b"", metadata=(("authorization", f"Bearer {bearer}"),), timeout=5)
+
+    assert await asyncio.to_thread(call_blocking) == b"users/ada service=False for -"

@@ -161,6 +161,14 @@ class Transport:
         """What an end user (CLI, client team) dials: server-authenticated TLS, or loopback plaintext."""
         return self.service_channel(service, target, options=options)
 
+    def blocking_user_channel(self, service: str, target: str) -> grpc.Channel:
+        """`user_channel` for synchronous callers (the audit CLI)."""
+        if not self.tls:
+            self.refuse_plaintext_network(target)
+            return grpc.insecure_channel(target)
+        credentials = grpc.ssl_channel_credentials(self._read(self.pki.ca_certificate))
+        return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", service)])
+
     def refuse_plaintext_network(self, target: str) -> None:
         if not self.tls and not self.allow_plaintext_network and not is_loopback_target(target):
             raise PlaintextRefused(
