@@ -20,6 +20,7 @@ at import time.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 from collections.abc import Iterable
@@ -92,11 +93,16 @@ def ensure_dev_pki(data_root: Path, services: Iterable[str] = SERVICES, *,
     """
     issued_at = now or dt.datetime.now(dt.UTC)
     files = pki_files(data_root)
-    (files.root / "services").mkdir(mode=0o700, parents=True, exist_ok=True)
-    ca_key, ca_certificate = _load_or_create_ca(files, issued_at)
-    for service in services:
-        if not _leaf_is_current(files, service, ca_certificate, issued_at):
-            _issue_leaf(files, service, ca_key, ca_certificate, issued_at)
+    files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (files.root / "services").mkdir(mode=0o700, exist_ok=True)
+    # Two processes making the PKI at once must not end with a CA key from one and a CA
+    # certificate from the other.
+    with open(files.root / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ca_key, ca_certificate = _load_or_create_ca(files, issued_at)
+        for service in services:
+            if not _leaf_is_current(files, service, ca_certificate, issued_at):
+                _issue_leaf(files, service, ca_key, ca_certificate, issued_at)
     return files
 
 

@@ -4,7 +4,8 @@ grpcio, overloaded, cancels calls at random (the outside test saw up to 10% CANC
 The kit refuses early instead, with RESOURCE_EXHAUSTED, a `google.rpc.RetryInfo` delay
 and an ErrorInfo reason, so a caller can tell overload from failure and back off:
 
-- `SERVER_OVERLOADED`: the service already runs `max_concurrent_calls` calls.
+- `SERVER_OVERLOADED`: the service already runs `max_concurrent_calls` calls (an open
+  stream counts until it ends).
 - `RATE_LIMITED`: a peer address sent calls without a token faster than its bucket
   refills (public RPCs, and refused tokenless calls, which would otherwise feed the
   denial audit trail). A call with a valid token is accountable and bounded only by the

@@ -156,6 +156,7 @@ def test_the_dev_pki_is_made_once_with_owner_only_keys_and_spiffe_identities(tmp
     assert files.certificate("gifts").read_bytes() == leaf_before
     for key in (files.ca_key, files.key("gifts"), files.key("shop")):
         assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(files.root).st_mode) == 0o700
     leaf = x509.load_pem_x509_certificate(leaf_before)
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == [service_identity_uri("gifts")]
