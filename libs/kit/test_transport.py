@@ -21,7 +21,7 @@ from libs.kit.context import CallIdentity, current_principal, reset_identity, se
 from libs.kit.pki import ensure_dev_pki, service_identity_uri
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.testing import error_info, raw_unary
-from libs.kit.transport import PlaintextRefused, Transport, is_loopback_target
+from libs.kit.transport import TLS_ENV, PlaintextRefused, TlsMode, Transport, is_loopback_target, tls_mode
 
 PROBE = "limelight.test.v1.TlsProbeService"
 
@@ -179,3 +179,13 @@ async def test_a_blocking_user_channel_reaches_a_tls_server(probe: RunningServic
             return call(b"", metadata=(("authorization", f"Bearer {bearer}"),), timeout=5)
 
     assert await asyncio.to_thread(call_blocking) == b"users/ada service=False for -"
+
+
+def test_tls_is_on_unless_plaintext_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TLS_ENV, raising=False)
+    assert tls_mode() is TlsMode.ON
+    monkeypatch.setenv(TLS_ENV, "off")
+    assert tls_mode() is TlsMode.OFF
+    monkeypatch.setenv(TLS_ENV, "maybe")
+    with pytest.raises(ValueError):
+        tls_mode()
