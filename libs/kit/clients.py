@@ -8,8 +8,9 @@ repeated after it may have taken effect.
 RESOURCE_EXHAUSTED is not retried here: it means the callee is shedding load
 (`libs.kit.shedding`), and an automatic retry from every caller is the storm the bound
 exists to stop. The error reaches the calling handler with its `google.rpc.RetryInfo`
-intact; a handler either lets it propagate (its own caller sees the status) or waits the
-delay the RetryInfo names and tries once more, where the call is idempotent.
+intact; a handler that lets it escape passes that status and RetryInfo on to its own
+caller (the kit's server pipeline does that), and one whose call is idempotent may wait
+the delay RetryInfo names and try once more.
 
 With TLS on (`libs.kit.transport`) each channel is mutual TLS to the target's mesh port,
 presenting this service's certificate; with TLS off, a channel to a non-loopback target

@@ -279,6 +279,13 @@ class _Call:
         elif isinstance(error, NotImplementedError):
             # What the generated base servicer raises for an RPC nobody built yet.
             status = unimplemented_status(self._method)
+        elif (isinstance(error, grpc.aio.AioRpcError) and error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+              and (shed := rpc_status.from_call(error)) is not None):
+            # A callee shedding load: pass its status and RetryInfo on, so the back-off
+            # reaches whoever can wait, instead of turning overload into INTERNAL.
+            if span.is_recording():
+                span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+            status = shed
         else:
             logger.error("unhandled error in %s", self._method, exc_info=error)
             span.record_exception(error)

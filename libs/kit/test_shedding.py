@@ -151,3 +151,30 @@ def test_settings_come_from_the_environment_per_service(monkeypatch: pytest.Monk
     settings = ShedSettings.from_environment("gifts")
     assert (settings.max_concurrent_calls, settings.tokenless_rate) == (64, 3.5)
     assert ShedSettings.from_environment("shop") == ShedSettings()
+
+
+async def test_a_shed_call_downstream_reaches_the_caller_with_its_retry_delay(tmp_path: Path) -> None:
+    downstream = await start_busy(tmp_path, Busy(), ShedSettings(max_concurrent_calls=0))
+    relay_name = "limelight.test.v1.RelayService"
+
+    def build_relay(runtime: ServiceRuntime) -> ServiceDefinition:
+        async def relay(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            return await raw_unary(runtime.clients.channel("busy"), f"/{BUSY}/Ping")(request)
+
+        generic = grpc.method_handlers_generic_handler(relay_name, {"Relay": grpc.unary_unary_rpc_method_handler(relay)})
+        return ServiceDefinition(service_names=[relay_name],
+                                 register=lambda server: server.add_generic_rpc_handlers((generic,)))
+
+    upstream = await start_service("relay", build_relay, port=0, data_root=tmp_path,
+                                   targets={"busy": downstream.mesh_target})
+    try:
+        async with grpc.aio.insecure_channel(upstream.target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await raw_unary(channel, f"/{relay_name}/Relay")(
+                    b"", metadata=(("authorization", f"Bearer {viewer_token(tmp_path)}"),), timeout=10)
+    finally:
+        await upstream.stop(grace=0)
+        await downstream.stop(grace=0)
+    assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(raised.value).reason == "SERVER_OVERLOADED"
+    assert status_detail(raised.value, error_details_pb2.RetryInfo).retry_delay.ToMilliseconds() == 250
