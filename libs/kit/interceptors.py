@@ -244,9 +244,15 @@ class _Call:
         if self._sheddable:
             pipeline.concurrency.enter()
             self._in_flight = True
-        authenticated = pipeline.authenticator.authenticate(
-            self._metadata, self._certified_service if pipeline.verifies_certificates else None
-        )
+        try:
+            authenticated = pipeline.authenticator.authenticate(
+                self._metadata, self._certified_service if pipeline.verifies_certificates else None
+            )
+        except Unauthenticated:
+            # A bad token is no better than none: it draws on the same per-peer bucket.
+            if self._sheddable:
+                pipeline.tokenless.take(peer_host(self._context.peer()))
+            raise
         if authenticated is None:
             if self._sheddable:
                 pipeline.tokenless.take(peer_host(self._context.peer()))

@@ -6,10 +6,11 @@ and an ErrorInfo reason, so a caller can tell overload from failure and back off
 
 - `SERVER_OVERLOADED`: the service already runs `max_concurrent_calls` calls (an open
   stream counts until it ends).
-- `RATE_LIMITED`: a peer address sent calls without a token faster than its bucket
-  refills (public RPCs, and refused tokenless calls, which would otherwise feed the
-  denial audit trail). A call with a valid token is accountable and bounded only by the
-  concurrency limit, so services on one host never throttle one another.
+- `RATE_LIMITED`: a peer address sent calls without a valid token (none, or one that
+  fails verification) faster than its bucket refills: the public RPCs, and refused
+  calls, which would otherwise feed the denial audit trail. A call with a valid token is
+  accountable and bounded only by the concurrency limit, so services on one host never
+  throttle one another.
 
 Health and reflection are never shed: a probe must see the service, not its load.
 Settings per service, from the environment (`ShedSettings.from_environment`):

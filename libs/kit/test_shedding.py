@@ -178,3 +178,19 @@ async def test_a_shed_call_downstream_reaches_the_caller_with_its_retry_delay(tm
     assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_info(raised.value).reason == "SERVER_OVERLOADED"
     assert status_detail(raised.value, error_details_pb2.RetryInfo).retry_delay.ToMilliseconds() == 250
+
+
+async def test_a_flood_of_bad_tokens_draws_on_the_same_bucket(tmp_path: Path) -> None:
+    busy = Busy()
+    running = await start_busy(tmp_path, busy, ShedSettings(tokenless_rate=0.01, tokenless_burst=3.0))
+    try:
+        async with grpc.aio.insecure_channel(running.target) as channel:
+            ping = raw_unary(channel, f"/{BUSY}/Ping")
+            results = await asyncio.gather(
+                *(ping(b"", metadata=(("authorization", "Bearer forged"),), timeout=10) for _ in range(8)),
+                return_exceptions=True)
+    finally:
+        await running.stop(grace=0)
+    codes = sorted(result.code().name for result in results if isinstance(result, grpc.aio.AioRpcError))
+    assert codes == ["RESOURCE_EXHAUSTED"] * 5 + ["UNAUTHENTICATED"] * 3
+    assert busy.denied == ["TOKEN_INVALID"] * 3, "only the refusals inside the bucket are audited"
