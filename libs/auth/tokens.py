@@ -3,6 +3,10 @@
 Claims: `sub` (`users/…` or `services/…`), `roles`, `birthdate` (ISO date) or
 `age_bracket`, `country` (ISO 3166-1 alpha-2), `exp`, `iat`, `iss`, `aud`.
 
+A token makes its bearer a service (`Principal.service`) only when it grants the
+`service` role to a `services/{name}` subject; the subject's shape alone grants nothing.
+With mutual TLS the kit further requires the client certificate to name that service.
+
 In a local deployment every process shares the platform key under the data directory:
 the CLI mints dev tokens with it and services mint their own service identity with it.
 A production deployment gives each service its own key and the verifiers a key set;
