@@ -13,7 +13,7 @@ logged with its trace id.
     ├── OutOfRange                   -> OUT_OF_RANGE     + ErrorInfo
     ├── Unauthenticated              -> UNAUTHENTICATED  + ErrorInfo
     ├── PermissionDenied             -> PERMISSION_DENIED + ErrorInfo
-    ├── ResourceExhausted            -> RESOURCE_EXHAUSTED + ErrorInfo
+    ├── ResourceExhausted            -> RESOURCE_EXHAUSTED + ErrorInfo, RetryInfo when a delay is known
     ├── Aborted                      -> ABORTED          + ErrorInfo
     └── Unavailable                  -> UNAVAILABLE      + ErrorInfo
 
@@ -23,6 +23,7 @@ holds string facts that explain it (the limit, the current balance, ...).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -106,7 +107,14 @@ class PermissionDenied(DomainError):
 
 
 class ResourceExhausted(DomainError):
+    """A quota or limit was hit; `retry_delay`, when set, tells the caller when to try again."""
+
     default_reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None,
+                 retry_delay: dt.timedelta | None = None) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_delay = retry_delay
 
 
 class Aborted(DomainError):

@@ -35,6 +35,11 @@ class Principal:
 
     `subject` is a resource name: `users/{user}` or `services/{service}`. A service acting
     for a user carries that user in `on_behalf_of`, so both identities reach the handler.
+
+    `service` is the verified service identity, never read off the subject's shape: the
+    token verifier sets it only when the issuer granted the `service` role, and with
+    mutual TLS the kit admits it only when the peer certificate names the same service.
+    A `services/…` subject without it is an ordinary caller.
     """
 
     subject: str
@@ -44,10 +49,11 @@ class Principal:
     age_bracket: AgeBracket = AgeBracket.UNKNOWN
     country: str = ""
     on_behalf_of: Principal | None = field(default=None)
+    service: str = ""
 
     @property
     def is_service(self) -> bool:
-        return self.subject.startswith("services/")
+        return bool(self.service) and Role.SERVICE in self.roles
 
     @property
     def user_id(self) -> str:

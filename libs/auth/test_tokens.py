@@ -77,3 +77,19 @@ def test_the_birth_date_for_an_age_makes_exactly_that_age_today(today: dt.date) 
     eighteenth_birthday = born.replace(year=born.year + 18)
     assert eighteenth_birthday <= today
     assert principal.age_on(eighteenth_birthday - dt.timedelta(days=1)) == 17
+
+
+def test_only_the_service_role_on_a_service_subject_makes_a_service() -> None:
+    key = Ed25519PrivateKey.generate()
+    verifier = TokenVerifier(key.public_key())
+
+    def principal(subject: str, *roles: Role) -> Principal:
+        return verifier.verify(mint_token(key, TokenClaims(subject, frozenset(roles)), ttl=dt.timedelta(minutes=1)))
+
+    impostor = principal("services/gifts", Role.VIEWER)
+    assert (impostor.is_service, impostor.service) == (False, "")
+    service = principal("services/gifts", Role.SERVICE)
+    assert (service.is_service, service.service) == (True, "gifts")
+    user_with_the_role = principal("users/ada", Role.SERVICE, Role.VIEWER)
+    assert not user_with_the_role.is_service
+    assert user_with_the_role.has_role(Role.SERVICE)

@@ -3,6 +3,10 @@
 Claims: `sub` (`users/…` or `services/…`), `roles`, `birthdate` (ISO date) or
 `age_bracket`, `country` (ISO 3166-1 alpha-2), `exp`, `iat`, `iss`, `aud`.
 
+A token makes its bearer a service (`Principal.service`) only when it grants the
+`service` role to a `services/{name}` subject; the subject's shape alone grants nothing.
+With mutual TLS the kit further requires the client certificate to name that service.
+
 In a local deployment every process shares the platform key under the data directory:
 the CLI mints dev tokens with it and services mint their own service identity with it.
 A production deployment gives each service its own key and the verifiers a key set;
@@ -91,17 +95,26 @@ def _principal_from(payload: dict[str, object]) -> Principal:
     subject = str(payload["sub"])
     if not subject.startswith(("users/", "services/")) or subject.count("/") != 1:
         raise Unauthenticated("token subject must be users/{id} or services/{id}", reason="TOKEN_INVALID")
+    granted = payload.get("roles", [])
+    if not isinstance(granted, list):
+        raise Unauthenticated("token roles must be a list", reason="TOKEN_INVALID")
     try:
-        roles = frozenset(Role(str(role)) for role in payload.get("roles", []))  # type: ignore[union-attr]
+        roles = frozenset(Role(str(role)) for role in granted)
         birth_date = dt.date.fromisoformat(str(payload["birthdate"])) if "birthdate" in payload else None
         bracket = AgeBracket(str(payload.get("age_bracket", AgeBracket.UNKNOWN.value)))
     except ValueError as error:
         raise Unauthenticated(f"invalid token claims: {error}", reason="TOKEN_INVALID") from error
+    # The issuer's grant of the service role is what makes a service, and the identity it
+    # vouches for is the service subject it signed. A `services/` subject without the role
+    # is no service; the role on a user subject grants the role-gated methods but no
+    # service identity (no delegation, and with mutual TLS no certificate can match it).
+    service = subject.removeprefix("services/") if Role.SERVICE in roles and subject.startswith("services/") else ""
     return Principal(
         subject=subject,
         roles=roles,
-        expires_at=dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC),  # type: ignore[arg-type]
+        expires_at=dt.datetime.fromtimestamp(int(str(payload["exp"])), dt.UTC),
         birth_date=birth_date,
         age_bracket=bracket,
         country=str(payload.get("country", "")),
+        service=service,
     )

@@ -10,6 +10,12 @@
   token propagation, tracing).
 - `telemetry`: OpenTelemetry setup, span export (OTLP or JSON lines), log correlation,
   trace context carriers for Ray tasks.
+- `transport`: TLS for every server and client (`LIMELIGHT_TLS`), mutual TLS between
+  services on the mesh port, plaintext only on loopback.
+- `pki`: the development CA and per-service certificates (`ensure_dev_pki`).
+- `shedding`: the bound on concurrent calls and the per-peer rate of tokenless calls,
+  refused with RESOURCE_EXHAUSTED and RetryInfo.
+- `access`: tokens, roles, delegation, and `access_table` (every method's rule).
 - `status`: the single table from `libs.errors` to gRPC status codes and details.
 - `validation`: protovalidate, reported as `google.rpc.BadRequest` field violations.
 

@@ -4,6 +4,17 @@ Every call gets a deadline (the caller's, or the default), this service's identi
 end user's token when the call serves one, and a CLIENT span. Retries happen only on
 UNAVAILABLE, through the channel's service config, so a non-idempotent call is never
 repeated after it may have taken effect.
+
+RESOURCE_EXHAUSTED is not retried here: it means the callee is shedding load
+(`libs.kit.shedding`), and an automatic retry from every caller is the storm the bound
+exists to stop. The error reaches the calling handler with its `google.rpc.RetryInfo`
+intact; a handler that lets it escape passes that status and RetryInfo on to its own
+caller (the kit's server pipeline does that), and one whose call is idempotent may wait
+the delay RetryInfo names and try once more.
+
+With TLS on (`libs.kit.transport`) each channel is mutual TLS to the target's mesh port,
+presenting this service's certificate; with TLS off, a channel to a non-loopback target
+is refused rather than send a token in plaintext.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token
 from libs.kit import config
 from libs.kit.interceptors import KitClientInterceptor
+from libs.kit.transport import Transport
 
 StubT = TypeVar("StubT")
 
@@ -76,23 +88,33 @@ class ServiceClients:
         service_token: Callable[[], str],
         targets: Mapping[str, str] | None = None,
         default_timeout: float = 5.0,
+        transport: Transport | None = None,
+        service: str = "",
     ) -> None:
+        """`service` names the caller, whose certificate a TLS channel presents."""
         self._interceptor = KitClientInterceptor(
             tracer=tracer, service_token=service_token, default_timeout=default_timeout
         )
         self._targets = dict(targets or {})
+        self._transport = transport or Transport.from_environment()
+        self._service = service
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def target_of(self, service: str) -> str:
-        return self._targets.get(service) or config.target(service)
+        configured = self._targets.get(service)
+        if configured:
+            return configured
+        return config.mesh_target(service) if self._transport.tls else config.target(service)
 
     def channel(self, service: str) -> grpc.aio.Channel:
         channel = self._channels.get(service)
         if channel is None:
-            channel = grpc.aio.insecure_channel(
+            channel = self._transport.service_channel(
+                service,
                 self.target_of(service),
                 options=[("grpc.service_config", RETRY_SERVICE_CONFIG), ("grpc.enable_retries", 1)],
                 interceptors=[self._interceptor],
+                as_service=self._service,
             )
             self._channels[service] = channel
         return channel

@@ -27,6 +27,10 @@ Unimplemented RPCs need no code: the generated base servicer answers UNIMPLEMENT
 The server gets the standard health service (SERVING while up, NOT_SERVING from the
 moment shutdown starts, `Watch` streams changes), server reflection, and on SIGTERM or
 SIGINT a graceful shutdown that refuses new calls and drains the calls in flight.
+
+Transport (`libs.kit.transport`, `LIMELIGHT_TLS`): with TLS on, a server-auth TLS port for
+end users and a mutual-TLS mesh port for services; with TLS off, one plaintext port that
+may only be on loopback. Load shedding (`libs.kit.shedding`) is configured per service.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from libs.auth.tokens import TokenVerifier, platform_signing_key
 from libs.kit import config
-from libs.kit.access import AccessPolicy, Authenticator
+from libs.kit.access import AccessPolicy, Authenticator, MethodAccess, access_table
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.interceptors import DeniedListener, HandlerRegistry, ServerCallPipeline
 from libs.kit.registry import registrar
+from libs.kit.shedding import ShedSettings
 from libs.kit.telemetry import Telemetry, configure_logging, configure_telemetry
+from libs.kit.transport import Transport
 from libs.storage.paths import data_dir
 
 logger = logging.getLogger(__name__)
@@ -76,6 +82,10 @@ class ServiceDefinition:
     on_stop: Callable[[], Awaitable[None] | None] | None = None
     on_denied: DeniedListener | None = None
 
+    def access_table(self) -> list[MethodAccess]:
+        """The access rule of every method this service exposes, from the policy the kit enforces."""
+        return access_table(self.service_names, self.policy)
+
 
 Builder = Callable[[ServiceRuntime], ServiceDefinition]
 
@@ -99,10 +109,17 @@ class RunningService:
     health: health.aio.HealthServicer
     definition: ServiceDefinition
     runtime: ServiceRuntime
+    mesh_port: int | None = None
 
     @property
     def target(self) -> str:
+        """Where end users dial (server-auth TLS, or plaintext with TLS off)."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def mesh_target(self) -> str:
+        """Where other services dial: the mutual-TLS port, or the one port with TLS off."""
+        return f"127.0.0.1:{self.mesh_port}" if self.mesh_port is not None else self.target
 
     async def stop(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         """Report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`."""
@@ -125,13 +142,23 @@ async def start_service(
     data_root: Path | None = None,
     targets: dict[str, str] | None = None,
     sample_ratio: float | None = None,
+    transport: Transport | None = None,
+    mesh_port: int | None = None,
+    shedding: ShedSettings | None = None,
 ) -> RunningService:
-    """Build and start `name`; `port=0` picks a free port (tests), None takes the configured one."""
+    """Build and start `name`; `port=0` picks a free port (tests), None takes the configured one.
+
+    `transport` and `shedding` default to the environment's settings; `mesh_port` (TLS
+    only) defaults to the configured mesh port when `port` is, else to a free one.
+    """
     root = data_root or data_dir()
+    transport = transport or Transport.from_environment(root)
+    transport.refuse_plaintext_listen(host)
     telemetry = configure_telemetry(name, data_root=root, sample_ratio=sample_ratio)
     signing_key = platform_signing_key(root)
     clients = ServiceClients(
-        tracer=telemetry.tracer, service_token=ServiceTokenSource(name, signing_key), targets=targets
+        tracer=telemetry.tracer, service_token=ServiceTokenSource(name, signing_key), targets=targets,
+        transport=transport, service=name,
     )
     runtime = ServiceRuntime(name=name, data_root=root, telemetry=telemetry, clients=clients)
     definition = build(runtime)
@@ -142,6 +169,8 @@ async def start_service(
         authenticator=Authenticator(TokenVerifier(signing_key.public_key())),
         policy=definition.policy,
         on_denied=definition.on_denied,
+        shedding=shedding or ShedSettings.from_environment(name),
+        verifies_certificates=transport.tls,
     )
     server = grpc.aio.server()
     registering = pipeline.registering_on(server)
@@ -152,14 +181,19 @@ async def start_service(
         reflection.aio.ReflectionServicer([*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
         registering,
     )
-    bound = server.add_insecure_port(f"{host}:{config.listen_port(name) if port is None else port}")
+    if mesh_port is None:
+        mesh_port = config.mesh_port(name) if port is None else 0
+    bound, bound_mesh = transport.bind(
+        server, name, host=host, port=config.listen_port(name) if port is None else port, mesh_port=mesh_port
+    )
     if definition.on_start is not None:
         await definition.on_start()
     await server.start()
     for service_name in ["", *definition.service_names]:
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
-    logger.info("%s serving on %s:%d", name, host, bound)
-    return RunningService(name, bound, server, health_servicer, definition, runtime)
+    logger.info("%s serving on %s:%d%s", name, host, bound,
+                f" (TLS; mutual-TLS mesh port {bound_mesh})" if bound_mesh is not None else " (plaintext)")
+    return RunningService(name, bound, server, health_servicer, definition, runtime, bound_mesh)
 
 
 async def serve_until_signalled(name: str, build: Builder, *, grace: float = DEFAULT_GRACE_SECONDS) -> None:
@@ -168,7 +202,8 @@ async def serve_until_signalled(name: str, build: Builder, *, grace: float = DEF
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    print(f"{name} listening on {running.target}", flush=True)
+    mesh = f", services on {running.mesh_target}" if running.mesh_port is not None else ""
+    print(f"{name} listening on {running.target}{mesh}", flush=True)
     await stopping.wait()
     logger.info("%s shutting down, draining calls for up to %.0f s", name, grace)
     await running.stop(grace)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
 from libs import errors
 
@@ -26,7 +26,7 @@ _STATUS_BY_ERROR: dict[type[errors.DomainError], grpc.StatusCode] = {
 
 def status_code_for(error: errors.DomainError) -> grpc.StatusCode:
     for error_type in type(error).__mro__:
-        code = _STATUS_BY_ERROR.get(error_type)  # type: ignore[arg-type]
+        code = _STATUS_BY_ERROR.get(error_type)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL
@@ -62,6 +62,10 @@ def to_rpc_status(error: errors.DomainError, *, service: str) -> status_pb2.Stat
             )
         )
     )
+    if isinstance(error, errors.ResourceExhausted) and error.retry_delay is not None:
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(error.retry_delay)
+        status.details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     if isinstance(error, errors.NotFound) and error.resource_name:
         status.details.append(_packed(error_details_pb2.ResourceInfo(resource_name=error.resource_name)))
     return status

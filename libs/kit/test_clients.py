@@ -17,6 +17,7 @@ from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.context import CallIdentity, current_principal, reset_identity, set_identity
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.telemetry import read_spans
+from libs.kit.testing import raw_unary
 
 FLAKY = "limelight.test.v1.FlakyService"
 
@@ -25,22 +26,22 @@ class Flaky:
     def __init__(self) -> None:
         self.attempts: dict[str, int] = {}
 
-    async def unavailable_twice(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def unavailable_twice(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         count = self.attempts[request.decode()] = self.attempts.get(request.decode(), 0) + 1
         if count <= 2:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         return f"attempt {count}".encode()
 
-    async def always_internal(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def always_internal(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         self.attempts[request.decode()] = self.attempts.get(request.decode(), 0) + 1
         await context.abort(grpc.StatusCode.INTERNAL, "broken")
         raise AssertionError("abort raises")
 
-    async def hang(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def hang(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         await asyncio.sleep(30)
         return b""
 
-    async def whoami(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def whoami(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         principal = current_principal()
         acting_for = principal.on_behalf_of.subject if principal.on_behalf_of else "-"
         return f"{principal.subject} for {acting_for}".encode()
@@ -86,14 +87,14 @@ async def caller(flaky: tuple[RunningService, Flaky]) -> AsyncIterator[ServiceCl
 
 
 async def test_unavailable_is_retried_until_it_succeeds(caller: ServiceClients) -> None:
-    reply = await caller.channel("flaky").unary_unary(f"/{FLAKY}/UnavailableTwice")(b"k1")
+    reply = await raw_unary(caller.channel("flaky"), f"/{FLAKY}/UnavailableTwice")(b"k1")
     assert reply == b"attempt 3"
 
 
 async def test_other_failures_are_not_retried(flaky: tuple[RunningService, Flaky], caller: ServiceClients) -> None:
     _, handlers = flaky
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await caller.channel("flaky").unary_unary(f"/{FLAKY}/AlwaysInternal")(b"k2")
+        await raw_unary(caller.channel("flaky"), f"/{FLAKY}/AlwaysInternal")(b"k2")
     assert raised.value.code() is grpc.StatusCode.INTERNAL
     assert handlers.attempts["k2"] == 1
 
@@ -101,7 +102,7 @@ async def test_other_failures_are_not_retried(flaky: tuple[RunningService, Flaky
 async def test_every_call_gets_the_default_deadline(caller: ServiceClients) -> None:
     started = asyncio.get_running_loop().time()
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await caller.channel("flaky").unary_unary(f"/{FLAKY}/Hang")(b"")
+        await raw_unary(caller.channel("flaky"), f"/{FLAKY}/Hang")(b"")
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert asyncio.get_running_loop().time() - started < 5
 
@@ -116,7 +117,7 @@ async def test_a_service_call_carries_its_identity_and_the_user_it_serves(caller
         CallIdentity(TokenVerifier(platform_signing_key(tmp_path).public_key()).verify(user_token), user_token)
     )
     try:
-        reply = await caller.channel("flaky").unary_unary(f"/{FLAKY}/WhoAmI")(b"")
+        reply = await raw_unary(caller.channel("flaky"), f"/{FLAKY}/WhoAmI")(b"")
     finally:
         reset_identity(serving_user)
     assert reply == b"services/caller for users/ada"
@@ -124,7 +125,7 @@ async def test_a_service_call_carries_its_identity_and_the_user_it_serves(caller
 
 async def test_client_and_server_spans_share_one_trace(flaky: tuple[RunningService, Flaky], caller: ServiceClients, tmp_path: Path) -> None:
     running, _ = flaky
-    await caller.channel("flaky").unary_unary(f"/{FLAKY}/UnavailableTwice")(b"k3")
+    await raw_unary(caller.channel("flaky"), f"/{FLAKY}/UnavailableTwice")(b"k3")
     running.runtime.telemetry.provider.force_flush()
     spans = [span for span in read_spans(tmp_path) if str(span["name"]).endswith("UnavailableTwice")]
     client = next(span for span in spans if span["kind"] == "CLIENT")

@@ -10,10 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
@@ -21,6 +19,7 @@ from libs.errors import FailedPrecondition
 from libs.kit.access import AccessPolicy
 from libs.kit.context import current_principal
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
+from libs.kit.testing import error_info, raw_unary
 
 PROBE = "limelight.test.v1.ProbeService"
 
@@ -31,23 +30,23 @@ class ProbeHandlers:
     def __init__(self) -> None:
         self.slow_started = asyncio.Event()
 
-    async def whoami(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def whoami(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         return current_principal().subject.encode()
 
-    async def slow(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def slow(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         self.slow_started.set()
         await asyncio.sleep(float(request.decode()))
         return b"finished"
 
-    async def refuse(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def refuse(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         raise FailedPrecondition("wallet is empty", reason="WALLET_EMPTY", metadata={"balance": "0"})
 
-    async def crash(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def crash(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         raise RuntimeError("bug")
 
 
 def probe_definition(handlers: ProbeHandlers) -> ServiceDefinition:
-    methods = {
+    methods: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {
         name: grpc.unary_unary_rpc_method_handler(behavior)
         for name, behavior in {
             "WhoAmI": handlers.whoami, "Slow": handlers.slow, "Refuse": handlers.refuse, "Crash": handlers.crash,
@@ -86,7 +85,7 @@ def token(tmp_path: Path, *, roles: set[Role], ttl: dt.timedelta = dt.timedelta(
 async def call(target: str, method: str, payload: bytes = b"", *, bearer: str | None = None) -> bytes:
     metadata = (("authorization", f"Bearer {bearer}"),) if bearer else None
     async with grpc.aio.insecure_channel(target) as channel:
-        return await channel.unary_unary(f"/{PROBE}/{method}")(payload, metadata=metadata, timeout=10)
+        return await raw_unary(channel, f"/{PROBE}/{method}")(payload, metadata=metadata, timeout=10)
 
 
 async def test_reports_serving_for_the_server_and_each_service(probe: tuple[RunningService, ProbeHandlers]) -> None:
@@ -128,7 +127,7 @@ async def test_bad_tokens_are_unauthenticated(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call(running.target, "WhoAmI", bearer=bearer)
     assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
-    info = _error_info(raised.value)
+    info = error_info(raised.value)
     assert info.reason.startswith("TOKEN_")
 
 
@@ -139,17 +138,17 @@ async def test_the_wrong_role_is_permission_denied(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call(running.target, "Refuse", bearer=token(tmp_path, roles={Role.VIEWER}))
     assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert _error_info(raised.value).metadata["required_roles"] == "merchant"
+    assert error_info(raised.value).metadata["required_roles"] == "merchant"
 
 
-async def test_a_domain_error_becomes_its_status_with_error_info(
+async def test_a_domain_error_becomes_its_status_witherror_info(
     probe: tuple[RunningService, ProbeHandlers], tmp_path: Path
 ) -> None:
     running, _ = probe
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call(running.target, "Refuse", bearer=token(tmp_path, roles={Role.MERCHANT}))
     assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    info = _error_info(raised.value)
+    info = error_info(raised.value)
     assert (info.reason, info.domain, dict(info.metadata)) == ("WALLET_EMPTY", "probe.limelight.dev", {"balance": "0"})
 
 
@@ -160,8 +159,8 @@ async def test_an_unexpected_error_is_internal_and_names_the_trace(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call(running.target, "Crash", bearer=token(tmp_path, roles={Role.VIEWER}))
     assert raised.value.code() is grpc.StatusCode.INTERNAL
-    assert "bug" not in raised.value.details()
-    assert len(_error_info(raised.value).metadata["trace_id"]) == 32
+    assert "bug" not in (raised.value.details() or "")
+    assert len(error_info(raised.value).metadata["trace_id"]) == 32
 
 
 async def test_shutdown_drains_a_slow_call_and_reports_not_serving(
@@ -178,13 +177,3 @@ async def test_shutdown_drains_a_slow_call_and_reports_not_serving(
         watch.cancel()
     assert await slow == b"finished"
     await stopping
-
-
-def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info
-    raise AssertionError("no ErrorInfo detail")
