@@ -29,10 +29,11 @@ from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, start_service
 from libs.kit.telemetry import read_spans
+from services.compliance import server as compliance_server
 from services.ingest import server as ingest_server
 from services.ingest.sample_clips import ClipSpec, write_clip
 from services.ingest.workers import connect_ray
-from tools.supervisor import free_port
+from services.ranking import server as ranking_server
 from tools.upload_cli import upload_file
 
 CHUNK = 256 * 1024
@@ -55,26 +56,23 @@ class IngestPlatform:
 
     async def start_ingest(self) -> None:
         self.services["ingest"] = await start_service(
-            "ingest", ingest_server.build, port=free_port(), data_root=self.data_root, targets=self.targets)
+            "ingest", ingest_server.build, port=0, data_root=self.data_root, targets=dict(self.targets))
         self.targets["ingest"] = self.services["ingest"].target
 
 
 @pytest.fixture(scope="module")
 async def ingest_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[IngestPlatform]:
-    import importlib
-
     os.environ.pop("RAY_ADDRESS", None)
     # One local Ray for the module, connected before the servers so a restarted ingest
     # server reuses it instead of starting (and stopping) its own.
     started_ray = connect_ray(num_cpus=2)
     data_root = tmp_path_factory.mktemp("ingest-platform")
-    targets = {name: f"127.0.0.1:{free_port()}" for name in ("compliance", "ranking")}
-    platform = IngestPlatform(data_root, {}, targets)
+    platform = IngestPlatform(data_root, {}, {})
     try:
-        for name in ("compliance", "ranking"):
-            platform.services[name] = await start_service(
-                name, importlib.import_module(f"services.{name}.server").build,
-                port=int(targets[name].rsplit(":", 1)[1]), data_root=data_root, targets=targets)
+        # Each binds port 0; ingest, started last, gets the ports they reported.
+        for name, build in (("compliance", compliance_server.build), ("ranking", ranking_server.build)):
+            platform.services[name] = await start_service(name, build, port=0, data_root=data_root)
+            platform.targets[name] = platform.services[name].target
         await platform.start_ingest()
         yield platform
     finally:
@@ -118,6 +116,22 @@ async def watch_until_finished(stub: ingest_pb2_grpc.IngestServiceStub, name: st
     return updates
 
 
+async def received_bytes_once_stored(stub: ingest_pb2_grpc.IngestServiceStub, name: str,
+                                     platform: IngestPlatform) -> int:
+    """The upload's stored byte count, as soon as the server reports any (it creates the upload first)."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                upload = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name),
+                                               metadata=platform.metadata())).upload
+                if upload.received_bytes:
+                    return upload.received_bytes
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            await asyncio.sleep(0.02)
+
+
 def http_get(url: str) -> tuple[int, str, bytes]:
     parsed = urlparse(url)
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
@@ -144,18 +158,15 @@ async def test_an_upload_cut_mid_stream_resumes_and_becomes_a_playable_ladder_in
     async with grpc.aio.insecure_channel(ingest_platform.targets["ingest"]) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         call = stub.UploadVideo(first_connection(), metadata=ingest_platform.metadata())
-        await asyncio.sleep(1.0)  # the server reads what was sent...
-        call.cancel()  # ...and then the connection drops
         name = f"creators/ada/uploads/{upload_id}"
-        received = 0
-        for _ in range(100):
-            upload = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name),
-                                           metadata=ingest_platform.metadata())).upload
-            received = upload.received_bytes
-            if received:
-                break
-            await asyncio.sleep(0.05)
-        assert 0 < received <= cut < len(data) and upload.state == ingest_pb2.UPLOAD_STATE_RECEIVING
+        # The server stores what was sent (watched through GetUpload, not assumed after a pause)...
+        received = await received_bytes_once_stored(stub, name, ingest_platform)
+        call.cancel()  # ...and then the connection drops
+        upload = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name),
+                                       metadata=ingest_platform.metadata())).upload
+        assert 0 < received <= upload.received_bytes <= cut < len(data)
+        assert upload.state == ingest_pb2.UPLOAD_STATE_RECEIVING
+        received = upload.received_bytes
 
         resume = ingest_pb2.UploadVideoRequest(resume=ingest_pb2.UploadResume(upload=name, offset=received))
         response = await stub.UploadVideo(iter([resume, *chunks(data, received, len(data))]),
