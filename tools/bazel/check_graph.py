@@ -189,18 +189,21 @@ def import_problems(graph: Graph, imports: dict[str, Imports], files: set[str]) 
             continue  # reported as unowned
         rule = graph.rules[label]
         used = used_packages.setdefault(rule.package, set())
-        needed = {module_file(module, files) for module in found.modules} | set(parent_markers(path, files))
+        needed = {module_file(module, files) for module in found.modules}
+        if not path.endswith("/__init__.py"):
+            # A package marker's own chain comes with the code that needs it.
+            needed |= set(parent_markers(path, files))
         for target_file in sorted(filter(None, needed)):
             target = graph.owner.get(target_file)
             if target is None or target == label:
                 continue
             used.add(package_of(target))
-            if rule.is_test_code:
-                # Tests may lean on what their package's library brings along.
-                declared = target in graph.reach(label)
-            else:
-                # A library names each package it imports, so its BUILD file reads as its layer.
-                declared = target in rule.deps or package_of(target) == rule.package
+            # Whatever the file imports must be among the target's runfiles; a library also
+            # names each package it imports, so its BUILD file reads as its layer. (Tests may
+            # lean on what their package's library brings along.)
+            declared = target in graph.reach(label) and (
+                rule.is_test_code or package_of(target) in {rule.package, *map(package_of, rule.deps)}
+            )
             if not declared:
                 problems.append(f"{path}: imports {target_file} but {label} does not depend on {target}")
         if any(module.split(".")[0] in STUB_PACKAGES for module in found.modules):

@@ -16,7 +16,8 @@ and the declared deps drift apart.
     )
 
 declares
-    :gifts    py_library  every *.py but test_*.py and conftest.py
+    :package  py_library  the folder's __init__.py alone, with separate_marker = True
+    :gifts    py_library  every other *.py but test_*.py and conftest.py
     :testing  py_library  conftest.py files (testonly), when the package has any
     :pytest   py_test     every test_*.py in one pytest process
     :files    filegroup   all sources, for the tree-wide checks (//tools:layers, //tools:types)
@@ -43,7 +44,8 @@ def py_package(
         test_data = [],
         visibility = ["//visibility:public"],
         testing_visibility = None,
-        exclusive = False):
+        exclusive = False,
+        separate_marker = False):
     """Declares a package's library, fixtures, tests and file list.
 
     Args:
@@ -57,16 +59,30 @@ def py_package(
         A service that other packages' tests run for real (compliance) opens it to them:
         a testonly target cannot reach production code.
       exclusive: run the tests alone (Ray-heavy or whole-platform suites on two cores).
+      separate_marker: declare `:package`, the folder's __init__.py alone, for a parent whose
+        sub-packages it imports (services/compliance composing its areas): they depend on
+        `:package`, the parent's library on them, and there is no cycle.
     """
     package = native.package_name()
     own = ["//%s:__subpackages__" % package]
+    library_visibility = visibility if "//visibility:public" in visibility else own + visibility
+
+    # The package marker on its own, so a sub-package (services/compliance/consent) can
+    # have it without depending on the parent's code, which imports the sub-package.
+    marker = native.glob(["__init__.py"]) if separate_marker else []
+    if marker:
+        native.py_library(
+            name = "package",
+            srcs = marker,
+            visibility = library_visibility,
+        )
 
     native.py_library(
         name = name,
-        srcs = native.glob(["**/*.py"], exclude = _TESTS + _FIXTURES),
+        srcs = native.glob(["**/*.py"], exclude = _TESTS + _FIXTURES + marker),
         data = data,
-        deps = deps,
-        visibility = visibility if "//visibility:public" in visibility else own + visibility,
+        deps = deps + [":package" for _ in marker],
+        visibility = library_visibility,
     )
 
     fixtures = native.glob(_FIXTURES)
