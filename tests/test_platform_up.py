@@ -37,7 +37,7 @@ def processes_marked_with(marker: str) -> list[int]:
 async def health_of(target: str) -> int:
     async with grpc.aio.insecure_channel(target) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        return reply.status
+        return int(reply.status)
 
 
 def test_up_serves_all_six_and_stops_without_leftovers(tmp_path: Path) -> None:
