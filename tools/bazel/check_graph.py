@@ -212,7 +212,8 @@ def import_problems(graph: Graph, imports: dict[str, Imports], files: set[str]) 
                 problems.append(f"{path}: imports generated stubs but {label} does not depend on {STUBS_TARGET}")
         for prefix in found.by_name_prefixes:
             folder = prefix.replace(".", "/")
-            used.update(package_of(graph.owner[other]) for other in files if other.startswith(folder))
+            used.update(package_of(graph.owner[other]) for other in files
+                        if other.startswith(folder) and other in graph.owner)
 
     for label, rule in sorted(graph.python_rules.items()):
         for dep in rule.deps:
