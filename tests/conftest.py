@@ -2,12 +2,12 @@
 
 Started once per test session; each server has its own tracer provider, store and
 clients, exactly as under `limelight up`, and the servers call each other over gRPC.
+Each binds port 0 and reports the port it got.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,25 @@ import pytest
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.config import SERVICES
-from libs.kit.server import RunningService, start_service
-from tools.supervisor import free_port
+from libs.kit.server import Builder, RunningService, start_service
+from services.affiliate.server import build as build_affiliate
+from services.compliance.server import build as build_compliance
+from services.gifts.server import build as build_gifts
+from services.ingest.server import build as build_ingest
+from services.ranking.server import build as build_ranking
+from services.shop.server import build as build_shop
+
+# A service's clients take the targets known when it starts (gifts and ingest open their
+# compliance channel then), so the services others call start first: compliance and
+# ranking call no one.
+START_ORDER: dict[str, Builder] = {
+    "compliance": build_compliance,
+    "ranking": build_ranking,
+    "shop": build_shop,
+    "affiliate": build_affiliate,
+    "gifts": build_gifts,
+    "ingest": build_ingest,
+}
 
 
 @dataclass
@@ -42,16 +59,16 @@ class InProcessPlatform:
 @pytest.fixture(scope="session")
 async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcessPlatform]:
     data_root = tmp_path_factory.mktemp("platform")
-    ports = {service: free_port() for service in SERVICES}
-    targets = {service: f"127.0.0.1:{port}" for service, port in ports.items()}
+    assert set(START_ORDER) == set(SERVICES), "a new service must be added to START_ORDER"
+    targets: dict[str, str] = {}
     running: dict[str, RunningService] = {}
     try:
-        for service in SERVICES:
-            build = importlib.import_module(f"services.{service}.server").build
+        for service, build in START_ORDER.items():
             running[service] = await start_service(
-                service, build, port=ports[service], data_root=data_root, targets=targets
+                service, build, port=0, data_root=data_root, targets=dict(targets)
             )
+            targets[service] = running[service].target
         yield InProcessPlatform(data_root, running)
     finally:
-        for service in running.values():
-            await service.stop(grace=1)
+        for started in running.values():
+            await started.stop(grace=1)

@@ -37,7 +37,9 @@ from pathlib import Path
 from google.protobuf import descriptor as protobuf_descriptor
 from google.protobuf import descriptor_pb2
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tools.repository import repository_root
+
+REPO_ROOT = repository_root()
 PROTO_ROOT = REPO_ROOT / "protos"
 DEFAULT_OUT = REPO_ROOT / "gen"
 

@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs import ray_cluster
 from libs.kit import config
+from tools.repository import repository_root
 
 SERVICE_START_TIMEOUT = 60.0
 STOP_GRACE = 15.0
@@ -254,7 +255,7 @@ def start_service_process(service: str, data_root: Path, port: int) -> subproces
     The child imports this checkout's code and stubs first, whatever the environment's
     editable install points at. Its output stays readable on `stdout`.
     """
-    repo_root = Path(__file__).resolve().parents[1]
+    repo_root = repository_root()
     env = {
         **os.environ,
         "LIMELIGHT_DATA_DIR": str(data_root),

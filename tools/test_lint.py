@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tools.protogen import REPO_ROOT
+from tools.repository import repository_root
 
 
 def test_the_tree_passes_ruff() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        cwd=repository_root(), capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

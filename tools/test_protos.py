@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,11 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from tools import protogen
 from tools.contract_samples import MALFORMED_REQUESTS
+from tools.repository import CHECKOUT
 
-BUF = protogen.REPO_ROOT / "node_modules" / ".bin" / "buf"
+# buf is a tool, not a data file: PATH (tools/test.sh puts node_modules/.bin on it, and
+# .bazelrc passes PATH into tests), else the checkout's npm install.
+BUF = shutil.which("buf", path=os.pathsep.join([os.environ.get("PATH", ""), str(CHECKOUT / "node_modules" / ".bin")]))
 
 # RPCs that issues 3-5 and the brief name, which other teams implement against these protos.
 # (service, method): (client streaming, server streaming)
@@ -233,11 +237,11 @@ def test_every_input_field_carries_a_validation_rule(image: descriptor_pb2.FileD
 
 
 def test_buf_lint_standard_passes_on_our_protos(tmp_path: Path) -> None:
-    assert BUF.exists(), f"{BUF} is missing: run `npm ci` at the repository root"
+    assert BUF is not None, "buf is missing: run `npm ci` at the repository root"
     image_path = protogen.build_image(tmp_path / "image.binpb")
 
     completed = subprocess.run(
-        [str(BUF), "lint", str(image_path), "--path", "limelight", "--config", str(protogen.REPO_ROOT / "buf.yaml")],
+        [BUF, "lint", str(image_path), "--path", "limelight", "--config", str(protogen.REPO_ROOT / "buf.yaml")],
         capture_output=True,
         text=True,
         check=False,

@@ -1,12 +1,12 @@
 """The files `python -m tools.protogen` writes, so the stub genrule can declare them."""
 
 def protogen_outputs(protos, proto_root = "protos", out_dir = "gen"):
-    """Paths of the Python modules and package markers tools/protogen writes for `protos`.
+    """Paths of the Python modules, type stubs and package markers tools/protogen writes for `protos`.
 
     For protos/limelight/gifts/v1/wallet.proto that is gen/limelight/gifts/v1/wallet_pb2.py
     and wallet_pb2_grpc.py, and __init__.py in gen/limelight, gen/limelight/gifts and
     gen/limelight/gifts/v1; gen/buf/validate/validate_pb2.py and its markers always.
-    The .pyi type stubs it also writes are left undeclared: nothing runs them.
+    Each module also gets its .pyi type stub (mypy-protobuf), which //tools:types reads.
 
     Args:
       protos: .proto paths, each under `proto_root`.
@@ -29,5 +29,7 @@ def protogen_outputs(protos, proto_root = "protos", out_dir = "gen"):
 
     return [
         out_dir + "/" + path
-        for path in modules + [package + "/__init__.py" for package in sorted(packages)]
+        for path in modules +
+                    [module[:-len(".py")] + ".pyi" for module in modules] +
+                    [package + "/__init__.py" for package in sorted(packages)]
     ]

@@ -83,7 +83,9 @@ def collect_results(build_events: Path) -> list[TargetResult]:
             label = event_id["testResult"]["label"]
             results[label] = target_result(label, event["testResult"])
         elif "targetConfigured" in event_id and "testSize" in event.get("configured", {}):
-            test_targets.add(event_id["targetConfigured"]["label"])
+            # A "manual" test is built but not run by `//...` (.bazelrc: --build_manual_tests).
+            if "manual" not in event["configured"].get("tag", []):
+                test_targets.add(event_id["targetConfigured"]["label"])
     for label in test_targets - results.keys():
         # Never ran: it failed to build, or the build stopped before it.
         results[label] = TargetResult(label, "NOT_RUN", cached=False, tests=1, failed=1)
@@ -93,8 +95,8 @@ def collect_results(build_events: Path) -> list[TargetResult]:
 def main(build_events: Path) -> int:
     results = collect_results(build_events)
     for result in results:
-        cached = " (cached)" if result.cached else ""
-        print(f"{result.label}: {result.status}{cached} {result.pytest_outcome}".rstrip())
+        from_cache = " (cached)" if result.cached else ""
+        print(f"{result.label}: {result.status}{from_cache} {result.pytest_outcome}".rstrip())
     passed = sum(result.passed for result in results)
     failed = sum(result.failed for result in results)
     skipped = sum(result.skipped for result in results)

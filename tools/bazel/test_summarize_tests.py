@@ -22,10 +22,10 @@ JUNIT = """\
 """
 
 
-def configured(label: str) -> dict[str, Any]:
+def configured(label: str, tags: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "id": {"targetConfigured": {"label": label}},
-        "configured": {"targetKind": "py_test rule", "testSize": "MEDIUM"},
+        "configured": {"targetKind": "py_test rule", "testSize": "MEDIUM", "tag": list(tags)},
     }
 
 
@@ -92,6 +92,31 @@ def test_a_test_target_that_never_ran_counts_as_a_failure(tmp_path: Path) -> Non
     assert main(events) == 1
     [broken] = collect_results(events)
     assert (broken.status, broken.failed) == ("NOT_RUN", 1)
+
+
+def test_a_manual_test_built_but_not_run_is_left_out(tmp_path: Path) -> None:
+    passing = JUNIT.replace('failures="1"', 'failures="0"')
+    events = write_events(
+        tmp_path / "events.json",
+        [
+            configured("//:a/pytest"),
+            result_event(tmp_path / "a", "//:a/pytest", "PASSED", junit=passing),
+            configured("//tools:types", tags=("manual",)),
+        ],
+    )
+    assert [result.label for result in collect_results(events)] == ["//:a/pytest"]
+    assert main(events) == 0
+
+
+def test_a_manual_test_named_on_the_command_line_is_counted(tmp_path: Path) -> None:
+    events = write_events(
+        tmp_path / "events.json",
+        [
+            configured("//tools:types", tags=("manual",)),
+            result_event(tmp_path / "types", "//tools:types", "FAILED"),
+        ],
+    )
+    assert main(events) == 1
 
 
 def test_an_all_green_run_exits_zero(tmp_path: Path) -> None:
