@@ -48,6 +48,7 @@ from libs.audit.evidence import (
 )
 from libs.audit.protos import event_from_proto, moment, outcome_to_proto, timestamp
 from libs.kit import config
+from libs.kit.transport import Transport
 from libs.tlog.checkpoint import Checkpoint
 from libs.tlog.export import ChainLink, VerificationReport, verify_checkpoint_chain, verify_export
 from libs.tlog.note import NoteError, NoteVerifier
@@ -71,7 +72,7 @@ Held = Annotated[list[Path] | None, typer.Option(help="Checkpoints held from bef
 @contextmanager
 def _audit_service(target: str) -> Iterator[audit_pb2_grpc.AuditServiceStub]:
     try:
-        with grpc.insecure_channel(target or config.target("compliance")) as channel:
+        with Transport.from_environment().blocking_user_channel("compliance", target or config.target("compliance")) as channel:
             yield audit_pb2_grpc.AuditServiceStub(channel)
     except grpc.RpcError as error:
         if isinstance(error, grpc.Call):

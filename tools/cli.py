@@ -62,9 +62,13 @@ def up(
 ) -> None:
     """Start all six services and a local Ray head, restart any that crash; Ctrl-C stops everything.
 
-    Endpoints are printed as each service reports SERVING. Set RAY_ADDRESS to join an
-    existing Ray cluster instead of starting a head, LIMELIGHT_<SERVICE>_PORT to move a
-    service, and LIMELIGHT_DATA_DIR to keep data somewhere other than .data/.
+    Endpoints are printed as each service reports SERVING, with their transport: TLS
+    (LIMELIGHT_TLS=on, the default; clients verify with the CA certificate in the data
+    directory's pki/ca.pem, whose path is printed) or plaintext on loopback
+    (LIMELIGHT_TLS=off). Set RAY_ADDRESS to join an existing Ray cluster instead of
+    starting a head, LIMELIGHT_<SERVICE>_PORT (and _MESH_PORT, the mutual-TLS port other
+    services dial) to move a service, and LIMELIGHT_DATA_DIR to keep data somewhere other
+    than .data/.
     """
     from tools.supervisor import Platform, RestartPolicy
 
@@ -97,8 +101,9 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(confi
     if service not in config.SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(config.SERVICES)}")
     from libs.kit.server import run_service_process
+    from tools.supervisor import prepare_transport
 
-    _private_data_dir()
+    prepare_transport(_private_data_dir())
     run_service_process(service, importlib.import_module(f"services.{service}.server").build)
 
 

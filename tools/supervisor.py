@@ -8,6 +8,9 @@
 - A child that dies is restarted after a backoff that doubles with each recent crash
   (`RestartPolicy`); one that keeps crashing is given up on and reported, while the
   others keep serving. Every crash, restart and give-up is printed.
+- With TLS on (`LIMELIGHT_TLS`, the default) the development PKI is made first
+  (`prepare_transport`); each service gets its port for end users and a free mesh port
+  for mutual TLS, and every service is told where the others' mesh ports are.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs import ray_cluster
 from libs.kit import config
+from libs.kit.pki import ensure_dev_pki, pki_files
+from libs.kit.transport import Transport
 from tools.repository import repository_root
 
 SERVICE_START_TIMEOUT = 60.0
@@ -103,6 +108,7 @@ class Platform:
     _ray_temp_dir: Path | None = None
 
     def start(self, say: Say) -> None:
+        transport = prepare_transport(self.data_root)
         env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.data_root)}
         self.ray_address = os.environ.get("RAY_ADDRESS", "")
         if self.ray_address:
@@ -112,13 +118,15 @@ class Platform:
             self.ray_address = self._start_ray_head(env)
             say(f"{'ray':<11} {self.ray_address:<22} local head (loopback, token auth)")
         env["RAY_ADDRESS"] = self.ray_address
+        if transport.tls:
+            env.update(mesh_environment(env))
         services = [
             Child(
                 name=service,
                 endpoint=config.target(service),
                 command=[sys.executable, "-m", "tools.cli", "serve", service],
                 env=env,
-                is_serving=_health_probe(config.target(service)),
+                is_serving=_health_probe(transport, service, config.target(service)),
             )
             for service in config.SERVICES
         ]
@@ -128,7 +136,9 @@ class Platform:
         for child in services:
             self._wait_until_serving(child)
             child.state = ChildState.SERVING
-            say(f"{child.name:<11} {child.endpoint:<22} SERVING")
+            say(f"{child.name:<11} {child.endpoint:<22} SERVING {_transport_note(transport, env, child.name)}")
+        if transport.tls:
+            say(f"TLS: clients verify the services with the CA certificate {transport.pki.ca_certificate}")
 
     def _start_ray_head(self, env: dict[str, str]) -> str:
         gcs_port = free_port()
@@ -235,9 +245,40 @@ def port_open(port: int) -> bool:
         return probe.connect_ex((ray_cluster.LOOPBACK, port)) == 0
 
 
-def _health_probe(target: str) -> Callable[[], bool]:
+def prepare_transport(data_root: Path) -> Transport:
+    """The environment's transport; with TLS on, the development PKI made (or renewed) first.
+
+    An operator's PKI (a CA certificate without the CA key beside it) is left alone: the
+    development CA must never replace it.
+    """
+    transport = Transport.from_environment(data_root)
+    files = pki_files(data_root)
+    if transport.tls and (files.ca_key.exists() or not files.ca_certificate.exists()):
+        ensure_dev_pki(data_root)
+    return transport
+
+
+def mesh_environment(env: dict[str, str]) -> dict[str, str]:
+    """Each service's mesh port (configured, else a free one) and where the others reach it."""
+    mesh: dict[str, str] = {}
+    for service in config.SERVICES:
+        port_variable = f"LIMELIGHT_{service.upper()}_MESH_PORT"
+        target_variable = f"LIMELIGHT_{service.upper()}_MESH_TARGET"
+        port = env.get(port_variable) or str(free_port())
+        mesh[port_variable] = port
+        mesh[target_variable] = env.get(target_variable) or f"{ray_cluster.LOOPBACK}:{port}"
+    return mesh
+
+
+def _transport_note(transport: Transport, env: dict[str, str], service: str) -> str:
+    if not transport.tls:
+        return "(plaintext, loopback only)"
+    return f"(TLS; services: mutual TLS on {env[f'LIMELIGHT_{service.upper()}_MESH_TARGET']})"
+
+
+def _health_probe(transport: Transport, service: str, target: str) -> Callable[[], bool]:
     def is_serving() -> bool:
-        with grpc.insecure_channel(target) as channel:
+        with transport.blocking_user_channel(service, target) as channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=HEALTH_PROBE_TIMEOUT,

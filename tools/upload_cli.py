@@ -28,6 +28,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit import config
+from libs.kit.transport import Transport
 
 DEFAULT_CHUNK = 1024 * 1024
 # Transport failures worth resuming after; anything else is the service's considered answer.
@@ -130,7 +131,7 @@ def upload(
 async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoMetadata, token: str,
                             target: str, watch: bool) -> None:
     call_metadata = [("authorization", f"Bearer {token}")]
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with Transport.from_environment().user_channel("ingest", target) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         with Progress(TextColumn("uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()) as progress:
             sending = progress.add_task("uploading", total=file.stat().st_size)
