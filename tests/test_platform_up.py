@@ -1,13 +1,18 @@
-"""`limelight up` as a person runs it: all six SERVING, reachable only from this machine, kept
-running through crashes, and nothing left after Ctrl-C.
+"""`limelight up` as a person runs it: all six SERVING over TLS, reachable only from this machine,
+kept running through crashes, and nothing left after Ctrl-C.
 
 Each platform here is a real `limelight up` subprocess with its own data directory, ports
-and HOME, and with restart backoffs shortened so a crash test waits for seconds, not minutes.
+and HOME, with the default a person gets, `LIMELIGHT_TLS=on` (set explicitly: every other
+test runs plaintext on loopback), and with restart backoffs shortened so a crash test waits
+for seconds, not minutes. The test is a client like any other: it trusts the CA that
+`limelight up` made under the data directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import os
 import re
 import shutil
@@ -17,14 +22,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
+from limelight.gifts.v1 import standing_pb2, standing_pb2_grpc
 
+from libs.auth.principal import Role
+from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.clients import ServiceTokenSource
 from libs.kit.config import SERVICES
+from libs.kit.testing import error_info
+from libs.kit.transport import TLS_ENV, Transport
 from tests.probes import eventually, gcs_answer, listening_sockets, processes_with_environment
 from tools.supervisor import free_port
 
@@ -46,9 +60,12 @@ class LimelightUp:
             **os.environ,
             "LIMELIGHT_DATA_DIR": str(self.data_root),
             "HOME": str(self.home),
+            TLS_ENV: "on",
             **{f"LIMELIGHT_{service.upper()}_PORT": str(port) for service, port in self.ports.items()},
         }
-        for inherited in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        for inherited in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "LIMELIGHT_PKI_DIR",
+                          *(f"LIMELIGHT_{service.upper()}_MESH_{what}" for service in SERVICES
+                            for what in ("PORT", "TARGET"))):
             env.pop(inherited, None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tools.cli", "up", *arguments],
@@ -58,6 +75,8 @@ class LimelightUp:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.wait_for_line("limelight is up", timeout=START_TIMEOUT)
+        # What a client of this platform trusts: the CA it made (clients never present a certificate).
+        self.transport = Transport.mutual_tls(self.data_root)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -74,6 +93,30 @@ class LimelightUp:
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
+
+    def mesh_target(self, service: str) -> str:
+        """The mutual-TLS port `limelight up` chose for `service`, as it printed it."""
+        return self.wait_for_line(rf"^{service}\s+\S+\s+SERVING \(TLS; services: mutual TLS on (\S+)\)",
+                                  timeout=0).group(1)
+
+    def mesh_ports(self) -> set[int]:
+        return {int(self.mesh_target(service).rsplit(":", 1)[1]) for service in SERVICES}
+
+    def user_channel(self, service: str) -> grpc.aio.Channel:
+        """What an end user dials: server-authenticated TLS to the service port."""
+        return self.transport.user_channel(service, self.target(service))
+
+    def mesh_channel(self, service: str, *, as_service: str = "") -> grpc.aio.Channel:
+        """A TLS channel to the mesh port, presenting `as_service`'s certificate (none when '')."""
+        return self.transport.service_channel(service, self.mesh_target(service), as_service=as_service)
+
+    def is_serving(self, service: str) -> bool:
+        return health_answer(lambda: self.user_channel(service)) == "SERVING"
+
+    def bearer(self, subject: str, *roles: Role) -> tuple[tuple[str, str], ...]:
+        claims = TokenClaims(subject=subject, roles=frozenset(roles), birth_date=dt.date(1990, 1, 1))
+        token = mint_token(platform_signing_key(self.data_root), claims, ttl=dt.timedelta(minutes=10))
+        return (("authorization", f"Bearer {token}"),)
 
     def wait_for_line(self, pattern: str, *, timeout: float) -> re.Match[str]:
         deadline = time.monotonic() + timeout
@@ -114,18 +157,32 @@ class LimelightUp:
         eventually(lambda: self.pids() == [], timeout=20, what=f"every process of {self.data_root} to exit")
 
 
-async def health_of(target: str) -> int:
-    async with grpc.aio.insecure_channel(target) as channel:
+OpenChannel = Callable[[], grpc.aio.Channel]
+
+
+def answer(open_channel: OpenChannel, call: Callable[[grpc.aio.Channel], Awaitable[Any]]) -> str:
+    """'OK' or the status code's name; the channel is opened inside the event loop that uses it."""
+    async def run() -> str:
+        async with open_channel() as channel:
+            try:
+                await call(channel)
+            except grpc.aio.AioRpcError as error:
+                return str(error.code().name)
+        return "OK"
+
+    return asyncio.run(run())
+
+
+def health_answer(open_channel: OpenChannel) -> str:
+    """'SERVING' (or another health status), or the status code's name when the call fails."""
+    statuses: list[str] = []
+
+    async def check(channel: grpc.aio.Channel) -> None:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        status: int = reply.status
-        return status
+        statuses.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
-
-def is_serving(target: str) -> bool:
-    try:
-        return bool(asyncio.run(health_of(target)) == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.aio.AioRpcError:
-        return False
+    code = answer(open_channel, check)
+    return statuses[0] if code == "OK" else code
 
 
 def assert_loopback_only(up: LimelightUp) -> None:
@@ -133,7 +190,7 @@ def assert_loopback_only(up: LimelightUp) -> None:
     listeners = {socket.process for socket in sockets}
     # Not vacuous: the services and Ray's own servers are among what was inspected.
     assert {"gcs_server", "raylet"} <= listeners, sockets
-    assert {socket.port for socket in sockets} >= set(up.ports.values()), sockets
+    assert {socket.port for socket in sockets} >= set(up.ports.values()) | up.mesh_ports(), sockets
     exposed = [str(socket) for socket in sockets if not socket.loopback_only]
     assert exposed == [], f"listening beyond loopback: {exposed}"
 
@@ -151,8 +208,75 @@ def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimelightU
 def test_up_serves_all_six(platform_up: LimelightUp) -> None:
     for service in SERVICES:
         assert f"{platform_up.target(service)}" in platform_up.output and service in platform_up.output
-        assert is_serving(platform_up.target(service))
+        assert platform_up.is_serving(service)
     assert "local head" in platform_up.output
+
+
+def test_up_says_it_serves_tls_and_where_clients_find_the_ca(platform_up: LimelightUp) -> None:
+    ca = platform_up.data_root / "pki" / "ca.pem"
+    assert f"clients verify the services with the CA certificate {ca}" in platform_up.output
+    for service in SERVICES:
+        assert platform_up.mesh_target(service).startswith("127.0.0.1:")
+    assert len(platform_up.mesh_ports() - set(platform_up.ports.values())) == len(SERVICES)
+
+
+def test_the_service_ports_speak_only_tls(platform_up: LimelightUp) -> None:
+    for service in SERVICES:
+        for target in (platform_up.target(service), platform_up.mesh_target(service)):
+            assert health_answer(functools.partial(grpc.aio.insecure_channel, target)) == "UNAVAILABLE"
+
+
+def test_a_call_with_a_valid_token_works_over_tls(platform_up: LimelightUp) -> None:
+    officer = platform_up.bearer("users/olga", Role.COMPLIANCE_OFFICER)
+    assert answer(lambda: platform_up.user_channel("compliance"), lambda channel: audit_pb2_grpc.AuditServiceStub(
+        channel).QueryEvents(audit_pb2.QueryEventsRequest(), metadata=officer, timeout=10)) == "OK"
+    assert answer(lambda: platform_up.user_channel("compliance"), lambda channel: audit_pb2_grpc.AuditServiceStub(
+        channel).QueryEvents(audit_pb2.QueryEventsRequest(), timeout=10)) == "UNAUTHENTICATED"
+
+
+def test_the_mesh_port_admits_only_a_services_certificate(platform_up: LimelightUp) -> None:
+    assert health_answer(lambda: platform_up.mesh_channel("compliance")) == "UNAVAILABLE"
+    assert health_answer(lambda: platform_up.mesh_channel("compliance", as_service="gifts")) == "SERVING"
+
+    gifts_token = ServiceTokenSource("gifts", platform_signing_key(platform_up.data_root))()
+    service_call = (("authorization", f"Bearer {gifts_token}"),)
+    refusals: list[str] = []
+
+    async def checkpoint(channel: grpc.aio.Channel) -> None:
+        try:
+            await audit_pb2_grpc.AuditServiceStub(channel).GetCheckpoint(
+                audit_pb2.GetCheckpointRequest(), metadata=service_call, timeout=10)
+        except grpc.aio.AioRpcError as error:
+            refusals.append(error_info(error).reason)
+            raise
+
+    assert answer(lambda: platform_up.mesh_channel("compliance", as_service="gifts"), checkpoint) == "OK"
+    # The same service token without its certificate (a stolen one, or sent to the end users' port).
+    assert answer(lambda: platform_up.user_channel("compliance"), checkpoint) == "UNAUTHENTICATED"
+    assert refusals == ["SERVICE_CERTIFICATE_REQUIRED"]
+
+
+def test_services_call_each_other_over_the_mesh(platform_up: LimelightUp) -> None:
+    """gifts audits a refused call at compliance, which it reaches only over mutual TLS with its certificate."""
+    intruder = f"users/mallory-{uuid.uuid4().hex[:8]}"
+    request = standing_pb2.UpdateAccountStandingRequest(
+        standing=standing_pb2.AccountStanding(name="users/host/standing", follower_count=1))
+    assert answer(lambda: platform_up.user_channel("gifts"), lambda channel: standing_pb2_grpc.AccountStandingServiceStub(
+        channel).UpdateAccountStanding(request, metadata=platform_up.bearer(intruder, Role.VIEWER),
+                                       timeout=10)) == "PERMISSION_DENIED"
+    officer = platform_up.bearer("users/olga", Role.COMPLIANCE_OFFICER)
+    found: list[audit_pb2.LoggedEvent] = []
+
+    async def query(channel: grpc.aio.Channel) -> None:
+        reply = await audit_pb2_grpc.AuditServiceStub(channel).QueryEvents(
+            audit_pb2.QueryEventsRequest(filter=audit_pb2.EventFilter(actor=intruder)), metadata=officer, timeout=10)
+        found.extend(reply.events)
+
+    def audited() -> bool:
+        assert answer(lambda: platform_up.user_channel("compliance"), query) == "OK"
+        return bool(found)
+
+    eventually(audited, timeout=60, what=f"gifts' record of {intruder}'s refused call at compliance")
 
 
 def test_no_process_of_the_platform_listens_beyond_loopback(platform_up: LimelightUp) -> None:
@@ -187,12 +311,12 @@ def test_a_second_platform_starts_beside_the_first(platform_up: LimelightUp, tmp
     try:
         assert second.ray_head_address() != platform_up.ray_head_address()
         for service in SERVICES:
-            assert is_serving(second.target(service)) and is_serving(platform_up.target(service))
+            assert second.is_serving(service) and platform_up.is_serving(service)
         assert_loopback_only(second)
     finally:
         assert second.interrupt() == 0, second.output
     second.assert_nothing_left()
-    assert is_serving(platform_up.target("gifts"))
+    assert platform_up.is_serving("gifts")
 
 
 def test_a_killed_service_comes_back_serving(platform_up: LimelightUp) -> None:
@@ -202,7 +326,7 @@ def test_a_killed_service_comes_back_serving(platform_up: LimelightUp) -> None:
     platform_up.wait_for_line(r"gifts exited with status -9; next try in 0\.2 s", timeout=30)
     platform_up.wait_for_line(r"gifts\s+\S+\s+SERVING again", timeout=60)
     assert platform_up.service_pid("gifts") not in (None, killed)
-    assert is_serving(platform_up.target("gifts"))
+    assert platform_up.is_serving("gifts")
 
 
 def test_ctrl_c_stops_everything_without_leftovers(platform_up: LimelightUp) -> None:
@@ -225,7 +349,7 @@ def test_a_service_that_keeps_crashing_is_given_up_on_and_reported(tmp_path: Pat
         up.wait_for_line(r"gifts exited with status 1; next try in 0\.4 s", timeout=90)
         up.wait_for_line(r"gifts exited with status 1; it crashed 3 times within 60 s: giving up on it", timeout=90)
         assert up.service_pid("gifts") is None
-        assert all(is_serving(up.target(service)) for service in SERVICES if service != "gifts")
+        assert all(up.is_serving(service) for service in SERVICES if service != "gifts")
     finally:
         returncode = up.interrupt()
     assert returncode == 1, up.output

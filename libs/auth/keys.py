@@ -8,6 +8,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from libs.storage.paths import private_dir
+
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
     """Load the PEM key at `path`, generating it first if absent.
@@ -15,7 +17,7 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
     Creation uses O_EXCL so two processes starting at once agree on one key: the loser
     of the race reads the winner's file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if not path.exists():
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from libs.blobstore.interface import DEFAULT_CHUNK_SIZE, BlobInfo
 from libs.blobstore.keys import validate_key, validate_prefix
 from libs.errors import FailedPrecondition, NotFound
-from libs.storage.paths import service_dir
+from libs.storage.paths import private_dir, service_dir
 
 
 class LocalBlobStore:
@@ -46,7 +46,7 @@ class LocalBlobStore:
 
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
         destination = self._path(key)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        private_dir(self._tmp)
         temporary = self._tmp / uuid.uuid4().hex
         size = 0
         try:
@@ -121,7 +121,7 @@ class LocalBlobStore:
 
     def _make_parent(self, key: str, destination: Path) -> None:
         try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(destination.parent)
         except (FileExistsError, NotADirectoryError):
             raise _conflict(key) from None
         if destination.is_dir():

@@ -187,12 +187,17 @@ def _write_public(path: Path, pem: bytes) -> None:
 
 
 def _replace(path: Path, content: bytes, mode: int) -> None:
-    """Write via a private temporary file and rename, so a reader never sees half a PEM."""
+    """Write via a private temporary file and rename, so a reader never sees half a PEM.
+
+    The file is always new, so it gets `mode` cut by the umask: certificates are 0644 for
+    an ordinary umask and owner-only under `limelight up` (umask 077); keys never more
+    than 0600.
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())
-    os.chmod(temporary, mode)
     os.replace(temporary, path)

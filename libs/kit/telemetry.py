@@ -34,7 +34,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from libs.kit.server_spans import ServerSpans
-from libs.storage.paths import data_dir
+from libs.storage.paths import data_dir, private_dir
 
 _propagator = TraceContextTextMapPropagator()
 _getter = DefaultGetter()
@@ -49,7 +49,7 @@ class JsonLinesSpanExporter(SpanExporter):
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self._path = path
         self._lock = threading.Lock()
         self._file: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in shutdown()

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from libs.storage.paths import private_dir
+
 
 class SecretFileError(RuntimeError):
     pass
@@ -31,7 +33,7 @@ def read_or_create_secret(path: Path, generate: Callable[[], bytes]) -> bytes:
 
 
 def _create(path: Path, secret: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "wb") as handle:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from libs.storage.paths import data_dir
+from libs.storage.paths import data_dir, private_dir
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SqliteDatabase:
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self._lock = threading.RLock()
         self._connection = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=30.0

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ def test_opens_in_wal_mode_and_applies_every_migration(tmp_path: Path) -> None:
     with database.reading() as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert (tmp_path / "demo" / "demo.db").exists()
+
+
+def test_a_service_databases_directory_is_the_platform_users_alone(tmp_path: Path) -> None:
+    """Whoever opens the store (not only the CLI, which sets a strict umask) gets an owner-only directory."""
+    previous = os.umask(0o022)
+    try:
+        SqliteDatabase(tmp_path / "nested" / "demo" / "demo.db").close()
+    finally:
+        os.umask(previous)
+    for directory in (tmp_path / "nested", tmp_path / "nested" / "demo"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
 
 
 def test_reopening_applies_only_new_migrations(tmp_path: Path) -> None:

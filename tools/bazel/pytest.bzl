@@ -2,6 +2,11 @@
 
 _RUNNER = "//tools/bazel:pytest_runner.py"
 
+# Tests run their servers on loopback in plaintext, by explicit choice (the root
+# conftest.py makes the same one for a plain `pytest`); the TLS tests pass their
+# transport explicitly, and tests/test_platform_up.py runs `limelight up` with TLS on.
+TEST_ENV = {"LIMELIGHT_TLS": "off"}
+
 def pytest_test(name, srcs, deps = [], data = [], size = "medium", timeout = None, tags = []):
     """A py_test that runs pytest on `srcs` with the repository root as rootdir.
 
@@ -27,6 +32,7 @@ def pytest_test(name, srcs, deps = [], data = [], size = "medium", timeout = Non
         size = size,
         timeout = timeout,
         tags = tags,
+        env = TEST_ENV,
         python_version = "PY3",
         # Bazel would otherwise write __init__.py into every runfiles directory,
         # including the runfiles root itself. That root is the `limelight` workspace
