@@ -1,7 +1,7 @@
 """The gifts audit outbox as the shared audit client ships it (`libs.audit.client.AuditOutbox`).
 
 The ledger writes its audit events in the same transaction as the money they describe
-(`store.py`, table `audit_outbox`); `AuditClient` ships them to compliance's AppendEvents in
+(`store/unit.py`, table `audit_outbox`); `AuditClient` ships them to compliance's AppendEvents in
 order, with retries, acknowledging or setting aside each one. This adapter turns an outbox
 row into the platform's `AuditEvent`: action `gifts.<UseCase>`, the outcome compliance
 knows, the actor's pseudonymous reference as the subject, and non-personal attributes.
@@ -21,8 +21,8 @@ from collections.abc import Collection
 from libs.audit.events import AuditEvent as PlatformAuditEvent
 from libs.audit.events import Outcome as PlatformOutcome
 from libs.audit.pseudonyms import Pseudonymizer
-from services.gifts.audit import Outcome, RecordedAuditEvent
-from services.gifts.store import GiftsReader
+from services.gifts.model.audit import Outcome, RecordedAuditEvent
+from services.gifts.store.outbox import AuditOutboxStore
 
 _OUTCOMES = {
     Outcome.APPLIED: PlatformOutcome.SUCCEEDED,
@@ -71,18 +71,18 @@ def platform_event(recorded: RecordedAuditEvent, *, log_id: str, pseudonymizer: 
 
 
 class GiftsAuditOutbox:
-    def __init__(self, reader: GiftsReader, pseudonymizer: Pseudonymizer) -> None:
-        self._reader = reader
+    def __init__(self, store: AuditOutboxStore, pseudonymizer: Pseudonymizer) -> None:
+        self._store = store
         self._pseudonymizer = pseudonymizer
 
     def pending(self, limit: int) -> list[PlatformAuditEvent]:
-        log_id = self._reader.audit_log_id()
-        recorded = self._reader.audit_events_after(self._reader.audit_delivered_through(), limit)
+        log_id = self._store.log_id()
+        recorded = self._store.events_after(self._store.delivered_through(), limit)
         return [platform_event(item, log_id=log_id, pseudonymizer=self._pseudonymizer) for item in recorded]
 
     def acknowledge(self, event_ids: Collection[str]) -> None:
         if event_ids:
-            self._reader.mark_audit_delivered(max(sequence_of(event) for event in event_ids))
+            self._store.mark_delivered(max(sequence_of(event) for event in event_ids))
 
     def reject(self, event: PlatformAuditEvent, error: str) -> None:
-        self._reader.set_audit_event_aside(sequence_of(event.event_id), error)
+        self._store.set_aside(sequence_of(event.event_id), error)

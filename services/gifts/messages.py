@@ -11,12 +11,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from limelight.gifts.v1 import gifts_pb2, live_pb2, payouts_pb2, standing_pb2, wallet_pb2
 
 from libs.errors import InvalidArgument
-from services.gifts.catalog import CatalogGift, CoinPack
-from services.gifts.eligibility import AccountCategory
-from services.gifts.gifting import GiftResult, GiftState, PayoutResult, PayoutState
-from services.gifts.ledger import Code, GiftRates, Phase, Purpose, split_gift
-from services.gifts.live import EndReason, LiveSession, LiveState
-from services.gifts.views import AccountStanding, FeedItem, LeaderboardEntry, Party, StatementLine, Wallet
+from services.gifts.config import GiftsConfig
+from services.gifts.model.catalog import CatalogGift, CoinPack
+from services.gifts.model.eligibility import AccountCategory, LiveEligibility
+from services.gifts.model.ledger import Code, GiftRates, Phase, Purpose, split_gift
+from services.gifts.model.live import EndReason, LiveSession, LiveState
+from services.gifts.model.names import gift_transfer_name, live_name, payout_name, transaction_name, wallet_name
+from services.gifts.model.periods import Period
+from services.gifts.model.records import GiftState, PayoutResult, PayoutState
+from services.gifts.model.views import AccountStanding, FeedItem, LeaderboardEntry, Party, StatementLine, Wallet
+from services.gifts.usecases.commands import GiftResult, TopUpResult
 
 
 def timestamp(us: int) -> Timestamp:
@@ -43,10 +47,6 @@ USER_NAME = ("users", "")
 CREATOR_NAME = ("creators", "")
 
 
-def live_name(session: LiveSession) -> str:
-    return f"creators/{session.host}/lives/{session.live_id}"
-
-
 # LIVE ------------------------------------------------------------------------------------------
 
 _END_REASONS = {
@@ -61,7 +61,7 @@ def live_session(session: LiveSession, now_us: int, *, gift_count: int = 0,
                  diamonds_earned: int = 0) -> live_pb2.LiveSession:
     state = session.state_at(now_us)
     message = live_pb2.LiveSession(
-        name=live_name(session), title=session.title, state=LIVE_STATES[state],
+        name=live_name(session.host, session.live_id), title=session.title, state=LIVE_STATES[state],
         start_time=timestamp(session.started_at_us), max_end_time=timestamp(session.deadline_us),
         gifts_enabled=not session.gifts_barred_reason, gifts_disabled_reason=session.gifts_barred_reason,
         gift_count=gift_count, diamonds_earned=diamonds_earned,
@@ -92,7 +92,7 @@ def catalog_gift(gift: CatalogGift, rates: GiftRates) -> gifts_pb2.Gift:
 
 def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.GiftTransfer:
     return gifts_pb2.GiftTransfer(
-        name=f"creators/{result.creator}/lives/{result.live_id}/giftTransfers/{result.gift_id}",
+        name=gift_transfer_name(result.creator, result.live_id, result.gift_id),
         sequence=result.sequence, gift=f"gifts/{result.catalog_gift}", count=result.count,
         coins_spent=result.coins, diamonds_credited=result.diamonds, platform_fee_coins=result.fee_coins,
         state=_GIFT_STATES[GiftState(result.state)], hold_reason=result.hold_reasons.split(",")[0],
@@ -103,7 +103,7 @@ def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.
 def gift_transfer_from_feed(item: FeedItem) -> gifts_pb2.GiftTransfer:
     gift = item.gift
     return gifts_pb2.GiftTransfer(
-        name=f"creators/{gift.creator}/lives/{gift.live_id}/giftTransfers/{gift.gift_id}",
+        name=gift_transfer_name(gift.creator, gift.live_id, gift.gift_id),
         sequence=item.sequence, sender=f"users/{gift.sender}", gift=f"gifts/{gift.catalog_gift}", count=gift.count,
         coins_spent=gift.coins, diamonds_credited=gift.diamonds, platform_fee_coins=gift.fee_coins,
         state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=gift.request_id,
@@ -117,6 +117,19 @@ def leaderboard_entry(entry: LeaderboardEntry, party: Party) -> gifts_pb2.Leader
 
 
 PARTIES = {gifts_pb2.LEADERBOARD_KIND_TOP_GIFTERS: Party.GIFTER, gifts_pb2.LEADERBOARD_KIND_TOP_CREATORS: Party.CREATOR}
+_PERIODS = {gifts_pb2.LEADERBOARD_PERIOD_DAY: Period.DAY, gifts_pb2.LEADERBOARD_PERIOD_WEEK: Period.WEEK}
+
+
+def period(value: gifts_pb2.LeaderboardPeriod) -> Period:
+    """The proto's period; anything else the proto allows is a calendar month, as before."""
+    return _PERIODS.get(value, Period.MONTH)
+
+
+def live_eligibility(eligibility: LiveEligibility) -> live_pb2.GetLiveEligibilityResponse:
+    return live_pb2.GetLiveEligibilityResponse(
+        can_go_live=eligibility.can_go_live, can_receive_gifts=eligibility.can_receive_gifts,
+        checks=[live_pb2.EligibilityCheck(requirement=r.reason, met=r.met, detail=r.detail)
+                for r in eligibility.requirements])
 
 
 # Wallets ---------------------------------------------------------------------------------------
@@ -124,7 +137,7 @@ PARTIES = {gifts_pb2.LEADERBOARD_KIND_TOP_GIFTERS: Party.GIFTER, gifts_pb2.LEADE
 
 def wallet(view: Wallet) -> wallet_pb2.Wallet:
     message = wallet_pb2.Wallet(
-        name=f"users/{view.user_id}/wallet", coin_balance=view.available(Purpose.COINS),
+        name=wallet_name(view.user_id), coin_balance=view.available(Purpose.COINS),
         diamonds_on_hold=view.available(Purpose.DIAMONDS_ON_HOLD),
         diamonds_available=view.available(Purpose.DIAMONDS),
         diamonds_pending_payout=view.reserved(Purpose.DIAMONDS),
@@ -161,11 +174,11 @@ def transaction(user_id: str, line: StatementLine) -> wallet_pb2.Transaction:
             line.resolution, wallet_pb2.TRANSACTION_STATE_VOIDED)
     related = ""
     if line.live_id is not None and entry.gift_id is not None:
-        related = f"creators/{line.creator}/lives/{line.live_id}/giftTransfers/{entry.gift_id}"
+        related = gift_transfer_name(line.creator or "", line.live_id, entry.gift_id)
     elif line.payout_id is not None:
-        related = f"users/{user_id}/payouts/{line.payout_id}"
+        related = payout_name(user_id, line.payout_id)
     return wallet_pb2.Transaction(
-        name=f"users/{user_id}/wallet/transactions/{entry.transfer_id}",
+        name=transaction_name(user_id, entry.transfer_id),
         kind=_KIND_OF_CODE.get(entry.code, wallet_pb2.TRANSACTION_KIND_UNSPECIFIED), state=state,
         asset=wallet_pb2.ASSET_COINS if entry.currency.value == "COIN" else wallet_pb2.ASSET_DIAMONDS,
         # An entry between two of the user's own accounts (a hold release) adds to what they can use.
@@ -173,6 +186,14 @@ def transaction(user_id: str, line: StatementLine) -> wallet_pb2.Transaction:
         request_id=entry.request_id, counterparty=entry.credit_account if debited else entry.debit_account,
         related_resource=related, create_time=timestamp(entry.created_at_us),
     )
+
+
+def top_up_transaction(user_id: str, result: TopUpResult, request_id: str) -> wallet_pb2.Transaction:
+    return wallet_pb2.Transaction(
+        name=transaction_name(user_id, result.coins_transfer_id), kind=wallet_pb2.TRANSACTION_KIND_TOP_UP,
+        state=wallet_pb2.TRANSACTION_STATE_POSTED, asset=wallet_pb2.ASSET_COINS, amount=result.coins,
+        request_id=request_id, counterparty="platform/accounts/coin-issuance",
+        create_time=timestamp(result.created_at_us))
 
 
 def coin_pack(pack: CoinPack) -> wallet_pb2.CoinPack:
@@ -190,7 +211,7 @@ PAYOUT_STATE_FILTERS = {value: state for state, value in _PAYOUT_STATES.items()}
 
 def payout(result: PayoutResult, request_id: str = "") -> payouts_pb2.Payout:
     message = payouts_pb2.Payout(
-        name=f"users/{result.user_id}/payouts/{result.payout_id}", state=_PAYOUT_STATES[PayoutState(result.state)],
+        name=payout_name(result.user_id, result.payout_id), state=_PAYOUT_STATES[PayoutState(result.state)],
         diamonds=result.diamonds, amount_minor=result.eur_cents, currency_code="EUR",
         payout_method=result.payout_method, provider_reference=result.provider_reference,
         void_reason=result.void_reason, request_id=request_id, create_time=timestamp(result.requested_at_us),
@@ -199,6 +220,15 @@ def payout(result: PayoutResult, request_id: str = "") -> payouts_pb2.Payout:
     if result.settled_at_us:
         message.settle_time.CopyFrom(timestamp(result.settled_at_us))
     return message
+
+
+def payout_policy(config: GiftsConfig) -> payouts_pb2.GetPayoutPolicyResponse:
+    policy = payouts_pb2.GetPayoutPolicyResponse(
+        currency_code="EUR", diamond_value_micros=config.rates.diamond_value_micros,
+        creator_share_bps=config.rates.creator_share_basis_points,
+        minimum_payout_minor=config.payouts.minimum_eur_cents, daily_limit_minor=config.payouts.daily_limit_eur_cents)
+    policy.hold_period.FromTimedelta(config.payouts.diamond_hold)
+    return policy
 
 
 # Account standing ------------------------------------------------------------------------------

@@ -21,23 +21,24 @@ from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.validation import violations_of
 from services.compliance.server import build as build_compliance
 from services.gifts.audit_outbox import GiftsAuditOutbox, event_id, sequence_of
+from services.gifts.config import GiftsConfig
 from services.gifts.conftest import Harness, adult, minor
-from services.gifts.gifting import SendGift
 from services.gifts.server import GiftsService
+from services.gifts.usecases.commands import SendGift
 
 
 def _story(h: Harness) -> None:
     """A LIVE, a top-up, a gift, and a refusal: four kinds of audit event."""
     live = h.go_live("carol")
     h.top_up("alice")
-    h.app.execute(h.gifting.send_gift, SendGift(adult("alice"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
+    h.submit(SendGift(adult("alice"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
     with pytest.raises(PermissionDenied):
-        h.app.execute(h.gifting.send_gift, SendGift(minor("kid"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
+        h.submit(SendGift(minor("kid"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
 
 
 def test_pending_events_keep_their_ids_until_acknowledged_then_move_on(harness: Harness, tmp_path: Path) -> None:
     _story(harness)
-    outbox = GiftsAuditOutbox(harness.store, Pseudonymizer.for_deployment(tmp_path))
+    outbox = GiftsAuditOutbox(harness.outbox, Pseudonymizer.for_deployment(tmp_path))
     first = outbox.pending(3)
     assert [e.event_id for e in outbox.pending(3)] == [e.event_id for e in first]  # a redelivery is the same
     outbox.acknowledge([e.event_id for e in first])
@@ -49,7 +50,7 @@ def test_pending_events_keep_their_ids_until_acknowledged_then_move_on(harness: 
 
 def test_every_event_is_one_compliance_accepts(harness: Harness, tmp_path: Path) -> None:
     _story(harness)
-    events = GiftsAuditOutbox(harness.store, Pseudonymizer.for_deployment(tmp_path)).pending(100)
+    events = GiftsAuditOutbox(harness.outbox, Pseudonymizer.for_deployment(tmp_path)).pending(100)
     assert {e.action for e in events} >= {"gifts.StartLive", "gifts.TopUpCoins", "gifts.SendGift"}
     refused = [e for e in events if e.reason == "SENDER_UNDER_18"]
     assert len(refused) == 1 and refused[0].outcome.value == "rejected" and refused[0].subject_ref
@@ -69,7 +70,7 @@ async def test_gifts_audit_events_reach_the_compliance_log(tmp_path: Path) -> No
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
-        services.append(GiftsService(runtime, ledger_process=False))
+        services.append(GiftsService(runtime, config=GiftsConfig(ledger_in_process=True)))
         return services[0].definition()
 
     gifts = await start_service("gifts", build, port=0, data_root=tmp_path,
@@ -96,7 +97,7 @@ async def test_gifts_audit_events_reach_the_compliance_log(tmp_path: Path) -> No
                     break
                 await asyncio.sleep(0.1)
         assert [(e.event.action, e.event.reason) for e in reply.events] == [("gifts.SendGift", "SENDER_UNDER_18")]
-        assert services[0].reader.audit_delivered_through() >= 1
+        assert services[0].outbox.delivered_through() >= 1
     finally:
         await gifts.stop(grace=0)
         await compliance.stop(grace=0)

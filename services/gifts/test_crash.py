@@ -36,7 +36,7 @@ from limelight.gifts.v1 import (
 from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from services.gifts.payments import LocalPaymentProvider, Purchase
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
 from tools.supervisor import free_port
 

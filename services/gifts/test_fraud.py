@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.gifts.fraud import Assessment, FraudPolicy, Verdict, assess_gift
-from services.gifts.gifting import GiftsUnitOfWork, SentGift
-from services.gifts.live import LiveSession
-from services.gifts.store import GiftsStore
+from services.gifts.model.fraud import Assessment, FraudPolicy, Verdict, assess_gift
+from services.gifts.model.live import LiveSession
+from services.gifts.model.records import SentGift
+from services.gifts.store.unit import SqliteUnitOfWork
+from services.gifts.store.writer import GiftsStore
 
 MINUTE_US = 60 * 1_000_000
 DAY_US = 24 * 60 * MINUTE_US
@@ -97,7 +98,7 @@ edges = st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(USERS),
                  max_size=12)
 
 
-def _record(uow: GiftsUnitOfWork, gifts: list[tuple[str, str, int, int]]) -> None:
+def _record(uow: SqliteUnitOfWork, gifts: list[tuple[str, str, int, int]]) -> None:
     for index, (sender, recipient, at, coins) in enumerate(gifts):
         live_id = f"live-{recipient}"
         if uow.live(live_id) is None:
@@ -115,7 +116,7 @@ def test_the_store_answers_history_questions_like_the_naive_reference(
     with tempfile.TemporaryDirectory() as directory:
         store = GiftsStore(root=Path(directory), synchronous="OFF")
         try:
-            def ask(uow: GiftsUnitOfWork) -> tuple[bool, tuple[int, int]]:
+            def ask(uow: SqliteUnitOfWork) -> tuple[bool, tuple[int, int]]:
                 _record(uow, gifts)
                 return (uow.gifting_path_exists(start, goal, hops, NOW - window),
                         uow.gifts_sent_since(start, NOW - window))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -33,11 +34,11 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import START, MovableClock
-from services.gifts.engine import InProcessLedger
-from services.gifts.fraud import FraudPolicy
-from services.gifts.gifting import epoch_us
-from services.gifts.payments import LocalPaymentProvider, Purchase
+from services.gifts.model.fraud import FraudPolicy
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
+from services.gifts.runner import InProcessRunner
 from services.gifts.server import GiftsService
+from services.gifts.usecases.context import epoch_us
 
 UNLIMITED = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**6, new_account_large_coins=10**9))
 PACK = "coins-1000"
@@ -139,8 +140,8 @@ async def start_gifts(root: Path, config: GiftsConfig, *,
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
-        services.append(GiftsService(runtime, config=config, clock=clock, ship_audit=False,
-                                     ledger_process=ledger_process))
+        services.append(GiftsService(runtime, config=dataclasses.replace(
+            config, ship_audit=False, ledger_in_process=not ledger_process), clock=clock))
         return services[0].definition()
 
     running = await start_service("gifts", build, port=0, data_root=root)
@@ -191,11 +192,11 @@ async def test_a_retry_after_a_client_side_timeout_applies_once(gifts: Gifts) ->
     stub, auth = gifts.stubs().gifts, gifts.auth("users/alice")
     request = gifts.gift_request(live)
     # Hold the committer so the first attempt reaches the server but cannot finish in time.
-    if not isinstance(gifts.service.ledger, InProcessLedger):
+    if not isinstance(gifts.service.runner, InProcessRunner):
         pytest.skip("holds the committer of an in-process ledger")
     gate = asyncio.Event()
     loop = asyncio.get_running_loop()
-    held = gifts.service.ledger.app.store.submit(
+    held = gifts.service.runner.store.submit(
         lambda uow: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5))
     with pytest.raises(grpc.aio.AioRpcError) as timed_out:
         await stub.SendGift(request, metadata=auth, timeout=0.3)
@@ -449,7 +450,7 @@ async def test_refusals_and_denials_land_in_the_audit_outbox(gifts: Gifts) -> No
         await gifts.stubs().gifts.ResolveHeldGift(gifts_pb2.ResolveHeldGiftRequest(
             request_id=str(uuid.uuid4()), name=f"{live}/giftTransfers/x", reason="FRAUD",
             decision=gifts_pb2.HELD_GIFT_DECISION_VOID), metadata=gifts.auth("users/mallory"))
-    events = [e.event for e in gifts.service.reader.audit_events_after(0, 100)]
+    events = [e.event for e in gifts.service.outbox.events_after(0, 100)]
     outcomes = [(e.action, str(e.outcome), e.reason) for e in events]
     assert outcomes.count(("SendGift", "REFUSED", "SENDER_UNDER_18")) == 1  # once, though the kit reports it too
     assert outcomes.count(("ResolveHeldGift", "DENIED", "ROLE_REQUIRED")) == 1

@@ -57,7 +57,7 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.telemetry import configure_telemetry
-from services.gifts.payments import LocalPaymentProvider, Purchase
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from tools.bench.grpc_load import LoadResult, drive, print_result, process_cpu_seconds, ratio_table, run_load_process
 from tools.supervisor import free_port
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from libs.errors import FailedPrecondition, NotFound
+from services.gifts.model.names import UNKNOWN, live_name
 
 
 class LiveState(enum.StrEnum):
@@ -53,7 +54,7 @@ class LiveSession:
 
     @property
     def name(self) -> str:
-        return f"lives/{self.live_id}"
+        return live_name(self.host, self.live_id)
 
 
 class LiveSessions(Protocol):
@@ -73,14 +74,16 @@ class LiveSessions(Protocol):
 
 
 class LiveAlreadyOpen(FailedPrecondition):
-    def __init__(self, live_id: str) -> None:
-        super().__init__("the host is already LIVE", reason="ALREADY_LIVE", metadata={"live": f"lives/{live_id}"})
+    def __init__(self, host: str, live_id: str) -> None:
+        super().__init__("the host is already LIVE", reason="ALREADY_LIVE",
+                         metadata={"live": live_name(host, live_id)})
 
 
 def require_live(sessions: LiveSessions, live_id: str, now_us: int, *, host: str | None = None) -> LiveSession:
     session = sessions.live(live_id)
     if session is None or (host is not None and session.host != host):
-        raise NotFound(f"no LIVE session {live_id}", resource_name=f"lives/{live_id}", reason="LIVE_NOT_FOUND")
+        name = live_name(host or UNKNOWN, live_id)
+        raise NotFound(f"no LIVE session {name}", resource_name=name, reason="LIVE_NOT_FOUND")
     if session.state_at(now_us) is not LiveState.LIVE:
         raise FailedPrecondition("the LIVE session has ended", reason="LIVE_NOT_ACTIVE",
                                  metadata={"live": session.name})

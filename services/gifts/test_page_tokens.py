@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from libs.errors import InvalidArgument
-from services.gifts.views import MAX_PAGE_SIZE, decode_cursor, decode_int_cursor, encode_cursor, page_size
+from services.gifts.page_tokens import MAX_PAGE_SIZE, decode_cursor, decode_int_cursor, encode_cursor, page_size
 
 
 def test_a_cursor_round_trips_within_its_scope() -> None:

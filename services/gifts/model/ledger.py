@@ -273,6 +273,15 @@ class GiftRates:
         if self.diamonds_per_share_coin < 1 or self.diamonds_per_eur_cent < 1:
             raise ValueError("diamond rates must be positive integers")
 
+    @property
+    def creator_share_basis_points(self) -> int:
+        return 10_000 - self.platform_fee_basis_points
+
+    @property
+    def diamond_value_micros(self) -> int:
+        """What one diamond pays out, in millionths of a euro (rounded down)."""
+        return 1_000_000 // 100 // self.diamonds_per_eur_cent
+
 
 @dataclass(frozen=True)
 class GiftSplit:

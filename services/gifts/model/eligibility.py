@@ -93,6 +93,24 @@ def live_requirements(facts: AccountFacts, *, min_followers: int, is_adult: bool
     ]
 
 
+@dataclass(frozen=True)
+class LiveEligibility:
+    """Whether a creator may go LIVE and receive gifts, with every requirement and how it stands."""
+
+    can_go_live: bool
+    can_receive_gifts: bool
+    requirements: list[Requirement]
+
+
+def live_eligibility(facts: AccountFacts, *, min_followers: int, is_adult: bool | None) -> LiveEligibility:
+    """GetLiveEligibility's answer: the LIVE requirements, then whether gifts are barred."""
+    requirements = live_requirements(facts, min_followers=min_followers, is_adult=is_adult)
+    barred = gifts_barred_reason(facts)
+    can_go_live = all(requirement.met for requirement in requirements)
+    gifts = Requirement("GIFTS_DISABLED", not barred, {"why": barred or "NONE"})
+    return LiveEligibility(can_go_live, can_go_live and not barred, [*requirements, gifts])
+
+
 def require_live_eligible(principal: Principal, facts: AccountFacts, *, min_followers: int, today: dt.date) -> None:
     require_adult(principal, today, reason="CREATOR_UNDER_18")
     for requirement in live_requirements(facts, min_followers=min_followers, is_adult=True):

@@ -1,0 +1,23 @@
+"""The payment providers this deployment trusts, keyed by the name a receipt gives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from libs.auth.keys import load_or_create_private_key
+from services.gifts.model.payments import LocalPaymentProvider, PaymentProvider
+
+
+def local_payment_provider(root: Path) -> LocalPaymentProvider:
+    """The embedded provider; its key lives with the data (the shop front signs with it)."""
+    key = load_or_create_private_key(root / "keys" / "local-payments-ed25519.pem")
+    return LocalPaymentProvider(key.public_key())
+
+
+def payments_of(*providers: PaymentProvider) -> Mapping[str, PaymentProvider]:
+    return {provider.name: provider for provider in providers}
+
+
+def deployment_payments(root: Path) -> Mapping[str, PaymentProvider]:
+    return payments_of(local_payment_provider(root))

@@ -1,0 +1,92 @@
+"""What a use case may use besides its unit of work, and the checks every use case shares."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from libs.auth.principal import Principal, Role
+from libs.errors import PermissionDenied
+from services.gifts.config import GiftsConfig
+from services.gifts.model.audit import AuditEvent, AuditOutbox, Outcome
+from services.gifts.model.ids import uuid7
+from services.gifts.model.ledger import Account, Ledger
+from services.gifts.model.payments import PaymentProvider
+
+SYSTEM_ACTOR = "services/gifts"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def epoch_us(moment: dt.datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("the clock must return aware datetimes")
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def us(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The published policy, the payment providers, and the moment the call was made.
+
+    `now` is the caller's clock as stamped on the call (the ledger process decides with
+    its parent's notion of now, which tests move); ids are minted from it.
+    """
+
+    config: GiftsConfig
+    payments: Mapping[str, PaymentProvider]
+    now: dt.datetime
+    mint_id: Callable[[dt.datetime], str] = uuid7
+
+    def at(self, now: dt.datetime) -> Context:
+        return Context(self.config, self.payments, now, self.mint_id)
+
+    @property
+    def now_us(self) -> int:
+        return epoch_us(self.now)
+
+    @property
+    def today(self) -> dt.date:
+        return self.now.astimezone(dt.UTC).date()
+
+    def new_id(self) -> str:
+        return self.mint_id(self.now)
+
+
+def user_of(principal: Principal) -> str:
+    user = principal.user_id
+    if not user:
+        raise PermissionDenied("this call is made by or for a user", reason="USER_REQUIRED")
+    return user
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if not principal.has_role(*roles):
+        raise PermissionDenied("the caller lacks the role for this call", reason="ROLE_REQUIRED",
+                               metadata={"roles": ",".join(sorted(roles))})
+
+
+def available(ledger: Ledger, account: Account) -> int:
+    balance = ledger.balance(account)
+    return balance.available if balance else 0
+
+
+class ActingCommand(Protocol):
+    """A command made by a caller, under the caller's request id."""
+
+    @property
+    def actor(self) -> Principal: ...
+
+    @property
+    def request_id(self) -> str: ...
+
+
+def audit(outbox: AuditOutbox, context: Context, command: ActingCommand, outcome: Outcome, resource: str, *,
+          reason: str = "", details: dict[str, str] | None = None) -> None:
+    """Record what `command` did (or why not) to `resource`, an API resource name."""
+    outbox.record_audit(AuditEvent(type(command).__name__, command.actor.subject, outcome, command.request_id,
+                                   resource, context.now_us, reason, details or {}))
