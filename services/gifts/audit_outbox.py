@@ -33,6 +33,9 @@ _OUTCOMES = {
 _SEQUENCE_BITS = 62
 _ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")
+# A value that names a user or a creator (an account, a LIVE, an owner) is personal data; the
+# event says whom it concerns through its resource, its actor and the pseudonymous subject.
+_NAMES_A_PERSON = re.compile(r"(^|/)(users|creators)/")
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_CHARS = 256
 
@@ -54,7 +57,7 @@ def platform_event(recorded: RecordedAuditEvent, *, log_id: str, pseudonymizer: 
     if event.transfer_ids:
         attributes["transfer_ids"] = ",".join(map(str, event.transfer_ids))
     kept = {key: value[:MAX_ATTRIBUTE_CHARS] for key, value in attributes.items()
-            if value and _ATTRIBUTE_KEY.match(key)}
+            if value and _ATTRIBUTE_KEY.match(key) and not _NAMES_A_PERSON.search(value)}
     return PlatformAuditEvent(
         event_id=event_id(log_id, recorded.sequence),
         actor=event.actor,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import uuid
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from libs.audit.protos import event_to_proto
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from libs.errors import PermissionDenied
+from libs.errors import FailedPrecondition, PermissionDenied
 from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.validation import violations_of
 from services.compliance.server import build as build_compliance
@@ -56,7 +57,35 @@ def test_every_event_is_one_compliance_accepts(harness: Harness, tmp_path: Path)
     assert len(refused) == 1 and refused[0].outcome.value == "rejected" and refused[0].subject_ref
     for event in events:
         assert violations_of(event_to_proto(event)) == [], event
-        assert "users/" not in "".join(event.attributes.values()) or event.attributes.get("creator")
+
+
+def test_shipped_events_carry_no_personal_data(harness: Harness, tmp_path: Path) -> None:
+    """Whom an event concerns is its resource, its actor and the pseudonymous subject; the
+    attributes hold no names, birth dates or user ids, not even inside account names."""
+    _story(harness)
+    with pytest.raises(FailedPrecondition):  # a refusal whose error names the sender's coin account
+        harness.run(SendGift(adult("bob"), str(uuid.uuid4()), harness.reader.lives(
+            host="carol", before_live_id=None, limit=1)[0].live_id, "rose", 1))
+    events = GiftsAuditOutbox(harness.outbox, Pseudonymizer.for_deployment(tmp_path)).pending(100)
+    personal = ("alice", "carol", "kid", "bob", "users/", "creators/", "1990-05-17", "1990")
+    assert any(e.reason == "INSUFFICIENT_COINS" for e in events)
+    for event in events:
+        values = " ".join([*event.attributes.keys(), *event.attributes.values()])
+        assert not [word for word in personal if word in values], event
+        if event.actor.startswith("users/"):
+            assert event.subject_ref and event.subject_ref not in (event.actor, event.actor.removeprefix("users/"))
+
+
+def test_every_event_names_its_resource_as_the_api_does(harness: Harness, tmp_path: Path) -> None:
+    _story(harness)
+    events = GiftsAuditOutbox(harness.outbox, Pseudonymizer.for_deployment(tmp_path)).pending(100)
+    api_names = re.compile(r"^(creators/[a-z0-9-]+(/lives/[a-z0-9-]+(/giftTransfers/[a-z0-9-]+)?)?"
+                           r"|users/[a-z0-9-]+(/standing|/wallet(/transactions/[0-9]+)?|/payouts/[a-z0-9-]+)?)$")
+    assert [e.resource for e in events if not api_names.match(e.resource)] == []
+    # An officer's prefix query for the creator finds the LIVE, the gift and the refusal in it.
+    about_carol = {(e.action, e.outcome.value) for e in events if e.resource.startswith("creators/carol/")}
+    assert about_carol == {("gifts.StartLive", "succeeded"), ("gifts.SendGift", "succeeded"),
+                           ("gifts.SendGift", "rejected")}
 
 
 def test_event_ids_are_uuids_that_carry_the_sequence() -> None:
