@@ -12,7 +12,6 @@ event never changes between deliveries and an acknowledgement says how far deliv
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 import uuid
@@ -66,7 +65,7 @@ def platform_event(recorded: RecordedAuditEvent, *, log_id: str, pseudonymizer: 
         outcome=_OUTCOMES[event.outcome],
         reason=event.reason if _REASON.match(event.reason) else "",
         trace_id=event.trace_id,
-        event_time=dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=event.occurred_at_us),
+        event_time=event.occurred_at,
         # Whom it is about: the user who acted (a service acting alone concerns nobody).
         subject_ref=pseudonymizer.subject_ref(event.actor if event.actor.startswith("users/") else ""),
         attributes=dict(list(kept.items())[:MAX_ATTRIBUTES]),

@@ -24,7 +24,6 @@ from services.gifts.runner import InProcessRunner
 from services.gifts.store.outbox import AuditOutboxStore
 from services.gifts.store.reads import GiftsReader
 from services.gifts.usecases.commands import Command, StartLive, Sweep, SweepResult, TopUpCoins, UpdateAccountFacts
-from services.gifts.usecases.context import epoch_us
 
 R = TypeVar("R")
 START = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
@@ -91,7 +90,7 @@ class Harness:
         pack = self.config.catalog.pack(pack_id)
         assert pack is not None
         return self.provider.issue_receipt(Purchase(receipt_id or f"r-{next(_receipts)}", user, pack.pack_id,
-                                                    pack.coins, pack.price_eur_cents, epoch_us(self.clock())))
+                                                    pack.coins, pack.price_eur_cents, self.clock()))
 
     def top_up(self, user: str, pack_id: str = "coins-1000") -> str:
         command = TopUpCoins(adult(user), str(uuid.uuid4()), pack_id, "local", self.receipt(user, pack_id))

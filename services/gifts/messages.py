@@ -7,6 +7,8 @@ a value the proto allows means nothing to the domain.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from google.protobuf.timestamp_pb2 import Timestamp
 from limelight.gifts.v1 import gifts_pb2, live_pb2, payouts_pb2, standing_pb2, wallet_pb2
 
@@ -23,9 +25,9 @@ from services.gifts.model.views import AccountStanding, FeedItem, LeaderboardEnt
 from services.gifts.usecases.commands import GiftResult, TopUpResult
 
 
-def timestamp(us: int) -> Timestamp:
+def timestamp(moment: dt.datetime) -> Timestamp:
     stamp = Timestamp()
-    stamp.FromMicroseconds(us)
+    stamp.FromDatetime(moment)
     return stamp
 
 
@@ -57,19 +59,18 @@ _END_REASONS = {
 LIVE_STATES = {LiveState.LIVE: live_pb2.LIVE_SESSION_STATE_LIVE, LiveState.ENDED: live_pb2.LIVE_SESSION_STATE_ENDED}
 
 
-def live_session(session: LiveSession, now_us: int, *, gift_count: int = 0,
+def live_session(session: LiveSession, now: dt.datetime, *, gift_count: int = 0,
                  diamonds_earned: int = 0) -> live_pb2.LiveSession:
-    state = session.state_at(now_us)
+    state = session.state_at(now)
     message = live_pb2.LiveSession(
         name=live_name(session.host, session.live_id), title=session.title, state=LIVE_STATES[state],
-        start_time=timestamp(session.started_at_us), max_end_time=timestamp(session.deadline_us),
+        start_time=timestamp(session.started_at), max_end_time=timestamp(session.deadline),
         gifts_enabled=not session.gifts_barred_reason, gifts_disabled_reason=session.gifts_barred_reason,
         gift_count=gift_count, diamonds_earned=diamonds_earned,
     )
     if state is LiveState.ENDED:
-        ended_by_time = session.ended_at_us is None
         message.end_reason = _END_REASONS[EndReason(session.end_reason or EndReason.MAX_DURATION_REACHED)]
-        message.end_time.CopyFrom(timestamp(session.deadline_us if ended_by_time else session.ended_at_us or 0))
+        message.end_time.CopyFrom(timestamp(session.deadline if session.ended_at is None else session.ended_at))
     return message
 
 
@@ -96,7 +97,7 @@ def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.
         sequence=result.sequence, gift=f"gifts/{result.catalog_gift}", count=result.count,
         coins_spent=result.coins, diamonds_credited=result.diamonds, platform_fee_coins=result.fee_coins,
         state=_GIFT_STATES[GiftState(result.state)], hold_reason=result.hold_reasons.split(",")[0],
-        request_id=request_id, create_time=timestamp(result.sent_at_us),
+        request_id=request_id, create_time=timestamp(result.sent_at),
     )
 
 
@@ -107,7 +108,7 @@ def gift_transfer_from_feed(item: FeedItem) -> gifts_pb2.GiftTransfer:
         sequence=item.sequence, sender=f"users/{gift.sender}", gift=f"gifts/{gift.catalog_gift}", count=gift.count,
         coins_spent=gift.coins, diamonds_credited=gift.diamonds, platform_fee_coins=gift.fee_coins,
         state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=gift.request_id,
-        create_time=timestamp(gift.sent_at_us),
+        create_time=timestamp(gift.sent_at),
     )
 
 
@@ -142,8 +143,8 @@ def wallet(view: Wallet) -> wallet_pb2.Wallet:
         diamonds_available=view.available(Purpose.DIAMONDS),
         diamonds_pending_payout=view.reserved(Purpose.DIAMONDS),
     )
-    if view.updated_at_us:
-        message.update_time.CopyFrom(timestamp(view.updated_at_us))
+    if view.updated_at:
+        message.update_time.CopyFrom(timestamp(view.updated_at))
     return message
 
 
@@ -184,7 +185,7 @@ def transaction(user_id: str, line: StatementLine) -> wallet_pb2.Transaction:
         # An entry between two of the user's own accounts (a hold release) adds to what they can use.
         amount=-entry.amount if debited and not credited else entry.amount,
         request_id=entry.request_id, counterparty=entry.credit_account if debited else entry.debit_account,
-        related_resource=related, create_time=timestamp(entry.created_at_us),
+        related_resource=related, create_time=timestamp(entry.created_at),
     )
 
 
@@ -193,7 +194,7 @@ def top_up_transaction(user_id: str, result: TopUpResult, request_id: str) -> wa
         name=transaction_name(user_id, result.coins_transfer_id), kind=wallet_pb2.TRANSACTION_KIND_TOP_UP,
         state=wallet_pb2.TRANSACTION_STATE_POSTED, asset=wallet_pb2.ASSET_COINS, amount=result.coins,
         request_id=request_id, counterparty="platform/accounts/coin-issuance",
-        create_time=timestamp(result.created_at_us))
+        create_time=timestamp(result.created_at))
 
 
 def coin_pack(pack: CoinPack) -> wallet_pb2.CoinPack:
@@ -214,11 +215,11 @@ def payout(result: PayoutResult, request_id: str = "") -> payouts_pb2.Payout:
         name=payout_name(result.user_id, result.payout_id), state=_PAYOUT_STATES[PayoutState(result.state)],
         diamonds=result.diamonds, amount_minor=result.eur_cents, currency_code="EUR",
         payout_method=result.payout_method, provider_reference=result.provider_reference,
-        void_reason=result.void_reason, request_id=request_id, create_time=timestamp(result.requested_at_us),
-        expire_time=timestamp(result.expires_at_us),
+        void_reason=result.void_reason, request_id=request_id, create_time=timestamp(result.requested_at),
+        expire_time=timestamp(result.expires_at),
     )
-    if result.settled_at_us:
-        message.settle_time.CopyFrom(timestamp(result.settled_at_us))
+    if result.settled_at:
+        message.settle_time.CopyFrom(timestamp(result.settled_at))
     return message
 
 
@@ -249,10 +250,10 @@ def standing(view: AccountStanding) -> standing_pb2.AccountStanding:
         restriction_reason=facts.restriction_reason, category=_CATEGORIES[AccountCategory(facts.category)],
         identity_verified=facts.identity_verified, updated_by=view.updated_by, follower_count=facts.follower_count,
     )
-    if facts.joined_at_us is not None:
-        message.account_create_time.CopyFrom(timestamp(facts.joined_at_us))
-    if view.updated_at_us:
-        message.update_time.CopyFrom(timestamp(view.updated_at_us))
+    if facts.joined_at is not None:
+        message.account_create_time.CopyFrom(timestamp(facts.joined_at))
+    if view.updated_at:
+        message.update_time.CopyFrom(timestamp(view.updated_at))
     return message
 
 
@@ -269,8 +270,8 @@ def standing_changes(update: standing_pb2.AccountStanding, paths: list[str]) -> 
             raise InvalidArgument.for_field("standing.category", "must be set when updated")
         changes["category"] = _CATEGORY_OF[update.category]
     if "account_create_time" in fields:
-        changes["joined_at_us"] = (update.account_create_time.ToMicroseconds()
-                                   if update.HasField("account_create_time") else None)
+        changes["joined_at"] = (update.account_create_time.ToDatetime(dt.UTC)
+                                if update.HasField("account_create_time") else None)
     for proto_field, fact in (("follower_count", "follower_count"), ("in_good_standing", "good_standing"),
                               ("restriction_reason", "restriction_reason"),
                               ("identity_verified", "identity_verified")):

@@ -57,7 +57,6 @@ from services.gifts.usecases.commands import (
     TopUpCoins,
     UpdateAccountFacts,
 )
-from services.gifts.usecases.context import epoch_us
 
 LEADERBOARD_PAGE = 10
 STREAM_RECHECK_SECONDS = 1.0
@@ -79,8 +78,8 @@ class Backend:
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
 
-    def now_us(self) -> int:
-        return epoch_us(self.clock())
+    def now(self) -> dt.datetime:
+        return self.clock()
 
     async def run(self, command: Command[R]) -> R:
         """The command in the ledger's next durable batch, stamped with this call's trace and time."""
@@ -122,7 +121,7 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
     async def _summary(self, live_id: str) -> live_pb2.LiveSession:
         summary = await self._service.read(self._service.reader.live_summary, live_id)
         assert summary is not None
-        return messages.live_session(summary.session, self._service.now_us(), gift_count=summary.gift_count,
+        return messages.live_session(summary.session, self._service.now(), gift_count=summary.gift_count,
                                      diamonds_earned=summary.diamonds_earned)
 
     async def StartLive(self, request: live_pb2.StartLiveRequest,
@@ -131,7 +130,7 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
         principal = require_self(current_principal(), creator, field="parent", resource=request.parent)
         max_duration = request.max_duration.ToTimedelta() if request.HasField("max_duration") else None
         session = await self._service.run(StartLive(principal, request.request_id, request.title, max_duration))
-        return live_pb2.StartLiveResponse(live_session=messages.live_session(session, self._service.now_us()))
+        return live_pb2.StartLiveResponse(live_session=messages.live_session(session, self._service.now()))
 
     async def EndLive(self, request: live_pb2.EndLiveRequest,
                       context: Call) -> live_pb2.EndLiveResponse:
@@ -152,11 +151,11 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
                  live_pb2.LIVE_SESSION_STATE_ENDED: LiveState.ENDED}.get(request.state)
         scope = f"{request.parent}|{request.state}"
         limit = page_size(request.page_size)
-        now_us = self._service.now_us()
+        now = self._service.now()
         sessions = await self._service.read(self._service.reader.lives, host=host, limit=limit + 1, state=state,
-                                            before_live_id=decode_cursor(request.page_token, scope), now_us=now_us)
+                                            before_live_id=decode_cursor(request.page_token, scope), now=now)
         response = live_pb2.ListLiveSessionsResponse(
-            live_sessions=[messages.live_session(session, now_us) for session in sessions[:limit]])
+            live_sessions=[messages.live_session(session, now) for session in sessions[:limit]])
         if len(sessions) > limit:
             response.next_page_token = encode_cursor(scope, sessions[limit - 1].live_id)
         return response
@@ -284,7 +283,7 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
                     after = item.sequence
                 if items:
                     continue
-                if session.state_at(self._service.now_us()) is LiveState.ENDED:
+                if session.state_at(self._service.now()) is LiveState.ENDED:
                     return  # read after the end was known: nothing can follow
                 # Woken by a commit for this LIVE; the timeout notices an end by the clock alone.
                 await asyncio.wait([waiter], timeout=STREAM_RECHECK_SECONDS)
@@ -314,15 +313,14 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
         start, end = period_bounds(moment, messages.period(request.period))
         creator = messages.name_parts(request.creator, field="creator", shape=messages.CREATOR_NAME)[0] \
             if request.creator else None
-        scope = f"{request.kind}|{request.period}|{epoch_us(start)}|{request.creator}"
+        scope = f"{request.kind}|{request.period}|{start.isoformat()}|{request.creator}"
         offset = decode_int_cursor(request.page_token, scope) or 0
         limit = page_size(request.page_size, default=LEADERBOARD_PAGE)
         entries = await self._service.read(self._service.reader.leaderboard, party=party, limit=limit + 1,
-                                           offset=offset, creator=creator, since_us=epoch_us(start),
-                                           until_us=epoch_us(end))
+                                           offset=offset, creator=creator, since=start, until=end)
         response = gifts_pb2.GetPeriodLeaderboardResponse(
             entries=[messages.leaderboard_entry(entry, party) for entry in entries[:limit]],
-            period_start_time=messages.timestamp(epoch_us(start)), period_end_time=messages.timestamp(epoch_us(end)))
+            period_start_time=messages.timestamp(start), period_end_time=messages.timestamp(end))
         if len(entries) > limit:
             response.next_page_token = encode_cursor(scope, offset + limit)
         return response

@@ -24,17 +24,19 @@ from services.compliance.server import build as build_compliance
 from services.gifts.audit_outbox import GiftsAuditOutbox, event_id, sequence_of
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import Harness, adult, minor
+from services.gifts.model.live import LiveSession
 from services.gifts.server import GiftsService
 from services.gifts.usecases.commands import SendGift
 
 
-def _story(h: Harness) -> None:
+def _story(h: Harness) -> LiveSession:
     """A LIVE, a top-up, a gift, and a refusal: four kinds of audit event."""
     live = h.go_live("carol")
     h.top_up("alice")
     h.submit(SendGift(adult("alice"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
     with pytest.raises(PermissionDenied):
         h.submit(SendGift(minor("kid"), str(uuid.uuid4()), live.live_id, "rose", 1)).result()
+    return live
 
 
 def test_pending_events_keep_their_ids_until_acknowledged_then_move_on(harness: Harness, tmp_path: Path) -> None:
@@ -62,10 +64,9 @@ def test_every_event_is_one_compliance_accepts(harness: Harness, tmp_path: Path)
 def test_shipped_events_carry_no_personal_data(harness: Harness, tmp_path: Path) -> None:
     """Whom an event concerns is its resource, its actor and the pseudonymous subject; the
     attributes hold no names, birth dates or user ids, not even inside account names."""
-    _story(harness)
+    live = _story(harness)
     with pytest.raises(FailedPrecondition):  # a refusal whose error names the sender's coin account
-        harness.run(SendGift(adult("bob"), str(uuid.uuid4()), harness.reader.lives(
-            host="carol", before_live_id=None, limit=1)[0].live_id, "rose", 1))
+        harness.run(SendGift(adult("bob"), str(uuid.uuid4()), live.live_id, "rose", 1))
     events = GiftsAuditOutbox(harness.outbox, Pseudonymizer.for_deployment(tmp_path)).pending(100)
     personal = ("alice", "carol", "kid", "bob", "users/", "creators/", "1990-05-17", "1990")
     assert any(e.reason == "INSUFFICIENT_COINS" for e in events)

@@ -35,7 +35,6 @@ from services.gifts.usecases.commands import (
     SettlePayout,
     TopUpCoins,
 )
-from services.gifts.usecases.context import epoch_us
 
 VIEWERS = ("v0", "v1", "v2")
 HOSTS = ("h0", "h1")
@@ -89,8 +88,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.lives: dict[str, str] = {}
         for host in HOSTS:
             self.lives[host] = self.h.go_live(host, identity_verified=True).live_id
-        old = epoch_us(self.h.clock() - dt.timedelta(days=365))
-        self.h.set_facts(AccountFacts("v0", joined_at_us=old))  # one veteran: large gifts go through
+        old = self.h.clock() - dt.timedelta(days=365)
+        self.h.set_facts(AccountFacts("v0", joined_at=old))  # one veteran: large gifts go through
         for user in VIEWERS + HOSTS:
             self.h.top_up(user, "coins-5000")
         # Requests seen to take effect, each claiming one request row: LIVE starts and top-ups so far.
@@ -114,7 +113,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for host, live_id in self.lives.items():
             session = self.h.reader.live(live_id)
             assert session is not None
-            if session.state_at(epoch_us(self.h.clock())).value == "ENDED":
+            if session.state_at(self.h.clock()).value == "ENDED":
                 self.lives[host] = self.h.go_live(host, identity_verified=True).live_id
                 self.effects += 1
 

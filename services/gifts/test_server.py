@@ -38,7 +38,6 @@ from services.gifts.model.fraud import FraudPolicy
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.runner import InProcessRunner
 from services.gifts.server import GiftsService
-from services.gifts.usecases.context import epoch_us
 
 UNLIMITED = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**6, new_account_large_coins=10**9))
 PACK = "coins-1000"
@@ -46,11 +45,11 @@ PACK = "coins-1000"
 
 @dataclass
 class Stubs:
-    live: live_pb2_grpc.LiveServiceStub
-    wallet: wallet_pb2_grpc.WalletServiceStub
-    gifts: gifts_pb2_grpc.GiftServiceStub
-    payouts: payouts_pb2_grpc.PayoutServiceStub
-    standing: standing_pb2_grpc.AccountStandingServiceStub
+    live: live_pb2_grpc.LiveServiceAsyncStub
+    wallet: wallet_pb2_grpc.WalletServiceAsyncStub
+    gifts: gifts_pb2_grpc.GiftServiceAsyncStub
+    payouts: payouts_pb2_grpc.PayoutServiceAsyncStub
+    standing: standing_pb2_grpc.AccountStandingServiceAsyncStub
 
 
 class Gifts:
@@ -84,7 +83,7 @@ class Gifts:
         pack = self.service.config.catalog.pack(pack_id)
         assert pack is not None
         return self._provider.issue_receipt(Purchase(str(uuid.uuid4()), user, pack_id, pack.coins,
-                                                     pack.price_eur_cents, epoch_us(self.clock())))
+                                                     pack.price_eur_cents, self.clock()))
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -170,11 +169,11 @@ async def test_64_clients_gifting_from_one_wallet_at_once_never_overdraw_it(gift
     auth = gifts.auth("users/alice")
     clients = [gifts.stubs().gifts for _ in range(64)]
 
-    async def send(client: gifts_pb2_grpc.GiftServiceStub) -> str:
+    async def send(client: gifts_pb2_grpc.GiftServiceAsyncStub) -> str:
         try:
             await client.SendGift(gifts.gift_request(live), metadata=auth, timeout=30)
         except grpc.aio.AioRpcError as error:
-            return details(error)[0].reason
+            return str(details(error)[0].reason)
         return "SENT"
 
     outcomes = await asyncio.gather(*(send(client) for client in clients for _ in range(2)))

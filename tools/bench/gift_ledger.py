@@ -29,7 +29,6 @@ from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.providers import payments_of
 from services.gifts.runner import InProcessRunner
 from services.gifts.usecases.commands import SendGift, StartLive, TopUpCoins, UpdateAccountFacts
-from services.gifts.usecases.context import epoch_us
 
 SENDERS = 512
 GIFT = "doughnut"  # 30 coins: a fee, a share and a diamond leg
@@ -58,7 +57,7 @@ def _build(root: Path, max_batch: int) -> tuple[InProcessRunner, str]:
     for index in range(SENDERS):
         user = f"viewer-{index}"
         receipt = provider.issue_receipt(Purchase(str(uuid.uuid4()), user, pack.pack_id, pack.coins,
-                                                  pack.price_eur_cents, epoch_us(utc_now())))
+                                                  pack.price_eur_cents, utc_now()))
         command = TopUpCoins(_principal(user), str(uuid.uuid4()), pack.pack_id, provider.name, receipt)
         futures.append(runner.submit(command, now=utc_now()))
     for future in futures:

@@ -9,6 +9,7 @@ never change, so the audit log drops a repeat.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,7 +29,7 @@ class AuditEvent:
     outcome: Outcome
     request_id: str
     resource: str  # what it is about, e.g. "lives/{live}/gifts/{gift}"
-    occurred_at_us: int
+    occurred_at: dt.datetime
     reason: str = ""
     details: dict[str, str] = field(default_factory=dict)
     transfer_ids: tuple[int, ...] = ()

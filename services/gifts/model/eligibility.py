@@ -36,7 +36,7 @@ class AccountFacts:
     identity_verified: bool = False
     # When the user joined the platform; None means unknown, and the gifts service then
     # counts from the day it first saw the user (the opening of their coin account).
-    joined_at_us: int | None = None
+    joined_at: dt.datetime | None = None
 
 
 class EligibilityFacts(Protocol):

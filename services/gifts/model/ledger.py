@@ -35,6 +35,7 @@ Currencies are integers in their smallest unit: COIN, DIAMOND and EUR cents.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from typing import Protocol
@@ -214,9 +215,9 @@ class Entry:
     credit_account: str
     currency: Currency
     amount: int
-    created_at_us: int
+    created_at: dt.datetime
     pending_id: int | None  # the pending transfer this entry resolves
-    timeout_us: int | None  # when a pending transfer expires
+    timeout: dt.datetime | None  # when a pending transfer expires
     gift_id: str | None
 
 
@@ -227,13 +228,13 @@ class Ledger(Protocol):
     `InsufficientFunds` and leaves the unit to be rolled back by its savepoint.
     """
 
-    def open_account(self, account: Account, now_us: int) -> None: ...
+    def open_account(self, account: Account, now: dt.datetime) -> None: ...
 
-    def post(self, request_id: str, orders: list[TransferOrder], now_us: int) -> list[int]: ...
+    def post(self, request_id: str, orders: list[TransferOrder], now: dt.datetime) -> list[int]: ...
 
-    def pend(self, request_id: str, orders: list[TransferOrder], now_us: int, timeout_us: int) -> list[int]: ...
+    def pend(self, request_id: str, orders: list[TransferOrder], now: dt.datetime, timeout: dt.datetime) -> list[int]: ...
 
-    def resolve(self, request_id: str, pending_ids: list[int], phase: Phase, now_us: int) -> None: ...
+    def resolve(self, request_id: str, pending_ids: list[int], phase: Phase, now: dt.datetime) -> None: ...
 
     def balance(self, account: Account) -> Balance | None: ...
 

@@ -7,6 +7,7 @@ disagree with the money.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,7 +35,7 @@ class SentGift:
     coins: int
     fee_coins: int
     diamonds: int
-    sent_at_us: int
+    sent_at: dt.datetime
     hold_reasons: str  # comma-separated fraud reasons; '' when it was posted at once
 
 
@@ -48,7 +49,7 @@ class TopUp:
     pack_id: str
     coins: int
     price_eur_cents: int
-    purchased_at_us: int
+    purchased_at: dt.datetime
 
 
 class PayoutState(enum.StrEnum):
@@ -65,8 +66,8 @@ class Payout:
     eur_cents: int
     diamonds: int
     payout_method: str
-    requested_at_us: int
-    expires_at_us: int
+    requested_at: dt.datetime
+    expires_at: dt.datetime
     pending_transfer_ids: tuple[int, ...]
 
 
@@ -79,7 +80,7 @@ class PayoutSettlement:
     paid: bool
     provider_reference: str
     failure_reason: str
-    settled_at_us: int
+    settled_at: dt.datetime
 
 
 class PayoutOutcomes(Protocol):
@@ -87,7 +88,7 @@ class PayoutOutcomes(Protocol):
 
     def payout_settlement(self, payout_id: str) -> PayoutSettlement | None: ...
 
-    def payout_resolution(self, payout: Payout) -> tuple[Phase, int] | None:
+    def payout_resolution(self, payout: Payout) -> tuple[Phase, dt.datetime] | None:
         """How and when the payout's pending transfers were resolved; None while pending."""
         ...
 
@@ -100,22 +101,22 @@ class PayoutResult:
     diamonds: int
     eur_cents: int
     payout_method: str
-    requested_at_us: int
-    expires_at_us: int
+    requested_at: dt.datetime
+    expires_at: dt.datetime
     void_reason: str = ""
     provider_reference: str = ""
-    settled_at_us: int = 0
+    settled_at: dt.datetime | None = None
 
 
 def payout_result(payout: Payout, state: PayoutState, settlement: PayoutSettlement | None = None,
-                  *, expired_at_us: int = 0) -> PayoutResult:
+                  *, expired_at: dt.datetime | None = None) -> PayoutResult:
     void_reason = ""
     if state is PayoutState.VOIDED:
         void_reason = (settlement.failure_reason or "FAILED") if settlement else "EXPIRED"
-    settled_at_us = settlement.settled_at_us if settlement else expired_at_us
+    settled_at = settlement.settled_at if settlement else expired_at
     return PayoutResult(payout.payout_id, payout.user_id, state, payout.diamonds, payout.eur_cents,
-                        payout.payout_method, payout.requested_at_us, payout.expires_at_us, void_reason,
-                        settlement.provider_reference if settlement else "", settled_at_us)
+                        payout.payout_method, payout.requested_at, payout.expires_at, void_reason,
+                        settlement.provider_reference if settlement else "", settled_at)
 
 
 def current_payout(records: PayoutOutcomes, payout: Payout) -> PayoutResult:
@@ -123,8 +124,8 @@ def current_payout(records: PayoutOutcomes, payout: Payout) -> PayoutResult:
     resolution = records.payout_resolution(payout)
     if resolution is None:
         return payout_result(payout, PayoutState.PENDING)
-    phase, at_us = resolution
+    phase, at = resolution
     settlement = records.payout_settlement(payout.payout_id)
     state = PayoutState.POSTED if phase is Phase.POST_PENDING else PayoutState.VOIDED
     return payout_result(payout, state, settlement if phase is not Phase.EXPIRE_PENDING else None,
-                         expired_at_us=at_us)
+                         expired_at=at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from services.gifts.model.records import SentGift
 class Wallet:
     user_id: str
     balances: dict[Purpose, Balance]
-    updated_at_us: int = 0  # the latest entry touching it
+    updated_at: dt.datetime | None = None  # the latest entry touching it
 
     def available(self, purpose: Purpose) -> int:
         balance = self.balances.get(purpose)
@@ -31,14 +32,14 @@ class FeedItem:
     """A gift as the LIVE overlay sees it: its place in the session's feed, and the gift."""
 
     sequence: int
-    posted_at_us: int
+    posted_at: dt.datetime
     gift: SentGift
 
 
 @dataclass(frozen=True)
 class AccountStanding:
     facts: AccountFacts
-    updated_at_us: int  # 0 when never set
+    updated_at: dt.datetime | None  # None when never set
     updated_by: str
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ class _ReadPayouts:
     def payout_settlement(self, payout_id: str) -> PayoutSettlement | None:
         return rows.find_payout_settlement(self._connection, payout_id)
 
-    def payout_resolution(self, payout: Payout) -> tuple[Phase, int] | None:
+    def payout_resolution(self, payout: Payout) -> tuple[Phase, dt.datetime] | None:
         return rows.find_payout_resolution(self._connection, payout)
 
 
@@ -83,7 +84,8 @@ class GiftsReader:
                 f"SELECT MAX(created_at_us) FROM (SELECT MAX(created_at_us) AS created_at_us FROM transfer "
                 f"WHERE debit_account IN ({marks}) UNION ALL SELECT MAX(created_at_us) FROM transfer "
                 f"WHERE credit_account IN ({marks}))", (*purposes, *purposes)).fetchone()[0]
-        return Wallet(user_id, {purposes[row["name"]]: rows.balance_of(row) for row in found}, latest or 0)
+        return Wallet(user_id, {purposes[row["name"]]: rows.balance_of(row) for row in found},
+                      rows.from_us_or_none(latest))
 
     def statement(self, user_id: str, *, before_id: int | None, limit: int, codes: frozenset[Code] | None = None,
                   purposes: frozenset[Purpose] = WALLET_PURPOSES, request_id: str | None = None
@@ -150,7 +152,7 @@ class GiftsReader:
         return LiveSummary(rows.live_of(row), gifts, diamonds)
 
     def lives(self, *, host: str | None, before_live_id: str | None, limit: int, state: LiveState | None = None,
-              now_us: int = 0) -> list[LiveSession]:
+              now: dt.datetime) -> list[LiveSession]:
         """Sessions newest first (live ids are time-ordered), of one host or of all."""
         filters, parameters = ["live_id < ?"], list[object]([before_live_id or "~"])
         if host is not None:
@@ -158,10 +160,10 @@ class GiftsReader:
             parameters.append(host)
         if state is LiveState.LIVE:
             filters.append("ended_at_us IS NULL AND deadline_us > ?")
-            parameters.append(now_us)
+            parameters.append(rows.to_us(now))
         elif state is LiveState.ENDED:
             filters.append("(ended_at_us IS NOT NULL OR deadline_us <= ?)")
-            parameters.append(now_us)
+            parameters.append(rows.to_us(now))
         with self._read() as connection:
             found = connection.execute(f"SELECT * FROM live_session WHERE {' AND '.join(filters)} "
                                       "ORDER BY live_id DESC LIMIT ?", (*parameters, limit)).fetchall()
@@ -173,11 +175,11 @@ class GiftsReader:
                 "SELECT f.sequence, f.posted_at_us, g.* FROM gift_feed AS f JOIN gift AS g USING (gift_id) "
                 "WHERE f.live_id = ? AND f.sequence > ? ORDER BY f.sequence LIMIT ?",
                 (live_id, after_sequence, limit)).fetchall()
-        return [FeedItem(row["sequence"], row["posted_at_us"], rows.gift_of(row)) for row in found]
+        return [FeedItem(row["sequence"], rows.from_us(row["posted_at_us"]), rows.gift_of(row)) for row in found]
 
     def leaderboard(self, *, party: Party, limit: int, offset: int = 0, live_id: str | None = None,
-                    creator: str | None = None, since_us: int | None = None,
-                    until_us: int | None = None) -> list[LeaderboardEntry]:
+                    creator: str | None = None, since: dt.datetime | None = None,
+                    until: dt.datetime | None = None) -> list[LeaderboardEntry]:
         """Gifters by coins given, or creators by diamonds earned, from the gift legs of the
         ledger minus their reversals. Ties share a rank.
 
@@ -191,7 +193,8 @@ class GiftsReader:
         reversals = tuple(GIFT_REVERSAL_CODES[leg] for leg in legs)
         filters, parameters = ["1 = 1"], []
         for clause, value in (("g.live_id = ?", live_id), ("g.creator = ?", creator),
-                              ("g.sent_at_us >= ?", since_us), ("g.sent_at_us < ?", until_us)):
+                              ("g.sent_at_us >= ?", rows.to_us_or_none(since)),
+                              ("g.sent_at_us < ?", rows.to_us_or_none(until))):
             if value is not None:
                 filters.append(clause)
                 parameters.append(value)
@@ -249,5 +252,5 @@ class GiftsReader:
         with self._read() as connection:
             row = connection.execute("SELECT * FROM account_facts WHERE user_id = ?", (user_id,)).fetchone()
         if row is None:
-            return AccountStanding(rows.facts_of(user_id, None), 0, "")
-        return AccountStanding(rows.facts_of(user_id, row), row["updated_at_us"], row["updated_by"])
+            return AccountStanding(rows.facts_of(user_id, None), None, "")
+        return AccountStanding(rows.facts_of(user_id, row), rows.from_us(row["updated_at_us"]), row["updated_by"])

@@ -8,6 +8,7 @@ stops the store for good (no fsync retry); a restart recovers from the WAL.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -22,6 +23,8 @@ from services.gifts.store.unit import SqliteUnitOfWork
 
 R = TypeVar("R")
 WRITER_CACHE_KIB = 64 * 1024
+# The platform's own accounts exist from the beginning of time, as far as the ledger knows.
+PLATFORM_OPENED_AT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 Work = Callable[[SqliteUnitOfWork], R]
 OnRefused = Callable[[SqliteUnitOfWork, DomainError], None]
 
@@ -39,7 +42,7 @@ class GiftsStore:
             # The hot set (platform accounts, recent index pages) must stay in memory.
             tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             for account in PLATFORM_ACCOUNTS:
-                SqliteUnitOfWork(tx).open_account(account, 0)
+                SqliteUnitOfWork(tx).open_account(account, PLATFORM_OPENED_AT)
         self._committer = UnitCommitter(writer, max_batch=max_batch, name="gifts-commit", threaded=threaded)
         # Written only on the committer thread: by units, then swapped out after each commit.
         self._touched_lives: set[str] = set()

@@ -81,7 +81,7 @@ class LedgerUnit(StartLiveUnit, EndLiveUnit, UpdateAccountFactsUnit, TopUpUnit, 
 
 def record_denial(context: Context, uow: AuditOutbox, command: RecordDenial) -> None:
     uow.record_audit(AuditEvent(command.method, command.actor, Outcome.DENIED, "", command.resource,
-                                context.now_us, command.reason, dict(command.details)))
+                                context.now, command.reason, dict(command.details)))
 
 
 _USE_CASES: dict[type[Command[Any]], Callable[[Context, Any, Any], Any]] = {

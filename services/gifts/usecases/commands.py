@@ -32,7 +32,7 @@ class TopUpResult:
     coins: int
     price_eur_cents: int
     coins_available: int
-    created_at_us: int
+    created_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class GiftResult:
     diamonds: int
     hold_reasons: str
     sequence: int  # its place in the LIVE feed; 0 while held
-    sent_at_us: int
+    sent_at: dt.datetime
     coins_available: int
 
 

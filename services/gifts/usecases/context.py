@@ -16,17 +16,6 @@ from services.gifts.model.ledger import Account, Ledger
 from services.gifts.model.payments import PaymentProvider
 
 SYSTEM_ACTOR = "services/gifts"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def epoch_us(moment: dt.datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError("the clock must return aware datetimes")
-    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def us(delta: dt.timedelta) -> int:
-    return delta // dt.timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -42,12 +31,12 @@ class Context:
     now: dt.datetime
     mint_id: Callable[[dt.datetime], str] = uuid7
 
+    def __post_init__(self) -> None:
+        if self.now.utcoffset() is None:
+            raise ValueError("the clock must return aware datetimes")
+
     def at(self, now: dt.datetime) -> Context:
         return Context(self.config, self.payments, now, self.mint_id)
-
-    @property
-    def now_us(self) -> int:
-        return epoch_us(self.now)
 
     @property
     def today(self) -> dt.date:
@@ -89,4 +78,4 @@ def audit(outbox: AuditOutbox, context: Context, command: ActingCommand, outcome
           reason: str = "", details: dict[str, str] | None = None) -> None:
     """Record what `command` did (or why not) to `resource`, an API resource name."""
     outbox.record_audit(AuditEvent(type(command).__name__, command.actor.subject, outcome, command.request_id,
-                                   resource, context.now_us, reason, details or {}))
+                                   resource, context.now, reason, details or {}))

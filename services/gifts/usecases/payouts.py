@@ -22,7 +22,7 @@ from services.gifts.model.records import (
     payout_result,
 )
 from services.gifts.usecases.commands import RequestPayout, SettlePayout
-from services.gifts.usecases.context import Context, audit, require_role, us, user_of
+from services.gifts.usecases.context import Context, audit, require_role, user_of
 from services.gifts.usecases.gifts import PendingGifts
 from services.gifts.usecases.holds import HoldReleaseUnit, release_matured_holds
 
@@ -34,8 +34,8 @@ class Payouts(PayoutOutcomes, Protocol):
 class RequestPayoutUnit(RequestLog, EligibilityFacts, HoldReleaseUnit, Payouts, AuditOutbox, Protocol):
     def insert_payout(self, payout: Payout) -> None: ...
 
-    def payout_cents_since(self, user_id: str, since_us: int) -> int:
-        """EUR cents of the user's payouts requested after `since_us` that were not voided or expired."""
+    def payout_cents_since(self, user_id: str, since: dt.datetime) -> int:
+        """EUR cents of the user's payouts requested after `since` that were not voided or expired."""
         ...
 
 
@@ -44,7 +44,7 @@ class SettlePayoutUnit(RequestLog, Ledger, Payouts, PendingGifts, AuditOutbox, P
 
 
 def request_payout(context: Context, uow: RequestPayoutUnit, command: RequestPayout) -> PayoutResult:
-    now_us = context.now_us
+    now = context.now
     user = user_of(command.actor)
     policy = context.config.payouts
     rate = context.config.rates.diamonds_per_eur_cent
@@ -65,31 +65,31 @@ def request_payout(context: Context, uow: RequestPayoutUnit, command: RequestPay
         if eur_cents < policy.minimum_eur_cents:
             raise FailedPrecondition("the payout is below the minimum", reason="BELOW_PAYOUT_MINIMUM",
                                      metadata={"minimum_eur_cents": str(policy.minimum_eur_cents)})
-        already = uow.payout_cents_since(user, now_us - us(dt.timedelta(days=1)))
+        already = uow.payout_cents_since(user, now - dt.timedelta(days=1))
         if already + eur_cents > policy.daily_limit_eur_cents:
             raise FailedPrecondition(
                 "the payout would exceed the daily limit", reason="DAILY_PAYOUT_LIMIT_EXCEEDED",
                 metadata={"daily_limit_eur_cents": str(policy.daily_limit_eur_cents),
                           "already_requested_eur_cents": str(already)})
-        release_matured_holds(uow, command.request_id, now_us, creator=user)
+        release_matured_holds(uow, command.request_id, now, creator=user)
         spendable = Account.of_user(user, Purpose.DIAMONDS)
-        uow.open_account(spendable, now_us)
-        expires_at_us = now_us + us(policy.settlement_timeout)
+        uow.open_account(spendable, now)
+        expires_at = now + policy.settlement_timeout
         transfer_ids = uow.pend(command.request_id, [
             TransferOrder(spendable, Account.platform(Purpose.DIAMOND_REDEMPTION), command.diamonds,
                           Code.PAYOUT_DIAMONDS),
             TransferOrder(Account.platform(Purpose.CASH), Account.platform(Purpose.PAYOUT_RAIL), eur_cents,
                           Code.PAYOUT_CASH),
-        ], now_us, expires_at_us)
+        ], now, expires_at)
         payout = Payout(context.new_id(), command.request_id, user, eur_cents, command.diamonds,
-                        command.payout_method, now_us, expires_at_us, tuple(transfer_ids))
+                        command.payout_method, now, expires_at, tuple(transfer_ids))
         uow.insert_payout(payout)
         audit(uow, context, command, Outcome.APPLIED, payout_name(user, payout.payout_id),
               details={"eur_cents": str(eur_cents), "diamonds": str(command.diamonds)})
         return payout_result(payout, PayoutState.PENDING)
 
     return run_once(uow, request_id=command.request_id, operation="RequestPayout", caller=command.actor.subject,
-                    parameters=parameters, now_us=now_us, result_type=PayoutResult, apply=apply)
+                    parameters=parameters, now=now, result_type=PayoutResult, apply=apply)
 
 
 def settle_payout(context: Context, uow: SettlePayoutUnit, command: SettlePayout) -> PayoutResult:
@@ -98,7 +98,7 @@ def settle_payout(context: Context, uow: SettlePayoutUnit, command: SettlePayout
     Settling a settled payout the same way again answers with it unchanged; the other way
     is refused. A payout past its timeout expires instead, whatever the rail says.
     """
-    now_us = context.now_us
+    now = context.now
     require_role(command.actor, Role.ADMIN, Role.SERVICE)
     parameters: Parameters = {"payout": command.payout_id, "paid": command.paid,
                               "provider_reference": command.provider_reference,
@@ -118,17 +118,17 @@ def settle_payout(context: Context, uow: SettlePayoutUnit, command: SettlePayout
                                          reason="PAYOUT_ALREADY_SETTLED", metadata={"state": settled.state})
             return settled
         ids = [entry.transfer_id for entry in pending]
-        if pending[0].timeout_us is not None and now_us >= pending[0].timeout_us:
-            uow.resolve(command.request_id, ids, Phase.EXPIRE_PENDING, now_us)
+        if pending[0].timeout is not None and now >= pending[0].timeout:
+            uow.resolve(command.request_id, ids, Phase.EXPIRE_PENDING, now)
         else:
-            uow.resolve(command.request_id, ids, Phase.POST_PENDING if command.paid else Phase.VOID_PENDING, now_us)
+            uow.resolve(command.request_id, ids, Phase.POST_PENDING if command.paid else Phase.VOID_PENDING, now)
             uow.insert_payout_settlement(PayoutSettlement(payout.payout_id, command.request_id, command.paid,
                                                           command.provider_reference, command.failure_reason,
-                                                          now_us))
+                                                          now))
         result = current_payout(uow, payout)
         audit(uow, context, command, Outcome.APPLIED, payout_name(payout.user_id, payout.payout_id),
               reason=result.void_reason or result.state, details={"provider_reference": command.provider_reference})
         return result
 
     return run_once(uow, request_id=command.request_id, operation="SettlePayout", caller=command.actor.subject,
-                    parameters=parameters, now_us=now_us, result_type=PayoutResult, apply=apply)
+                    parameters=parameters, now=now, result_type=PayoutResult, apply=apply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol
 
 from services.gifts.model.audit import AuditEvent, AuditOutbox, Outcome
@@ -19,24 +20,24 @@ LEDGER_RESOURCE = "ledger"
 
 
 class SweepUnit(RequestLog, LiveSessions, HoldReleaseUnit, AuditOutbox, Protocol):
-    def expired_pending(self, now_us: int, limit: int) -> list[Entry]: ...
+    def expired_pending(self, now: dt.datetime, limit: int) -> list[Entry]: ...
 
 
 def sweep(context: Context, uow: SweepUnit, command: Sweep) -> SweepResult:
     """Runs as the service itself under a fresh request id; each pass does a bounded amount
     of work so one sweep never holds up a batch for long."""
-    now_us, request_id = context.now_us, command.request_id
-    uow.claim_request(request_id, "Sweep", SYSTEM_ACTOR, {}, now_us)
-    expired = uow.expired_pending(now_us, SWEEP_BATCH)
+    now, request_id = context.now, command.request_id
+    uow.claim_request(request_id, "Sweep", SYSTEM_ACTOR, {}, now)
+    expired = uow.expired_pending(now, SWEEP_BATCH)
     if expired:
-        uow.resolve(request_id, [entry.transfer_id for entry in expired], Phase.EXPIRE_PENDING, now_us)
-    released = release_matured_holds(uow, request_id, now_us)
-    overdue = uow.overdue_lives(now_us, SWEEP_BATCH)
+        uow.resolve(request_id, [entry.transfer_id for entry in expired], Phase.EXPIRE_PENDING, now)
+    released = release_matured_holds(uow, request_id, now)
+    overdue = uow.overdue_lives(now, SWEEP_BATCH)
     for session in overdue:
-        end_if_overdue(uow, session, now_us)
+        end_if_overdue(uow, session, now)
     result = SweepResult(len(expired), released, len(overdue))
     if expired or released:
-        uow.record_audit(AuditEvent("Sweep", SYSTEM_ACTOR, Outcome.APPLIED, request_id, LEDGER_RESOURCE, now_us,
+        uow.record_audit(AuditEvent("Sweep", SYSTEM_ACTOR, Outcome.APPLIED, request_id, LEDGER_RESOURCE, now,
                                     details={"pending_expired": str(len(expired)), "holds_released": str(released)}))
     uow.record_result(request_id, {"pending_expired": result.pending_expired,
                                    "holds_released": result.holds_released, "lives_ended": result.lives_ended})
