@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from libs.storage.unit_commit import DEFAULT_MAX_BATCH
+from libs.storage.committer import DEFAULT_MAX_BATCH
 from services.gifts.config import GiftsConfig
 from services.gifts.ledger_process import LedgerProcess
 from services.gifts.model.payments import PaymentProvider

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -33,15 +33,18 @@ from libs.clock import Clock
 from libs.errors import DomainError, InvalidArgument, NotFound
 from libs.kit.context import current_principal
 from libs.kit.telemetry import current_ids
+from libs.pagination import DEFAULT_PAGE_SIZE, PageTokens, page_size
+from libs.resource_names import ResourcePattern
+from libs.timestamps import from_timestamp, to_timestamp
 from services.gifts import messages
 from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
+from services.gifts.model import names
 from services.gifts.model.access import acting, require_self, require_self_or_staff
 from services.gifts.model.eligibility import live_eligibility
 from services.gifts.model.live import LiveState
 from services.gifts.model.periods import period_bounds
 from services.gifts.model.views import Party
-from services.gifts.page_tokens import decode_cursor, decode_int_cursor, encode_cursor, page_of, page_size
 from services.gifts.runner import LedgerRunner
 from services.gifts.store.reads import GiftsReader
 from services.gifts.usecases.commands import (
@@ -59,6 +62,14 @@ from services.gifts.usecases.commands import (
 )
 
 LEADERBOARD_PAGE = 10
+LIVE_SESSIONS = PageTokens("gifts.ListLiveSessions")
+TRANSACTIONS = PageTokens("gifts.ListTransactions")
+COIN_PACKS = PageTokens("gifts.ListCoinPacks")
+CATALOG = PageTokens("gifts.ListGifts")
+LIVE_LEADERBOARD = PageTokens("gifts.GetLiveLeaderboard")
+PERIOD_LEADERBOARD = PageTokens("gifts.GetPeriodLeaderboard")
+PAYOUTS = PageTokens("gifts.ListPayouts")
+T = TypeVar("T")
 STREAM_RECHECK_SECONDS = 1.0
 FEED_BATCH = 500
 
@@ -94,6 +105,21 @@ class Backend:
         return await asyncio.to_thread(query, *args, **kwargs)
 
 
+def _page_of(items: Sequence[T], tokens: PageTokens, *, requested_size: int, page_token: str,
+             default_size: int) -> tuple[list[T], str]:
+    """One page of a short list held in memory (the catalog), and the token for the next."""
+    offset = tokens.decode_int(page_token) or 0
+    limit = page_size(requested_size, default=default_size)
+    following = tokens.encode(offset + limit) if offset + limit < len(items) else ""
+    return list(items[offset:offset + limit]), following
+
+
+def _ids(pattern: ResourcePattern, name: str, *, field: str, wildcard: bool = False) -> tuple[str, ...]:
+    """The ids in `name`, in the pattern's order (InvalidArgument on `field` if it does not fit)."""
+    parsed = pattern.parse(name, field=field, wildcard=wildcard)
+    return tuple(parsed[variable] for variable in pattern.variables)
+
+
 class BackendSource(Protocol):
     """Where handlers find the backend, which the service builds when it starts."""
 
@@ -112,7 +138,7 @@ class _Handlers:
 
 class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
     async def _session_named(self, name: str, field: str = "name") -> tuple[str, str]:
-        creator, live_id = messages.name_parts(name, field=field, shape=messages.LIVE_NAME)
+        creator, live_id = _ids(names.LIVE, name, field=field)
         session = await self._service.read(self._service.reader.live, live_id)
         if session is None or session.host != creator:
             raise NotFound(f"no LIVE session {name}", resource_name=name, reason="LIVE_NOT_FOUND")
@@ -126,7 +152,7 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
 
     async def StartLive(self, request: live_pb2.StartLiveRequest,
                         context: Call) -> live_pb2.StartLiveResponse:
-        (creator,) = messages.name_parts(request.parent, field="parent", shape=messages.CREATOR_NAME)
+        (creator,) = _ids(names.CREATOR, request.parent, field="parent")
         principal = require_self(current_principal(), creator, field="parent", resource=request.parent)
         max_duration = request.max_duration.ToTimedelta() if request.HasField("max_duration") else None
         session = await self._service.run(StartLive(principal, request.request_id, request.title, max_duration))
@@ -145,24 +171,25 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
 
     async def ListLiveSessions(self, request: live_pb2.ListLiveSessionsRequest,
                                context: Call) -> live_pb2.ListLiveSessionsResponse:
-        (creator,) = messages.name_parts(request.parent, field="parent", shape=messages.CREATOR_NAME)
-        host = None if creator == "-" else creator
+        (creator,) = _ids(names.CREATOR, request.parent, field="parent", wildcard=True)
+        host = None if creator == names.UNKNOWN else creator
         state = {live_pb2.LIVE_SESSION_STATE_LIVE: LiveState.LIVE,
                  live_pb2.LIVE_SESSION_STATE_ENDED: LiveState.ENDED}.get(request.state)
         scope = f"{request.parent}|{request.state}"
         limit = page_size(request.page_size)
         now = self._service.now()
         sessions = await self._service.read(self._service.reader.lives, host=host, limit=limit + 1, state=state,
-                                            before_live_id=decode_cursor(request.page_token, scope), now=now)
+                                            before_live_id=LIVE_SESSIONS.decode_str(request.page_token, bound_to=scope),
+                                            now=now)
         response = live_pb2.ListLiveSessionsResponse(
             live_sessions=[messages.live_session(session, now) for session in sessions[:limit]])
         if len(sessions) > limit:
-            response.next_page_token = encode_cursor(scope, sessions[limit - 1].live_id)
+            response.next_page_token = LIVE_SESSIONS.encode(sessions[limit - 1].live_id, bound_to=scope)
         return response
 
     async def GetLiveEligibility(self, request: live_pb2.GetLiveEligibilityRequest,
                                  context: Call) -> live_pb2.GetLiveEligibilityResponse:
-        (creator,) = messages.name_parts(request.creator, field="creator", shape=messages.CREATOR_NAME)
+        (creator,) = _ids(names.CREATOR, request.creator, field="creator")
         principal = current_principal()
         require_self_or_staff(principal, creator, resource=request.creator)
         standing = await self._service.read(self._service.reader.account_standing, creator)
@@ -175,26 +202,26 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
 class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):
     async def GetWallet(self, request: wallet_pb2.GetWalletRequest,
                         context: Call) -> wallet_pb2.GetWalletResponse:
-        (user,) = messages.name_parts(request.name, field="name", shape=messages.WALLET_NAME)
+        (user,) = _ids(names.WALLET, request.name, field="name")
         require_self_or_staff(current_principal(), user, resource=request.name)
         return wallet_pb2.GetWalletResponse(
             wallet=messages.wallet(await self._service.read(self._service.reader.wallet, user)))
 
     async def ListTransactions(self, request: wallet_pb2.ListTransactionsRequest,
                                context: Call) -> wallet_pb2.ListTransactionsResponse:
-        (user,) = messages.name_parts(request.parent, field="parent", shape=messages.WALLET_NAME)
+        (user,) = _ids(names.WALLET, request.parent, field="parent")
         require_self_or_staff(current_principal(), user, resource=request.parent)
         scope = f"{request.parent}|{request.kind}|{request.asset}"
         limit = page_size(request.page_size, default=100)
         lines = await self._service.read(
-            self._service.reader.statement, user, before_id=decode_int_cursor(request.page_token, scope),
+            self._service.reader.statement, user, before_id=TRANSACTIONS.decode_int(request.page_token, bound_to=scope),
             limit=limit + 1, codes=messages.TRANSACTION_KINDS.get(request.kind),
             purposes=messages.ASSETS.get(request.asset, messages.ASSETS[wallet_pb2.ASSET_COINS]
                                          | messages.ASSETS[wallet_pb2.ASSET_DIAMONDS]))
         response = wallet_pb2.ListTransactionsResponse(
             transactions=[messages.transaction(user, line) for line in lines[:limit]])
         if len(lines) > limit:
-            response.next_page_token = encode_cursor(scope, lines[limit - 1].entry.transfer_id)
+            response.next_page_token = TRANSACTIONS.encode(lines[limit - 1].entry.transfer_id, bound_to=scope)
         return response
 
     async def ListCoinPacks(self, request: wallet_pb2.ListCoinPacksRequest,
@@ -202,16 +229,16 @@ class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):
         if request.currency_code not in ("", "EUR"):
             raise InvalidArgument.for_field("currency_code", "coin packs are priced in EUR",
                                             reason="CURRENCY_NOT_SUPPORTED")
-        packs, following = page_of(self._service.config.catalog.packs, requested_size=request.page_size,
-                                   page_token=request.page_token, scope="coinPacks")
+        packs, following = _page_of(self._service.config.catalog.packs, COIN_PACKS, requested_size=request.page_size,
+                                    page_token=request.page_token, default_size=DEFAULT_PAGE_SIZE)
         return wallet_pb2.ListCoinPacksResponse(coin_packs=[messages.coin_pack(pack) for pack in packs],
                                                 next_page_token=following)
 
     async def TopUpCoins(self, request: wallet_pb2.TopUpCoinsRequest,
                          context: Call) -> wallet_pb2.TopUpCoinsResponse:
-        (user,) = messages.name_parts(request.wallet, field="wallet", shape=messages.WALLET_NAME)
+        (user,) = _ids(names.WALLET, request.wallet, field="wallet")
         principal = require_self(current_principal(), user, field="wallet", resource=request.wallet)
-        (pack_id,) = messages.name_parts(request.coin_pack, field="coin_pack", shape=("coinPacks", ""))
+        (pack_id,) = _ids(names.COIN_PACK, request.coin_pack, field="coin_pack")
         command = TopUpCoins(principal, request.request_id, pack_id, request.receipt.provider,
                              request.receipt.receipt)
         result = await self._service.run(command)
@@ -221,7 +248,7 @@ class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):
 
     async def ReverseTopUp(self, request: wallet_pb2.ReverseTopUpRequest,
                            context: Call) -> wallet_pb2.ReverseTopUpResponse:
-        user, entry = messages.name_parts(request.top_up, field="top_up", shape=messages.TRANSACTION_NAME)
+        user, entry = _ids(names.TRANSACTION, request.top_up, field="top_up")
         top_up_id = await self._service.read(self._service.reader.top_up_of_entry, user, int(entry)) \
             if entry.isdigit() else None
         if top_up_id is None:
@@ -240,16 +267,16 @@ class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):
 class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
     async def ListGifts(self, request: gifts_pb2.ListGiftsRequest,
                         context: Call) -> gifts_pb2.ListGiftsResponse:
-        gifts, following = page_of(self._service.config.catalog.gifts, requested_size=request.page_size,
-                                   page_token=request.page_token, scope="gifts", default_size=100)
+        gifts, following = _page_of(self._service.config.catalog.gifts, CATALOG, requested_size=request.page_size,
+                                    page_token=request.page_token, default_size=100)
         rates = self._service.config.rates
         return gifts_pb2.ListGiftsResponse(gifts=[messages.catalog_gift(gift, rates) for gift in gifts],
                                            next_page_token=following)
 
     async def SendGift(self, request: gifts_pb2.SendGiftRequest,
                        context: Call) -> gifts_pb2.SendGiftResponse:
-        creator, live_id = messages.name_parts(request.live, field="live", shape=messages.LIVE_NAME)
-        (gift_id,) = messages.name_parts(request.gift, field="gift", shape=("gifts", ""))
+        creator, live_id = _ids(names.LIVE, request.live, field="live")
+        (gift_id,) = _ids(names.CATALOG_GIFT, request.gift, field="gift")
         sender = acting(current_principal())
         result = await self._service.run(SendGift(sender, request.request_id, live_id, gift_id, request.count, creator))
         transfer = messages.gift_transfer_from_result(result, request.request_id)
@@ -258,7 +285,7 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
 
     async def ResolveHeldGift(self, request: gifts_pb2.ResolveHeldGiftRequest,
                               context: Call) -> gifts_pb2.ResolveHeldGiftResponse:
-        _, _, gift_id = messages.name_parts(request.name, field="name", shape=messages.GIFT_TRANSFER_NAME)
+        _, _, gift_id = _ids(names.GIFT_TRANSFER, request.name, field="name")
         command = ReviewHeldGift(acting(current_principal()), request.request_id, gift_id,
                                  request.decision == gifts_pb2.HELD_GIFT_DECISION_RELEASE, request.reason)
         result = await self._service.run(command)
@@ -267,7 +294,7 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
 
     async def StreamGifts(self, request: gifts_pb2.StreamGiftsRequest,
                           context: Call) -> AsyncIterator[gifts_pb2.StreamGiftsResponse]:
-        creator, live_id = messages.name_parts(request.live, field="live", shape=messages.LIVE_NAME)
+        creator, live_id = _ids(names.LIVE, request.live, field="live")
         store, signals = self._service.reader, self._service.signals
         after = request.after_sequence
         while True:
@@ -292,44 +319,45 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
 
     async def GetLiveLeaderboard(self, request: gifts_pb2.GetLiveLeaderboardRequest,
                                  context: Call) -> gifts_pb2.GetLiveLeaderboardResponse:
-        creator, live_id = messages.name_parts(request.live, field="live", shape=messages.LIVE_NAME)
+        creator, live_id = _ids(names.LIVE, request.live, field="live")
         session = await self._service.read(self._service.reader.live, live_id)
         if session is None or session.host != creator:
             raise NotFound(f"no LIVE session {request.live}", resource_name=request.live, reason="LIVE_NOT_FOUND")
-        offset = decode_int_cursor(request.page_token, request.live) or 0
+        offset = LIVE_LEADERBOARD.decode_int(request.page_token, bound_to=request.live) or 0
         limit = page_size(request.page_size, default=LEADERBOARD_PAGE)
         entries = await self._service.read(self._service.reader.leaderboard, party=Party.GIFTER, limit=limit + 1,
                                            offset=offset, live_id=live_id)
         response = gifts_pb2.GetLiveLeaderboardResponse(
             entries=[messages.leaderboard_entry(entry, Party.GIFTER) for entry in entries[:limit]])
         if len(entries) > limit:
-            response.next_page_token = encode_cursor(request.live, offset + limit)
+            response.next_page_token = LIVE_LEADERBOARD.encode(offset + limit, bound_to=request.live)
         return response
 
     async def GetPeriodLeaderboard(self, request: gifts_pb2.GetPeriodLeaderboardRequest,
                                    context: Call) -> gifts_pb2.GetPeriodLeaderboardResponse:
         party = messages.PARTIES[request.kind]
-        moment = request.period_time.ToDatetime(dt.UTC) if request.HasField("period_time") else self._service.clock()
+        moment = (from_timestamp(request.period_time, field="period_time") if request.HasField("period_time")
+                  else self._service.clock())
         start, end = period_bounds(moment, messages.period(request.period))
-        creator = messages.name_parts(request.creator, field="creator", shape=messages.CREATOR_NAME)[0] \
+        creator = _ids(names.CREATOR, request.creator, field="creator")[0] \
             if request.creator else None
         scope = f"{request.kind}|{request.period}|{start.isoformat()}|{request.creator}"
-        offset = decode_int_cursor(request.page_token, scope) or 0
+        offset = PERIOD_LEADERBOARD.decode_int(request.page_token, bound_to=scope) or 0
         limit = page_size(request.page_size, default=LEADERBOARD_PAGE)
         entries = await self._service.read(self._service.reader.leaderboard, party=party, limit=limit + 1,
                                            offset=offset, creator=creator, since=start, until=end)
         response = gifts_pb2.GetPeriodLeaderboardResponse(
             entries=[messages.leaderboard_entry(entry, party) for entry in entries[:limit]],
-            period_start_time=messages.timestamp(start), period_end_time=messages.timestamp(end))
+            period_start_time=to_timestamp(start), period_end_time=to_timestamp(end))
         if len(entries) > limit:
-            response.next_page_token = encode_cursor(scope, offset + limit)
+            response.next_page_token = PERIOD_LEADERBOARD.encode(offset + limit, bound_to=scope)
         return response
 
 
 class PayoutServicer(_Handlers, payouts_pb2_grpc.PayoutServiceServicer):
     async def RequestPayout(self, request: payouts_pb2.RequestPayoutRequest,
                             context: Call) -> payouts_pb2.RequestPayoutResponse:
-        (user,) = messages.name_parts(request.parent, field="parent", shape=messages.USER_NAME)
+        (user,) = _ids(names.USER, request.parent, field="parent")
         principal = require_self(current_principal(), user, field="parent", resource=request.parent)
         command = RequestPayout(principal, request.request_id, request.diamonds, request.currency_code,
                                 request.payout_method)
@@ -345,7 +373,7 @@ class PayoutServicer(_Handlers, payouts_pb2_grpc.PayoutServiceServicer):
 
     async def GetPayout(self, request: payouts_pb2.GetPayoutRequest,
                         context: Call) -> payouts_pb2.GetPayoutResponse:
-        user, payout_id = messages.name_parts(request.name, field="name", shape=messages.PAYOUT_NAME)
+        user, payout_id = _ids(names.PAYOUT, request.name, field="name")
         require_self_or_staff(current_principal(), user, resource=request.name)
         result = await self._service.read(self._service.reader.payout, payout_id)
         if result is None or result.user_id != user:
@@ -354,21 +382,21 @@ class PayoutServicer(_Handlers, payouts_pb2_grpc.PayoutServiceServicer):
 
     async def ListPayouts(self, request: payouts_pb2.ListPayoutsRequest,
                           context: Call) -> payouts_pb2.ListPayoutsResponse:
-        (user,) = messages.name_parts(request.parent, field="parent", shape=messages.USER_NAME)
+        (user,) = _ids(names.USER, request.parent, field="parent")
         require_self_or_staff(current_principal(), user, resource=request.parent)
         scope = f"{request.parent}|{request.state}"
         limit = page_size(request.page_size)
         found = await self._service.read(self._service.reader.payouts, user, limit=limit + 1,
-                                         before_payout_id=decode_cursor(request.page_token, scope),
+                                         before_payout_id=PAYOUTS.decode_str(request.page_token, bound_to=scope),
                                          state=messages.PAYOUT_STATE_FILTERS.get(request.state))
         response = payouts_pb2.ListPayoutsResponse(payouts=[messages.payout(result) for result in found[:limit]])
         if len(found) > limit:
-            response.next_page_token = encode_cursor(scope, found[limit - 1].payout_id)
+            response.next_page_token = PAYOUTS.encode(found[limit - 1].payout_id, bound_to=scope)
         return response
 
     async def SettlePayout(self, request: payouts_pb2.SettlePayoutRequest,
                            context: Call) -> payouts_pb2.SettlePayoutResponse:
-        user, payout_id = messages.name_parts(request.name, field="name", shape=messages.PAYOUT_NAME)
+        user, payout_id = _ids(names.PAYOUT, request.name, field="name")
         existing = await self._service.read(self._service.reader.payout, payout_id)
         if existing is None or existing.user_id != user:
             raise NotFound(f"no payout {request.name}", resource_name=request.name, reason="PAYOUT_NOT_FOUND")
@@ -382,14 +410,14 @@ class PayoutServicer(_Handlers, payouts_pb2_grpc.PayoutServiceServicer):
 class AccountStandingServicer(_Handlers, standing_pb2_grpc.AccountStandingServiceServicer):
     async def GetAccountStanding(self, request: standing_pb2.GetAccountStandingRequest,
                                  context: Call) -> standing_pb2.GetAccountStandingResponse:
-        (user,) = messages.name_parts(request.name, field="name", shape=messages.STANDING_NAME)
+        (user,) = _ids(names.STANDING, request.name, field="name")
         require_self_or_staff(current_principal(), user, resource=request.name)
         standing = await self._service.read(self._service.reader.account_standing, user)
         return standing_pb2.GetAccountStandingResponse(standing=messages.standing(standing))
 
     async def UpdateAccountStanding(self, request: standing_pb2.UpdateAccountStandingRequest,
                                     context: Call) -> standing_pb2.UpdateAccountStandingResponse:
-        (user,) = messages.name_parts(request.standing.name, field="standing.name", shape=messages.STANDING_NAME)
+        (user,) = _ids(names.STANDING, request.standing.name, field="standing.name")
         changes = messages.standing_changes(request.standing, list(request.update_mask.paths))
         await self._service.run(UpdateAccountFacts(acting(current_principal()), user, changes))
         standing = await self._service.read(self._service.reader.account_standing, user)

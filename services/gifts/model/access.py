@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from libs.auth.principal import Principal, Role
 from libs.errors import PermissionDenied
+from services.gifts.model.names import user_name
 
 SERVICES_AND_OPERATORS = frozenset({Role.ADMIN, Role.SERVICE})
 
@@ -20,7 +21,7 @@ def acting(principal: Principal) -> Principal:
 def require_self_or_staff(principal: Principal, user_id: str, *, resource: str) -> None:
     if acting(principal).user_id != user_id and not principal.has_role(*SERVICES_AND_OPERATORS):
         raise PermissionDenied("this belongs to another user", reason="NOT_OWNER",
-                               metadata={"owner": f"users/{user_id}", "resource": resource})
+                               metadata={"owner": user_name(user_id), "resource": resource})
 
 
 def require_self(principal: Principal, user_id: str, *, field: str, resource: str) -> Principal:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from libs.auth.principal import Principal
 from libs.errors import FailedPrecondition, PermissionDenied
+from services.gifts.model.names import user_name
 
 
 class AccountCategory(enum.StrEnum):
@@ -67,7 +68,7 @@ def require_adult(principal: Principal, today: dt.date, *, reason: str) -> None:
 
 def require_good_standing(facts: AccountFacts) -> None:
     if not facts.good_standing:
-        raise FailedPrecondition(f"users/{facts.user_id} is not in good standing",
+        raise FailedPrecondition(f"{user_name(facts.user_id)} is not in good standing",
                                  reason="ACCOUNT_NOT_IN_GOOD_STANDING",
                                  metadata={"restriction_reason": facts.restriction_reason})
 

@@ -6,7 +6,7 @@ import datetime as dt
 import random
 import uuid
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+from libs.timestamps import epoch_us
 
 
 def uuid7(moment: dt.datetime) -> str:
@@ -16,7 +16,7 @@ def uuid7(moment: dt.datetime) -> str:
     The random bits only keep ids of the same millisecond apart; they are not secrets (every
     read is authorised), so the fast generator serves.
     """
-    milliseconds = (moment - _EPOCH) // dt.timedelta(milliseconds=1)
+    milliseconds = epoch_us(moment) // 1000
     value = (milliseconds & (1 << 48) - 1) << 80 | random.getrandbits(80)
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant

@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from libs.errors import FailedPrecondition
+from libs.timestamps import epoch_us, from_epoch_us
 
 MAX_RECEIPT_CHARS = 4_096
 
@@ -57,11 +58,6 @@ class ReceiptRejected(FailedPrecondition):
 # The signed payload's layout, which client teams reproduce: the purchase time is an integer
 # of microseconds since the Unix epoch.
 _RECEIPT_FIELDS = {"receipt_id", "user_id", "pack_id", "coins", "price_eur_cents", "purchased_at_us"}
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _micros(moment: dt.datetime) -> int:
-    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 def _b64decode(text: str) -> bytes:
@@ -89,7 +85,7 @@ class LocalPaymentProvider:
         """Sign a purchase (the shop front's side; the gifts service never needs this)."""
         if self._signing_key is None:
             raise RuntimeError("this provider only verifies receipts")
-        fields: dict[str, object] = {**asdict(purchase), "purchased_at_us": _micros(purchase.purchased_at)}
+        fields: dict[str, object] = {**asdict(purchase), "purchased_at_us": epoch_us(purchase.purchased_at)}
         del fields["purchased_at"]
         payload = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return f"{_b64encode(payload)}.{_b64encode(self._signing_key.sign(payload))}"
@@ -115,4 +111,4 @@ class LocalPaymentProvider:
         if not all(type(fields[name]) is int for name in ("coins", "price_eur_cents", "purchased_at_us")):
             raise ReceiptRejected("signed receipt has non-integer amounts", "MALFORMED")
         return Purchase(fields["receipt_id"], fields["user_id"], fields["pack_id"], fields["coins"],
-                        fields["price_eur_cents"], _EPOCH + dt.timedelta(microseconds=fields["purchased_at_us"]))
+                        fields["price_eur_cents"], from_epoch_us(fields["purchased_at_us"]))

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from libs.storage.sqlite import SqliteDatabase
+from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.ledger import GIFT_REVERSAL_CODES, Account, Code, Phase, Purpose
 from services.gifts.model.live import LiveSession, LiveState
 from services.gifts.model.records import (
@@ -85,7 +86,7 @@ class GiftsReader:
                 f"WHERE debit_account IN ({marks}) UNION ALL SELECT MAX(created_at_us) FROM transfer "
                 f"WHERE credit_account IN ({marks}))", (*purposes, *purposes)).fetchone()[0]
         return Wallet(user_id, {purposes[row["name"]]: rows.balance_of(row) for row in found},
-                      rows.from_us_or_none(latest))
+                      rows.from_epoch_us_or_none(latest))
 
     def statement(self, user_id: str, *, before_id: int | None, limit: int, codes: frozenset[Code] | None = None,
                   purposes: frozenset[Purpose] = WALLET_PURPOSES, request_id: str | None = None
@@ -160,10 +161,10 @@ class GiftsReader:
             parameters.append(host)
         if state is LiveState.LIVE:
             filters.append("ended_at_us IS NULL AND deadline_us > ?")
-            parameters.append(rows.to_us(now))
+            parameters.append(epoch_us(now))
         elif state is LiveState.ENDED:
             filters.append("(ended_at_us IS NOT NULL OR deadline_us <= ?)")
-            parameters.append(rows.to_us(now))
+            parameters.append(epoch_us(now))
         with self._read() as connection:
             found = connection.execute(f"SELECT * FROM live_session WHERE {' AND '.join(filters)} "
                                       "ORDER BY live_id DESC LIMIT ?", (*parameters, limit)).fetchall()
@@ -175,7 +176,7 @@ class GiftsReader:
                 "SELECT f.sequence, f.posted_at_us, g.* FROM gift_feed AS f JOIN gift AS g USING (gift_id) "
                 "WHERE f.live_id = ? AND f.sequence > ? ORDER BY f.sequence LIMIT ?",
                 (live_id, after_sequence, limit)).fetchall()
-        return [FeedItem(row["sequence"], rows.from_us(row["posted_at_us"]), rows.gift_of(row)) for row in found]
+        return [FeedItem(row["sequence"], from_epoch_us(row["posted_at_us"]), rows.gift_of(row)) for row in found]
 
     def leaderboard(self, *, party: Party, limit: int, offset: int = 0, live_id: str | None = None,
                     creator: str | None = None, since: dt.datetime | None = None,
@@ -193,8 +194,8 @@ class GiftsReader:
         reversals = tuple(GIFT_REVERSAL_CODES[leg] for leg in legs)
         filters, parameters = ["1 = 1"], []
         for clause, value in (("g.live_id = ?", live_id), ("g.creator = ?", creator),
-                              ("g.sent_at_us >= ?", rows.to_us_or_none(since)),
-                              ("g.sent_at_us < ?", rows.to_us_or_none(until))):
+                              ("g.sent_at_us >= ?", rows.epoch_us_or_none(since)),
+                              ("g.sent_at_us < ?", rows.epoch_us_or_none(until))):
             if value is not None:
                 filters.append(clause)
                 parameters.append(value)
@@ -253,4 +254,4 @@ class GiftsReader:
             row = connection.execute("SELECT * FROM account_facts WHERE user_id = ?", (user_id,)).fetchone()
         if row is None:
             return AccountStanding(rows.facts_of(user_id, None), None, "")
-        return AccountStanding(rows.facts_of(user_id, row), rows.from_us(row["updated_at_us"]), row["updated_by"])
+        return AccountStanding(rows.facts_of(user_id, row), from_epoch_us(row["updated_at_us"]), row["updated_by"])

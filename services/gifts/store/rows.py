@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.audit import AuditEvent, Outcome
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.ledger import Balance, Code, Currency, Entry, Phase
@@ -19,45 +20,33 @@ ENTRY_COLUMNS = ", ".join(f"transfer.{column}" for column in (
     "pending_id", "timeout_us", "gift_id"))
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MOMENT = "$time_us"  # how a result's datetime is stored: {"$time_us": microseconds since the epoch}
 
 
-def to_us(moment: dt.datetime) -> int:
-    """The column value of a moment: integer microseconds since the epoch (UTC)."""
-    if moment.utcoffset() is None:
-        raise ValueError("moments must be aware datetimes")
-    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+def epoch_us_or_none(moment: dt.datetime | None) -> int | None:
+    return None if moment is None else epoch_us(moment)
 
 
-def to_us_or_none(moment: dt.datetime | None) -> int | None:
-    return None if moment is None else to_us(moment)
-
-
-def from_us(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
-
-
-def from_us_or_none(value: int | None) -> dt.datetime | None:
-    return None if value is None else from_us(value)
+def from_epoch_us_or_none(value: int | None) -> dt.datetime | None:
+    return None if value is None else from_epoch_us(value)
 
 
 def result_to_json(result: dict[str, Any]) -> str:
     """A use case's result as stored with its request id; moments as tagged integers."""
     return json.dumps(result, sort_keys=True, separators=(",", ":"),
-                      default=lambda value: {_MOMENT: to_us(value)} if isinstance(value, dt.datetime) else value)
+                      default=lambda value: {_MOMENT: epoch_us(value)} if isinstance(value, dt.datetime) else value)
 
 
 def result_from_json(text: str) -> dict[str, Any]:
     decoded: dict[str, Any] = json.loads(
-        text, object_hook=lambda fields: from_us(fields[_MOMENT]) if fields.keys() == {_MOMENT} else fields)
+        text, object_hook=lambda fields: from_epoch_us(fields[_MOMENT]) if fields.keys() == {_MOMENT} else fields)
     return decoded
 
 
 def entry_of(row: sqlite3.Row) -> Entry:
     return Entry(row["id"], row["request_id"], Code(row["code"]), Phase(row["phase"]), row["debit_account"],
-                 row["credit_account"], Currency(row["currency"]), row["amount"], from_us(row["created_at_us"]),
-                 row["pending_id"], from_us_or_none(row["timeout_us"]), row["gift_id"])
+                 row["credit_account"], Currency(row["currency"]), row["amount"], from_epoch_us(row["created_at_us"]),
+                 row["pending_id"], from_epoch_us_or_none(row["timeout_us"]), row["gift_id"])
 
 
 def balance_of(row: sqlite3.Row) -> Balance:
@@ -66,15 +55,15 @@ def balance_of(row: sqlite3.Row) -> Balance:
 
 
 def live_of(row: sqlite3.Row) -> LiveSession:
-    return LiveSession(row["live_id"], row["host"], row["title"], from_us(row["started_at_us"]),
-                       from_us(row["deadline_us"]), row["gifts_barred_reason"], from_us_or_none(row["ended_at_us"]),
+    return LiveSession(row["live_id"], row["host"], row["title"], from_epoch_us(row["started_at_us"]),
+                       from_epoch_us(row["deadline_us"]), row["gifts_barred_reason"], from_epoch_us_or_none(row["ended_at_us"]),
                        row["end_reason"])
 
 
 def gift_of(row: sqlite3.Row) -> SentGift:
     return SentGift(row["gift_id"], row["request_id"], row["live_id"], row["sender"], row["creator"],
                     row["catalog_gift"], row["count"], row["coins"], row["fee_coins"], row["diamonds"],
-                    from_us(row["sent_at_us"]), row["hold_reasons"])
+                    from_epoch_us(row["sent_at_us"]), row["hold_reasons"])
 
 
 def facts_of(user_id: str, row: sqlite3.Row | None) -> AccountFacts:
@@ -82,7 +71,7 @@ def facts_of(user_id: str, row: sqlite3.Row | None) -> AccountFacts:
         return AccountFacts(user_id)
     return AccountFacts(user_id, row["follower_count"], bool(row["good_standing"]), row["restriction_reason"],
                         row["category"], bool(row["identity_verified"]),
-                        from_us_or_none(row["joined_at_us"]))
+                        from_epoch_us_or_none(row["joined_at_us"]))
 
 
 def to_json(value: object) -> str:
@@ -97,7 +86,7 @@ class Executor(Protocol):
 
 def payout_of(row: sqlite3.Row) -> Payout:
     return Payout(row["payout_id"], row["request_id"], row["user_id"], row["eur_cents"], row["diamonds"],
-                  row["payout_method"], from_us(row["requested_at_us"]), from_us(row["expires_at_us"]),
+                  row["payout_method"], from_epoch_us(row["requested_at_us"]), from_epoch_us(row["expires_at_us"]),
                   (row["diamonds_transfer_id"], row["cash_transfer_id"]))
 
 
@@ -111,25 +100,25 @@ def find_payout_settlement(executor: Executor, payout_id: str) -> PayoutSettleme
     if row is None:
         return None
     return PayoutSettlement(row["payout_id"], row["request_id"], bool(row["paid"]), row["provider_reference"],
-                            row["failure_reason"], from_us(row["settled_at_us"]))
+                            row["failure_reason"], from_epoch_us(row["settled_at_us"]))
 
 
 def find_payout_resolution(executor: Executor, payout: Payout) -> tuple[Phase, dt.datetime] | None:
     row = executor.execute("SELECT phase, created_at_us FROM transfer WHERE pending_id = ?",
                            (payout.pending_transfer_ids[1],)).fetchone()
-    return (Phase(row[0]), from_us(row[1])) if row else None
+    return (Phase(row[0]), from_epoch_us(row[1])) if row else None
 
 
 def audit_fields(event: AuditEvent, transfers: tuple[int, ...], trace_id: str) -> dict[str, Any]:
     return {"action": event.action, "actor": event.actor, "outcome": event.outcome.value,
-            "request_id": event.request_id, "resource": event.resource, "occurred_at_us": to_us(event.occurred_at),
+            "request_id": event.request_id, "resource": event.resource, "occurred_at_us": epoch_us(event.occurred_at),
             "reason": event.reason, "details": event.details, "transfer_ids": list(event.transfer_ids + transfers),
             "trace_id": event.trace_id or trace_id}
 
 
 def audit_event(fields: dict[str, Any]) -> AuditEvent:
     return AuditEvent(fields["action"], fields["actor"], Outcome(fields["outcome"]), fields["request_id"],
-                      fields["resource"], from_us(fields["occurred_at_us"]), fields["reason"], fields["details"],
+                      fields["resource"], from_epoch_us(fields["occurred_at_us"]), fields["reason"], fields["details"],
                       tuple(fields["transfer_ids"]), fields["trace_id"])
 
 

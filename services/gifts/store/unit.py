@@ -9,6 +9,7 @@ from typing import Any
 
 from libs.errors import FailedPrecondition
 from libs.storage.sqlite import Transaction
+from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.audit import AuditEvent
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.idempotency import Parameters, RequestRecord
@@ -39,7 +40,7 @@ class SqliteUnitOfWork:
         self._tx.execute(
             "INSERT INTO account (name, currency, may_go_negative, opened_at_us) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (name) DO NOTHING",
-            (account.name, account.currency.value, int(account.may_go_negative), rows.to_us(now)))
+            (account.name, account.currency.value, int(account.may_go_negative), epoch_us(now)))
 
     def post(self, request_id: str, orders: list[TransferOrder], now: dt.datetime) -> list[int]:
         return self._write_all(request_id, orders, Phase.POSTED, now, None)
@@ -56,7 +57,7 @@ class SqliteUnitOfWork:
                     "INSERT INTO transfer (request_id, code, phase, debit_account, credit_account, currency, "
                     "amount, timeout_us, gift_id, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (request_id, order.code.value, phase.value, order.debit.name, order.credit.name,
-                     order.currency.value, order.amount, rows.to_us_or_none(timeout), order.gift_id, rows.to_us(now)))
+                     order.currency.value, order.amount, rows.epoch_us_or_none(timeout), order.gift_id, epoch_us(now)))
             except sqlite3.IntegrityError as error:
                 if "account_would_go_negative" not in str(error):
                     raise
@@ -78,7 +79,7 @@ class SqliteUnitOfWork:
                     "amount, pending_id, gift_id, created_at_us) "
                     "SELECT ?, code, ?, debit_account, credit_account, currency, amount, id, gift_id, ? "
                     "FROM transfer WHERE id = ? AND phase = 'PENDING'",
-                    (request_id, phase.value, rows.to_us(now), pending_id))
+                    (request_id, phase.value, epoch_us(now), pending_id))
             except sqlite3.IntegrityError as error:
                 if "transfer.pending_id" not in str(error):
                     raise
@@ -100,7 +101,7 @@ class SqliteUnitOfWork:
         claimed = self._tx.execute(
             "INSERT INTO request (request_id, operation, caller, parameters, received_at_us) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (request_id) DO NOTHING",
-            (request_id, operation, caller, rows.to_json(parameters), rows.to_us(now))).rowcount
+            (request_id, operation, caller, rows.to_json(parameters), epoch_us(now))).rowcount
         if claimed:
             return None
         row = self._tx.execute(
@@ -120,7 +121,7 @@ class SqliteUnitOfWork:
             self._tx.execute(
                 "INSERT INTO live_session (live_id, host, title, started_at_us, deadline_us, gifts_barred_reason) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (session.live_id, session.host, session.title, rows.to_us(session.started_at), rows.to_us(session.deadline),
+                (session.live_id, session.host, session.title, epoch_us(session.started_at), epoch_us(session.deadline),
                  session.gifts_barred_reason))
         except sqlite3.IntegrityError as error:
             if "live_session.host" not in str(error):
@@ -141,12 +142,12 @@ class SqliteUnitOfWork:
         self._touched_lives.add(live_id)
         return self._tx.execute(
             "UPDATE live_session SET ended_at_us = ?, end_reason = ? WHERE live_id = ? AND ended_at_us IS NULL",
-            (rows.to_us(ended_at), reason, live_id)).rowcount == 1
+            (epoch_us(ended_at), reason, live_id)).rowcount == 1
 
     def overdue_lives(self, now: dt.datetime, limit: int) -> list[LiveSession]:
         found = self._tx.execute(
             "SELECT * FROM live_session WHERE ended_at_us IS NULL AND deadline_us <= ? ORDER BY deadline_us LIMIT ?",
-            (rows.to_us(now), limit))
+            (epoch_us(now), limit))
         return [rows.live_of(row) for row in found]
 
     # Eligibility facts
@@ -160,18 +161,18 @@ class SqliteUnitOfWork:
             "INSERT OR REPLACE INTO account_facts (user_id, follower_count, good_standing, restriction_reason, "
             "category, identity_verified, joined_at_us, updated_at_us, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (facts.user_id, facts.follower_count, int(facts.good_standing), facts.restriction_reason,
-             str(facts.category), int(facts.identity_verified), rows.to_us_or_none(facts.joined_at), rows.to_us(now), updated_by))
+             str(facts.category), int(facts.identity_verified), rows.epoch_us_or_none(facts.joined_at), epoch_us(now), updated_by))
 
     def coins_account_opened_at(self, user_id: str) -> dt.datetime | None:
         row = self._tx.execute("SELECT opened_at_us FROM account WHERE name = ?",
                                (Account.of_user(user_id, Purpose.COINS).name,)).fetchone()
-        return rows.from_us(row[0]) if row else None
+        return from_epoch_us(row[0]) if row else None
 
     # Gift history (fraud rules)
 
     def gifts_sent_since(self, sender: str, since: dt.datetime) -> tuple[int, int]:
         row = self._tx.execute("SELECT COUNT(*), COALESCE(SUM(coins), 0) FROM gift WHERE sender = ? AND sent_at_us > ?",
-                               (sender, rows.to_us(since))).fetchone()
+                               (sender, epoch_us(since))).fetchone()
         return row[0], row[1]
 
     def gifting_path_exists(self, from_user: str, to_user: str, max_hops: int, since: dt.datetime) -> bool:
@@ -182,7 +183,7 @@ class SqliteUnitOfWork:
             "  SELECT gift.creator, reached.hops + 1 FROM reached JOIN gift ON gift.sender = reached.user_id"
             "  WHERE reached.hops < ? AND gift.sent_at_us > ?"
             ") SELECT 1 FROM reached WHERE user_id = ? AND hops > 0 LIMIT 1",
-            (from_user, max_hops, rows.to_us(since), to_user)).fetchone()
+            (from_user, max_hops, epoch_us(since), to_user)).fetchone()
         return row is not None
 
     # Gifts
@@ -192,7 +193,7 @@ class SqliteUnitOfWork:
             "INSERT INTO gift (gift_id, request_id, live_id, sender, creator, catalog_gift, count, coins, fee_coins, "
             "diamonds, sent_at_us, hold_reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (gift.gift_id, gift.request_id, gift.live_id, gift.sender, gift.creator, gift.catalog_gift, gift.count,
-             gift.coins, gift.fee_coins, gift.diamonds, rows.to_us(gift.sent_at), gift.hold_reasons))
+             gift.coins, gift.fee_coins, gift.diamonds, epoch_us(gift.sent_at), gift.hold_reasons))
 
     def gift(self, gift_id: str) -> SentGift | None:
         row = self._tx.execute("SELECT * FROM gift WHERE gift_id = ?", (gift_id,)).fetchone()
@@ -201,12 +202,12 @@ class SqliteUnitOfWork:
     def append_to_feed(self, gift: SentGift, now: dt.datetime) -> int:
         self._touched_lives.add(gift.live_id)
         cursor = self._tx.execute("INSERT INTO gift_feed (live_id, gift_id, posted_at_us) VALUES (?, ?, ?)",
-                                  (gift.live_id, gift.gift_id, rows.to_us(now)))
+                                  (gift.live_id, gift.gift_id, epoch_us(now)))
         return int(cursor.lastrowid or 0)
 
     def place_diamond_hold(self, gift: SentGift, matures_at: dt.datetime) -> None:
         self._tx.execute("INSERT INTO diamond_hold (gift_id, creator, sender, matures_at_us) VALUES (?, ?, ?, ?)",
-                         (gift.gift_id, gift.creator, gift.sender, rows.to_us(matures_at)))
+                         (gift.gift_id, gift.creator, gift.sender, epoch_us(matures_at)))
 
     def settle_diamond_hold(self, gift_id: str) -> None:
         if self._tx.execute("DELETE FROM diamond_hold WHERE gift_id = ?", (gift_id,)).rowcount != 1:
@@ -215,10 +216,10 @@ class SqliteUnitOfWork:
     def matured_holds(self, now: dt.datetime, limit: int, creator: str | None = None) -> list[str]:
         if creator is None:
             found = self._tx.execute("SELECT gift_id FROM diamond_hold WHERE matures_at_us <= ? "
-                                    "ORDER BY matures_at_us LIMIT ?", (rows.to_us(now), limit))
+                                    "ORDER BY matures_at_us LIMIT ?", (epoch_us(now), limit))
         else:
             found = self._tx.execute("SELECT gift_id FROM diamond_hold WHERE creator = ? AND matures_at_us <= ? "
-                                    "ORDER BY matures_at_us LIMIT ?", (creator, rows.to_us(now), limit))
+                                    "ORDER BY matures_at_us LIMIT ?", (creator, epoch_us(now), limit))
         return [row[0] for row in found]
 
     def held_diamond_gifts_sent_by(self, sender: str) -> list[str]:
@@ -254,7 +255,7 @@ class SqliteUnitOfWork:
         found = self._tx.execute(
             f"SELECT {rows.ENTRY_COLUMNS} FROM pending_open JOIN transfer ON transfer.id = pending_open.transfer_id "
             "WHERE pending_open.timeout_us <= ? ORDER BY pending_open.timeout_us, transfer.id LIMIT ?",
-            (rows.to_us(now), limit))
+            (epoch_us(now), limit))
         return [rows.entry_of(row) for row in found]
 
     # Top-ups
@@ -265,7 +266,7 @@ class SqliteUnitOfWork:
                 "INSERT INTO top_up (top_up_id, request_id, user_id, provider, receipt_id, pack_id, coins, "
                 "price_eur_cents, purchased_at_us, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (top_up.top_up_id, top_up.request_id, top_up.user_id, top_up.provider, top_up.receipt_id,
-                 top_up.pack_id, top_up.coins, top_up.price_eur_cents, rows.to_us(top_up.purchased_at), rows.to_us(now)))
+                 top_up.pack_id, top_up.coins, top_up.price_eur_cents, epoch_us(top_up.purchased_at), epoch_us(now)))
         except sqlite3.IntegrityError as error:
             if "top_up.provider, top_up.receipt_id" not in str(error):
                 raise
@@ -288,7 +289,7 @@ class SqliteUnitOfWork:
     def insert_top_up_reversal(self, top_up_id: str, request_id: str, kind: str, now: dt.datetime) -> None:
         try:
             self._tx.execute("INSERT INTO top_up_reversal (top_up_id, request_id, kind, reversed_at_us) "
-                             "VALUES (?, ?, ?, ?)", (top_up_id, request_id, kind, rows.to_us(now)))
+                             "VALUES (?, ?, ?, ?)", (top_up_id, request_id, kind, epoch_us(now)))
         except sqlite3.IntegrityError as error:
             if "top_up_reversal.top_up_id" not in str(error):
                 raise
@@ -303,7 +304,7 @@ class SqliteUnitOfWork:
             "INSERT INTO payout (payout_id, request_id, user_id, eur_cents, diamonds, payout_method, requested_at_us, "
             "expires_at_us, diamonds_transfer_id, cash_transfer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (payout.payout_id, payout.request_id, payout.user_id, payout.eur_cents, payout.diamonds,
-             payout.payout_method, rows.to_us(payout.requested_at), rows.to_us(payout.expires_at), diamonds_transfer, cash_transfer))
+             payout.payout_method, epoch_us(payout.requested_at), epoch_us(payout.expires_at), diamonds_transfer, cash_transfer))
 
     def payout(self, payout_id: str) -> Payout | None:
         return rows.find_payout(self._tx, payout_id)
@@ -313,7 +314,7 @@ class SqliteUnitOfWork:
             "INSERT INTO payout_settlement (payout_id, request_id, paid, provider_reference, failure_reason, "
             "settled_at_us) VALUES (?, ?, ?, ?, ?, ?)",
             (settlement.payout_id, settlement.request_id, int(settlement.paid), settlement.provider_reference,
-             settlement.failure_reason, rows.to_us(settlement.settled_at)))
+             settlement.failure_reason, epoch_us(settlement.settled_at)))
 
     def payout_settlement(self, payout_id: str) -> PayoutSettlement | None:
         return rows.find_payout_settlement(self._tx, payout_id)
@@ -325,7 +326,7 @@ class SqliteUnitOfWork:
         row = self._tx.execute(
             "SELECT COALESCE(SUM(p.eur_cents), 0) FROM payout AS p WHERE p.user_id = ? AND p.requested_at_us > ? "
             "AND NOT EXISTS (SELECT 1 FROM transfer AS r WHERE r.pending_id = p.cash_transfer_id "
-            "AND r.phase IN ('VOID_PENDING', 'EXPIRE_PENDING'))", (user_id, rows.to_us(since))).fetchone()
+            "AND r.phase IN ('VOID_PENDING', 'EXPIRE_PENDING'))", (user_id, epoch_us(since))).fetchone()
         return int(row[0])
 
     # Audit

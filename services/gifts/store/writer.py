@@ -1,6 +1,6 @@
 """The ledger's writer: the group committer that runs units of work, many to one fsync.
 
-Writes go through a `UnitCommitter` with `synchronous=FULL`: every unit queued while a
+Writes go through the shared `GroupCommitter` with `synchronous=FULL`: every unit queued while a
 batch commits goes into the next, each in its own SAVEPOINT (a refusal rolls back alone
 and leaves its audit event), and callers hear back only after the COMMIT. A failed COMMIT
 stops the store for good (no fsync retry); a restart recovers from the WAL.
@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from libs.errors import DomainError
 from libs.storage.sqlite import Transaction, open_service_database
-from libs.storage.unit_commit import DEFAULT_MAX_BATCH, RefusalRecorder, UnitCommitter
+from libs.storage.committer import DEFAULT_MAX_BATCH, GroupCommitter, RefusalRecorder
 from services.gifts.model.ledger import PLATFORM_ACCOUNTS
 from services.gifts.store.schema import MIGRATIONS, SERVICE
 from services.gifts.store.unit import SqliteUnitOfWork
@@ -43,7 +43,7 @@ class GiftsStore:
             tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             for account in PLATFORM_ACCOUNTS:
                 SqliteUnitOfWork(tx).open_account(account, PLATFORM_OPENED_AT)
-        self._committer = UnitCommitter(writer, max_batch=max_batch, name="gifts-commit", threaded=threaded)
+        self._committer = GroupCommitter(writer, max_batch=max_batch, name="gifts-commit", threaded=threaded)
         # Written only on the committer thread: by units, then swapped out after each commit.
         self._touched_lives: set[str] = set()
         self._live_listeners: list[Callable[[frozenset[str]], None]] = []

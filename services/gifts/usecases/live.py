@@ -8,6 +8,7 @@ from typing import Protocol
 
 from libs.auth.principal import Role
 from libs.errors import NotFound, PermissionDenied
+from libs.timestamps import duration_us
 from services.gifts.model.audit import AuditOutbox, Outcome
 from services.gifts.model.eligibility import (
     AccountFacts,
@@ -48,7 +49,7 @@ def start_live(context: Context, uow: StartLiveUnit, command: StartLive) -> Live
     host = user_of(command.actor)
     policy = context.config.live
     duration = min(command.max_duration or policy.max_duration, policy.max_duration)
-    parameters: Parameters = {"title": command.title, "max_duration_us": duration // dt.timedelta(microseconds=1)}
+    parameters: Parameters = {"title": command.title, "max_duration_us": duration_us(duration)}
 
     def apply() -> LiveSession:
         facts = uow.account_facts(host)
