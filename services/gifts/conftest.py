@@ -21,7 +21,7 @@ from services.gifts.model.live import LiveSession
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.providers import payments_of
 from services.gifts.runner import InProcessRunner
-from services.gifts.store.outbox import AuditOutboxStore
+from services.gifts.store.outbox import GiftsAuditOutbox
 from services.gifts.store.reads import GiftsReader
 from services.gifts.usecases.commands import Command, StartLive, Sweep, SweepResult, TopUpCoins, UpdateAccountFacts
 
@@ -69,7 +69,7 @@ class Harness:
         self.config = config
         self.clock = clock
         self.provider = provider
-        self.outbox = AuditOutboxStore(reader.database.path)
+        self.outbox = GiftsAuditOutbox(reader.database.path)
 
     def submit(self, command: Command[R]) -> Future[R]:
         """The command in the next durable batch, at the harness clock's now."""

@@ -48,7 +48,8 @@ from typing import Any, TypeVar
 from libs import errors
 from libs.errors import DomainError, FieldViolation, Unavailable
 from services.gifts.config import GiftsConfig
-from services.gifts.providers import deployment_payments
+from services.gifts.model.audit import Trace
+from services.gifts.providers import deployment_events, deployment_payments
 from services.gifts.store.writer import GiftsStore
 from services.gifts.usecases import unit_of_work
 from services.gifts.usecases.commands import Command
@@ -68,7 +69,7 @@ GATHER_WAIT_SECONDS = 0.001
 class Order:
     ticket: int
     command: Command[Any]
-    trace_id: str
+    trace: Trace
     now: dt.datetime  # the parent's clock when the call arrived
 
 
@@ -85,10 +86,12 @@ class LedgerProcess:
     """
 
     def __init__(self, root: Path, config: GiftsConfig, *,
-                 on_lives_touched: Callable[[frozenset[str]], None] = lambda lives: None) -> None:
+                 on_lives_touched: Callable[[frozenset[str]], None] = lambda lives: None,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
         self._root = root
         self._config = config
         self._on_lives_touched = on_lives_touched
+        self._on_commit = on_commit
         self._tickets = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._outgoing: list[Order] = []
@@ -119,7 +122,7 @@ class LedgerProcess:
         for thread in self._threads:
             thread.start()
 
-    async def run(self, command: Command[R], *, trace_id: str, now: dt.datetime) -> R:
+    async def run(self, command: Command[R], *, trace: Trace, now: dt.datetime) -> R:
         if self._failure is not None:
             raise self._unavailable()
         assert self._loop is not None, "the ledger process has not started"
@@ -128,7 +131,7 @@ class LedgerProcess:
         self._waiting[ticket] = future
         if not self._outgoing:
             self._loop.call_soon(self._flush)
-        self._outgoing.append(Order(ticket, command, trace_id, now))
+        self._outgoing.append(Order(ticket, command, trace, now))
         try:
             return await future
         finally:
@@ -170,6 +173,7 @@ class LedgerProcess:
 
     def _deliver(self, answer: Answer) -> None:
         outcomes, lives = answer
+        self._on_commit()  # one answer per commit
         if lives:
             self._on_lives_touched(lives)
         for ticket, ok, value in outcomes:
@@ -225,7 +229,7 @@ class _Answers:
             self._outcomes.append((order.ticket, True, value))
             return value
 
-        return store.submit(unit, on_refused=refused, trace_id=order.trace_id)
+        return store.submit(unit, on_refused=refused, trace=order.trace)
 
     def touched(self, lives: frozenset[str]) -> None:
         self._lives.update(lives)
@@ -242,7 +246,7 @@ def serve_ledger(orders: Connection, answers: Connection, root: str, config: Gif
     _die_with_parent()
     try:
         # Committing is all this process does, so it commits on its main thread.
-        store = GiftsStore(root=Path(root), threaded=False)
+        store = GiftsStore(events=deployment_events(Path(root)), root=Path(root), threaded=False)
     except Exception as error:
         answers.send(f"cannot open the gifts database: {error!r}")
         raise

@@ -1,11 +1,14 @@
-"""The payment providers this deployment trusts, keyed by the name a receipt gives."""
+"""What this deployment brings from its data directory: the payment providers it trusts
+(keyed by the name a receipt gives) and the secret its audit events are pseudonymised with."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
+from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.keys import load_or_create_private_key
+from services.gifts.audit_events import PlatformEvents
 from services.gifts.model.payments import LocalPaymentProvider, PaymentProvider
 
 
@@ -17,6 +20,11 @@ def local_payment_provider(root: Path) -> LocalPaymentProvider:
 
 def payments_of(*providers: PaymentProvider) -> Mapping[str, PaymentProvider]:
     return {provider.name: provider for provider in providers}
+
+
+def deployment_events(root: Path) -> PlatformEvents:
+    """How this deployment writes audit events: subjects pseudonymised with its own secret."""
+    return PlatformEvents(Pseudonymizer.for_deployment(root))
 
 
 def deployment_payments(root: Path) -> Mapping[str, PaymentProvider]:

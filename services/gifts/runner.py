@@ -24,8 +24,9 @@ from typing import Protocol, TypeVar
 from libs.storage.committer import DEFAULT_MAX_BATCH
 from services.gifts.config import GiftsConfig
 from services.gifts.ledger_process import LedgerProcess
+from services.gifts.model.audit import NO_TRACE, Trace
 from services.gifts.model.payments import PaymentProvider
-from services.gifts.providers import deployment_payments
+from services.gifts.providers import deployment_events, deployment_payments
 from services.gifts.store.writer import GiftsStore
 from services.gifts.usecases import unit_of_work
 from services.gifts.usecases.commands import Command
@@ -39,7 +40,7 @@ class LedgerRunner(Protocol):
 
     async def start(self) -> None: ...
 
-    async def run(self, command: Command[R], *, trace_id: str, now: dt.datetime) -> R: ...
+    async def run(self, command: Command[R], *, trace: Trace, now: dt.datetime) -> R: ...
 
     async def stop(self) -> None: ...
 
@@ -54,31 +55,35 @@ class InProcessRunner:
     @classmethod
     def open(cls, root: Path, config: GiftsConfig, *, payments: Mapping[str, PaymentProvider],
              synchronous: str = "FULL", max_batch: int = DEFAULT_MAX_BATCH) -> InProcessRunner:
-        store = GiftsStore(root=root, synchronous=synchronous, max_batch=max_batch)
+        store = GiftsStore(events=deployment_events(root), root=root, synchronous=synchronous, max_batch=max_batch)
         return cls(store, Context(config, payments, dt.datetime.now(dt.UTC)))
 
-    def submit(self, command: Command[R], *, now: dt.datetime, trace_id: str = "") -> Future[R]:
+    def submit(self, command: Command[R], *, now: dt.datetime, trace: Trace = NO_TRACE) -> Future[R]:
         """`run` for callers without an event loop (tests, tools): the future resolves after the COMMIT."""
         work, refused = unit_of_work(self._context.at(now), command)
-        return self.store.submit(work, on_refused=refused, trace_id=trace_id)
+        return self.store.submit(work, on_refused=refused, trace=trace)
 
     async def start(self) -> None:
         pass  # opened by `open`
 
-    async def run(self, command: Command[R], *, trace_id: str, now: dt.datetime) -> R:
+    async def run(self, command: Command[R], *, trace: Trace, now: dt.datetime) -> R:
         work, refused = unit_of_work(self._context.at(now), command)
-        return await self.store.run(work, on_refused=refused, trace_id=trace_id)
+        return await self.store.run(work, on_refused=refused, trace=trace)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.store.close)
 
 
 def build_runner(root: Path, config: GiftsConfig, *, in_process: bool,
-                 on_lives_touched: Callable[[frozenset[str]], None]) -> LedgerRunner:
-    """The service's runner: the ledger process, or (`in_process`) this process's committer."""
+                 on_lives_touched: Callable[[frozenset[str]], None], on_commit: Callable[[], None]) -> LedgerRunner:
+    """The service's runner: the ledger process, or (`in_process`) this process's committer.
+
+    `on_lives_touched(live_ids)` hears of LIVEs that got gifts or ended, `on_commit()` of every
+    commit (both from another thread)."""
     if in_process:
         runner = InProcessRunner.open(root, config, payments=deployment_payments(root))
         runner.store.add_live_listener(on_lives_touched)
+        runner.store.add_commit_listener(on_commit)
         return runner
-    return LedgerProcess(root, config, on_lives_touched=on_lives_touched)
+    return LedgerProcess(root, config, on_lives_touched=on_lives_touched, on_commit=on_commit)
 

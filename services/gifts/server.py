@@ -17,17 +17,12 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from limelight.compliance.v1 import audit_pb2_grpc
-
-from libs.audit.client import AuditClient, compliance_appender
-from libs.audit.pseudonyms import Pseudonymizer
-from libs.audit.spool import AuditSpool
+from libs.audit.client import AuditClient
 from libs.auth.principal import Principal, Role
 from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
-from services.gifts.audit_outbox import GiftsAuditOutbox
 from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
 from services.gifts.runner import LedgerRunner, build_runner
@@ -39,7 +34,7 @@ from services.gifts.servicer import (
     PayoutServicer,
     WalletServicer,
 )
-from services.gifts.store.outbox import AuditOutboxStore
+from services.gifts.store.outbox import GiftsAuditOutbox
 from services.gifts.store.reads import GiftsReader
 from services.gifts.usecases.commands import RecordDenial, Sweep
 from services.gifts.usecases.context import SYSTEM_ACTOR
@@ -76,7 +71,7 @@ class GiftsService:
         self._runtime = runtime
         self._runner: LedgerRunner | None = None
         self._backend: Backend | None = None
-        self._outbox: AuditOutboxStore | None = None
+        self._outbox: GiftsAuditOutbox | None = None
         self._audit: AuditClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -94,7 +89,7 @@ class GiftsService:
         return self.backend.reader
 
     @property
-    def outbox(self) -> AuditOutboxStore:
+    def outbox(self) -> GiftsAuditOutbox:
         assert self._outbox is not None, "the service has not started"
         return self._outbox
 
@@ -110,20 +105,16 @@ class GiftsService:
         root = self._runtime.data_root
         # Opening the writer migrates the database, so the reader opens after it.
         runner = await asyncio.to_thread(build_runner, root, self.config, in_process=self.config.ledger_in_process,
-                                         on_lives_touched=self.signals.on_commit)
+                                         on_lives_touched=self.signals.on_commit, on_commit=self._wake_shipper)
         await runner.start()
         reader = await asyncio.to_thread(GiftsReader.of_service, root)
-        self._outbox = await asyncio.to_thread(AuditOutboxStore.of_service, root)
+        self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
         self._backend = Backend(runner, reader, self.config, self.clock, self.signals)
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),
                                            name="gifts-sweep")]
         if self.config.ship_audit:
-            # The shared client ships the ledger's own outbox; its spool stays empty.
-            pseudonymizer = Pseudonymizer.for_deployment(root)
-            self._audit = AuditClient(
-                service=self._runtime.name, spool=AuditSpool.open(self._runtime.name, root),
-                append=compliance_appender(self._runtime.clients.stub("compliance", audit_pb2_grpc.AuditServiceStub)),
-                pseudonymizer=pseudonymizer, clock=self.clock, outbox=GiftsAuditOutbox(self._outbox, pseudonymizer))
+            # The shared client ships the ledger database's outbox; its own spool stays empty.
+            self._audit = AuditClient.for_runtime(self._runtime, outbox=self._outbox)
             await self._audit.start()
 
     async def _stop(self) -> None:
@@ -139,6 +130,11 @@ class GiftsService:
             await asyncio.to_thread(self._backend.reader.close)
         if self._outbox is not None:
             await asyncio.to_thread(self._outbox.close)
+
+    def _wake_shipper(self) -> None:
+        """After a commit (on another thread): the shipper need not wait for its next poll."""
+        if self._audit is not None:
+            self._audit.wake_shipper()
 
     async def _sweep(self) -> None:
         await self.backend.run(Sweep(str(uuid.uuid4())))

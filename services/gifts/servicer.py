@@ -32,7 +32,7 @@ from limelight.gifts.v1 import (
 from libs.clock import Clock
 from libs.errors import DomainError, InvalidArgument, NotFound
 from libs.kit.context import current_principal
-from libs.kit.telemetry import current_ids
+from libs.kit.telemetry import current_ids, inject_carrier
 from libs.pagination import DEFAULT_PAGE_SIZE, PageTokens, page_size
 from libs.resource_names import ResourcePattern
 from libs.timestamps import from_timestamp, to_timestamp
@@ -41,6 +41,7 @@ from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model import names
 from services.gifts.model.access import acting, require_self, require_self_or_staff
+from services.gifts.model.audit import Trace
 from services.gifts.model.eligibility import live_eligibility
 from services.gifts.model.live import LiveState
 from services.gifts.model.periods import period_bounds
@@ -95,7 +96,8 @@ class Backend:
     async def run(self, command: Command[R]) -> R:
         """The command in the ledger's next durable batch, stamped with this call's trace and time."""
         try:
-            return await self.runner.run(command, trace_id=current_ids().trace_id, now=self.clock())
+            trace = Trace(current_ids().trace_id, inject_carrier())
+            return await self.runner.run(command, trace=trace, now=self.clock())
         except DomainError as refusal:
             self.audited_refusals.add(refusal)  # the ledger wrote its audit event with the refusal
             raise

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from services.gifts.model.fraud import Assessment, FraudPolicy, Verdict, assess_gift
 from services.gifts.model.live import LiveSession
 from services.gifts.model.records import SentGift
+from services.gifts.providers import deployment_events
 from services.gifts.store.unit import SqliteUnitOfWork
 from services.gifts.store.writer import GiftsStore
 
@@ -116,7 +117,7 @@ def test_the_store_answers_history_questions_like_the_naive_reference(
         gifts: list[tuple[str, str, dt.datetime, int]], start: str, goal: str, hops: int, window: dt.timedelta) -> None:
     naive = NaiveHistory(gifts)
     with tempfile.TemporaryDirectory() as directory:
-        store = GiftsStore(root=Path(directory), synchronous="OFF")
+        store = GiftsStore(events=deployment_events(Path(directory)), root=Path(directory), synchronous="OFF")
         try:
             def ask(uow: SqliteUnitOfWork) -> tuple[bool, tuple[int, int]]:
                 _record(uow, gifts)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Principal
 from libs.errors import (
     AlreadyExists,
@@ -24,7 +25,6 @@ from libs.errors import (
 )
 from services.gifts.config import GiftsConfig, PayoutPolicy
 from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness, minor
-from services.gifts.model.audit import Outcome, RecordedAuditEvent
 from services.gifts.model.eligibility import AccountCategory, AccountFacts
 from services.gifts.model.ledger import Purpose
 from services.gifts.model.live import LiveState
@@ -61,8 +61,9 @@ def refusal(call: Callable[..., object], *args: object, **kwargs: object) -> Dom
     return raised.value
 
 
-def audit_log(h: Harness) -> list[RecordedAuditEvent]:
-    return h.outbox.events_after(0, 10_000)
+def audit_log(h: Harness) -> list[AuditEvent]:
+    """The events waiting in the outbox, as compliance will get them."""
+    return [traced.event for traced in h.outbox.pending(10_000)]
 
 
 # LIVE sessions -------------------------------------------------------------------------------
@@ -512,8 +513,8 @@ def test_a_chargeback_after_the_hold_leaves_an_unrecovered_loss(harness: Harness
     result = _reverse(harness, top_up_id)
     assert (result["coins_clawed_back"], result["gifts_reversed"], result["coins_unrecovered"]) == (0, 0, 1_000)
     assert harness.reader.wallet("carol").available(Purpose.DIAMONDS) == 1_000
-    events = [e.event for e in audit_log(harness) if e.event.action == "ReverseTopUp"]
-    assert events[-1].details["coins_unrecovered"] == "1000"
+    events = [e for e in audit_log(harness) if e.action == "gifts.ReverseTopUp"]
+    assert events[-1].attributes["coins_unrecovered"] == "1000"
 
 
 def test_a_chargeback_voids_held_gifts_first(harness: Harness) -> None:
@@ -579,10 +580,11 @@ def test_every_transfer_and_every_refusal_is_in_the_audit_outbox(harness: Harnes
     harness.top_up("alice")
     send(harness, "alice", session.live_id)
     refusal(send, harness, "alice", session.live_id, "lion")
-    events = [recorded.event for recorded in audit_log(harness)]
-    audited = sorted(transfer for event in events for transfer in event.transfer_ids)
+    events = audit_log(harness)
+    audited = sorted(int(transfer) for event in events if "transfer_ids" in event.attributes
+                     for transfer in event.attributes["transfer_ids"].split(","))
     with harness.reader.database.reading() as connection:
         transfers = [row[0] for row in connection.execute("SELECT id FROM transfer ORDER BY id")]
     assert audited == transfers
-    refused = [event for event in events if event.outcome is Outcome.REFUSED]
-    assert [(e.action, e.reason, e.actor) for e in refused] == [("SendGift", "INSUFFICIENT_COINS", "users/alice")]
+    refused = [event for event in events if event.outcome is Outcome.REJECTED]
+    assert [(e.action, e.reason, e.actor) for e in refused] == [("gifts.SendGift", "INSUFFICIENT_COINS", "users/alice")]

@@ -18,6 +18,7 @@ from libs.errors import FailedPrecondition, FieldViolation, InvalidArgument, Not
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import ADMIN, START, adult
 from services.gifts.ledger_process import LedgerProcess, decode_error, encode_error
+from services.gifts.model.audit import NO_TRACE
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.providers import local_payment_provider
 from services.gifts.store.schema import database_path
@@ -39,7 +40,7 @@ async def ledger(tmp_path: Path) -> AsyncIterator[LedgerProcess]:
 
 
 async def _run(ledger: LedgerProcess, command: Command[R]) -> R:
-    return await ledger.run(command, trace_id="", now=START)
+    return await ledger.run(command, trace=NO_TRACE, now=START)
 
 
 def _receipt(root: Path, user: str) -> str:

@@ -449,9 +449,11 @@ async def test_refusals_and_denials_land_in_the_audit_outbox(gifts: Gifts) -> No
         await gifts.stubs().gifts.ResolveHeldGift(gifts_pb2.ResolveHeldGiftRequest(
             request_id=str(uuid.uuid4()), name=f"{live}/giftTransfers/x", reason="FRAUD",
             decision=gifts_pb2.HELD_GIFT_DECISION_VOID), metadata=gifts.auth("users/mallory"))
-    events = [e.event for e in gifts.service.outbox.events_after(0, 100)]
+    traced = await asyncio.to_thread(gifts.service.outbox.pending, 100)
+    events = [t.event for t in traced]
     outcomes = [(e.action, str(e.outcome), e.reason) for e in events]
-    assert outcomes.count(("SendGift", "REFUSED", "SENDER_UNDER_18")) == 1  # once, though the kit reports it too
-    assert outcomes.count(("ResolveHeldGift", "DENIED", "ROLE_REQUIRED")) == 1
-    assert all(len(e.trace_id) == 32 for e in events if e.action in ("SendGift", "ResolveHeldGift"))
+    assert outcomes.count(("gifts.SendGift", "rejected", "SENDER_UNDER_18")) == 1  # once, though the kit reports it too
+    assert outcomes.count(("gifts.ResolveHeldGift", "denied", "ROLE_REQUIRED")) == 1
+    refused = [t for t in traced if t.event.action in ("gifts.SendGift", "gifts.ResolveHeldGift")]
+    assert all(len(t.event.trace_id) == 32 and t.trace_context.get("traceparent") for t in refused)
 

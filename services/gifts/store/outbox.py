@@ -1,54 +1,43 @@
-"""The audit outbox as its shipper sees it: events after a bookmark, and the bookmark itself.
+"""The gifts database's audit outbox as the shared shipper reads it (`libs.audit.outbox`).
 
-The ledger writes events into `audit_outbox` in the same transaction as the money they
-describe (`unit.py`). The shipper reads them here and moves its own bookmark: a tiny write
-on a connection of its own, which SQLite serialises with the ledger's writer (that one
-holds the lock only while committing). Nothing here touches ledger data.
+The ledger writes events into the outbox in the same transaction as the money they
+describe (`unit.py`). The shipper reads them here and moves what compliance acknowledged
+into the archive of delivered events, on a connection of its own: SQLite serialises those small writes with the
+ledger's writer, which holds the lock only while committing and may live in another
+process (the ledger process), so they cannot go through its committer.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Collection
 from pathlib import Path
 
+from libs.audit.outbox import SqliteAuditOutbox
+from libs.clock import Clock, utc_now
 from libs.storage.sqlite import SqliteDatabase
-from services.gifts.model.audit import RecordedAuditEvent
-from services.gifts.store import rows
 from services.gifts.store.schema import database_path
 
 
-class AuditOutboxStore:
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        self._database = SqliteDatabase(path, synchronous=synchronous)
+class GiftsAuditOutbox(SqliteAuditOutbox):
+    """The shared outbox, except that an acknowledged event moves into `audit_delivered`
+    instead of vanishing: gifts keeps every audit record it wrote (schema migration 2)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", clock: Clock = utc_now) -> None:
+        self._own_database = SqliteDatabase(path, synchronous=synchronous)
+        self._clock = clock
+        super().__init__(self._own_database)
+
+    def acknowledge(self, event_ids: Collection[str]) -> None:
+        delivered_at = self._clock().isoformat()
+        with self._own_database.transaction() as tx:
+            for event_id in event_ids:
+                tx.execute("INSERT OR IGNORE INTO audit_delivered (event_id, record, delivered_at) "
+                           "SELECT event_id, record, ? FROM audit_outbox WHERE event_id = ?", (delivered_at, event_id))
+                tx.execute("DELETE FROM audit_outbox WHERE event_id = ?", (event_id,))
 
     @classmethod
-    def of_service(cls, root: Path | None = None) -> AuditOutboxStore:
+    def of_service(cls, root: Path | None = None) -> GiftsAuditOutbox:
         return cls(database_path(root))
 
     def close(self) -> None:
-        self._database.close()
-
-    def events_after(self, sequence: int, limit: int) -> list[RecordedAuditEvent]:
-        with self._database.reading() as connection:
-            found = connection.execute("SELECT sequence, event FROM audit_outbox WHERE sequence > ? "
-                                       "ORDER BY sequence LIMIT ?", (sequence, limit)).fetchall()
-        return [RecordedAuditEvent(row[0], rows.audit_event(json.loads(row[1]))) for row in found]
-
-    def log_id(self) -> str:
-        """The outbox's own random name, fixed when the database was created."""
-        with self._database.reading() as connection:
-            return str(connection.execute("SELECT log_id FROM audit_delivery").fetchone()[0])
-
-    def delivered_through(self) -> int:
-        with self._database.reading() as connection:
-            return int(connection.execute("SELECT delivered_through FROM audit_delivery").fetchone()[0])
-
-    def mark_delivered(self, sequence: int) -> None:
-        with self._database.transaction() as tx:
-            tx.execute("UPDATE audit_delivery SET delivered_through = MAX(delivered_through, ?)", (sequence,))
-
-    def set_aside(self, sequence: int, error: str) -> None:
-        """Compliance refused this event for good: keep it aside with why, and go past it."""
-        with self._database.transaction() as tx:
-            tx.execute("INSERT OR IGNORE INTO audit_set_aside (sequence, error) VALUES (?, ?)", (sequence, error))
-            tx.execute("UPDATE audit_delivery SET delivered_through = MAX(delivered_through, ?)", (sequence,))
+        self._own_database.close()

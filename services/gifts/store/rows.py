@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from libs.timestamps import epoch_us, from_epoch_us
-from services.gifts.model.audit import AuditEvent, Outcome
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.ledger import Balance, Code, Currency, Entry, Phase
 from services.gifts.model.live import LiveSession
@@ -107,18 +106,3 @@ def find_payout_resolution(executor: Executor, payout: Payout) -> tuple[Phase, d
     row = executor.execute("SELECT phase, created_at_us FROM transfer WHERE pending_id = ?",
                            (payout.pending_transfer_ids[1],)).fetchone()
     return (Phase(row[0]), from_epoch_us(row[1])) if row else None
-
-
-def audit_fields(event: AuditEvent, transfers: tuple[int, ...], trace_id: str) -> dict[str, Any]:
-    return {"action": event.action, "actor": event.actor, "outcome": event.outcome.value,
-            "request_id": event.request_id, "resource": event.resource, "occurred_at_us": epoch_us(event.occurred_at),
-            "reason": event.reason, "details": event.details, "transfer_ids": list(event.transfer_ids + transfers),
-            "trace_id": event.trace_id or trace_id}
-
-
-def audit_event(fields: dict[str, Any]) -> AuditEvent:
-    return AuditEvent(fields["action"], fields["actor"], Outcome(fields["outcome"]), fields["request_id"],
-                      fields["resource"], from_epoch_us(fields["occurred_at_us"]), fields["reason"], fields["details"],
-                      tuple(fields["transfer_ids"]), fields["trace_id"])
-
-

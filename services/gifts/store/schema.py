@@ -25,6 +25,7 @@ from pathlib import Path
 
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration
+from services.gifts.store import legacy_outbox
 
 SERVICE = "gifts"
 
@@ -288,5 +289,6 @@ CREATE TABLE audit_set_aside (
 ) STRICT;
 """ + "".join(_immutable(table) for table in _ENTRY_TABLES)
 
-MIGRATIONS = [Migration(1, _SCHEMA_V1)]
+# 2: the shared audit outbox (`libs.audit.outbox`) replaces gifts' own (`legacy_outbox.py`).
+MIGRATIONS = [Migration(1, _SCHEMA_V1), legacy_outbox.MIGRATION]
 

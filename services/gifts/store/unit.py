@@ -7,10 +7,12 @@ import json
 import sqlite3
 from typing import Any
 
+from libs.audit.outbox import write_event
 from libs.errors import FailedPrecondition
 from libs.storage.sqlite import Transaction
 from libs.timestamps import epoch_us, from_epoch_us
-from services.gifts.model.audit import AuditEvent
+from services.gifts.audit_events import PlatformEvents
+from services.gifts.model.audit import NO_TRACE, AuditEvent, Trace
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.idempotency import Parameters, RequestRecord
 from services.gifts.model.ledger import Account, Balance, Entry, InsufficientFunds, Phase, Purpose, TransferOrder
@@ -23,14 +25,16 @@ class SqliteUnitOfWork:
     """One unit of work inside a group-commit batch: the store side of every use case's unit
     (`usecases.LedgerUnit`).
 
-    `trace_id` is the trace of the request the unit serves, stamped on its audit events;
-    `touched_lives` collects the LIVE sessions whose feed or state changed, for the
-    listeners told after the commit (a rolled-back unit only causes a spurious wake-up).
+    `events` turns its audit events into the platform's; `trace` is the call the unit serves,
+    stamped on them; `touched_lives` collects the LIVE sessions whose feed or state changed,
+    for the listeners told after the commit (a rolled-back unit only causes a spurious wake-up).
     """
 
-    def __init__(self, tx: Transaction, *, trace_id: str = "", touched_lives: set[str] | None = None) -> None:
+    def __init__(self, tx: Transaction, *, events: PlatformEvents, trace: Trace = NO_TRACE,
+                 touched_lives: set[str] | None = None) -> None:
         self._tx = tx
-        self._trace_id = trace_id
+        self._events = events
+        self._trace = trace
         self._touched_lives = touched_lives if touched_lives is not None else set()
         self._unaudited_transfers: list[int] = []
 
@@ -332,6 +336,6 @@ class SqliteUnitOfWork:
     # Audit
 
     def record_audit(self, event: AuditEvent) -> None:
+        """Into the shared outbox, with the transfers this unit wrote since its last event."""
         transfers, self._unaudited_transfers = tuple(self._unaudited_transfers), []
-        self._tx.execute("INSERT INTO audit_outbox (event) VALUES (?)",
-                         (rows.to_json(rows.audit_fields(event, transfers, self._trace_id)),))
+        write_event(self._tx, self._events.traced(event, transfers=transfers, trace=self._trace))
