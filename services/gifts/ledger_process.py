@@ -108,7 +108,7 @@ class LedgerProcess:
         answers_in, answers_out = context.Pipe(duplex=False)
         self._process = context.Process(target=serve_ledger, args=(orders_out, answers_out, str(self._root),
                                                                    self._config), name="gifts-ledger", daemon=True)
-        self._process.start()
+        await asyncio.to_thread(self._process.start)  # spawning writes the arguments to a pipe
         orders_out.close()
         answers_out.close()
         ready = await asyncio.to_thread(answers_in.recv)

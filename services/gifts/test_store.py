@@ -153,3 +153,8 @@ def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: P
     assert len(set(outcomes)) == 1 and isinstance(outcomes[0], GiftResult)
     assert h.reader.wallet("alice").available(Purpose.COINS) == 970
     h.close()
+
+
+def test_the_reader_cannot_write(harness: Harness) -> None:
+    with harness.reader.database.reading() as connection, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        connection.execute("INSERT INTO request VALUES ('r', 'Op', 'users/ops', '{}', 0)")

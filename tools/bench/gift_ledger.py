@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from libs.auth.principal import Principal, Role
 from libs.clock import utc_now
 from services.gifts.config import GiftsConfig
+from services.gifts.model.audit import NO_TRACE
 from services.gifts.model.fraud import FraudPolicy
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.providers import payments_of
@@ -75,7 +76,7 @@ async def _drive(runner: InProcessRunner, live_id: str, seconds: float, in_fligh
         while time.perf_counter() < deadline:
             command = SendGift(senders[turn % SENDERS], str(uuid.uuid4()), live_id, GIFT, 1)
             started = time.perf_counter()
-            await runner.run(command, trace_id="", now=utc_now())
+            await runner.run(command, trace=NO_TRACE, now=utc_now())
             latencies.append(time.perf_counter() - started)
             turn += in_flight
 

@@ -35,6 +35,8 @@ from services.gifts.model.names import (
 from services.gifts.model.records import SentGift, TopUp
 from services.gifts.usecases.coins import ReverseTopUpUnit, TopUpUnit, reverse_top_up, top_up
 from services.gifts.usecases.commands import (
+    CALLER_COMMANDS,
+    CallerCommand,
     Command,
     EndLive,
     RecordDenial,
@@ -89,10 +91,6 @@ _USE_CASES: dict[type[Command[Any]], Callable[[Context, Any, Any], Any]] = {
     SendGift: send_gift, ReviewHeldGift: review_held_gift, RequestPayout: request_payout,
     SettlePayout: settle_payout, ReverseTopUp: reverse_top_up, Sweep: sweep, RecordDenial: record_denial,
 }
-# The service's own bookkeeping: nobody asked, so a failure of it is no refusal to audit.
-_UNAUDITED = (Sweep, RecordDenial)
-
-
 def execute(context: Context, uow: LedgerUnit, command: Command[R]) -> R:
     result: R = _USE_CASES[type(command)](context, uow, command)
     return result
@@ -106,20 +104,19 @@ def unit_of_work(context: Context, command: Command[R]
     def work(uow: LedgerUnit) -> R:
         return execute(context, uow, command)
 
-    if isinstance(command, _UNAUDITED):
+    # The service's own bookkeeping (the sweep, a denial's record) is no caller's refusal to audit.
+    if not isinstance(command, CALLER_COMMANDS):
         return work, None
+    asked = command
 
     def refused(uow: LedgerUnit, error: DomainError) -> None:
-        record_refusal(context, uow, command, error)
+        record_refusal(context, uow, asked, error)
 
     return work, refused
 
 
-def record_refusal(context: Context, uow: RefusalUnit, command: Command[Any], error: DomainError) -> None:
+def record_refusal(context: Context, uow: RefusalUnit, command: CallerCommand, error: DomainError) -> None:
     """The refusal's audit event, written after the refused unit rolled back."""
-    if not isinstance(command, (StartLive, EndLive, UpdateAccountFacts, TopUpCoins, SendGift, ReviewHeldGift,
-                                RequestPayout, SettlePayout, ReverseTopUp)):
-        return
     details = dict(error.metadata)
     if isinstance(command, SendGift):
         details.update(live=command.live_id, gift=command.gift_id, count=str(command.count))
@@ -127,36 +124,35 @@ def record_refusal(context: Context, uow: RefusalUnit, command: Command[Any], er
           details=details)
 
 
-def refused_resource(uow: RefusalUnit, command: Command[Any]) -> str:
+def refused_resource(uow: RefusalUnit, command: CallerCommand) -> str:
     """The API resource a command was refused on; `-` stands for a parent nobody could find."""
-    actor_user = getattr(getattr(command, "actor", None), "user_id", "") or UNKNOWN
+    caller = command.actor.user_id or UNKNOWN
     match command:
         case StartLive():
-            return creator_name(actor_user)
-        case EndLive(live_id=live_id) | SendGift(live_id=live_id):
-            session = uow.live(live_id)
-            host = getattr(command, "host", None)
+            return creator_name(caller)
+        case EndLive() | SendGift():
+            host = command.host if isinstance(command, SendGift) else None
+            session = uow.live(command.live_id)
             if session is not None and host in (None, session.host):
                 return session.name
-            return live_name(host or UNKNOWN, live_id)
-        case ReviewHeldGift(gift_id=gift_id):
-            gift = uow.gift(gift_id)
+            return live_name(host or UNKNOWN, command.live_id)
+        case ReviewHeldGift():
+            gift = uow.gift(command.gift_id)
             if gift is None:
-                return gift_transfer_name(UNKNOWN, UNKNOWN, gift_id)
+                return gift_transfer_name(UNKNOWN, UNKNOWN, command.gift_id)
             return gift_transfer_name(gift.creator, gift.live_id, gift.gift_id)
-        case SettlePayout(payout_id=payout_id):
-            payout = uow.payout(payout_id)
-            return payout_name(payout.user_id if payout else UNKNOWN, payout_id)
-        case ReverseTopUp(top_up_id=top_up_id):
-            found = uow.top_up(top_up_id)
-            transaction = uow.top_up_transaction(top_up_id)
+        case SettlePayout():
+            payout = uow.payout(command.payout_id)
+            return payout_name(payout.user_id if payout else UNKNOWN, command.payout_id)
+        case ReverseTopUp():
+            found = uow.top_up(command.top_up_id)
+            transaction = uow.top_up_transaction(command.top_up_id)
             if found is None or transaction is None:
                 return transaction_name(UNKNOWN, UNKNOWN)
             return transaction_name(found.user_id, transaction)
-        case UpdateAccountFacts(user_id=user_id):
-            return standing_name(user_id)
+        case UpdateAccountFacts():
+            return standing_name(command.user_id)
         case TopUpCoins():
-            return wallet_name(actor_user)
+            return wallet_name(caller)
         case RequestPayout():
-            return payouts_parent(actor_user)
-    return UNKNOWN
+            return payouts_parent(caller)

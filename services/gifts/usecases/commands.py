@@ -157,6 +157,13 @@ class ReverseTopUp(Command[ReversalResult]):
     provider_reference: str = ""
 
 
+# The commands a caller makes; their refusals are audited.
+CallerCommand = (StartLive | EndLive | UpdateAccountFacts | TopUpCoins | SendGift | ReviewHeldGift | RequestPayout
+                 | SettlePayout | ReverseTopUp)
+CALLER_COMMANDS = (StartLive, EndLive, UpdateAccountFacts, TopUpCoins, SendGift, ReviewHeldGift, RequestPayout,
+                   SettlePayout, ReverseTopUp)
+
+
 @dataclass(frozen=True)
 class Sweep(Command[SweepResult]):
     """The service's own time-driven work, under a fresh request id."""
