@@ -53,7 +53,7 @@ from services.gifts.providers import deployment_events, deployment_payments
 from services.gifts.store.writer import GiftsStore
 from services.gifts.usecases import unit_of_work
 from services.gifts.usecases.commands import Command
-from services.gifts.usecases.context import Context
+from services.gifts.usecases.context import LedgerSetup
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +212,9 @@ class _Answers:
         self._outcomes: list[tuple[int, bool, Any]] = []
         self._lives: set[str] = set()
 
-    def submit(self, store: GiftsStore, context: Context, order: Order) -> Future[Any]:
+    def submit(self, store: GiftsStore, setup: LedgerSetup, order: Order) -> Future[Any]:
         """Submit the order's unit; its outcome joins the answers of the commit it lands in."""
-        work, refused = unit_of_work(context.at(order.now), order.command)
+        work, refused = unit_of_work(setup.at(order.now), order.command)
 
         def unit(uow: Any) -> Any:
             try:
@@ -250,7 +250,7 @@ def serve_ledger(orders: Connection, answers: Connection, root: str, config: Gif
     except Exception as error:
         answers.send(f"cannot open the gifts database: {error!r}")
         raise
-    context = Context(config, deployment_payments(Path(root)), dt.datetime.now(dt.UTC))
+    setup = LedgerSetup(config, deployment_payments(Path(root)))
     outbox = _Answers(answers)
     store.add_live_listener(outbox.touched)  # both run after each commit, before any answer
     store.add_commit_listener(outbox.send_after_commit)
@@ -267,7 +267,7 @@ def serve_ledger(orders: Connection, answers: Connection, root: str, config: Gif
             except EOFError:  # the parent is gone, or asked us to finish
                 return
             for order in batch:
-                outbox.submit(store, context, order).add_done_callback(_exit_if_the_store_stopped)
+                outbox.submit(store, setup, order).add_done_callback(_exit_if_the_store_stopped)
             store.commit_queued()
     finally:
         store.close()

@@ -30,7 +30,7 @@ from services.gifts.providers import deployment_events, deployment_payments
 from services.gifts.store.writer import GiftsStore
 from services.gifts.usecases import unit_of_work
 from services.gifts.usecases.commands import Command
-from services.gifts.usecases.context import Context
+from services.gifts.usecases.context import LedgerSetup
 
 R = TypeVar("R")
 
@@ -48,26 +48,26 @@ class LedgerRunner(Protocol):
 class InProcessRunner:
     """The use cases on this process's own group committer."""
 
-    def __init__(self, store: GiftsStore, context: Context) -> None:
+    def __init__(self, store: GiftsStore, setup: LedgerSetup) -> None:
         self.store = store
-        self._context = context
+        self._setup = setup
 
     @classmethod
     def open(cls, root: Path, config: GiftsConfig, *, payments: Mapping[str, PaymentProvider],
              synchronous: str = "FULL", max_batch: int = DEFAULT_MAX_BATCH) -> InProcessRunner:
         store = GiftsStore(events=deployment_events(root), root=root, synchronous=synchronous, max_batch=max_batch)
-        return cls(store, Context(config, payments, dt.datetime.now(dt.UTC)))
+        return cls(store, LedgerSetup(config, payments))
 
     def submit(self, command: Command[R], *, now: dt.datetime, trace: Trace = NO_TRACE) -> Future[R]:
         """`run` for callers without an event loop (tests, tools): the future resolves after the COMMIT."""
-        work, refused = unit_of_work(self._context.at(now), command)
+        work, refused = unit_of_work(self._setup.at(now), command)
         return self.store.submit(work, on_refused=refused, trace=trace)
 
     async def start(self) -> None:
         pass  # opened by `open`
 
     async def run(self, command: Command[R], *, trace: Trace, now: dt.datetime) -> R:
-        work, refused = unit_of_work(self._context.at(now), command)
+        work, refused = unit_of_work(self._setup.at(now), command)
         return await self.store.run(work, on_refused=refused, trace=trace)
 
     async def stop(self) -> None:

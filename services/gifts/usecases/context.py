@@ -19,6 +19,19 @@ SYSTEM_ACTOR = "services/gifts"
 
 
 @dataclass(frozen=True)
+class LedgerSetup:
+    """What every call's context shares: the published policy and the payment providers.
+    A runner holds one and stamps each command's context with the call's clock."""
+
+    config: GiftsConfig
+    payments: Mapping[str, PaymentProvider]
+    mint_id: Callable[[dt.datetime], str] = uuid7
+
+    def at(self, now: dt.datetime) -> Context:
+        return Context(self.config, self.payments, now, self.mint_id)
+
+
+@dataclass(frozen=True)
 class Context:
     """The published policy, the payment providers, and the moment the call was made.
 
@@ -34,9 +47,6 @@ class Context:
     def __post_init__(self) -> None:
         if self.now.utcoffset() is None:
             raise ValueError("the clock must return aware datetimes")
-
-    def at(self, now: dt.datetime) -> Context:
-        return Context(self.config, self.payments, now, self.mint_id)
 
     @property
     def today(self) -> dt.date:
