@@ -24,11 +24,11 @@ class GiftsAuditOutbox(SqliteAuditOutbox):
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", clock: Clock = utc_now) -> None:
         self._own_database = SqliteDatabase(path, synchronous=synchronous)
-        self._clock = clock
-        super().__init__(self._own_database)
+        self._delivery_clock = clock
+        super().__init__(self._own_database, clock=clock)
 
     def acknowledge(self, event_ids: Collection[str]) -> None:
-        delivered_at = self._clock().isoformat()
+        delivered_at = self._delivery_clock().isoformat()
         with self._own_database.transaction() as tx:
             for event_id in event_ids:
                 tx.execute("INSERT OR IGNORE INTO audit_delivered (event_id, record, delivered_at) "
