@@ -25,6 +25,7 @@ from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
 from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
+from services.gifts.model.access import NotOwner
 from services.gifts.runner import LedgerRunner, build_runner
 from services.gifts.servicer import (
     AccountStandingServicer,
@@ -156,10 +157,9 @@ class GiftsService:
         before the request is read, so for those the method is all there is to name."""
         if error in self.backend.audited_refusals:
             return
-        details = dict(error.metadata)
-        resource = details.pop("resource", "") or method
+        resource = error.resource_name if isinstance(error, NotOwner) else method
         await self.backend.run(RecordDenial(method.rsplit("/", 1)[-1], principal.subject if principal else SYSTEM_ACTOR,
-                                            resource, error.reason, details))
+                                            resource, error.reason, dict(error.metadata)))
 
 
 def build(runtime: ServiceRuntime) -> ServiceDefinition:

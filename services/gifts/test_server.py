@@ -449,11 +449,17 @@ async def test_refusals_and_denials_land_in_the_audit_outbox(gifts: Gifts) -> No
         await gifts.stubs().gifts.ResolveHeldGift(gifts_pb2.ResolveHeldGiftRequest(
             request_id=str(uuid.uuid4()), name=f"{live}/giftTransfers/x", reason="FRAUD",
             decision=gifts_pb2.HELD_GIFT_DECISION_VOID), metadata=gifts.auth("users/mallory"))
+    with pytest.raises(grpc.aio.AioRpcError):  # an ownership check in a handler
+        await gifts.stubs().wallet.GetWallet(wallet_pb2.GetWalletRequest(name="users/carol/wallet"),
+                                             metadata=gifts.auth("users/mallory"))
     traced = await asyncio.to_thread(gifts.service.outbox.pending, 100)
     events = [t.event for t in traced]
     outcomes = [(e.action, str(e.outcome), e.reason) for e in events]
     assert outcomes.count(("gifts.SendGift", "rejected", "SENDER_UNDER_18")) == 1  # once, though the kit reports it too
     assert outcomes.count(("gifts.ResolveHeldGift", "denied", "ROLE_REQUIRED")) == 1
+    # A refusal names the resource it was refused on, as the API names it.
+    assert [(e.resource, e.actor) for e in events if e.reason == "NOT_OWNER"] == [("users/carol/wallet", "users/mallory")]
+    assert [e.resource for e in events if e.reason == "SENDER_UNDER_18"] == [live]
     refused = [t for t in traced if t.event.action in ("gifts.SendGift", "gifts.ResolveHeldGift")]
     assert all(len(t.event.trace_id) == 32 and t.trace_context.get("traceparent") for t in refused)
 
