@@ -1,17 +1,28 @@
-"""Every tunable of the gifts service with its default, in one place.
+"""Every tunable of the gifts service, with its default, in one typed object: `GiftsConfig`.
 
 Rates, prices and limits are configuration published to creators, not constants in code.
+How the service runs comes from the environment (`GiftsConfig.from_environment`):
+
+    LIMELIGHT_GIFTS_LEDGER           `process` (default): the use cases run in a ledger process
+                                     of their own (`ledger_process.py` says why);
+                                     `in-process`: on this process's committer thread (one core)
+    LIMELIGHT_GIFTS_AUDIT_SHIPPING   `on` (default); `off` leaves audit events in the outbox,
+                                     durable, until shipping is on again (while compliance is
+                                     down for maintenance, say)
+    LIMELIGHT_GIFTS_SWEEP_SECONDS    how often the sweep runs (default 1)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.gifts.catalog import DEFAULT_COIN_PACKS, DEFAULT_GIFTS, Catalog
-from services.gifts.fraud import FraudPolicy
-from services.gifts.ledger import GiftRates
-from services.gifts.live import LivePolicy
+from services.gifts.model.catalog import DEFAULT_COIN_PACKS, DEFAULT_GIFTS, Catalog
+from services.gifts.model.fraud import FraudPolicy
+from services.gifts.model.ledger import GiftRates
+from services.gifts.model.live import LivePolicy
 
 
 @dataclass(frozen=True)
@@ -36,3 +47,19 @@ class GiftsConfig:
     held_gift_review_timeout: dt.timedelta = dt.timedelta(hours=72)
     # Receipts older than this are refused (a provider's receipt is redeemed promptly).
     receipt_max_age: dt.timedelta = dt.timedelta(days=30)
+    # How the service runs (see the module docstring).
+    ledger_in_process: bool = False
+    ship_audit: bool = True
+    sweep_interval: dt.timedelta = dt.timedelta(seconds=1)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> GiftsConfig:
+        ledger = environ.get("LIMELIGHT_GIFTS_LEDGER", "process")
+        if ledger not in ("process", "in-process"):
+            raise ValueError(f"LIMELIGHT_GIFTS_LEDGER must be 'process' or 'in-process', not {ledger!r}")
+        shipping = environ.get("LIMELIGHT_GIFTS_AUDIT_SHIPPING", "on")
+        if shipping not in ("on", "off"):
+            raise ValueError(f"LIMELIGHT_GIFTS_AUDIT_SHIPPING must be 'on' or 'off', not {shipping!r}")
+        sweep = float(environ.get("LIMELIGHT_GIFTS_SWEEP_SECONDS", "1"))
+        return cls(ledger_in_process=ledger == "in-process", ship_audit=shipping == "on",
+                   sweep_interval=dt.timedelta(seconds=sweep))

@@ -7,21 +7,25 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.auth.principal import AgeBracket, Principal, Role
-from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
-from services.gifts.eligibility import AccountFacts
-from services.gifts.gifting import Gifting, StartLive, TopUpCoins, UpdateAccountFacts, epoch_us
-from services.gifts.live import LiveSession
-from services.gifts.payments import LocalPaymentProvider, Purchase
-from services.gifts.store import GiftsStore
+from services.gifts.model.eligibility import AccountFacts
+from services.gifts.model.live import LiveSession
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
+from services.gifts.providers import payments_of
+from services.gifts.runner import InProcessRunner
+from services.gifts.store.outbox import GiftsAuditOutbox
+from services.gifts.store.reads import GiftsReader
+from services.gifts.usecases.commands import Command, StartLive, Sweep, SweepResult, TopUpCoins, UpdateAccountFacts
 
+R = TypeVar("R")
 START = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 _receipts = itertools.count()
 
@@ -55,47 +59,64 @@ PAYMENTS_SERVICE = Principal("services/payments", frozenset({Role.SERVICE}), STA
 
 
 class Harness:
-    """The gifts app over a real store, with helpers that read as the steps of a story."""
+    """The gifts ledger over a real store, run by the service's own in-process runner, with
+    helpers that read as the steps of a story."""
 
-    def __init__(self, app: GiftsApp, clock: MovableClock, provider: LocalPaymentProvider) -> None:
-        self.app = app
-        self.gifting = app.gifting
-        self.store = app.store
+    def __init__(self, runner: InProcessRunner, reader: GiftsReader, config: GiftsConfig, clock: MovableClock,
+                 provider: LocalPaymentProvider) -> None:
+        self.runner = runner
+        self.reader = reader
+        self.config = config
         self.clock = clock
         self.provider = provider
+        self.outbox = GiftsAuditOutbox(reader.database.path)
+
+    def submit(self, command: Command[R]) -> Future[R]:
+        """The command in the next durable batch, at the harness clock's now."""
+        return self.runner.submit(command, now=self.clock())
+
+    def run(self, command: Command[R]) -> R:
+        return self.submit(command).result()
+
+    def sweep(self) -> Future[SweepResult]:
+        return self.submit(Sweep(str(uuid.uuid4())))
+
+    def close(self) -> None:
+        self.runner.store.close()
+        self.reader.close()
+        self.outbox.close()
 
     def receipt(self, user: str, pack_id: str = "coins-1000", *, receipt_id: str | None = None) -> str:
-        pack = self.gifting.config.catalog.pack(pack_id)
+        pack = self.config.catalog.pack(pack_id)
         assert pack is not None
         return self.provider.issue_receipt(Purchase(receipt_id or f"r-{next(_receipts)}", user, pack.pack_id,
-                                                    pack.coins, pack.price_eur_cents, epoch_us(self.clock())))
+                                                    pack.coins, pack.price_eur_cents, self.clock()))
 
     def top_up(self, user: str, pack_id: str = "coins-1000") -> str:
         command = TopUpCoins(adult(user), str(uuid.uuid4()), pack_id, "local", self.receipt(user, pack_id))
-        result = self.app.execute(self.gifting.top_up, command).result()
-        return result.top_up_id
+        return self.run(command).top_up_id
 
     def set_facts(self, facts: AccountFacts) -> None:
         changes = {field.name: getattr(facts, field.name) for field in dataclasses.fields(facts)
                    if field.name != "user_id"}
-        self.app.execute(self.gifting.update_account_facts, UpdateAccountFacts(ADMIN, facts.user_id, changes)).result()
+        self.run(UpdateAccountFacts(ADMIN, facts.user_id, changes))
 
     def go_live(self, host: str, *, follower_count: int = 5_000, **facts: Any) -> LiveSession:
         self.set_facts(AccountFacts(host, follower_count=follower_count, **facts))
-        return self.app.execute(self.gifting.start_live, StartLive(adult(host), str(uuid.uuid4()), "tonight")).result()
+        return self.run(StartLive(adult(host), str(uuid.uuid4()), "tonight"))
 
 
 def build_harness(root: Path, config: GiftsConfig | None = None, *, synchronous: str = "NORMAL",
                   max_batch: int = 512) -> Harness:
-    clock = MovableClock()
+    config = config or GiftsConfig()
     provider = LocalPaymentProvider.with_signing_key(Ed25519PrivateKey.generate())
-    store = GiftsStore(root=root, synchronous=synchronous, max_batch=max_batch)
-    gifting = Gifting(config or GiftsConfig(), clock=clock, payments={provider.name: provider})
-    return Harness(GiftsApp(store=store, gifting=gifting, new_request_id=lambda: str(uuid.uuid4())), clock, provider)
+    runner = InProcessRunner.open(root, config, payments=payments_of(provider), synchronous=synchronous,
+                                  max_batch=max_batch)
+    return Harness(runner, GiftsReader(runner.store.path), config, MovableClock(), provider)
 
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     built = build_harness(tmp_path)
     yield built
-    built.app.close()
+    built.close()

@@ -7,45 +7,32 @@ a value the proto allows means nothing to the domain.
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
+import datetime as dt
+
 from limelight.gifts.v1 import gifts_pb2, live_pb2, payouts_pb2, standing_pb2, wallet_pb2
 
 from libs.errors import InvalidArgument
-from services.gifts.catalog import CatalogGift, CoinPack
-from services.gifts.eligibility import AccountCategory
-from services.gifts.gifting import GiftResult, GiftState, PayoutResult, PayoutState
-from services.gifts.ledger import Code, GiftRates, Phase, Purpose, split_gift
-from services.gifts.live import EndReason, LiveSession, LiveState
-from services.gifts.views import AccountStanding, FeedItem, LeaderboardEntry, Party, StatementLine, Wallet
-
-
-def timestamp(us: int) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromMicroseconds(us)
-    return stamp
-
-
-def name_parts(name: str, *, field: str, shape: tuple[str, ...]) -> list[str]:
-    """The ids in `name`, for a shape like ("creators", None, "lives", None) given as literals."""
-    parts = name.split("/")
-    if len(parts) != len(shape) or any(literal and part != literal for part, literal in zip(parts, shape, strict=True)):
-        raise InvalidArgument.for_field(field, f"must look like {'/'.join(p or '{id}' for p in shape)}")
-    return [part for part, literal in zip(parts, shape, strict=True) if not literal]
-
-
-LIVE_NAME = ("creators", "", "lives", "")
-GIFT_TRANSFER_NAME = ("creators", "", "lives", "", "giftTransfers", "")
-WALLET_NAME = ("users", "", "wallet")
-TRANSACTION_NAME = ("users", "", "wallet", "transactions", "")
-PAYOUT_NAME = ("users", "", "payouts", "")
-STANDING_NAME = ("users", "", "standing")
-USER_NAME = ("users", "")
-CREATOR_NAME = ("creators", "")
-
-
-def live_name(session: LiveSession) -> str:
-    return f"creators/{session.host}/lives/{session.live_id}"
-
+from libs.timestamps import from_timestamp, to_timestamp
+from services.gifts.config import GiftsConfig
+from services.gifts.model.catalog import CatalogGift, CoinPack
+from services.gifts.model.eligibility import AccountCategory, LiveEligibility
+from services.gifts.model.ledger import Code, GiftRates, Phase, Purpose, split_gift
+from services.gifts.model.live import EndReason, LiveSession, LiveState
+from services.gifts.model.names import (
+    catalog_gift_name,
+    coin_pack_name,
+    gift_transfer_name,
+    live_name,
+    payout_name,
+    standing_name,
+    transaction_name,
+    user_name,
+    wallet_name,
+)
+from services.gifts.model.periods import Period
+from services.gifts.model.records import GiftState, PayoutResult, PayoutState
+from services.gifts.model.views import AccountStanding, FeedItem, LeaderboardEntry, Party, StatementLine, Wallet
+from services.gifts.usecases.commands import GiftResult, TopUpResult
 
 # LIVE ------------------------------------------------------------------------------------------
 
@@ -57,19 +44,18 @@ _END_REASONS = {
 LIVE_STATES = {LiveState.LIVE: live_pb2.LIVE_SESSION_STATE_LIVE, LiveState.ENDED: live_pb2.LIVE_SESSION_STATE_ENDED}
 
 
-def live_session(session: LiveSession, now_us: int, *, gift_count: int = 0,
+def live_session(session: LiveSession, now: dt.datetime, *, gift_count: int = 0,
                  diamonds_earned: int = 0) -> live_pb2.LiveSession:
-    state = session.state_at(now_us)
+    state = session.state_at(now)
     message = live_pb2.LiveSession(
-        name=live_name(session), title=session.title, state=LIVE_STATES[state],
-        start_time=timestamp(session.started_at_us), max_end_time=timestamp(session.deadline_us),
+        name=live_name(session.host, session.live_id), title=session.title, state=LIVE_STATES[state],
+        start_time=to_timestamp(session.started_at), max_end_time=to_timestamp(session.deadline),
         gifts_enabled=not session.gifts_barred_reason, gifts_disabled_reason=session.gifts_barred_reason,
         gift_count=gift_count, diamonds_earned=diamonds_earned,
     )
     if state is LiveState.ENDED:
-        ended_by_time = session.ended_at_us is None
         message.end_reason = _END_REASONS[EndReason(session.end_reason or EndReason.MAX_DURATION_REACHED)]
-        message.end_time.CopyFrom(timestamp(session.deadline_us if ended_by_time else session.ended_at_us or 0))
+        message.end_time.CopyFrom(to_timestamp(session.deadline if session.ended_at is None else session.ended_at))
     return message
 
 
@@ -85,29 +71,29 @@ _GIFT_STATES = {
 
 
 def catalog_gift(gift: CatalogGift, rates: GiftRates) -> gifts_pb2.Gift:
-    return gifts_pb2.Gift(name=f"gifts/{gift.gift_id}", display_name=gift.display_name, coin_price=gift.coins,
+    return gifts_pb2.Gift(name=catalog_gift_name(gift.gift_id), display_name=gift.display_name, coin_price=gift.coins,
                           diamond_value=split_gift(gift.coins, rates).diamonds,
                           asset_uri=f"assets/gifts/{gift.gift_id}.webp", available=True)
 
 
 def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.GiftTransfer:
     return gifts_pb2.GiftTransfer(
-        name=f"creators/{result.creator}/lives/{result.live_id}/giftTransfers/{result.gift_id}",
-        sequence=result.sequence, gift=f"gifts/{result.catalog_gift}", count=result.count,
+        name=gift_transfer_name(result.creator, result.live_id, result.gift_id),
+        sequence=result.sequence, gift=catalog_gift_name(result.catalog_gift), count=result.count,
         coins_spent=result.coins, diamonds_credited=result.diamonds, platform_fee_coins=result.fee_coins,
         state=_GIFT_STATES[GiftState(result.state)], hold_reason=result.hold_reasons.split(",")[0],
-        request_id=request_id, create_time=timestamp(result.sent_at_us),
+        request_id=request_id, create_time=to_timestamp(result.sent_at),
     )
 
 
 def gift_transfer_from_feed(item: FeedItem) -> gifts_pb2.GiftTransfer:
     gift = item.gift
     return gifts_pb2.GiftTransfer(
-        name=f"creators/{gift.creator}/lives/{gift.live_id}/giftTransfers/{gift.gift_id}",
-        sequence=item.sequence, sender=f"users/{gift.sender}", gift=f"gifts/{gift.catalog_gift}", count=gift.count,
+        name=gift_transfer_name(gift.creator, gift.live_id, gift.gift_id),
+        sequence=item.sequence, sender=user_name(gift.sender), gift=catalog_gift_name(gift.catalog_gift), count=gift.count,
         coins_spent=gift.coins, diamonds_credited=gift.diamonds, platform_fee_coins=gift.fee_coins,
         state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=gift.request_id,
-        create_time=timestamp(gift.sent_at_us),
+        create_time=to_timestamp(gift.sent_at),
     )
 
 
@@ -117,6 +103,19 @@ def leaderboard_entry(entry: LeaderboardEntry, party: Party) -> gifts_pb2.Leader
 
 
 PARTIES = {gifts_pb2.LEADERBOARD_KIND_TOP_GIFTERS: Party.GIFTER, gifts_pb2.LEADERBOARD_KIND_TOP_CREATORS: Party.CREATOR}
+_PERIODS = {gifts_pb2.LEADERBOARD_PERIOD_DAY: Period.DAY, gifts_pb2.LEADERBOARD_PERIOD_WEEK: Period.WEEK}
+
+
+def period(value: gifts_pb2.LeaderboardPeriod) -> Period:
+    """The proto's period; anything else the proto allows is a calendar month, as before."""
+    return _PERIODS.get(value, Period.MONTH)
+
+
+def live_eligibility(eligibility: LiveEligibility) -> live_pb2.GetLiveEligibilityResponse:
+    return live_pb2.GetLiveEligibilityResponse(
+        can_go_live=eligibility.can_go_live, can_receive_gifts=eligibility.can_receive_gifts,
+        checks=[live_pb2.EligibilityCheck(requirement=r.reason, met=r.met, detail=r.detail)
+                for r in eligibility.requirements])
 
 
 # Wallets ---------------------------------------------------------------------------------------
@@ -124,13 +123,13 @@ PARTIES = {gifts_pb2.LEADERBOARD_KIND_TOP_GIFTERS: Party.GIFTER, gifts_pb2.LEADE
 
 def wallet(view: Wallet) -> wallet_pb2.Wallet:
     message = wallet_pb2.Wallet(
-        name=f"users/{view.user_id}/wallet", coin_balance=view.available(Purpose.COINS),
+        name=wallet_name(view.user_id), coin_balance=view.available(Purpose.COINS),
         diamonds_on_hold=view.available(Purpose.DIAMONDS_ON_HOLD),
         diamonds_available=view.available(Purpose.DIAMONDS),
         diamonds_pending_payout=view.reserved(Purpose.DIAMONDS),
     )
-    if view.updated_at_us:
-        message.update_time.CopyFrom(timestamp(view.updated_at_us))
+    if view.updated_at:
+        message.update_time.CopyFrom(to_timestamp(view.updated_at))
     return message
 
 
@@ -161,22 +160,30 @@ def transaction(user_id: str, line: StatementLine) -> wallet_pb2.Transaction:
             line.resolution, wallet_pb2.TRANSACTION_STATE_VOIDED)
     related = ""
     if line.live_id is not None and entry.gift_id is not None:
-        related = f"creators/{line.creator}/lives/{line.live_id}/giftTransfers/{entry.gift_id}"
+        related = gift_transfer_name(line.creator or "", line.live_id, entry.gift_id)
     elif line.payout_id is not None:
-        related = f"users/{user_id}/payouts/{line.payout_id}"
+        related = payout_name(user_id, line.payout_id)
     return wallet_pb2.Transaction(
-        name=f"users/{user_id}/wallet/transactions/{entry.transfer_id}",
+        name=transaction_name(user_id, entry.transfer_id),
         kind=_KIND_OF_CODE.get(entry.code, wallet_pb2.TRANSACTION_KIND_UNSPECIFIED), state=state,
         asset=wallet_pb2.ASSET_COINS if entry.currency.value == "COIN" else wallet_pb2.ASSET_DIAMONDS,
         # An entry between two of the user's own accounts (a hold release) adds to what they can use.
         amount=-entry.amount if debited and not credited else entry.amount,
         request_id=entry.request_id, counterparty=entry.credit_account if debited else entry.debit_account,
-        related_resource=related, create_time=timestamp(entry.created_at_us),
+        related_resource=related, create_time=to_timestamp(entry.created_at),
     )
 
 
+def top_up_transaction(user_id: str, result: TopUpResult, request_id: str) -> wallet_pb2.Transaction:
+    return wallet_pb2.Transaction(
+        name=transaction_name(user_id, result.coins_transfer_id), kind=wallet_pb2.TRANSACTION_KIND_TOP_UP,
+        state=wallet_pb2.TRANSACTION_STATE_POSTED, asset=wallet_pb2.ASSET_COINS, amount=result.coins,
+        request_id=request_id, counterparty="platform/accounts/coin-issuance",
+        create_time=to_timestamp(result.created_at))
+
+
 def coin_pack(pack: CoinPack) -> wallet_pb2.CoinPack:
-    return wallet_pb2.CoinPack(name=f"coinPacks/{pack.pack_id}", coins=pack.coins, price_minor=pack.price_eur_cents,
+    return wallet_pb2.CoinPack(name=coin_pack_name(pack.pack_id), coins=pack.coins, price_minor=pack.price_eur_cents,
                                currency_code="EUR")
 
 
@@ -190,15 +197,24 @@ PAYOUT_STATE_FILTERS = {value: state for state, value in _PAYOUT_STATES.items()}
 
 def payout(result: PayoutResult, request_id: str = "") -> payouts_pb2.Payout:
     message = payouts_pb2.Payout(
-        name=f"users/{result.user_id}/payouts/{result.payout_id}", state=_PAYOUT_STATES[PayoutState(result.state)],
+        name=payout_name(result.user_id, result.payout_id), state=_PAYOUT_STATES[PayoutState(result.state)],
         diamonds=result.diamonds, amount_minor=result.eur_cents, currency_code="EUR",
         payout_method=result.payout_method, provider_reference=result.provider_reference,
-        void_reason=result.void_reason, request_id=request_id, create_time=timestamp(result.requested_at_us),
-        expire_time=timestamp(result.expires_at_us),
+        void_reason=result.void_reason, request_id=request_id, create_time=to_timestamp(result.requested_at),
+        expire_time=to_timestamp(result.expires_at),
     )
-    if result.settled_at_us:
-        message.settle_time.CopyFrom(timestamp(result.settled_at_us))
+    if result.settled_at:
+        message.settle_time.CopyFrom(to_timestamp(result.settled_at))
     return message
+
+
+def payout_policy(config: GiftsConfig) -> payouts_pb2.GetPayoutPolicyResponse:
+    policy = payouts_pb2.GetPayoutPolicyResponse(
+        currency_code="EUR", diamond_value_micros=config.rates.diamond_value_micros,
+        creator_share_bps=config.rates.creator_share_basis_points,
+        minimum_payout_minor=config.payouts.minimum_eur_cents, daily_limit_minor=config.payouts.daily_limit_eur_cents)
+    policy.hold_period.FromTimedelta(config.payouts.diamond_hold)
+    return policy
 
 
 # Account standing ------------------------------------------------------------------------------
@@ -215,14 +231,14 @@ _CATEGORY_OF = {value: category for category, value in _CATEGORIES.items()}
 def standing(view: AccountStanding) -> standing_pb2.AccountStanding:
     facts = view.facts
     message = standing_pb2.AccountStanding(
-        name=f"users/{facts.user_id}/standing", in_good_standing=facts.good_standing,
+        name=standing_name(facts.user_id), in_good_standing=facts.good_standing,
         restriction_reason=facts.restriction_reason, category=_CATEGORIES[AccountCategory(facts.category)],
         identity_verified=facts.identity_verified, updated_by=view.updated_by, follower_count=facts.follower_count,
     )
-    if facts.joined_at_us is not None:
-        message.account_create_time.CopyFrom(timestamp(facts.joined_at_us))
-    if view.updated_at_us:
-        message.update_time.CopyFrom(timestamp(view.updated_at_us))
+    if facts.joined_at is not None:
+        message.account_create_time.CopyFrom(to_timestamp(facts.joined_at))
+    if view.updated_at:
+        message.update_time.CopyFrom(to_timestamp(view.updated_at))
     return message
 
 
@@ -239,8 +255,8 @@ def standing_changes(update: standing_pb2.AccountStanding, paths: list[str]) -> 
             raise InvalidArgument.for_field("standing.category", "must be set when updated")
         changes["category"] = _CATEGORY_OF[update.category]
     if "account_create_time" in fields:
-        changes["joined_at_us"] = (update.account_create_time.ToMicroseconds()
-                                   if update.HasField("account_create_time") else None)
+        changes["joined_at"] = (from_timestamp(update.account_create_time, field="standing.account_create_time")
+                                if update.HasField("account_create_time") else None)
     for proto_field, fact in (("follower_count", "follower_count"), ("in_good_standing", "good_standing"),
                               ("restriction_reason", "restriction_reason"),
                               ("identity_verified", "identity_verified")):

@@ -36,7 +36,7 @@ from limelight.gifts.v1 import (
 from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from services.gifts.payments import LocalPaymentProvider, Purchase
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
 from tools.supervisor import free_port
 
@@ -112,10 +112,10 @@ async def _prepare(process: GiftsProcess, channel: grpc.aio.Channel) -> str:
     provider = LocalPaymentProvider.with_signing_key(
         load_or_create_private_key(root / "keys" / "local-payments-ed25519.pem"))
     wallet = wallet_pb2_grpc.WalletServiceStub(channel)
-    now_us = int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
+    now = dt.datetime.now(dt.UTC)
     for index in range(SENDERS):
         user = f"fan{index}"
-        receipt = provider.issue_receipt(Purchase(str(uuid.uuid4()), user, "coins-1000", 1_000, 1_249, now_us))
+        receipt = provider.issue_receipt(Purchase(str(uuid.uuid4()), user, "coins-1000", 1_000, 1_249, now))
         await wallet.TopUpCoins(wallet_pb2.TopUpCoinsRequest(
             request_id=str(uuid.uuid4()), wallet=f"users/{user}/wallet", coin_pack="coinPacks/coins-1000",
             receipt=wallet_pb2.PaymentReceipt(provider="local", receipt=receipt)), metadata=_auth(root, f"users/{user}"))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.gifts.ledger import (
+from services.gifts.model.ledger import (
     PLATFORM_ACCOUNTS,
     Account,
     Code,

@@ -22,9 +22,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from libs.errors import DomainError
 from services.gifts.config import GiftsConfig, PayoutPolicy
 from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness
-from services.gifts.eligibility import AccountFacts
-from services.gifts.fraud import FraudPolicy
-from services.gifts.gifting import (
+from services.gifts.model.eligibility import AccountFacts
+from services.gifts.model.fraud import FraudPolicy
+from services.gifts.usecases.commands import (
     Command,
     GiftResult,
     RequestPayout,
@@ -34,7 +34,6 @@ from services.gifts.gifting import (
     SendGift,
     SettlePayout,
     TopUpCoins,
-    epoch_us,
 )
 
 VIEWERS = ("v0", "v1", "v2")
@@ -89,20 +88,20 @@ class LedgerMachine(RuleBasedStateMachine):
         self.lives: dict[str, str] = {}
         for host in HOSTS:
             self.lives[host] = self.h.go_live(host, identity_verified=True).live_id
-        old = epoch_us(self.h.clock() - dt.timedelta(days=365))
-        self.h.set_facts(AccountFacts("v0", joined_at_us=old))  # one veteran: large gifts go through
+        old = self.h.clock() - dt.timedelta(days=365)
+        self.h.set_facts(AccountFacts("v0", joined_at=old))  # one veteran: large gifts go through
         for user in VIEWERS + HOSTS:
             self.h.top_up(user, "coins-5000")
         # Requests seen to take effect, each claiming one request row: LIVE starts and top-ups so far.
         self.effects = len(HOSTS) + len(VIEWERS + HOSTS)
 
     def teardown(self) -> None:
-        self.h.app.close()
+        self.h.close()
         self._directory.cleanup()
 
-    def _run(self, use_case: str, command: Command) -> Any:
+    def _run(self, use_case: str, command: Command[Any]) -> Any:
         try:
-            result = self.h.app.execute(getattr(self.h.gifting, use_case), command).result()
+            result = self.h.run(command)
         except DomainError as error:
             event(f"{use_case}: {error.reason}")
             return None
@@ -112,9 +111,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _keep_lives_open(self) -> None:
         for host, live_id in self.lives.items():
-            session = self.h.store.live(live_id)
+            session = self.h.reader.live(live_id)
             assert session is not None
-            if session.state_at(epoch_us(self.h.clock())).value == "ENDED":
+            if session.state_at(self.h.clock()).value == "ENDED":
                 self.lives[host] = self.h.go_live(host, identity_verified=True).live_id
                 self.effects += 1
 
@@ -139,7 +138,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(earlier=applied)
     def retry_returns_the_first_result_and_changes_nothing(self, earlier: Applied) -> None:
         before = self._balances()
-        again = self.h.app.execute(self.h.gifting.send_gift, earlier.command).result()
+        again = self.h.submit(earlier.command).result()
         assert again == earlier.result
         assert self._balances() == before
 
@@ -148,7 +147,7 @@ class LedgerMachine(RuleBasedStateMachine):
         before = self._balances()
         changed = dataclasses.replace(earlier.command, count=earlier.command.count + 1)
         try:
-            self.h.app.execute(self.h.gifting.send_gift, changed).result()
+            self.h.submit(changed).result()
         except DomainError as error:
             assert error.reason == "REQUEST_ID_REUSED"
         else:
@@ -175,16 +174,16 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(hours=st.sampled_from([1, 24, 24 * 3, 24 * 15]))
     def time_passes(self, hours: int) -> None:
         self.h.clock.advance(dt.timedelta(hours=hours))
-        self.h.app.sweep().result()
+        self.h.sweep().result()
 
     def _balances(self) -> dict[str, tuple[int, int, int, int]]:
-        with self.h.store.reader.reading() as connection:
+        with self.h.reader.database.reading() as connection:
             return {row[0]: tuple(row[1:]) for row in connection.execute(
                 "SELECT name, debits_posted, credits_posted, debits_pending, credits_pending FROM account")}
 
     @invariant()
     def every_currency_sums_to_zero(self) -> None:
-        with self.h.store.reader.reading() as connection:
+        with self.h.reader.database.reading() as connection:
             for currency, posted, pending_debits, pending_credits in connection.execute(
                     "SELECT currency, SUM(credits_posted - debits_posted), SUM(debits_pending), SUM(credits_pending) "
                     "FROM account GROUP BY currency"):
@@ -199,14 +198,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def balance_rows_match_the_transfer_log(self) -> None:
-        with self.h.store.reader.reading() as connection:
+        with self.h.reader.database.reading() as connection:
             folded = reference_balances(connection)
         for name, balance in self._balances().items():
             assert tuple(folded.get(name, [0, 0, 0, 0])) == balance, name
 
     @invariant()
     def each_request_took_effect_once(self) -> None:
-        with self.h.store.reader.reading() as connection:
+        with self.h.reader.database.reading() as connection:
             claimed = connection.execute("SELECT COUNT(*) FROM request WHERE operation <> 'Sweep'").fetchone()[0]
             answered = connection.execute("SELECT COUNT(*) FROM request_result").fetchone()[0]
             sweeps = connection.execute("SELECT COUNT(*) FROM request WHERE operation = 'Sweep'").fetchone()[0]

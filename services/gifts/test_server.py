@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -33,10 +34,9 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import START, MovableClock
-from services.gifts.engine import InProcessLedger
-from services.gifts.fraud import FraudPolicy
-from services.gifts.gifting import epoch_us
-from services.gifts.payments import LocalPaymentProvider, Purchase
+from services.gifts.model.fraud import FraudPolicy
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
+from services.gifts.runner import InProcessRunner
 from services.gifts.server import GiftsService
 
 UNLIMITED = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**6, new_account_large_coins=10**9))
@@ -45,11 +45,11 @@ PACK = "coins-1000"
 
 @dataclass
 class Stubs:
-    live: live_pb2_grpc.LiveServiceStub
-    wallet: wallet_pb2_grpc.WalletServiceStub
-    gifts: gifts_pb2_grpc.GiftServiceStub
-    payouts: payouts_pb2_grpc.PayoutServiceStub
-    standing: standing_pb2_grpc.AccountStandingServiceStub
+    live: live_pb2_grpc.LiveServiceAsyncStub
+    wallet: wallet_pb2_grpc.WalletServiceAsyncStub
+    gifts: gifts_pb2_grpc.GiftServiceAsyncStub
+    payouts: payouts_pb2_grpc.PayoutServiceAsyncStub
+    standing: standing_pb2_grpc.AccountStandingServiceAsyncStub
 
 
 class Gifts:
@@ -83,7 +83,7 @@ class Gifts:
         pack = self.service.config.catalog.pack(pack_id)
         assert pack is not None
         return self._provider.issue_receipt(Purchase(str(uuid.uuid4()), user, pack_id, pack.coins,
-                                                     pack.price_eur_cents, epoch_us(self.clock())))
+                                                     pack.price_eur_cents, self.clock()))
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -139,8 +139,8 @@ async def start_gifts(root: Path, config: GiftsConfig, *,
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
-        services.append(GiftsService(runtime, config=config, clock=clock, ship_audit=False,
-                                     ledger_process=ledger_process))
+        services.append(GiftsService(runtime, config=dataclasses.replace(
+            config, ship_audit=False, ledger_in_process=not ledger_process), clock=clock))
         return services[0].definition()
 
     running = await start_service("gifts", build, port=0, data_root=root)
@@ -169,11 +169,11 @@ async def test_64_clients_gifting_from_one_wallet_at_once_never_overdraw_it(gift
     auth = gifts.auth("users/alice")
     clients = [gifts.stubs().gifts for _ in range(64)]
 
-    async def send(client: gifts_pb2_grpc.GiftServiceStub) -> str:
+    async def send(client: gifts_pb2_grpc.GiftServiceAsyncStub) -> str:
         try:
             await client.SendGift(gifts.gift_request(live), metadata=auth, timeout=30)
         except grpc.aio.AioRpcError as error:
-            return details(error)[0].reason
+            return str(details(error)[0].reason)
         return "SENT"
 
     outcomes = await asyncio.gather(*(send(client) for client in clients for _ in range(2)))
@@ -191,11 +191,11 @@ async def test_a_retry_after_a_client_side_timeout_applies_once(gifts: Gifts) ->
     stub, auth = gifts.stubs().gifts, gifts.auth("users/alice")
     request = gifts.gift_request(live)
     # Hold the committer so the first attempt reaches the server but cannot finish in time.
-    if not isinstance(gifts.service.ledger, InProcessLedger):
+    if not isinstance(gifts.service.runner, InProcessRunner):
         pytest.skip("holds the committer of an in-process ledger")
     gate = asyncio.Event()
     loop = asyncio.get_running_loop()
-    held = gifts.service.ledger.app.store.submit(
+    held = gifts.service.runner.store.submit(
         lambda uow: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5))
     with pytest.raises(grpc.aio.AioRpcError) as timed_out:
         await stub.SendGift(request, metadata=auth, timeout=0.3)
@@ -449,9 +449,17 @@ async def test_refusals_and_denials_land_in_the_audit_outbox(gifts: Gifts) -> No
         await gifts.stubs().gifts.ResolveHeldGift(gifts_pb2.ResolveHeldGiftRequest(
             request_id=str(uuid.uuid4()), name=f"{live}/giftTransfers/x", reason="FRAUD",
             decision=gifts_pb2.HELD_GIFT_DECISION_VOID), metadata=gifts.auth("users/mallory"))
-    events = [e.event for e in gifts.service.reader.audit_events_after(0, 100)]
+    with pytest.raises(grpc.aio.AioRpcError):  # an ownership check in a handler
+        await gifts.stubs().wallet.GetWallet(wallet_pb2.GetWalletRequest(name="users/carol/wallet"),
+                                             metadata=gifts.auth("users/mallory"))
+    traced = await asyncio.to_thread(gifts.service.outbox.pending, 100)
+    events = [t.event for t in traced]
     outcomes = [(e.action, str(e.outcome), e.reason) for e in events]
-    assert outcomes.count(("SendGift", "REFUSED", "SENDER_UNDER_18")) == 1  # once, though the kit reports it too
-    assert outcomes.count(("ResolveHeldGift", "DENIED", "ROLE_REQUIRED")) == 1
-    assert all(len(e.trace_id) == 32 for e in events if e.action in ("SendGift", "ResolveHeldGift"))
+    assert outcomes.count(("gifts.SendGift", "rejected", "SENDER_UNDER_18")) == 1  # once, though the kit reports it too
+    assert outcomes.count(("gifts.ResolveHeldGift", "denied", "ROLE_REQUIRED")) == 1
+    # A refusal names the resource it was refused on, as the API names it.
+    assert [(e.resource, e.actor) for e in events if e.reason == "NOT_OWNER"] == [("users/carol/wallet", "users/mallory")]
+    assert [e.resource for e in events if e.reason == "SENDER_UNDER_18"] == [live]
+    refused = [t for t in traced if t.event.action in ("gifts.SendGift", "gifts.ResolveHeldGift")]
+    assert all(len(t.event.trace_id) == 32 and t.trace_context.get("traceparent") for t in refused)
 

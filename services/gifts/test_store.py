@@ -15,9 +15,9 @@ import pytest
 from libs.errors import DomainError
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import Harness, adult, build_harness
-from services.gifts.fraud import FraudPolicy
-from services.gifts.gifting import GiftResult, SendGift
-from services.gifts.ledger import Purpose
+from services.gifts.model.fraud import FraudPolicy
+from services.gifts.model.ledger import Purpose
+from services.gifts.usecases.commands import GiftResult, SendGift
 
 UNLIMITED = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**6, new_account_large_coins=10**9))
 
@@ -27,7 +27,7 @@ def raw(harness: Harness) -> Iterator[sqlite3.Connection]:
     """A second, hand-driven connection: what any buggy code path could do to the file."""
     harness.go_live("carol")
     harness.top_up("alice", "coins-100")
-    connection = sqlite3.connect(harness.store.reader.path, isolation_level=None)
+    connection = sqlite3.connect(harness.reader.database.path, isolation_level=None)
     connection.execute("PRAGMA foreign_keys = ON")
     connection.execute("INSERT INTO request VALUES ('hand', 'Hand', 'users/ops', '{}', 0)")
     yield connection
@@ -111,7 +111,7 @@ def test_a_pending_transfer_cannot_post_after_its_timeout_nor_expire_before_it(r
 def _send(h: Harness, live_id: str, request_id: str | None = None, gift: str = "doughnut") -> GiftResult | str:
     command = SendGift(adult("alice"), request_id or str(uuid.uuid4()), live_id, gift, 1)
     try:
-        return h.app.execute(h.gifting.send_gift, command).result(timeout=60)
+        return h.submit(command).result(timeout=60)
     except DomainError as error:
         return error.reason
 
@@ -131,10 +131,10 @@ def test_64_threads_gifting_from_one_wallet_never_overdraw_it(tmp_path: Path) ->
     sent = [outcome for outcome in outcomes if isinstance(outcome, GiftResult)]
     assert len(sent) == 33
     assert Counter(outcome for outcome in outcomes if isinstance(outcome, str)) == {"INSUFFICIENT_COINS": 128 - 33}
-    assert h.store.wallet("alice").available(Purpose.COINS) == 10
-    assert h.store.wallet("carol").available(Purpose.DIAMONDS_ON_HOLD) == 33 * 30
+    assert h.reader.wallet("alice").available(Purpose.COINS) == 10
+    assert h.reader.wallet("carol").available(Purpose.DIAMONDS_ON_HOLD) == 33 * 30
     assert sorted(result.coins_available for result in sent) == list(range(10, 1000, 30))
-    h.app.close()
+    h.close()
 
 
 def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: Path) -> None:
@@ -151,5 +151,10 @@ def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: P
     with ThreadPoolExecutor(64) as pool:
         outcomes = list(pool.map(send_same, range(64)))
     assert len(set(outcomes)) == 1 and isinstance(outcomes[0], GiftResult)
-    assert h.store.wallet("alice").available(Purpose.COINS) == 970
-    h.app.close()
+    assert h.reader.wallet("alice").available(Purpose.COINS) == 970
+    h.close()
+
+
+def test_the_reader_cannot_write(harness: Harness) -> None:
+    with harness.reader.database.reading() as connection, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        connection.execute("INSERT INTO request VALUES ('r', 'Op', 'users/ops', '{}', 0)")

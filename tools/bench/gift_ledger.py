@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.auth.principal import Principal, Role
 from libs.clock import utc_now
-from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
-from services.gifts.engine import InProcessLedger
-from services.gifts.fraud import FraudPolicy
-from services.gifts.gifting import Gifting, SendGift, StartLive, TopUpCoins, UpdateAccountFacts, epoch_us
-from services.gifts.payments import LocalPaymentProvider, Purchase
-from services.gifts.store import GiftsStore
+from services.gifts.model.audit import NO_TRACE
+from services.gifts.model.fraud import FraudPolicy
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
+from services.gifts.providers import payments_of
+from services.gifts.runner import InProcessRunner
+from services.gifts.usecases.commands import SendGift, StartLive, TopUpCoins, UpdateAccountFacts
 
 SENDERS = 512
 GIFT = "doughnut"  # 30 coins: a fee, a share and a diamond leg
@@ -41,36 +41,32 @@ def _principal(user: str, *roles: Role) -> Principal:
                      dt.datetime.now(dt.UTC) + dt.timedelta(days=1), birth_date=dt.date(1990, 1, 1))
 
 
-def _build(root: Path, max_batch: int) -> tuple[GiftsApp, str]:
+def _build(root: Path, max_batch: int) -> tuple[InProcessRunner, str]:
     # Velocity and new-account rules would hold or refuse a benchmark's traffic; they
     # still run (and query) on every gift, they just never trigger.
     config = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**9, new_account_large_coins=10**12))
     signing_key = Ed25519PrivateKey.generate()
     provider = LocalPaymentProvider.with_signing_key(signing_key)
-    app = GiftsApp(store=GiftsStore(root=root, synchronous="FULL", max_batch=max_batch),
-                   gifting=Gifting(config, clock=utc_now, payments={provider.name: provider}),
-                   new_request_id=lambda: str(uuid.uuid4()))
-    gifting = app.gifting
+    runner = InProcessRunner.open(root, config, payments=payments_of(provider), synchronous="FULL",
+                                  max_batch=max_batch)
     admin = _principal("ops", Role.ADMIN)
-    app.execute(gifting.update_account_facts,
-                UpdateAccountFacts(admin, "host", {"follower_count": 10_000})).result()
-    live = app.execute(gifting.start_live, StartLive(_principal("host"), str(uuid.uuid4()), "bench")).result()
+    runner.submit(UpdateAccountFacts(admin, "host", {"follower_count": 10_000}), now=utc_now()).result()
+    live = runner.submit(StartLive(_principal("host"), str(uuid.uuid4()), "bench"), now=utc_now()).result()
     pack = config.catalog.pack("coins-20000")
     assert pack is not None
     futures = []
     for index in range(SENDERS):
         user = f"viewer-{index}"
         receipt = provider.issue_receipt(Purchase(str(uuid.uuid4()), user, pack.pack_id, pack.coins,
-                                                  pack.price_eur_cents, epoch_us(utc_now())))
+                                                  pack.price_eur_cents, utc_now()))
         command = TopUpCoins(_principal(user), str(uuid.uuid4()), pack.pack_id, provider.name, receipt)
-        futures.append(app.execute(gifting.top_up, command))
+        futures.append(runner.submit(command, now=utc_now()))
     for future in futures:
         future.result()
-    return app, live.live_id
+    return runner, live.live_id
 
 
-async def _drive(app: GiftsApp, live_id: str, seconds: float, in_flight: int) -> tuple[int, list[float]]:
-    ledger = InProcessLedger(app)
+async def _drive(runner: InProcessRunner, live_id: str, seconds: float, in_flight: int) -> tuple[int, list[float]]:
     senders = [_principal(f"viewer-{index}") for index in range(SENDERS)]
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []
@@ -80,7 +76,7 @@ async def _drive(app: GiftsApp, live_id: str, seconds: float, in_flight: int) ->
         while time.perf_counter() < deadline:
             command = SendGift(senders[turn % SENDERS], str(uuid.uuid4()), live_id, GIFT, 1)
             started = time.perf_counter()
-            await ledger.run(Gifting.send_gift, command, trace_id="", now_us=0)
+            await runner.run(command, trace=NO_TRACE, now=utc_now())
             latencies.append(time.perf_counter() - started)
             turn += in_flight
 
@@ -101,13 +97,13 @@ class Figures:
 
 def measure(max_batch: int, seconds: float, in_flight: int) -> Figures:
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-gifts-") as directory:
-        app, live_id = _build(Path(directory), max_batch)
+        runner, live_id = _build(Path(directory), max_batch)
         try:
             started = time.perf_counter()
-            count, latencies = asyncio.run(_drive(app, live_id, seconds, in_flight))
+            count, latencies = asyncio.run(_drive(runner, live_id, seconds, in_flight))
             elapsed = time.perf_counter() - started
         finally:
-            app.close()
+            runner.store.close()
     quantiles = statistics.quantiles(latencies, n=100)
     return Figures(count / elapsed, quantiles[49] * 1000, quantiles[98] * 1000)
 

@@ -57,7 +57,7 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.telemetry import configure_telemetry
-from services.gifts.payments import LocalPaymentProvider, Purchase
+from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from tools.bench.grpc_load import LoadResult, drive, print_result, process_cpu_seconds, ratio_table, run_load_process
 from tools.supervisor import free_port
 
@@ -169,12 +169,12 @@ async def prepare_gifts(target: str, root: Path) -> str:
         shop = LocalPaymentProvider.with_signing_key(
             load_or_create_private_key(root / "keys" / "local-payments-ed25519.pem"))
         wallet = wallet_pb2_grpc.WalletServiceStub(channel)
-        now_us = int(time.time() * 1_000_000)
+        now = dt.datetime.now(dt.UTC)
         gate = asyncio.Semaphore(64)
 
         async def top_up(index: int) -> None:
             receipt = shop.issue_receipt(Purchase(str(uuid.uuid4()), f"v{index}", "coins-20000", 20_000, 20_999,
-                                                  now_us))
+                                                  now))
             async with gate:
                 await wallet.TopUpCoins(wallet_pb2.TopUpCoinsRequest(
                     request_id=str(uuid.uuid4()), wallet=f"users/v{index}/wallet", coin_pack="coinPacks/coins-20000",

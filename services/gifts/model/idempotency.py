@@ -9,6 +9,7 @@ if it does not.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -33,7 +34,7 @@ class RequestRecord:
 
 class RequestLog(Protocol):
     def claim_request(self, request_id: str, operation: str, caller: str, parameters: Parameters,
-                      now_us: int) -> RequestRecord | None:
+                      now: dt.datetime) -> RequestRecord | None:
         """Record the request and return None, or return the earlier record under this id."""
         ...
 
@@ -58,12 +59,12 @@ class RequestIdReused(AlreadyExists):
 
 
 def run_once(requests: RequestLog, *, request_id: str, operation: str, caller: str, parameters: Parameters,
-             now_us: int, result_type: type[R], apply: Callable[[], R]) -> R:
+             now: dt.datetime, result_type: type[R], apply: Callable[[], R]) -> R:
     """Apply the request unless its id was claimed before; replay the first result if so.
 
     `result_type` is a dataclass of plain values, stored as its field dict.
     """
-    earlier = requests.claim_request(request_id, operation, caller, parameters, now_us)
+    earlier = requests.claim_request(request_id, operation, caller, parameters, now)
     if earlier is not None:
         if (earlier.operation, earlier.caller, earlier.parameters) != (operation, caller, parameters):
             raise RequestIdReused(request_id, first=earlier, operation=operation, caller=caller,

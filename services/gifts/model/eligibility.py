@@ -17,6 +17,7 @@ from typing import Protocol
 
 from libs.auth.principal import Principal
 from libs.errors import FailedPrecondition, PermissionDenied
+from services.gifts.model.names import user_name
 
 
 class AccountCategory(enum.StrEnum):
@@ -36,7 +37,7 @@ class AccountFacts:
     identity_verified: bool = False
     # When the user joined the platform; None means unknown, and the gifts service then
     # counts from the day it first saw the user (the opening of their coin account).
-    joined_at_us: int | None = None
+    joined_at: dt.datetime | None = None
 
 
 class EligibilityFacts(Protocol):
@@ -67,7 +68,7 @@ def require_adult(principal: Principal, today: dt.date, *, reason: str) -> None:
 
 def require_good_standing(facts: AccountFacts) -> None:
     if not facts.good_standing:
-        raise FailedPrecondition(f"users/{facts.user_id} is not in good standing",
+        raise FailedPrecondition(f"{user_name(facts.user_id)} is not in good standing",
                                  reason="ACCOUNT_NOT_IN_GOOD_STANDING",
                                  metadata={"restriction_reason": facts.restriction_reason})
 
@@ -91,6 +92,24 @@ def live_requirements(facts: AccountFacts, *, min_followers: int, is_adult: bool
         Requirement("ACCOUNT_NOT_IN_GOOD_STANDING", facts.good_standing,
                     {"restriction_reason": facts.restriction_reason or "NONE"}),
     ]
+
+
+@dataclass(frozen=True)
+class LiveEligibility:
+    """Whether a creator may go LIVE and receive gifts, with every requirement and how it stands."""
+
+    can_go_live: bool
+    can_receive_gifts: bool
+    requirements: list[Requirement]
+
+
+def live_eligibility(facts: AccountFacts, *, min_followers: int, is_adult: bool | None) -> LiveEligibility:
+    """GetLiveEligibility's answer: the LIVE requirements, then whether gifts are barred."""
+    requirements = live_requirements(facts, min_followers=min_followers, is_adult=is_adult)
+    barred = gifts_barred_reason(facts)
+    can_go_live = all(requirement.met for requirement in requirements)
+    gifts = Requirement("GIFTS_DISABLED", not barred, {"why": barred or "NONE"})
+    return LiveEligibility(can_go_live, can_go_live and not barred, [*requirements, gifts])
 
 
 def require_live_eligible(principal: Principal, facts: AccountFacts, *, min_followers: int, today: dt.date) -> None:

@@ -1,4 +1,4 @@
-"""Where the gifts use cases run: in this process, or in a ledger process of their own.
+"""The ledger process: the gifts use cases in a process of their own (the service's default runner).
 
 A unit of work is mostly Python, and one Python process runs one thread of Python at a time.
 Beside a busy gRPC event loop, a committer thread waits for the interpreter lock after every
@@ -6,12 +6,12 @@ SQLite call; under 64 calls in flight we measured 1.0 ms of wall time per SendGi
 0.43 ms of CPU, and COMMITs of ~8 ms that were mostly waiting to get the lock back. So the
 service runs its ledger in a child process with an interpreter of its own (`LedgerProcess`):
 the parent keeps the network, the reads and the clock; the child owns the database writer
-and runs the same use cases through the same group commit (`GiftsStore`), on its one thread. Tests and tools
-that drive the store directly use `InProcessLedger`, which runs the same operations here.
+and submits the same units (`usecases.unit_of_work`) to the same group commit (`GiftsStore`),
+on its one thread. `runner.InProcessRunner` submits them to this process's committer instead.
 
 Two pipes carry pickled messages:
 
-    parent -> child   list[Order]                      the orders of one event-loop turn
+    parent -> child   list[Order]                      the commands of one event-loop turn
     child  -> parent  (outcomes, touched LIVEs)        one message per successful commit
 
 Orders stream in while earlier ones commit, so the child's group commit batches whatever has
@@ -43,23 +43,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from libs import errors
-from libs.auth.keys import load_or_create_private_key
 from libs.errors import DomainError, FieldViolation, Unavailable
-from services.gifts.audit import AuditEvent
-from services.gifts.bootstrap import GiftsApp
 from services.gifts.config import GiftsConfig
-from services.gifts.gifting import Gifting, GiftsUnitOfWork, SweepResult
-from services.gifts.payments import LocalPaymentProvider, PaymentProvider
-from services.gifts.store import GiftsStore
+from services.gifts.model.audit import Trace
+from services.gifts.providers import deployment_events, deployment_payments
+from services.gifts.store.writer import GiftsStore
+from services.gifts.usecases import unit_of_work
+from services.gifts.usecases.commands import Command
+from services.gifts.usecases.context import LedgerSetup
 
 log = logging.getLogger(__name__)
 
-C = TypeVar("C")
 R = TypeVar("R")
-Operation = Callable[[Gifting, GiftsUnitOfWork, C], R]
 
 PR_SET_PDEATHSIG = 1
 EXIT_STORE_STOPPED = 70
@@ -67,61 +65,12 @@ GATHER_AT_LEAST = 16
 GATHER_WAIT_SECONDS = 0.001
 
 
-def sweep(gifting: Gifting, uow: GiftsUnitOfWork, request_id: str) -> SweepResult:
-    return gifting.sweep(uow, request_id)
-
-
-def record_audit(gifting: Gifting, uow: GiftsUnitOfWork, event: AuditEvent) -> None:
-    uow.record_audit(event)
-
-
-# Every operation the ledger runs, by name; the use cases' refusals are audited.
-USE_CASES: dict[str, Operation[Any, Any]] = {
-    name: getattr(Gifting, name) for name in (
-        "start_live", "end_live", "update_account_facts", "top_up", "send_gift", "review_held_gift",
-        "request_payout", "settle_payout", "reverse_top_up")
-}
-OPERATIONS: dict[str, Operation[Any, Any]] = {**USE_CASES, "sweep": sweep, "record_audit": record_audit}
-
-
-def local_payment_provider(root: Path) -> LocalPaymentProvider:
-    """The embedded provider; its key lives with the data (the shop front signs with it)."""
-    key = load_or_create_private_key(root / "keys" / "local-payments-ed25519.pem")
-    return LocalPaymentProvider(key.public_key())
-
-
-class Ledger(Protocol):
-    """What the server needs: run one operation durably, with its caller's trace and clock."""
-
-    async def run(self, operation: Operation[C, R], command: C, *, trace_id: str, now_us: int) -> R: ...
-
-
-class InProcessLedger:
-    """The operations run by this process's own group committer."""
-
-    def __init__(self, app: GiftsApp) -> None:
-        self.app = app
-
-    async def run(self, operation: Operation[C, R], command: C, *, trace_id: str, now_us: int) -> R:
-        refused = _refusal_recorder(self.app.gifting, operation, command)
-        return await self.app.store.run(lambda uow: operation(self.app.gifting, uow, command), on_refused=refused,
-                                        trace_id=trace_id)
-
-
-def _refusal_recorder(gifting: Gifting, operation: Operation[C, R], command: C
-                      ) -> Callable[[GiftsUnitOfWork, DomainError], None] | None:
-    if operation.__name__ not in USE_CASES:
-        return None
-    return lambda uow, error: gifting.record_refusal(uow, command, error)  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class Order:
     ticket: int
-    operation: str
-    command: Any
-    trace_id: str
-    now_us: int
+    command: Command[Any]
+    trace: Trace
+    now: dt.datetime  # the parent's clock when the call arrived
 
 
 # (ticket, ok, value or encoded error) for each unit of one commit, and the LIVEs it touched
@@ -137,10 +86,12 @@ class LedgerProcess:
     """
 
     def __init__(self, root: Path, config: GiftsConfig, *,
-                 on_lives_touched: Callable[[frozenset[str]], None] = lambda lives: None) -> None:
+                 on_lives_touched: Callable[[frozenset[str]], None] = lambda lives: None,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
         self._root = root
         self._config = config
         self._on_lives_touched = on_lives_touched
+        self._on_commit = on_commit
         self._tickets = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._outgoing: list[Order] = []
@@ -157,7 +108,7 @@ class LedgerProcess:
         answers_in, answers_out = context.Pipe(duplex=False)
         self._process = context.Process(target=serve_ledger, args=(orders_out, answers_out, str(self._root),
                                                                    self._config), name="gifts-ledger", daemon=True)
-        self._process.start()
+        await asyncio.to_thread(self._process.start)  # spawning writes the arguments to a pipe
         orders_out.close()
         answers_out.close()
         ready = await asyncio.to_thread(answers_in.recv)
@@ -171,7 +122,7 @@ class LedgerProcess:
         for thread in self._threads:
             thread.start()
 
-    async def run(self, operation: Operation[C, R], command: C, *, trace_id: str, now_us: int) -> R:
+    async def run(self, command: Command[R], *, trace: Trace, now: dt.datetime) -> R:
         if self._failure is not None:
             raise self._unavailable()
         assert self._loop is not None, "the ledger process has not started"
@@ -180,7 +131,7 @@ class LedgerProcess:
         self._waiting[ticket] = future
         if not self._outgoing:
             self._loop.call_soon(self._flush)
-        self._outgoing.append(Order(ticket, operation.__name__, command, trace_id, now_us))
+        self._outgoing.append(Order(ticket, command, trace, now))
         try:
             return await future
         finally:
@@ -222,6 +173,7 @@ class LedgerProcess:
 
     def _deliver(self, answer: Answer) -> None:
         outcomes, lives = answer
+        self._on_commit()  # one answer per commit
         if lives:
             self._on_lives_touched(lives)
         for ticket, ok, value in outcomes:
@@ -251,16 +203,6 @@ class LedgerProcess:
 # The child ---------------------------------------------------------------------------------------
 
 
-class StampedClock:
-    """The child's clock: the parent's time, as stamped on the order being applied."""
-
-    def __init__(self) -> None:
-        self.now_us = 0
-
-    def __call__(self) -> dt.datetime:
-        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=self.now_us)
-
-
 class _Answers:
     """The child's outbox: outcomes of the units applied since the last commit, sent when that
     commit has succeeded (never before)."""
@@ -270,24 +212,24 @@ class _Answers:
         self._outcomes: list[tuple[int, bool, Any]] = []
         self._lives: set[str] = set()
 
-    def unit(self, gifting: Gifting, clock: StampedClock, order: Order) -> Callable[[GiftsUnitOfWork], Any]:
-        operation = OPERATIONS[order.operation]
+    def submit(self, store: GiftsStore, setup: LedgerSetup, order: Order) -> Future[Any]:
+        """Submit the order's unit; its outcome joins the answers of the commit it lands in."""
+        work, refused = unit_of_work(setup.at(order.now), order.command)
 
-        def unit(uow: GiftsUnitOfWork) -> Any:
-            clock.now_us = order.now_us  # units run one at a time
+        def unit(uow: Any) -> Any:
             try:
-                value = operation(gifting, uow, order.command)
+                value = work(uow)
             except DomainError as error:
                 self._outcomes.append((order.ticket, False, encode_error(error)))
                 raise
             except Exception as error:  # a bug: the caller gets INTERNAL, the log the details
-                log.exception("ledger operation %s failed", order.operation)
+                log.exception("ledger command %s failed", type(order.command).__name__)
                 self._outcomes.append((order.ticket, False, ("Internal", repr(error), "", {}, [], "")))
                 raise
             self._outcomes.append((order.ticket, True, value))
             return value
 
-        return unit
+        return store.submit(unit, on_refused=refused, trace=order.trace)
 
     def touched(self, lives: frozenset[str]) -> None:
         self._lives.update(lives)
@@ -302,15 +244,13 @@ class _Answers:
 def serve_ledger(orders: Connection, answers: Connection, root: str, config: GiftsConfig) -> None:
     """The ledger process: apply orders through group commit, answer each commit's outcomes."""
     _die_with_parent()
-    clock = StampedClock()
-    provider: PaymentProvider = local_payment_provider(Path(root))
     try:
         # Committing is all this process does, so it commits on its main thread.
-        store = GiftsStore(root=Path(root), threaded=False)
+        store = GiftsStore(events=deployment_events(Path(root)), root=Path(root), threaded=False)
     except Exception as error:
         answers.send(f"cannot open the gifts database: {error!r}")
         raise
-    gifting = Gifting(config, clock=clock, payments={provider.name: provider})
+    setup = LedgerSetup(config, deployment_payments(Path(root)))
     outbox = _Answers(answers)
     store.add_live_listener(outbox.touched)  # both run after each commit, before any answer
     store.add_commit_listener(outbox.send_after_commit)
@@ -327,10 +267,7 @@ def serve_ledger(orders: Connection, answers: Connection, root: str, config: Gif
             except EOFError:  # the parent is gone, or asked us to finish
                 return
             for order in batch:
-                future = store.submit(outbox.unit(gifting, clock, order), trace_id=order.trace_id,
-                                      on_refused=_refusal_recorder(gifting, OPERATIONS[order.operation],
-                                                                   order.command))
-                future.add_done_callback(_exit_if_the_store_stopped)
+                outbox.submit(store, setup, order).add_done_callback(_exit_if_the_store_stopped)
             store.commit_queued()
     finally:
         store.close()

@@ -22,8 +22,6 @@ from typing import Protocol
 
 from libs.errors import FailedPrecondition, ResourceExhausted
 
-US_PER_SECOND = 1_000_000
-
 
 @dataclass(frozen=True)
 class FraudPolicy:
@@ -56,34 +54,30 @@ class Assessment:
 class GiftHistory(Protocol):
     """What the rules need to know about gifts already recorded."""
 
-    def gifts_sent_since(self, sender: str, since_us: int) -> tuple[int, int]:
-        """(number of gifts, coins) sent by `sender` after `since_us`, held ones included."""
+    def gifts_sent_since(self, sender: str, since: dt.datetime) -> tuple[int, int]:
+        """(number of gifts, coins) sent by `sender` after `since`, held ones included."""
         ...
 
-    def gifting_path_exists(self, from_user: str, to_user: str, max_hops: int, since_us: int) -> bool:
-        """Whether gifts sent after `since_us` lead from `from_user` to `to_user` in at most `max_hops`."""
+    def gifting_path_exists(self, from_user: str, to_user: str, max_hops: int, since: dt.datetime) -> bool:
+        """Whether gifts sent after `since` lead from `from_user` to `to_user` in at most `max_hops`."""
         ...
-
-
-def _us(delta: dt.timedelta) -> int:
-    return delta // dt.timedelta(microseconds=1)
 
 
 def assess_gift(history: GiftHistory, policy: FraudPolicy, *, sender: str, recipient: str, coins: int,
-                now_us: int, sender_joined_at_us: int) -> Assessment:
+                now: dt.datetime, sender_joined_at: dt.datetime) -> Assessment:
     """Judge one gift before it moves money. Rejections win over holds; every hold reason is kept."""
     if sender == recipient:
         return Assessment(Verdict.REJECT, ("SELF_GIFTING",))
-    recent, _ = history.gifts_sent_since(sender, now_us - _us(policy.velocity_window))
+    recent, _ = history.gifts_sent_since(sender, now - policy.velocity_window)
     if recent >= policy.max_gifts_per_window:
         return Assessment(Verdict.REJECT, ("GIFT_VELOCITY_EXCEEDED",))
     reasons = []
     # The new gift closes a ring if gifts already lead from the recipient back to the sender.
     if history.gifting_path_exists(recipient, sender, policy.max_ring_size - 1,
-                                   now_us - _us(policy.ring_window)):
+                                   now - policy.ring_window):
         reasons.append("CIRCULAR_GIFTING")
-    if now_us - sender_joined_at_us < _us(policy.new_account_age):
-        _, coins_sent = history.gifts_sent_since(sender, now_us - _us(policy.new_account_window))
+    if now - sender_joined_at < policy.new_account_age:
+        _, coins_sent = history.gifts_sent_since(sender, now - policy.new_account_window)
         if coins_sent + coins >= policy.new_account_large_coins:
             reasons.append("NEW_ACCOUNT_LARGE_AMOUNT")
     return Assessment(Verdict.HOLD, tuple(reasons)) if reasons else Assessment(Verdict.ALLOW)

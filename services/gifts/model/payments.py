@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -22,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from libs.errors import FailedPrecondition
+from libs.timestamps import epoch_us, from_epoch_us
 
 MAX_RECEIPT_CHARS = 4_096
 
@@ -35,7 +37,7 @@ class Purchase:
     pack_id: str
     coins: int
     price_eur_cents: int
-    purchased_at_us: int
+    purchased_at: dt.datetime
 
 
 class PaymentProvider(Protocol):
@@ -51,6 +53,11 @@ class ReceiptRejected(FailedPrecondition):
 
     def __init__(self, description: str, why: str) -> None:
         super().__init__(f"receipt rejected: {description}", reason="RECEIPT_REJECTED", metadata={"why": why})
+
+
+# The signed payload's layout, which client teams reproduce: the purchase time is an integer
+# of microseconds since the Unix epoch.
+_RECEIPT_FIELDS = {"receipt_id", "user_id", "pack_id", "coins", "price_eur_cents", "purchased_at_us"}
 
 
 def _b64decode(text: str) -> bytes:
@@ -78,7 +85,9 @@ class LocalPaymentProvider:
         """Sign a purchase (the shop front's side; the gifts service never needs this)."""
         if self._signing_key is None:
             raise RuntimeError("this provider only verifies receipts")
-        payload = json.dumps(asdict(purchase), sort_keys=True, separators=(",", ":")).encode()
+        fields: dict[str, object] = {**asdict(purchase), "purchased_at_us": epoch_us(purchase.purchased_at)}
+        del fields["purchased_at"]
+        payload = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return f"{_b64encode(payload)}.{_b64encode(self._signing_key.sign(payload))}"
 
     def verify_receipt(self, receipt: str) -> Purchase:
@@ -95,10 +104,11 @@ class LocalPaymentProvider:
             raise ReceiptRejected("receipt signature does not verify", "SIGNATURE_INVALID") from None
         try:
             fields = json.loads(payload)
-            purchase = Purchase(**fields)
-        except (ValueError, TypeError):
+            if not isinstance(fields, dict) or fields.keys() != _RECEIPT_FIELDS:
+                raise ValueError("unknown fields")
+        except ValueError:
             raise ReceiptRejected("signed receipt has an unknown layout", "MALFORMED") from None
-        if not all(isinstance(getattr(purchase, name), int) for name in ("coins", "price_eur_cents",
-                                                                           "purchased_at_us")):
+        if not all(type(fields[name]) is int for name in ("coins", "price_eur_cents", "purchased_at_us")):
             raise ReceiptRejected("signed receipt has non-integer amounts", "MALFORMED")
-        return purchase
+        return Purchase(fields["receipt_id"], fields["user_id"], fields["pack_id"], fields["coins"],
+                        fields["price_eur_cents"], from_epoch_us(fields["purchased_at_us"]))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from libs.errors import FailedPrecondition, NotFound
+from services.gifts.model.names import UNKNOWN, live_name
 
 
 class LiveState(enum.StrEnum):
@@ -40,20 +41,20 @@ class LiveSession:
     live_id: str
     host: str  # user id
     title: str
-    started_at_us: int
-    deadline_us: int
+    started_at: dt.datetime
+    deadline: dt.datetime
     gifts_barred_reason: str  # '' when the host may receive gifts
-    ended_at_us: int | None = None
+    ended_at: dt.datetime | None = None
     end_reason: str | None = None
 
-    def state_at(self, now_us: int) -> LiveState:
-        if self.ended_at_us is not None or now_us >= self.deadline_us:
+    def state_at(self, now: dt.datetime) -> LiveState:
+        if self.ended_at is not None or now >= self.deadline:
             return LiveState.ENDED
         return LiveState.LIVE
 
     @property
     def name(self) -> str:
-        return f"lives/{self.live_id}"
+        return live_name(self.host, self.live_id)
 
 
 class LiveSessions(Protocol):
@@ -65,23 +66,25 @@ class LiveSessions(Protocol):
 
     def open_live_of(self, host: str) -> LiveSession | None: ...
 
-    def end_live(self, live_id: str, ended_at_us: int, reason: str) -> bool:
+    def end_live(self, live_id: str, ended_at: dt.datetime, reason: str) -> bool:
         """Record the end; False if it was already recorded."""
         ...
 
-    def overdue_lives(self, now_us: int, limit: int) -> list[LiveSession]: ...
+    def overdue_lives(self, now: dt.datetime, limit: int) -> list[LiveSession]: ...
 
 
 class LiveAlreadyOpen(FailedPrecondition):
-    def __init__(self, live_id: str) -> None:
-        super().__init__("the host is already LIVE", reason="ALREADY_LIVE", metadata={"live": f"lives/{live_id}"})
+    def __init__(self, host: str, live_id: str) -> None:
+        super().__init__("the host is already LIVE", reason="ALREADY_LIVE",
+                         metadata={"live": live_name(host, live_id)})
 
 
-def require_live(sessions: LiveSessions, live_id: str, now_us: int, *, host: str | None = None) -> LiveSession:
+def require_live(sessions: LiveSessions, live_id: str, now: dt.datetime, *, host: str | None = None) -> LiveSession:
     session = sessions.live(live_id)
     if session is None or (host is not None and session.host != host):
-        raise NotFound(f"no LIVE session {live_id}", resource_name=f"lives/{live_id}", reason="LIVE_NOT_FOUND")
-    if session.state_at(now_us) is not LiveState.LIVE:
+        name = live_name(host or UNKNOWN, live_id)
+        raise NotFound(f"no LIVE session {name}", resource_name=name, reason="LIVE_NOT_FOUND")
+    if session.state_at(now) is not LiveState.LIVE:
         raise FailedPrecondition("the LIVE session has ended", reason="LIVE_NOT_ACTIVE",
                                  metadata={"live": session.name})
     return session

@@ -35,6 +35,7 @@ Currencies are integers in their smallest unit: COIN, DIAMOND and EUR cents.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from typing import Protocol
@@ -214,9 +215,9 @@ class Entry:
     credit_account: str
     currency: Currency
     amount: int
-    created_at_us: int
+    created_at: dt.datetime
     pending_id: int | None  # the pending transfer this entry resolves
-    timeout_us: int | None  # when a pending transfer expires
+    timeout: dt.datetime | None  # when a pending transfer expires
     gift_id: str | None
 
 
@@ -227,13 +228,13 @@ class Ledger(Protocol):
     `InsufficientFunds` and leaves the unit to be rolled back by its savepoint.
     """
 
-    def open_account(self, account: Account, now_us: int) -> None: ...
+    def open_account(self, account: Account, now: dt.datetime) -> None: ...
 
-    def post(self, request_id: str, orders: list[TransferOrder], now_us: int) -> list[int]: ...
+    def post(self, request_id: str, orders: list[TransferOrder], now: dt.datetime) -> list[int]: ...
 
-    def pend(self, request_id: str, orders: list[TransferOrder], now_us: int, timeout_us: int) -> list[int]: ...
+    def pend(self, request_id: str, orders: list[TransferOrder], now: dt.datetime, timeout: dt.datetime) -> list[int]: ...
 
-    def resolve(self, request_id: str, pending_ids: list[int], phase: Phase, now_us: int) -> None: ...
+    def resolve(self, request_id: str, pending_ids: list[int], phase: Phase, now: dt.datetime) -> None: ...
 
     def balance(self, account: Account) -> Balance | None: ...
 
@@ -272,6 +273,15 @@ class GiftRates:
             raise ValueError("platform_fee_basis_points must be within 0..10000")
         if self.diamonds_per_share_coin < 1 or self.diamonds_per_eur_cent < 1:
             raise ValueError("diamond rates must be positive integers")
+
+    @property
+    def creator_share_basis_points(self) -> int:
+        return 10_000 - self.platform_fee_basis_points
+
+    @property
+    def diamond_value_micros(self) -> int:
+        """What one diamond pays out, in millionths of a euro (rounded down)."""
+        return 1_000_000 // 100 // self.diamonds_per_eur_cent
 
 
 @dataclass(frozen=True)

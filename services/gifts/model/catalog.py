@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from libs.errors import NotFound
+from services.gifts.model.names import catalog_gift_name
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Catalog:
         try:
             return self._gifts[gift_id]
         except KeyError:
-            raise NotFound(f"no gift {gift_id!r} in the catalog", resource_name=f"gifts/{gift_id}",
+            raise NotFound(f"no gift {gift_id!r} in the catalog", resource_name=catalog_gift_name(gift_id),
                            reason="GIFT_NOT_IN_CATALOG") from None
 
     def pack(self, pack_id: str) -> CoinPack | None:

@@ -1,0 +1,294 @@
+"""The gifts schema: the tables and triggers that enforce the ledger's invariants.
+
+The invariants are written out in `model/ledger.py`; this file is where they are enforced:
+
+- Double entry: a transfer row names one debit and one credit account of its own currency
+  (composite foreign keys on (account, currency)), with a positive amount (CHECK); the
+  balance rows are changed only by the trigger on transfer INSERT, which adds the amount to
+  one debit column and one credit column.
+- No user account negative: CHECK `account_would_go_negative` on the balance row, which
+  the trigger's UPDATE re-evaluates inside the same statement as the transfer INSERT.
+- Immutable entries: UPDATE and DELETE on entry tables abort (triggers).
+- One effect per request id: `request.request_id` is the primary key and every transfer
+  references its request; the claim, the effect and the result commit together.
+- Two-phase: a resolution row must repeat its pending transfer (trigger), resolves it at
+  most once (unique index on `pending_id`), cannot post after the timeout nor expire
+  before it (trigger).
+
+All tables are STRICT, so an amount is an integer or the write fails.
+
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from libs.storage.paths import data_dir
+from libs.storage.sqlite import Migration
+from services.gifts.store import legacy_outbox
+
+SERVICE = "gifts"
+
+
+def database_path(root: Path | None = None) -> Path:
+    return (root or data_dir()) / SERVICE / f"{SERVICE}.db"
+
+
+
+_ENTRY_TABLES = ("request", "request_result", "transfer", "gift", "gift_feed", "top_up", "top_up_reversal",
+                 "payout", "payout_settlement", "audit_outbox")
+
+
+def _immutable(table: str) -> str:
+    return (f"CREATE TRIGGER {table}_is_immutable BEFORE UPDATE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} entries are immutable'); END;\n"
+            f"CREATE TRIGGER {table}_is_permanent BEFORE DELETE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} entries are permanent'); END;\n")
+
+
+_SCHEMA_V1 = """
+CREATE TABLE account (
+    name TEXT PRIMARY KEY,
+    currency TEXT NOT NULL CHECK (currency IN ('COIN', 'DIAMOND', 'EUR')),
+    may_go_negative INTEGER NOT NULL CHECK (may_go_negative IN (0, 1)),
+    debits_posted INTEGER NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
+    credits_posted INTEGER NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
+    debits_pending INTEGER NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
+    credits_pending INTEGER NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
+    opened_at_us INTEGER NOT NULL,
+    UNIQUE (name, currency),
+    CONSTRAINT account_would_go_negative
+        CHECK (may_go_negative = 1 OR credits_posted - debits_posted - debits_pending >= 0)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE request (
+    request_id TEXT PRIMARY KEY,
+    operation TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    received_at_us INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE request_result (
+    request_id TEXT PRIMARY KEY REFERENCES request (request_id),
+    result TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE transfer (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES request (request_id),
+    code TEXT NOT NULL,
+    phase TEXT NOT NULL
+        CHECK (phase IN ('POSTED', 'PENDING', 'POST_PENDING', 'VOID_PENDING', 'EXPIRE_PENDING')),
+    debit_account TEXT NOT NULL,
+    credit_account TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0 AND amount <= 1000000000000000),
+    pending_id INTEGER REFERENCES transfer (id),
+    timeout_us INTEGER,
+    gift_id TEXT,
+    created_at_us INTEGER NOT NULL,
+    CHECK (debit_account <> credit_account),
+    CHECK ((phase IN ('POSTED', 'PENDING')) = (pending_id IS NULL)),
+    CHECK ((phase = 'PENDING') = (timeout_us IS NOT NULL)),
+    FOREIGN KEY (debit_account, currency) REFERENCES account (name, currency),
+    FOREIGN KEY (credit_account, currency) REFERENCES account (name, currency)
+) STRICT;
+CREATE UNIQUE INDEX transfer_resolves_pending_once ON transfer (pending_id) WHERE pending_id IS NOT NULL;
+CREATE UNIQUE INDEX transfer_settles_hold_once ON transfer (gift_id)
+    WHERE code IN ('DIAMOND_HOLD_RELEASE', 'GIFT_DIAMONDS_REVERSAL');
+CREATE INDEX transfer_by_debit ON transfer (debit_account, id);
+CREATE INDEX transfer_by_credit ON transfer (credit_account, id);
+CREATE INDEX transfer_by_gift ON transfer (gift_id) WHERE gift_id IS NOT NULL;
+
+-- Pending transfers not yet resolved, kept by the triggers below (a work list, not an entry).
+CREATE TABLE pending_open (
+    transfer_id INTEGER PRIMARY KEY REFERENCES transfer (id),
+    timeout_us INTEGER NOT NULL
+) STRICT;
+CREATE INDEX pending_open_by_timeout ON pending_open (timeout_us);
+
+CREATE TRIGGER transfer_resolution_matches_pending BEFORE INSERT ON transfer WHEN NEW.pending_id IS NOT NULL
+BEGIN
+    SELECT RAISE(ABORT, 'a resolution must repeat its pending transfer')
+    WHERE NOT EXISTS (
+        SELECT 1 FROM transfer AS p
+        WHERE p.id = NEW.pending_id AND p.phase = 'PENDING' AND p.debit_account = NEW.debit_account
+          AND p.credit_account = NEW.credit_account AND p.currency = NEW.currency AND p.amount = NEW.amount);
+    SELECT RAISE(ABORT, 'a pending transfer cannot be posted after its timeout nor expired before it')
+    WHERE EXISTS (
+        SELECT 1 FROM transfer AS p
+        WHERE p.id = NEW.pending_id
+          AND ((NEW.phase = 'POST_PENDING' AND NEW.created_at_us >= p.timeout_us)
+            OR (NEW.phase = 'EXPIRE_PENDING' AND NEW.created_at_us < p.timeout_us)));
+END;
+
+-- The only writer of balances: one UPDATE of both accounts per transfer (cheaper than a
+-- trigger per phase, measured), so the CHECK above judges the debit in the same statement.
+--   POSTED          posted += amount
+--   PENDING         pending += amount
+--   POST_PENDING    pending -= amount, posted += amount
+--   VOID/EXPIRE     pending -= amount
+CREATE TRIGGER transfer_moves_balances AFTER INSERT ON transfer
+BEGIN
+    UPDATE account SET
+        debits_posted = debits_posted + CASE
+            WHEN name = NEW.debit_account AND NEW.phase IN ('POSTED', 'POST_PENDING') THEN NEW.amount ELSE 0 END,
+        credits_posted = credits_posted + CASE
+            WHEN name = NEW.credit_account AND NEW.phase IN ('POSTED', 'POST_PENDING') THEN NEW.amount ELSE 0 END,
+        debits_pending = debits_pending + CASE
+            WHEN name <> NEW.debit_account OR NEW.phase = 'POSTED' THEN 0
+            WHEN NEW.phase = 'PENDING' THEN NEW.amount ELSE -NEW.amount END,
+        credits_pending = credits_pending + CASE
+            WHEN name <> NEW.credit_account OR NEW.phase = 'POSTED' THEN 0
+            WHEN NEW.phase = 'PENDING' THEN NEW.amount ELSE -NEW.amount END
+    WHERE name IN (NEW.debit_account, NEW.credit_account);
+END;
+
+CREATE TRIGGER transfer_opens_pending AFTER INSERT ON transfer WHEN NEW.phase = 'PENDING'
+BEGIN
+    INSERT INTO pending_open (transfer_id, timeout_us) VALUES (NEW.id, NEW.timeout_us);
+END;
+
+CREATE TRIGGER transfer_closes_pending AFTER INSERT ON transfer WHEN NEW.pending_id IS NOT NULL
+BEGIN
+    DELETE FROM pending_open WHERE transfer_id = NEW.pending_id;
+END;
+
+CREATE TABLE live_session (
+    live_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    title TEXT NOT NULL,
+    started_at_us INTEGER NOT NULL,
+    deadline_us INTEGER NOT NULL,
+    gifts_barred_reason TEXT NOT NULL,
+    ended_at_us INTEGER,
+    end_reason TEXT,
+    CHECK ((ended_at_us IS NULL) = (end_reason IS NULL)),
+    CHECK (deadline_us > started_at_us)
+) STRICT, WITHOUT ROWID;
+CREATE UNIQUE INDEX one_open_live_per_host ON live_session (host) WHERE ended_at_us IS NULL;
+CREATE INDEX live_by_deadline ON live_session (deadline_us) WHERE ended_at_us IS NULL;
+CREATE TRIGGER live_session_ends_once BEFORE UPDATE ON live_session
+WHEN OLD.ended_at_us IS NOT NULL OR NEW.live_id <> OLD.live_id OR NEW.host <> OLD.host
+  OR NEW.started_at_us <> OLD.started_at_us OR NEW.deadline_us <> OLD.deadline_us
+BEGIN
+    SELECT RAISE(ABORT, 'a LIVE session only changes by ending, once');
+END;
+
+CREATE TABLE account_facts (
+    user_id TEXT PRIMARY KEY,
+    follower_count INTEGER NOT NULL CHECK (follower_count >= 0),
+    good_standing INTEGER NOT NULL CHECK (good_standing IN (0, 1)),
+    restriction_reason TEXT NOT NULL,
+    category TEXT NOT NULL CHECK (category IN ('PERSONAL', 'BUSINESS', 'POLITICAL', 'GOVERNMENT')),
+    identity_verified INTEGER NOT NULL CHECK (identity_verified IN (0, 1)),
+    joined_at_us INTEGER,
+    updated_at_us INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE gift (
+    gift_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE REFERENCES request (request_id),
+    live_id TEXT NOT NULL REFERENCES live_session (live_id),
+    sender TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    catalog_gift TEXT NOT NULL,
+    count INTEGER NOT NULL CHECK (count > 0),
+    coins INTEGER NOT NULL CHECK (coins > 0),
+    fee_coins INTEGER NOT NULL CHECK (fee_coins >= 0 AND fee_coins <= coins),
+    diamonds INTEGER NOT NULL CHECK (diamonds >= 0),
+    sent_at_us INTEGER NOT NULL,
+    hold_reasons TEXT NOT NULL,
+    CHECK (sender <> creator)
+) STRICT;
+CREATE INDEX gift_by_sender ON gift (sender, sent_at_us);
+CREATE INDEX gift_by_live ON gift (live_id);
+CREATE INDEX gift_by_sent_at ON gift (sent_at_us);
+
+-- The LIVE overlay's log: one row per gift that reached the creator, in commit order.
+CREATE TABLE gift_feed (
+    sequence INTEGER PRIMARY KEY,
+    live_id TEXT NOT NULL,
+    gift_id TEXT NOT NULL UNIQUE REFERENCES gift (gift_id),
+    posted_at_us INTEGER NOT NULL
+) STRICT;
+CREATE INDEX gift_feed_by_live ON gift_feed (live_id, sequence);
+
+-- Diamonds waiting out their hold, by gift (a work list: a row leaves when released or clawed back).
+CREATE TABLE diamond_hold (
+    gift_id TEXT PRIMARY KEY REFERENCES gift (gift_id),
+    creator TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    matures_at_us INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX diamond_hold_by_maturity ON diamond_hold (matures_at_us);
+CREATE INDEX diamond_hold_by_creator ON diamond_hold (creator, matures_at_us);
+CREATE INDEX diamond_hold_by_sender ON diamond_hold (sender);
+
+CREATE TABLE top_up (
+    top_up_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE REFERENCES request (request_id),
+    user_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    receipt_id TEXT NOT NULL,
+    pack_id TEXT NOT NULL,
+    coins INTEGER NOT NULL CHECK (coins > 0),
+    price_eur_cents INTEGER NOT NULL CHECK (price_eur_cents > 0),
+    purchased_at_us INTEGER NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    CONSTRAINT receipt_redeemed_once UNIQUE (provider, receipt_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE top_up_reversal (
+    top_up_id TEXT PRIMARY KEY REFERENCES top_up (top_up_id),
+    request_id TEXT NOT NULL UNIQUE REFERENCES request (request_id),
+    kind TEXT NOT NULL CHECK (kind IN ('REFUND', 'CHARGEBACK')),
+    reversed_at_us INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE payout (
+    payout_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE REFERENCES request (request_id),
+    user_id TEXT NOT NULL,
+    eur_cents INTEGER NOT NULL CHECK (eur_cents > 0),
+    diamonds INTEGER NOT NULL CHECK (diamonds > 0),
+    payout_method TEXT NOT NULL,
+    requested_at_us INTEGER NOT NULL,
+    expires_at_us INTEGER NOT NULL,
+    diamonds_transfer_id INTEGER NOT NULL UNIQUE REFERENCES transfer (id),
+    cash_transfer_id INTEGER NOT NULL UNIQUE REFERENCES transfer (id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX payout_by_user ON payout (user_id, requested_at_us);
+
+CREATE TABLE payout_settlement (
+    payout_id TEXT PRIMARY KEY REFERENCES payout (payout_id),
+    request_id TEXT NOT NULL UNIQUE REFERENCES request (request_id),
+    paid INTEGER NOT NULL CHECK (paid IN (0, 1)),
+    provider_reference TEXT NOT NULL,
+    failure_reason TEXT NOT NULL,
+    settled_at_us INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE audit_outbox (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL
+) STRICT;
+-- `log_id` names this outbox for good, so (log_id, sequence) is an event's lasting identity.
+CREATE TABLE audit_delivery (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL,
+    delivered_through INTEGER NOT NULL CHECK (delivered_through >= 0)
+) STRICT;
+INSERT INTO audit_delivery (id, log_id, delivered_through) VALUES (1, lower(hex(randomblob(16))), 0);
+-- Events compliance refused for good (after they were isolated from their batch), and why.
+CREATE TABLE audit_set_aside (
+    sequence INTEGER PRIMARY KEY REFERENCES audit_outbox (sequence),
+    error TEXT NOT NULL
+) STRICT;
+""" + "".join(_immutable(table) for table in _ENTRY_TABLES)
+
+# 2: the shared audit outbox (`libs.audit.outbox`) replaces gifts' own (`legacy_outbox.py`).
+MIGRATIONS = [Migration(1, _SCHEMA_V1), legacy_outbox.MIGRATION]
+
