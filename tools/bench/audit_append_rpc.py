@@ -31,6 +31,7 @@ from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from libs.audit.protos import timestamp
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from tools.bench.grpc_load import on_plaintext_loopback
 from tools.supervisor import free_port, start_service_process
 
 
@@ -83,6 +84,7 @@ async def measure(target: str, root: Path, writers: int, seconds: float, batch: 
 
 
 def main() -> None:
+    on_plaintext_loopback()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--writers", type=int, default=64)

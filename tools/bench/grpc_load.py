@@ -20,6 +20,17 @@ from pathlib import Path
 
 import grpc
 
+from libs.kit.transport import TLS_ENV, TlsMode
+
+
+def on_plaintext_loopback() -> None:
+    """The benchmarks' transport, stated: plaintext on loopback (`LIMELIGHT_TLS=off`).
+
+    Every server a benchmark starts, in its process or as a child process, inherits it, so
+    the figures stay comparable with those measured before TLS (`limelight up` defaults to TLS).
+    """
+    os.environ[TLS_ENV] = TlsMode.OFF.value
+
 
 @dataclass(frozen=True)
 class LoadResult:

@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from tools.bench.grpc_load import LoadResult, drive, print_result, ratio_table, run_load_process
+from tools.bench.grpc_load import LoadResult, drive, on_plaintext_loopback, print_result, ratio_table, run_load_process
 from tools.supervisor import free_port
 
 MODULE = "tools.bench.kit_overhead"
@@ -96,6 +96,7 @@ def measure(configuration: dict[str, str], *, in_flight: int, seconds: float, da
 
 
 def main() -> None:
+    on_plaintext_loopback()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, default=64)

@@ -58,7 +58,15 @@ from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.telemetry import configure_telemetry
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
-from tools.bench.grpc_load import LoadResult, drive, print_result, process_cpu_seconds, ratio_table, run_load_process
+from tools.bench.grpc_load import (
+    LoadResult,
+    drive,
+    on_plaintext_loopback,
+    print_result,
+    process_cpu_seconds,
+    ratio_table,
+    run_load_process,
+)
 from tools.supervisor import free_port
 
 MODULE = "tools.bench.send_gift"
@@ -218,6 +226,7 @@ def measure(server: subprocess.Popen[str], *arguments: str) -> LoadResult:
 
 
 def main() -> None:
+    on_plaintext_loopback()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2)

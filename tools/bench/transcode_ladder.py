@@ -49,6 +49,7 @@ from services.ingest.probe import probe_media
 from services.ingest.sample_clips import ClipSpec, write_clip
 from services.ingest.transcode import TranscodeSettings, transcode_to_hls
 from services.ingest.workers import RayTranscoder, connect_ray
+from tools.bench.grpc_load import on_plaintext_loopback
 from tools.supervisor import free_port
 from tools.upload_cli import upload_file
 
@@ -212,6 +213,7 @@ async def _ignore_progress(fraction: float) -> None:
 
 
 def main() -> None:
+    on_plaintext_loopback()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
