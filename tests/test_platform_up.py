@@ -279,6 +279,26 @@ def test_services_call_each_other_over_the_mesh(platform_up: LimelightUp) -> Non
     eventually(audited, timeout=60, what=f"gifts' record of {intruder}'s refused call at compliance")
 
 
+def test_the_clis_reach_the_services_over_tls_with_the_dev_ca(platform_up: LimelightUp, tmp_path: Path) -> None:
+    """`limelight audit` and `limelight upload` as an operator runs them beside `limelight up`."""
+    def limelight(*arguments: str, tls: str = "on") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, TLS_ENV: tls, "LIMELIGHT_DATA_DIR": str(platform_up.data_root),
+               "HOME": str(platform_up.home)}
+        return subprocess.run([sys.executable, "-m", "tools.cli", *arguments], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    key = limelight("audit", "key", "--target", platform_up.target("compliance"))
+    assert key.returncode == 0 and re.fullmatch(r"\S+\+[0-9a-f]{8}\+\S+\n", key.stdout), key
+    plaintext = limelight("audit", "key", "--target", platform_up.target("compliance"), tls="off")
+    assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stdout, plaintext
+
+    notes = tmp_path / "holiday.mp4"
+    notes.write_text("not a video\n" * 100)
+    # Refused by ingest itself, for what the file holds: the connection and the token were accepted.
+    upload = limelight("upload", str(notes), "--creator", "ada", "--target", platform_up.target("ingest"))
+    assert upload.returncode == 1 and "upload refused (INVALID_ARGUMENT)" in upload.stderr, upload
+
+
 def test_no_process_of_the_platform_listens_beyond_loopback(platform_up: LimelightUp) -> None:
     assert_loopback_only(platform_up)
 
