@@ -51,7 +51,7 @@ class AiUse(enum.StrEnum):
 
 
 async def upload_file(
-    stub: ingest_pb2_grpc.IngestServiceStub,
+    stub: ingest_pb2_grpc.IngestServiceAsyncStub,
     path: Path,
     *,
     parent: str,
@@ -77,12 +77,12 @@ async def upload_file(
     for attempt in range(max_resumes + 1):
         try:
             return await stub.UploadVideo(_messages(path, first, offset, chunk_size, on_progress),
-                                          metadata=call_metadata)
+                                          metadata=tuple(call_metadata))
         except grpc.aio.AioRpcError as error:
             if error.code() not in _RESUMABLE or attempt == max_resumes:
                 raise
         await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt))
-        offset = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name), metadata=call_metadata)
+        offset = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name), metadata=tuple(call_metadata))
                   ).upload.received_bytes
         first = ingest_pb2.UploadVideoRequest(resume=ingest_pb2.UploadResume(upload=name, offset=offset))
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -118,9 +118,8 @@ def upload(
     metadata = ingest_pb2.VideoMetadata(
         caption=caption, hashtags=hashtag or [], disclosure_label=label,
         commercial_declaration=disclosure_pb2.CommercialDeclaration(
-            relationship=disclosure_pb2.CommercialRelationship.Value(
-                "COMMERCIAL_RELATIONSHIP_" + commercial.name.upper()), brand_name=brand),
-        ai_declaration=disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AiUsage.Value("AI_USAGE_" + ai.name.upper())),
+            relationship="COMMERCIAL_RELATIONSHIP_" + commercial.name.upper(), brand_name=brand),
+        ai_declaration=disclosure_pb2.AiDeclaration(usage="AI_USAGE_" + ai.name.upper()),
     )
     bearer = token or mint_token(platform_signing_key(), TokenClaims(
         subject=f"users/{creator}", roles=frozenset({Role.CREATOR}), country="DE"), ttl=dt.timedelta(hours=1))
