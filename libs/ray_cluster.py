@@ -22,7 +22,7 @@ calling process too when it starts an embedded Ray itself (tests, a service run 
 
 With `RAY_ADDRESS` set, `connect` joins that cluster as configured by its operator
 (`RAY_AUTH_MODE=token` and `RAY_AUTH_TOKEN_PATH` or `RAY_AUTH_TOKEN`, `RAY_USE_TLS` and
-its certificate variables) and changes nothing of it; `docs/security-platform.md` says
+its certificate variables) and changes nothing of it; `docs/security.md` says
 what a real cluster needs.
 """
 
