@@ -1,8 +1,16 @@
-"""The restart policy of `limelight up`: backoff that doubles per recent crash, and when to give up."""
+"""`limelight up`'s restart policy (backoff that doubles per recent crash, and when to give up),
+and the transport it prepares for its children."""
 
 from __future__ import annotations
 
-from tools.supervisor import RestartPolicy
+from pathlib import Path
+
+import pytest
+
+from libs.kit.config import SERVICES
+from libs.kit.pki import pki_files
+from libs.kit.transport import TLS_ENV
+from tools.supervisor import RestartPolicy, mesh_environment, prepare_transport
 
 POLICY = RestartPolicy(first_backoff_s=1.0, max_backoff_s=5.0, max_crashes=5, window_s=60.0)
 
@@ -27,3 +35,39 @@ def test_the_fifth_crash_within_the_window_gives_up() -> None:
 def test_crashes_older_than_the_window_are_forgiven() -> None:
     crashes = [0.0, 1.0, 2.0, 3.0, 100.0]
     assert POLICY.next_delay(crashes, now=100.0) == 1.0
+
+
+def test_with_tls_on_the_development_pki_is_made_before_anything_starts(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TLS_ENV, "on")
+    monkeypatch.delenv("LIMELIGHT_PKI_DIR", raising=False)
+    assert prepare_transport(tmp_path).tls
+    files = pki_files(tmp_path)
+    assert files.ca_key.exists() and all(files.certificate(service).exists() for service in SERVICES)
+
+
+def test_an_operators_pki_without_the_ca_key_is_never_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TLS_ENV, "on")
+    monkeypatch.delenv("LIMELIGHT_PKI_DIR", raising=False)
+    files = pki_files(tmp_path)
+    files.root.mkdir()
+    files.ca_certificate.write_bytes(b"the operator's CA")
+    prepare_transport(tmp_path)
+    assert files.ca_certificate.read_bytes() == b"the operator's CA" and not files.ca_key.exists()
+
+
+def test_with_tls_off_no_pki_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TLS_ENV, "off")
+    monkeypatch.delenv("LIMELIGHT_PKI_DIR", raising=False)
+    assert not prepare_transport(tmp_path).tls
+    assert not pki_files(tmp_path).root.exists()
+
+
+def test_every_service_gets_a_mesh_port_of_its_own_and_learns_the_others() -> None:
+    mesh = mesh_environment({"LIMELIGHT_GIFTS_MESH_PORT": "60153", "LIMELIGHT_SHOP_MESH_TARGET": "shop.internal:443"})
+    ports = [mesh[f"LIMELIGHT_{service.upper()}_MESH_PORT"] for service in SERVICES]
+    assert len(set(ports)) == len(SERVICES)
+    assert mesh["LIMELIGHT_GIFTS_MESH_PORT"] == "60153" and mesh["LIMELIGHT_GIFTS_MESH_TARGET"] == "127.0.0.1:60153"
+    assert mesh["LIMELIGHT_SHOP_MESH_TARGET"] == "shop.internal:443"
+    ranking_port = mesh["LIMELIGHT_RANKING_MESH_PORT"]
+    assert mesh["LIMELIGHT_RANKING_MESH_TARGET"] == f"127.0.0.1:{ranking_port}"
