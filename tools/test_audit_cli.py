@@ -19,9 +19,9 @@ from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, start_service
-from services.compliance.conftest import edit_database_file
+from services.compliance.audit.conftest import edit_database_file
+from services.compliance.audit.store import database_path
 from services.compliance.server import build
-from services.compliance.store import database_path
 from tools.audit_cli import app
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from libs.audit.events import AuditEvent, Outcome
 from libs.clock import utc_now
 from libs.tlog.note import NoteSigner
-from services.compliance.auditlog import AuditLog
-from services.compliance.sequencer import start_sequencer
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.sequencer import start_sequencer
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 
 def bench_event() -> AuditEvent:

@@ -33,8 +33,8 @@ from typing import Protocol
 from libs.audit.events import AuditEvent, Outcome, canonical_json
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase
-from services.compliance.auditlog import EventFilter, SequencedEvent, StoredCheckpoint
-from services.compliance.merkle import LEVEL_SHIFT, NodeId
+from services.compliance.audit.merkle import LEVEL_SHIFT, NodeId
+from services.compliance.audit.model import EventFilter, SequencedEvent, StoredCheckpoint
 
 MIGRATIONS = [
     Migration(1, """

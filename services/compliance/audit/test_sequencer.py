@@ -12,10 +12,11 @@ from libs.audit.events import Outcome
 from libs.clock import utc_now
 from libs.errors import AlreadyExists, Unavailable
 from libs.tlog.note import NoteSigner
-from services.compliance.auditlog import Appended, AuditLog
-from services.compliance.conftest import audit_event
-from services.compliance.sequencer import Sequencer, start_sequencer
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.conftest import audit_event
+from services.compliance.audit.model import Appended
+from services.compliance.audit.sequencer import Sequencer, start_sequencer
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 WRITERS = 64
 APPENDS_PER_WRITER = 10
