@@ -91,20 +91,20 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     # -- RPCs ---------------------------------------------------------------------
 
     async def AppendEvents(
-        self, request: audit_pb2.AppendEventsRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.AppendEventsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> audit_pb2.AppendEventsResponse:
         events = events_to_append(request)
         require_own_events(current_principal(), events)
         return appended_to_proto(await self._append(events))
 
     async def GetCheckpoint(
-        self, request: audit_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> audit_pb2.GetCheckpointResponse:
         checkpoint = await asyncio.to_thread(self._queries.latest_checkpoint)
         return audit_pb2.GetCheckpointResponse(checkpoint=checkpoint_to_proto(checkpoint, self._log.origin))
 
     async def GetInclusionProof(
-        self, request: audit_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> audit_pb2.GetInclusionProofResponse:
         by_id = request.WhichOneof("leaf") == "event_id"
 
@@ -124,7 +124,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         return response
 
     async def GetConsistencyProof(
-        self, request: audit_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> audit_pb2.GetConsistencyProofResponse:
         proof = await asyncio.to_thread(
             lambda: self._queries.consistency_proof(first_size=request.first_size, second_size=request.second_size))
@@ -132,7 +132,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             first_size=proof.first_size, second_size=proof.second_size, hashes=proof.hashes)
 
     async def QueryEvents(
-        self, request: audit_pb2.QueryEventsRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.QueryEventsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> audit_pb2.QueryEventsResponse:
         event_filter = filter_from_proto(request.filter, self._pseudonyms)
         try:
@@ -147,7 +147,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             events=[logged_event_to_proto(logged) for logged in page.events], next_page_token=page.next_page_token)
 
     async def ExportEvents(
-        self, request: audit_pb2.ExportEventsRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.ExportEventsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[audit_pb2.ExportEventsResponse]:
         event_filter = filter_from_proto(request.filter, self._pseudonyms)
         try:
@@ -170,7 +170,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 yield audit_pb2.ExportEventsResponse(event=exported_event_to_proto(record))
 
     async def GetPublicKey(
-        self, request: audit_pb2.GetPublicKeyRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetPublicKeyRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> audit_pb2.GetPublicKeyResponse:
         verifier = self._log.verifier
         return audit_pb2.GetPublicKeyResponse(

@@ -64,6 +64,51 @@ def checkpoint(audit_log: AuditLog, clock: MovableClock) -> StoredCheckpoint:
 def test_an_untouched_export_verifies_completely(audit_log: AuditLog, queries: AuditQueries, signer: NoteSigner, checkpoint: StoredCheckpoint) -> None:
     report = verify(export_file(queries), signer)
     assert report.ok and report.intact_entries == SIZE
+    assert report.proven_complete and report.absent_ranges == ()
+
+
+def with_header(text: str, **changes: object) -> str:
+    """The export with its (unsigned) header edited, as anyone holding the file can."""
+    header, _, rest = text.partition("\n")
+    return json.dumps({**json.loads(header), **changes}) + "\n" + rest
+
+
+def test_a_line_deleted_and_the_range_claim_removed_is_not_proven_complete(
+    queries: AuditQueries, signer: NoteSigner, checkpoint: StoredCheckpoint
+) -> None:
+    lines = export_file(queries).splitlines(keepends=True)
+    del lines[1 + 21]
+    report = verify(with_header("".join(lines), complete_range=None), signer)
+    assert not report.proven_complete and report.absent_ranges == ((21, 22),)
+
+
+def test_a_range_claim_shrunk_to_drop_the_last_leaf_is_not_proven_complete(
+    queries: AuditQueries, signer: NoteSigner, checkpoint: StoredCheckpoint
+) -> None:
+    lines = export_file(queries).splitlines(keepends=True)
+    del lines[-1]
+    report = verify(with_header("".join(lines), complete_range=[0, SIZE - 1]), signer)
+    assert not report.proven_complete and report.absent_ranges == ((SIZE - 1, SIZE),)
+
+
+def test_a_filtered_export_names_the_leaves_it_cannot_vouch_for(
+    queries: AuditQueries, signer: NoteSigner, checkpoint: StoredCheckpoint
+) -> None:
+    report = verify(export_file(queries, EventFilter(subject_ref=f"{3:064x}")), signer)
+    assert report.ok and not report.proven_complete
+    assert report.absent_ranges[:2] == ((0, 3), (4, 10))
+
+
+def test_two_lines_moved_with_their_proofs_are_named_as_reordered(
+    queries: AuditQueries, signer: NoteSigner, checkpoint: StoredCheckpoint
+) -> None:
+    lines = export_file(queries).splitlines(keepends=True)
+    fifth, ninth = json.loads(lines[1 + 5]), json.loads(lines[1 + 9])
+    lines[1 + 5] = json.dumps({**ninth, "leaf_index": 5}) + "\n"
+    lines[1 + 9] = json.dumps({**fifth, "leaf_index": 9}) + "\n"
+    report = verify("".join(lines), signer)
+    assert kinds(report) == [(FindingKind.REORDERED, 5, event_id(9)), (FindingKind.REORDERED, 9, event_id(5))]
+    assert report.proven_complete  # every leaf is there, only in the wrong places
 
 
 def test_a_filtered_export_verifies_its_events_only(audit_log: AuditLog, queries: AuditQueries, signer: NoteSigner, checkpoint: StoredCheckpoint) -> None:
