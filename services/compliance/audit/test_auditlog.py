@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from libs.audit.events import Outcome
+from libs.audit.pseudonyms import Pseudonymizer
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.tlog import reference
 from libs.tlog.checkpoint import open_checkpoint
@@ -14,10 +15,10 @@ from libs.tlog.note import NoteSigner
 from libs.tlog.proofs import verify_consistency, verify_inclusion
 from services.compliance.audit.conftest import MovableClock, audit_event, edit_database_file
 from services.compliance.audit.merkle import NodeId
-from services.compliance.audit.model import EventFilter, StoredCheckpoint
+from services.compliance.audit.model import EventFilter, StoredCheckpoint, UnauthenticatedDenials
 from services.compliance.audit.queries import AuditQueries
 from services.compliance.audit.store import SqliteAuditStore
-from services.compliance.audit.usecases import AuditLog
+from services.compliance.audit.usecases import AuditLog, CountedDenials
 
 
 def publish(audit_log: AuditLog, clock: MovableClock) -> StoredCheckpoint:
@@ -192,3 +193,21 @@ def test_query_pages_follow_each_other_and_tokens_stay_with_their_filter(audit_l
     assert other_filter.value.violations[0].field == "page_token"
     with pytest.raises(InvalidArgument):
         queries.query(succeeded, page_token="not a token")
+
+
+def test_counted_refusals_are_logged_once_their_window_closes(
+    audit_log: AuditLog, queries: AuditQueries, clock: MovableClock
+) -> None:
+    denials = UnauthenticatedDenials(window=dt.timedelta(seconds=60), max_peers=10)
+    counted = CountedDenials(audit_log, denials, Pseudonymizer(b"s" * 32), clock=clock)
+    for _ in range(5):
+        denials.count(peer="ipv4:10.0.0.7:4242", method="/limelight.compliance.v1.AuditService/QueryEvents",
+                      reason="TOKEN_MISSING", at=clock())
+    counted.log_closed_windows()
+    assert queries.query(EventFilter()).events == []
+    clock.advance(60)
+    counted.log_closed_windows()
+    [logged] = queries.query(EventFilter()).events
+    assert (logged.event.action, logged.event.outcome, logged.event.attributes["denials"]) == (
+        "compliance.QueryEvents", Outcome.DENIED, "5")
+    assert logged.event.attributes["peer_ref"] == Pseudonymizer(b"s" * 32).subject_ref("peers/ipv4:10.0.0.7")
