@@ -101,7 +101,7 @@ def _utc(moment_: dt.datetime | None) -> dt.datetime | None:
 def _event_filter(subject: str, subject_ref: str, actor: str, action: str, resource: str,
                   outcome: Outcome | None, since: dt.datetime | None, until: dt.datetime | None) -> audit_pb2.EventFilter:
     event_filter = audit_pb2.EventFilter(subject=subject, subject_ref=subject_ref, actor=actor, action=action,
-                                         resource=resource, outcome=outcome_to_proto(outcome) if outcome else 0)
+                                         resource=resource, outcome=outcome_to_proto(outcome) if outcome else audit_pb2.OUTCOME_UNSPECIFIED)
     if (start := _utc(since)) is not None:
         event_filter.start_time.CopyFrom(timestamp(start))
     if (end := _utc(until)) is not None:

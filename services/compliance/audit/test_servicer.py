@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 from grpc_status import rpc_status
 from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
@@ -67,8 +68,8 @@ def viewer(channel: grpc.aio.Channel, tmp_path: Path) -> Caller:
     return Caller(channel, bearer(tmp_path, "users/alice", Role.VIEWER))
 
 
-def gift_event(subject_ref: str = "", **fields: object) -> audit_pb2.AuditEvent:
-    values: dict[str, object] = {
+def gift_event(subject_ref: str = "", **fields: Any) -> audit_pb2.AuditEvent:
+    values: dict[str, Any] = {
         "event_id": str(uuid.uuid4()), "actor": "users/alice", "action": "gifts.SendGift",
         "resource": "creators/bo/lives/l1", "outcome": audit_pb2.OUTCOME_SUCCEEDED,
         "event_time": timestamp(dt.datetime.now(dt.UTC)), "subject_ref": subject_ref, "attributes": {"coins": "30"},
@@ -103,7 +104,7 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
+            return str(info.reason)
     raise AssertionError("no ErrorInfo detail")
 
 
@@ -200,7 +201,7 @@ async def test_queries_page_newest_first(service: Caller, officer: Caller) -> No
 async def test_malformed_requests_name_the_field(service: Caller, officer: Caller) -> None:
     await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[gift_event()]), metadata=service.metadata)
     await latest_checkpoint(service, at_least=1)
-    cases = [
+    cases: list[tuple[Awaitable[object], str]] = [
         (service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[gift_event(event_id="nope")]),
                                    metadata=service.metadata), "events[0].event_id"),
         (service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[gift_event(reason="not upper")]),
@@ -234,7 +235,7 @@ async def test_a_size_beyond_the_tree_says_so(service: Caller) -> None:
         await service.stub.GetInclusionProof(audit_pb2.GetInclusionProofRequest(leaf_index=0, tree_size=2),
                                              metadata=service.metadata)
     assert bad_request_fields(raised.value) == {"tree_size": "TREE_SIZE_BEYOND_LOG"}
-    assert "exceeds the log's size 1" in raised.value.details()
+    assert "exceeds the log's size 1" in str(raised.value.details())
 
 
 async def test_an_unknown_event_id_is_not_found(service: Caller) -> None:
