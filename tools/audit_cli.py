@@ -51,8 +51,9 @@ from libs.audit.evidence import (
     start_chain,
     write_export,
 )
-from libs.audit.protos import event_from_proto, moment, outcome_to_proto, timestamp
+from libs.audit.protos import event_from_proto, outcome_to_proto
 from libs.kit import config
+from libs.timestamps import from_timestamp, to_timestamp
 from libs.tlog.checkpoint import Checkpoint
 from libs.tlog.export import ChainLink, VerificationReport, verify_checkpoint_chain, verify_export
 from libs.tlog.note import NoteError, NoteVerifier
@@ -103,9 +104,9 @@ def _event_filter(subject: str, subject_ref: str, actor: str, action: str, resou
     event_filter = audit_pb2.EventFilter(subject=subject, subject_ref=subject_ref, actor=actor, action=action,
                                          resource=resource, outcome=outcome_to_proto(outcome) if outcome else audit_pb2.OUTCOME_UNSPECIFIED)
     if (start := _utc(since)) is not None:
-        event_filter.start_time.CopyFrom(timestamp(start))
+        event_filter.start_time.CopyFrom(to_timestamp(start))
     if (end := _utc(until)) is not None:
-        event_filter.end_time.CopyFrom(timestamp(end))
+        event_filter.end_time.CopyFrom(to_timestamp(end))
     return event_filter
 
 
@@ -132,7 +133,7 @@ def query(
     logged = logged[:limit]
     if as_json:
         for entry in logged:
-            record = {"leaf_index": entry.leaf_index, "log_time": moment(entry.log_time).isoformat(),
+            record = {"leaf_index": entry.leaf_index, "log_time": from_timestamp(entry.log_time, field="log_time").isoformat(),
                       **event_from_proto(entry.event).record()}
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         return

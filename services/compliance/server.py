@@ -15,7 +15,6 @@ from services.compliance.ads.servicer import AD_REPOSITORY, AdRepositoryServicer
 from services.compliance.audit.config import AuditSettings
 from services.compliance.audit.keys import load_or_create_signing_key
 from services.compliance.audit.model import UnauthenticatedDenials
-from services.compliance.audit.queries import AuditQueries
 from services.compliance.audit.servicer import AUDIT, AuditServicer, access_policy
 from services.compliance.audit.store import SqliteAuditStore
 from services.compliance.audit.usecases import AuditLog
@@ -30,8 +29,7 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     log = AuditLog(store, load_or_create_signing_key(runtime.data_root / "compliance", settings.origin),
                    clock=utc_now, checkpoint_interval=settings.checkpoint_interval)
     denials = UnauthenticatedDenials(window=settings.denial_window, max_peers=settings.denial_max_peers)
-    audit = AuditServicer(log, AuditQueries(store), Pseudonymizer.for_deployment(runtime.data_root), denials,
-                          clock=utc_now)
+    audit = AuditServicer(log, store, Pseudonymizer.for_deployment(runtime.data_root), denials, clock=utc_now)
 
     async def on_start() -> None:
         audit.start()

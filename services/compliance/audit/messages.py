@@ -6,11 +6,15 @@ audit client and lives in `libs.audit.protos`; this module holds what only the l
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Literal
+
 from limelight.compliance.v1 import audit_pb2
 
 from libs.audit.events import AuditEvent
-from libs.audit.protos import event_from_proto, event_to_proto, moment, outcome_from_proto, timestamp
+from libs.audit.protos import event_from_proto, event_to_proto, outcome_from_proto
 from libs.errors import InvalidArgument
+from libs.timestamps import from_timestamp, to_timestamp
 from libs.tlog.hashing import leaf_hash
 from services.compliance.audit.model import Appended, EventFilter, ExportedRecord, SequencedEvent, StoredCheckpoint
 from services.compliance.audit.usecases import Pseudonyms
@@ -49,9 +53,13 @@ def filter_from_proto(message: audit_pb2.EventFilter, pseudonyms: Pseudonyms) ->
         action=message.action,
         resource=message.resource,
         outcome=outcome_from_proto(message.outcome),
-        start_time=moment(message.start_time) if message.HasField("start_time") else None,
-        end_time=moment(message.end_time) if message.HasField("end_time") else None,
+        start_time=_time_if_set(message, "start_time"),
+        end_time=_time_if_set(message, "end_time"),
     )
+
+
+def _time_if_set(message: audit_pb2.EventFilter, name: Literal["start_time", "end_time"]) -> dt.datetime | None:
+    return from_timestamp(getattr(message, name), field=f"filter.{name}") if message.HasField(name) else None
 
 
 def checkpoint_to_proto(checkpoint: StoredCheckpoint, origin: str) -> audit_pb2.Checkpoint:
@@ -60,7 +68,7 @@ def checkpoint_to_proto(checkpoint: StoredCheckpoint, origin: str) -> audit_pb2.
         tree_size=checkpoint.tree_size,
         root_hash=checkpoint.root_hash,
         signed_note=checkpoint.signed_note,
-        publish_time=timestamp(checkpoint.published_at),
+        publish_time=to_timestamp(checkpoint.published_at),
     )
 
 
@@ -68,7 +76,7 @@ def logged_event_to_proto(logged: SequencedEvent) -> audit_pb2.LoggedEvent:
     return audit_pb2.LoggedEvent(
         event=event_to_proto(logged.event),
         leaf_index=logged.leaf_index,
-        log_time=timestamp(logged.logged_at),
+        log_time=to_timestamp(logged.logged_at),
         leaf_hash=leaf_hash(logged.event.canonical_bytes()),
     )
 
@@ -83,5 +91,5 @@ def exported_event_to_proto(record: ExportedRecord) -> audit_pb2.ExportedEvent:
     if record.logged is not None:
         message.leaf_data = record.logged.event.canonical_bytes()
         message.event.CopyFrom(event_to_proto(record.logged.event))
-        message.log_time.CopyFrom(timestamp(record.logged.logged_at))
+        message.log_time.CopyFrom(to_timestamp(record.logged.logged_at))
     return message

@@ -6,12 +6,11 @@ it never waits for the writer's fsync and never changes the log.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterator
 
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
+from libs.pagination import PageTokens
+from libs.pagination import page_size as page_size_for
 from services.compliance.audit import merkle
 from services.compliance.audit.merkle import NodeId
 from services.compliance.audit.model import (
@@ -29,6 +28,8 @@ from services.compliance.audit.model import (
 from services.compliance.audit.usecases import AuditStore, TreeReader
 
 EXPORT_PAGE_SIZE = 1000
+QUERY_PAGES = PageTokens("compliance.QueryEvents")
+"""Tokens hold the leaf the next page starts below, bound to the filter they were issued for."""
 
 
 class AuditQueries:
@@ -83,13 +84,13 @@ class AuditQueries:
 
     def query(self, event_filter: EventFilter, *, page_size: int = 0, page_token: str = "") -> EventPage:
         """Matching events, newest first, each with its leaf index (AIP-158 pagination)."""
-        if page_size < 0:
-            raise InvalidArgument.for_field("page_size", "must not be negative")
-        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        before = _decode_page_token(page_token, event_filter)
+        limit = page_size_for(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        bound_to = event_filter.fingerprint()
+        before = QUERY_PAGES.decode_int(page_token, bound_to=bound_to)
         with self._store.reading() as tree:
-            events = tree.events_newest_first(event_filter, before_leaf=before, limit=limit + 1)
-        next_token = _encode_page_token(events[limit - 1].leaf_index, event_filter) if len(events) > limit else ""
+            events = tree.events_newest_first(
+                event_filter, before_leaf=1 << merkle.LEVEL_SHIFT if before is None else before, limit=limit + 1)
+        next_token = QUERY_PAGES.encode(events[limit - 1].leaf_index, bound_to=bound_to) if len(events) > limit else ""
         return EventPage(events[:limit], next_token)
 
     def export(
@@ -156,21 +157,3 @@ def _proof_tree_size(tree: TreeReader, requested: int, field_name: str) -> int:
             field_name, f"{requested} exceeds the log's size {current}", reason="TREE_SIZE_BEYOND_LOG")
     return requested
 
-
-def _encode_page_token(last_leaf: int, event_filter: EventFilter) -> str:
-    payload = json.dumps({"before": last_leaf, "filter": event_filter.fingerprint()}).encode()
-    return base64.urlsafe_b64encode(payload).decode()
-
-
-def _decode_page_token(token: str, event_filter: EventFilter) -> int:
-    """The leaf index the next page starts below; a token only works with the filter it came from."""
-    if not token:
-        return 1 << merkle.LEVEL_SHIFT
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
-        before, fingerprint = int(payload["before"]), str(payload["filter"])
-    except (binascii.Error, ValueError, KeyError, TypeError) as error:
-        raise InvalidArgument.for_field("page_token", "is not a token this service issued") from error
-    if fingerprint != event_filter.fingerprint():
-        raise InvalidArgument.for_field("page_token", "was issued for a different filter")
-    return before

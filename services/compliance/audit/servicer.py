@@ -46,7 +46,8 @@ from services.compliance.audit.model import (
     require_own_events,
 )
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.sequencer import Sequencer, start_sequencer
+from services.compliance.audit.sequencer import Sequencer
+from services.compliance.audit.store import SqliteAuditStore
 from services.compliance.audit.usecases import AuditLog, CountedDenials, Pseudonyms
 
 logger = logging.getLogger(__name__)
@@ -65,11 +66,12 @@ def access_policy() -> AccessPolicy:
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def __init__(
-        self, log: AuditLog, queries: AuditQueries, pseudonyms: Pseudonyms, denials: UnauthenticatedDenials, *,
+        self, log: AuditLog, store: SqliteAuditStore, pseudonyms: Pseudonyms, denials: UnauthenticatedDenials, *,
         clock: Clock,
     ) -> None:
         self._log = log
-        self._queries = queries
+        self._store = store
+        self._queries = AuditQueries(store)
         self._pseudonyms = pseudonyms
         self._denials = denials
         self._counted = CountedDenials(log, denials, pseudonyms, clock=clock)
@@ -77,7 +79,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self._sequencer: Sequencer | None = None
 
     def start(self) -> None:
-        self._sequencer = start_sequencer(self._log, before_checkpoint=self._counted.log_closed_windows)
+        self._sequencer = Sequencer(self._log, self._store, before_checkpoint=self._counted.log_closed_windows)
 
     def stop(self) -> None:
         if self._sequencer is not None:
@@ -86,7 +88,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     async def _append(self, events: list[AuditEvent]) -> list[Appended]:
         assert self._sequencer is not None, "the servicer serves only between start() and stop()"
-        return await asyncio.wrap_future(self._sequencer.submit(events))
+        return await self._sequencer.append(events)
 
     # -- RPCs ---------------------------------------------------------------------
 

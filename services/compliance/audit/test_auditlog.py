@@ -191,6 +191,7 @@ def test_query_pages_follow_each_other_and_tokens_stay_with_their_filter(audit_l
     with pytest.raises(InvalidArgument) as other_filter:
         queries.query(EventFilter(), page_token=first.next_page_token)
     assert other_filter.value.violations[0].field == "page_token"
+    assert other_filter.value.reason == "PAGE_TOKEN_INVALID"
     with pytest.raises(InvalidArgument):
         queries.query(succeeded, page_token="not a token")
 

@@ -30,13 +30,14 @@ from libs.audit.events import AuditEvent, Outcome
 from libs.clock import utc_now
 from services.compliance.audit.usecases import AuditLog
 from services.compliance.audit.keys import load_or_create_signing_key
-from services.compliance.audit.sequencer import start_sequencer
+from services.compliance.audit.sequencer import Sequencer
 from services.compliance.audit.store import SqliteAuditStore
 
 root = Path(sys.argv[1])
-log = AuditLog(SqliteAuditStore.open(root), load_or_create_signing_key(root, sys.argv[2]), clock=utc_now,
+store = SqliteAuditStore.open(root)
+log = AuditLog(store, load_or_create_signing_key(root, sys.argv[2]), clock=utc_now,
                checkpoint_interval=dt.timedelta(milliseconds=20))
-sequencer = start_sequencer(log, idle_seconds=0.01)
+sequencer = Sequencer(log, store, idle_seconds=0.01)
 printing = threading.Lock()
 
 def write():

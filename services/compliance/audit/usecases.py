@@ -21,6 +21,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from libs.audit.events import AuditEvent
@@ -60,7 +61,8 @@ class LogWriter(TreeReader, Protocol):
     """One write transaction: everything in it commits together or not at all."""
 
     def logged_hashes(self, event_ids: Collection[str]) -> dict[str, tuple[int, bytes]]: ...
-    def add_events(self, events: Sequence[SequencedEvent], nodes: Sequence[tuple[NodeId, bytes]]) -> None: ...
+    def add_events(self, events: Sequence[SequencedEvent]) -> None: ...
+    def add_nodes(self, nodes: Sequence[tuple[NodeId, bytes]]) -> None: ...
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
 
 
@@ -75,8 +77,27 @@ class AuditStore(Protocol):
     def writing(self) -> AbstractContextManager[LogWriter]: ...
 
 
+@dataclass
+class _StagedLeaves:
+    """The leaves of the transaction being built: where they start, and what they hash to."""
+
+    base_size: int
+    border_hashes: list[bytes]
+    logged: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    leaf_hashes: list[bytes] = field(default_factory=list)
+
+    @property
+    def next_index(self) -> int:
+        return self.base_size + len(self.leaf_hashes)
+
+
 class AuditLog:
-    """The log's writer: one instance per store, driven by one thread (the sequencer's)."""
+    """The log's writer: one instance per store, driven by one thread (the sequencer's).
+
+    Appending is two steps inside one transaction: `stage` each batch (the units of a
+    group commit), then `seal` the group (the committer's `finish_batch`), which writes
+    the tree nodes of all the group's new leaves at once.
+    """
 
     def __init__(
         self,
@@ -91,6 +112,7 @@ class AuditLog:
         self._clock = clock
         self._checkpoint_interval = checkpoint_interval
         self._last_checkpoint_attempt: dt.datetime | None = None
+        self._staged: _StagedLeaves | None = None
 
     @property
     def origin(self) -> str:
@@ -101,42 +123,67 @@ class AuditLog:
         return self._signer.verifier
 
     def append(self, batches: Sequence[Sequence[AuditEvent]]) -> list[list[Appended] | AlreadyExists]:
-        """Log every batch in one transaction; a batch that reuses an event id for other content fails alone."""
-        with self._store.writing() as log:
-            return self.append_in(log, batches)
+        """Log every batch in one transaction of its own; a batch that reuses an event id for other content fails alone.
 
-    def append_in(self, log: LogWriter, batches: Sequence[Sequence[AuditEvent]]) -> list[list[Appended] | AlreadyExists]:
-        """`append` inside a transaction the caller holds (and commits)."""
-        size = log.tree_size()
-        border = merkle.frontier(size)
-        border_hashes = log.node_hashes(border)
-        logged = log.logged_hashes({event.event_id for batch in batches for event in batch})
-        outcomes: list[list[Appended] | AlreadyExists] = []
-        new_events: list[AuditEvent] = []
-        new_hashes: list[bytes] = []
-        for batch in batches:
-            hashes = [leaf_hash(event.canonical_bytes()) for event in batch]
-            conflict = _reused_event_id(batch, hashes, logged)
-            if conflict is not None:
-                outcomes.append(conflict)
-                continue
-            appended: list[Appended] = []
-            for event, hash_ in zip(batch, hashes, strict=True):
-                if event.event_id in logged:
-                    appended.append(Appended(event.event_id, logged[event.event_id][0], False))
-                    continue
-                index = size + len(new_events)
-                logged[event.event_id] = (index, hash_)
-                new_events.append(event)
-                new_hashes.append(hash_)
-                appended.append(Appended(event.event_id, index, True))
-            outcomes.append(appended)
-        if new_events:
-            logged_at = self._clock()
-            nodes = merkle.appended_nodes(size, [border_hashes[node] for node in border], new_hashes)
-            log.add_events([SequencedEvent(size + offset, event, logged_at)
-                            for offset, event in enumerate(new_events)], nodes)
+        For callers outside the sequencer (counted refusals on its thread, tools, tests);
+        the store's write transaction excludes every other writer while it is open.
+        """
+        with self._store.writing() as log:
+            self._staged = None  # whatever was staged belongs to a transaction that never committed
+            outcomes: list[list[Appended] | AlreadyExists] = []
+            for batch in batches:
+                try:
+                    outcomes.append(self.stage(log, batch))
+                except AlreadyExists as conflict:
+                    outcomes.append(conflict)
+            self.seal(log)
         return outcomes
+
+    def stage(self, log: LogWriter, events: Sequence[AuditEvent]) -> list[Appended]:
+        """One batch of events, inside the group's open transaction: ids checked, leaves numbered, records written.
+
+        Raises AlreadyExists, before writing anything, when the batch reuses a logged event
+        id for other content. The tree nodes of everything staged follow in `seal`, once
+        per transaction, so a group of batches is hashed together.
+        """
+        if self._staged is None:
+            size = log.tree_size()
+            border = merkle.frontier(size)
+            border_hashes = log.node_hashes(border)
+            self._staged = _StagedLeaves(size, [border_hashes[node] for node in border])
+        staged = self._staged
+        ids = {event.event_id for event in events}
+        known = {**log.logged_hashes(ids - staged.logged.keys()),
+                 **{event_id: staged.logged[event_id] for event_id in ids & staged.logged.keys()}}
+        hashes = [leaf_hash(event.canonical_bytes()) for event in events]
+        conflict = _reused_event_id(events, hashes, known)
+        if conflict is not None:
+            raise conflict
+        appended: list[Appended] = []
+        new: list[SequencedEvent] = []
+        new_hashes: list[bytes] = []
+        logged_at = self._clock()
+        for event, hash_ in zip(events, hashes, strict=True):
+            if event.event_id in known:
+                appended.append(Appended(event.event_id, known[event.event_id][0], False))
+                continue
+            index = staged.next_index + len(new)
+            known[event.event_id] = (index, hash_)
+            new.append(SequencedEvent(index, event, logged_at))
+            new_hashes.append(hash_)
+            appended.append(Appended(event.event_id, index, True))
+        if new:
+            log.add_events(new)
+            # Counted only once written: a batch that failed on the way leaves no trace here.
+            staged.logged.update({row.event.event_id: known[row.event.event_id] for row in new})
+            staged.leaf_hashes += new_hashes
+        return appended
+
+    def seal(self, log: LogWriter) -> None:
+        """Write the tree nodes that the leaves staged in this transaction complete; the caller then commits."""
+        staged, self._staged = self._staged, None
+        if staged is not None and staged.leaf_hashes:
+            log.add_nodes(merkle.appended_nodes(staged.base_size, staged.border_hashes, staged.leaf_hashes))
 
     def publish_checkpoint_if_due(self) -> StoredCheckpoint | None:
         """Sign the current tree if it grew and the last checkpoint is at least one interval old.
