@@ -8,6 +8,8 @@ protos/limelight/compliance/v1/; RPCs of an area not built yet answer UNIMPLEMEN
 
 from __future__ import annotations
 
+import asyncio
+
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.clock import utc_now
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
@@ -34,9 +36,10 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     async def on_start() -> None:
         audit.start()
 
-    def on_stop() -> None:
-        audit.stop()
-        store.close()
+    async def on_stop() -> None:
+        # Draining the writer waits on the disk: off the event loop, like every other write.
+        await asyncio.to_thread(audit.stop)
+        await asyncio.to_thread(store.close)
 
     return package_definition(
         "limelight.compliance.v1",
