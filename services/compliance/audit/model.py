@@ -255,8 +255,9 @@ class UnauthenticatedDenials:
         self._lock = threading.Lock()
 
     def count(self, *, peer: str, method: str, reason: str, at: dt.datetime) -> None:
+        """One refusal; `peer` names the caller's host (`peer_host`), not a connection."""
         with self._lock:
-            host = peer_host(peer)
+            host = peer
             if host not in self._peers and len(self._peers) >= self._max_peers:
                 host = OTHER_PEERS
             key = (host, method, reason)

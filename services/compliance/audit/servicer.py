@@ -43,6 +43,7 @@ from services.compliance.audit.model import (
     UnauthenticatedDenials,
     access_event,
     action_of_method,
+    peer_host,
     require_own_events,
 )
 from services.compliance.audit.queries import AuditQueries
@@ -198,7 +199,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         peer, method and reason, and logged as one event when the counting window closes.
         """
         if principal is None:
-            self._denials.count(peer=current_peer(), method=method, reason=error.reason, at=self._clock())
+            self._denials.count(peer=peer_host(current_peer()), method=method, reason=error.reason, at=self._clock())
             return
         try:
             await self._append([access_event(

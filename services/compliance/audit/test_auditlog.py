@@ -202,7 +202,7 @@ def test_counted_refusals_are_logged_once_their_window_closes(
     denials = UnauthenticatedDenials(window=dt.timedelta(seconds=60), max_peers=10)
     counted = CountedDenials(audit_log, denials, Pseudonymizer(b"s" * 32), clock=clock)
     for _ in range(5):
-        denials.count(peer="ipv4:10.0.0.7:4242", method="/limelight.compliance.v1.AuditService/QueryEvents",
+        denials.count(peer="ipv4:10.0.0.7", method="/limelight.compliance.v1.AuditService/QueryEvents",
                       reason="TOKEN_MISSING", at=clock())
     counted.log_closed_windows()
     assert queries.query(EventFilter()).events == []

@@ -56,10 +56,10 @@ def test_a_peer_is_its_host_whatever_port_it_calls_from() -> None:
 def test_refusals_are_counted_per_peer_method_and_reason_until_their_window_closes() -> None:
     denials = UnauthenticatedDenials(window=dt.timedelta(seconds=60), max_peers=10)
     for second in range(20):
-        denials.count(peer=f"ipv4:10.0.0.7:{5000 + second}", method="/a/QueryEvents", reason="TOKEN_MISSING",
+        denials.count(peer=peer_host(f"ipv4:10.0.0.7:{5000 + second}"), method="/a/QueryEvents", reason="TOKEN_MISSING",
                       at=START + dt.timedelta(seconds=second))
-    denials.count(peer="ipv4:10.0.0.8:1", method="/a/QueryEvents", reason="TOKEN_MISSING", at=START)
-    denials.count(peer="ipv4:10.0.0.7:1", method="/a/ExportEvents", reason="TOKEN_EXPIRED", at=START)
+    denials.count(peer="ipv4:10.0.0.8", method="/a/QueryEvents", reason="TOKEN_MISSING", at=START)
+    denials.count(peer="ipv4:10.0.0.7", method="/a/ExportEvents", reason="TOKEN_EXPIRED", at=START)
     assert denials.due(START + dt.timedelta(seconds=59)) == []
     closed = denials.due(START + dt.timedelta(seconds=60))
     assert sorted((c.peer, c.method, c.reason, c.count) for c in closed) == [
@@ -75,6 +75,6 @@ def test_refusals_are_counted_per_peer_method_and_reason_until_their_window_clos
 def test_peers_beyond_the_limit_share_one_count() -> None:
     denials = UnauthenticatedDenials(window=dt.timedelta(seconds=60), max_peers=3)
     for host in range(100):
-        denials.count(peer=f"ipv4:10.0.1.{host}:80", method="/a/QueryEvents", reason="TOKEN_MISSING", at=START)
+        denials.count(peer=f"ipv4:10.0.1.{host}", method="/a/QueryEvents", reason="TOKEN_MISSING", at=START)
     counted = {c.peer: c.count for c in denials.drain()}
     assert len(counted) == 4 and counted[OTHER_PEERS] == 97
