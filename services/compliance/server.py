@@ -34,7 +34,7 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     audit = AuditServicer(log, store, Pseudonymizer.for_deployment(runtime.data_root), denials, clock=utc_now)
 
     async def on_start() -> None:
-        audit.start()
+        await asyncio.to_thread(audit.start)  # signs the log as found: a write
 
     async def on_stop() -> None:
         # Draining the writer waits on the disk: off the event loop, like every other write.
