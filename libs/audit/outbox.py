@@ -24,12 +24,12 @@ outbox in a database file of its own (`libs.audit.spool`).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.clock import Clock, utc_now
 from libs.storage.committer import GroupCommitter
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
 
@@ -84,9 +84,11 @@ class SqliteAuditOutbox:
     Callers on an event loop run these methods in a thread (the shipper does).
     """
 
-    def __init__(self, database: SqliteDatabase, *, committer: GroupCommitter | None = None) -> None:
+    def __init__(self, database: SqliteDatabase, *, committer: GroupCommitter | None = None,
+                 clock: Clock = utc_now) -> None:
         self._database = database
         self._committer = committer
+        self._clock = clock
 
     def pending(self, limit: int) -> list[TracedEvent]:
         """The oldest events not yet acknowledged, in the order they were written."""
@@ -104,7 +106,7 @@ class SqliteAuditOutbox:
         def move(tx: Transaction) -> None:
             tx.execute("INSERT OR REPLACE INTO audit_outbox_rejected (event_id, record, error, rejected_at) "
                        "VALUES (?, ?, ?, ?)", (event.event_id, event.canonical_bytes().decode(), error,
-                                               dt.datetime.now(dt.UTC).isoformat()))
+                                               self._clock().isoformat()))
             tx.execute("DELETE FROM audit_outbox WHERE event_id = ?", (event.event_id,))
         self._write(move)
 

@@ -202,7 +202,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-
 @contextmanager
 def span_linked_to(tracer: trace.Tracer, name: str, carriers: Sequence[Mapping[str, str]]) -> Iterator[None]:
     """A current span for work done later on behalf of earlier calls (a batch a background task ships).
