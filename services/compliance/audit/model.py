@@ -211,12 +211,6 @@ OTHER_PEERS = "other-peers"
 """The peer under which denials are counted once `max_peers` distinct peers are counting."""
 
 
-def peer_host(peer: str) -> str:
-    """The caller's address without its port (`ipv4:10.0.0.7:51234` -> `ipv4:10.0.0.7`): one peer per host."""
-    head, separator, port = peer.rpartition(":")
-    return head if separator and port.isdigit() and ":" in head else peer
-
-
 @dataclass(frozen=True)
 class DenialCount:
     """`count` refusals from `peer` for `method` with `reason`, between `first` and `last`."""
@@ -255,7 +249,7 @@ class UnauthenticatedDenials:
         self._lock = threading.Lock()
 
     def count(self, *, peer: str, method: str, reason: str, at: dt.datetime) -> None:
-        """One refusal; `peer` names the caller's host (`peer_host`), not a connection."""
+        """One refusal; `peer` names the caller's host (`libs.kit.shedding.peer_host`), not a connection."""
         with self._lock:
             host = peer
             if host not in self._peers and len(self._peers) >= self._max_peers:

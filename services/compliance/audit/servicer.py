@@ -23,6 +23,7 @@ from libs.clock import Clock
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.context import current_peer, current_principal
+from libs.kit.shedding import peer_host
 from libs.kit.telemetry import current_ids
 from services.compliance.audit.messages import (
     appended_to_proto,
@@ -43,7 +44,6 @@ from services.compliance.audit.model import (
     UnauthenticatedDenials,
     access_event,
     action_of_method,
-    peer_host,
     require_own_events,
 )
 from services.compliance.audit.queries import AuditQueries
