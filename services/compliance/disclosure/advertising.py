@@ -246,7 +246,10 @@ class MarketReader:
             if not named and not discount:
                 continue
             start = index + max(named, 1)
-            for ahead in tokens[start:start + _LOOKAHEAD]:
+            # "Code ADA20", "Rabatt mit ADA20"; a discount word may also follow ("mit ADA20 spart ihr").
+            nearby = tokens[start:start + _LOOKAHEAD] if named else [
+                *tokens[start:start + _LOOKAHEAD], *tokens[max(0, index - _LOOKAHEAD + 1):index]]
+            for ahead in nearby:
                 if self._is_code(ahead):
                     codes.append(f"{evidence(tokens, index, max(named, 1))} {ahead.raw}")
                     break
