@@ -83,7 +83,7 @@ def assess(declaration: AiDeclaration, c2pa: C2paEvidence, market: Market, rules
         label = declared_label(declaration)
         return AiAssessment(
             label=label, source=AiLabelSource.SELF_DECLARATION, deepfake_disclosure_required=False,
-            label_text=rule_set.lexicon.ai_label_text[market].get(label.value, ""), needs_review=True,
+            label_text=rule_set.lexicon.ai_label_text.get(market, {}).get(label.value, ""), needs_review=True,
             findings=(_engine_failure(rule_set, market),), rules_version=rule_set.version)
 
 
