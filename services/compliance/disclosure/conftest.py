@@ -34,7 +34,7 @@ async def disclosure_channel(disclosure_server: RunningService) -> AsyncIterator
 
 
 @pytest.fixture
-def disclosure_stub(disclosure_channel: grpc.aio.Channel) -> disclosure_pb2_grpc.DisclosureServiceStub:
+def disclosure_stub(disclosure_channel: grpc.aio.Channel) -> disclosure_pb2_grpc.DisclosureServiceAsyncStub:
     return disclosure_pb2_grpc.DisclosureServiceStub(disclosure_channel)
 
 

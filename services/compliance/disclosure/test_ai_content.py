@@ -158,7 +158,7 @@ NO_AI = disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AI_USAGE_NONE)
 
 
 async def test_a_trusted_manifest_that_says_generated_labels_ai_generated_from_c2pa(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata,
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata,
     trusted_authority: Authority, trust_list: str,
 ) -> None:
     evidence = read_evidence(trusted_authority.sign(tiny_png(), GENERATED), trust_list)
@@ -175,7 +175,7 @@ async def test_a_trusted_manifest_that_says_generated_labels_ai_generated_from_c
 
 
 async def test_a_valid_manifest_from_an_unlisted_signer_is_reported_valid_but_untrusted(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata,
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata,
     untrusted_authority: Authority, trust_list: str,
 ) -> None:
     evidence = read_evidence(untrusted_authority.sign(tiny_png(), EDITED), trust_list)
@@ -191,7 +191,7 @@ async def test_a_valid_manifest_from_an_unlisted_signer_is_reported_valid_but_un
 
 
 async def test_a_manifest_tampered_after_signing_is_invalid_and_goes_to_review(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata,
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata,
     trusted_authority: Authority, trust_list: str,
 ) -> None:
     evidence = read_evidence(tampered(trusted_authority.sign(tiny_png(), CAPTURED)), trust_list)
@@ -205,7 +205,7 @@ async def test_a_manifest_tampered_after_signing_is_invalid_and_goes_to_review(
 
 
 async def test_a_manifest_that_says_ai_while_the_creator_declares_none_is_a_finding_and_a_review(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata,
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata,
     trusted_authority: Authority, trust_list: str,
 ) -> None:
     evidence = read_evidence(trusted_authority.sign(tiny_png(), GENERATED), trust_list)
@@ -216,7 +216,7 @@ async def test_a_manifest_that_says_ai_while_the_creator_declares_none_is_a_find
 
 
 async def test_without_a_manifest_the_declaration_decides_and_a_deepfake_needs_the_art_50_4_disclosure(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata,
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata,
 ) -> None:
     response = await disclosure_stub.AssessAiContent(assessment(
         disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AI_USAGE_GENERATED, depicts_real_people_or_events=True),
@@ -227,7 +227,7 @@ async def test_without_a_manifest_the_declaration_decides_and_a_deepfake_needs_t
 
 
 async def test_absent_evidence_describing_a_manifest_is_invalid_argument(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata,
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await disclosure_stub.AssessAiContent(assessment(NO_AI, disclosure_pb2.C2paEvidence(

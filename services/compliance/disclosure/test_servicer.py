@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 from limelight.compliance.v1 import disclosure_pb2, disclosure_pb2_grpc
 
@@ -35,7 +35,7 @@ def request_for(case: DisclosureCase) -> disclosure_pb2.EvaluateDisclosureReques
 
 
 def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -46,7 +46,7 @@ def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
 
 
 async def test_every_case_of_the_table_gets_its_verdict_through_the_service(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata
 ) -> None:
     wrong = []
     for case in CASES:
@@ -59,7 +59,7 @@ async def test_every_case_of_the_table_gets_its_verdict_through_the_service(
 
 
 async def test_a_paid_partnership_with_werbung_first_is_compliant_and_carries_its_label(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata
 ) -> None:
     case = next(case for case in CASES if case.case_id == "de-paid-werbung-first")
     response = await disclosure_stub.EvaluateDisclosure(request_for(case), metadata=as_ingest)
@@ -69,7 +69,7 @@ async def test_a_paid_partnership_with_werbung_first_is_compliant_and_carries_it
 
 
 async def test_an_undeclared_discount_code_is_non_compliant_with_a_german_finding_and_its_evidence(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata
 ) -> None:
     case = next(case for case in CASES if case.case_id == "de-undeclared-discount-code")
     response = await disclosure_stub.EvaluateDisclosure(request_for(case), metadata=as_ingest)
@@ -82,7 +82,7 @@ async def test_an_undeclared_discount_code_is_non_compliant_with_a_german_findin
 
 
 async def test_contradictory_declaration_is_invalid_argument_naming_both_fields(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata
 ) -> None:
     request = request_for(CASES[0])
     request.content.declaration.relationship = disclosure_pb2.COMMERCIAL_RELATIONSHIP_NONE
@@ -94,7 +94,7 @@ async def test_contradictory_declaration_is_invalid_argument_naming_both_fields(
 
 
 async def test_a_placement_without_a_label_is_invalid_argument_naming_both_fields(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata
 ) -> None:
     request = request_for(CASES[0])
     request.content.label_placement = disclosure_pb2.LABEL_PLACEMENT_BEFORE_CONTENT
@@ -106,7 +106,7 @@ async def test_a_placement_without_a_label_is_invalid_argument_naming_both_field
 
 
 async def test_a_missing_market_is_refused_by_the_proto_rules(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, as_ingest: Metadata
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, as_ingest: Metadata
 ) -> None:
     request = request_for(CASES[0])
     request.market = disclosure_pb2.MARKET_UNSPECIFIED
@@ -117,7 +117,7 @@ async def test_a_missing_market_is_refused_by_the_proto_rules(
 
 
 async def test_a_viewer_may_not_ask_for_verdicts(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub, tmp_path: Path
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub, tmp_path: Path
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await disclosure_stub.EvaluateDisclosure(request_for(CASES[0]),
@@ -126,7 +126,7 @@ async def test_a_viewer_may_not_ask_for_verdicts(
 
 
 async def test_the_rules_are_public_paged_per_market_and_versioned(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub
 ) -> None:
     seen: list[disclosure_pb2.DisclosureRule] = []
     token = ""
@@ -148,7 +148,7 @@ async def test_the_rules_are_public_paged_per_market_and_versioned(
 
 
 async def test_unknown_rule_versions_and_foreign_page_tokens_are_refused(
-    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceStub
+    disclosure_stub: disclosure_pb2_grpc.DisclosureServiceAsyncStub
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await disclosure_stub.ListDisclosureRules(disclosure_pb2.ListDisclosureRulesRequest(rules_version="1999.1"))
