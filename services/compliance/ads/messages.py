@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from google.protobuf import timestamp_pb2
 from limelight.compliance.v1 import ads_pb2
 
+from libs.audit.protos import moment, timestamp
 from services.compliance.ads.model import Ad, AdDraft, AdKind, AdSearch, Displays, Targeting, TargetingDecision
-
-
-def timestamp(moment: dt.datetime) -> timestamp_pb2.Timestamp:
-    message = timestamp_pb2.Timestamp()
-    message.FromDatetime(moment.astimezone(dt.UTC))
-    return message
-
-
-def moment(message: timestamp_pb2.Timestamp) -> dt.datetime:
-    return message.ToDatetime(tzinfo=dt.UTC)
 
 
 def targeting_in(message: ads_pb2.AdTargeting) -> Targeting:

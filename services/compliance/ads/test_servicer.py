@@ -10,9 +10,9 @@ import grpc
 import pytest
 from limelight.compliance.v1 import ads_pb2, ads_pb2_grpc
 
+from libs.audit.protos import timestamp
 from libs.auth.principal import AgeBracket, Role
 from services.compliance.ads.conftest import AdsServer, Metadata, MovableClock, on_behalf_of, token
-from services.compliance.ads.messages import timestamp
 
 
 def full_ad() -> ads_pb2.Ad:
