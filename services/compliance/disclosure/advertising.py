@@ -106,6 +106,9 @@ class MarketReader:
         self.affiliate_domains = words.affiliate_domains
         self.affiliate_markers = words.affiliate_url_markers
         self.visible_characters = words.conspicuous_within_characters
+        self.label_openings = frozenset().union(*(book.openings for book in (
+            self.denial_phrases, self.unpaid, self.accepted, self.non_labels, self.hashtag_non_labels, self.foreign)),
+            self.denial_words, self.negations)
         self.buried_run = words.buried_hashtag_run
 
     # -- labels ---------------------------------------------------------------------------
@@ -117,6 +120,9 @@ class MarketReader:
         index = 0
         while index < len(tokens):
             token = tokens[index]
+            if token.word not in self.label_openings:
+                index += 1
+                continue
             length = self.denial_phrases.match_at(tokens, index)
             if length or token.word in self.denial_words:
                 reading.denials.append(evidence(tokens, index, length or 1))

@@ -29,6 +29,8 @@ _SPELLED_OUT_MINIMUM = 3
 
 
 def normalise(text: str) -> str:
+    if text.isascii():  # most words: nothing to fold but the case
+        return text.lower()
     folded = unicodedata.normalize("NFKC", text).casefold().translate(_UMLAUTS)
     decomposed = unicodedata.normalize("NFD", folded)
     return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
@@ -162,11 +164,20 @@ class PhraseBook:
             best = max(best, 1)
         return best
 
+    @property
+    def openings(self) -> frozenset[str]:
+        """Every word a match can start with, so a caller can skip tokens none can start at."""
+        return frozenset(self._by_first) | frozenset(self._compact)
+
     def find(self, tokens: Sequence[Token]) -> list[tuple[int, int]]:
         """Every (start, length) match, left to right, not overlapping."""
         found: list[tuple[int, int]] = []
         index = 0
         while index < len(tokens):
+            word = tokens[index].word
+            if word not in self._by_first and word not in self._compact:
+                index += 1
+                continue
             length = self.match_at(tokens, index)
             if length:
                 found.append((index, length))
