@@ -1,1 +1,1 @@
-"""The audit trail as every service sees it: the event record and its canonical bytes."""
+"""The audit trail as every service sees it: the event record, the outbox it is written to, and the shipper."""

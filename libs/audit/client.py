@@ -17,9 +17,14 @@ ids make a retried batch harmless) and removing events only once acknowledged. A
 compliance refuses for good is moved aside (`AuditSpool.reject`) after it was isolated
 from its batch, so one bad event never blocks the others.
 
-A service whose state change and audit event must commit together can write events into
-its own store in the same transaction and give the shipper that store instead: anything
-with the `AuditOutbox` methods works.
+A service whose state change and audit event must commit together writes them into its
+own store in the same transaction (`libs.audit.outbox`: build the event with `new_event` on
+the request's task, write it with `write_event(tx, ...)` in the unit of work) and gives the
+shipper that store's `SqliteAuditOutbox` as well; `wake_shipper` (a commit listener) makes
+it ship at once. The spool is shipped too, so such a service may still `record` what has
+no transaction of its own (a denial before any use case ran). Every event carries the trace context of the call that recorded it, and
+the shipper's AppendEvents call runs in a span that is a child of the first event's span
+and links to every event's span, so an audit append belongs to the trace that caused it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import grpc
 from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.audit.outbox import TracedEvent
 from libs.audit.protos import event_to_proto
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.audit.spool import AuditSpool
@@ -43,7 +49,7 @@ from libs.clock import Clock, utc_now
 from libs.errors import Unavailable
 from libs.kit.context import current_identity
 from libs.kit.server import ServiceRuntime
-from libs.kit.telemetry import current_ids
+from libs.kit.telemetry import Telemetry, current_ids, inject_carrier, span_linked_to
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +62,14 @@ _REFUSED_FOR_GOOD = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_E
 
 
 class AuditOutbox(Protocol):
-    def pending(self, limit: int) -> list[AuditEvent]: ...
+    # A bare AuditEvent (no trace context) is still accepted from outboxes not yet on
+    # `libs.audit.outbox` (gifts' own, until it moves).
+    def pending(self, limit: int) -> Sequence[TracedEvent | AuditEvent]: ...
     def acknowledge(self, event_ids: Collection[str]) -> None: ...
     def reject(self, event: AuditEvent, error: str) -> None: ...
 
 
-def compliance_appender(stub: audit_pb2_grpc.AuditServiceStub, *, timeout: float = 10.0) -> AppendEvents:
+def compliance_appender(stub: audit_pb2_grpc.AuditServiceAsyncStub, *, timeout: float = 10.0) -> AppendEvents:
     async def append(events: Sequence[AuditEvent]) -> object:
         request = audit_pb2.AppendEventsRequest(events=[event_to_proto(event) for event in events])
         return await stub.AppendEvents(request, timeout=timeout)
@@ -79,31 +87,45 @@ class AuditClient:
         pseudonymizer: Pseudonymizer,
         clock: Clock,
         outbox: AuditOutbox | None = None,
+        telemetry: Telemetry | None = None,
         batch_size: int = 500,
         max_backoff_seconds: float = 5.0,
     ) -> None:
         self._service = service
         self._spool = spool
-        self._outbox: AuditOutbox = outbox or spool
+        # The service's own outbox first, then the spool `record` writes to: both are shipped.
+        self._outboxes: list[AuditOutbox] = [spool] if outbox is None else [outbox, spool]
         self._append = append
         self._pseudonymizer = pseudonymizer
         self._clock = clock
         self._batch_size = min(batch_size, MAX_BATCH)
         self._max_backoff = max_backoff_seconds
+        self._telemetry = telemetry
         self._recorded = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._shipper: asyncio.Task[None] | None = None
 
     @classmethod
-    def for_runtime(cls, runtime: ServiceRuntime) -> AuditClient:
+    def for_runtime(cls, runtime: ServiceRuntime, *, outbox: AuditOutbox | None = None) -> AuditClient:
+        """The client of a service built by the kit; `outbox` is the service's own, if it has one."""
         return cls(
             service=runtime.name,
             spool=AuditSpool.open(runtime.name, runtime.data_root),
             append=compliance_appender(runtime.clients.stub("compliance", audit_pb2_grpc.AuditServiceStub)),
             pseudonymizer=Pseudonymizer.for_deployment(runtime.data_root),
             clock=utc_now,
+            outbox=outbox,
+            telemetry=runtime.telemetry,
         )
 
+    def wake_shipper(self) -> None:
+        """Ship now rather than at the next poll; safe from any thread (use it as a commit listener)."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing is shipping any more
+                self._loop.call_soon_threadsafe(self._recorded.set)
+
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         # The shipper must not inherit a caller's identity: it acts as the service itself.
         self._shipper = asyncio.create_task(self._ship_forever(), name=f"{self._service}-audit-shipper",
                                             context=contextvars.Context())
@@ -116,7 +138,7 @@ class AuditClient:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._shipper
-        self._spool.close()
+        await asyncio.to_thread(self._spool.close)  # commits what is queued: an fsync, off the loop
 
     async def record(
         self,
@@ -129,6 +151,31 @@ class AuditClient:
         attributes: Mapping[str, str] | None = None,
     ) -> AuditEvent:
         """Record what this call did; returns once the event cannot be lost."""
+        traced = self.new_event(action=action, resource=resource, outcome=outcome, reason=reason, subject=subject,
+                                attributes=attributes)
+        try:
+            await asyncio.wrap_future(self._spool.add([traced]))
+        except Exception as error:
+            raise Unavailable("the audit trail cannot take the event, so the change is refused",
+                              reason="AUDIT_UNAVAILABLE") from error
+        self._recorded.set()
+        return traced.event
+
+    def new_event(
+        self,
+        *,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        reason: str = "",
+        subject: str = "",
+        attributes: Mapping[str, str] | None = None,
+    ) -> TracedEvent:
+        """The event of what this call did, for `libs.audit.outbox.write_event`; call it on the call's task.
+
+        It fills in who acted, the trace and the time from the current call, and turns the
+        subject into its pseudonymous reference; it writes nothing.
+        """
         identity = current_identity()
         principal = identity.principal if identity is not None else None
         event = AuditEvent(
@@ -144,49 +191,60 @@ class AuditClient:
             subject_ref=self._pseudonymizer.subject_ref(subject),
             attributes=attributes or {},
         )
-        try:
-            await asyncio.wrap_future(self._spool.add([event]))
-        except Exception as error:
-            raise Unavailable("the audit trail cannot take the event, so the change is refused",
-                              reason="AUDIT_UNAVAILABLE") from error
-        self._recorded.set()
-        return event
+        return TracedEvent(event, inject_carrier())
 
     async def _drained(self) -> None:
-        while await asyncio.to_thread(self._outbox.pending, 1):
+        while any([await asyncio.to_thread(outbox.pending, 1) for outbox in self._outboxes]):
             await asyncio.sleep(0.05)
 
     async def _ship_forever(self) -> None:
         backoff = 0.1
         while True:
-            events = await asyncio.to_thread(self._outbox.pending, self._batch_size)
-            if not events:
-                self._recorded.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
-                continue
+            shipped = False
             try:
-                await self._ship(events)
+                for outbox in self._outboxes:
+                    shipped = await self._ship_pending(outbox) or shipped
             except grpc.aio.AioRpcError as error:
-                logger.warning("audit events wait in the spool: compliance answered %s (%s); retrying in %.1f s",
+                logger.warning("audit events wait in the outbox: compliance answered %s (%s); retrying in %.1f s",
                                error.code().name, error.details(), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             backoff = 0.1
+            if not shipped:
+                self._recorded.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
 
-    async def _ship(self, events: list[AuditEvent]) -> None:
+    async def _ship_pending(self, outbox: AuditOutbox) -> bool:
+        """Ship the oldest batch waiting in `outbox`; False if nothing was waiting."""
+        events = [item if isinstance(item, TracedEvent) else TracedEvent(item)
+                  for item in await asyncio.to_thread(outbox.pending, self._batch_size)]
+        if events:
+            await self._ship(outbox, events)
+        return bool(events)
+
+    async def _ship(self, outbox: AuditOutbox, events: list[TracedEvent]) -> None:
         try:
-            await self._append(events)
+            await self._append_linked(events)
         except grpc.aio.AioRpcError as error:
             if error.code() not in _REFUSED_FOR_GOOD:
                 raise
             if len(events) == 1:
-                logger.error("compliance refused audit event %s for good: %s", events[0].event_id, error.details())
-                await asyncio.to_thread(self._outbox.reject, events[0], f"{error.code().name}: {error.details()}")
+                refused = events[0].event
+                logger.error("compliance refused audit event %s for good: %s", refused.event_id, error.details())
+                await asyncio.to_thread(outbox.reject, refused, f"{error.code().name}: {error.details()}")
                 return
             for event in events:  # find the event at fault; the others go through
-                await self._ship([event])
+                await self._ship(outbox, [event])
             return
-        await asyncio.to_thread(self._outbox.acknowledge, [event.event_id for event in events])
+        await asyncio.to_thread(outbox.acknowledge, [traced.event.event_id for traced in events])
+
+    async def _append_linked(self, events: list[TracedEvent]) -> None:
+        """AppendEvents in a span of the originating traces (see the module docstring)."""
+        if self._telemetry is None:
+            await self._append([traced.event for traced in events])
+            return
+        with span_linked_to(self._telemetry.tracer, "audit.ship", [traced.trace_context for traced in events]):
+            await self._append([traced.event for traced in events])
 

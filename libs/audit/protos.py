@@ -18,11 +18,11 @@ _OUTCOME_TO_PROTO = {
 _OUTCOME_FROM_PROTO = {value: outcome for outcome, value in _OUTCOME_TO_PROTO.items()}
 
 
-def outcome_to_proto(outcome: Outcome) -> audit_pb2.Outcome.ValueType:
+def outcome_to_proto(outcome: Outcome) -> audit_pb2.Outcome:
     return _OUTCOME_TO_PROTO[outcome]
 
 
-def outcome_from_proto(value: audit_pb2.Outcome.ValueType) -> Outcome | None:
+def outcome_from_proto(value: audit_pb2.Outcome) -> Outcome | None:
     """None for OUTCOME_UNSPECIFIED (in a filter: any outcome)."""
     return _OUTCOME_FROM_PROTO.get(value)
 

@@ -1,24 +1,25 @@
-"""The audit client's durable buffer: events a service recorded that compliance has not acknowledged.
+"""The audit client's own outbox, for events a service records with no store of its own.
 
 One SQLite file per service (`<data dir>/<service>/audit-spool.db`, WAL,
-synchronous=FULL). Writes are group-committed, so many request handlers recording at
-once share one fsync. Events leave the spool only when compliance acknowledged them,
-or, if compliance refuses one for good (malformed, or its id reused for other
-content), into `rejected_event`, kept for an operator instead of being retried forever.
+synchronous=FULL) holding the tables of `libs.audit.outbox`. Writes go through a
+`GroupCommitter`, so many request handlers recording at once share one fsync, and the
+shipper's acknowledgements queue behind them on the same writer thread. Events leave the
+spool only when compliance acknowledged them, or, if compliance refuses one for good
+(malformed, or its id reused for other content), into `audit_outbox_rejected`, kept for
+an operator instead of being retried forever.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
 from libs.audit.events import AuditEvent
-from libs.storage.group_commit import GroupCommitter
+from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, write_event
+from libs.storage.committer import GroupCommitter
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import Migration, SqliteDatabase
+from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
 
 MIGRATIONS = [
     Migration(1, """
@@ -34,58 +35,39 @@ CREATE TABLE rejected_event (
     rejected_at TEXT NOT NULL
 );
 """),
+    # The spool becomes the shared outbox: the same tables any service's database includes.
+    Migration(2, """
+ALTER TABLE pending_event RENAME TO audit_outbox;
+ALTER TABLE audit_outbox ADD COLUMN trace_context TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE rejected_event RENAME TO audit_outbox_rejected;
+"""),
 ]
 
 
-class AuditSpool:
+class AuditSpool(SqliteAuditOutbox):
+    """An outbox in a database of its own, written through its own committer."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._database = SqliteDatabase(path)
-        self._database.migrate(MIGRATIONS)
-        self._committer: GroupCommitter[Sequence[AuditEvent], None] = GroupCommitter(
-            self._write, name="audit-spool", size_of=len)
-        self._committer.start()
+        database = SqliteDatabase(path)
+        database.migrate(MIGRATIONS)
+        self._spool_committer = GroupCommitter(database, name="audit-spool")
+        super().__init__(database, committer=self._spool_committer)
 
     @classmethod
     def open(cls, service: str, root: Path | None = None) -> AuditSpool:
         return cls((root or data_dir()) / service / "audit-spool.db")
 
-    def add(self, events: Sequence[AuditEvent]) -> Future[None]:
+    def add(self, events: Sequence[AuditEvent | TracedEvent]) -> Future[None]:
         """Resolves once the events are durable here; fails if they could not be written."""
-        return self._committer.submit(events)
+        traced = [event if isinstance(event, TracedEvent) else TracedEvent(event) for event in events]
 
-    def _write(self, batches: list[Sequence[AuditEvent]]) -> list[None]:
-        with self._database.transaction() as transaction:
-            transaction.executemany(
-                "INSERT OR IGNORE INTO pending_event (event_id, record) VALUES (?, ?)",
-                [(event.event_id, event.canonical_bytes().decode()) for batch in batches for event in batch],
-            )
-        return [None] * len(batches)
+        def write(transaction: Transaction) -> None:
+            for item in traced:
+                write_event(transaction, item)
 
-    def pending(self, limit: int) -> list[AuditEvent]:
-        """The oldest events not yet acknowledged, in the order they were recorded."""
-        with self._database.reading() as connection:
-            rows = connection.execute("SELECT record FROM pending_event ORDER BY position LIMIT ?", (limit,)).fetchall()
-        return [AuditEvent.from_record(json.loads(row[0])) for row in rows]
-
-    def acknowledge(self, event_ids: Collection[str]) -> None:
-        with self._database.transaction() as transaction:
-            transaction.executemany("DELETE FROM pending_event WHERE event_id = ?", [(i,) for i in event_ids])
-
-    def reject(self, event: AuditEvent, error: str) -> None:
-        with self._database.transaction() as transaction:
-            transaction.execute("INSERT OR REPLACE INTO rejected_event (event_id, record, error, rejected_at) "
-                                "VALUES (?, ?, ?, ?)", (event.event_id, event.canonical_bytes().decode(), error,
-                                                        dt.datetime.now(dt.UTC).isoformat()))
-            transaction.execute("DELETE FROM pending_event WHERE event_id = ?", (event.event_id,))
-
-    def counts(self) -> tuple[int, int]:
-        """(pending, rejected): what an operator watches."""
-        with self._database.reading() as connection:
-            pending = connection.execute("SELECT COUNT(*) FROM pending_event").fetchone()[0]
-            rejected = connection.execute("SELECT COUNT(*) FROM rejected_event").fetchone()[0]
-        return int(pending), int(rejected)
+        return self._spool_committer.submit(write)
 
     def close(self) -> None:
-        self._committer.stop()
+        self._spool_committer.close()
         self._database.close()

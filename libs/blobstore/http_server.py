@@ -58,8 +58,7 @@ class BlobHTTPServer:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_put_stream_writes_every_chunk(store: LocalBlobStore) -> None:
 
 
 def test_failed_stream_leaves_neither_object_nor_temporary_file(store: LocalBlobStore) -> None:
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         yield b"partial"
         raise OSError("client went away")
 

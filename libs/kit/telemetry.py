@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -200,3 +201,19 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
 
+
+
+@contextmanager
+def span_linked_to(tracer: trace.Tracer, name: str, carriers: Sequence[Mapping[str, str]]) -> Iterator[None]:
+    """A current span for work done later on behalf of earlier calls (a batch a background task ships).
+
+    It is a child of the first carrier's span, so that call's trace shows the work, and it
+    links to every carrier's span, so each originating trace leads to it; with no traced
+    carrier it starts a trace of its own.
+    """
+    origins = list({context.span_id: context for context in (
+        trace.get_current_span(extract_carrier(carrier)).get_span_context() for carrier in carriers)
+        if context.is_valid}.values())
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(origins[0])) if origins else otel_context.Context()
+    with tracer.start_as_current_span(name, context=parent, links=[trace.Link(origin) for origin in origins]):
+        yield

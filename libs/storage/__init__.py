@@ -1,1 +1,1 @@
-"""Shared persistence plumbing: the data directory and SQLite (WAL) with migrations."""
+"""Shared persistence plumbing: the data directory, SQLite (WAL) with migrations, and the group committer."""

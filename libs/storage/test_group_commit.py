@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -16,9 +15,11 @@ class Recorder:
         self.groups: list[list[int]] = []
         self.release = threading.Event()
         self.release.set()
+        self.entered = threading.Event()
         self.fail_with: BaseException | None = None
 
     def commit(self, requests: list[int]) -> list[int | BaseException]:
+        self.entered.set()
         self.release.wait()
         if self.fail_with is not None:
             raise self.fail_with
@@ -32,7 +33,7 @@ def test_requests_queued_during_a_commit_share_the_next_one() -> None:
     committer.start()
     recorder.release.clear()
     first = committer.submit(0)
-    time.sleep(0.05)  # the writer is now inside the first commit
+    assert recorder.entered.wait(5)  # the writer is now inside the first commit
     waiting = [committer.submit(n) for n in (2, 4, 6)]
     recorder.release.set()
     assert first.result(timeout=5) == 0
@@ -55,11 +56,17 @@ def test_a_request_can_fail_alone_and_a_failed_commit_fails_its_whole_group() ->
 
 def test_tick_runs_when_idle_and_stop_finishes_the_queue() -> None:
     recorder = Recorder()
-    ticks: list[float] = []
-    committer: GroupCommitter[int, int] = GroupCommitter(
-        recorder.commit, name="test", tick=lambda: ticks.append(time.monotonic()), idle_seconds=0.01)
+    ticks: list[int] = []
+    three_idle_ticks = threading.Event()
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) >= 3:
+            three_idle_ticks.set()
+
+    committer: GroupCommitter[int, int] = GroupCommitter(recorder.commit, name="test", tick=tick, idle_seconds=0.01)
     committer.start()
-    time.sleep(0.1)
+    assert three_idle_ticks.wait(5)
     assert len(ticks) >= 3
     recorder.release.clear()
     pending = [committer.submit(n) for n in (10, 12)]
@@ -76,7 +83,7 @@ def test_a_request_cancelled_while_queued_is_skipped_and_the_writer_keeps_servin
     committer.start()
     recorder.release.clear()
     first = committer.submit(0)
-    time.sleep(0.05)  # the writer is now inside the first commit
+    assert recorder.entered.wait(5)  # the writer is now inside the first commit
     abandoned = committer.submit(2)
     assert abandoned.cancel()
     kept = committer.submit(4)
