@@ -80,7 +80,7 @@ async def _echo(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> by
 
 
 def build_kit_echo(runtime: ServiceRuntime) -> ServiceDefinition:
-    method = grpc.unary_unary_rpc_method_handler(
+    method: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
         _echo, request_deserializer=disclosure_pb2.EvaluateDisclosureRequest.FromString)
     handlers = grpc.method_handlers_generic_handler(ECHO_SERVICE, {"Echo": method})
     return ServiceDefinition(service_names=[ECHO_SERVICE],

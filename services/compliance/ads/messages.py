@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from limelight.compliance.v1 import ads_pb2
 
-from libs.audit.protos import moment, timestamp
+from libs.timestamps import from_timestamp, to_timestamp
 from services.compliance.ads.model import Ad, AdDraft, AdKind, AdSearch, Displays, Targeting, TargetingDecision
 
 
@@ -39,16 +39,17 @@ def ad_out(ad: Ad) -> ads_pb2.Ad:
         targeting=targeting_out(draft.targeting), brand=draft.brand, creator=draft.creator,
         found_by_engine=draft.found_by_engine, total_reach=ad.total_reach, targeted=draft.targeting.targeted,
         reach=[ads_pb2.AdMemberStateReach(member_state=state, impressions=count) for state, count in ad.reach.items()],
-        retain_until=timestamp(ad.retain_until), create_time=timestamp(ad.create_time))
+        retain_until=to_timestamp(ad.retain_until), create_time=to_timestamp(ad.create_time))
     if ad.first_display is not None:
-        message.first_display_time.CopyFrom(timestamp(ad.first_display))
+        message.first_display_time.CopyFrom(to_timestamp(ad.first_display))
     if ad.last_display is not None:
-        message.last_display_time.CopyFrom(timestamp(ad.last_display))
+        message.last_display_time.CopyFrom(to_timestamp(ad.last_display))
     return message
 
 
 def displays_in(rows: list[ads_pb2.AdReach]) -> list[Displays]:
-    return [Displays(row.member_state, moment(row.day).date(), row.impressions) for row in rows]
+    return [Displays(row.member_state, from_timestamp(row.day, field=f"reach[{index}].day").date(), row.impressions)
+            for index, row in enumerate(rows)]
 
 
 def search_in(request: ads_pb2.SearchAdsRequest) -> AdSearch:
@@ -56,8 +57,8 @@ def search_in(request: ads_pb2.SearchAdsRequest) -> AdSearch:
         advertiser=request.advertiser_query, payer=request.payer_query, text=request.text_query,
         member_state=request.member_state,
         kind=AdKind[ads_pb2.AdKind.Name(request.kind).removeprefix("AD_KIND_")] if request.kind else None,
-        start=moment(request.start_time) if request.HasField("start_time") else None,
-        end=moment(request.end_time) if request.HasField("end_time") else None)
+        start=from_timestamp(request.start_time, field="start_time") if request.HasField("start_time") else None,
+        end=from_timestamp(request.end_time, field="end_time") if request.HasField("end_time") else None)
 
 
 def decision_out(decision: TargetingDecision) -> ads_pb2.CheckAdTargetingResponse:

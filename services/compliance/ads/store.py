@@ -15,6 +15,7 @@ from pathlib import Path
 
 from libs.errors import AlreadyExists, NotFound
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.ads.model import Ad, AdDraft, AdKind, AdSearch, Displays, Targeting, one_year_after
 
 MIGRATIONS = (
@@ -58,12 +59,8 @@ CREATE TABLE impression_batches (
 )
 
 
-def _us(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _moment(us: int | None) -> dt.datetime | None:
-    return None if us is None else dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC)
+def _moment_or_none(micros: int | None) -> dt.datetime | None:
+    return None if micros is None else from_epoch_us(micros)
 
 
 def _like(text: str) -> str:
@@ -99,7 +96,7 @@ class SqliteAdStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (ad.name, request_id, fingerprint, draft.kind.value, draft.content, draft.summary, draft.advertiser,
                  draft.paid_by, draft.brand, draft.creator, int(draft.found_by_engine),
-                 json.dumps(_targeting_json(draft.targeting)), _us(ad.create_time), _us(ad.retain_until)))
+                 json.dumps(_targeting_json(draft.targeting)), epoch_us(ad.create_time), epoch_us(ad.retain_until)))
             return self._load(tx, ad.name)
 
     def add_displays(self, name: str, request_id: str, fingerprint: str, rows: Sequence[Displays],
@@ -128,10 +125,10 @@ class SqliteAdStore:
                 "UPDATE ads SET first_display_us = MIN(COALESCE(first_display_us, :first), :first),"
                 " last_display_us = MAX(COALESCE(last_display_us, :last), :last),"
                 " sort_key = MAX(COALESCE(last_display_us, :last), :last) WHERE name = :name",
-                {"first": _us(first_day), "last": _us(last_display), "name": name})
+                {"first": epoch_us(first_day), "last": epoch_us(last_display), "name": name})
             last = tx.execute("SELECT last_display_us FROM ads WHERE name = ?", (name,)).fetchone()[0]
             tx.execute("UPDATE ads SET retain_until_us = ? WHERE name = ?",
-                       (_us(one_year_after(_moment(last) or now)), name))
+                       (epoch_us(one_year_after(_moment_or_none(last) or now)), name))
             return self._load(tx, name)
 
     def get(self, name: str, now: dt.datetime) -> Ad | None:
@@ -140,7 +137,7 @@ class SqliteAdStore:
 
     def search(self, search: AdSearch, now: dt.datetime, after: tuple[int, str] | None, limit: int) -> list[Ad]:
         clauses = ["retain_until_us >= ?"]
-        parameters: list[object] = [_us(now)]
+        parameters: list[object] = [epoch_us(now)]
         if search.advertiser:
             clauses.append("(lower(advertiser) LIKE ? ESCAPE '\\' OR lower(payer) LIKE ? ESCAPE '\\')")
             parameters += [_like(search.advertiser)] * 2
@@ -159,10 +156,10 @@ class SqliteAdStore:
             parameters.append(search.member_state)
         if search.start is not None:
             clauses.append("last_display_us >= ?")
-            parameters.append(_us(search.start))
+            parameters.append(epoch_us(search.start))
         if search.end is not None:
             clauses.append("first_display_us < ?")
-            parameters.append(_us(search.end))
+            parameters.append(epoch_us(search.end))
         if after is not None:
             clauses.append("(sort_key < ? OR (sort_key = ? AND name > ?))")
             parameters += [after[0], after[0], after[1]]
@@ -173,13 +170,13 @@ class SqliteAdStore:
 
     def delete_expired(self, now: dt.datetime) -> int:
         with self._db.transaction() as tx:
-            return int(tx.execute("DELETE FROM ads WHERE retain_until_us < ?", (_us(now),)).rowcount)
+            return int(tx.execute("DELETE FROM ads WHERE retain_until_us < ?", (epoch_us(now),)).rowcount)
 
     # -- rows -> entries --------------------------------------------------------------------
 
     def _live(self, connection: sqlite3.Connection | Transaction, name: str, now: dt.datetime) -> sqlite3.Row | None:
         row: sqlite3.Row | None = connection.execute(
-            "SELECT * FROM ads WHERE name = ? AND retain_until_us >= ?", (name, _us(now))).fetchone()
+            "SELECT * FROM ads WHERE name = ? AND retain_until_us >= ?", (name, epoch_us(now))).fetchone()
         return row
 
     def _load(self, tx: Transaction, name: str) -> Ad:
@@ -198,8 +195,8 @@ class SqliteAdStore:
             kind=AdKind(row["kind"]), content=row["content"], summary=row["summary"], advertiser=row["advertiser"],
             payer=row["payer"], targeting=_targeting(json.loads(row["targeting"])), brand=row["brand"],
             creator=row["creator"], found_by_engine=bool(row["found_by_engine"]))
-        return Ad(name=row["name"], draft=draft, create_time=_moment(row["create_us"]) or dt.datetime.min,
-                  first_display=_moment(row["first_display_us"]), last_display=_moment(row["last_display_us"]),
+        return Ad(name=row["name"], draft=draft, create_time=_moment_or_none(row["create_us"]) or dt.datetime.min,
+                  first_display=_moment_or_none(row["first_display_us"]), last_display=_moment_or_none(row["last_display_us"]),
                   reach=reach)
 
 

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from limelight.compliance.v1 import ads_pb2, ads_pb2_grpc
 
-from libs.audit.protos import timestamp
 from libs.auth.principal import AgeBracket, Role
+from libs.timestamps import to_timestamp
 from services.compliance.ads.conftest import AdsServer, Metadata, MovableClock, on_behalf_of, token
 
 
@@ -41,8 +41,8 @@ async def test_a_search_answers_with_every_art_39_field_filled(
     ad = await register(ads_stub, as_service)
     await ads_stub.RecordAdImpressions(ads_pb2.RecordAdImpressionsRequest(
         ad=ad.name, request_id=str(uuid.uuid4()), reach=[
-            ads_pb2.AdReach(member_state="DE", day=timestamp(day(clock.now)), impressions=1200),
-            ads_pb2.AdReach(member_state="AT", day=timestamp(day(clock.now)), impressions=80)]), metadata=as_service)
+            ads_pb2.AdReach(member_state="DE", day=to_timestamp(day(clock.now)), impressions=1200),
+            ads_pb2.AdReach(member_state="AT", day=to_timestamp(day(clock.now)), impressions=80)]), metadata=as_service)
 
     found = await ads_stub.SearchAds(ads_pb2.SearchAdsRequest(advertiser_query="glowlab", member_state="DE"))
     assert [entry.name for entry in found.ads] == [ad.name]

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from libs.clock import Clock
 from libs.errors import NotFound
+from libs.pagination import PageTokens, page_size
 from services.compliance.ads.model import (
     Ad,
     AdDraft,
@@ -25,7 +26,6 @@ from services.compliance.ads.model import (
     decide_targeting,
     displays_fingerprint,
 )
-from services.compliance.ads.page_tokens import PageTokens, page_size
 
 DEFAULT_SEARCH_PAGE = 100
 SEARCH_PAGES = PageTokens("compliance.SearchAds")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from libs.errors import DomainError, NotFound
-from services.compliance.ads.page_tokens import PageTokens, page_size
+from libs.pagination import PageTokens, page_size
 from services.compliance.disclosure.advertising import evaluate_disclosure
 from services.compliance.disclosure.ai_content import assess_ai_content, declared_label
 from services.compliance.disclosure.model import (
