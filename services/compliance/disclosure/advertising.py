@@ -226,15 +226,16 @@ class MarketReader:
         shop = self._phrases(self.shop_words, tokens)
         if bio and (shop or codes):
             signals.strong.append(("AD_CAPTION_PROMOTION", ", ".join([*bio, *shop[:2]])))
-        if calls and signals.mentions:
-            praise = self._phrases(self.thanks, tokens) + self._phrases(self.praise, tokens)
-            signals.strong.append(("AD_CAPTION_PROMOTION", ", ".join([signals.mentions[0], *calls, *praise[:2]])))
         prices = [match.group().strip() for match in _PRICE.finditer(caption)] + self._phrases(self.price_phrases, tokens)
+        praise = self._phrases(self.thanks, tokens) + self._phrases(self.praise, tokens)
+        if signals.mentions and (calls or (prices and (praise or shop))):
+            # A brand with a call to buy, or with a price and praise, is a sales pitch, not a casual mention.
+            signals.strong.append(("AD_CAPTION_PROMOTION",
+                                   ", ".join([signals.mentions[0], *calls, *prices[:1], *praise[:2]])))
         urgency = self._phrases(self.urgency, tokens)
         if prices and (urgency or calls):
             signals.strong.append(("AD_EXCESSIVE_PROMOTION", ", ".join([*urgency, *calls, *prices][:4])))
         elif not signals.strong:
-            praise = self._phrases(self.praise, tokens)
             if calls and (praise or urgency):
                 signals.weak += [*calls, *praise, *urgency]
             elif prices and praise:
@@ -370,9 +371,9 @@ def evaluate_disclosure(content: DisclosureContent, market: Market, rules: RuleS
         find(missing, Severity.VIOLATION, "")
     admitted = reading.any_label or bool(reading.non_labels)
     if not declared and not admitted:
-        reasons = [found for _, found in signals.strong]
+        reasons = [part for _, found in signals.strong for part in found.split(", ")]
         reasons += [*content.product_tags[:1], *content.affiliate_links[:1]]
-        find("UNDECLARED_ADVERTISING", Severity.VIOLATION, ", ".join(reasons))
+        find("UNDECLARED_ADVERTISING", Severity.VIOLATION, ", ".join(dict.fromkeys(reasons)))
         return decided(Verdict.NON_COMPLIANT)
     if not declared:
         find("DECLARE_RELATIONSHIP", Severity.WARNING, ", ".join([*reading.elsewhere, *wrong][:3]))
