@@ -37,6 +37,7 @@ from services.compliance.disclosure.model import (
 from services.compliance.disclosure.text import PhraseBook, Token, TokenKind, evidence, read_content, tokenise
 
 _PRICE = re.compile(r"(?:[€$£]\s?\d)|(?:\d+(?:[.,]\d{1,2})?\s?(?:€|\$|£|eur\b|euro|usd\b|dollar))|(?:-?\d{1,2}\s?%)", re.I)
+_PERCENT = re.compile(r"\d\s?%")
 _CODE_LIKE = re.compile(r"^[A-Za-z0-9]{3,20}$")
 _LOOKAHEAD = 3
 _NEGATION_WINDOW = 2
@@ -203,6 +204,9 @@ class MarketReader:
     def read_signals(self, tokens: Sequence[Token], caption: str, reading: LabelReading) -> Signals:
         signals = Signals(mentions=[t.raw for t in tokens if t.kind is TokenKind.MENTION])
         codes = self._discount_codes(tokens)
+        if not codes and self._phrases(self.code_words, tokens) and (
+                _PERCENT.search(caption) or any(t.word in self.discount_words for t in tokens)):
+            codes = self._phrases(self.code_words, tokens)[:1]  # "10% Rabatt mit meinem Code"
         if codes:
             signals.strong.append(("AD_DISCOUNT_CODE", ", ".join(codes)))
         links = [t.raw for t in tokens if t.kind is TokenKind.URL and self._is_affiliate(t.word)]
