@@ -313,7 +313,8 @@ def evaluate_disclosure(content: DisclosureContent, market: Market, rules: RuleS
     tokens = read_content(content.caption, content.hashtags)
     reading = reader.read_labels(tokens)
     if content.label_text.strip():
-        reading.merge(reader.read_labels(tokenise(content.label_text), placed=content.label_placement))
+        placed = Placement.BEFORE_CONTENT if content.label_placement is Placement.UNSPECIFIED else content.label_placement
+        reading.merge(reader.read_labels(tokenise(content.label_text), placed=placed))
     signals = reader.read_signals(tokens, content.caption, reading)
 
     declaration = content.declaration

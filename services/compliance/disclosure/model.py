@@ -145,6 +145,7 @@ class DisclosureContent:
     affiliate_links: tuple[str, ...] = ()
     label_text: str = ""
     label_placement: Placement = Placement.UNSPECIFIED
+    """UNSPECIFIED with a label means the platform's label feature, which shows it before the content."""
 
     def __post_init__(self) -> None:
         violations: list[FieldViolation] = []
@@ -160,9 +161,9 @@ class DisclosureContent:
             violations += _contradiction(
                 ("content.label_placement", f"is {self.label_placement.value}, yet there is no content.label_text"),
                 ("content.label_text", "is required when content.label_placement names a place"))
-        if not placed and self.label_text.strip():
+        if self.label_placement is Placement.NONE and self.label_text.strip():
             violations += _contradiction(
-                ("content.label_text", "is set, yet content.label_placement does not say where it stands"),
+                ("content.label_text", "is set, yet content.label_placement says there is no label"),
                 ("content.label_placement", "must name a place when content.label_text is set"))
         if violations:
             raise InvalidArgument(

@@ -64,3 +64,12 @@ def test_absent_c2pa_evidence_that_describes_a_manifest_is_contradictory() -> No
     with pytest.raises(InvalidArgument) as raised:
         C2paEvidence(C2paValidation.ABSENT, trusted=True, signer="Camco")
     assert {v.field for v in raised.value.violations} == {"c2pa.validation", "c2pa.trusted", "c2pa.signer"}
+
+
+def test_a_label_without_a_stated_placement_is_the_platform_label_in_front() -> None:
+    unlabelled = dataclasses.replace(ADVERT, caption="Neues Serum")
+    assert usecases.evaluate(unlabelled, Market.GERMANY, usecases.RuleBook({"2026.1": current_rule_set()})).verdict \
+        is Verdict.LABEL_REQUIRED
+    placed = dataclasses.replace(unlabelled, label_text="Anzeige")
+    assert usecases.evaluate(placed, Market.GERMANY, usecases.RuleBook({"2026.1": current_rule_set()})).verdict \
+        is Verdict.COMPLIANT
