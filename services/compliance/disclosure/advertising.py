@@ -347,7 +347,7 @@ def evaluate_disclosure(content: DisclosureContent, market: Market, rules: RuleS
             find("AD_CHARITY_APPEAL", Severity.INFO, ", ".join(signals.charity[:3]))
         elif signals.mentions:
             find("AD_CASUAL_MENTION", Severity.INFO, ", ".join(signals.mentions[:3]))
-        labels = reading.at_start + reading.elsewhere + reading.foreign + reading.unpaid_claims
+        labels = reading.at_start + reading.elsewhere + reading.foreign
         if labels:
             find("LABEL_OVERLABELLING", Severity.INFO, ", ".join(labels[:3]))
         return decided(Verdict.COMPLIANT)
