@@ -12,8 +12,9 @@ import asyncio
 
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.clock import utc_now
+from libs.kit.access import AccessPolicy
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
-from services.compliance.ads.servicer import AD_REPOSITORY, AdRepositoryServicer
+from services.compliance.ads import servicer as ads
 from services.compliance.audit.config import AuditSettings
 from services.compliance.audit.keys import load_or_create_signing_key
 from services.compliance.audit.model import UnauthenticatedDenials
@@ -21,7 +22,7 @@ from services.compliance.audit.servicer import AUDIT, AuditServicer, access_poli
 from services.compliance.audit.store import SqliteAuditStore
 from services.compliance.audit.usecases import AuditLog
 from services.compliance.consent.servicer import CONSENT, ConsentServicer
-from services.compliance.disclosure.servicer import DISCLOSURE, DisclosureServicer
+from services.compliance.disclosure import servicer as disclosure
 from services.compliance.privacy.servicer import DATA_SUBJECT, DataSubjectServicer
 
 
@@ -32,11 +33,16 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
                    clock=utc_now, checkpoint_interval=settings.checkpoint_interval)
     denials = UnauthenticatedDenials(window=settings.denial_window, max_peers=settings.denial_max_peers)
     audit = AuditServicer(log, store, Pseudonymizer.for_deployment(runtime.data_root), denials, clock=utc_now)
+    disclosure_area = disclosure.build(runtime)
+    ad_repository = ads.build(runtime, clock=utc_now)
+    policies = [access_policy(), disclosure_area.policy, ad_repository.policy]
 
     async def on_start() -> None:
         await asyncio.to_thread(audit.start)  # signs the log as found: a write
+        await ad_repository.on_start()  # the retention sweep
 
     async def on_stop() -> None:
+        await ad_repository.on_stop()
         # Draining the writer waits on the disk: off the event loop, like every other write.
         await asyncio.to_thread(audit.stop)
         await asyncio.to_thread(store.close)
@@ -45,13 +51,16 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
         "limelight.compliance.v1",
         {
             AUDIT: audit,
+            disclosure_area.service_name: disclosure_area.servicer,
+            ad_repository.service_name: ad_repository.servicer,
             # The generated stubs mark every RPC abstract; unbuilt, each answers UNIMPLEMENTED.
-            DISCLOSURE: DisclosureServicer(),  # type: ignore[abstract]
-            AD_REPOSITORY: AdRepositoryServicer(),  # type: ignore[abstract]
             CONSENT: ConsentServicer(),  # type: ignore[abstract]
             DATA_SUBJECT: DataSubjectServicer(),  # type: ignore[abstract]
         },
-        policy=access_policy(),
+        policy=AccessPolicy(
+            public=frozenset().union(*(policy.public for policy in policies)),
+            roles={method: roles for policy in policies for method, roles in policy.roles.items()},
+        ),
         on_start=on_start,
         on_stop=on_stop,
         on_denied=audit.record_denial,
