@@ -99,6 +99,9 @@ class Child:
         return None if self.process is None else self.process.poll()
 
 
+_SHORT_TEMP_ROOT = "/tmp" if Path("/tmp").is_dir() else None
+
+
 @dataclass
 class Platform:
     data_root: Path
@@ -142,8 +145,9 @@ class Platform:
 
     def _start_ray_head(self, env: dict[str, str]) -> str:
         gcs_port = free_port()
-        # mkdtemp: private (0700) and short, since Ray puts Unix sockets below it (108-byte limit).
-        temp_dir = self._ray_temp_dir = Path(tempfile.mkdtemp(prefix="limelight-ray-"))
+        # mkdtemp: private (0700) and short, since Ray puts Unix sockets below it (108-byte limit);
+        # directly under /tmp, as a TMPDIR can be long (Bazel's per-test one is).
+        temp_dir = self._ray_temp_dir = Path(tempfile.mkdtemp(prefix="limelight-ray-", dir=_SHORT_TEMP_ROOT))
         address = f"{ray_cluster.LOOPBACK}:{gcs_port}"
         head = Child(
             name="ray",

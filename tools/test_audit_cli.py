@@ -19,9 +19,9 @@ from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, start_service
-from services.compliance.conftest import edit_database_file
+from services.compliance.audit.conftest import edit_database_file
+from services.compliance.audit.store import database_path
 from services.compliance.server import build
-from services.compliance.store import database_path
 from tools.audit_cli import app
 
 
@@ -51,12 +51,12 @@ async def append(running: RunningService, events: int, subject_ref: str = "") ->
     return size
 
 
-async def cli(running: RunningService, *args: str) -> Result:
+async def cli(running: RunningService, *args: str, columns: int = 250) -> Result:
     """Run `limelight audit ...` as an officer, off the event loop the server runs on."""
     officer = bearer(running.runtime.data_root, "users/olga", Role.COMPLIANCE_OFFICER)
     return await asyncio.to_thread(CliRunner().invoke, app, [*args],
                                    env={"LIMELIGHT_TOKEN": officer, "LIMELIGHT_COMPLIANCE_TARGET": running.target,
-                                        "COLUMNS": "250"})
+                                        "COLUMNS": str(columns)})
 
 
 async def test_an_officer_queries_exports_and_a_regulator_verifies(compliance: RunningService, tmp_path: Path) -> None:
@@ -112,3 +112,58 @@ async def test_a_file_that_is_not_evidence_cannot_be_verified(tmp_path: Path) ->
     key = "limelight.local/audit+01234567+AQ" + "A" * 42 + "="
     result = await asyncio.to_thread(CliRunner().invoke, app, ["verify", str(garbage), "--key", key])
     assert result.exit_code == 2
+
+
+async def exported_and_key(running: RunningService, tmp_path: Path, *options: str) -> tuple[Path, str]:
+    exported = tmp_path / "export.jsonl"
+    result = await cli(running, "export", "--out", str(exported), *options)
+    assert result.exit_code == 0, result.output
+    return exported, (await cli(running, "key")).output.strip()
+
+
+async def test_verify_never_cuts_an_event_id_and_speaks_json(compliance: RunningService, tmp_path: Path) -> None:
+    await append(compliance, 4)
+    exported, verifier_key = await exported_and_key(compliance, tmp_path, "--end-index", "4")
+    lines = exported.read_text().splitlines()
+    edited = json.loads(lines[2])
+    edited["event"]["outcome"] = "rejected"
+    lines[2] = json.dumps(edited)
+    exported.write_text("\n".join(lines) + "\n")
+    event_id = edited["event"]["event_id"]
+
+    narrow = await cli(compliance, "verify", str(exported), "--key", verifier_key, columns=40)
+    assert narrow.exit_code == 1 and event_id in narrow.output.replace("\n", "")
+    assert any(event_id in line for line in narrow.output.splitlines()), "the id was broken across lines"
+    as_json = await cli(compliance, "verify", str(exported), "--key", verifier_key, "--json", columns=40)
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.output)
+    assert report["verified"] is False and report["complete"] is True
+    assert report["findings"] == [{"kind": "changed", "leaf_index": 1, "event_id": event_id,
+                                   "detail": "differs from the event logged at leaf 1"}]
+
+
+async def test_require_complete_fails_on_a_cut_export_whose_range_claim_was_removed(
+    compliance: RunningService, tmp_path: Path
+) -> None:
+    await append(compliance, 5)
+    exported, verifier_key = await exported_and_key(compliance, tmp_path, "--end-index", "5", "--tree-size", "5")
+    header, *entries = exported.read_text().splitlines()
+    del entries[3]
+    exported.write_text("\n".join([json.dumps({**json.loads(header), "complete_range": None}), *entries]) + "\n")
+
+    lenient = await cli(compliance, "verify", str(exported), "--key", verifier_key)
+    assert lenient.exit_code == 0 and "partial: leaves 3 of the checkpoint's 5" in lenient.output
+    strict = await cli(compliance, "verify", str(exported), "--key", verifier_key, "--require-complete")
+    assert strict.exit_code == 1 and "INCOMPLETE: leaves 3 " in strict.output
+    report = json.loads((await cli(compliance, "verify", str(exported), "--key", verifier_key, "--json")).output)
+    assert report["complete"] is False and report["absent_leaves"] == [[3, 4]]
+
+
+async def test_require_complete_fails_on_a_filtered_export(compliance: RunningService, tmp_path: Path) -> None:
+    bob = Pseudonymizer.for_deployment(compliance.runtime.data_root).subject_ref("users/bob")
+    await append(compliance, 2, subject_ref=bob)
+    await append(compliance, 3)
+    exported, verifier_key = await exported_and_key(compliance, tmp_path, "--subject", "users/bob")
+    assert (await cli(compliance, "verify", str(exported), "--key", verifier_key)).exit_code == 0
+    strict = await cli(compliance, "verify", str(exported), "--key", verifier_key, "--require-complete")
+    assert strict.exit_code == 1 and "cannot prove that no event was removed" in strict.output

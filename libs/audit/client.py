@@ -57,8 +57,10 @@ AppendEvents = Callable[[Sequence[AuditEvent]], Awaitable[object]]
 
 MAX_BATCH = 1000  # AppendEventsRequest's limit
 # Codes after which resending the same batch cannot succeed: find the event at fault.
+# PERMISSION_DENIED is compliance refusing an event this service may not append (another
+# service's action or actor): set aside, never retried forever in front of the others.
 _REFUSED_FOR_GOOD = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
-                     grpc.StatusCode.FAILED_PRECONDITION}
+                     grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED}
 
 
 class AuditOutbox(Protocol):

@@ -85,6 +85,23 @@ async def test_an_event_compliance_refuses_is_set_aside_without_blocking_the_res
     await compliance.stop(grace=0)
 
 
+async def test_an_event_of_another_services_action_is_set_aside_without_blocking_the_rest(
+    tmp_path: Path, port: int, clients: ServiceClients
+) -> None:
+    compliance = await start_compliance(tmp_path, port)
+    client = audit_client(tmp_path, clients)  # ships as services/gifts
+    await client.record(action="gifts.Good", resource="creators/bo", outcome=Outcome.SUCCEEDED)
+    await client.record(action="ingest.PublishVideo", resource="creators/bo/videos/v1", outcome=Outcome.SUCCEEDED)
+    await client.record(action="gifts.AlsoGood", resource="creators/bo", outcome=Outcome.SUCCEEDED)
+    await client.start()  # compliance refuses the batch with PERMISSION_DENIED for the ingest event
+    logged = await logged_actions(compliance, tmp_path, 3)
+    assert [action for action in logged if action.startswith("gifts.")] == ["gifts.Good", "gifts.AlsoGood"]
+    assert {action for action in logged if not action.startswith("gifts.")} == {"compliance.AppendEvents"}  # refusals
+    await client.stop()
+    assert spool_counts(tmp_path) == (0, 1)
+    await compliance.stop(grace=0)
+
+
 async def test_recording_fails_the_call_when_the_spool_cannot_take_the_event(
     tmp_path: Path, clients: ServiceClients
 ) -> None:

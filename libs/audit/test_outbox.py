@@ -81,8 +81,8 @@ def _count(path: Path, sql: str) -> int:
 async def test_an_event_commits_with_its_change_or_not_at_all(
         tmp_path: Path, service: Service, clients: ServiceClients) -> None:
     audit = audit_client(tmp_path, clients, service.outbox)
-    kept = audit.new_event(action="ingest.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
-    lost = audit.new_event(action="ingest.PublishVideo", resource="creators/ada/videos/v2", outcome=Outcome.SUCCEEDED)
+    kept = audit.new_event(action="gifts.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
+    lost = audit.new_event(action="gifts.PublishVideo", resource="creators/ada/videos/v2", outcome=Outcome.SUCCEEDED)
     await service.committer.run(publish("v1", kept))
     with pytest.raises(RuntimeError):
         await service.committer.run(publish("v2", lost, fail=True))
@@ -94,7 +94,7 @@ async def test_an_event_commits_with_its_change_or_not_at_all(
 async def test_a_refusal_keeps_its_event_while_its_change_rolls_back(
         tmp_path: Path, service: Service, clients: ServiceClients) -> None:
     audit = audit_client(tmp_path, clients, service.outbox)
-    traced = audit.new_event(action="ingest.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
+    traced = audit.new_event(action="gifts.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
 
     def refuses(tx: Transaction) -> None:
         tx.execute("INSERT INTO video (id, state) VALUES ('v1', 'PUBLISHED')")
@@ -117,10 +117,10 @@ async def test_the_shipper_ships_the_outbox_in_order_and_acknowledges_what_arriv
     service.committer.add_commit_listener(audit.wake_shipper)
     await audit.start()
     for number in range(6):
-        traced = audit.new_event(action=f"ingest.Step{number}", resource=f"creators/ada/videos/v{number}",
+        traced = audit.new_event(action=f"gifts.Step{number}", resource=f"creators/ada/videos/v{number}",
                                  outcome=Outcome.SUCCEEDED)
         await service.committer.run(publish(f"v{number}", traced))
-    assert await logged_actions(compliance, tmp_path, 6) == [f"ingest.Step{n}" for n in range(6)]
+    assert await logged_actions(compliance, tmp_path, 6) == [f"gifts.Step{n}" for n in range(6)]
     await audit.stop()
     assert service.outbox.counts() == (0, 0)
     await compliance.stop(grace=0)
@@ -131,10 +131,10 @@ async def test_a_client_with_an_outbox_still_ships_what_record_spooled(
     compliance = await start_compliance(tmp_path, port)
     audit = audit_client(tmp_path, clients, service.outbox)
     await audit.start()
-    await audit.record(action="ingest.Denied", resource="creators/ada", outcome=Outcome.DENIED)
-    traced = audit.new_event(action="ingest.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
+    await audit.record(action="gifts.Denied", resource="creators/ada", outcome=Outcome.DENIED)
+    traced = audit.new_event(action="gifts.PublishVideo", resource="creators/ada/videos/v1", outcome=Outcome.SUCCEEDED)
     await service.committer.run(publish("v1", traced))
-    assert sorted(await logged_actions(compliance, tmp_path, 2)) == ["ingest.Denied", "ingest.PublishVideo"]
+    assert sorted(await logged_actions(compliance, tmp_path, 2)) == ["gifts.Denied", "gifts.PublishVideo"]
     await audit.stop()
     assert service.outbox.counts() == (0, 0)
     await compliance.stop(grace=0)
@@ -154,10 +154,10 @@ async def test_the_append_joins_the_trace_of_the_call_that_recorded_the_event(
     for number in range(2):  # two calls, each in its own trace, whose events ship in one batch
         with telemetry.tracer.start_as_current_span(f"SendGift{number}") as span:
             origins.append(span.get_span_context())
-            traced = audit.new_event(action=f"ingest.Traced{number}", resource="creators/ada", outcome=Outcome.SUCCEEDED)
+            traced = audit.new_event(action=f"gifts.Traced{number}", resource="creators/ada", outcome=Outcome.SUCCEEDED)
         await service.committer.run(publish(f"v{number}", traced))
     await audit.start()
-    assert await logged_actions(compliance, tmp_path, 2) == ["ingest.Traced0", "ingest.Traced1"]
+    assert await logged_actions(compliance, tmp_path, 2) == ["gifts.Traced0", "gifts.Traced1"]
     await audit.stop()
     telemetry.provider.force_flush()
     compliance.runtime.telemetry.provider.force_flush()

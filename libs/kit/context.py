@@ -30,6 +30,7 @@ class CallIdentity:
 
 
 _identity: ContextVar[CallIdentity | None] = ContextVar("limelight_call_identity", default=None)
+_peer: ContextVar[str] = ContextVar("limelight_call_peer", default="")
 
 
 def current_identity() -> CallIdentity | None:
@@ -46,6 +47,15 @@ def current_principal() -> Principal:
 
 def set_identity(identity: CallIdentity | None) -> object:
     return _identity.set(identity)
+
+
+def current_peer() -> str:
+    """The refused caller's address as gRPC names it (`ipv4:10.0.0.7:51234`); set for `on_denied` hooks."""
+    return _peer.get()
+
+
+def set_peer(peer: str) -> None:
+    _peer.set(peer)
 
 
 def reset_identity(token: object) -> None:

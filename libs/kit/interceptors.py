@@ -36,7 +36,7 @@ from libs.kit.access import (
     AccessPolicy,
     Authenticator,
 )
-from libs.kit.context import CallIdentity, current_identity, reset_identity, set_identity
+from libs.kit.context import CallIdentity, current_identity, reset_identity, set_identity, set_peer
 from libs.kit.server_spans import ServerSpans
 from libs.kit.shedding import ConcurrencyLimit, PeerRateLimit, ShedSettings, peer_host
 from libs.kit.status import internal_status, status_code_for, to_rpc_status, unimplemented_status
@@ -280,6 +280,7 @@ class _Call:
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
                 span.set_attribute("limelight.error_reason", error.reason)
             if isinstance(error, (PermissionDenied, Unauthenticated)) and self._pipeline.on_denied:
+                set_peer(self._context.peer())  # only refused calls pay for it
                 await self._pipeline.on_denied(self._method, self._principal, error)
             status = to_rpc_status(error, service=self._pipeline.service)
         elif isinstance(error, NotImplementedError):

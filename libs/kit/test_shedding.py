@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs.auth.principal import Principal, Role
@@ -143,6 +143,7 @@ def test_a_bucket_refills_at_its_rate_and_names_the_wait() -> None:
 def test_a_peer_is_keyed_by_its_address_without_the_port() -> None:
     assert peer_host("ipv4:10.0.0.7:5123") == "ipv4:10.0.0.7"
     assert peer_host("ipv6:[::1]:5123") == "ipv6:[::1]"
+    assert peer_host("unix:/tmp/socket") == "unix:/tmp/socket"
 
 
 def test_settings_come_from_the_environment_per_service(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ base64 root hash, and optional extension lines:
     CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=
 
 A log must never sign two checkpoints that no consistency proof can join; the
-compliance service checks that before it signs (`services/compliance/auditlog.py`).
+compliance service checks that before it signs (`services/compliance/audit/usecases.py`).
 """
 
 from __future__ import annotations

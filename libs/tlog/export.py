@@ -15,6 +15,14 @@ key and checkpoints it kept from earlier:
    matching no committed hash was edited (`CHANGED`) or, when the event logged at its
    leaf shows up elsewhere or its leaf lies beyond the signed tree, slipped in
    (`INSERTED`); a committed leaf that no record matches was removed (`DELETED`).
+   An entry moved whole, its tree hash and proof with it, to another leaf's place is
+   recognised by the proof that holds at that other leaf, and named `REORDERED`.
+4. Completeness, from the leaves alone: the export holds all of the checkpoint's
+   tree only when it has a committed hash for every leaf and those hashes rebuild the
+   signed root (`proven_complete`). The header's `complete_range` is not signed, so it
+   only adds findings (a claimed leaf that is absent is `DELETED`); it never vouches
+   for anything. A partial export (filtered, ranged, or cut) names the leaves it lacks
+   (`absent_ranges`): it cannot prove that no event was removed there.
 
 Each finding names the leaf index and the entry's label (its event id), so an officer
 can say exactly which event is wrong and why.
@@ -29,7 +37,7 @@ from dataclasses import dataclass, field
 from libs.tlog.checkpoint import Checkpoint, open_checkpoint
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteError, NoteVerifier
-from libs.tlog.proofs import ProofError, root_from_inclusion_proof, verify_consistency
+from libs.tlog.proofs import ProofError, root_from_inclusion_proof, root_from_leaf_hashes, verify_consistency
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,10 @@ class VerificationReport:
     checkpoint: Checkpoint | None
     intact_entries: int
     findings: tuple[Finding, ...]
+    proven_complete: bool = False
+    """Every leaf of the checkpoint is in the export and the leaves rebuild its signed root."""
+    absent_ranges: tuple[tuple[int, int], ...] = ()
+    """[start, end) runs of the checkpoint's leaves that the export does not hold."""
 
     @property
     def ok(self) -> bool:
@@ -105,7 +117,23 @@ def verify_export(
     findings.extend(tree_findings)
     entry_findings, intact = _compare_records(checkpoint, bundle, committed)
     findings.extend(entry_findings)
-    return VerificationReport(checkpoint, intact, tuple(findings))
+    absent = _absent_ranges(committed, checkpoint.tree_size)
+    complete = not absent and root_from_leaf_hashes(
+        [committed[index] for index in range(checkpoint.tree_size)]) == checkpoint.root_hash
+    return VerificationReport(checkpoint, intact, tuple(findings), complete, absent)
+
+
+def _absent_ranges(committed: Mapping[int, bytes], tree_size: int) -> tuple[tuple[int, int], ...]:
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for index in range(tree_size + 1):
+        present = index == tree_size or index in committed
+        if not present and start is None:
+            start = index
+        elif present and start is not None:
+            runs.append((start, index))
+            start = None
+    return tuple(runs)
 
 
 def verify_checkpoint_chain(links: Sequence[ChainLink], verifiers: Iterable[NoteVerifier]) -> VerificationReport:
@@ -162,10 +190,15 @@ def _check_held_checkpoints(
     return findings
 
 
-def _proves(leaf: ExportedLeaf, candidate: bytes, checkpoint: Checkpoint) -> bool:
+MAX_MOVED_CANDIDATES = 256
+"""Where entries' proofs fail, the places they may have been moved from are tried only when
+there are at most this many failed entries and places (each try is one proof walk)."""
+
+
+def _proves(leaf: ExportedLeaf, candidate: bytes, checkpoint: Checkpoint, *, at: int | None = None) -> bool:
     try:
         return root_from_inclusion_proof(
-            leaf.leaf_index, checkpoint.tree_size, candidate, leaf.inclusion_proof
+            leaf.leaf_index if at is None else at, checkpoint.tree_size, candidate, leaf.inclusion_proof
         ) == checkpoint.root_hash
     except ProofError:
         return False
@@ -177,17 +210,31 @@ def _committed_leaf_hashes(
     """Leaf index -> the hash the signed tree holds there, for every leaf whose proof passes."""
     committed: dict[int, bytes] = {}
     findings: list[Finding] = []
+    failed: list[ExportedLeaf] = []
     for leaf in leaves:
         if leaf.leaf_index >= checkpoint.tree_size or leaf.leaf_index in committed:
             continue
         if _proves(leaf, leaf.logged_leaf_hash, checkpoint):
             committed[leaf.leaf_index] = leaf.logged_leaf_hash
-            continue
+        else:
+            failed.append(leaf)
+    present = {leaf.leaf_index for leaf in leaves}
+    # An entry moved whole comes from a leaf whose own entry also failed, or is gone.
+    candidates: list[int] = []
+    if len(failed) <= MAX_MOVED_CANDIDATES:  # a tree edited high up fails thousands: nothing was moved
+        gone = set(range(checkpoint.tree_size)) - present if checkpoint.tree_size - len(present) <= MAX_MOVED_CANDIDATES else set()
+        candidates = sorted({leaf.leaf_index for leaf in failed} | gone)[:MAX_MOVED_CANDIDATES]
+    for leaf in failed:
         record_hash = leaf_hash(leaf.leaf_data) if leaf.leaf_data is not None else None
         if record_hash is not None and _proves(leaf, record_hash, checkpoint):
-            committed[leaf.leaf_index] = record_hash
+            committed.setdefault(leaf.leaf_index, record_hash)
             detail = "the log's stored hash for this leaf was edited; the record itself matches the checkpoint"
         else:
+            origin = next((index for index in candidates if index != leaf.leaf_index and index not in committed
+                           and _proves(leaf, leaf.logged_leaf_hash, checkpoint, at=index)), None)
+            if origin is not None:
+                committed[origin] = leaf.logged_leaf_hash  # its record is then found REORDERED
+                continue
             detail = "the log's tree on the path to this leaf does not match the signed checkpoint"
         findings.append(Finding(FindingKind.TREE_ALTERED, leaf.leaf_index, leaf.label, detail))
     return committed, findings

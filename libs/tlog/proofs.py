@@ -76,6 +76,27 @@ def root_from_inclusion_proof(leaf_index: int, tree_size: int, leaf_hash: bytes,
     return root
 
 
+def root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
+    """MTH of the tree whose leaves have these hashes, in order: what a complete set of leaves must rebuild.
+
+    Adjacent perfect subtrees are merged as leaves arrive, then folded right to left.
+    """
+    if not leaf_hashes:
+        return EMPTY_ROOT
+    perfect: list[tuple[int, bytes]] = []  # (height, hash), largest subtree first
+    for value in leaf_hashes:
+        _check_hash(value, "leaf hash")
+        height, node = 0, value
+        while perfect and perfect[-1][0] == height:
+            node = node_hash(perfect.pop()[1], node)
+            height += 1
+        perfect.append((height, node))
+    root = perfect[-1][1]
+    for _, left in reversed(perfect[:-1]):
+        root = node_hash(left, root)
+    return root
+
+
 def verify_inclusion(
     leaf_index: int, tree_size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes
 ) -> None:

@@ -2,7 +2,7 @@
 
 Written straight from the definitions in RFC 6962 §2.1 (MTH, PATH, PROOF, SUBPROOF)
 over the full list of leaves, with no cleverness, so that the fast code in
-`libs.tlog.proofs` and `services.compliance.merkle` can be checked against it.
+`libs.tlog.proofs` and `services.compliance.audit.merkle` can be checked against it.
 """
 
 from __future__ import annotations

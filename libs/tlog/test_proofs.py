@@ -4,10 +4,18 @@ from collections.abc import Callable
 
 import pytest
 from hypothesis import example, given
+from hypothesis import strategies as st
 
 from libs.tlog import reference
 from libs.tlog.hashing import EMPTY_ROOT, leaf_hash
-from libs.tlog.proofs import MalformedProof, ProofError, RootMismatch, verify_consistency, verify_inclusion
+from libs.tlog.proofs import (
+    MalformedProof,
+    ProofError,
+    RootMismatch,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
 
 # The leaves and roots published with transparency-dev/merkle (testonly/constants.go),
 # computed by an independent implementation: they anchor the naive reference.
@@ -28,6 +36,21 @@ PUBLISHED_ROOTS = [bytes.fromhex(h) for h in (
 
 def leaves_of(size: int) -> list[bytes]:
     return [f"event-{i}".encode() for i in range(size)]
+
+
+def test_leaf_hashes_rebuild_the_published_roots() -> None:
+    for size, expected in enumerate(PUBLISHED_ROOTS):
+        assert root_from_leaf_hashes([leaf_hash(leaf) for leaf in PUBLISHED_LEAVES[:size]]) == expected
+
+
+@given(st.integers(min_value=0, max_value=300))
+@example(0)
+@example(1)
+@example(256)
+@example(257)
+def test_leaf_hashes_rebuild_the_reference_root(size: int) -> None:
+    leaves = leaves_of(size)
+    assert root_from_leaf_hashes([leaf_hash(leaf) for leaf in leaves]) == reference.root(leaves)
 
 
 def test_reference_reproduces_published_rfc6962_roots() -> None:

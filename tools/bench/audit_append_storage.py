@@ -21,9 +21,9 @@ from pathlib import Path
 from libs.audit.events import AuditEvent, Outcome
 from libs.clock import utc_now
 from libs.tlog.note import NoteSigner
-from services.compliance.auditlog import AuditLog
-from services.compliance.sequencer import start_sequencer
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.sequencer import Sequencer
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 
 def bench_event() -> AuditEvent:
@@ -69,7 +69,7 @@ def main() -> None:
         store.close()
 
         store, log = open_log(Path(directory) / "grouped")
-        sequencer = start_sequencer(log)
+        sequencer = Sequencer(log, store)
 
         shared_transaction = lambda event: sequencer.submit([event]).result()  # noqa: E731
         grouped = run_writers(shared_transaction, arguments.writers, arguments.seconds)

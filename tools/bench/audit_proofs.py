@@ -1,7 +1,7 @@
 """Server-side proof time at 1,000,000 entries: inclusion (by leaf and by event id) and consistency.
 
 Builds a log of `--entries` events through the real append path in large batches
-(or reuses one with `--db`), then times the AuditLog use cases an RPC handler calls,
+(or reuses one with `--db`), then times the audit log's use cases an RPC handler calls,
 on random leaves and sizes. The baseline, in the same run and through the same read
 path, is a single lookup of one event's leaf index: the ratio says what a proof costs
 in point reads.
@@ -23,9 +23,10 @@ from pathlib import Path
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.clock import utc_now
-from services.compliance.auditlog import AuditLog
-from services.compliance.keys import load_or_create_signing_key
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.keys import load_or_create_signing_key
+from services.compliance.audit.queries import AuditQueries
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 BUILD_BATCH = 20_000
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -76,7 +77,8 @@ def main() -> None:
         log = AuditLog(store, load_or_create_signing_key(root, "bench.limelight/audit"),
                        clock=utc_now, checkpoint_interval=dt.timedelta(0))
         build(log, store, arguments.entries)
-        size = log.latest_checkpoint().tree_size
+        queries = AuditQueries(store)
+        size = queries.latest_checkpoint().tree_size
         rng = random.Random(7)
 
         def lookup() -> None:
@@ -87,11 +89,11 @@ def main() -> None:
         baseline = statistics.median(baseline_samples)
         print(f"log of {size} entries, {arguments.samples} samples each (server side, no RPC)")
         report("baseline: one indexed lookup", baseline_samples, baseline)
-        report("inclusion proof by leaf", timed(lambda: log.inclusion_proof(leaf_index=rng.randrange(size)),
+        report("inclusion proof by leaf", timed(lambda: queries.inclusion_proof(leaf_index=rng.randrange(size)),
                                                  arguments.samples), baseline)
-        report("inclusion proof by event id", timed(lambda: log.inclusion_proof(event_id=event_id(rng.randrange(size))),
+        report("inclusion proof by event id", timed(lambda: queries.inclusion_proof(event_id=event_id(rng.randrange(size))),
                                                      arguments.samples), baseline)
-        report("consistency proof", timed(lambda: log.consistency_proof(first_size=rng.randrange(1, size)),
+        report("consistency proof", timed(lambda: queries.consistency_proof(first_size=rng.randrange(1, size)),
                                           arguments.samples), baseline)
         store.close()
 

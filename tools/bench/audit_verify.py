@@ -25,14 +25,16 @@ from libs.clock import utc_now
 from libs.tlog.export import verify_export
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
-from services.compliance.auditlog import AuditLog, EventFilter
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.model import EventFilter
+from services.compliance.audit.queries import AuditQueries
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
-def exported_file(log: AuditLog, event_filter: EventFilter) -> str:
-    export = log.export(event_filter)
+def exported_file(queries: AuditQueries, event_filter: EventFilter) -> str:
+    export = queries.export(event_filter)
     buffer = io.StringIO()
     write_export(buffer, ExportHeader(export.checkpoint.signed_note, export.complete_range, {}),
                  (ExportLine(r.leaf_index, r.logged.event.record() if r.logged else None, r.logged_leaf_hash,
@@ -58,7 +60,7 @@ def main() -> None:
                      for n in range(arguments.log_size)]])
         log.publish_checkpoint_if_due()
         started = time.perf_counter()
-        text = exported_file(log, EventFilter(subject_ref="subject") if stride > 1 else EventFilter())
+        text = exported_file(AuditQueries(store), EventFilter(subject_ref="subject") if stride > 1 else EventFilter())
         export_seconds = time.perf_counter() - started
         store.close()
 

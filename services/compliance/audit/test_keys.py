@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from libs.storage.secret_files import SecretFileError
-from services.compliance.keys import KEY_FILE_NAME, SigningKeyError, load_or_create_signing_key
+from services.compliance.audit.keys import KEY_FILE_NAME, SigningKeyError, load_or_create_signing_key
 
 ORIGIN = "limelight.test/audit"
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from libs.tlog import reference
 from libs.tlog.hashing import leaf_hash
-from services.compliance.merkle import (
+from services.compliance.audit.merkle import (
     NodeId,
     appended_nodes,
     consistency_plan,

@@ -6,16 +6,19 @@ from pathlib import Path
 import pytest
 
 from libs.audit.events import Outcome
+from libs.audit.pseudonyms import Pseudonymizer
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libs.tlog import reference
 from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
 from libs.tlog.proofs import verify_consistency, verify_inclusion
-from services.compliance.auditlog import AuditLog, EventFilter, StoredCheckpoint
-from services.compliance.conftest import MovableClock, audit_event, edit_database_file
-from services.compliance.merkle import NodeId
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.conftest import MovableClock, audit_event, edit_database_file
+from services.compliance.audit.merkle import NodeId
+from services.compliance.audit.model import EventFilter, StoredCheckpoint, UnauthenticatedDenials
+from services.compliance.audit.queries import AuditQueries
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog, CountedDenials
 
 
 def publish(audit_log: AuditLog, clock: MovableClock) -> StoredCheckpoint:
@@ -70,50 +73,50 @@ def test_checkpoints_wait_for_new_events_and_for_the_interval(audit_log: AuditLo
     assert audit_log.publish_checkpoint_if_due() is None  # nothing new to sign
 
 
-def test_inclusion_proofs_by_event_id_and_by_index_verify(audit_log: AuditLog, clock: MovableClock) -> None:
+def test_inclusion_proofs_by_event_id_and_by_index_verify(audit_log: AuditLog, queries: AuditQueries, clock: MovableClock) -> None:
     events = [audit_event(n) for n in range(37)]
     audit_log.append([events[:20]])
     old = publish(audit_log, clock)
     audit_log.append([events[20:]])
     new = publish(audit_log, clock)
-    by_id = audit_log.inclusion_proof(event_id=events[30].event_id)
+    by_id = queries.inclusion_proof(event_id=events[30].event_id)
     assert (by_id.leaf_index, by_id.tree_size) == (30, 37)
     verify_inclusion(30, 37, leaf_hash(events[30].canonical_bytes()), by_id.hashes, new.root_hash)
-    at_old_size = audit_log.inclusion_proof(leaf_index=7, tree_size=old.tree_size)
+    at_old_size = queries.inclusion_proof(leaf_index=7, tree_size=old.tree_size)
     verify_inclusion(7, 20, leaf_hash(events[7].canonical_bytes()), at_old_size.hashes, old.root_hash)
 
 
-def test_a_consistency_proof_joins_two_checkpoints(audit_log: AuditLog, clock: MovableClock) -> None:
+def test_a_consistency_proof_joins_two_checkpoints(audit_log: AuditLog, queries: AuditQueries, clock: MovableClock) -> None:
     audit_log.append([[audit_event(n) for n in range(5)]])
     old = publish(audit_log, clock)
     audit_log.append([[audit_event(n) for n in range(5, 64)]])
     new = publish(audit_log, clock)
-    proof = audit_log.consistency_proof(first_size=old.tree_size)
+    proof = queries.consistency_proof(first_size=old.tree_size)
     assert proof.second_size == new.tree_size
     verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof.hashes)
-    assert audit_log.consistency_proof(first_size=64, second_size=64).hashes == []
+    assert queries.consistency_proof(first_size=64, second_size=64).hashes == []
 
 
-def test_a_proof_for_a_size_beyond_the_tree_names_the_field(audit_log: AuditLog, clock: MovableClock) -> None:
+def test_a_proof_for_a_size_beyond_the_tree_names_the_field(audit_log: AuditLog, queries: AuditQueries, clock: MovableClock) -> None:
     audit_log.append([[audit_event(n) for n in range(3)]])
     publish(audit_log, clock)
     with pytest.raises(InvalidArgument) as beyond:
-        audit_log.inclusion_proof(leaf_index=0, tree_size=4)
+        queries.inclusion_proof(leaf_index=0, tree_size=4)
     assert beyond.value.reason == "TREE_SIZE_BEYOND_LOG"
     assert beyond.value.violations[0].field == "tree_size"
     with pytest.raises(InvalidArgument) as leaf:
-        audit_log.inclusion_proof(leaf_index=3, tree_size=3)
+        queries.inclusion_proof(leaf_index=3, tree_size=3)
     assert leaf.value.violations[0].field == "leaf_index"
     with pytest.raises(InvalidArgument) as old:
-        audit_log.consistency_proof(first_size=3, second_size=2)
+        queries.consistency_proof(first_size=3, second_size=2)
     assert old.value.violations[0].field == "first_size"
 
 
-def test_an_unknown_event_id_is_not_found(audit_log: AuditLog, clock: MovableClock) -> None:
+def test_an_unknown_event_id_is_not_found(audit_log: AuditLog, queries: AuditQueries, clock: MovableClock) -> None:
     audit_log.append([[audit_event(0)]])
     publish(audit_log, clock)
     with pytest.raises(NotFound) as missing:
-        audit_log.inclusion_proof(event_id=audit_event(99).event_id)
+        queries.inclusion_proof(event_id=audit_event(99).event_id)
     assert missing.value.reason == "AUDIT_EVENT_NOT_FOUND"
 
 
@@ -153,11 +156,11 @@ def test_a_reopened_store_continues_the_same_tree(tmp_path: Path, signer: NoteSi
     reopened.close()
 
 
-def test_queries_filter_every_field_newest_first(audit_log: AuditLog) -> None:
+def test_queries_filter_every_field_newest_first(audit_log: AuditLog, queries: AuditQueries) -> None:
     audit_log.append([[audit_event(n) for n in range(40)]])
 
     def leaves(event_filter: EventFilter) -> list[int]:
-        return [e.leaf_index for e in audit_log.query(event_filter, page_size=1000).events]
+        return [e.leaf_index for e in queries.query(event_filter, page_size=1000).events]
 
     assert leaves(EventFilter(subject_ref=f"{3:064x}")) == [38, 31, 24, 17, 10, 3]
     assert leaves(EventFilter(actor="services/gifts-1", resource="streams/2/gifts/22")) == [22]
@@ -168,25 +171,44 @@ def test_queries_filter_every_field_newest_first(audit_log: AuditLog) -> None:
     assert leaves(window) == [12, 11, 10]
     assert leaves(EventFilter(resource="streams/4/")) == list(range(39, -1, -5))
     assert leaves(EventFilter(resource="streams/4")) == []
-    [found] = audit_log.query(EventFilter(resource="streams/2/gifts/22")).events
+    [found] = queries.query(EventFilter(resource="streams/2/gifts/22")).events
     assert found.event == audit_event(22)
 
 
-def test_query_pages_follow_each_other_and_tokens_stay_with_their_filter(audit_log: AuditLog) -> None:
+def test_query_pages_follow_each_other_and_tokens_stay_with_their_filter(audit_log: AuditLog, queries: AuditQueries) -> None:
     audit_log.append([[audit_event(n) for n in range(25)]])
     succeeded = EventFilter(outcome=Outcome.SUCCEEDED)
     seen: list[int] = []
     token = ""
     while True:
-        page = audit_log.query(succeeded, page_size=7, page_token=token)
+        page = queries.query(succeeded, page_size=7, page_token=token)
         seen += [e.leaf_index for e in page.events]
         token = page.next_page_token
         if not token:
             break
     assert seen == [n for n in range(24, -1, -1) if n % 4]
-    first = audit_log.query(succeeded, page_size=7)
+    first = queries.query(succeeded, page_size=7)
     with pytest.raises(InvalidArgument) as other_filter:
-        audit_log.query(EventFilter(), page_token=first.next_page_token)
+        queries.query(EventFilter(), page_token=first.next_page_token)
     assert other_filter.value.violations[0].field == "page_token"
+    assert other_filter.value.reason == "PAGE_TOKEN_INVALID"
     with pytest.raises(InvalidArgument):
-        audit_log.query(succeeded, page_token="not a token")
+        queries.query(succeeded, page_token="not a token")
+
+
+def test_counted_refusals_are_logged_once_their_window_closes(
+    audit_log: AuditLog, queries: AuditQueries, clock: MovableClock
+) -> None:
+    denials = UnauthenticatedDenials(window=dt.timedelta(seconds=60), max_peers=10)
+    counted = CountedDenials(audit_log, denials, Pseudonymizer(b"s" * 32), clock=clock)
+    for _ in range(5):
+        denials.count(peer="ipv4:10.0.0.7", method="/limelight.compliance.v1.AuditService/QueryEvents",
+                      reason="TOKEN_MISSING", at=clock())
+    counted.log_closed_windows()
+    assert queries.query(EventFilter()).events == []
+    clock.advance(60)
+    counted.log_closed_windows()
+    [logged] = queries.query(EventFilter()).events
+    assert (logged.event.action, logged.event.outcome, logged.event.attributes["denials"]) == (
+        "compliance.QueryEvents", Outcome.DENIED, "5")
+    assert logged.event.attributes["peer_ref"] == Pseudonymizer(b"s" * 32).subject_ref("peers/ipv4:10.0.0.7")

@@ -12,8 +12,9 @@ import pytest
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.tlog.note import NoteSigner
-from services.compliance.auditlog import AuditLog
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.queries import AuditQueries
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 ORIGIN = "limelight.test/audit"
 
@@ -78,3 +79,8 @@ def store(tmp_path: Path) -> Iterator[SqliteAuditStore]:
 @pytest.fixture
 def audit_log(store: SqliteAuditStore, signer: NoteSigner, clock: MovableClock) -> AuditLog:
     return AuditLog(store, signer, clock=clock)
+
+
+@pytest.fixture
+def queries(store: SqliteAuditStore) -> AuditQueries:
+    return AuditQueries(store)

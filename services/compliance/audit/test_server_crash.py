@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import io
 import json
@@ -39,10 +40,21 @@ def bearer(root: Path, subject: str, role: Role) -> tuple[tuple[str, str], ...]:
 
 
 async def append_until_killed(root: Path, port: int, victim: subprocess.Popen[str]) -> tuple[list[str], list[str]]:
-    """Writers append until the service dies under them; returns (acknowledged ids, signed checkpoints)."""
+    """Writers append until the service dies under them; returns (acknowledged ids, signed checkpoints).
+
+    The kill comes once the load is going and several checkpoints have been published
+    under it, whenever that is: the test waits on that condition, not on a clock.
+    """
     acknowledged: list[str] = []
     checkpoints: list[str] = []
+    sizes: set[int] = set()
+    busy = asyncio.Event()
     metadata = bearer(root, "services/gifts", Role.SERVICE)
+
+    def note_progress() -> None:
+        if len(acknowledged) >= 1000 and len(sizes) >= 3:
+            busy.set()
+
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = audit_pb2_grpc.AuditServiceStub(channel)
 
@@ -57,6 +69,7 @@ async def append_until_killed(root: Path, port: int, victim: subprocess.Popen[st
                 except grpc.aio.AioRpcError:
                     return  # the service is gone: this batch was never acknowledged
                 acknowledged.extend(event.event_id for event in events)
+                note_progress()
 
         async def watch() -> None:
             while True:
@@ -65,13 +78,15 @@ async def append_until_killed(root: Path, port: int, victim: subprocess.Popen[st
                 except grpc.aio.AioRpcError:
                     return
                 checkpoints.append(reply.checkpoint.signed_note)
-                await asyncio.sleep(0.05)
+                sizes.add(reply.checkpoint.tree_size)
+                note_progress()
+                await asyncio.sleep(0.05)  # how often to look, not an ordering
 
         async def kill_when_busy() -> None:
-            # Long enough for several checkpoints (one per half second), mid-stream.
-            await asyncio.sleep(2.5)
-            assert len(acknowledged) >= 1000, "the load never got going"
-            victim.send_signal(signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(busy.wait(), timeout=60)
+            victim.send_signal(signal.SIGKILL)  # either way, so a stalled run fails instead of hanging
+            assert busy.is_set(), "the load never got going"
 
         await asyncio.gather(kill_when_busy(), watch(), *(write() for _ in range(WRITERS)))
     return acknowledged, checkpoints

@@ -22,7 +22,6 @@ read a WAL snapshot instead of waiting for a group commit's fsync.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
@@ -32,9 +31,10 @@ from typing import Protocol
 
 from libs.audit.events import AuditEvent, Outcome, canonical_json
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import Migration, SqliteDatabase
-from services.compliance.auditlog import EventFilter, SequencedEvent, StoredCheckpoint
-from services.compliance.merkle import LEVEL_SHIFT, NodeId
+from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.timestamps import epoch_us, from_epoch_us
+from services.compliance.audit.merkle import LEVEL_SHIFT, NodeId
+from services.compliance.audit.model import EventFilter, SequencedEvent, StoredCheckpoint
 
 MIGRATIONS = [
     Migration(1, """
@@ -98,36 +98,27 @@ class _Executes(Protocol):
     def executemany(self, sql: str, rows: Sequence[Sequence[object]], /) -> sqlite3.Cursor: ...
 
 
-def _micros(moment: dt.datetime) -> int:
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _moment(micros: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
-
-
 def _event_row(row: SequencedEvent) -> tuple[object, ...]:
     event = row.event
     return (row.leaf_index, event.event_id, event.actor, event.on_behalf_of, event.action, event.resource,
-            event.outcome.value, event.reason, event.trace_id, _micros(event.event_time), event.subject_ref,
-            canonical_json(event.attributes).decode(), _micros(row.logged_at))
+            event.outcome.value, event.reason, event.trace_id, epoch_us(event.event_time), event.subject_ref,
+            canonical_json(event.attributes).decode(), epoch_us(row.logged_at))
 
 
 def _sequenced(row: sqlite3.Row) -> SequencedEvent:
     event = AuditEvent(
         event_id=row["event_id"], actor=row["actor"], on_behalf_of=row["on_behalf_of"], action=row["action"],
         resource=row["resource"], outcome=Outcome(row["outcome"]), reason=row["reason"], trace_id=row["trace_id"],
-        event_time=_moment(row["event_time_us"]), subject_ref=row["subject_ref"],
+        event_time=from_epoch_us(row["event_time_us"]), subject_ref=row["subject_ref"],
         attributes=json.loads(row["attributes"]),
     )
-    return SequencedEvent(row["leaf_index"], event, _moment(row["logged_at_us"]))
+    return SequencedEvent(row["leaf_index"], event, from_epoch_us(row["logged_at_us"]))
 
 
 def _stored_checkpoint(row: sqlite3.Row | None) -> StoredCheckpoint | None:
     if row is None:
         return None
-    return StoredCheckpoint(row["tree_size"], row["root_hash"], row["signed_note"], _moment(row["published_at_us"]))
+    return StoredCheckpoint(row["tree_size"], row["root_hash"], row["signed_note"], from_epoch_us(row["published_at_us"]))
 
 
 def _filter_sql(event_filter: EventFilter) -> tuple[list[str], list[object]]:
@@ -148,10 +139,10 @@ def _filter_sql(event_filter: EventFilter) -> tuple[list[str], list[object]]:
         parameters.append(event_filter.resource)
     if event_filter.start_time is not None:
         clauses.append("event_time_us >= ?")
-        parameters.append(_micros(event_filter.start_time))
+        parameters.append(epoch_us(event_filter.start_time))
     if event_filter.end_time is not None:
         clauses.append("event_time_us < ?")
-        parameters.append(_micros(event_filter.end_time))
+        parameters.append(epoch_us(event_filter.end_time))
     return clauses, parameters
 
 
@@ -238,11 +229,13 @@ class SqliteLogWriter(SqliteTreeReader):
                 found[event_id] = (leaf_index, hash_)
         return found
 
-    def add_events(self, events: Sequence[SequencedEvent], nodes: Sequence[tuple[NodeId, bytes]]) -> None:
+    def add_events(self, events: Sequence[SequencedEvent]) -> None:
         self._transaction.executemany(
             f"INSERT INTO audit_event ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 13)})",
             [_event_row(row) for row in events],
         )
+
+    def add_nodes(self, nodes: Sequence[tuple[NodeId, bytes]]) -> None:
         self._transaction.executemany(
             "INSERT INTO tree_node (node_key, hash) VALUES (?, ?)", [(node.key, hash_) for node, hash_ in nodes]
         )
@@ -250,7 +243,7 @@ class SqliteLogWriter(SqliteTreeReader):
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self._transaction.execute(
             "INSERT INTO checkpoint (tree_size, root_hash, signed_note, published_at_us) VALUES (?, ?, ?, ?)",
-            (checkpoint.tree_size, checkpoint.root_hash, checkpoint.signed_note, _micros(checkpoint.published_at)),
+            (checkpoint.tree_size, checkpoint.root_hash, checkpoint.signed_note, epoch_us(checkpoint.published_at)),
         )
 
 
@@ -278,6 +271,16 @@ class SqliteAuditStore:
     def writing(self) -> Iterator[SqliteLogWriter]:
         with self._writer.transaction() as transaction:
             yield SqliteLogWriter(transaction)
+
+    @property
+    def writer_database(self) -> SqliteDatabase:
+        """The write connection, for the group committer that owns it while the log serves."""
+        return self._writer
+
+    @staticmethod
+    def log_writer(transaction: Transaction) -> SqliteLogWriter:
+        """The log's view of a transaction the committer opened."""
+        return SqliteLogWriter(transaction)
 
     def close(self) -> None:
         self._reader.close()

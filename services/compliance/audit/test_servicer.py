@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 from grpc_status import rpc_status
 from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 
-from libs.audit.protos import timestamp
+from libs.audit.protos import event_from_proto, timestamp
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
@@ -66,8 +68,8 @@ def viewer(channel: grpc.aio.Channel, tmp_path: Path) -> Caller:
     return Caller(channel, bearer(tmp_path, "users/alice", Role.VIEWER))
 
 
-def gift_event(subject_ref: str = "", **fields: object) -> audit_pb2.AuditEvent:
-    values: dict[str, object] = {
+def gift_event(subject_ref: str = "", **fields: Any) -> audit_pb2.AuditEvent:
+    values: dict[str, Any] = {
         "event_id": str(uuid.uuid4()), "actor": "users/alice", "action": "gifts.SendGift",
         "resource": "creators/bo/lives/l1", "outcome": audit_pb2.OUTCOME_SUCCEEDED,
         "event_time": timestamp(dt.datetime.now(dt.UTC)), "subject_ref": subject_ref, "attributes": {"coins": "30"},
@@ -102,7 +104,7 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
+            return str(info.reason)
     raise AssertionError("no ErrorInfo detail")
 
 
@@ -199,7 +201,7 @@ async def test_queries_page_newest_first(service: Caller, officer: Caller) -> No
 async def test_malformed_requests_name_the_field(service: Caller, officer: Caller) -> None:
     await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[gift_event()]), metadata=service.metadata)
     await latest_checkpoint(service, at_least=1)
-    cases = [
+    cases: list[tuple[Awaitable[object], str]] = [
         (service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[gift_event(event_id="nope")]),
                                    metadata=service.metadata), "events[0].event_id"),
         (service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[gift_event(reason="not upper")]),
@@ -233,7 +235,7 @@ async def test_a_size_beyond_the_tree_says_so(service: Caller) -> None:
         await service.stub.GetInclusionProof(audit_pb2.GetInclusionProofRequest(leaf_index=0, tree_size=2),
                                              metadata=service.metadata)
     assert bad_request_fields(raised.value) == {"tree_size": "TREE_SIZE_BEYOND_LOG"}
-    assert "exceeds the log's size 1" in raised.value.details()
+    assert "exceeds the log's size 1" in str(raised.value.details())
 
 
 async def test_an_unknown_event_id_is_not_found(service: Caller) -> None:
@@ -263,3 +265,101 @@ async def test_an_export_streams_every_leaf_with_its_proof(service: Caller, offi
     exports = await officer.stub.QueryEvents(audit_pb2.QueryEventsRequest(filter=audit_pb2.EventFilter(
         action="compliance.ExportEvents")), metadata=officer.metadata)
     assert [e.event.attributes["tree_size"] for e in exports.events] == [str(checkpoint.tree_size)]
+
+
+def with_delegation(caller: Caller, root: Path, user: str) -> tuple[tuple[str, str], ...]:
+    """The caller's metadata plus a user's token: the kit verifies it and sets the principal's on_behalf_of."""
+    return (*caller.metadata, ("x-limelight-on-behalf-of", bearer(root, user, Role.VIEWER)))
+
+
+async def test_a_service_cannot_append_another_services_actions(service: Caller, officer: Caller) -> None:
+    forgeries = [
+        gift_event(actor="services/ingest", action="compliance.QueryEvents", on_behalf_of="users/alice"),
+        gift_event(actor="services/ingest", action="ingest.PublishVideo"),
+    ]
+    for forged in forgeries:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[gift_event(), forged]),
+                                            metadata=service.metadata)
+        assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert error_reason(raised.value) == "AUDIT_ACTION_MISMATCH"
+    logged = await officer.stub.QueryEvents(audit_pb2.QueryEventsRequest(), metadata=officer.metadata)
+    # Nothing of either batch was logged; each attempt was, as a refusal of services/gifts.
+    assert [(e.event.action, e.event.actor, e.event.reason) for e in logged.events] == [
+        ("compliance.AppendEvents", "services/gifts", "AUDIT_ACTION_MISMATCH")] * 2
+
+
+async def test_only_a_service_acts_on_behalf_of_a_user(service: Caller) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[
+            gift_event(actor="users/bob", on_behalf_of="users/alice")]), metadata=service.metadata)
+    assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert error_reason(raised.value) == "AUDIT_ACTOR_MISMATCH"
+
+
+async def test_a_delegated_append_may_name_only_the_delegating_user(service: Caller, tmp_path: Path) -> None:
+    delegated = with_delegation(service, tmp_path, "users/alice")
+    await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[
+        gift_event(actor="services/gifts", on_behalf_of="users/alice")]), metadata=delegated)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[
+            gift_event(actor="services/gifts", on_behalf_of="users/bob")]), metadata=delegated)
+    assert error_reason(raised.value) == "AUDIT_ACTOR_MISMATCH"
+
+
+async def test_the_events_gifts_and_ingest_ship_are_accepted(service: Caller, channel: grpc.aio.Channel,
+                                                              tmp_path: Path) -> None:
+    gifts = [gift_event(actor="users/alice"), gift_event(actor="services/gifts"),
+             gift_event(actor="services/payments", action="gifts.SettlePayout")]
+    await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=gifts), metadata=service.metadata)
+    ingest = Caller(channel, bearer(tmp_path, "services/ingest", Role.SERVICE))
+    shipped = [gift_event(actor="users/ada", action="ingest.UploadVideo"),
+               gift_event(actor="services/ranking", on_behalf_of="users/ada", action="ingest.UploadVideo"),
+               gift_event(actor="services/ingest", action="ingest.PublishVideo")]
+    reply = await ingest.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=shipped), metadata=ingest.metadata)
+    assert [e.leaf_index for e in reply.events] == [3, 4, 5]
+
+
+async def test_inclusion_proofs_need_no_token(service: Caller) -> None:
+    event = gift_event()
+    await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[event]), metadata=service.metadata)
+    checkpoint = await latest_checkpoint(service, at_least=1)
+    proof = await service.stub.GetInclusionProof(audit_pb2.GetInclusionProofRequest(event_id=event.event_id))
+    verify_inclusion(0, checkpoint.tree_size, leaf_hash(event_from_proto(event).canonical_bytes()),
+                     list(proof.hashes), checkpoint.root_hash)
+
+
+async def test_an_event_time_finer_than_a_microsecond_is_refused_not_rounded(service: Caller) -> None:
+    event = gift_event(event_time=Timestamp(seconds=1_750_000_000, nanos=1000))
+    await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[event]), metadata=service.metadata)
+    event.event_time.nanos = 1001  # the same event id, another time: not a retry
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.stub.AppendEvents(audit_pb2.AppendEventsRequest(events=[event]), metadata=service.metadata)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(raised.value) == {"events[0].event_time": "EVENT_TIME_FINER_THAN_MICROSECONDS"}
+
+
+async def test_tokenless_refusals_are_counted_into_one_event_not_one_leaf_each(tmp_path: Path) -> None:
+    running = await start_service("compliance", build, port=0, data_root=tmp_path)
+    async with grpc.aio.insecure_channel(running.target) as opened:
+        officer = Caller(opened, bearer(tmp_path, "users/olga", Role.COMPLIANCE_OFFICER))
+        anonymous = audit_pb2_grpc.AuditServiceStub(opened)
+        for _ in range(20):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await anonymous.QueryEvents(audit_pb2.QueryEventsRequest())
+            assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        reply = await officer.stub.QueryEvents(audit_pb2.QueryEventsRequest(), metadata=officer.metadata)
+        assert reply.events == []  # the window is still open: nothing logged yet
+    await running.stop(grace=0)  # stopping closes every window
+
+    restarted = await start_service("compliance", build, port=0, data_root=tmp_path)
+    async with grpc.aio.insecure_channel(restarted.target) as opened:
+        officer = Caller(opened, bearer(tmp_path, "users/olga", Role.COMPLIANCE_OFFICER))
+        reply = await officer.stub.QueryEvents(audit_pb2.QueryEventsRequest(filter=audit_pb2.EventFilter(
+            outcome=audit_pb2.OUTCOME_DENIED)), metadata=officer.metadata)
+    await restarted.stop(grace=0)
+    [counted] = reply.events
+    assert (counted.event.action, counted.event.actor, counted.event.reason) == (
+        "compliance.QueryEvents", "", "TOKEN_MISSING")
+    assert counted.event.attributes["denials"] == "20"
+    assert len(counted.event.attributes["peer_ref"]) == 64  # the address itself is not logged

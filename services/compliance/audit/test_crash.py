@@ -13,9 +13,11 @@ from pathlib import Path
 from libs.clock import utc_now
 from libs.storage.paths import REPO_ROOT
 from libs.tlog.proofs import verify_consistency
-from services.compliance.auditlog import AuditLog, EventFilter
-from services.compliance.keys import load_or_create_signing_key
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.keys import load_or_create_signing_key
+from services.compliance.audit.model import EventFilter
+from services.compliance.audit.queries import AuditQueries
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 ORIGIN = "limelight.test/audit"
 
@@ -26,15 +28,16 @@ import datetime as dt, sys, threading, uuid
 from pathlib import Path
 from libs.audit.events import AuditEvent, Outcome
 from libs.clock import utc_now
-from services.compliance.auditlog import AuditLog
-from services.compliance.keys import load_or_create_signing_key
-from services.compliance.sequencer import start_sequencer
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
+from services.compliance.audit.keys import load_or_create_signing_key
+from services.compliance.audit.sequencer import Sequencer
+from services.compliance.audit.store import SqliteAuditStore
 
 root = Path(sys.argv[1])
-log = AuditLog(SqliteAuditStore.open(root), load_or_create_signing_key(root, sys.argv[2]), clock=utc_now,
+store = SqliteAuditStore.open(root)
+log = AuditLog(store, load_or_create_signing_key(root, sys.argv[2]), clock=utc_now,
                checkpoint_interval=dt.timedelta(milliseconds=20))
-sequencer = start_sequencer(log, idle_seconds=0.01)
+sequencer = Sequencer(log, store, idle_seconds=0.01)
 printing = threading.Lock()
 
 def write():
@@ -77,11 +80,12 @@ def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None:
     assert set(acknowledged) <= set(stored)
 
     log.publish_checkpoint_if_due()  # the restarted log signs the tree it found, unless already signed
-    after = log.latest_checkpoint()
+    queries = AuditQueries(store)
+    after = queries.latest_checkpoint()
     assert after.tree_size == size
     published = [checkpoint for checkpoint in before_crash if checkpoint is not None and checkpoint.tree_size > 0]
     assert len(published) >= 2
     for checkpoint in published:
-        proof = log.consistency_proof(first_size=checkpoint.tree_size, second_size=size)
+        proof = queries.consistency_proof(first_size=checkpoint.tree_size, second_size=size)
         verify_consistency(checkpoint.tree_size, size, checkpoint.root_hash, after.root_hash, proof.hashes)
     store.close()

@@ -12,10 +12,11 @@ from libs.audit.events import Outcome
 from libs.clock import utc_now
 from libs.errors import AlreadyExists, Unavailable
 from libs.tlog.note import NoteSigner
-from services.compliance.auditlog import Appended, AuditLog
-from services.compliance.conftest import audit_event
-from services.compliance.sequencer import Sequencer, start_sequencer
-from services.compliance.store import SqliteAuditStore
+from services.compliance.audit.conftest import audit_event
+from services.compliance.audit.model import Appended
+from services.compliance.audit.sequencer import Sequencer
+from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.usecases import AuditLog
 
 WRITERS = 64
 APPENDS_PER_WRITER = 10
@@ -24,7 +25,7 @@ APPENDS_PER_WRITER = 10
 @pytest.fixture
 def sequencer(store: SqliteAuditStore, signer: NoteSigner) -> Iterator[Sequencer]:
     log = AuditLog(store, signer, clock=utc_now, checkpoint_interval=dt.timedelta(milliseconds=50))
-    started = start_sequencer(log, idle_seconds=0.02)
+    started = Sequencer(log, store, idle_seconds=0.02)
     yield started
     started.stop()  # before the store closes; a second stop does nothing
 
@@ -82,4 +83,4 @@ def test_a_checkpoint_covers_new_events_within_a_second(sequencer: Sequencer, st
 def test_appends_after_stop_are_refused(sequencer: Sequencer) -> None:
     sequencer.stop()
     with pytest.raises(Unavailable):
-        sequencer.submit([audit_event(0)])
+        sequencer.submit([audit_event(0)]).result(timeout=10)

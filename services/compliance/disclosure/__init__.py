@@ -1,0 +1,1 @@
+"""Advertising disclosure and AI-content labels: the rules engine behind DisclosureService."""
