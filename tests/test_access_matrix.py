@@ -1,10 +1,11 @@
 """The authorisation matrix: every RPC of every built service, called by every kind of caller.
 
 The expectation is `docs/access.md` itself (the table the README shows): this test parses it
-and asserts each cell against the real in-process platform, so the documentation and the
-rules cannot drift apart. Every caller names resources it would plausibly name: a user its
-own, staff and services a user's (`mx-owner`), and the intruder of the last column the
-owner's, with the owner's LIVE real (made through the API first).
+and asserts each cell against the real in-process platform, and each row's kit rule against
+the policy the kit enforces, so the documentation and the rules cannot drift apart. Every
+caller names resources it would plausibly name: a user its own, staff and services a user's
+(`mx-owner`), and the intruder of the last column the owner's, with the owner's LIVE and
+upload real (made through the API first).
 """
 
 from __future__ import annotations
@@ -76,18 +77,26 @@ def _cells(line: str) -> list[str]:
     return [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
 
 
-def expected_matrix(text: str) -> dict[str, dict[str, str]]:
-    """{method path: {column: answer}} from the access table's rows (those naming a `/…/Method`)."""
+@dataclass(frozen=True)
+class Row:
+    rule: str
+    """The kit's role rule, as `MethodAccess.rule` words it."""
+    answers: dict[str, str]
+    """{caller column: answer}."""
+
+
+def expected_matrix(text: str) -> dict[str, Row]:
+    """{method path: row} from the access table (the only table in the file)."""
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = _cells(lines[0])
-    assert header[1:] == [caller.column for caller in CALLERS], "the table's columns are the callers, in order"
-    matrix: dict[str, dict[str, str]] = {}
+    assert header[2:] == [caller.column for caller in CALLERS], "the columns after the rule are the callers, in order"
+    matrix: dict[str, Row] = {}
     for line in lines[2:]:
-        method, *answers = _cells(line)
+        method, rule, *answers = _cells(line)
         assert method not in matrix, f"{method} is listed twice"
         assert len(answers) == len(CALLERS), f"{method}: one answer per caller"
         assert set(answers) <= REFUSALS | {"ok"}, f"{method}: unknown answer in {answers}"
-        matrix[method] = dict(zip(header[1:], answers, strict=True))
+        matrix[method] = Row(rule, dict(zip(header[2:], answers, strict=True)))
     return matrix
 
 
@@ -123,6 +132,7 @@ class Resources:
 
     owner: str
     live: str
+    upload: str
 
     @property
     def user(self) -> str:
@@ -136,7 +146,7 @@ class Resources:
 def _upload(r: Resources) -> list[Message]:
     data = b"x"
     return [ingest_pb2.UploadVideoRequest(start=ingest_pb2.UploadStart(
-        parent=r.creator, upload_id=_uuid(), metadata=METADATA, size_bytes=len(data),
+        parent=r.creator, upload_id=r.upload.rsplit("/", 1)[-1], metadata=METADATA, size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(), filename="clip.mp4"))]
 
 
@@ -166,8 +176,7 @@ AD = ads_pb2.Ad(kind=ads_pb2.AD_KIND_COMMERCIAL_CONTENT, content="creators/mx-ow
 
 REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
     "/limelight.ingest.v1.IngestService/UploadVideo": _upload,
-    "/limelight.ingest.v1.IngestService/GetUpload": lambda r: ingest_pb2.GetUploadRequest(
-        name=f"{r.creator}/uploads/{_uuid()}"),
+    "/limelight.ingest.v1.IngestService/GetUpload": lambda r: ingest_pb2.GetUploadRequest(name=r.upload),
     "/limelight.ingest.v1.IngestService/GetVideo": lambda r: ingest_pb2.GetVideoRequest(name=f"{r.creator}/videos/v1"),
     "/limelight.ingest.v1.IngestService/ListVideos": lambda r: ingest_pb2.ListVideosRequest(parent=r.creator),
     "/limelight.ingest.v1.IngestService/WatchVideo": lambda r: ingest_pb2.WatchVideoRequest(
@@ -284,22 +293,57 @@ def _metadata(platform: InProcessPlatform, caller: Caller) -> list[tuple[str, st
     return [("authorization", f"Bearer {platform.token(caller.subject, *caller.roles)}")]
 
 
-async def _owners_live(platform: InProcessPlatform, channel: grpc.aio.Channel) -> str:
-    """The owner goes LIVE through the API (an admin admits them first), so the intruder names a real one."""
+OWNERS_LIVE_REQUEST = "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9c01"
+OWNERS_UPLOAD = f"creators/{OWNER}/uploads/0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9c02"
+
+
+async def owners_resources(platform: InProcessPlatform) -> Resources:
+    """The owner's real LIVE and upload, made through the API, so hiding and host checks meet real ones.
+
+    Both are idempotent (the LIVE under a fixed request id, the upload under a fixed id, left
+    incomplete), so each test may ask again.
+    """
     admin = Caller("admin", "users/mx-admin", (Role.ADMIN,), OWNER)
     owner = Caller("owner", f"users/{OWNER}", (Role.CREATOR,), OWNER)
-    await standing_pb2_grpc.AccountStandingServiceStub(channel).UpdateAccountStanding(
-        _standing_update(Resources(OWNER, "")), metadata=_metadata(platform, admin), timeout=10)
-    response = await live_pb2_grpc.LiveServiceStub(channel).StartLive(
-        live_pb2.StartLiveRequest(parent=f"creators/{OWNER}", request_id=_uuid(), title="matrix"),
-        metadata=_metadata(platform, owner), timeout=10)
-    name: str = response.live_session.name
-    return name
+    async with grpc.aio.insecure_channel(platform.target("gifts")) as channel:
+        await standing_pb2_grpc.AccountStandingServiceStub(channel).UpdateAccountStanding(
+            _standing_update(Resources(OWNER, "", "")), metadata=_metadata(platform, admin), timeout=10)
+        response = await live_pb2_grpc.LiveServiceStub(channel).StartLive(
+            live_pb2.StartLiveRequest(parent=f"creators/{OWNER}", request_id=OWNERS_LIVE_REQUEST, title="matrix"),
+            metadata=_metadata(platform, owner), timeout=10)
+    resources = Resources(OWNER, response.live_session.name, OWNERS_UPLOAD)
+    async with grpc.aio.insecure_channel(platform.target("ingest")) as channel:
+        # The declared byte never comes: the upload stays open, waiting to be resumed.
+        assert await status_of(channel, "/limelight.ingest.v1.IngestService/UploadVideo", _upload(resources),
+                               _metadata(platform, owner)) is grpc.StatusCode.INVALID_ARGUMENT
+    return resources
 
 
-def _resources(caller: Caller, owners_live: str) -> Resources:
-    live = owners_live if caller.owner == OWNER else f"creators/{caller.owner}/lives/none"
-    return Resources(caller.owner, live)
+def _resources(caller: Caller, owners: Resources) -> Resources:
+    if caller.owner == OWNER:
+        return owners
+    return Resources(caller.owner, f"creators/{caller.owner}/lives/none", f"creators/{caller.owner}/uploads/{_uuid()}")
+
+
+async def answers_of(platform: InProcessPlatform, callers: Sequence[Caller],
+                     expected: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """{method: {column: answer}} of every method in `expected`, called by each of `callers`."""
+    owners = await owners_resources(platform)
+    channels = {service: grpc.aio.insecure_channel(platform.target(service)) for service in SERVICES}
+    observed: dict[str, dict[str, str]] = {}
+    try:
+        for method, cells in expected.items():
+            channel = channels[method.split(".")[1]]
+            for caller in callers:
+                request = REQUESTS[method](_resources(caller, owners))
+                for message in request if isinstance(request, list) else [request]:
+                    validate(message)  # so an INVALID_ARGUMENT is the handler's, never the validator's
+                code = await status_of(channel, method, request, _metadata(platform, caller))
+                observed.setdefault(method, {})[caller.column] = answer_of(code, cells.get(caller.column, "ok"))
+    finally:
+        for channel in channels.values():
+            await channel.close()
+    return observed
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -349,23 +393,33 @@ def test_the_table_lists_every_built_rpc_and_each_unbuilt_service_in_one_line(pl
 
 
 async def test_every_caller_gets_exactly_the_documented_answer(platform: InProcessPlatform) -> None:
-    matrix = expected_matrix(TABLE.read_text())
-    channels = {service: grpc.aio.insecure_channel(platform.target(service)) for service in SERVICES}
-    try:
-        owners_live = await _owners_live(platform, channels["gifts"])
-        observed: dict[str, dict[str, str]] = {}
-        for method in matrix:
-            channel = channels[method.split(".")[1]]
-            for caller in CALLERS:
-                request = REQUESTS[method](_resources(caller, owners_live))
-                for message in request if isinstance(request, list) else [request]:
-                    validate(message)  # so an INVALID_ARGUMENT is the handler's, never the validator's
-                code = await status_of(channel, method, request, _metadata(platform, caller))
-                observed.setdefault(method, {})[caller.column] = answer_of(code, matrix[method][caller.column])
-    finally:
-        for channel in channels.values():
-            await channel.close()
-    differences = {method: {column: (matrix[method][column], answer) for column, answer in answers.items()
-                            if matrix[method][column] != answer}
+    expected = {method: row.answers for method, row in expected_matrix(TABLE.read_text()).items()}
+    observed = await answers_of(platform, CALLERS, expected)
+    differences = {method: {column: (expected[method][column], answer) for column, answer in answers.items()
+                            if expected[method][column] != answer}
                    for method, answers in observed.items()}
-    assert {method: cells for method, cells in differences.items() if cells} == {}
+    assert {method: cells for method, cells in differences.items() if cells} == {}, "(documented, observed)"
+
+
+def test_the_role_rules_are_the_kits_own(platform: InProcessPlatform) -> None:
+    """The kit refuses by role before any handler runs; a handler's second check must not hide a
+    loosened policy, so the table states each policy rule too."""
+    documented = {method: row.rule for method, row in expected_matrix(TABLE.read_text()).items()}
+    enforced = {rule.method: rule.rule for service in SERVICES
+                for rule in platform.services[service].definition.access_table() if rule.method in documented}
+    assert enforced == documented
+
+
+IMPOSTOR = Caller("impostor", "services/gifts", (Role.VIEWER,), OWNER)
+
+
+async def test_a_service_name_without_the_service_role_gets_no_more_than_another_user(
+    platform: InProcessPlatform,
+) -> None:
+    """Issue 9 finding 2: a token for subject `services/gifts` holding only the viewer role is an
+    ordinary caller; wherever another user is refused, so is it."""
+    matrix = expected_matrix(TABLE.read_text())
+    refused_to_others = {method: {IMPOSTOR.column: row.answers["other user"]} for method, row in matrix.items()
+                         if row.answers["other user"] != "ok"}
+    observed = await answers_of(platform, [IMPOSTOR], refused_to_others)
+    assert {method for method, answers in observed.items() if answers[IMPOSTOR.column] == "ok"} == set()
