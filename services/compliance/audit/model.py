@@ -162,7 +162,8 @@ class AuditExport:
 
 def require_own_events(caller: Principal, events: Sequence[AuditEvent]) -> None:
     """Refuse events the calling service has no standing to record (the actor rule above)."""
-    service = caller.subject.removeprefix(SERVICE_PREFIX) if caller.subject.startswith(SERVICE_PREFIX) else ""
+    # The verified identity (the service role and, with mutual TLS, the certificate), never the subject's shape.
+    service = caller.service if caller.is_service else ""
     delegated = caller.on_behalf_of.subject if caller.on_behalf_of is not None else ""
     for position, event in enumerate(events):
         metadata = {"caller": caller.subject, "event_id": event.event_id, "position": str(position)}

@@ -13,7 +13,7 @@ from services.compliance.audit.conftest import audit_event
 from services.compliance.audit.model import OTHER_PEERS, UnauthenticatedDenials, require_own_events
 
 START = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
-GIFTS = Principal("services/gifts", frozenset({Role.SERVICE}), START + dt.timedelta(days=1))
+GIFTS = Principal("services/gifts", frozenset({Role.SERVICE}), START + dt.timedelta(days=1), service="gifts")
 
 
 def refused(caller: Principal, **fields: str) -> str:
@@ -34,9 +34,17 @@ def test_another_services_action_is_refused_whoever_it_names() -> None:
         with pytest.raises(PermissionDenied) as raised:
             require_own_events(GIFTS, [audit_event(0, actor="services/gifts", action=action)])
         assert raised.value.reason == "AUDIT_ACTION_MISMATCH"
-    user_with_service_role = dataclasses.replace(GIFTS, subject="users/mallory")
+    user_with_service_role = dataclasses.replace(GIFTS, subject="users/mallory", service="")  # as the verifier makes it
     with pytest.raises(PermissionDenied):
         require_own_events(user_with_service_role, [audit_event(0, action="gifts.SendGift")])
+
+
+def test_a_service_name_without_the_verified_service_identity_appends_nothing() -> None:
+    """Issue 9, finding 2: the subject's shape grants nothing; the identity is the token's service role."""
+    with_viewer_role_only = dataclasses.replace(GIFTS, roles=frozenset({Role.VIEWER}), service="")
+    with_role_but_no_identity = dataclasses.replace(GIFTS, service="")
+    for caller in (with_viewer_role_only, with_role_but_no_identity):
+        assert refused(caller, actor="services/gifts") == "AUDIT_ACTION_MISMATCH"
 
 
 def test_on_behalf_of_needs_a_service_actor_and_the_verified_delegation() -> None:

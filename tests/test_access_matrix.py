@@ -1,0 +1,425 @@
+"""The authorisation matrix: every RPC of every built service, called by every kind of caller.
+
+The expectation is `docs/access.md` itself (the table the README shows): this test parses it
+and asserts each cell against the real in-process platform, and each row's kit rule against
+the policy the kit enforces, so the documentation and the rules cannot drift apart. Every
+caller names resources it would plausibly name: a user its own, staff and services a user's
+(`mx-owner`), and the intruder of the last column the owner's, with the owner's LIVE and
+upload real (made through the API first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from limelight.compliance.v1 import ads_pb2, audit_pb2, disclosure_pb2
+from limelight.gifts.v1 import (
+    gifts_pb2,
+    live_pb2,
+    live_pb2_grpc,
+    payouts_pb2,
+    standing_pb2,
+    standing_pb2_grpc,
+    wallet_pb2,
+)
+from limelight.ingest.v1 import ingest_pb2
+
+from libs.auth.principal import Role
+from libs.kit.config import SERVICES
+from libs.kit.registry import proto_services
+from libs.kit.validation import validate
+from tests.conftest import InProcessPlatform
+
+TABLE = Path(__file__).resolve().parents[1] / "docs" / "access.md"
+OWNER = "mx-owner"
+REFUSALS = {"UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND"}
+STREAM_WAIT_S = 0.5  # a stream that sends nothing this long was admitted and is waiting for data
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One column: who calls (`subject`, `roles`; no token when `subject` is empty) and whose resources."""
+
+    column: str
+    subject: str
+    roles: tuple[Role, ...]
+    owner: str
+
+
+CALLERS = (
+    Caller("anonymous", "", (), OWNER),
+    Caller("viewer", "users/mx-viewer", (Role.VIEWER,), "mx-viewer"),
+    Caller("creator", "users/mx-creator", (Role.CREATOR,), "mx-creator"),
+    Caller("merchant", "users/mx-merchant", (Role.MERCHANT,), "mx-merchant"),
+    Caller("compliance_officer", "users/mx-officer", (Role.COMPLIANCE_OFFICER,), OWNER),
+    Caller("service", "services/gifts", (Role.SERVICE,), OWNER),
+    Caller("admin", "users/mx-admin", (Role.ADMIN,), OWNER),
+    Caller("other user", "users/mx-intruder", (Role.VIEWER, Role.CREATOR, Role.MERCHANT), OWNER),
+)
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+
+
+@dataclass(frozen=True)
+class Row:
+    rule: str
+    """The kit's role rule, as `MethodAccess.rule` words it."""
+    answers: dict[str, str]
+    """{caller column: answer}."""
+
+
+def expected_matrix(text: str) -> dict[str, Row]:
+    """{method path: row} from the access table (the only table in the file)."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = _cells(lines[0])
+    assert header[2:] == [caller.column for caller in CALLERS], "the columns after the rule are the callers, in order"
+    matrix: dict[str, Row] = {}
+    for line in lines[2:]:
+        method, rule, *answers = _cells(line)
+        assert method not in matrix, f"{method} is listed twice"
+        assert len(answers) == len(CALLERS), f"{method}: one answer per caller"
+        assert set(answers) <= REFUSALS | {"ok"}, f"{method}: unknown answer in {answers}"
+        matrix[method] = Row(rule, dict(zip(header[2:], answers, strict=True)))
+    return matrix
+
+
+def unimplemented_services(text: str) -> list[str]:
+    """The services listed as `- `limelight.x.v1.Service`: UNIMPLEMENTED …`, one line each."""
+    return re.findall(r"^- `([\w.]+)`: UNIMPLEMENTED", text, flags=re.MULTILINE)
+
+
+def answer_of(code: grpc.StatusCode, expected: str) -> str:
+    """A status as the table writes it: UNAUTHENTICATED and PERMISSION_DENIED by name, anything else `ok`
+    (the handler answered), except NOT_FOUND where the table promises the resource is hidden."""
+    if code.name in REFUSALS - {"NOT_FOUND"} or (code is grpc.StatusCode.NOT_FOUND and expected == "NOT_FOUND"):
+        return code.name
+    return "ok"
+
+
+# -- requests, well-formed, naming `owner`'s resources ---------------------------------------
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+METADATA = ingest_pb2.VideoMetadata(
+    caption="matrix", commercial_declaration=disclosure_pb2.CommercialDeclaration(
+        relationship=disclosure_pb2.COMMERCIAL_RELATIONSHIP_NONE),
+    ai_declaration=disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AI_USAGE_NONE))
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the requests name: `owner`'s resources, and the owner's real LIVE where it is theirs."""
+
+    owner: str
+    live: str
+    upload: str
+
+    @property
+    def user(self) -> str:
+        return f"users/{self.owner}"
+
+    @property
+    def creator(self) -> str:
+        return f"creators/{self.owner}"
+
+
+def _upload(r: Resources) -> list[Message]:
+    data = b"x"
+    return [ingest_pb2.UploadVideoRequest(start=ingest_pb2.UploadStart(
+        parent=r.creator, upload_id=r.upload.rsplit("/", 1)[-1], metadata=METADATA, size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(), filename="clip.mp4"))]
+
+
+def _audit_event() -> audit_pb2.AuditEvent:
+    event = audit_pb2.AuditEvent(event_id=_uuid(), actor="services/gifts", action="gifts.SendGift",
+                                 outcome=audit_pb2.OUTCOME_SUCCEEDED)
+    event.event_time.FromDatetime(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    return event
+
+
+def _reach() -> ads_pb2.AdReach:
+    reach = ads_pb2.AdReach(member_state="DE", impressions=1)
+    reach.day.FromDatetime(dt.datetime.combine(dt.date.today(), dt.time(), dt.UTC))
+    return reach
+
+
+def _standing_update(r: Resources) -> standing_pb2.UpdateAccountStandingRequest:
+    request = standing_pb2.UpdateAccountStandingRequest(
+        standing=standing_pb2.AccountStanding(name=f"{r.user}/standing", follower_count=5_000))
+    request.update_mask.paths.append("follower_count")
+    return request
+
+
+AD = ads_pb2.Ad(kind=ads_pb2.AD_KIND_COMMERCIAL_CONTENT, content="creators/mx-owner/videos/v1",
+                summary="Werbung | matrix", advertiser="Matrix GmbH", payer="Matrix GmbH", brand="Matrix",
+                creator="creators/mx-owner", targeting=ads_pb2.AdTargeting(member_states=["DE"]))
+
+REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
+    "/limelight.ingest.v1.IngestService/UploadVideo": _upload,
+    "/limelight.ingest.v1.IngestService/GetUpload": lambda r: ingest_pb2.GetUploadRequest(name=r.upload),
+    "/limelight.ingest.v1.IngestService/GetVideo": lambda r: ingest_pb2.GetVideoRequest(name=f"{r.creator}/videos/v1"),
+    "/limelight.ingest.v1.IngestService/ListVideos": lambda r: ingest_pb2.ListVideosRequest(parent=r.creator),
+    "/limelight.ingest.v1.IngestService/WatchVideo": lambda r: ingest_pb2.WatchVideoRequest(
+        name=f"{r.creator}/videos/v1"),
+    "/limelight.gifts.v1.GiftService/ListGifts": lambda r: gifts_pb2.ListGiftsRequest(),
+    "/limelight.gifts.v1.GiftService/SendGift": lambda r: gifts_pb2.SendGiftRequest(
+        request_id=_uuid(), live=r.live, gift="gifts/rose", count=1),
+    "/limelight.gifts.v1.GiftService/ResolveHeldGift": lambda r: gifts_pb2.ResolveHeldGiftRequest(
+        request_id=_uuid(), name=f"{r.live}/giftTransfers/none", decision=gifts_pb2.HELD_GIFT_DECISION_VOID,
+        reason="FRAUD"),
+    "/limelight.gifts.v1.GiftService/StreamGifts": lambda r: gifts_pb2.StreamGiftsRequest(live=r.live),
+    "/limelight.gifts.v1.GiftService/GetLiveLeaderboard": lambda r: gifts_pb2.GetLiveLeaderboardRequest(live=r.live),
+    "/limelight.gifts.v1.GiftService/GetPeriodLeaderboard": lambda r: gifts_pb2.GetPeriodLeaderboardRequest(
+        kind=gifts_pb2.LEADERBOARD_KIND_TOP_GIFTERS, period=gifts_pb2.LEADERBOARD_PERIOD_DAY),
+    "/limelight.gifts.v1.LiveService/StartLive": lambda r: live_pb2.StartLiveRequest(
+        parent=r.creator, request_id=_uuid(), title="matrix"),
+    "/limelight.gifts.v1.LiveService/EndLive": lambda r: live_pb2.EndLiveRequest(name=r.live),
+    "/limelight.gifts.v1.LiveService/GetLiveSession": lambda r: live_pb2.GetLiveSessionRequest(name=r.live),
+    "/limelight.gifts.v1.LiveService/ListLiveSessions": lambda r: live_pb2.ListLiveSessionsRequest(parent=r.creator),
+    "/limelight.gifts.v1.LiveService/GetLiveEligibility": lambda r: live_pb2.GetLiveEligibilityRequest(
+        creator=r.creator),
+    "/limelight.gifts.v1.PayoutService/RequestPayout": lambda r: payouts_pb2.RequestPayoutRequest(
+        request_id=_uuid(), parent=r.user, diamonds=1_000, currency_code="EUR", payout_method="sepa"),
+    "/limelight.gifts.v1.PayoutService/GetPayoutPolicy": lambda r: payouts_pb2.GetPayoutPolicyRequest(),
+    "/limelight.gifts.v1.PayoutService/GetPayout": lambda r: payouts_pb2.GetPayoutRequest(name=f"{r.user}/payouts/p1"),
+    "/limelight.gifts.v1.PayoutService/ListPayouts": lambda r: payouts_pb2.ListPayoutsRequest(parent=r.user),
+    "/limelight.gifts.v1.PayoutService/SettlePayout": lambda r: payouts_pb2.SettlePayoutRequest(
+        request_id=_uuid(), name=f"{r.user}/payouts/p1", outcome=payouts_pb2.PAYOUT_OUTCOME_PAID,
+        provider_reference="ref-1"),
+    "/limelight.gifts.v1.AccountStandingService/GetAccountStanding": lambda r: standing_pb2.GetAccountStandingRequest(
+        name=f"{r.user}/standing"),
+    "/limelight.gifts.v1.AccountStandingService/UpdateAccountStanding": _standing_update,
+    "/limelight.gifts.v1.WalletService/GetWallet": lambda r: wallet_pb2.GetWalletRequest(name=f"{r.user}/wallet"),
+    "/limelight.gifts.v1.WalletService/ListTransactions": lambda r: wallet_pb2.ListTransactionsRequest(
+        parent=f"{r.user}/wallet"),
+    "/limelight.gifts.v1.WalletService/ListCoinPacks": lambda r: wallet_pb2.ListCoinPacksRequest(),
+    "/limelight.gifts.v1.WalletService/TopUpCoins": lambda r: wallet_pb2.TopUpCoinsRequest(
+        request_id=_uuid(), wallet=f"{r.user}/wallet", coin_pack="coinPacks/starter",
+        receipt=wallet_pb2.PaymentReceipt(provider="local", receipt="not-a-receipt")),
+    "/limelight.gifts.v1.WalletService/ReverseTopUp": lambda r: wallet_pb2.ReverseTopUpRequest(
+        request_id=_uuid(), top_up=f"{r.user}/wallet/transactions/1", kind=wallet_pb2.REVERSAL_KIND_REFUND,
+        provider_reference="ref-1"),
+    "/limelight.compliance.v1.AdRepositoryService/RegisterAd": lambda r: ads_pb2.RegisterAdRequest(
+        request_id=_uuid(), ad=AD),
+    "/limelight.compliance.v1.AdRepositoryService/RecordAdImpressions": lambda r: ads_pb2.RecordAdImpressionsRequest(
+        ad="ads/none", request_id=_uuid(), reach=[_reach()]),
+    "/limelight.compliance.v1.AdRepositoryService/GetAd": lambda r: ads_pb2.GetAdRequest(name="ads/none"),
+    "/limelight.compliance.v1.AdRepositoryService/SearchAds": lambda r: ads_pb2.SearchAdsRequest(),
+    "/limelight.compliance.v1.AdRepositoryService/CheckAdTargeting": lambda r: ads_pb2.CheckAdTargetingRequest(
+        viewer=r.user, targeting=ads_pb2.AdTargeting(member_states=["DE"])),
+    "/limelight.compliance.v1.AuditService/AppendEvents": lambda r: audit_pb2.AppendEventsRequest(
+        events=[_audit_event()]),
+    "/limelight.compliance.v1.AuditService/GetCheckpoint": lambda r: audit_pb2.GetCheckpointRequest(),
+    "/limelight.compliance.v1.AuditService/GetInclusionProof": lambda r: audit_pb2.GetInclusionProofRequest(
+        event_id=_uuid()),
+    "/limelight.compliance.v1.AuditService/GetConsistencyProof": lambda r: audit_pb2.GetConsistencyProofRequest(
+        first_size=1, second_size=2),
+    "/limelight.compliance.v1.AuditService/QueryEvents": lambda r: audit_pb2.QueryEventsRequest(page_size=1),
+    "/limelight.compliance.v1.AuditService/ExportEvents": lambda r: audit_pb2.ExportEventsRequest(),
+    "/limelight.compliance.v1.AuditService/GetPublicKey": lambda r: audit_pb2.GetPublicKeyRequest(),
+    "/limelight.compliance.v1.DisclosureService/EvaluateDisclosure": lambda r: disclosure_pb2.EvaluateDisclosureRequest(
+        market=disclosure_pb2.MARKET_GERMANY, content=disclosure_pb2.DisclosureContent(
+            content=f"{r.creator}/videos/v1", caption="matrix",
+            declaration=disclosure_pb2.CommercialDeclaration(relationship=disclosure_pb2.COMMERCIAL_RELATIONSHIP_NONE))),
+    "/limelight.compliance.v1.DisclosureService/AssessAiContent": lambda r: disclosure_pb2.AssessAiContentRequest(
+        content=f"{r.creator}/videos/v1", declaration=disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AI_USAGE_NONE),
+        c2pa=disclosure_pb2.C2paEvidence(validation=disclosure_pb2.C2PA_VALIDATION_ABSENT),
+        market=disclosure_pb2.MARKET_GERMANY),
+    "/limelight.compliance.v1.DisclosureService/ListDisclosureRules": lambda r: disclosure_pb2.ListDisclosureRulesRequest(),
+}
+
+
+# -- calling ---------------------------------------------------------------------------------
+
+
+def _method_descriptor(path: str) -> Any:
+    service, method = path.strip("/").split("/")
+    return descriptor_pool.Default().FindServiceByName(service).methods_by_name[method]
+
+
+async def _first_or_end(responses: AsyncIterator[Any]) -> None:
+    """Read one message; a stream still open after STREAM_WAIT_S was admitted and waits for data."""
+    try:
+        await asyncio.wait_for(anext(responses, None), STREAM_WAIT_S)
+    except TimeoutError:
+        pass
+
+
+async def status_of(channel: grpc.aio.Channel, path: str, request: Message | list[Message],
+                    metadata: Sequence[tuple[str, str]]) -> grpc.StatusCode:
+    descriptor = _method_descriptor(path)
+    codec: Mapping[str, Any] = {
+        "request_serializer": lambda message: message.SerializeToString(),
+        "response_deserializer": GetMessageClass(descriptor.output_type).FromString,
+    }
+    try:
+        if descriptor.client_streaming:
+            assert isinstance(request, list)
+            await channel.stream_unary(path, **codec)(iter(request), metadata=metadata, timeout=10)
+        elif descriptor.server_streaming:
+            call = channel.unary_stream(path, **codec)(request, metadata=metadata, timeout=10)
+            await _first_or_end(call.__aiter__())
+            call.cancel()
+        else:
+            await channel.unary_unary(path, **codec)(request, metadata=metadata, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+def _metadata(platform: InProcessPlatform, caller: Caller) -> list[tuple[str, str]]:
+    if not caller.subject:
+        return []
+    return [("authorization", f"Bearer {platform.token(caller.subject, *caller.roles)}")]
+
+
+OWNERS_LIVE_REQUEST = "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9c01"
+OWNERS_UPLOAD = f"creators/{OWNER}/uploads/0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9c02"
+
+
+async def owners_resources(platform: InProcessPlatform) -> Resources:
+    """The owner's real LIVE and upload, made through the API, so hiding and host checks meet real ones.
+
+    Both are idempotent (the LIVE under a fixed request id, the upload under a fixed id, left
+    incomplete), so each test may ask again.
+    """
+    admin = Caller("admin", "users/mx-admin", (Role.ADMIN,), OWNER)
+    owner = Caller("owner", f"users/{OWNER}", (Role.CREATOR,), OWNER)
+    async with grpc.aio.insecure_channel(platform.target("gifts")) as channel:
+        await standing_pb2_grpc.AccountStandingServiceStub(channel).UpdateAccountStanding(
+            _standing_update(Resources(OWNER, "", "")), metadata=_metadata(platform, admin), timeout=10)
+        response = await live_pb2_grpc.LiveServiceStub(channel).StartLive(
+            live_pb2.StartLiveRequest(parent=f"creators/{OWNER}", request_id=OWNERS_LIVE_REQUEST, title="matrix"),
+            metadata=_metadata(platform, owner), timeout=10)
+    resources = Resources(OWNER, response.live_session.name, OWNERS_UPLOAD)
+    async with grpc.aio.insecure_channel(platform.target("ingest")) as channel:
+        # The declared byte never comes: the upload stays open, waiting to be resumed.
+        assert await status_of(channel, "/limelight.ingest.v1.IngestService/UploadVideo", _upload(resources),
+                               _metadata(platform, owner)) is grpc.StatusCode.INVALID_ARGUMENT
+    return resources
+
+
+def _resources(caller: Caller, owners: Resources) -> Resources:
+    if caller.owner == OWNER:
+        return owners
+    return Resources(caller.owner, f"creators/{caller.owner}/lives/none", f"creators/{caller.owner}/uploads/{_uuid()}")
+
+
+async def answers_of(platform: InProcessPlatform, callers: Sequence[Caller],
+                     expected: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """{method: {column: answer}} of every method in `expected`, called by each of `callers`."""
+    owners = await owners_resources(platform)
+    channels = {service: grpc.aio.insecure_channel(platform.target(service)) for service in SERVICES}
+    observed: dict[str, dict[str, str]] = {}
+    try:
+        for method, cells in expected.items():
+            channel = channels[method.split(".")[1]]
+            for caller in callers:
+                request = REQUESTS[method](_resources(caller, owners))
+                for message in request if isinstance(request, list) else [request]:
+                    validate(message)  # so an INVALID_ARGUMENT is the handler's, never the validator's
+                code = await status_of(channel, method, request, _metadata(platform, caller))
+                observed.setdefault(method, {})[caller.column] = answer_of(code, cells.get(caller.column, "ok"))
+    finally:
+        for channel in channels.values():
+            await channel.close()
+    return observed
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def _built_methods(platform: InProcessPlatform) -> dict[str, list[str]]:
+    """{service: its methods whose servicer overrides the generated base}: what a server really serves."""
+    built: dict[str, list[str]] = {}
+    for service in SERVICES:
+        recorder = _Recorder()
+        platform.services[service].definition.register(recorder)
+        for proto in proto_services(f"limelight.{service}.v1"):
+            handlers = recorder.handlers[proto.full_name]
+            built[proto.full_name] = [
+                f"/{proto.full_name}/{name}" for name, handler in handlers.items()
+                if _behaviour(handler).__func__ is not getattr(proto.servicer_base, name)
+            ]
+    return built
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.handlers: dict[str, dict[str, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service_name: str, handlers: dict[str, Any]) -> None:
+        self.handlers[service_name] = handlers
+
+
+def _behaviour(handler: Any) -> Any:
+    return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+
+
+def test_the_table_lists_every_built_rpc_and_each_unbuilt_service_in_one_line(platform: InProcessPlatform) -> None:
+    text = TABLE.read_text()
+    built = _built_methods(platform)
+    assert sorted(expected_matrix(text)) == sorted(method for methods in built.values() for method in methods)
+    unbuilt = [service for service, methods in built.items() if not methods]
+    listed = unimplemented_services(text)
+    assert sorted(listed) == sorted(unbuilt) and len(listed) == len(set(listed))
+    partly_built = [service for service, methods in built.items()
+                    if methods and len(methods) != len(descriptor_pool.Default().FindServiceByName(service).methods)]
+    assert partly_built == [], "a service is built whole or listed as UNIMPLEMENTED"
+    assert set(REQUESTS) == set(expected_matrix(text)), "every listed RPC has a request to call it with"
+
+
+async def test_every_caller_gets_exactly_the_documented_answer(platform: InProcessPlatform) -> None:
+    expected = {method: row.answers for method, row in expected_matrix(TABLE.read_text()).items()}
+    observed = await answers_of(platform, CALLERS, expected)
+    differences = {method: {column: (expected[method][column], answer) for column, answer in answers.items()
+                            if expected[method][column] != answer}
+                   for method, answers in observed.items()}
+    assert {method: cells for method, cells in differences.items() if cells} == {}, "(documented, observed)"
+
+
+def test_the_role_rules_are_the_kits_own(platform: InProcessPlatform) -> None:
+    """The kit refuses by role before any handler runs; a handler's second check must not hide a
+    loosened policy, so the table states each policy rule too."""
+    documented = {method: row.rule for method, row in expected_matrix(TABLE.read_text()).items()}
+    enforced = {rule.method: rule.rule for service in SERVICES
+                for rule in platform.services[service].definition.access_table() if rule.method in documented}
+    assert enforced == documented
+
+
+IMPOSTOR = Caller("impostor", "services/gifts", (Role.VIEWER,), OWNER)
+
+
+async def test_a_service_name_without_the_service_role_gets_no_more_than_another_user(
+    platform: InProcessPlatform,
+) -> None:
+    """Issue 9 finding 2: a token for subject `services/gifts` holding only the viewer role is an
+    ordinary caller; wherever another user is refused, so is it."""
+    matrix = expected_matrix(TABLE.read_text())
+    refused_to_others = {method: {IMPOSTOR.column: row.answers["other user"]} for method, row in matrix.items()
+                         if row.answers["other user"] != "ok"}
+    observed = await answers_of(platform, [IMPOSTOR], refused_to_others)
+    assert {method for method, answers in observed.items() if answers[IMPOSTOR.column] == "ok"} == set()
