@@ -16,7 +16,7 @@ from libs.timestamps import from_timestamp, to_timestamp
 from services.gifts.config import GiftsConfig
 from services.gifts.model.catalog import CatalogGift, CoinPack
 from services.gifts.model.eligibility import AccountCategory, LiveEligibility
-from services.gifts.model.ledger import Code, GiftRates, Phase, Purpose, split_gift
+from services.gifts.model.ledger import ROUNDING_RULE, Code, GiftRates, Phase, Purpose, split_gift
 from services.gifts.model.live import EndReason, LiveSession, LiveState
 from services.gifts.model.names import (
     catalog_gift_name,
@@ -71,9 +71,15 @@ _GIFT_STATES = {
 
 
 def catalog_gift(gift: CatalogGift, rates: GiftRates) -> gifts_pb2.Gift:
+    split = split_gift(gift.coins, rates)
     return gifts_pb2.Gift(name=catalog_gift_name(gift.gift_id), display_name=gift.display_name, coin_price=gift.coins,
-                          diamond_value=split_gift(gift.coins, rates).diamonds,
+                          diamond_value=split.diamonds, platform_fee_coins=split.fee_coins,
                           asset_uri=f"assets/gifts/{gift.gift_id}.webp", available=True)
+
+
+def gift_rates(rates: GiftRates) -> gifts_pb2.GiftRates:
+    return gifts_pb2.GiftRates(platform_fee_basis_points=rates.platform_fee_basis_points,
+                               diamonds_per_share_coin=rates.diamonds_per_share_coin, rounding=ROUNDING_RULE)
 
 
 def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.GiftTransfer:
@@ -92,8 +98,7 @@ def gift_transfer_from_feed(item: FeedItem) -> gifts_pb2.GiftTransfer:
         name=gift_transfer_name(gift.creator, gift.live_id, gift.gift_id),
         sequence=item.sequence, sender=user_name(gift.sender), gift=catalog_gift_name(gift.catalog_gift), count=gift.count,
         coins_spent=gift.coins, diamonds_credited=gift.diamonds, platform_fee_coins=gift.fee_coins,
-        state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=gift.request_id,
-        create_time=to_timestamp(gift.sent_at),
+        state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, create_time=to_timestamp(gift.sent_at),
     )
 
 

@@ -273,7 +273,7 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
                                     page_token=request.page_token, default_size=100)
         rates = self._service.config.rates
         return gifts_pb2.ListGiftsResponse(gifts=[messages.catalog_gift(gift, rates) for gift in gifts],
-                                           next_page_token=following)
+                                           next_page_token=following, rates=messages.gift_rates(rates))
 
     async def SendGift(self, request: gifts_pb2.SendGiftRequest,
                        context: Call) -> gifts_pb2.SendGiftResponse:

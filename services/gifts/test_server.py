@@ -267,6 +267,27 @@ async def test_stream_gifts_resumes_from_its_cursor_without_gaps_or_repeats(gift
     assert names == sent[3:]
 
 
+async def test_a_stream_numbers_its_session_from_one_and_hides_the_senders_request_ids(gifts: Gifts) -> None:
+    lives = [await gifts.go_live("carol"), await gifts.go_live("dave")]
+    await gifts.top_up("alice")
+    sender, auth = gifts.stubs().gifts, gifts.auth("users/alice")
+    for live in (lives[0], lives[1], lives[1], lives[0], lives[1]):
+        await sender.SendGift(gifts.gift_request(live, "rose"), metadata=auth)
+    stream = gifts.stubs().gifts.StreamGifts(gifts_pb2.StreamGiftsRequest(live=lives[1]),
+                                             metadata=gifts.auth("users/viewer"))
+    seen = []
+    async for item in stream:
+        seen.append(item.gift_transfer)
+        if len(seen) == 3:
+            break
+    stream.cancel()
+    assert [transfer.sequence for transfer in seen] == [1, 2, 3]
+    assert [transfer.request_id for transfer in seen] == ["", "", ""]
+    listed = await gifts.stubs().gifts.ListGifts(gifts_pb2.ListGiftsRequest(), metadata=auth)
+    assert (listed.rates.platform_fee_basis_points, listed.rates.rounding) == (5_000, "PER_GIFT_FEE_ROUNDED_DOWN")
+    assert {gift.name: gift.platform_fee_coins for gift in listed.gifts}["gifts/finger-heart"] == 2
+
+
 async def test_stream_gifts_ends_when_the_live_ends(gifts: Gifts) -> None:
     live = await gifts.go_live("carol")
     stream = gifts.stubs().gifts.StreamGifts(gifts_pb2.StreamGiftsRequest(live=live), metadata=gifts.auth("users/v"))

@@ -84,6 +84,18 @@ def test_entries_cannot_be_changed_or_removed(raw: sqlite3.Connection) -> None:
             raw.execute(f"DELETE FROM {table}")
 
 
+def test_a_session_feed_is_numbered_without_gaps(harness: Harness, raw: sqlite3.Connection) -> None:
+    (live_id,) = raw.execute("SELECT live_id FROM live_session WHERE host = 'carol'").fetchone()
+    harness.run(SendGift(adult("alice"), str(uuid.uuid4()), live_id, "rose", 1))
+    raw.execute("PRAGMA foreign_keys = OFF")  # so that only the numbering can refuse the rows below
+    for wrong, why in ((1, "without gaps"), (3, "without gaps"), (0, "without gaps")):
+        with pytest.raises(sqlite3.IntegrityError, match=why):
+            raw.execute("INSERT INTO gift_feed (live_id, live_sequence, gift_id, posted_at_us) VALUES (?, ?, 'x', 0)",
+                        (live_id, wrong))
+    raw.execute("INSERT INTO gift_feed (live_id, live_sequence, gift_id, posted_at_us) VALUES (?, 2, 'x', 0)",
+                (live_id,))
+
+
 def test_a_pending_transfer_resolves_once_exactly_as_it_was(raw: sqlite3.Connection) -> None:
     pending = _transfer(raw, ALICE, FEES, 30, phase="PENDING", timeout_us=100)
     with pytest.raises(sqlite3.IntegrityError, match="repeat its pending"):

@@ -71,6 +71,8 @@ def top_up(context: Context, uow: TopUpUnit, command: TopUpCoins) -> TopUpResult
             raise ReceiptRejected("the receipt is not for this published coin pack", "PACK_MISMATCH")
         if now - purchase.purchased_at > config.receipt_max_age:
             raise ReceiptRejected("the receipt is too old to redeem", "EXPIRED")
+        if purchase.purchased_at - now > config.receipt_clock_skew:
+            raise ReceiptRejected("the receipt is dated in the future", "PURCHASED_IN_FUTURE")
         top_up = TopUp(context.new_id(), command.request_id, user, provider.name, purchase.receipt_id,
                        pack.pack_id, pack.coins, pack.price_eur_cents, purchase.purchased_at)
         uow.insert_top_up(top_up, now)
