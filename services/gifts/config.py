@@ -54,6 +54,8 @@ class GiftsConfig:
     ledger_in_process: bool = False
     ship_audit: bool = True
     sweep_interval: dt.timedelta = dt.timedelta(seconds=1)
+    # A dead ledger process is restarted after this (doubling while it fails to start).
+    ledger_restart_delay: dt.timedelta = dt.timedelta(seconds=0.5)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> GiftsConfig:
