@@ -54,7 +54,7 @@ from libs import errors
 from libs.errors import DomainError, FieldViolation, Unavailable
 from services.gifts.config import GiftsConfig
 from services.gifts.model.audit import Trace
-from services.gifts.providers import deployment_events, deployment_payments
+from services.gifts.providers import deployment_events, deployment_payments, deployment_transaction_ids
 from services.gifts.store.writer import GiftsStore
 from services.gifts.usecases import unit_of_work
 from services.gifts.usecases.commands import Command
@@ -268,7 +268,7 @@ def serve_ledger(orders: Connection, answers: Connection, root: str, config: Gif
     except Exception as error:
         answers.send(f"cannot open the gifts database: {error!r}")
         raise
-    setup = LedgerSetup(config, deployment_payments(Path(root)))
+    setup = LedgerSetup(config, deployment_payments(Path(root)), deployment_transaction_ids(Path(root)))
     outbox = _Answers(answers)
     store.add_live_listener(outbox.touched)  # both run after each commit, before any answer
     store.add_commit_listener(outbox.send_after_commit)

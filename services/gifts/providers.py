@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.keys import load_or_create_private_key
+from libs.storage.secret_files import read_or_create_secret
 from services.gifts.audit_events import PlatformEvents
 from services.gifts.model.catalog import Catalog
+from services.gifts.model.names import TransactionIds
 from services.gifts.model.payments import LocalPaymentProvider, PaymentProvider, Purchase
 
 
@@ -44,6 +47,13 @@ def payments_of(*providers: PaymentProvider) -> Mapping[str, PaymentProvider]:
 def deployment_events(root: Path) -> PlatformEvents:
     """How this deployment writes audit events: subjects pseudonymised with its own secret."""
     return PlatformEvents(Pseudonymizer.for_deployment(root))
+
+
+def deployment_transaction_ids(root: Path) -> TransactionIds:
+    """The key that hides the ledger's row ids in transaction names: one per deployment, kept
+    with the data, so that names stay the same across restarts and processes."""
+    return TransactionIds(read_or_create_secret(root / "keys" / "gifts-transaction-ids.secret",
+                                                lambda: secrets.token_bytes(32)))
 
 
 def deployment_payments(root: Path) -> Mapping[str, PaymentProvider]:

@@ -29,7 +29,7 @@ from services.gifts.config import GiftsConfig
 from services.gifts.ledger_process import LedgerProcess
 from services.gifts.model.audit import NO_TRACE, Trace
 from services.gifts.model.payments import PaymentProvider
-from services.gifts.providers import deployment_events, deployment_payments
+from services.gifts.providers import deployment_events, deployment_payments, deployment_transaction_ids
 from services.gifts.store.writer import GiftsStore
 from services.gifts.usecases import unit_of_work
 from services.gifts.usecases.commands import Command
@@ -61,7 +61,7 @@ class InProcessRunner:
     def open(cls, root: Path, config: GiftsConfig, *, payments: Mapping[str, PaymentProvider],
              synchronous: str = "FULL", max_batch: int = DEFAULT_MAX_BATCH) -> InProcessRunner:
         store = GiftsStore(events=deployment_events(root), root=root, synchronous=synchronous, max_batch=max_batch)
-        return cls(store, LedgerSetup(config, payments))
+        return cls(store, LedgerSetup(config, payments, deployment_transaction_ids(root)))
 
     def submit(self, command: Command[R], *, now: dt.datetime, trace: Trace = NO_TRACE) -> Future[R]:
         """`run` for callers without an event loop (tests, tools): the future resolves after the COMMIT."""

@@ -26,6 +26,7 @@ from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, pac
 from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model.access import NotOwner
+from services.gifts.providers import deployment_transaction_ids
 from services.gifts.runner import LedgerRunner, build_runner
 from services.gifts.servicer import (
     AccountStandingServicer,
@@ -121,7 +122,8 @@ class GiftsService:
         await runner.start()
         reader = await asyncio.to_thread(GiftsReader.of_service, root)
         self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
-        self._backend = Backend(runner, reader, self.config, self.clock, self.signals)
+        transaction_ids = await asyncio.to_thread(deployment_transaction_ids, root)
+        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids)
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),
                                            name="gifts-sweep")]
         if self.config.ship_audit:
