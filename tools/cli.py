@@ -28,12 +28,13 @@ app = typer.Typer(
 )
 # The officers' tools and the uploader pull in gRPC and every stub; they are registered
 # only when asked for (or for the overview in --help), so `limelight token` starts fast.
-_HEAVY_COMMANDS = ("audit", "upload")
+_HEAVY_COMMANDS = ("audit", "upload", "dev")
 
 
 def _register_heavy_commands() -> None:
     try:
         from tools.audit_cli import app as audit_app
+        from tools.dev_cli import app as dev_app
         from tools.upload_cli import upload
     except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
         if missing.name is None or not missing.name.startswith(("limelight", "buf")):
@@ -41,6 +42,7 @@ def _register_heavy_commands() -> None:
         raise SystemExit("The gRPC stubs are missing: run `python -m tools.protogen` (or `bash tools/setup.sh`).") from None
     app.add_typer(audit_app, name="audit", help="The compliance officer's tools: query, export and verify the audit trail.")
     app.command()(upload)
+    app.add_typer(dev_app, name="dev", help="Development helpers: receipts from the local payment provider.")
 
 
 def _private_data_dir() -> Path:
@@ -115,11 +117,15 @@ def token(
     birth_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD; overrides --age.")] = None,
     country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 country code.")] = "DE",
     ttl_minutes: Annotated[int, typer.Option(min=1, max=24 * 60)] = 60,
+    expired: Annotated[bool, typer.Option(help="For tests: a token whose lifetime ended a minute ago.")] = False,
+    not_yet_valid: Annotated[bool, typer.Option(help="For tests: a token issued ten minutes from now.")] = False,
 ) -> None:
     """Mint a development bearer token signed with the platform's dev key.
 
     Example: limelight token --subject users/alice --role viewer --age 25
     """
+    if expired and not_yet_valid:
+        raise typer.BadParameter("a token cannot be both", param_hint="--expired / --not-yet-valid")
     from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 
     _private_data_dir()  # the first token creates the dev signing key there
@@ -131,7 +137,9 @@ def token(
         age_bracket=AgeBracket.UNKNOWN,
         country=country.upper(),
     )
-    typer.echo(mint_token(platform_signing_key(), claims, ttl=dt.timedelta(minutes=ttl_minutes)))
+    ttl, now = dt.timedelta(minutes=ttl_minutes), dt.datetime.now(dt.UTC)
+    issued = now - ttl - dt.timedelta(minutes=1) if expired else now + dt.timedelta(minutes=10) if not_yet_valid else now
+    typer.echo(mint_token(platform_signing_key(), claims, ttl=ttl, now=issued))
 
 
 @app.command()

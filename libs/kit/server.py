@@ -73,6 +73,10 @@ class ServiceRuntime:
     clients: ServiceClients
 
 
+# Sets SERVING (True) or NOT_SERVING (False) for every service of the definition.
+HealthReport = Callable[[bool], Awaitable[None]]
+
+
 @dataclass
 class ServiceDefinition:
     service_names: Sequence[str]
@@ -81,6 +85,9 @@ class ServiceDefinition:
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None] | None] | None = None
     on_denied: DeniedListener | None = None
+    # Told, once the server serves, how to report its services' health while it runs (a
+    # dependency gone: NOT_SERVING until it is back); a shutdown's NOT_SERVING stays final.
+    on_serving: Callable[[HealthReport], None] | None = None
 
     def access_table(self) -> list[MethodAccess]:
         """The access rule of every method this service exposes, from the policy the kit enforces."""
@@ -191,6 +198,13 @@ async def start_service(
     await server.start()
     for service_name in ["", *definition.service_names]:
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    if definition.on_serving is not None:
+        async def report(serving: bool) -> None:
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            for service_name in definition.service_names:
+                await health_servicer.set(service_name, status)
+
+        definition.on_serving(report)
     logger.info("%s serving on %s:%d%s", name, host, bound,
                 f" (TLS; mutual-TLS mesh port {bound_mesh})" if bound_mesh is not None else " (plaintext)")
     return RunningService(name, bound, server, health_servicer, definition, runtime, bound_mesh)

@@ -47,10 +47,15 @@ class GiftsConfig:
     held_gift_review_timeout: dt.timedelta = dt.timedelta(hours=72)
     # Receipts older than this are refused (a provider's receipt is redeemed promptly).
     receipt_max_age: dt.timedelta = dt.timedelta(days=30)
+    # A receipt dated later than now by more than this is refused: the provider's clock and
+    # ours may disagree a little, a purchase cannot happen in the future.
+    receipt_clock_skew: dt.timedelta = dt.timedelta(minutes=5)
     # How the service runs (see the module docstring).
     ledger_in_process: bool = False
     ship_audit: bool = True
     sweep_interval: dt.timedelta = dt.timedelta(seconds=1)
+    # A dead ledger process is restarted after this (doubling while it fails to start).
+    ledger_restart_delay: dt.timedelta = dt.timedelta(seconds=0.5)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> GiftsConfig:

@@ -19,6 +19,11 @@ arrived, as it does in process; an outcome is sent only after the COMMIT that ma
 durable. The parent stamps each order with its clock, so the child decides with the parent's
 notion of now (tests move it). Closing the orders pipe asks the child to finish.
 
+If the child dies alone, every call waiting for it fails UNAVAILABLE `LEDGER_PROCESS_GONE`
+(its unit committed or not; a retry with the same request id finds out from the store) and
+`gone()` returns; `runner.SupervisedLedger` then reports NOT_SERVING and starts a new child,
+which recovers the database from its WAL as after any crash.
+
 If the parent dies, the child dies too (PR_SET_PDEATHSIG on Linux, and EOF on the pipe
 everywhere): acknowledged work is durable, unacknowledged work committed or not, exactly as
 when the whole service is killed.
@@ -49,7 +54,7 @@ from libs import errors
 from libs.errors import DomainError, FieldViolation, Unavailable
 from services.gifts.config import GiftsConfig
 from services.gifts.model.audit import Trace
-from services.gifts.providers import deployment_events, deployment_payments
+from services.gifts.providers import deployment_events, deployment_payments, deployment_transaction_ids
 from services.gifts.store.writer import GiftsStore
 from services.gifts.usecases import unit_of_work
 from services.gifts.usecases.commands import Command
@@ -100,6 +105,17 @@ class LedgerProcess:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._gone = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def gone(self) -> BaseException:
+        """Wait until the child is gone (killed, crashed, its store stopped); why it ended."""
+        await self._gone.wait()
+        assert self._failure is not None
+        return self._failure
 
     async def start(self) -> None:
         """Start the child and wait until it has opened (and migrated) the database."""
@@ -189,6 +205,7 @@ class LedgerProcess:
         if self._failure is not None:
             return
         self._failure = error
+        self._gone.set()
         if self._waiting:
             log.critical("the ledger process is gone; the gifts service cannot write: %r", error)
         for future in self._waiting.values():
@@ -196,7 +213,8 @@ class LedgerProcess:
                 future.set_exception(self._unavailable())
 
     def _unavailable(self) -> Unavailable:
-        return Unavailable("the ledger process is gone; restart the service", reason="LEDGER_PROCESS_GONE",
+        return Unavailable("the ledger process is gone; retry with the same request_id once the service is "
+                           "SERVING again", reason="LEDGER_PROCESS_GONE",
                            metadata={"cause": repr(self._failure)})
 
 
@@ -250,7 +268,7 @@ def serve_ledger(orders: Connection, answers: Connection, root: str, config: Gif
     except Exception as error:
         answers.send(f"cannot open the gifts database: {error!r}")
         raise
-    setup = LedgerSetup(config, deployment_payments(Path(root)))
+    setup = LedgerSetup(config, deployment_payments(Path(root)), deployment_transaction_ids(Path(root)))
     outbox = _Answers(answers)
     store.add_live_listener(outbox.touched)  # both run after each commit, before any answer
     store.add_commit_listener(outbox.send_after_commit)

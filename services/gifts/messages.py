@@ -16,9 +16,10 @@ from libs.timestamps import from_timestamp, to_timestamp
 from services.gifts.config import GiftsConfig
 from services.gifts.model.catalog import CatalogGift, CoinPack
 from services.gifts.model.eligibility import AccountCategory, LiveEligibility
-from services.gifts.model.ledger import Code, GiftRates, Phase, Purpose, split_gift
+from services.gifts.model.ledger import ROUNDING_RULE, Code, GiftRates, Phase, Purpose, split_gift
 from services.gifts.model.live import EndReason, LiveSession, LiveState
 from services.gifts.model.names import (
+    TransactionIds,
     catalog_gift_name,
     coin_pack_name,
     gift_transfer_name,
@@ -71,9 +72,15 @@ _GIFT_STATES = {
 
 
 def catalog_gift(gift: CatalogGift, rates: GiftRates) -> gifts_pb2.Gift:
+    split = split_gift(gift.coins, rates)
     return gifts_pb2.Gift(name=catalog_gift_name(gift.gift_id), display_name=gift.display_name, coin_price=gift.coins,
-                          diamond_value=split_gift(gift.coins, rates).diamonds,
+                          diamond_value=split.diamonds, platform_fee_coins=split.fee_coins,
                           asset_uri=f"assets/gifts/{gift.gift_id}.webp", available=True)
+
+
+def gift_rates(rates: GiftRates) -> gifts_pb2.GiftRates:
+    return gifts_pb2.GiftRates(platform_fee_basis_points=rates.platform_fee_basis_points,
+                               diamonds_per_share_coin=rates.diamonds_per_share_coin, rounding=ROUNDING_RULE)
 
 
 def gift_transfer_from_result(result: GiftResult, request_id: str) -> gifts_pb2.GiftTransfer:
@@ -92,8 +99,7 @@ def gift_transfer_from_feed(item: FeedItem) -> gifts_pb2.GiftTransfer:
         name=gift_transfer_name(gift.creator, gift.live_id, gift.gift_id),
         sequence=item.sequence, sender=user_name(gift.sender), gift=catalog_gift_name(gift.catalog_gift), count=gift.count,
         coins_spent=gift.coins, diamonds_credited=gift.diamonds, platform_fee_coins=gift.fee_coins,
-        state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, request_id=gift.request_id,
-        create_time=to_timestamp(gift.sent_at),
+        state=gifts_pb2.GIFT_TRANSFER_STATE_POSTED, create_time=to_timestamp(gift.sent_at),
     )
 
 
@@ -149,7 +155,12 @@ ASSETS: dict[wallet_pb2.Asset, frozenset[Purpose]] = {
 }
 
 
-def transaction(user_id: str, line: StatementLine) -> wallet_pb2.Transaction:
+# Entries another party's request wrote into a creator's wallet: the gift's sender (or the
+# payment provider reversing it); their idempotency keys are theirs alone.
+_ENTRIES_OF_OTHERS_REQUESTS = frozenset({Code.GIFT_DIAMONDS, Code.GIFT_DIAMONDS_REVERSAL})
+
+
+def transaction(user_id: str, line: StatementLine, ids: TransactionIds) -> wallet_pb2.Transaction:
     entry = line.entry
     mine = {f"users/{user_id}/accounts/{purpose.slug}" for purpose in Purpose}
     credited, debited = entry.credit_account in mine, entry.debit_account in mine
@@ -164,19 +175,20 @@ def transaction(user_id: str, line: StatementLine) -> wallet_pb2.Transaction:
     elif line.payout_id is not None:
         related = payout_name(user_id, line.payout_id)
     return wallet_pb2.Transaction(
-        name=transaction_name(user_id, entry.transfer_id),
+        name=transaction_name(user_id, ids.public(entry.transfer_id)),
         kind=_KIND_OF_CODE.get(entry.code, wallet_pb2.TRANSACTION_KIND_UNSPECIFIED), state=state,
         asset=wallet_pb2.ASSET_COINS if entry.currency.value == "COIN" else wallet_pb2.ASSET_DIAMONDS,
         # An entry between two of the user's own accounts (a hold release) adds to what they can use.
         amount=-entry.amount if debited and not credited else entry.amount,
-        request_id=entry.request_id, counterparty=entry.credit_account if debited else entry.debit_account,
+        request_id="" if entry.code in _ENTRIES_OF_OTHERS_REQUESTS else entry.request_id, counterparty=entry.credit_account if debited else entry.debit_account,
         related_resource=related, create_time=to_timestamp(entry.created_at),
     )
 
 
-def top_up_transaction(user_id: str, result: TopUpResult, request_id: str) -> wallet_pb2.Transaction:
+def top_up_transaction(user_id: str, result: TopUpResult, request_id: str,
+                       ids: TransactionIds) -> wallet_pb2.Transaction:
     return wallet_pb2.Transaction(
-        name=transaction_name(user_id, result.coins_transfer_id), kind=wallet_pb2.TRANSACTION_KIND_TOP_UP,
+        name=transaction_name(user_id, ids.public(result.coins_transfer_id)), kind=wallet_pb2.TRANSACTION_KIND_TOP_UP,
         state=wallet_pb2.TRANSACTION_STATE_POSTED, asset=wallet_pb2.ASSET_COINS, amount=result.coins,
         request_id=request_id, counterparty="platform/accounts/coin-issuance",
         create_time=to_timestamp(result.created_at))

@@ -22,10 +22,11 @@ from libs.auth.principal import Principal, Role
 from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
-from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
+from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, package_definition
 from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model.access import NotOwner
+from services.gifts.providers import deployment_transaction_ids
 from services.gifts.runner import LedgerRunner, build_runner
 from services.gifts.servicer import (
     AccountStandingServicer,
@@ -75,6 +76,7 @@ class GiftsService:
         self._outbox: GiftsAuditOutbox | None = None
         self._audit: AuditClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._report_health: HealthReport | None = None
 
     @property
     def backend(self) -> Backend:
@@ -100,17 +102,28 @@ class GiftsService:
             {LIVE: LiveServicer(self), WALLET: WalletServicer(self), GIFT: GiftServicer(self),
              PAYOUT: PayoutServicer(self), STANDING: AccountStandingServicer(self)},
             policy=ACCESS, on_start=self._start, on_stop=self._stop, on_denied=self._record_denial,
+            on_serving=self._hear_health_report,
         )
+
+    def _hear_health_report(self, report: HealthReport) -> None:
+        self._report_health = report
+
+    async def _ledger_health(self, serving: bool) -> None:
+        """The ledger process went or came back: every gifts service writes through it."""
+        if self._report_health is not None:
+            await self._report_health(serving)
 
     async def _start(self) -> None:
         root = self._runtime.data_root
         # Opening the writer migrates the database, so the reader opens after it.
         runner = await asyncio.to_thread(build_runner, root, self.config, in_process=self.config.ledger_in_process,
-                                         on_lives_touched=self.signals.on_commit, on_commit=self._wake_shipper)
+                                         on_lives_touched=self.signals.on_commit, on_commit=self._wake_shipper,
+                                         on_health=self._ledger_health)
         await runner.start()
         reader = await asyncio.to_thread(GiftsReader.of_service, root)
         self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
-        self._backend = Backend(runner, reader, self.config, self.clock, self.signals)
+        transaction_ids = await asyncio.to_thread(deployment_transaction_ids, root)
+        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids)
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),
                                            name="gifts-sweep")]
         if self.config.ship_audit:

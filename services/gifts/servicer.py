@@ -87,6 +87,7 @@ class Backend:
     config: GiftsConfig
     clock: Clock
     signals: LiveSignals
+    transaction_ids: names.TransactionIds
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
 
@@ -216,15 +217,20 @@ class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):
         scope = f"{request.parent}|{request.kind}|{request.asset}"
         limit = page_size(request.page_size, default=100)
         lines = await self._service.read(
-            self._service.reader.statement, user, before_id=TRANSACTIONS.decode_int(request.page_token, bound_to=scope),
+            self._service.reader.statement, user, before_id=self._before_transaction(request.page_token, scope),
             limit=limit + 1, codes=messages.TRANSACTION_KINDS.get(request.kind),
             purposes=messages.ASSETS.get(request.asset, messages.ASSETS[wallet_pb2.ASSET_COINS]
                                          | messages.ASSETS[wallet_pb2.ASSET_DIAMONDS]))
         response = wallet_pb2.ListTransactionsResponse(
-            transactions=[messages.transaction(user, line) for line in lines[:limit]])
-        if len(lines) > limit:
-            response.next_page_token = TRANSACTIONS.encode(lines[limit - 1].entry.transfer_id, bound_to=scope)
+            transactions=[messages.transaction(user, line, self._service.transaction_ids) for line in lines[:limit]])
+        if len(lines) > limit:  # the position as a public id: a token counts no transfers either
+            response.next_page_token = TRANSACTIONS.encode(
+                self._service.transaction_ids.public(lines[limit - 1].entry.transfer_id), bound_to=scope)
         return response
+
+    def _before_transaction(self, page_token: str, scope: str) -> int | None:
+        after = TRANSACTIONS.decode_str(page_token, bound_to=scope)
+        return self._service.transaction_ids.transfer_id(after) if after is not None else None
 
     async def ListCoinPacks(self, request: wallet_pb2.ListCoinPacksRequest,
                             context: Call) -> wallet_pb2.ListCoinPacksResponse:
@@ -245,14 +251,16 @@ class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):
                              request.receipt.receipt)
         result = await self._service.run(command)
         wallet = await self._service.read(self._service.reader.wallet, user)
-        return wallet_pb2.TopUpCoinsResponse(transaction=messages.top_up_transaction(user, result, request.request_id),
+        return wallet_pb2.TopUpCoinsResponse(transaction=messages.top_up_transaction(
+            user, result, request.request_id, self._service.transaction_ids),
                                              wallet=messages.wallet(wallet))
 
     async def ReverseTopUp(self, request: wallet_pb2.ReverseTopUpRequest,
                            context: Call) -> wallet_pb2.ReverseTopUpResponse:
         user, entry = _ids(names.TRANSACTION, request.top_up, field="top_up")
-        top_up_id = await self._service.read(self._service.reader.top_up_of_entry, user, int(entry)) \
-            if entry.isdigit() else None
+        transfer_id = self._service.transaction_ids.transfer_id(entry)
+        top_up_id = await self._service.read(self._service.reader.top_up_of_entry, user, transfer_id) \
+            if transfer_id is not None else None
         if top_up_id is None:
             raise NotFound(f"no top-up {request.top_up}", resource_name=request.top_up, reason="TOP_UP_NOT_FOUND")
         kind = ReversalKind.REFUND if request.kind == wallet_pb2.REVERSAL_KIND_REFUND else ReversalKind.CHARGEBACK
@@ -261,7 +269,7 @@ class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):
         result = await self._service.run(command)
         lines = await self._service.read(self._service.reader.request_statement, user, request.request_id)
         return wallet_pb2.ReverseTopUpResponse(
-            transactions=[messages.transaction(user, line) for line in lines],
+            transactions=[messages.transaction(user, line, self._service.transaction_ids) for line in lines],
             coins_reversed=result.coins_clawed_back, diamonds_reversed=result.diamonds_clawed_back,
             unrecovered_coins=result.coins_unrecovered)
 
@@ -273,7 +281,7 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
                                     page_token=request.page_token, default_size=100)
         rates = self._service.config.rates
         return gifts_pb2.ListGiftsResponse(gifts=[messages.catalog_gift(gift, rates) for gift in gifts],
-                                           next_page_token=following)
+                                           next_page_token=following, rates=messages.gift_rates(rates))
 
     async def SendGift(self, request: gifts_pb2.SendGiftRequest,
                        context: Call) -> gifts_pb2.SendGiftResponse:

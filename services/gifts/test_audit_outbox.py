@@ -94,7 +94,7 @@ def test_every_event_names_its_resource_as_the_api_does(harness: Harness, tmp_pa
     _story(harness)
     events = _events(harness)
     api_names = re.compile(r"^(creators/[a-z0-9-]+(/lives/[a-z0-9-]+(/giftTransfers/[a-z0-9-]+)?)?"
-                           r"|users/[a-z0-9-]+(/standing|/wallet(/transactions/[0-9]+)?|/payouts/[a-z0-9-]+)?)$")
+                           r"|users/[a-z0-9-]+(/standing|/wallet(/transactions/[0-9a-f]{16})?|/payouts/[a-z0-9-]+)?)$")
     assert [e.resource for e in events if not api_names.match(e.resource)] == []
     # An officer's prefix query for the creator finds the LIVE, the gift and the refusal in it.
     about_carol = {(e.action, e.outcome.value) for e in events if e.resource.startswith("creators/carol/")}

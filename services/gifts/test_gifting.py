@@ -215,14 +215,15 @@ def test_an_old_receipt_is_refused(harness: Harness) -> None:
 def test_a_gift_pays_the_fee_and_puts_the_creator_diamonds_on_hold(harness: Harness) -> None:
     session = harness.go_live("carol")
     harness.top_up("alice")
-    result = send(harness, "alice", session.live_id, "hat-and-mustache", 2)  # 198 coins
-    assert (result.state, result.coins, result.diamonds, result.coins_available) == (GiftState.POSTED, 198, 198, 802)
+    # 198 coins; issue 16 made the split per gift (99 coins: fee 49, share 50, 100 diamonds), as published
+    result = send(harness, "alice", session.live_id, "hat-and-mustache", 2)
+    assert (result.state, result.coins, result.diamonds, result.coins_available) == (GiftState.POSTED, 198, 200, 802)
     carol = harness.reader.wallet("carol")
-    assert carol.available(Purpose.DIAMONDS_ON_HOLD) == 198 and carol.available(Purpose.DIAMONDS) == 0
+    assert carol.available(Purpose.DIAMONDS_ON_HOLD) == 200 and carol.available(Purpose.DIAMONDS) == 0
     with harness.reader.database.reading() as connection:
         fees = dict(connection.execute("SELECT name, credits_posted FROM account WHERE name IN "
                                        "('platform/accounts/gift-fees', 'platform/accounts/creator-share')"))
-    assert fees == {"platform/accounts/gift-fees": 99, "platform/accounts/creator-share": 99}
+    assert fees == {"platform/accounts/gift-fees": 98, "platform/accounts/creator-share": 100}
 
 
 def test_a_minor_cannot_send_gifts(harness: Harness) -> None:

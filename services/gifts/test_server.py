@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime as dt
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -265,6 +268,49 @@ async def test_stream_gifts_resumes_from_its_cursor_without_gaps_or_repeats(gift
     await following
     assert seen == sorted(set(seen)) and len(seen) == 12
     assert names == sent[3:]
+
+
+async def test_a_stream_numbers_its_session_from_one_and_hides_the_senders_request_ids(gifts: Gifts) -> None:
+    lives = [await gifts.go_live("carol"), await gifts.go_live("dave")]
+    await gifts.top_up("alice")
+    sender, auth = gifts.stubs().gifts, gifts.auth("users/alice")
+    for live in (lives[0], lives[1], lives[1], lives[0], lives[1]):
+        await sender.SendGift(gifts.gift_request(live, "rose"), metadata=auth)
+    stream = gifts.stubs().gifts.StreamGifts(gifts_pb2.StreamGiftsRequest(live=lives[1]),
+                                             metadata=gifts.auth("users/viewer"))
+    seen = []
+    async for item in stream:
+        seen.append(item.gift_transfer)
+        if len(seen) == 3:
+            break
+    stream.cancel()
+    assert [transfer.sequence for transfer in seen] == [1, 2, 3]
+    assert [transfer.request_id for transfer in seen] == ["", "", ""]
+    listed = await gifts.stubs().gifts.ListGifts(gifts_pb2.ListGiftsRequest(), metadata=auth)
+    assert (listed.rates.platform_fee_basis_points, listed.rates.rounding) == (5_000, "PER_GIFT_FEE_ROUNDED_DOWN")
+    assert {gift.name: gift.platform_fee_coins for gift in listed.gifts}["gifts/finger-heart"] == 2
+
+
+async def test_wallet_names_and_page_tokens_hide_the_ledger_row_ids_and_senders_keys(gifts: Gifts) -> None:
+    live = await gifts.go_live("carol")
+    await gifts.top_up("alice")
+    await gifts.stubs().gifts.SendGift(gifts.gift_request(live), metadata=gifts.auth("users/alice"))
+    await gifts.stubs().gifts.SendGift(gifts.gift_request(live), metadata=gifts.auth("users/alice"))
+    wallet = gifts.stubs().wallet
+    first = await wallet.ListTransactions(wallet_pb2.ListTransactionsRequest(parent="users/carol/wallet", page_size=1),
+                                          metadata=gifts.auth("users/carol"))
+    (earned,) = first.transactions
+    assert re.fullmatch(r"users/carol/wallet/transactions/[0-9a-f]{16}", earned.name)
+    assert earned.amount > 0 and earned.request_id == ""  # the sender's key stays the sender's
+    _, position, _ = json.loads(base64.urlsafe_b64decode(first.next_page_token + "=" * (-len(first.next_page_token) % 4)))
+    assert position == [earned.name.rsplit("/", 1)[1]]  # the public id, not the row
+    following = await wallet.ListTransactions(
+        wallet_pb2.ListTransactionsRequest(parent="users/carol/wallet", page_size=1, page_token=first.next_page_token),
+        metadata=gifts.auth("users/carol"))
+    assert [item.name for item in following.transactions] != [earned.name] and following.transactions
+    own = await wallet.ListTransactions(wallet_pb2.ListTransactionsRequest(parent="users/alice/wallet"),
+                                        metadata=gifts.auth("users/alice"))
+    assert all(item.request_id for item in own.transactions)  # a sender sees their own keys
 
 
 async def test_stream_gifts_ends_when_the_live_ends(gifts: Gifts) -> None:

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from libs.errors import DomainError
+from libs.storage.sqlite import open_service_database
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import Harness, adult, build_harness
 from services.gifts.model.fraud import FraudPolicy
 from services.gifts.model.ledger import Purpose
+from services.gifts.store.schema import MIGRATIONS, SERVICE
 from services.gifts.usecases.commands import GiftResult, SendGift
 
 UNLIMITED = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**6, new_account_large_coins=10**9))
@@ -82,6 +84,18 @@ def test_entries_cannot_be_changed_or_removed(raw: sqlite3.Connection) -> None:
     for table in ("request", "request_result", "audit_outbox", "top_up"):
         with pytest.raises(sqlite3.IntegrityError, match="permanent"):
             raw.execute(f"DELETE FROM {table}")
+
+
+def test_a_session_feed_is_numbered_without_gaps(harness: Harness, raw: sqlite3.Connection) -> None:
+    (live_id,) = raw.execute("SELECT live_id FROM live_session WHERE host = 'carol'").fetchone()
+    harness.run(SendGift(adult("alice"), str(uuid.uuid4()), live_id, "rose", 1))
+    raw.execute("PRAGMA foreign_keys = OFF")  # so that only the numbering can refuse the rows below
+    for wrong, why in ((1, "without gaps"), (3, "without gaps"), (0, "without gaps")):
+        with pytest.raises(sqlite3.IntegrityError, match=why):
+            raw.execute("INSERT INTO gift_feed (live_id, live_sequence, gift_id, posted_at_us) VALUES (?, ?, 'x', 0)",
+                        (live_id, wrong))
+    raw.execute("INSERT INTO gift_feed (live_id, live_sequence, gift_id, posted_at_us) VALUES (?, 2, 'x', 0)",
+                (live_id,))
 
 
 def test_a_pending_transfer_resolves_once_exactly_as_it_was(raw: sqlite3.Connection) -> None:
@@ -158,3 +172,22 @@ def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: P
 def test_the_reader_cannot_write(harness: Harness) -> None:
     with harness.reader.database.reading() as connection, pytest.raises(sqlite3.OperationalError, match="readonly"):
         connection.execute("INSERT INTO request VALUES ('r', 'Op', 'users/ops', '{}', 0)")
+
+
+
+def test_the_migration_numbers_an_existing_feed_per_session_in_its_order(tmp_path: Path) -> None:
+    old = open_service_database(SERVICE, MIGRATIONS[:2], root=tmp_path)
+    path = old.path
+    old.close()
+    with sqlite3.connect(path) as connection:  # feed rows of two LIVEs, numbered by the old shared counter
+        connection.executemany("INSERT INTO gift_feed (sequence, live_id, gift_id, posted_at_us) VALUES (?, ?, ?, 0)",
+                               [(10 * number, live, f"g{number}") for number, live in enumerate("abaab", start=1)])
+    connection.close()
+    harness = build_harness(tmp_path)  # opening the writer migrates
+    try:
+        with harness.reader.database.reading() as reading:
+            numbered = [tuple(row) for row in reading.execute(
+                "SELECT live_id, live_sequence, gift_id FROM gift_feed ORDER BY sequence")]
+        assert numbered == [("a", 1, "g1"), ("b", 1, "g2"), ("a", 2, "g3"), ("a", 3, "g4"), ("b", 2, "g5")]
+    finally:
+        harness.close()

@@ -146,8 +146,9 @@ async def _until_sigterm() -> None:
 def _spawn(arguments: list[str], root: Path, **settings: str) -> subprocess.Popen[str]:
     # No compliance service runs here, so the audit events stay (durably) in the gifts
     # outbox instead of being retried against an absent AppendEvents.
+    # Plaintext on loopback for all three, as the bare echo is: the ratio compares serving, not TLS.
     env = {**os.environ, "LIMELIGHT_DATA_DIR": str(root), "LIMELIGHT_TRACE_SAMPLE_RATIO": "1.0",
-           "LIMELIGHT_GIFTS_AUDIT_SHIPPING": "off", **settings}
+           "LIMELIGHT_GIFTS_AUDIT_SHIPPING": "off", "LIMELIGHT_TLS": "off", **settings}
     process = subprocess.Popen([sys.executable, *arguments], env=env, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     for line in process.stdout:  # the gifts service says "gifts listening on ..." when it is up

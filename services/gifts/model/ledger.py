@@ -258,10 +258,14 @@ class InsufficientFunds(FailedPrecondition):
 class GiftRates:
     """The published economics of a gift, integers only.
 
-    `platform_fee_basis_points` of the coins stay with the platform (rounded down, so
-    rounding favours the creator); the rest back the creator's share, paid as
-    `diamonds_per_share_coin` diamonds per coin. A payout converts `diamonds_per_eur_cent`
-    diamonds into one euro cent.
+    `platform_fee_basis_points` of the coins stay with the platform; the rest back the
+    creator's share, paid as `diamonds_per_share_coin` diamonds per coin. A payout converts
+    `diamonds_per_eur_cent` diamonds into one euro cent.
+
+    The rounding rule (`ROUNDING_RULE`, published by `ListGifts`): the fee is computed for
+    one gift of the catalogue and rounded down, in the creator's favour; a call of `count`
+    gifts moves exactly `count` times one gift's figures. So what the catalogue shows per
+    gift is what every call adds up to (a 1-coin gift carries no fee, at any count).
     """
 
     platform_fee_basis_points: int = 5_000
@@ -292,10 +296,21 @@ class GiftSplit:
     diamonds: int
 
 
+ROUNDING_RULE = "PER_GIFT_FEE_ROUNDED_DOWN"
+
+
 def split_gift(coins: int, rates: GiftRates) -> GiftSplit:
+    """One gift of `coins`: the fee rounded down, the rest the creator's share."""
     fee = coins * rates.platform_fee_basis_points // 10_000
     share = coins - fee
     return GiftSplit(coins=coins, fee_coins=fee, share_coins=share, diamonds=share * rates.diamonds_per_share_coin)
+
+
+def split_gifts(price: int, count: int, rates: GiftRates) -> GiftSplit:
+    """`count` gifts of `price` coins each: `count` times one gift's split (`ROUNDING_RULE`)."""
+    one = split_gift(price, rates)
+    return GiftSplit(coins=one.coins * count, fee_coins=one.fee_coins * count, share_coins=one.share_coins * count,
+                     diamonds=one.diamonds * count)
 
 
 def gift_orders(sender: str, creator: str, split: GiftSplit, gift_id: str) -> list[TransferOrder]:

@@ -7,6 +7,10 @@ everything that happened to that creator's LIVEs and gifts.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
+
 from libs.resource_names import WILDCARD, ResourcePattern, is_valid_id
 
 CREATOR = ResourcePattern("creators/{creator}")
@@ -61,8 +65,47 @@ def wallet_name(user: str) -> str:
     return _name(WALLET, user=user)
 
 
-def transaction_name(user: str, transfer_id: int | str) -> str:
-    return _name(TRANSACTION, user=user, transaction=str(transfer_id))
+def transaction_name(user: str, transaction_id: str) -> str:
+    """`transaction_id` is a `TransactionIds.public` id (or UNKNOWN), never the store's row id."""
+    return _name(TRANSACTION, user=user, transaction=transaction_id)
+
+
+_HALF_BITS = 32
+_HALF_MASK = (1 << _HALF_BITS) - 1
+_ROUNDS = 4
+_PUBLIC_ID = re.compile(r"[0-9a-f]{16}")
+
+
+class TransactionIds:
+    """The public id of a ledger transfer: a keyed permutation (a four-round Feistel network
+    over 64 bits, HMAC-SHA256 rounds) of the store's row id. A row id counts every transfer
+    the platform ever made; its public id counts nothing, and without the deployment's key
+    one id tells nothing about another. The service turns a public id back into its row."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the transaction id key must be at least 16 bytes")
+        self._key = key
+
+    def _round(self, number: int, half: int) -> int:
+        digest = hmac.new(self._key, bytes([number]) + half.to_bytes(4, "big"), hashlib.sha256).digest()
+        return int.from_bytes(digest[:4], "big")
+
+    def public(self, transfer_id: int) -> str:
+        left, right = transfer_id >> _HALF_BITS & _HALF_MASK, transfer_id & _HALF_MASK
+        for number in range(_ROUNDS):
+            left, right = right, left ^ self._round(number, right)
+        return f"{left << _HALF_BITS | right:016x}"
+
+    def transfer_id(self, public_id: str) -> int | None:
+        """The row a public id names; None for text no `public` call wrote."""
+        if not _PUBLIC_ID.fullmatch(public_id):
+            return None
+        value = int(public_id, 16)
+        left, right = value >> _HALF_BITS, value & _HALF_MASK
+        for number in reversed(range(_ROUNDS)):
+            left, right = right ^ self._round(number, left), left
+        return left << _HALF_BITS | right
 
 
 def payouts_parent(user: str) -> str:

@@ -173,8 +173,9 @@ class GiftsReader:
     def feed(self, live_id: str, *, after_sequence: int, limit: int) -> list[FeedItem]:
         with self._read() as connection:
             found = connection.execute(
-                "SELECT f.sequence, f.posted_at_us, g.* FROM gift_feed AS f JOIN gift AS g USING (gift_id) "
-                "WHERE f.live_id = ? AND f.sequence > ? ORDER BY f.sequence LIMIT ?",
+                "SELECT f.live_sequence AS sequence, f.posted_at_us, g.* FROM gift_feed AS f "
+                "JOIN gift AS g USING (gift_id) "
+                "WHERE f.live_id = ? AND f.live_sequence > ? ORDER BY f.live_sequence LIMIT ?",
                 (live_id, after_sequence, limit)).fetchall()
         return [FeedItem(row["sequence"], from_epoch_us(row["posted_at_us"]), rows.gift_of(row)) for row in found]
 

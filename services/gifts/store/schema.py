@@ -289,6 +289,25 @@ CREATE TABLE audit_set_aside (
 ) STRICT;
 """ + "".join(_immutable(table) for table in _ENTRY_TABLES)
 
+# 3: StreamGifts numbers each session's gifts from 1 (`live_sequence`) instead of by the feed's
+# rowid, which counted every LIVE's gifts (gaps a client could not tell from loss, and the
+# platform's volume in public numbers). Existing rows are numbered in their feed order.
+_PER_SESSION_SEQUENCE = """
+ALTER TABLE gift_feed ADD COLUMN live_sequence INTEGER NOT NULL DEFAULT 0;
+DROP TRIGGER gift_feed_is_immutable;
+UPDATE gift_feed SET live_sequence = (SELECT COUNT(*) FROM gift_feed AS earlier
+    WHERE earlier.live_id = gift_feed.live_id AND earlier.sequence <= gift_feed.sequence);
+CREATE TRIGGER gift_feed_is_immutable BEFORE UPDATE ON gift_feed
+    BEGIN SELECT RAISE(ABORT, 'gift_feed entries are immutable'); END;
+DROP INDEX gift_feed_by_live;
+CREATE UNIQUE INDEX gift_feed_by_live ON gift_feed (live_id, live_sequence);
+-- A session's numbers run 1, 2, 3, ... without gaps: each row is its session's last plus one.
+CREATE TRIGGER gift_feed_numbers_without_gaps BEFORE INSERT ON gift_feed
+    WHEN NEW.live_sequence <> 1 + COALESCE((SELECT MAX(live_sequence) FROM gift_feed
+                                             WHERE live_id = NEW.live_id), 0)
+    BEGIN SELECT RAISE(ABORT, 'gift_feed numbers a session without gaps'); END;
+"""
+
 # 2: the shared audit outbox (`libs.audit.outbox`) replaces gifts' own (`legacy_outbox.py`).
-MIGRATIONS = [Migration(1, _SCHEMA_V1), legacy_outbox.MIGRATION]
+MIGRATIONS = [Migration(1, _SCHEMA_V1), legacy_outbox.MIGRATION, Migration(3, _PER_SESSION_SEQUENCE)]
 

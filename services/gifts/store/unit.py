@@ -205,9 +205,13 @@ class SqliteUnitOfWork:
 
     def append_to_feed(self, gift: SentGift, now: dt.datetime) -> int:
         self._touched_lives.add(gift.live_id)
-        cursor = self._tx.execute("INSERT INTO gift_feed (live_id, gift_id, posted_at_us) VALUES (?, ?, ?)",
-                                  (gift.live_id, gift.gift_id, epoch_us(now)))
-        return int(cursor.lastrowid or 0)
+        # One writer numbers the feed, so the session's last number plus one is free (and the
+        # unique index and trigger refuse anything else).
+        row = self._tx.execute(
+            "INSERT INTO gift_feed (live_id, live_sequence, gift_id, posted_at_us) "
+            "SELECT ?1, 1 + COALESCE(MAX(live_sequence), 0), ?2, ?3 FROM gift_feed WHERE live_id = ?1 "
+            "RETURNING live_sequence", (gift.live_id, gift.gift_id, epoch_us(now))).fetchone()
+        return int(row[0])
 
     def place_diamond_hold(self, gift: SentGift, matures_at: dt.datetime) -> None:
         self._tx.execute("INSERT INTO diamond_hold (gift_id, creator, sender, matures_at_us) VALUES (?, ?, ?, ?)",

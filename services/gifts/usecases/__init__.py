@@ -120,11 +120,11 @@ def record_refusal(context: Context, uow: RefusalUnit, command: CallerCommand, e
     details = dict(error.metadata)
     if isinstance(command, SendGift):
         details.update(live=command.live_id, gift=command.gift_id, count=str(command.count))
-    audit(uow, context, command, Outcome.REFUSED, refused_resource(uow, command), reason=error.reason,
+    audit(uow, context, command, Outcome.REFUSED, refused_resource(context, uow, command), reason=error.reason,
           details=details)
 
 
-def refused_resource(uow: RefusalUnit, command: CallerCommand) -> str:
+def refused_resource(context: Context, uow: RefusalUnit, command: CallerCommand) -> str:
     """The API resource a command was refused on; `-` stands for a parent nobody could find."""
     caller = command.actor.user_id or UNKNOWN
     match command:
@@ -149,7 +149,7 @@ def refused_resource(uow: RefusalUnit, command: CallerCommand) -> str:
             transaction = uow.top_up_transaction(command.top_up_id)
             if found is None or transaction is None:
                 return transaction_name(UNKNOWN, UNKNOWN)
-            return transaction_name(found.user_id, transaction)
+            return context.transaction_name(found.user_id, transaction)
         case UpdateAccountFacts():
             return standing_name(command.user_id)
         case TopUpCoins():

@@ -12,7 +12,6 @@ from services.gifts.model.audit import AuditOutbox, Outcome
 from services.gifts.model.eligibility import require_adult
 from services.gifts.model.idempotency import Parameters, RequestLog, run_once
 from services.gifts.model.ledger import GIFT_REVERSAL_CODES, Account, Code, Entry, Ledger, Phase, Purpose, TransferOrder
-from services.gifts.model.names import transaction_name
 from services.gifts.model.payments import ReceiptRejected
 from services.gifts.model.records import TopUp
 from services.gifts.usecases.commands import ReversalResult, ReverseTopUp, TopUpCoins, TopUpResult
@@ -71,6 +70,8 @@ def top_up(context: Context, uow: TopUpUnit, command: TopUpCoins) -> TopUpResult
             raise ReceiptRejected("the receipt is not for this published coin pack", "PACK_MISMATCH")
         if now - purchase.purchased_at > config.receipt_max_age:
             raise ReceiptRejected("the receipt is too old to redeem", "EXPIRED")
+        if purchase.purchased_at - now > config.receipt_clock_skew:
+            raise ReceiptRejected("the receipt is dated in the future", "PURCHASED_IN_FUTURE")
         top_up = TopUp(context.new_id(), command.request_id, user, provider.name, purchase.receipt_id,
                        pack.pack_id, pack.coins, pack.price_eur_cents, purchase.purchased_at)
         uow.insert_top_up(top_up, now)
@@ -81,7 +82,7 @@ def top_up(context: Context, uow: TopUpUnit, command: TopUpCoins) -> TopUpResult
                           pack.price_eur_cents, Code.TOP_UP_PAYMENT),
             TransferOrder(Account.platform(Purpose.COIN_ISSUANCE), coins, pack.coins, Code.TOP_UP_COINS),
         ], now)
-        audit(uow, context, command, Outcome.APPLIED, transaction_name(user, coins_transfer),
+        audit(uow, context, command, Outcome.APPLIED, context.transaction_name(user, coins_transfer),
               details={"coins": str(pack.coins), "price_eur_cents": str(pack.price_eur_cents),
                        "provider": provider.name, "receipt_id": purchase.receipt_id})
         return TopUpResult(top_up.top_up_id, coins_transfer, pack.coins, pack.price_eur_cents,
@@ -126,7 +127,7 @@ def reverse_top_up(context: Context, uow: ReverseTopUpUnit, command: ReverseTopU
             remaining -= _claw_back_coins(uow, request_id, coins_account, remaining, now)
             if not remaining:
                 break
-        audit(uow, context, command, Outcome.APPLIED, transaction_name(top_up.user_id, transaction),
+        audit(uow, context, command, Outcome.APPLIED, context.transaction_name(top_up.user_id, transaction),
               reason=command.kind, details={
                   "coins_unrecovered": str(remaining), "gifts_reversed": str(gifts_reversed),
                   "provider_reference": command.provider_reference})

@@ -13,6 +13,7 @@ from services.gifts.config import GiftsConfig
 from services.gifts.model.audit import AuditEvent, AuditOutbox, Outcome
 from services.gifts.model.ids import uuid7
 from services.gifts.model.ledger import Account, Ledger
+from services.gifts.model.names import TransactionIds, transaction_name
 from services.gifts.model.payments import PaymentProvider
 
 SYSTEM_ACTOR = "services/gifts"
@@ -20,15 +21,17 @@ SYSTEM_ACTOR = "services/gifts"
 
 @dataclass(frozen=True)
 class LedgerSetup:
-    """What every call's context shares: the published policy and the payment providers.
-    A runner holds one and stamps each command's context with the call's clock."""
+    """What every call's context shares: the published policy, the payment providers and the
+    deployment's transaction ids. A runner holds one and stamps each command's context with
+    the call's clock."""
 
     config: GiftsConfig
     payments: Mapping[str, PaymentProvider]
+    transaction_ids: TransactionIds
     mint_id: Callable[[dt.datetime], str] = uuid7
 
     def at(self, now: dt.datetime) -> Context:
-        return Context(self.config, self.payments, now, self.mint_id)
+        return Context(self.config, self.payments, self.transaction_ids, now, self.mint_id)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Context:
 
     config: GiftsConfig
     payments: Mapping[str, PaymentProvider]
+    transaction_ids: TransactionIds
     now: dt.datetime
     mint_id: Callable[[dt.datetime], str] = uuid7
 
@@ -54,6 +58,9 @@ class Context:
 
     def new_id(self) -> str:
         return self.mint_id(self.now)
+
+    def transaction_name(self, user: str, transfer_id: int) -> str:
+        return transaction_name(user, self.transaction_ids.public(transfer_id))
 
 
 def user_of(principal: Principal) -> str:

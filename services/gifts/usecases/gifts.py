@@ -19,7 +19,7 @@ from services.gifts.model.ledger import (
     Phase,
     Purpose,
     gift_orders,
-    split_gift,
+    split_gifts,
 )
 from services.gifts.model.live import LiveSessions, require_live
 from services.gifts.model.names import gift_transfer_name
@@ -79,7 +79,7 @@ def send_gift(context: Context, uow: SendGiftUnit, command: SendGift) -> GiftRes
             raise rejection_error(assessment, config.fraud)
         if wallet_opened_at is None:  # never bought a coin
             raise InsufficientFunds(coins_account, available=0, required=coins)
-        split = split_gift(coins, config.rates)
+        split = split_gifts(catalog_gift.coins, command.count, config.rates)
         gift = SentGift(context.new_id(), command.request_id, session.live_id, sender, session.host,
                         catalog_gift.gift_id, command.count, coins, split.fee_coins, split.diamonds, now,
                         ",".join(assessment.reasons))
