@@ -17,7 +17,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -41,8 +40,9 @@ from libs.kit.config import SERVICES
 from libs.kit.registry import proto_services
 from libs.kit.validation import validate
 from tests.conftest import InProcessPlatform
+from tools.repository import repository_file
 
-TABLE = Path(__file__).resolve().parents[1] / "docs" / "access.md"
+TABLE = repository_file("docs/access.md")
 OWNER = "mx-owner"
 REFUSALS = {"UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND"}
 STREAM_WAIT_S = 0.5  # a stream that sends nothing this long was admitted and is waiting for data

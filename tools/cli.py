@@ -29,13 +29,18 @@ app = typer.Typer(
 # The officers' tools and the uploader pull in gRPC and every stub; they are registered
 # only when asked for (or for the overview in --help), so `limelight token` starts fast.
 _HEAVY_COMMANDS = ("audit", "upload", "dev")
+_DEV_COMMANDS = "dev_cli"
 
 
 def _register_heavy_commands() -> None:
     try:
         from tools.audit_cli import app as audit_app
-        from tools.dev_cli import app as dev_app
         from tools.upload_cli import upload
+
+        # Loaded by name, as `serve` loads a service's server: `limelight dev` runs gifts' own
+        # code (its local payment provider), which the `limelight` binary carries
+        # (//tools:limelight) and the tools library, used by every service's tests, must not.
+        dev_app = importlib.import_module(f"tools.{_DEV_COMMANDS}").app
     except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
         if missing.name is None or not missing.name.startswith(("limelight", "buf")):
             raise
