@@ -26,28 +26,32 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# The officers' tools and the uploader pull in gRPC and every stub; they are registered
-# only when asked for (or for the overview in --help), so `limelight token` starts fast.
+# The officers' tools and the uploader pull in gRPC and every stub; each is registered only
+# when asked for (all of them for the overview in --help), so `limelight token` starts fast.
 _HEAVY_COMMANDS = ("audit", "upload", "dev")
-_DEV_COMMANDS = "dev_cli"
 
 
-def _register_heavy_commands() -> None:
+def _register_heavy_commands(requested: str | None) -> None:
     try:
-        from tools.audit_cli import app as audit_app
-        from tools.upload_cli import upload
+        if requested in (None, "audit"):
+            from tools.audit_cli import app as audit_app
 
-        # Loaded by name, as `serve` loads a service's server: `limelight dev` runs gifts' own
-        # code (its local payment provider), which the `limelight` binary carries
-        # (//tools:limelight) and the tools library, used by every service's tests, must not.
-        dev_app = importlib.import_module(f"tools.{_DEV_COMMANDS}").app
+            app.add_typer(audit_app, name="audit",
+                          help="The compliance officer's tools: query, export and verify the audit trail.")
+        if requested in (None, "upload"):
+            from tools.upload_cli import upload
+
+            app.command()(upload)
+        if requested in (None, "dev"):
+            # Loaded by name, as `serve` loads a service's server: `limelight dev` runs gifts' own
+            # code (its local payment provider), which the `limelight` binary carries
+            # (//tools:limelight) and the tools library, used by every service's tests, must not.
+            dev_app = importlib.import_module("tools." + "dev_cli").app
+            app.add_typer(dev_app, name="dev", help="Development helpers: receipts from the local payment provider.")
     except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
         if missing.name is None or not missing.name.startswith(("limelight", "buf")):
             raise
         raise SystemExit("The gRPC stubs are missing: run `python -m tools.protogen` (or `bash tools/setup.sh`).") from None
-    app.add_typer(audit_app, name="audit", help="The compliance officer's tools: query, export and verify the audit trail.")
-    app.command()(upload)
-    app.add_typer(dev_app, name="dev", help="Development helpers: receipts from the local payment provider.")
 
 
 def _private_data_dir() -> Path:
@@ -157,8 +161,9 @@ def protos() -> None:
 
 
 def main() -> None:
-    if _requested_command(sys.argv[1:]) in (None, *_HEAVY_COMMANDS):
-        _register_heavy_commands()
+    requested = _requested_command(sys.argv[1:])
+    if requested in (None, *_HEAVY_COMMANDS):
+        _register_heavy_commands(requested)
     try:
         app()
     except KeyboardInterrupt:
