@@ -50,7 +50,7 @@ class AiUse(enum.StrEnum):
 
 
 async def upload_file(
-    stub: ingest_pb2_grpc.IngestServiceStub,
+    stub: ingest_pb2_grpc.IngestServiceAsyncStub,
     path: Path,
     *,
     parent: str,
@@ -69,6 +69,7 @@ async def upload_file(
             digest.update(block)
     upload_id = upload_id or str(uuid.uuid4())
     name = f"{parent}/uploads/{upload_id}"
+    headers = tuple(call_metadata)
     first: ingest_pb2.UploadVideoRequest = ingest_pb2.UploadVideoRequest(start=ingest_pb2.UploadStart(
         parent=parent, upload_id=upload_id, metadata=metadata, size_bytes=size, sha256=digest.hexdigest(),
         filename=path.name))
@@ -76,12 +77,12 @@ async def upload_file(
     for attempt in range(max_resumes + 1):
         try:
             return await stub.UploadVideo(_messages(path, first, offset, chunk_size, on_progress),
-                                          metadata=call_metadata)
+                                          metadata=headers)
         except grpc.aio.AioRpcError as error:
             if error.code() not in _RESUMABLE or attempt == max_resumes:
                 raise
         await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt))
-        offset = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name), metadata=call_metadata)
+        offset = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name), metadata=headers)
                   ).upload.received_bytes
         first = ingest_pb2.UploadVideoRequest(resume=ingest_pb2.UploadResume(upload=name, offset=offset))
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -117,9 +118,8 @@ def upload(
     metadata = ingest_pb2.VideoMetadata(
         caption=caption, hashtags=hashtag or [], disclosure_label=label,
         commercial_declaration=disclosure_pb2.CommercialDeclaration(
-            relationship=disclosure_pb2.CommercialRelationship.Value(
-                "COMMERCIAL_RELATIONSHIP_" + commercial.name.upper()), brand_name=brand),
-        ai_declaration=disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AiUsage.Value("AI_USAGE_" + ai.name.upper())),
+            relationship="COMMERCIAL_RELATIONSHIP_" + commercial.name.upper(), brand_name=brand),
+        ai_declaration=disclosure_pb2.AiDeclaration(usage="AI_USAGE_" + ai.name.upper()),
     )
     bearer = token or mint_token(platform_signing_key(), TokenClaims(
         subject=f"users/{creator}", roles=frozenset({Role.CREATOR}), country="DE"), ttl=dt.timedelta(hours=1))
@@ -127,11 +127,20 @@ def upload(
                                   target or config.target("ingest"), watch))
 
 
+# How long to wait for ingest to accept a connection before saying it cannot be reached.
+CONNECT_TIMEOUT_S = 3.0
+
+
 async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoMetadata, token: str,
                             target: str, watch: bool) -> None:
     call_metadata = [("authorization", f"Bearer {token}")]
     async with grpc.aio.insecure_channel(target) as channel:
+        try:
+            await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise typer.Exit(_unreachable(target)) from None
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        refusal: grpc.aio.AioRpcError | None = None
         with Progress(TextColumn("uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()) as progress:
             sending = progress.add_task("uploading", total=file.stat().st_size)
             try:
@@ -139,7 +148,9 @@ async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoM
                                              call_metadata=call_metadata,
                                              on_progress=lambda sent: progress.update(sending, completed=sent))
             except grpc.aio.AioRpcError as error:
-                raise typer.Exit(_report(error)) from None
+                refusal = error  # reported once the bar has stopped: on its own line, not redrawn after
+        if refusal is not None:
+            raise typer.Exit(_report(refusal, target))
         if not watch:
             typer.echo(response.video.name)
             return
@@ -151,16 +162,40 @@ async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoM
                 progress.update(processing, completed=video.progress_percent,
                                 description=ingest_pb2.ProcessingStage.Name(video.stage).removeprefix(
                                     "PROCESSING_STAGE_").lower())
-    typer.echo(f"{video.name}: {ingest_pb2.VideoState.Name(video.state).removeprefix('VIDEO_STATE_')}, "
-               f"{ingest_pb2.PublicationState.Name(video.publication_state).removeprefix('PUBLICATION_STATE_')}")
-    if video.state == ingest_pb2.VIDEO_STATE_READY:
-        typer.echo(f"play: {video.playback_uri}{video.master_playlist_path}")
-    else:
-        typer.echo(f"failed: {video.failure_reason}")
+    for line in summary_lines(video):
+        typer.echo(line)
 
 
-def _report(error: grpc.aio.AioRpcError) -> int:
+def summary_lines(video: ingest_pb2.Video) -> list[str]:
+    """What the creator learns when processing ends: state, labels, what publication waits
+    for or why the video is held (with the findings to act on), and where to play it."""
+    state = ingest_pb2.VideoState.Name(video.state).removeprefix("VIDEO_STATE_")
+    publication = ingest_pb2.PublicationState.Name(video.publication_state).removeprefix("PUBLICATION_STATE_")
+    lines = [f"{video.name}: {state}, {publication}"]
+    if video.state != ingest_pb2.VIDEO_STATE_READY:
+        return [*lines, f"failed: {video.failure_reason}"]
+    if video.labels:
+        lines.append(f"labels: {', '.join(video.labels)}")
+    if video.publication_note:
+        lines.append(video.publication_note)
+    if video.publication_state == ingest_pb2.PUBLICATION_STATE_HELD:
+        findings = list(video.compliance_review.findings)
+        violations = [f for f in findings if f.severity == disclosure_pb2.FINDING_SEVERITY_VIOLATION]
+        lines += [f"  {finding.rule_id}: {finding.message}" for finding in violations or findings]
+    lines.append(f"play: {video.playback_uri}{video.master_playlist_path}")
+    return lines
+
+
+def _report(error: grpc.aio.AioRpcError, target: str) -> int:
+    if error.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in (error.details() or ""):
+        return _unreachable(target)
     typer.echo(f"upload refused ({error.code().name}): {error.details()}", err=True)
+    return 1
+
+
+def _unreachable(target: str) -> int:
+    typer.echo(f"cannot reach ingest at {target}: nothing answers there. Is it running (`limelight up`)? "
+               "Pass --target HOST:PORT or set LIMELIGHT_INGEST_TARGET for another address.", err=True)
     return 1
 
 

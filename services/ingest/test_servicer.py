@@ -46,8 +46,8 @@ async def seed_unpublished_video(data_root: Path) -> None:
         Video(VIDEO_ID, "alice", VideoMetadata(caption="draft"), VideoState.PROCESSING, ProcessingStage.QUEUED,
               T0, T0, PROBE, review=ComplianceReview()),
         TranscodeJob("job-1", VIDEO_ID, JobState.QUEUED, f"videos/{VIDEO_ID}/hls/job-1/", {}), T0,
-        AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
-                   outcome=Outcome.SUCCEEDED, event_time=T0), {})
+        [AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
+                    outcome=Outcome.SUCCEEDED, event_time=T0)], {})
     await store.fail_job("job-1", "TRANSCODE_FAILED", "seeded", T0)
     store.close()
 

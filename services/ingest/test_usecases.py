@@ -75,6 +75,17 @@ class FlakyRanking:
         self.registered.append(video.video_id)
 
 
+class RecordingAdRepository:
+    """The ad repository's side of registration (an outside port): remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.registered: list[str] = []
+
+    async def register(self, video: Video) -> str:
+        self.registered.append(video.video_id)
+        return f"ads/{video.video_id}"
+
+
 def no_provenance(media: BinaryIO, mime_type: str) -> C2paEvidence:
     return C2paEvidence()
 
@@ -102,6 +113,7 @@ class Running:
     ingest: Ingest
     store: IngestStore
     blobs: LocalBlobStore
+    ads: RecordingAdRepository
 
     def audit_events(self) -> list[tuple[str, str, str, str]]:
         """(action, outcome, reason, publication) of every event in the audit outbox, in order."""
@@ -118,17 +130,17 @@ async def make_ingest(tmp_path: Path) -> AsyncIterator[MakeIngest]:
 
     async def make(*, compliance: FixedCompliance | None = None, ranking: FlakyRanking | None = None,
                    config: IngestConfig | None = None, transcoder: Transcoder | None = None) -> Running:
-        store, blobs = IngestStore.open(tmp_path), LocalBlobStore(tmp_path / "blobs")
+        store, blobs, ads = IngestStore.open(tmp_path), LocalBlobStore(tmp_path / "blobs"), RecordingAdRepository()
         ingest = assemble(
             store=store, blobs=blobs, transcoder=transcoder or RayTranscoder(),
-            compliance=compliance or FixedCompliance(), ranking=ranking or FlakyRanking(),
+            compliance=compliance or FixedCompliance(), ranking=ranking or FlakyRanking(), ads=ads,
             read_provenance=no_provenance, tracing=NoTrace(), pseudonyms=NamedPseudonyms(), clock=utc_now,
             config=config or IngestConfig(upload_limits=UploadLimits(part_bytes=64 * 1024),
                                           follow_up_backoff=dt.timedelta(0)),
             telemetry_root=tmp_path,
         )
         await ingest.start()
-        running.append(Running(ingest, store, blobs))
+        running.append(Running(ingest, store, blobs, ads))
         return running[-1]
 
     yield make
@@ -146,7 +158,7 @@ async def begin(app: Running, data: bytes, sha256: str | None = None) -> UploadS
 async def upload(app: Running, clip: Path, *, sha256: str | None = None, chunk: int = 50_000) -> Video:
     data = clip.read_bytes()
     session = await begin(app, data, sha256)
-    writer = app.ingest.uploads.writer(session)
+    writer = app.ingest.uploads.writer(CREATOR, session)
     for offset in range(0, len(data), chunk):
         await writer.write(offset, data[offset:offset + chunk])
     await writer.flush()
@@ -175,7 +187,7 @@ async def test_an_upload_becomes_a_ready_published_video_with_a_ladder_and_is_re
     assert [(r.width, r.height) for r in ready.media.renditions] == [(480, 854), (360, 640)]
     blobs = app.blobs
     assert blobs.get(ready.media.prefix + ready.media.master_playlist_path).startswith(b"#EXTM3U")
-    assert list(blobs.list("uploads/")) == []  # parts are cleaned up once the source is assembled
+    assert list(blobs.list("upload-parts/")) == []  # parts are cleaned up once the source is assembled
     assert app.audit_events() == [("ingest.UploadVideo", "succeeded", "", "PUBLISHED"),
                             ("ingest.PublishVideo", "succeeded", "", "")]
 
@@ -186,7 +198,7 @@ async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
     app = await make_ingest()
     data = clips["portrait"].read_bytes()
     session = await begin(app, data)
-    first_connection = app.ingest.uploads.writer(session)
+    first_connection = app.ingest.uploads.writer(CREATOR, session)
     cut = len(data) * 3 // 5
     for offset in range(0, cut, 10_000):
         await first_connection.write(offset, data[offset:min(offset + 10_000, cut)])
@@ -197,7 +209,7 @@ async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
     again = await app.ingest.uploads.begin(CREATOR, BeginUpload(
         "alice", session.upload_id, session.metadata, len(data), session.sha256_hex))
     assert again.committed_bytes == committed  # ...the same id and declaration resumes this one
-    second_connection = app.ingest.uploads.writer(again)
+    second_connection = app.ingest.uploads.writer(CREATOR, again)
     resend_from = committed - 5_000  # the client's last acknowledgement was older
     await second_connection.write(resend_from, data[resend_from:])
     await second_connection.flush()
@@ -215,7 +227,7 @@ async def test_a_checksum_mismatch_fails_the_upload_and_discards_the_bytes(
         await upload(app, clips["portrait"], sha256="00" * 32)
     assert raised.value.reason == "CHECKSUM_MISMATCH"
     assert app.ingest.videos.list(CREATOR, "alice", 10, "").videos == []
-    assert list(app.blobs.list("videos/")) == [] and list(app.blobs.list("uploads/")) == []
+    assert list(app.blobs.list("sources/")) == [] and list(app.blobs.list("upload-parts/")) == []
 
 
 @pytest.mark.parametrize("clip,reason", [("too_short", "MEDIA_TOO_SHORT"), ("text_renamed", "MEDIA_UNREADABLE")])
@@ -225,7 +237,7 @@ async def test_unusable_media_is_rejected_with_the_probe_reason(
     app = await make_ingest()
     data = clips[clip].read_bytes()
     session = await begin(app, data)
-    writer = app.ingest.uploads.writer(session)
+    writer = app.ingest.uploads.writer(CREATOR, session)
     await writer.write(0, data)
     await writer.flush()
     with pytest.raises(InvalidArgument) as raised:
