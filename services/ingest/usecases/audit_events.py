@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Principal
 from libs.clock import Clock
-from services.ingest.model import Video, publication_change
+from services.ingest.model import AiLabel, DisclosureVerdict, Video, publication_change
 from services.ingest.usecases.ports import Pseudonyms, PublicationAudit, Tracing
 
 SERVICE_SUBJECT = "services/ingest"  # the actor of what ingest decides on its own (publishing, holding)
@@ -45,11 +45,13 @@ class AuditEvents:
             attributes=attributes or {},
         )
 
-    def verdicts(self, before: Video | None, after: Video, *, trace_id: str, at: dt.datetime) -> list[AuditEvent]:
+    def verdicts(self, before: Video, after: Video, *, trace_id: str, at: dt.datetime) -> list[AuditEvent]:
         """`ingest.ReviewVideo` when compliance gave a verdict the video did not have: both
         verdicts, the rule set and the rules that fired, and what they mean for publication."""
         review = after.review
-        if review.reviewed_at is None or (before is not None and _verdicts(before) == _verdicts(after)):
+        answered = review.disclosure_verdict is not DisclosureVerdict.UNSPECIFIED or \
+            review.ai_label is not AiLabel.UNSPECIFIED
+        if not answered or _verdicts(before) == _verdicts(after):
             return []
         return [self.event(action="ingest.ReviewVideo", resource=after.name, outcome=Outcome.SUCCEEDED, actor=None,
                            creator_id=after.creator_id, reason=review.disclosure_verdict.value,

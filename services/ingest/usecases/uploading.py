@@ -4,6 +4,7 @@ probe, read C2PA, ask compliance, queue the transcode)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from libs.clock import Clock
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.ingest.model import (
     C2paEvidence,
+    ComplianceReview,
     JobState,
     ProcessingStage,
     TranscodeJob,
@@ -164,8 +166,8 @@ class HeaderCheck:
     async def committed(self, session: UploadSession, offset: int, data: bytes) -> None:
         """Called with each committed part, in order; raises the rejection for a declared
         duration outside the limits (the upload is failed and its bytes deleted by then)."""
-        if self.decided or offset != len(self._prefix):
-            return
+        if self.decided or offset != len(self._prefix) or session.is_complete:
+            return  # with every byte in, completing the upload probes the whole file instead
         self._prefix += data[:HEADER_WINDOW - len(self._prefix)]
         duration = await asyncio.to_thread(header_duration, bytes(self._prefix))
         self.decided = duration is not None or len(self._prefix) >= HEADER_WINDOW
@@ -288,7 +290,10 @@ class CompleteUpload:
                         "disclosure_label": video.metadata.disclosure_label,
                         "publication": review.publication.value},
         )
-        verdicts = self._audit.verdicts(None, video, trace_id=self._tracing.trace_id(), at=now)
+        # Its verdicts, and its hold when they hold it, go on the trail with the upload (a
+        # publication waits for the transcode and is recorded when the job finishes).
+        verdicts = self._audit.publication(trace_id=self._tracing.trace_id(), at=now)(
+            dataclasses.replace(video, review=ComplianceReview()), video)
         try:
             await self._store.start_processing(video, job, now, [uploaded, *verdicts], job.trace_carrier)
         except ConcurrentUploadError:  # completed concurrently by another connection
