@@ -28,6 +28,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit import config
+from libs.kit.transport import Transport
 
 DEFAULT_CHUNK = 1024 * 1024
 # Transport failures worth resuming after; anything else is the service's considered answer.
@@ -69,7 +70,6 @@ async def upload_file(
             digest.update(block)
     upload_id = upload_id or str(uuid.uuid4())
     name = f"{parent}/uploads/{upload_id}"
-    headers = tuple(call_metadata)
     first: ingest_pb2.UploadVideoRequest = ingest_pb2.UploadVideoRequest(start=ingest_pb2.UploadStart(
         parent=parent, upload_id=upload_id, metadata=metadata, size_bytes=size, sha256=digest.hexdigest(),
         filename=path.name))
@@ -77,12 +77,12 @@ async def upload_file(
     for attempt in range(max_resumes + 1):
         try:
             return await stub.UploadVideo(_messages(path, first, offset, chunk_size, on_progress),
-                                          metadata=headers)
+                                          metadata=tuple(call_metadata))
         except grpc.aio.AioRpcError as error:
             if error.code() not in _RESUMABLE or attempt == max_resumes:
                 raise
         await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt))
-        offset = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name), metadata=headers)
+        offset = (await stub.GetUpload(ingest_pb2.GetUploadRequest(name=name), metadata=tuple(call_metadata))
                   ).upload.received_bytes
         first = ingest_pb2.UploadVideoRequest(resume=ingest_pb2.UploadResume(upload=name, offset=offset))
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -134,7 +134,7 @@ CONNECT_TIMEOUT_S = 3.0
 async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoMetadata, token: str,
                             target: str, watch: bool) -> None:
     call_metadata = [("authorization", f"Bearer {token}")]
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with Transport.from_environment().user_channel("ingest", target) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
         except TimeoutError:
