@@ -1,9 +1,10 @@
 """Ingest end to end: real ingest, compliance and ranking servers, real Ray, real HTTP playback.
 
 The servers share one temporary data directory (tokens, stores, traces) and call each
-other over gRPC exactly as under `limelight up`; compliance and ranking have not built
-the RPCs ingest calls yet, so they answer UNIMPLEMENTED, which ingest must treat as
-"pending review" and "registration owed".
+other over gRPC exactly as under `limelight up`. Compliance gives both verdicts and keeps
+the ad repository, so a video is published with its labels or held with its findings;
+ranking has not built RegisterVideo yet and answers UNIMPLEMENTED, which ingest treats as
+"registration owed".
 
 Nothing here waits for a fixed time: every wait is for a condition the servers report.
 """
@@ -25,8 +26,9 @@ from urllib.parse import urlparse
 import grpc
 import pytest
 import ray
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc, disclosure_pb2
+from limelight.compliance.v1 import ads_pb2, ads_pb2_grpc, audit_pb2, audit_pb2_grpc, disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from typer.testing import Result
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
@@ -193,9 +195,10 @@ async def test_an_upload_cut_mid_stream_resumes_and_becomes_a_playable_ladder_in
         video = updates[-1]
         assert video.state == ingest_pb2.VIDEO_STATE_READY and video.progress_percent == 100
         assert [u.progress_percent for u in updates] == sorted(u.progress_percent for u in updates)
-        # Compliance answers UNIMPLEMENTED: pending review, never published, nothing sent to ranking yet.
-        assert video.publication_state == ingest_pb2.PUBLICATION_STATE_PENDING_REVIEW
-        assert not video.HasField("publish_time")
+        # A declared paid partnership labelled "Werbung": published with its label; ranking
+        # answers UNIMPLEMENTED, so its registration is still owed.
+        assert video.publication_state == ingest_pb2.PUBLICATION_STATE_PUBLISHED
+        assert video.HasField("publish_time") and list(video.labels) == ["Werbung"]
         assert video.ranking_registration == ingest_pb2.RANKING_REGISTRATION_PENDING
         assert [(r.width, r.height) for r in video.renditions] == [(480, 854), (360, 640)]
 
@@ -220,7 +223,7 @@ async def test_an_upload_cut_mid_stream_resumes_and_becomes_a_playable_ladder_in
     [event] = [e.event for e in logged if e.event.action == "ingest.UploadVideo"]
     assert (event.actor, event.trace_id) == ("users/ada", TRACE_ID)
     assert event.attributes["commercial_relationship"] == "PAID_PARTNERSHIP"
-    assert event.attributes["publication"] == "PENDING_REVIEW"
+    assert event.attributes["publication"] == "PUBLISHED"
 
     for running in ingest_platform.services.values():
         running.runtime.telemetry.provider.force_flush()
@@ -284,4 +287,117 @@ async def test_the_upload_command_uploads_and_follows_the_video_to_ready(
                  "--target", ingest_platform.targets["ingest"]]
     result = await asyncio.to_thread(CliRunner().invoke, app, arguments)
     assert result.exit_code == 0, result.output
-    assert "READY, PENDING_REVIEW" in result.output and "play: http://127.0.0.1:" in result.output
+    assert "READY, PUBLISHED" in result.output and "play: http://127.0.0.1:" in result.output
+    lines = result.output.splitlines()
+    assert "labels: Werbung" in lines
+    assert "published with the label 'Werbung' ('Werbung' shown before the content)" in lines
+
+
+def run_upload_command(*arguments: str) -> Result:
+    from typer.testing import CliRunner
+
+    from tools.upload_cli import app
+
+    return CliRunner().invoke(app, list(arguments))
+
+
+async def test_the_upload_command_prints_a_refusal_on_its_own_line_after_the_bar(
+    ingest_platform: IngestPlatform, tmp_path: Path
+) -> None:
+    notes = tmp_path / "holiday.mp4"
+    notes.write_text("not a video\n" * 100)
+    result = await asyncio.to_thread(run_upload_command, str(notes), "--creator", "ada", "--token",
+                                     ingest_platform.token(), "--target", ingest_platform.targets["ingest"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    # The refusal is a line of its own, the last one: the bar is not drawn again after it.
+    assert lines[-1].startswith("upload refused (INVALID_ARGUMENT): ")
+    assert "couldn't read this file as a video" in lines[-1]
+    assert sum("upload refused" in line for line in lines) == 1 and "uploading" not in lines[-1]
+
+
+async def test_the_upload_command_answers_a_creator_id_with_capitals_in_words(
+    ingest_platform: IngestPlatform, clip: Path
+) -> None:
+    result = await asyncio.to_thread(run_upload_command, str(clip), "--creator", "Ada", "--target",
+                                     ingest_platform.targets["ingest"], "--token", ingest_platform.token())
+    assert result.exit_code == 1
+    assert "the creator id 'Ada' is not valid; an id is 1 to 63 lowercase letters" in result.output
+    assert "[a-z0-9]" not in result.output
+
+
+def test_the_upload_command_says_when_nothing_answers_at_the_address(clip: Path) -> None:
+    target = "127.0.0.1:65501"  # nothing listens here
+    result = run_upload_command(str(clip), "--creator", "ada", "--target", target, "--token", "x")
+    assert result.exit_code == 1
+    assert f"cannot reach ingest at {target}" in result.output
+    assert "failed to connect to all addresses" not in result.output
+
+
+def clip_metadata(caption: str, relationship: disclosure_pb2.CommercialRelationship,
+                  brand: str = "") -> ingest_pb2.VideoMetadata:
+    return ingest_pb2.VideoMetadata(
+        caption=caption, hashtags=["sneaker"],
+        commercial_declaration=disclosure_pb2.CommercialDeclaration(relationship=relationship, brand_name=brand),
+        ai_declaration=disclosure_pb2.AiDeclaration(usage=disclosure_pb2.AI_USAGE_NONE))
+
+
+async def test_an_undeclared_discount_code_is_held_and_werbung_first_is_published_with_its_label(
+    ingest_platform: IngestPlatform, clip: Path
+) -> None:
+    undeclared = clip_metadata("Meine neuen Sneaker! Mit dem Code ADA20 bekommt ihr 20 % Rabatt",
+                               disclosure_pb2.COMMERCIAL_RELATIONSHIP_NONE)
+    labelled = clip_metadata("Werbung | Meine neuen Sneaker von @acme, mit dem Code ADA20 spart ihr 20 %",
+                             disclosure_pb2.COMMERCIAL_RELATIONSHIP_PAID_PARTNERSHIP, "Acme")
+    viewer = (("authorization", f"Bearer {ingest_platform.token('users/vera', Role.VIEWER)}"),)
+    async with grpc.aio.insecure_channel(ingest_platform.targets["ingest"]) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        names = []
+        for metadata in (undeclared, labelled):
+            response = await upload_file(stub, clip, parent="creators/ada", metadata=metadata,
+                                         call_metadata=ingest_platform.metadata(), chunk_size=CHUNK)
+            names.append(response.video.name)
+        held, published = [(await watch_until_finished(stub, name, ingest_platform))[-1] for name in names]
+
+        assert held.state == ingest_pb2.VIDEO_STATE_READY
+        assert held.publication_state == ingest_pb2.PUBLICATION_STATE_HELD and not held.labels
+        review = held.compliance_review
+        assert review.disclosure_verdict == disclosure_pb2.DISCLOSURE_VERDICT_NON_COMPLIANT and review.is_advertising
+        [finding] = [f for f in review.findings if f.rule_id == "UNDECLARED_ADVERTISING"]
+        assert "ADA20" in finding.evidence and finding.severity == disclosure_pb2.FINDING_SEVERITY_VIOLATION
+        assert "does not comply (see the findings)" in held.publication_note
+        with pytest.raises(grpc.aio.AioRpcError) as hidden:  # nobody else sees a held video
+            await stub.GetVideo(ingest_pb2.GetVideoRequest(name=held.name), metadata=viewer)
+        assert hidden.value.code() is grpc.StatusCode.NOT_FOUND
+
+        assert published.publication_state == ingest_pb2.PUBLICATION_STATE_PUBLISHED
+        assert list(published.labels) == ["Werbung"] and published.HasField("publish_time")
+        assert published.compliance_review.disclosure_verdict == disclosure_pb2.DISCLOSURE_VERDICT_COMPLIANT
+        assert published.compliance_review.required_placement == disclosure_pb2.LABEL_PLACEMENT_BEFORE_CONTENT
+        assert published.compliance_review.rules_version
+
+        async def seen_by_viewer() -> ingest_pb2.Video:
+            return (await stub.GetVideo(ingest_pb2.GetVideoRequest(name=published.name), metadata=viewer)).video
+
+        entered = await eventually(seen_by_viewer, lambda video: bool(video.ad))
+        still_held = (await stub.GetVideo(ingest_pb2.GetVideoRequest(name=held.name),
+                                          metadata=ingest_platform.metadata())).video
+        assert not still_held.ad  # content nobody sees has no entry in the ad repository
+
+    officer = (("authorization", f"Bearer {ingest_platform.token('users/olga', Role.COMPLIANCE_OFFICER)}"),)
+    async with grpc.aio.insecure_channel(ingest_platform.targets["compliance"]) as channel:
+        ad = (await ads_pb2_grpc.AdRepositoryServiceStub(channel).GetAd(
+            ads_pb2.GetAdRequest(name=entered.ad), metadata=viewer)).ad
+        assert (ad.content, ad.advertiser, ad.brand, ad.creator, ad.found_by_engine) == (
+            published.name, "Acme", "Acme", "creators/ada", False)
+        assert ad.kind == ads_pb2.AD_KIND_COMMERCIAL_CONTENT and ad.summary.startswith("Werbung | ")
+        audit = audit_pb2_grpc.AuditServiceStub(channel)
+
+        async def actions(name: str) -> list[str]:
+            return [e.event.action for e in (await audit.QueryEvents(audit_pb2.QueryEventsRequest(
+                filter=audit_pb2.EventFilter(resource=name)), metadata=officer)).events]
+
+        assert {"ingest.ReviewVideo", "ingest.HoldVideo"} <= set(await eventually(
+            lambda: actions(held.name), lambda found: "ingest.HoldVideo" in found))
+        assert {"ingest.ReviewVideo", "ingest.PublishVideo"} <= set(await eventually(
+            lambda: actions(published.name), lambda found: "ingest.PublishVideo" in found))

@@ -127,11 +127,20 @@ def upload(
                                   target or config.target("ingest"), watch))
 
 
+# How long to wait for ingest to accept a connection before saying it cannot be reached.
+CONNECT_TIMEOUT_S = 3.0
+
+
 async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoMetadata, token: str,
                             target: str, watch: bool) -> None:
     call_metadata = [("authorization", f"Bearer {token}")]
     async with Transport.from_environment().user_channel("ingest", target) as channel:
+        try:
+            await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise typer.Exit(_unreachable(target)) from None
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        refusal: grpc.aio.AioRpcError | None = None
         with Progress(TextColumn("uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()) as progress:
             sending = progress.add_task("uploading", total=file.stat().st_size)
             try:
@@ -139,7 +148,9 @@ async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoM
                                              call_metadata=call_metadata,
                                              on_progress=lambda sent: progress.update(sending, completed=sent))
             except grpc.aio.AioRpcError as error:
-                raise typer.Exit(_report(error)) from None
+                refusal = error  # reported once the bar has stopped: on its own line, not redrawn after
+        if refusal is not None:
+            raise typer.Exit(_report(refusal, target))
         if not watch:
             typer.echo(response.video.name)
             return
@@ -151,16 +162,40 @@ async def _upload_and_watch(file: Path, parent: str, metadata: ingest_pb2.VideoM
                 progress.update(processing, completed=video.progress_percent,
                                 description=ingest_pb2.ProcessingStage.Name(video.stage).removeprefix(
                                     "PROCESSING_STAGE_").lower())
-    typer.echo(f"{video.name}: {ingest_pb2.VideoState.Name(video.state).removeprefix('VIDEO_STATE_')}, "
-               f"{ingest_pb2.PublicationState.Name(video.publication_state).removeprefix('PUBLICATION_STATE_')}")
-    if video.state == ingest_pb2.VIDEO_STATE_READY:
-        typer.echo(f"play: {video.playback_uri}{video.master_playlist_path}")
-    else:
-        typer.echo(f"failed: {video.failure_reason}")
+    for line in summary_lines(video):
+        typer.echo(line)
 
 
-def _report(error: grpc.aio.AioRpcError) -> int:
+def summary_lines(video: ingest_pb2.Video) -> list[str]:
+    """What the creator learns when processing ends: state, labels, what publication waits
+    for or why the video is held (with the findings to act on), and where to play it."""
+    state = ingest_pb2.VideoState.Name(video.state).removeprefix("VIDEO_STATE_")
+    publication = ingest_pb2.PublicationState.Name(video.publication_state).removeprefix("PUBLICATION_STATE_")
+    lines = [f"{video.name}: {state}, {publication}"]
+    if video.state != ingest_pb2.VIDEO_STATE_READY:
+        return [*lines, f"failed: {video.failure_reason}"]
+    if video.labels:
+        lines.append(f"labels: {', '.join(video.labels)}")
+    if video.publication_note:
+        lines.append(video.publication_note)
+    if video.publication_state == ingest_pb2.PUBLICATION_STATE_HELD:
+        findings = list(video.compliance_review.findings)
+        violations = [f for f in findings if f.severity == disclosure_pb2.FINDING_SEVERITY_VIOLATION]
+        lines += [f"  {finding.rule_id}: {finding.message}" for finding in violations or findings]
+    lines.append(f"play: {video.playback_uri}{video.master_playlist_path}")
+    return lines
+
+
+def _report(error: grpc.aio.AioRpcError, target: str) -> int:
+    if error.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in (error.details() or ""):
+        return _unreachable(target)
     typer.echo(f"upload refused ({error.code().name}): {error.details()}", err=True)
+    return 1
+
+
+def _unreachable(target: str) -> int:
+    typer.echo(f"cannot reach ingest at {target}: nothing answers there. Is it running (`limelight up`)? "
+               "Pass --target HOST:PORT or set LIMELIGHT_INGEST_TARGET for another address.", err=True)
     return 1
 
 

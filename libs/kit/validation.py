@@ -12,6 +12,7 @@ import protovalidate
 from google.protobuf.message import Message
 
 from libs.errors import FieldViolation, InvalidArgument
+from libs.resource_names import ID_RULE, ResourcePattern
 
 _validator = protovalidate.Validator()
 
@@ -35,13 +36,69 @@ def field_path(path: Any) -> str:
     return rendered
 
 
+# The id rule of `libs.resource_names`, as the protos' patterns spell it.
+_ID_REGEX = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_WILDCARD_ID_REGEX = f"(?:-|{_ID_REGEX})"
+# Character classes of simple patterns, in words.
+_CLASS_WORDS = {"A-Z": "uppercase letters (A-Z)", "a-z": "lowercase letters (a-z)", "0-9": "digits (0-9)",
+                "_": "underscores", "-": "hyphens"}
+
+
+def describe_pattern_violation(pattern: str, value: object) -> str:
+    """What a `string.pattern` rule wants, in words, never the regular expression: the
+    resource-name rule (`libs.resource_names`) for names and ids, else the simple shape."""
+    body = pattern.removeprefix("^").removesuffix("$")
+    wildcard = _WILDCARD_ID_REGEX in body
+    segments = body.replace(_WILDCARD_ID_REGEX, _ID_REGEX).split("/")
+    if _ID_REGEX in segments and all(s == _ID_REGEX or s.isalnum() for s in segments):
+        if segments == [_ID_REGEX]:
+            return f"is not a valid id: an id is {ID_RULE}"
+        shape = "/".join("{" + _singular(segments[i - 1] if i else "") + "}" if s == _ID_REGEX else s
+                         for i, s in enumerate(segments))
+        try:
+            ResourcePattern(shape).parse(str(value), wildcard=wildcard)
+        except InvalidArgument as problem:
+            return problem.violations[0].description
+        except ValueError:  # a shape ResourcePattern cannot hold (the same collection twice)
+            pass
+        return f"does not have the expected form: a name like {shape}, where each id is {ID_RULE}"
+    return f"does not have the expected form: {_simple_shape(body)}"
+
+
+def _singular(collection: str) -> str:
+    return collection.removesuffix("s") or "id"
+
+
+def _simple_shape(body: str) -> str:
+    """`[A-Z]{2}` as '2 uppercase letters (A-Z)'; anything more involved as a generic sentence."""
+    if body.startswith("[") and "]" in body:
+        characters, _, count = body[1:].partition("]")
+        words = []
+        rest = characters
+        for token, word in _CLASS_WORDS.items():
+            if token in rest:
+                words.append(word)
+                rest = rest.replace(token, "", 1)
+        quantity = {"": "one of", "+": "one or more", "*": "any number of"}.get(count)
+        if quantity is None and count.startswith("{") and count.endswith("}"):
+            low, comma, high = count[1:-1].partition(",")
+            quantity = low if not comma else f"{low} to {high}" if high else f"at least {low}"
+        if words and not rest and quantity is not None:
+            return f"{quantity} {', '.join(words[:-1]) + ' or ' if len(words) > 1 else ''}{words[-1]}"
+    return "it does not fit the format this field documents"
+
+
 def violations_of(message: Message) -> list[FieldViolation]:
     violations = []
     for violation in _validator.collect_violations(message):
         proto = violation.proto
+        description = proto.message
+        if proto.rule_id == "string.pattern" and isinstance(violation.rule_value, str):
+            description = describe_pattern_violation(violation.rule_value, violation.field_value)
         violations.append(
             # A cross-field rule has no field path; its rule id is the best name for it.
-            FieldViolation(field=field_path(proto.field) or proto.rule_id, description=proto.message, reason=proto.rule_id)
+            FieldViolation(field=field_path(proto.field) or proto.rule_id, description=description,
+                           reason=proto.rule_id)
         )
     return violations
 

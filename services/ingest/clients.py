@@ -2,6 +2,8 @@
 
 - `ComplianceClient` (`ComplianceChecker`): both verdicts from compliance's DisclosureService.
 - `RankingClient` (`RankingRegistrar`): a published video to ranking's CandidateService.
+- `AdRepositoryClient` (`AdRepository`): published commercial content to compliance's
+  AdRepositoryService (DSA Art. 26, 39).
 
 An answer the other side cannot give yet (UNIMPLEMENTED, UNAVAILABLE, a deadline,
 overload) leaves a verdict pending or a registration owed, never approved or dropped: the
@@ -17,7 +19,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import grpc
-from limelight.compliance.v1 import disclosure_pb2_grpc
+from limelight.compliance.v1 import ads_pb2_grpc, disclosure_pb2_grpc
 from limelight.ranking.v1 import candidates_pb2_grpc
 
 from libs.errors import Unavailable
@@ -66,6 +68,24 @@ class RankingClient:
             if error.code() not in NOT_YET:
                 logger.error("ranking refused %s: %s %s", video.name, error.code().name, error.details())
             raise Unavailable(f"ranking answered {error.code().name}", reason="RANKING_NOT_READY") from None
+
+
+class AdRepositoryClient:
+    """Registers published commercial content in the ad repository; idempotent per video."""
+
+    def __init__(self, clients: ServiceClients) -> None:
+        self._clients = clients
+
+    async def register(self, video: Video) -> str:
+        stub = self._clients.stub("compliance", ads_pb2_grpc.AdRepositoryServiceStub)
+        try:
+            response = await stub.RegisterAd(messages.ad_request(video))
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in NOT_YET:
+                logger.error("the ad repository refused %s: %s %s", video.name, error.code().name, error.details())
+            raise Unavailable(f"the ad repository answered {error.code().name}", reason="AD_REPOSITORY_NOT_READY") \
+                from None
+        return response.ad.name
 
 
 async def _answer(call: Awaitable[R]) -> R | None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from typing import Protocol, TypeVar
 
 from google.protobuf import duration_pb2
-from limelight.compliance.v1 import disclosure_pb2
+from limelight.compliance.v1 import ads_pb2, disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2
 from limelight.ranking.v1 import candidates_pb2
 
@@ -26,9 +27,11 @@ from services.ingest.model import (
     ComplianceReview,
     DisclosureVerdict,
     Finding,
+    PublicationState,
     Video,
     VideoMetadata,
     VideoState,
+    creator_name,
     upload_name,
     video_name,
 )
@@ -120,6 +123,9 @@ def review_out(review: ComplianceReview) -> ingest_pb2.ComplianceReview:
         disclosure_verdict=None if review.disclosure_verdict is DisclosureVerdict.UNSPECIFIED
         else enum_out("DISCLOSURE_VERDICT_", review.disclosure_verdict),
         ai_label=None if review.ai_label is AiLabel.UNSPECIFIED else enum_out("AI_LABEL_", review.ai_label),
+        is_advertising=review.is_advertising,
+        required_placement=("LABEL_PLACEMENT_" + review.required_placement) if review.required_placement else None,
+        ai_label_text=review.ai_label_text, rules_version=review.rules_version,
     )
     if review.reviewed_at is not None:
         message.review_time.CopyFrom(to_timestamp(review.reviewed_at))
@@ -163,6 +169,9 @@ def video_out(video: Video, playback_base_url: str) -> ingest_pb2.Video:
         compliance_review=review_out(video.review),
         c2pa=c2pa_out(video.c2pa),
         ranking_registration=enum_out("RANKING_REGISTRATION_", video.ranking),
+        labels=list(video.review.shown_labels) if video.publication is PublicationState.PUBLISHED else [],
+        publication_note=video.publication_note,
+        ad=video.ad_name,
         create_time=to_timestamp(video.created_at),
         update_time=to_timestamp(video.updated_at),
     )
@@ -207,6 +216,8 @@ def review_in(disclosure: disclosure_pb2.EvaluateDisclosureResponse | None,
               ai: disclosure_pb2.AssessAiContentResponse | None, reviewed_at: dt.datetime) -> ComplianceReview:
     """Compliance's answers as a review; a missing answer leaves its verdict pending."""
     findings = [*(disclosure.findings if disclosure else ()), *(ai.findings if ai else ())]
+    placement = disclosure_pb2.LabelPlacement.Name(disclosure.required_placement).removeprefix("LABEL_PLACEMENT_") \
+        if disclosure and disclosure.required_label else ""
     return ComplianceReview(
         disclosure_verdict=(enum_in(DisclosureVerdict, disclosure_pb2.DisclosureVerdict, "DISCLOSURE_VERDICT_",
                                     disclosure.verdict) or DisclosureVerdict.UNSPECIFIED)
@@ -219,6 +230,11 @@ def review_in(disclosure: disclosure_pb2.EvaluateDisclosureResponse | None,
         findings=tuple(Finding(f.rule_id, disclosure_pb2.FindingSeverity.Name(f.severity), f.message,
                                f.legal_reference, f.evidence) for f in findings),
         reviewed_at=reviewed_at if disclosure or ai else None,
+        is_advertising=disclosure.is_advertising if disclosure else False,
+        required_placement=placement,
+        ai_label_text=ai.label_text if ai else "",
+        # Both checks come from one rule set; either answer names it.
+        rules_version=(disclosure.rules_version if disclosure else "") or (ai.rules_version if ai else ""),
     )
 
 
@@ -230,4 +246,30 @@ def registration_request(video: Video) -> candidates_pb2.RegisterVideoRequest:
         labels=list(video.review.shown_labels),
         commercial=video.metadata.commercial.relationship is not CommercialRelationship.NONE,
         publish_time=to_timestamp(video.published_at or video.updated_at),
+    )
+
+
+def ad_request(video: Video) -> ads_pb2.RegisterAdRequest:
+    """A published commercial video's entry in the DSA ad repository (Art. 39(2)); the request id
+    is derived from the video's name, so a retried registration is the same registration."""
+    metadata, commercial = video.metadata, video.metadata.commercial
+    if metadata.affiliate_links or commercial.relationship is CommercialRelationship.AFFILIATE:
+        kind = ads_pb2.AD_KIND_AFFILIATE
+    elif metadata.product_tags:
+        kind = ads_pb2.AD_KIND_PRODUCT_PLACEMENT
+    else:
+        kind = ads_pb2.AD_KIND_COMMERCIAL_CONTENT
+    creator = creator_name(video.creator_id)
+    own_brand = commercial.relationship is CommercialRelationship.OWN_BRAND
+    return ads_pb2.RegisterAdRequest(
+        request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, video.name)),
+        ad=ads_pb2.Ad(
+            kind=kind, content=video.name, summary=metadata.caption[:2000],
+            # On whose behalf: the brand; the creator themself for their own brand or when
+            # the engine found advertising nobody declared.
+            advertiser=(creator if own_brand else commercial.brand_name or creator)[:200],
+            payer=commercial.payer_name[:200], brand=commercial.brand_name[:200], creator=creator,
+            found_by_engine=commercial.relationship is CommercialRelationship.NONE,
+            targeting=ads_pb2.AdTargeting(),  # organic content: shown to followers and in feeds, not targeted
+        ),
     )

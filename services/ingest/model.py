@@ -9,10 +9,16 @@ A video exists once its upload is complete, verified and probed:
 
 Whether viewers may see it is a separate axis, decided by compliance's verdicts:
 
-    PENDING_REVIEW  no verdicts yet (also while compliance is unreachable or does not
-                    implement the checks: that is never taken as approval); asked again later
-    PUBLISHED       both verdicts allow it; visible with the labels they require
-    HELD            a verdict found it non-compliant or asked for human review
+    PENDING_REVIEW  a verdict is missing (compliance unreachable, or it does not implement
+                    the check: never taken as approval); asked again later
+    PUBLISHED       both verdicts allow it (COMPLIANT, or LABEL_REQUIRED: the platform shows
+                    the required label); visible with the labels they require
+    HELD            NON_COMPLIANT (the creator changes what the findings say), or NEEDS_REVIEW
+                    / an AI assessment that needs review (a compliance officer decides)
+
+`Video.publication_note` says in words what a video's publication rests on or waits for.
+Commercial content (declared, or found to be advertising) that is published is owed an
+entry in compliance's DSA ad repository, kept in the store and retried like ranking's.
 
 A READY and PUBLISHED video is owed a registration with ranking, kept in the store and
 retried until ranking accepts it.
@@ -104,6 +110,9 @@ class AiLabel(enum.StrEnum):
     AI_EDITED = "AI_EDITED"
 
 
+# How a required label's placement reads to a creator.
+_PLACEMENT_WORDS: Mapping[str, str] = {"BEFORE_CONTENT": "before the content", "CAPTION_START": "at the start of the caption"}
+
 # EU AI Act Art. 50: how an AI label reads to viewers in Germany.
 AI_LABEL_TEXT: Mapping[AiLabel, str] = {AiLabel.AI_GENERATED: "KI-generiert", AiLabel.AI_EDITED: "KI-bearbeitet"}
 
@@ -169,6 +178,10 @@ class ComplianceReview:
     deepfake_disclosure_required: bool = False
     findings: tuple[Finding, ...] = ()
     reviewed_at: dt.datetime | None = None
+    is_advertising: bool = False  # the engine found it to be advertising (declared or not)
+    required_placement: str = ""  # where `required_disclosure_label` stands, e.g. BEFORE_CONTENT
+    ai_label_text: str = ""  # compliance's wording of the AI label (the deepfake disclosure included)
+    rules_version: str = ""  # the rule set that decided, so the verdict stays explainable
 
     @property
     def complete(self) -> bool:
@@ -177,15 +190,33 @@ class ComplianceReview:
     @property
     def shown_labels(self) -> tuple[str, ...]:
         """The labels the platform shows with the video: the disclosure label compliance
-        requires, then the AI label (German wording: the platform's first market)."""
-        return tuple(label for label in (self.required_disclosure_label, AI_LABEL_TEXT.get(self.ai_label, ""))
-                     if label)
+        requires, then the AI label in compliance's wording (else the German default: the
+        platform's first market)."""
+        ai_label = self.ai_label_text or AI_LABEL_TEXT.get(self.ai_label, "")
+        return tuple(label for label in (self.required_disclosure_label, ai_label) if label)
 
     def audit_facts(self) -> dict[str, str]:
         """What a publication or hold rests on, as the audit trail keeps it (no personal data)."""
         return {"disclosure_verdict": self.disclosure_verdict.value, "ai_label": self.ai_label.value,
-                "required_label": self.required_disclosure_label,
+                "required_label": self.required_disclosure_label, "required_placement": self.required_placement,
+                "ai_needs_review": str(self.ai_needs_review).lower(),
+                "is_advertising": str(self.is_advertising).lower(), "rules_version": self.rules_version,
                 "rules": ",".join(finding.rule_id for finding in self.findings)}
+
+    @property
+    def awaited(self) -> tuple[str, ...]:
+        """What a video not (yet) published waits for, in words; () when nothing."""
+        missing = [check for check, absent in (
+            ("compliance's advertising-disclosure verdict", self.disclosure_verdict is DisclosureVerdict.UNSPECIFIED),
+            ("compliance's AI-content verdict", self.ai_label is AiLabel.UNSPECIFIED)) if absent]
+        if self.disclosure_verdict is DisclosureVerdict.NON_COMPLIANT:
+            return ("a new upload whose caption fixes what the findings say",)
+        reviews = [f"a compliance officer's review of the {check}" for check, asked in (
+            ("advertising disclosure", self.disclosure_verdict is DisclosureVerdict.NEEDS_REVIEW),
+            ("AI-content evidence", self.ai_needs_review)) if asked]
+        if reviews:
+            return tuple(reviews)
+        return tuple(missing)
 
     @property
     def publication(self) -> PublicationState:
@@ -239,6 +270,7 @@ class Video:
     media: PublishedMedia | None = None
     ranking: RankingRegistration = RankingRegistration.PENDING
     published_at: dt.datetime | None = None
+    ad_name: str = ""  # its entry in compliance's ad repository (`ads/{ad}`), once registered
     version: int = 1  # bumped by every change, so watchers can tell what is new
 
     @property
@@ -248,6 +280,32 @@ class Video:
     @property
     def publication(self) -> PublicationState:
         return self.review.publication
+
+    @property
+    def is_commercial(self) -> bool:
+        """Declared commercial, or found to be advertising: owed an entry in the ad repository."""
+        return self.metadata.commercial.relationship is not CommercialRelationship.NONE or self.review.is_advertising
+
+    @property
+    def publication_note(self) -> str:
+        """What the video's publication rests on, or what it waits for, in a creator's words."""
+        review = self.review
+        if self.state is VideoState.FAILED:
+            return "not published: processing failed"
+        if self.publication is PublicationState.PUBLISHED:
+            labels = ", ".join(f"'{label}'" for label in review.shown_labels)
+            shown = f"published with the label{'s' if len(review.shown_labels) > 1 else ''} {labels}" if labels \
+                else "published without labels"
+            if review.required_disclosure_label and review.required_placement:
+                where = _PLACEMENT_WORDS.get(review.required_placement, review.required_placement.lower())
+                shown += f" ('{review.required_disclosure_label}' shown {where})"
+            return shown if self.published_at is not None else f"cleared: will be {shown} once processing finishes"
+        waits = " and ".join(review.awaited)
+        if self.publication is PublicationState.HELD:
+            if review.disclosure_verdict is DisclosureVerdict.NON_COMPLIANT:
+                return f"held: the advertising disclosure does not comply (see the findings); waiting for {waits}"
+            return f"held until {waits}"
+        return f"pending review: waiting for {waits} (compliance has not answered; ingest asks again automatically)"
 
     @property
     def is_finished(self) -> bool:
@@ -307,6 +365,7 @@ class FollowUp(enum.StrEnum):
 
     COMPLIANCE_REVIEW = "COMPLIANCE_REVIEW"
     RANKING_REGISTRATION = "RANKING_REGISTRATION"
+    AD_REGISTRATION = "AD_REGISTRATION"  # a published commercial video's entry in the DSA ad repository
 
 
 @dataclass(frozen=True)
@@ -377,8 +436,14 @@ def publication_change(before: Video, after: Video) -> str:
     return ""
 
 
+# Uploaded bytes lie under flat keys (no folder per upload or video), so a refused upload,
+# whose bytes are deleted, leaves nothing behind in a filesystem blob store.
 def source_key(video_id: str) -> str:
-    return f"videos/{video_id}/source"
+    return f"sources/{video_id}"
+
+
+def upload_part_key(upload_id: str, offset: int) -> str:
+    return f"upload-parts/{upload_id}.{offset:015d}"
 
 
 def job_output_prefix(video_id: str, job_id: str) -> str:

@@ -12,6 +12,7 @@ and a message a creator can act on; garbage input never escapes as another excep
 from __future__ import annotations
 
 import enum
+import io
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -105,7 +106,7 @@ def normalize_rotation(degrees: float) -> int:
 def _probe(container: av.container.InputContainer, limits: ProbeLimits) -> MediaProbe:
     if container.format.name not in ACCEPTED_CONTAINERS:
         raise _rejected("MEDIA_UNSUPPORTED_FORMAT",
-                        f"This file is not a video format we accept (it looks like '{container.format.name}'). "
+                        f"This file is {describe_format(container.format.name)}, not a video format we accept. "
                         + UPLOAD_ADVICE, found=container.format.name)
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not videos:
@@ -130,12 +131,7 @@ def _probe(container: av.container.InputContainer, limits: ProbeLimits) -> Media
         raise _rejected("MEDIA_UNREADABLE", "We couldn't decode any picture from this video. " + UPLOAD_ADVICE)
 
     duration = timing.duration_s()
-    if duration < limits.min_duration_s:
-        raise _rejected("MEDIA_TOO_SHORT", f"This clip is {duration:.1f} s long; clips must be at least "
-                        f"{limits.min_duration_s:g} s.", duration_s=f"{duration:.3f}")
-    if duration > limits.max_duration_s:
-        raise _rejected("MEDIA_TOO_LONG", f"This clip is longer than {limits.max_duration_s / 60:g} minutes; "
-                        "trim it and upload again.", duration_s=f"{duration:.3f}")
+    check_duration(duration, limits)
     width, height = first_frame.width, first_frame.height
     if max(width, height) > limits.max_side or min(width, height) < limits.min_side:
         raise _rejected("MEDIA_RESOLUTION_UNSUPPORTED",
@@ -161,6 +157,7 @@ class _VideoTiming:
 
     def __init__(self, time_base: Fraction, limits: ProbeLimits) -> None:
         self._time_base = time_base
+        self._limits = limits
         self._limit_ticks = limits.max_duration_s * 1.01 / time_base
         self._timestamps: list[int] = []
         self._last_duration = 0
@@ -175,8 +172,7 @@ class _VideoTiming:
         self._last_duration = packet.duration or 0
         if timestamp - self._timestamps[0] > self._limit_ticks:
             # Stop reading a file that is already too long: it may be huge, or lie about its length.
-            raise _rejected("MEDIA_TOO_LONG", "This clip is longer than the maximum length; trim it and "
-                            "upload again.")
+            raise _too_long(self._limits)
 
     def _steps(self) -> list[int]:
         ordered = sorted(self._timestamps)
@@ -197,6 +193,73 @@ class _VideoTiming:
             return False
         shortest, longest = min(steps), max(steps)
         return Fraction(longest - shortest, shortest) > VFR_TOLERANCE
+
+
+def check_duration(duration_s: float, limits: ProbeLimits) -> None:
+    """Refuse a clip shorter or longer than the limits, naming them."""
+    if duration_s < limits.min_duration_s:
+        raise _rejected("MEDIA_TOO_SHORT", f"This clip is {duration_s:.1f} s long; clips must be at least "
+                        f"{limits.min_duration_s:g} s.", duration_s=f"{duration_s:.3f}")
+    if duration_s > limits.max_duration_s:
+        raise _too_long(limits, duration_s)
+
+
+def header_duration(prefix: bytes) -> float | None:
+    """The duration a container's header declares, read from the file's first bytes alone;
+    None when they do not hold a readable header with a duration.
+
+    MP4/MOV written for streaming ("fast start") and WebM/Matroska put the header first, so
+    the first part of an upload tells the length. An MP4 whose `moov` box comes after the
+    media (what most cameras and phones write) cannot be judged from its start: it is
+    checked once the whole file is in, as before."""
+    try:
+        with av.open(io.BytesIO(prefix), mode="r") as container:
+            if container.format.name not in ACCEPTED_CONTAINERS or not container.duration:
+                return None
+            return float(container.duration / av.time_base)
+    except (av.FFmpegError, ValueError, TypeError, OverflowError, ZeroDivisionError, IndexError,
+            UnicodeDecodeError, EOFError):
+        return None
+
+
+def describe_format(demuxer: str) -> str:
+    """What FFmpeg's demuxer name means, in words a creator knows."""
+    for names, words in _FORMAT_WORDS:
+        if demuxer in names or demuxer.endswith("_pipe") and demuxer.removesuffix("_pipe") in names:
+            return words
+    return "a kind of file we can't use as a video"
+
+
+# FFmpeg demuxer names (the image ones come as `<name>_pipe`), in words.
+_FORMAT_WORDS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"png", "apng"}), "a PNG picture"),
+    (frozenset({"jpeg", "jpegls", "mjpeg", "image2"}), "a still picture (JPEG)"),
+    (frozenset({"webp"}), "a WebP picture"),
+    (frozenset({"gif"}), "a GIF animation"),
+    (frozenset({"bmp", "tiff", "heif", "avif", "svg", "psd", "pcx", "qoi"}), "a picture"),
+    (frozenset({"mp3"}), "an MP3 audio file"),
+    (frozenset({"wav", "w64"}), "a WAV audio file"),
+    (frozenset({"flac"}), "a FLAC audio file"),
+    (frozenset({"aac", "ac3", "eac3", "amr", "aiff", "caf"}), "an audio file"),
+    (frozenset({"ogg"}), "an Ogg file (usually audio)"),
+    (frozenset({"avi"}), "an AVI video"),
+    (frozenset({"flv"}), "a Flash video (FLV)"),
+    (frozenset({"asf"}), "a Windows Media file"),
+    (frozenset({"mpegts", "mpeg", "mpegvideo"}), "an MPEG video (TS or PS)"),
+    (frozenset({"h264", "hevc", "m4v"}), "a raw video stream without a container"),
+    (frozenset({"tty", "txt"}), "a text file"),
+)
+
+
+def _too_long(limits: ProbeLimits, duration_s: float | None = None) -> InvalidArgument:
+    facts = {"duration_s": f"{duration_s:.3f}"} if duration_s is not None else {}
+    return _rejected("MEDIA_TOO_LONG", f"This clip is longer than the maximum of {_minutes(limits.max_duration_s)}; "
+                     "trim it and upload again.", max_duration_s=f"{limits.max_duration_s:g}", **facts)
+
+
+def _minutes(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:g} minute{'s' if minutes != 1 else ''}" if minutes >= 1 else f"{seconds:g} seconds"
 
 
 def _codec_name(stream: av.stream.Stream) -> str:

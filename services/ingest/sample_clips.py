@@ -69,6 +69,18 @@ def write_clip(path: Path, spec: ClipSpec) -> Path:
     return path
 
 
+def header_first(source: Path, target: Path) -> Path:
+    """`source` remuxed with its header (moov) first, as streaming exports write it."""
+    with av.open(str(source)) as original, av.open(str(target), "w", format="mp4",
+                                                  options={"movflags": "faststart"}) as remuxed:
+        stream = remuxed.add_stream_from_template(original.streams.video[0])
+        for packet in original.demux(original.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                remuxed.mux(packet)
+    return target
+
+
 def expected_frame_count(spec: ClipSpec) -> int:
     return len(_frame_timestamps(spec))
 

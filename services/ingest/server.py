@@ -19,7 +19,7 @@ from libs.blobstore.http_server import BlobHTTPServer
 from libs.clock import Clock, utc_now
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
-from services.ingest.clients import ComplianceClient, RankingClient
+from services.ingest.clients import AdRepositoryClient, ComplianceClient, RankingClient
 from services.ingest.config import IngestConfig
 from services.ingest.provenance import read_c2pa
 from services.ingest.servicer import IngestServicer
@@ -28,6 +28,7 @@ from services.ingest.tracing import KitTracing
 from services.ingest.usecases import Ingest
 from services.ingest.usecases.audit_events import AuditEvents
 from services.ingest.usecases.ports import (
+    AdRepository,
     ComplianceChecker,
     MediaBlobs,
     ProvenanceReader,
@@ -39,25 +40,27 @@ from services.ingest.usecases.ports import (
 from services.ingest.usecases.ports import IngestStore as StorePort
 from services.ingest.usecases.processing import FollowUps, TranscodeJobs
 from services.ingest.usecases.reading import Videos
-from services.ingest.usecases.uploading import CompleteUpload, Uploads
+from services.ingest.usecases.uploading import CompleteUpload, Rejections, Uploads
 from services.ingest.workers import RayTranscoder
 
 INGEST = "limelight.ingest.v1.IngestService"
 
 
 def assemble(*, store: StorePort, blobs: MediaBlobs, transcoder: Transcoder, compliance: ComplianceChecker,
-             ranking: RankingRegistrar, read_provenance: ProvenanceReader, tracing: Tracing, pseudonyms: Pseudonyms,
-             clock: Clock, config: IngestConfig, telemetry_root: Path) -> Ingest:
+             ranking: RankingRegistrar, ads: AdRepository, read_provenance: ProvenanceReader, tracing: Tracing,
+             pseudonyms: Pseudonyms, clock: Clock, config: IngestConfig, telemetry_root: Path) -> Ingest:
     audit = AuditEvents(clock=clock, tracing=tracing, pseudonyms=pseudonyms)
-    follow_ups = FollowUps(store=store, compliance=compliance, ranking=ranking, audit=audit, tracing=tracing,
-                           clock=clock, config=config)
+    follow_ups = FollowUps(store=store, compliance=compliance, ranking=ranking, ads=ads, audit=audit,
+                           tracing=tracing, clock=clock, config=config)
     jobs = TranscodeJobs(store=store, blobs=blobs, transcoder=transcoder, follow_ups=follow_ups, audit=audit,
                          tracing=tracing, clock=clock, config=config, telemetry_root=str(telemetry_root))
+    rejections = Rejections(store=store, blobs=blobs, audit=audit, tracing=tracing)
     return Ingest(
-        uploads=Uploads(store=store, blobs=blobs, clock=clock, limits=config.upload_limits),
+        uploads=Uploads(store=store, blobs=blobs, clock=clock, limits=config.upload_limits,
+                        probe_limits=config.probe_limits, rejections=rejections),
         complete_upload=CompleteUpload(store=store, blobs=blobs, read_provenance=read_provenance,
                                        compliance=compliance, jobs=jobs, audit=audit, tracing=tracing, clock=clock,
-                                       probe_limits=config.probe_limits),
+                                       probe_limits=config.probe_limits, rejections=rejections),
         videos=Videos(store=store, watch_poll=config.watch_poll),
         jobs=jobs,
         follow_ups=follow_ups,
@@ -77,7 +80,7 @@ def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> Servic
     store.add_commit_listener(audit_shipper.wake_shipper)
     ingest = assemble(
         store=store, blobs=blobs, transcoder=transcoder, compliance=ComplianceClient(runtime.clients),
-        ranking=RankingClient(runtime.clients), read_provenance=read_c2pa, tracing=KitTracing(),
+        ranking=RankingClient(runtime.clients), ads=AdRepositoryClient(runtime.clients), read_provenance=read_c2pa, tracing=KitTracing(),
         pseudonyms=Pseudonymizer.for_deployment(runtime.data_root), clock=utc_now, config=config,
         telemetry_root=runtime.data_root,
     )

@@ -36,7 +36,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         uploads = self._ingest.uploads
         requests = aiter(request_iterator)
         session = await self._opened_session(await anext(requests, None))
-        writer = uploads.writer(session)
+        writer = uploads.writer(principal, session)
         try:
             async for request in requests:
                 if request.WhichOneof("part") != "chunk":

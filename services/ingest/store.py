@@ -170,11 +170,33 @@ def _integer_times_migration(version: int) -> Migration:
     return Migration(version, "\n".join(statements))
 
 
+# Published commercial content is owed an entry in the DSA ad repository (a third kind of
+# follow-up), and the video keeps the entry's name. SQLite cannot change a CHECK, so
+# follow_ups is rebuilt.
+_AD_REGISTRATION_MIGRATION = """
+ALTER TABLE videos ADD COLUMN ad_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE follow_ups RENAME TO follow_ups_v3;
+DROP INDEX follow_ups_due;
+CREATE TABLE follow_ups (
+    video_id TEXT NOT NULL REFERENCES videos (video_id),
+    kind TEXT NOT NULL CHECK (kind IN ('COMPLIANCE_REVIEW', 'RANKING_REGISTRATION', 'AD_REGISTRATION')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    trace_carrier_json TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (video_id, kind)
+);
+CREATE INDEX follow_ups_due ON follow_ups (kind, next_attempt_at);
+INSERT INTO follow_ups SELECT * FROM follow_ups_v3;
+DROP TABLE follow_ups_v3;
+"""
+
 MIGRATIONS = [
     Migration(1, _SCHEMA_V1),
     # Audit events written in the same transaction as the change they record (libs.audit.outbox).
     outbox_migration(2),
     _integer_times_migration(3),
+    Migration(4, _AD_REGISTRATION_MIGRATION),
 ]
 
 T = TypeVar("T")
@@ -270,11 +292,11 @@ class IngestStore:
 
         await self._write(fail)
 
-    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime, audit: AuditEvent,
-                               trace_context: Mapping[str, str]) -> None:
+    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime,
+                               audit: Sequence[AuditEvent], trace_context: Mapping[str, str]) -> None:
         """Upload verified and probed: the upload completes, the video exists, its job is queued,
         an unanswered compliance review is scheduled to be asked again, and the upload's audit
-        event is written, all together."""
+        events (the upload, the verdicts it got) are written, all together."""
         def start(tx: Transaction) -> None:
             moved = tx.execute(
                 "UPDATE uploads SET state = 'COMPLETED' WHERE upload_id = ? AND state = 'RECEIVING'",
@@ -295,7 +317,7 @@ class IngestStore:
                 (job.job_id, job.video_id, job.output_prefix, json.dumps(job.trace_carrier), epoch_us(now), epoch_us(now)),
             )
             _settle_follow_ups(tx, video.video_id, now)
-            _add_audit_events(tx, [audit], trace_context)
+            _add_audit_events(tx, audit, trace_context)
 
         await self._write(start)
 
@@ -452,6 +474,14 @@ class IngestStore:
 
         await self._write(registered)
 
+    async def ad_registered(self, video_id: str, ad_name: str, now: dt.datetime) -> None:
+        def registered(tx: Transaction) -> None:
+            tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'AD_REGISTRATION'", (video_id,))
+            tx.execute("UPDATE videos SET ad_name = ?, version = version + 1, updated_at = ? WHERE video_id = ?",
+                       (ad_name, epoch_us(now), video_id))
+
+        await self._write(registered)
+
 
 def _add_audit_events(tx: Transaction, events: Sequence[AuditEvent], trace_context: Mapping[str, str]) -> None:
     for event in events:
@@ -464,8 +494,9 @@ def _video_in(tx: Transaction, video_id: str) -> Video:
 
 def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None:
     """After any change of state or verdicts: publish what may be published, keep asking
-    compliance while a verdict is missing, and owe ranking a registration once published."""
-    row = tx.execute("SELECT state, publication, ranking_state FROM videos WHERE video_id = ?",
+    compliance while a verdict is missing, and owe ranking a registration once published
+    (and the ad repository an entry, for commercial content)."""
+    row = tx.execute("SELECT state, publication, ranking_state, ad_name FROM videos WHERE video_id = ?",
                      (video_id,)).fetchone()
     carrier = tx.execute(
         "SELECT trace_carrier_json FROM transcode_jobs WHERE video_id = ? ORDER BY created_at DESC LIMIT 1",
@@ -484,6 +515,9 @@ def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None
                    (epoch_us(now), video_id))
         tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
                    " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, epoch_us(now), carrier_json))
+        if not row["ad_name"] and _video_in(tx, video_id).is_commercial:
+            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                       " VALUES (?, 'AD_REGISTRATION', ?, ?)", (video_id, epoch_us(now), carrier_json))
 
 
 # -- row mapping ------------------------------------------------------------------------
@@ -517,6 +551,7 @@ def _video(row: Any) -> Video:
         media=_media(json.loads(row["media_json"])) if row["media_json"] else None,
         ranking=RankingRegistration(row["ranking_state"]),
         published_at=from_epoch_us(row["published_at"]) if row["published_at"] is not None else None,
+        ad_name=row["ad_name"],
         version=int(row["version"]),
     )
 
@@ -544,6 +579,11 @@ def _review(fields: dict[str, Any]) -> ComplianceReview:
         deepfake_disclosure_required=fields["deepfake_disclosure_required"],
         findings=tuple(Finding(**finding) for finding in fields["findings"]),
         reviewed_at=dt.datetime.fromisoformat(fields["reviewed_at"]) if fields["reviewed_at"] else None,
+        # Reviews stored before these facts were kept read as "not recorded".
+        is_advertising=fields.get("is_advertising", False),
+        required_placement=fields.get("required_placement", ""),
+        ai_label_text=fields.get("ai_label_text", ""),
+        rules_version=fields.get("rules_version", ""),
     )
 
 

@@ -8,6 +8,8 @@ import pytest
 from libs.auth.principal import Principal, Role
 from services.ingest.model import (
     AiLabel,
+    CommercialDeclaration,
+    CommercialRelationship,
     ComplianceReview,
     DisclosureVerdict,
     ProcessingStage,
@@ -68,6 +70,10 @@ def test_the_labels_shown_are_the_required_disclosure_then_the_german_ai_label()
     assert review.shown_labels == ("Werbung", "KI-generiert")
     assert ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.AI_EDITED).shown_labels == ("KI-bearbeitet",)
     assert ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.NONE).shown_labels == ()
+    # Compliance's own wording (the deepfake disclosure included) wins over the default.
+    assert ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.AI_GENERATED,
+                            ai_label_text="KI-generiert: zeigt keine echte Person").shown_labels == (
+        "KI-generiert: zeigt keine echte Person",)
 
 
 def test_a_change_is_audited_as_publishing_or_holding_only_when_it_does_that() -> None:
@@ -78,3 +84,50 @@ def test_a_change_is_audited_as_publishing_or_holding_only_when_it_does_that() -
     assert publication_change(published, published) == ""
     assert publication_change(held, held) == ""
     assert publication_change(DRAFT, DRAFT) == ""
+
+
+def reviewed(review: ComplianceReview, **changes: object) -> Video:
+    return dataclasses.replace(DRAFT, review=review, **changes)  # type: ignore[arg-type]
+
+
+def test_the_publication_rules_follow_both_verdicts() -> None:
+    def publication(verdict: DisclosureVerdict, ai: AiLabel = AiLabel.NONE, ai_review: bool = False) -> str:
+        return ComplianceReview(verdict, ai_label=ai, ai_needs_review=ai_review).publication.value
+
+    assert publication(DisclosureVerdict.COMPLIANT) == "PUBLISHED"
+    assert publication(DisclosureVerdict.LABEL_REQUIRED) == "PUBLISHED"  # the platform shows the label
+    assert publication(DisclosureVerdict.NON_COMPLIANT) == "HELD"
+    assert publication(DisclosureVerdict.NEEDS_REVIEW) == "HELD"
+    assert publication(DisclosureVerdict.COMPLIANT, AiLabel.AI_GENERATED, ai_review=True) == "HELD"
+    # An engine that did not answer one check: never published.
+    assert publication(DisclosureVerdict.COMPLIANT, AiLabel.UNSPECIFIED) == "PENDING_REVIEW"
+    assert publication(DisclosureVerdict.UNSPECIFIED) == "PENDING_REVIEW"
+
+
+def test_the_publication_note_says_what_a_video_rests_on_or_waits_for() -> None:
+    pending = reviewed(ComplianceReview(DisclosureVerdict.COMPLIANT))
+    assert pending.publication_note.startswith("pending review: waiting for compliance's AI-content verdict")
+    nothing = reviewed(ComplianceReview())
+    assert ("compliance's advertising-disclosure verdict and compliance's AI-content verdict"
+            in nothing.publication_note)
+    review = reviewed(ComplianceReview(DisclosureVerdict.NEEDS_REVIEW, ai_label=AiLabel.NONE))
+    assert review.publication_note == ("held until a compliance officer's review of the advertising disclosure")
+    ai_review = reviewed(ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.AI_EDITED, ai_needs_review=True))
+    assert ai_review.publication_note == "held until a compliance officer's review of the AI-content evidence"
+    held = reviewed(ComplianceReview(DisclosureVerdict.NON_COMPLIANT, ai_label=AiLabel.NONE))
+    assert "does not comply (see the findings)" in held.publication_note
+    labelled = reviewed(ComplianceReview(DisclosureVerdict.LABEL_REQUIRED, "Werbung", AiLabel.AI_GENERATED,
+                                         required_placement="BEFORE_CONTENT", ai_label_text="KI-generiert (Deepfake)"),
+                        published_at=T0)
+    assert labelled.publication_note == ("published with the labels 'Werbung', 'KI-generiert (Deepfake)' "
+                                         "('Werbung' shown before the content)")
+    assert reviewed(ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.NONE),
+                    published_at=T0).publication_note == "published without labels"
+
+
+def test_commercial_content_is_what_was_declared_or_found_to_be_advertising() -> None:
+    declared = dataclasses.replace(DRAFT, metadata=VideoMetadata(
+        commercial=CommercialDeclaration(CommercialRelationship.FREE_PRODUCT, "Acme")))
+    assert declared.is_commercial
+    assert reviewed(ComplianceReview(DisclosureVerdict.NON_COMPLIANT, is_advertising=True)).is_commercial
+    assert not reviewed(ComplianceReview(DisclosureVerdict.COMPLIANT, ai_label=AiLabel.NONE)).is_commercial

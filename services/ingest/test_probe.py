@@ -9,8 +9,16 @@ from hypothesis import strategies as st
 
 from libs.errors import InvalidArgument
 from services.ingest.conftest import SAMPLE_CLIPS
-from services.ingest.probe import MediaProbe, Orientation, ProbeLimits, normalize_rotation, probe_media
-from services.ingest.sample_clips import expected_frame_count
+from services.ingest.probe import (
+    MediaProbe,
+    Orientation,
+    ProbeLimits,
+    describe_format,
+    header_duration,
+    normalize_rotation,
+    probe_media,
+)
+from services.ingest.sample_clips import ClipSpec, expected_frame_count, header_first, write_clip
 
 
 def test_portrait_clip_is_described_from_its_packets(clips: dict[str, Path]) -> None:
@@ -77,6 +85,53 @@ def test_too_long_clips_are_rejected(clips: dict[str, Path]) -> None:
     with pytest.raises(InvalidArgument) as raised:
         probe_media(clips["portrait"], ProbeLimits(max_duration_s=2.0))
     assert raised.value.reason == "MEDIA_TOO_LONG"
+    # Stopped early (3.5 s is past the limit while demuxing), and still naming the limit.
+    assert "longer than the maximum of 2 seconds" in raised.value.violations[0].description
+
+
+@pytest.fixture(scope="module")
+def eleven_minutes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 11-minute clip, kept cheap: a tiny picture at one frame per second."""
+    return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", ClipSpec(16, 16, 660, fps=1, audio=False))
+
+
+def test_a_clip_over_ten_minutes_is_refused_naming_the_limit(eleven_minutes: Path) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        probe_media(eleven_minutes)
+    assert raised.value.reason == "MEDIA_TOO_LONG" and raised.value.metadata["max_duration_s"] == "600"
+    assert "longer than the maximum of 10 minutes" in raised.value.violations[0].description
+
+
+def test_the_header_tells_the_length_from_the_first_bytes_when_it_comes_first(
+    eleven_minutes: Path, tmp_path: Path
+) -> None:
+    streamable = header_first(eleven_minutes, tmp_path / "fast.mp4").read_bytes()
+    duration = header_duration(streamable[:64 * 1024])
+    assert duration == pytest.approx(660, abs=1.5)
+    # Most cameras write the header after the media: its start says nothing about the length.
+    assert header_duration(eleven_minutes.read_bytes()[:64 * 1024]) is None
+    assert header_duration(b"Shopping list\n- milk\n" * 100) is None
+
+
+def test_formats_we_do_not_accept_are_named_in_words_not_ffmpeg_names(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    picture = tmp_path / "holiday.mp4"  # a PNG, whatever its name says
+    with av.open(str(picture), "w", format="image2pipe") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(InvalidArgument) as raised:
+        probe_media(picture)
+    message = raised.value.violations[0].description
+    assert raised.value.reason == "MEDIA_UNSUPPORTED_FORMAT" and raised.value.metadata["found"] == "png_pipe"
+    assert message.startswith("This file is a PNG picture, not a video format we accept.")
+    assert "png_pipe" not in message and "looks like" not in message
+    assert describe_format("mpegts") == "an MPEG video (TS or PS)"
+    assert describe_format("something_new") == "a kind of file we can't use as a video"
 
 
 def test_oversized_frames_are_rejected(clips: dict[str, Path]) -> None:

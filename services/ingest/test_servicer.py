@@ -10,6 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from libs.audit.events import AuditEvent, Outcome
@@ -46,8 +48,8 @@ async def seed_unpublished_video(data_root: Path) -> None:
         Video(VIDEO_ID, "alice", VideoMetadata(caption="draft"), VideoState.PROCESSING, ProcessingStage.QUEUED,
               T0, T0, PROBE, review=ComplianceReview()),
         TranscodeJob("job-1", VIDEO_ID, JobState.QUEUED, f"videos/{VIDEO_ID}/hls/job-1/", {}), T0,
-        AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
-                   outcome=Outcome.SUCCEEDED, event_time=T0), {})
+        [AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
+                    outcome=Outcome.SUCCEEDED, event_time=T0)], {})
     await store.fail_job("job-1", "TRANSCODE_FAILED", "seeded", T0)
     store.close()
 
@@ -101,3 +103,19 @@ async def test_the_owner_and_a_verified_service_see_an_unpublished_video(server:
     with pytest.raises(grpc.aio.AioRpcError) as stranger:
         await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=server.as_("users/bob", Role.VIEWER))
     assert stranger.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_creator_id_with_capitals_is_answered_with_a_sentence(server: Server) -> None:
+    start = ingest_pb2.UploadVideoRequest(start=ingest_pb2.UploadStart(
+        parent="creators/Alice", upload_id=str(uuid.uuid4()), size_bytes=100, sha256="ab" * 32))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await server.stub.UploadVideo(iter([start]), metadata=server.as_("users/alice", Role.CREATOR))
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    details = raised.value.details() or ""
+    assert "the creator id 'Alice' is not valid; an id is 1 to 63 lowercase letters" in details
+    assert "[a-z0-9]" not in details and "regex" not in details
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert any(detail.Unpack(bad_request) for detail in status.details if detail.Is(bad_request.DESCRIPTOR))
+    assert "start.parent" in [v.field for v in bad_request.field_violations]

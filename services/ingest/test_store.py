@@ -71,7 +71,7 @@ async def start(store: IngestStore, video_id: str = "v1", review: ComplianceRevi
     video = Video(video_id, creator, VideoMetadata(caption="hi"), VideoState.PROCESSING, ProcessingStage.QUEUED,
                   at, at, PROBE, review=review)
     job = TranscodeJob(f"j-{video_id}", video_id, JobState.QUEUED, f"videos/{video_id}/hls/j/", {"traceparent": "x"})
-    await store.start_processing(video, job, at, audit_event(resource=f"creators/{creator}/videos/{video_id}"),
+    await store.start_processing(video, job, at, [audit_event(resource=f"creators/{creator}/videos/{video_id}")],
                                  {"traceparent": TRACEPARENT})
 
 

@@ -32,6 +32,8 @@ from services.ingest.model import (
     VideoState,
     source_key,
 )
+from services.ingest.probe import ProbeLimits
+from services.ingest.sample_clips import header_first
 from services.ingest.server import assemble
 from services.ingest.store import IngestStore
 from services.ingest.transcode import TranscodeSettings
@@ -75,6 +77,17 @@ class FlakyRanking:
         self.registered.append(video.video_id)
 
 
+class RecordingAdRepository:
+    """The ad repository's side of registration (an outside port): remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.registered: list[str] = []
+
+    async def register(self, video: Video) -> str:
+        self.registered.append(video.video_id)
+        return f"ads/{video.video_id}"
+
+
 def no_provenance(media: BinaryIO, mime_type: str) -> C2paEvidence:
     return C2paEvidence()
 
@@ -102,6 +115,7 @@ class Running:
     ingest: Ingest
     store: IngestStore
     blobs: LocalBlobStore
+    ads: RecordingAdRepository
 
     def audit_events(self) -> list[tuple[str, str, str, str]]:
         """(action, outcome, reason, publication) of every event in the audit outbox, in order."""
@@ -118,17 +132,17 @@ async def make_ingest(tmp_path: Path) -> AsyncIterator[MakeIngest]:
 
     async def make(*, compliance: FixedCompliance | None = None, ranking: FlakyRanking | None = None,
                    config: IngestConfig | None = None, transcoder: Transcoder | None = None) -> Running:
-        store, blobs = IngestStore.open(tmp_path), LocalBlobStore(tmp_path / "blobs")
+        store, blobs, ads = IngestStore.open(tmp_path), LocalBlobStore(tmp_path / "blobs"), RecordingAdRepository()
         ingest = assemble(
             store=store, blobs=blobs, transcoder=transcoder or RayTranscoder(),
-            compliance=compliance or FixedCompliance(), ranking=ranking or FlakyRanking(),
+            compliance=compliance or FixedCompliance(), ranking=ranking or FlakyRanking(), ads=ads,
             read_provenance=no_provenance, tracing=NoTrace(), pseudonyms=NamedPseudonyms(), clock=utc_now,
             config=config or IngestConfig(upload_limits=UploadLimits(part_bytes=64 * 1024),
                                           follow_up_backoff=dt.timedelta(0)),
             telemetry_root=tmp_path,
         )
         await ingest.start()
-        running.append(Running(ingest, store, blobs))
+        running.append(Running(ingest, store, blobs, ads))
         return running[-1]
 
     yield make
@@ -146,7 +160,7 @@ async def begin(app: Running, data: bytes, sha256: str | None = None) -> UploadS
 async def upload(app: Running, clip: Path, *, sha256: str | None = None, chunk: int = 50_000) -> Video:
     data = clip.read_bytes()
     session = await begin(app, data, sha256)
-    writer = app.ingest.uploads.writer(session)
+    writer = app.ingest.uploads.writer(CREATOR, session)
     for offset in range(0, len(data), chunk):
         await writer.write(offset, data[offset:offset + chunk])
     await writer.flush()
@@ -175,9 +189,10 @@ async def test_an_upload_becomes_a_ready_published_video_with_a_ladder_and_is_re
     assert [(r.width, r.height) for r in ready.media.renditions] == [(480, 854), (360, 640)]
     blobs = app.blobs
     assert blobs.get(ready.media.prefix + ready.media.master_playlist_path).startswith(b"#EXTM3U")
-    assert list(blobs.list("uploads/")) == []  # parts are cleaned up once the source is assembled
+    assert list(blobs.list("upload-parts/")) == []  # parts are cleaned up once the source is assembled
     assert app.audit_events() == [("ingest.UploadVideo", "succeeded", "", "PUBLISHED"),
-                            ("ingest.PublishVideo", "succeeded", "", "")]
+                                  ("ingest.ReviewVideo", "succeeded", "COMPLIANT", "PUBLISHED"),
+                                  ("ingest.PublishVideo", "succeeded", "", "")]
 
 
 async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
@@ -186,7 +201,7 @@ async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
     app = await make_ingest()
     data = clips["portrait"].read_bytes()
     session = await begin(app, data)
-    first_connection = app.ingest.uploads.writer(session)
+    first_connection = app.ingest.uploads.writer(CREATOR, session)
     cut = len(data) * 3 // 5
     for offset in range(0, cut, 10_000):
         await first_connection.write(offset, data[offset:min(offset + 10_000, cut)])
@@ -197,7 +212,7 @@ async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
     again = await app.ingest.uploads.begin(CREATOR, BeginUpload(
         "alice", session.upload_id, session.metadata, len(data), session.sha256_hex))
     assert again.committed_bytes == committed  # ...the same id and declaration resumes this one
-    second_connection = app.ingest.uploads.writer(again)
+    second_connection = app.ingest.uploads.writer(CREATOR, again)
     resend_from = committed - 5_000  # the client's last acknowledgement was older
     await second_connection.write(resend_from, data[resend_from:])
     await second_connection.flush()
@@ -215,7 +230,7 @@ async def test_a_checksum_mismatch_fails_the_upload_and_discards_the_bytes(
         await upload(app, clips["portrait"], sha256="00" * 32)
     assert raised.value.reason == "CHECKSUM_MISMATCH"
     assert app.ingest.videos.list(CREATOR, "alice", 10, "").videos == []
-    assert list(app.blobs.list("videos/")) == [] and list(app.blobs.list("uploads/")) == []
+    assert list(app.blobs.list("sources/")) == [] and list(app.blobs.list("upload-parts/")) == []
 
 
 @pytest.mark.parametrize("clip,reason", [("too_short", "MEDIA_TOO_SHORT"), ("text_renamed", "MEDIA_UNREADABLE")])
@@ -225,7 +240,7 @@ async def test_unusable_media_is_rejected_with_the_probe_reason(
     app = await make_ingest()
     data = clips[clip].read_bytes()
     session = await begin(app, data)
-    writer = app.ingest.uploads.writer(session)
+    writer = app.ingest.uploads.writer(CREATOR, session)
     await writer.write(0, data)
     await writer.flush()
     with pytest.raises(InvalidArgument) as raised:
@@ -234,6 +249,72 @@ async def test_unusable_media_is_rejected_with_the_probe_reason(
     failed = app.ingest.uploads.get(CREATOR, "alice", session.upload_id)
     assert (failed.state.value, failed.failure_reason) == ("FAILED", reason)
     assert app.audit_events() == [("ingest.UploadVideo", "rejected", reason, "")]
+    assert leftovers(app, session.upload_id) == []
+
+
+def leftovers(app: Running, upload_id: str) -> list[str]:
+    """Files and folders in the blob store named after an upload (its video has the same id)."""
+    return [str(path) for path in app.blobs.root.rglob("*") if upload_id in path.name]
+
+
+async def test_a_clip_whose_header_declares_it_too_long_is_refused_before_the_rest_arrives(
+    make_ingest: MakeIngest, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    app = await make_ingest(config=IngestConfig(upload_limits=UploadLimits(part_bytes=64 * 1024),
+                                                probe_limits=ProbeLimits(max_duration_s=2.0)))
+    data = header_first(clips["portrait"], tmp_path / "header-first.mp4").read_bytes()
+    session = await begin(app, data)
+    writer = app.ingest.uploads.writer(CREATOR, session)
+    sent = 0
+    with pytest.raises(InvalidArgument) as raised:
+        for offset in range(0, len(data), 16 * 1024):
+            await writer.write(offset, data[offset:offset + 16 * 1024])
+            sent = offset + 16 * 1024
+    assert raised.value.reason == "MEDIA_TOO_LONG" and "maximum of 2 seconds" in raised.value.violations[0].description
+    assert sent < len(data) // 2  # refused on the header, long before the file was in
+    refused = app.ingest.uploads.get(CREATOR, "alice", session.upload_id)
+    assert (refused.state.value, refused.failure_reason) == ("FAILED", "MEDIA_TOO_LONG")
+    assert app.audit_events() == [("ingest.UploadVideo", "rejected", "MEDIA_TOO_LONG", "")]
+    assert leftovers(app, session.upload_id) == []  # no bytes and no empty folders left behind
+    with pytest.raises(InvalidArgument):  # a refused upload stays refused
+        await app.ingest.complete_upload(CREATOR, session.upload_id)
+
+
+async def test_published_commercial_content_gets_its_labels_and_an_ad_repository_entry(
+    make_ingest: MakeIngest, clips: dict[str, Path]
+) -> None:
+    found = ComplianceReview(DisclosureVerdict.LABEL_REQUIRED, "Werbung", AiLabel.NONE, is_advertising=True,
+                             required_placement="BEFORE_CONTENT", rules_version="2026.1")
+    ranking = FlakyRanking()
+    app = await make_ingest(compliance=FixedCompliance(found), ranking=ranking)
+    video = await upload(app, clips["no_audio"])
+    await finished(app, video.video_id)
+    await app.ingest.jobs.wait_idle()
+    published = app.ingest.videos.get(STRANGER, "alice", video.video_id)
+    assert published.publication is PublicationState.PUBLISHED and published.review.shown_labels == ("Werbung",)
+    assert "'Werbung' shown before the content" in published.publication_note
+    assert app.ads.registered == [video.video_id] and published.ad_name == f"ads/{video.video_id}"
+    assert ranking.registered == [video.video_id]
+    [review] = [t.event for t in app.store.audit_outbox.pending(100) if t.event.action == "ingest.ReviewVideo"]
+    assert (review.reason, review.attributes["rules_version"], review.attributes["is_advertising"]) == (
+        "LABEL_REQUIRED", "2026.1", "true")
+    await app.ingest.follow_ups.run_due()
+    assert app.ads.registered == [video.video_id]  # registered once
+
+
+async def test_a_held_video_is_not_entered_in_the_ad_repository_and_says_what_to_change(
+    make_ingest: MakeIngest, clips: dict[str, Path]
+) -> None:
+    app = await make_ingest(compliance=FixedCompliance(ComplianceReview(
+        DisclosureVerdict.NON_COMPLIANT, ai_label=AiLabel.NONE, is_advertising=True)))
+    video = await upload(app, clips["no_audio"])
+    await finished(app, video.video_id)
+    await app.ingest.jobs.wait_idle()
+    held = app.ingest.videos.get(CREATOR, "alice", video.video_id)
+    assert held.publication is PublicationState.HELD and app.ads.registered == []
+    assert "a new upload whose caption fixes what the findings say" in held.publication_note
+    assert [event[0] for event in app.audit_events()] == ["ingest.UploadVideo", "ingest.ReviewVideo",
+                                                          "ingest.HoldVideo"]
 
 
 async def test_non_compliant_content_is_held_and_never_registered(make_ingest: MakeIngest, clips: dict[str, Path]) -> None:
@@ -266,7 +347,8 @@ async def test_pending_review_is_asked_again_and_publishes_once_compliance_answe
     await app.ingest.follow_ups.run_due()
     assert app.ingest.videos.get(STRANGER, "alice", video.video_id).publication is PublicationState.PUBLISHED
     assert ranking.registered == [video.video_id]
-    assert [event[0] for event in app.audit_events()] == ["ingest.UploadVideo", "ingest.PublishVideo"]
+    assert [event[0] for event in app.audit_events()] == ["ingest.UploadVideo", "ingest.ReviewVideo",
+                                                          "ingest.PublishVideo"]
 
 
 async def test_registration_stays_pending_while_ranking_cannot_take_it(make_ingest: MakeIngest, clips: dict[str, Path]) -> None:

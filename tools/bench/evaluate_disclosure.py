@@ -9,7 +9,8 @@ interleaved:
 
 - kit echo: an EvaluateDisclosureRequest handler that answers a fixed response: the most any
   kit-built service can do per call here (the baseline);
-- EvaluateDisclosure: the compliance package with the disclosure area, deciding each request of
+- EvaluateDisclosure: the real compliance server (`services.compliance.server.build`: audit
+  log, disclosure engine and ad repository, as `limelight up` runs it), deciding each request of
   the case table in turn (every rule, every finding, German messages).
 
 Prints the table (best round of each: throughput, p50/p99 latency, server CPU per call) and
@@ -36,7 +37,8 @@ from limelight.compliance.v1 import disclosure_pb2
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition, start_service
+from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
+from services.compliance import server as compliance_server
 from services.compliance.disclosure import servicer as disclosure
 from services.compliance.disclosure.cases import load_cases
 from services.compliance.disclosure.messages import enum_out
@@ -87,13 +89,8 @@ def build_kit_echo(runtime: ServiceRuntime) -> ServiceDefinition:
                              register=lambda server: server.add_generic_rpc_handlers((handlers,)))
 
 
-def build_disclosure(runtime: ServiceRuntime) -> ServiceDefinition:
-    area = disclosure.build(runtime)
-    return package_definition("limelight.compliance.v1", {area.service_name: area.servicer}, policy=area.policy)
-
-
 async def serve(which: str, port: int) -> None:
-    build = {"kit-echo": build_kit_echo, "disclosure": build_disclosure}[which]
+    build = {"kit-echo": build_kit_echo, "compliance": compliance_server.build}[which]
     running = await start_service(f"bench-{which}", build, port=port)
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
@@ -103,7 +100,8 @@ async def serve(which: str, port: int) -> None:
 
 
 def _spawn(which: str, port: int, root: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "LIMELIGHT_DATA_DIR": str(root), "LIMELIGHT_TRACE_SAMPLE_RATIO": "1.0"}
+    # Plaintext on loopback for both servers alike: the load client measures calls, not TLS.
+    env = {**os.environ, "LIMELIGHT_DATA_DIR": str(root), "LIMELIGHT_TRACE_SAMPLE_RATIO": "1.0", "LIMELIGHT_TLS": "off"}
     process = subprocess.Popen([sys.executable, "-m", MODULE, "serve", which, str(port)], env=env,
                                stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -144,7 +142,7 @@ def main() -> None:
         root = Path(scratch)
         os.environ["LIMELIGHT_DATA_DIR"] = str(root)  # the platform key the tokens are signed with
         servers = {KIT_ECHO: _spawn("kit-echo", ports[KIT_ECHO], root),
-                   EVALUATE: _spawn("disclosure", ports[EVALUATE], root)}
+                   EVALUATE: _spawn("compliance", ports[EVALUATE], root)}
         try:
             for round_number in range(arguments.rounds):
                 for label, server in servers.items():

@@ -3,16 +3,17 @@
     Uploads          begin, resume and read an upload session; write its bytes (UploadWriter)
     CompleteUpload   all bytes are in: verify, probe, read C2PA, ask compliance, queue the transcode
     TranscodeJobs    run queued jobs on the transcoder; a finished job makes its video READY
-    FollowUps        ask compliance again for missing verdicts; register published videos with ranking
+    FollowUps        ask compliance again for missing verdicts; register published videos with ranking,
+                     and published commercial content in compliance's ad repository
     Videos           read, list and watch videos
 
 Each takes only the ports it needs (`IngestStore`, `MediaBlobs`, `Transcoder`,
-`ComplianceChecker`, `RankingRegistrar`, `ProvenanceReader`, `Tracing`, `Pseudonyms`), so
+`ComplianceChecker`, `RankingRegistrar`, `AdRepository`, `ProvenanceReader`, `Tracing`, `Pseudonyms`), so
 the same core runs behind gRPC and in integration tests with real SQLite, a real blob store
 and real Ray; `server.py` wires the real adapters.
 
 Audit events are written by the store in the same transaction as the change they record
-(an upload completing or being rejected, a video being published or held), so an event is
+(an upload completing or being rejected, a verdict arriving, a video being published or held), so an event is
 stored exactly when its change is; the shared shipper takes them to compliance from there.
 
     uploading.py     Uploads, UploadWriter, CompleteUpload

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Principal
 from libs.clock import Clock
-from services.ingest.model import Video, publication_change
+from services.ingest.model import AiLabel, DisclosureVerdict, Video, publication_change
 from services.ingest.usecases.ports import Pseudonyms, PublicationAudit, Tracing
 
 SERVICE_SUBJECT = "services/ingest"  # the actor of what ingest decides on its own (publishing, holding)
@@ -45,18 +45,38 @@ class AuditEvents:
             attributes=attributes or {},
         )
 
+    def verdicts(self, before: Video, after: Video, *, trace_id: str, at: dt.datetime) -> list[AuditEvent]:
+        """`ingest.ReviewVideo` when compliance gave a verdict the video did not have: both
+        verdicts, the rule set and the rules that fired, and what they mean for publication."""
+        review = after.review
+        answered = review.disclosure_verdict is not DisclosureVerdict.UNSPECIFIED or \
+            review.ai_label is not AiLabel.UNSPECIFIED
+        if not answered or _verdicts(before) == _verdicts(after):
+            return []
+        return [self.event(action="ingest.ReviewVideo", resource=after.name, outcome=Outcome.SUCCEEDED, actor=None,
+                           creator_id=after.creator_id, reason=review.disclosure_verdict.value,
+                           attributes={**review.audit_facts(), "publication": review.publication.value},
+                           trace_id=trace_id, at=at)]
+
     def publication(self, *, trace_id: str, at: dt.datetime) -> PublicationAudit:
-        """A video becoming visible, or being held, on the audit trail (DSA Art. 26).
+        """New verdicts, and a video becoming visible or being held, on the audit trail (DSA Art. 26).
 
         Ingest decides this itself on compliance's verdicts, so it is the actor."""
         def events(before: Video, after: Video) -> list[AuditEvent]:
+            recorded = self.verdicts(before, after, trace_id=trace_id, at=at)
             action = publication_change(before, after)
             if not action:
-                return []
+                return recorded
             held = action == "ingest.HoldVideo"
-            return [self.event(action=action, resource=after.name, outcome=Outcome.SUCCEEDED, actor=None,
-                               creator_id=after.creator_id,
-                               reason=after.review.disclosure_verdict.value if held else "",
-                               attributes=after.review.audit_facts(), trace_id=trace_id, at=at)]
+            return [*recorded, self.event(action=action, resource=after.name, outcome=Outcome.SUCCEEDED, actor=None,
+                                          creator_id=after.creator_id,
+                                          reason=after.review.disclosure_verdict.value if held else "",
+                                          attributes=after.review.audit_facts(), trace_id=trace_id, at=at)]
 
         return events
+
+
+def _verdicts(video: Video) -> tuple[object, ...]:
+    review = video.review
+    return (review.disclosure_verdict, review.ai_label, review.ai_needs_review, review.required_disclosure_label,
+            review.rules_version)

@@ -1,5 +1,5 @@
 """The ports ingest's use cases depend on: what they need of the store, the blob store, the
-transcoder, compliance, ranking, provenance reading, tracing and pseudonyms. The adapters
+transcoder, compliance (verdicts, the ad repository), ranking, provenance reading, tracing and pseudonyms. The adapters
 (`store.py`, `workers.py`, `clients.py`, `tracing.py`, `libs.blobstore`) satisfy them."""
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class IngestStore(Protocol):
     async def forget_parts(self, upload_id: str) -> None: ...
     async def fail_upload(self, upload_id: str, reason: str, audit: AuditEvent,
                           trace_context: Mapping[str, str]) -> None: ...
-    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime, audit: AuditEvent,
-                               trace_context: Mapping[str, str]) -> None: ...
+    async def start_processing(self, video: Video, job: TranscodeJob, now: dt.datetime,
+                               audit: Sequence[AuditEvent], trace_context: Mapping[str, str]) -> None: ...
     def get_video(self, video_id: str) -> Video | None: ...
     def video_version(self, video_id: str) -> int | None: ...
     def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
@@ -59,6 +59,7 @@ class IngestStore(Protocol):
     def due_follow_ups(self, kind: FollowUp, now: dt.datetime, limit: int = 50) -> list[DueFollowUp]: ...
     async def defer_follow_up(self, video_id: str, kind: FollowUp, retry_at: dt.datetime, error: str) -> None: ...
     async def registration_succeeded(self, video_id: str, now: dt.datetime) -> None: ...
+    async def ad_registered(self, video_id: str, ad_name: str, now: dt.datetime) -> None: ...
 
 
 class MediaBlobs(Protocol):
@@ -89,6 +90,13 @@ class ComplianceChecker(Protocol):
 class RankingRegistrar(Protocol):
     async def register(self, video: Video) -> None:
         """Hand a published video to ranking; raise `Unavailable` to be asked again later."""
+        ...
+
+
+class AdRepository(Protocol):
+    async def register(self, video: Video) -> str:
+        """Enter published commercial content in the DSA ad repository; returns the entry's
+        name (`ads/{ad}`). Idempotent per video; raise `Unavailable` to be asked again later."""
         ...
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 
 from libs.clock import Clock
 from libs.errors import Unavailable
@@ -22,10 +22,12 @@ from services.ingest.model import (
     TranscodeFailure,
     TranscodeJob,
     TranscodeRequest,
+    Video,
     source_key,
 )
 from services.ingest.usecases.audit_events import AuditEvents
 from services.ingest.usecases.ports import (
+    AdRepository,
     ComplianceChecker,
     IngestStore,
     MediaBlobs,
@@ -60,15 +62,18 @@ class BackgroundTasks:
 
 
 class FollowUps:
-    """Calls owed to other services: compliance's missing verdicts, ranking's registrations.
+    """Calls owed to other services: compliance's missing verdicts, ranking's registrations,
+    and the ad repository's entries for published commercial content.
 
     Each call continues the trace of the upload it belongs to."""
 
     def __init__(self, *, store: IngestStore, compliance: ComplianceChecker, ranking: RankingRegistrar,
-                 audit: AuditEvents, tracing: Tracing, clock: Clock, config: IngestConfig) -> None:
+                 ads: AdRepository, audit: AuditEvents, tracing: Tracing, clock: Clock,
+                 config: IngestConfig) -> None:
         self._store = store
         self._compliance = compliance
         self._ranking = ranking
+        self._ads = ads
         self._audit = audit
         self._tracing = tracing
         self._clock = clock
@@ -82,7 +87,8 @@ class FollowUps:
         await self._tasks.cancel()
 
     async def run_due(self) -> None:
-        """Ask compliance again for pending verdicts, then register published videos with ranking."""
+        """Ask compliance again for pending verdicts, then register published videos with ranking
+        and published commercial content with the ad repository."""
         now = self._clock()
         for due in self._store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, now):
             video = self._store.get_video(due.video_id)
@@ -97,18 +103,29 @@ class FollowUps:
                 await self._store.defer_follow_up(video.video_id, FollowUp.COMPLIANCE_REVIEW,
                                                   now + self._backoff(due.attempts), "compliance gave no verdict")
         now = self._clock()  # registrations the reviews above just made due are included
-        for due in self._store.due_follow_ups(FollowUp.RANKING_REGISTRATION, now):
+        await self._call_due(FollowUp.RANKING_REGISTRATION, now, self._register_with_ranking)
+        await self._call_due(FollowUp.AD_REGISTRATION, now, self._register_ad)
+
+    async def _register_with_ranking(self, video: Video) -> None:
+        await self._ranking.register(video)
+        await self._store.registration_succeeded(video.video_id, self._clock())
+
+    async def _register_ad(self, video: Video) -> None:
+        ad_name = await self._ads.register(video)
+        await self._store.ad_registered(video.video_id, ad_name, self._clock())
+
+    async def _call_due(self, kind: FollowUp, now: dt.datetime, call: Callable[[Video], Awaitable[None]]) -> None:
+        """Make each due call of `kind`; one the other side cannot take yet is deferred."""
+        for due in self._store.due_follow_ups(kind, now):
             video = self._store.get_video(due.video_id)
             if video is None:
                 continue
             try:
                 with self._tracing.continued(due.trace_carrier):
-                    await self._ranking.register(video)
+                    await call(video)
             except Unavailable as unavailable:
-                await self._store.defer_follow_up(video.video_id, FollowUp.RANKING_REGISTRATION,
-                                                  now + self._backoff(due.attempts), unavailable.message)
-                continue
-            await self._store.registration_succeeded(video.video_id, self._clock())
+                await self._store.defer_follow_up(video.video_id, kind, now + self._backoff(due.attempts),
+                                                  unavailable.message)
 
     def _backoff(self, attempts: int) -> dt.timedelta:
         # The exponent is bounded so the product stays a representable timedelta after many attempts.

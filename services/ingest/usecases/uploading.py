@@ -4,6 +4,7 @@ probe, read C2PA, ask compliance, queue the transcode)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from libs.clock import Clock
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.ingest.model import (
     C2paEvidence,
+    ComplianceReview,
     JobState,
     ProcessingStage,
     TranscodeJob,
@@ -27,9 +29,10 @@ from services.ingest.model import (
     may_upload,
     source_key,
     upload_name,
+    upload_part_key,
     video_name,
 )
-from services.ingest.probe import MediaProbe, ProbeLimits, probe_media
+from services.ingest.probe import MediaProbe, ProbeLimits, check_duration, header_duration, probe_media
 from services.ingest.uploads import (
     UploadLimits,
     UploadSession,
@@ -61,14 +64,47 @@ class BeginUpload:
     filename: str = ""
 
 
+class Rejections:
+    """An upload that can never become a video fails: its rejection goes on the audit trail
+    with the failure, and its bytes are deleted (data minimisation)."""
+
+    def __init__(self, *, store: IngestStore, blobs: MediaBlobs, audit: AuditEvents, tracing: Tracing) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._audit = audit
+        self._tracing = tracing
+
+    async def reject(self, creator: Principal, session: UploadSession, rejection: InvalidArgument) -> None:
+        await self._store.fail_upload(session.upload_id, rejection.reason, self._audit.event(
+            action="ingest.UploadVideo", resource=upload_name(session.creator_id, session.upload_id),
+            outcome=Outcome.REJECTED, actor=creator, creator_id=session.creator_id, reason=rejection.reason),
+            self._tracing.carrier())
+        await self.discard_upload_data(session, keep_source=False)
+
+    async def discard_upload_data(self, session: UploadSession, *, keep_source: bool) -> None:
+        parts = self._store.upload_parts(session.upload_id)
+
+        def delete_blobs() -> None:
+            for _offset, _size, key in parts:
+                self._blobs.delete(key)
+            if not keep_source:  # rejected media is not kept (data minimisation)
+                self._blobs.delete(source_key(session.video_id))
+
+        await asyncio.to_thread(delete_blobs)
+        await self._store.forget_parts(session.upload_id)
+
+
 class Uploads:
     """Upload sessions: open or resume one, read it, and write its bytes."""
 
-    def __init__(self, *, store: IngestStore, blobs: MediaBlobs, clock: Clock, limits: UploadLimits) -> None:
+    def __init__(self, *, store: IngestStore, blobs: MediaBlobs, clock: Clock, limits: UploadLimits,
+                 probe_limits: ProbeLimits, rejections: Rejections) -> None:
         self._store = store
         self._blobs = blobs
         self._clock = clock
         self._limits = limits
+        self._probe_limits = probe_limits
+        self._rejections = rejections
 
     async def begin(self, creator: Principal, command: BeginUpload) -> UploadSession:
         """Open an upload under the client's id; the same id and declaration again resumes it."""
@@ -104,25 +140,63 @@ class Uploads:
         _ensure_uploader(creator, creator_id)
         return self.get(creator, creator_id, upload_id)
 
-    def writer(self, session: UploadSession) -> UploadWriter:
+    def writer(self, creator: Principal, session: UploadSession) -> UploadWriter:
         return UploadWriter(store=self._store, blobs=self._blobs, session=session,
-                            part_bytes=self._limits.part_bytes, clock=self._clock)
+                            part_bytes=self._limits.part_bytes, clock=self._clock,
+                            header_check=HeaderCheck(creator, self._probe_limits, self._rejections)
+                            if session.committed_bytes == 0 else None)
+
+
+# How much of a file's start is kept to read its container header from; a header that is not
+# complete within it (or comes at the end, as in most phone MP4s) is judged once all bytes are in.
+HEADER_WINDOW = 4 * 1024**2
+
+
+class HeaderCheck:
+    """Refuses an upload as soon as its container header declares a length outside the limits,
+    instead of after the whole file has arrived."""
+
+    def __init__(self, creator: Principal, limits: ProbeLimits, rejections: Rejections) -> None:
+        self._creator = creator
+        self._limits = limits
+        self._rejections = rejections
+        self._prefix = bytearray()
+        self.decided = False
+
+    async def committed(self, session: UploadSession, offset: int, data: bytes) -> None:
+        """Called with each committed part, in order; raises the rejection for a declared
+        duration outside the limits (the upload is failed and its bytes deleted by then)."""
+        if self.decided or offset != len(self._prefix) or session.is_complete:
+            return  # with every byte in, completing the upload probes the whole file instead
+        self._prefix += data[:HEADER_WINDOW - len(self._prefix)]
+        duration = await asyncio.to_thread(header_duration, bytes(self._prefix))
+        self.decided = duration is not None or len(self._prefix) >= HEADER_WINDOW
+        if duration is None:
+            return
+        self._prefix.clear()
+        try:
+            check_duration(duration, self._limits)
+        except InvalidArgument as rejection:
+            await self._rejections.reject(self._creator, session, rejection)
+            raise
 
 
 class UploadWriter:
     """Buffers one stream's chunks into parts and commits each part (blob, then offset).
 
     `flush()` commits what is buffered; the servicer calls it when the stream ends, also
-    when the client drops, so a resume loses at most what never reached the service.
+    when the client drops, so a resume loses at most what never reached the service. A
+    stream that starts the file reads its header as the first parts arrive (`HeaderCheck`).
     """
 
     def __init__(self, *, store: IngestStore, blobs: MediaBlobs, session: UploadSession, part_bytes: int,
-                 clock: Clock) -> None:
+                 clock: Clock, header_check: HeaderCheck | None = None) -> None:
         self._store = store
         self._blobs = blobs
         self.session = session
         self._part_bytes = part_bytes
         self._clock = clock
+        self._header_check = header_check
         self._buffer = bytearray()
         self._buffer_offset = session.committed_bytes
 
@@ -139,7 +213,7 @@ class UploadWriter:
         if not self._buffer:
             return self.session
         offset, data = self._buffer_offset, bytes(self._buffer)
-        key = f"uploads/{self.session.upload_id}/parts/{offset:015d}"
+        key = upload_part_key(self.session.upload_id, offset)
         await asyncio.to_thread(self._blobs.put, key, data)
         try:
             self.session = await self._store.commit_part(self.session.upload_id, offset, len(data), key)
@@ -149,6 +223,8 @@ class UploadWriter:
                               reason="UPLOAD_BUSY") from None
         self._buffer.clear()
         self._buffer_offset = self.session.committed_bytes
+        if self._header_check is not None and not self._header_check.decided:
+            await self._header_check.committed(self.session, offset, data)
         return self.session
 
 
@@ -161,9 +237,10 @@ class CompleteUpload:
 
     def __init__(self, *, store: IngestStore, blobs: MediaBlobs, read_provenance: ProvenanceReader,
                  compliance: ComplianceChecker, jobs: TranscodeJobs, audit: AuditEvents, tracing: Tracing,
-                 clock: Clock, probe_limits: ProbeLimits) -> None:
+                 clock: Clock, probe_limits: ProbeLimits, rejections: Rejections) -> None:
         self._store = store
         self._blobs = blobs
+        self._rejections = rejections
         self._read_provenance = read_provenance
         self._compliance = compliance
         self._jobs = jobs
@@ -191,11 +268,7 @@ class CompleteUpload:
             verify_checksum(session, await asyncio.to_thread(self._assemble_source, session))
             probe = await asyncio.to_thread(self._probe_source, session.video_id)
         except InvalidArgument as rejection:
-            await self._store.fail_upload(upload_id, rejection.reason, self._audit.event(
-                action="ingest.UploadVideo", resource=upload_name(session.creator_id, session.upload_id),
-                outcome=Outcome.REJECTED, actor=creator, creator_id=session.creator_id, reason=rejection.reason),
-                self._tracing.carrier())
-            await self._discard_upload_data(session, keep_source=False)
+            await self._rejections.reject(creator, session, rejection)
             raise
         c2pa = await asyncio.to_thread(self._c2pa_of, session.video_id)
         name = video_name(session.creator_id, session.video_id)
@@ -217,11 +290,15 @@ class CompleteUpload:
                         "disclosure_label": video.metadata.disclosure_label,
                         "publication": review.publication.value},
         )
+        # Its verdicts, and its hold when they hold it, go on the trail with the upload (a
+        # publication waits for the transcode and is recorded when the job finishes).
+        verdicts = self._audit.publication(trace_id=self._tracing.trace_id(), at=now)(
+            dataclasses.replace(video, review=ComplianceReview()), video)
         try:
-            await self._store.start_processing(video, job, now, uploaded, job.trace_carrier)
+            await self._store.start_processing(video, job, now, [uploaded, *verdicts], job.trace_carrier)
         except ConcurrentUploadError:  # completed concurrently by another connection
             return await self(creator, upload_id)
-        await self._discard_upload_data(session, keep_source=True)
+        await self._rejections.discard_upload_data(session, keep_source=True)
         self._jobs.schedule(job)
         started = self._store.get_video(video.video_id)
         assert started is not None
@@ -242,18 +319,6 @@ class CompleteUpload:
 
         self._blobs.put_stream(source_key(session.video_id), joined())
         return digest.hexdigest()
-
-    async def _discard_upload_data(self, session: UploadSession, *, keep_source: bool) -> None:
-        parts = self._store.upload_parts(session.upload_id)
-
-        def delete_blobs() -> None:
-            for _offset, _size, key in parts:
-                self._blobs.delete(key)
-            if not keep_source:  # rejected media is not kept (data minimisation)
-                self._blobs.delete(source_key(session.video_id))
-
-        await asyncio.to_thread(delete_blobs)
-        await self._store.forget_parts(session.upload_id)
 
     def _probe_source(self, video_id: str) -> MediaProbe:
         with self._blobs.open_read(source_key(video_id)) as source:
