@@ -132,7 +132,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self._store = store
         self._audit = audit
         self._clock = clock
-        self._states = usecases.ConsentStates(store, capacity=(config or ConsentConfig()).state_cache_size)
+        self._states = usecases.ConsentStates(capacity=(config or ConsentConfig()).state_cache_size)
         self.changes = ConsentChanges()
 
     def _allow(self, method: str, user: str) -> Principal:
@@ -153,8 +153,8 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
 
         return await asyncio.shield(asyncio.ensure_future(write_and_announce()))
 
-    async def _record(self, method: str, user: str, request_id: str, drafts: list[DecisionDraft]) -> list[ConsentRecord]:
-        principal = self._allow(method, user)
+    async def _record(self, method: str, principal: Principal, user: str, request_id: str,
+                      drafts: list[DecisionDraft]) -> list[ConsentRecord]:
         command = usecases.RecordDecisions(subject_of(principal, user, self._clock().date()), request_id, drafts,
                                            principal.subject, method)
         return await self._committed(usecases.record_decisions(command, self._store, self._audit, self._clock),
@@ -163,12 +163,15 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     async def RecordConsent(self, request: consent_pb2.RecordConsentRequest,
                             context: Context) -> consent_pb2.RecordConsentResponse:
         user = messages.user_in(request.parent)
-        [record] = await self._record("RecordConsent", user, request.request_id, [messages.draft_in(request)])
+        principal = self._allow("RecordConsent", user)
+        [record] = await self._record("RecordConsent", principal, user, request.request_id,
+                                      [messages.draft_in(request)])
         return consent_pb2.RecordConsentResponse(record=messages.record_out(record))
 
     async def WithdrawConsent(self, request: consent_pb2.WithdrawConsentRequest,
                               context: Context) -> consent_pb2.WithdrawConsentResponse:
         user = messages.user_in(request.parent)
+        principal = self._allow("WithdrawConsent", user)
         last = await asyncio.to_thread(self._store.state, user)
         earlier = last.latest.get(messages.purpose_in(request.purpose))
         draft = DecisionDraft(
@@ -176,7 +179,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             notice_version=earlier.draft.notice_version if earlier else "none",
             method=messages.method_in(request.method, default=Method.SETTINGS_TOGGLE), decision_time=self._clock(),
             jurisdiction=request.jurisdiction, source=request.source)
-        [record] = await self._record("WithdrawConsent", user, request.request_id, [draft])
+        [record] = await self._record("WithdrawConsent", principal, user, request.request_id, [draft])
         return consent_pb2.WithdrawConsentResponse(record=messages.record_out(record))
 
     async def RecordTcfConsent(self, request: consent_pb2.RecordTcfConsentRequest,
@@ -206,8 +209,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         user = messages.user_in(request.parent)
         self._allow("GetConsentState", user)
         view = await asyncio.to_thread(usecases.consent_state, self._store, user)
-        tc_string = await asyncio.to_thread(self._store.latest_tc_string, user) if view.tc else ""
-        return messages.state_out(view.state, tc_string, view.tc)
+        return messages.state_out(view.state, view.tc_string, view.tc)
 
     async def CheckConsent(self, request: consent_pb2.CheckConsentRequest,
                            context: Context) -> consent_pb2.CheckConsentResponse:
@@ -215,7 +217,8 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         principal = self._allow("CheckConsent", user)
         state = self._states.cached(user)
         if state is None:
-            state = await asyncio.to_thread(self._states.load, user)
+            state = await asyncio.to_thread(self._store.state, user)
+            self._states.remember(user, state)
         subject = subject_of(principal, user, self._clock().date())
         answers = usecases.check_consent(state, messages.purposes_in(request.purposes),
                                          subject_is_minor=subject.adult is False)

@@ -136,53 +136,58 @@ def list_records(store: ConsentStore, subject: str, purpose: Purpose | None, req
 @dataclass(frozen=True)
 class ConsentView:
     state: SubjectState
+    tc_string: str
     tc: tcf.TcString | None
 
 
 def consent_state(store: ConsentStore, subject: str) -> ConsentView:
     tc_string = store.latest_tc_string(subject)
-    return ConsentView(store.state(subject), tcf.decode(tc_string) if tc_string else None)
+    return ConsentView(store.state(subject), tc_string, tcf.decode(tc_string) if tc_string else None)
 
 
 class ConsentStates:
-    """The subjects' current states in memory, for CheckConsent's hot path.
+    """The subjects' current states in memory, for CheckConsent's hot path (used on the event loop only).
 
-    Filled from the store on a miss and replaced by every write's result; a state is only
-    ever replaced by one with a higher version, so a slow reader cannot put an old one back.
+    Filled from the store on a miss (`remember`) and updated by every write's result
+    (`apply`). A state never replaces a newer one, and a state read before a write that
+    committed while the subject was not remembered is not kept either (`_floors`): a slow
+    read cannot put a withdrawn grant back.
     """
 
-    def __init__(self, store: ConsentStore, *, capacity: int = 100_000) -> None:
-        self._store = store
+    def __init__(self, *, capacity: int = 100_000) -> None:
         self._states: OrderedDict[str, SubjectState] = OrderedDict()
+        self._floors: OrderedDict[str, int] = OrderedDict()  # the newest committed version per subject
         self._capacity = capacity
 
     def cached(self, subject: str) -> SubjectState | None:
         return self._states.get(subject)
 
-    def load(self, subject: str) -> SubjectState:
-        """Read from the store (blocking) and remember it."""
-        state = self._store.state(subject)
-        self.remember(subject, state)
-        return state
-
     def remember(self, subject: str, state: SubjectState) -> None:
         known = self._states.get(subject)
-        if known is None or known.version < state.version:
-            self._states[subject] = state
-            self._states.move_to_end(subject)
-            while len(self._states) > self._capacity:
-                self._states.popitem(last=False)
+        if state.version < self._floors.get(subject, 0) or (known is not None and known.version >= state.version):
+            return
+        self._states[subject] = state
+        self._states.move_to_end(subject)
+        while len(self._states) > self._capacity:
+            self._states.popitem(last=False)
 
     def apply(self, subject: str, records: Sequence[ConsentRecord]) -> None:
-        """Fold freshly committed records into the remembered state (a miss stays a miss)."""
+        """Fold freshly committed records into the remembered state."""
+        if not records:
+            return
+        newest = max(record.version for record in records)
+        self._floors[subject] = max(newest, self._floors.get(subject, 0))
+        self._floors.move_to_end(subject)
+        while len(self._floors) > self._capacity:
+            self._floors.popitem(last=False)
         known = self._states.get(subject)
-        if known is None or not records:
+        if known is None:
             return
         latest: dict[Purpose, ConsentRecord] = dict(known.latest)
         for record in sorted(records, key=lambda r: r.version):
             if record.version > known.version:
                 latest[record.draft.purpose] = record
-        self.remember(subject, SubjectState(max(known.version, *(r.version for r in records)), latest))
+        self._states[subject] = SubjectState(max(known.version, newest), latest)
 
 
 def check_consent(state: SubjectState, purposes: Sequence[Purpose], subject_is_minor: bool) -> list[PurposeAnswer]:
