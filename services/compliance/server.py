@@ -34,8 +34,8 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     denials = UnauthenticatedDenials(window=settings.denial_window, max_peers=settings.denial_max_peers)
     audit = AuditServicer(log, store, Pseudonymizer.for_deployment(runtime.data_root), denials, clock=utc_now)
     disclosure_area = disclosure.build(runtime)
-    ad_repository = ads.build(runtime, clock=utc_now)
     consent_area = consent.build(runtime, append=audit.append_own, clock=utc_now)
+    ad_repository = ads.build(runtime, clock=utc_now, consent=consent_area.ad_profiling)
     policies = [access_policy(), disclosure_area.policy, ad_repository.policy, consent_area.policy]
 
     async def on_start() -> None:

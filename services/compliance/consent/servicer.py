@@ -30,6 +30,7 @@ from libs.clock import Clock, utc_now
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.context import current_principal
 from libs.kit.server import ServiceRuntime
+from services.compliance.ads.model import ConsentAnswer
 from services.compliance.consent import messages, usecases
 from services.compliance.consent.config import ConsentConfig
 from services.compliance.consent.model import (
@@ -39,7 +40,9 @@ from services.compliance.consent.model import (
     Decision,
     DecisionDraft,
     Method,
+    Purpose,
     Subject,
+    SubjectState,
     require_access,
 )
 from services.compliance.consent.store import SqliteConsentStore
@@ -135,6 +138,18 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self._states = usecases.ConsentStates(capacity=(config or ConsentConfig()).state_cache_size)
         self.changes = ConsentChanges()
 
+    async def _state(self, user: str) -> SubjectState:
+        state = self._states.cached(user)
+        if state is None:
+            state = await asyncio.to_thread(self._store.state, user)
+            self._states.remember(user, state)
+        return state
+
+    async def latest_decision(self, user: str, purpose: Purpose) -> Decision | None:
+        """The user's standing decision on `purpose`, for the other areas of this process."""
+        record = (await self._state(user)).latest.get(purpose)
+        return None if record is None else record.draft.decision
+
     def _allow(self, method: str, user: str) -> Principal:
         principal = current_principal()
         require_access(caller_of(principal), user, RULES[method])
@@ -215,10 +230,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                            context: Context) -> consent_pb2.CheckConsentResponse:
         user = messages.user_in(request.parent)
         principal = self._allow("CheckConsent", user)
-        state = self._states.cached(user)
-        if state is None:
-            state = await asyncio.to_thread(self._store.state, user)
-            self._states.remember(user, state)
+        state = await self._state(user)
         subject = subject_of(principal, user, self._clock().date())
         answers = usecases.check_consent(state, messages.purposes_in(request.purposes),
                                          subject_is_minor=subject.adult is False)
@@ -236,6 +248,19 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 yield await queue.get()
 
 
+class AdProfilingAnswers:
+    """The ad repository's `AdProfilingConsent` port, answered by this area in the same process."""
+
+    def __init__(self, servicer: ConsentServicer) -> None:
+        self._servicer = servicer
+
+    async def ad_profiling(self, viewer: str) -> ConsentAnswer:
+        decision = await self._servicer.latest_decision(viewer, Purpose.PERSONALISED_ADS)
+        if decision is None:
+            return ConsentAnswer.UNKNOWN
+        return ConsentAnswer.GRANTED if decision is Decision.GRANTED else ConsentAnswer.REFUSED
+
+
 @dataclass
 class ConsentArea:
     """What consent adds to the compliance server."""
@@ -245,6 +270,10 @@ class ConsentArea:
     audit: AuditClient
     policy: AccessPolicy = POLICY
     service_name: str = CONSENT
+
+    @property
+    def ad_profiling(self) -> AdProfilingAnswers:
+        return AdProfilingAnswers(self.servicer)
 
     async def on_start(self) -> None:
         await self.audit.start()

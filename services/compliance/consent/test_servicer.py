@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc, consent_pb2, consent_pb2_grpc
+from limelight.compliance.v1 import ads_pb2, ads_pb2_grpc, audit_pb2, audit_pb2_grpc, consent_pb2, consent_pb2_grpc
 
 from libs.kit.server import RunningService
 from services.compliance.consent.conftest import Callers, Metadata
@@ -221,3 +221,17 @@ async def test_every_decision_reaches_the_audit_trail(compliance: RunningService
             await asyncio.sleep(0.05)
     assert actions == ["compliance.RecordConsent", "compliance.WithdrawConsent"]
     assert given.record.name in {e.event.resource for e in reply.events}
+
+
+async def test_the_ad_repository_targets_by_profile_only_after_a_grant_and_not_after_withdrawal(
+        compliance: RunningService, consent_stub: consent_pb2_grpc.ConsentServiceAsyncStub, callers: Callers) -> None:
+    profiled = ads_pb2.CheckAdTargetingRequest(viewer="users/max", targeting=ads_pb2.AdTargeting(
+        min_age=18, interests=["skincare"], uses_profiling=True))
+    async with grpc.aio.insecure_channel(compliance.target) as channel:
+        ads = ads_pb2_grpc.AdRepositoryServiceStub(channel)
+        before = await ads.CheckAdTargeting(profiled, metadata=callers.service_for("max"))
+        assert not before.permitted and list(before.refusals) == [ads_pb2.TARGETING_REFUSAL_NO_CONSENT]
+        await consent_stub.RecordConsent(give("max", ADS), metadata=callers.user("max"))
+        assert (await ads.CheckAdTargeting(profiled, metadata=callers.service_for("max"))).permitted
+        await consent_stub.WithdrawConsent(withdraw("max", ADS), metadata=callers.user("max"))
+        assert not (await ads.CheckAdTargeting(profiled, metadata=callers.service_for("max"))).permitted
