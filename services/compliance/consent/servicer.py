@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from limelight.compliance.v1 import consent_pb2, consent_pb2_grpc
 
 from libs.audit.client import AppendEvents, AuditClient
@@ -168,10 +170,12 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
 
         return await asyncio.shield(asyncio.ensure_future(write_and_announce()))
 
-    async def _record(self, method: str, principal: Principal, user: str, request_id: str,
+    async def _record(self, method: str, principal: Principal, user: str, request: Message,
                       drafts: list[DecisionDraft]) -> list[ConsentRecord]:
+        asked = json_format.MessageToDict(request, preserving_proto_field_name=True)
+        request_id = str(asked.pop("request_id", ""))
         command = usecases.RecordDecisions(subject_of(principal, user, self._clock().date()), request_id, drafts,
-                                           principal.subject, method)
+                                           principal.subject, method, asked)
         return await self._committed(usecases.record_decisions(command, self._store, self._audit, self._clock),
                                      lambda records: records)
 
@@ -179,8 +183,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                             context: Context) -> consent_pb2.RecordConsentResponse:
         user = messages.user_in(request.parent)
         principal = self._allow("RecordConsent", user)
-        [record] = await self._record("RecordConsent", principal, user, request.request_id,
-                                      [messages.draft_in(request)])
+        [record] = await self._record("RecordConsent", principal, user, request, [messages.draft_in(request)])
         return consent_pb2.RecordConsentResponse(record=messages.record_out(record))
 
     async def WithdrawConsent(self, request: consent_pb2.WithdrawConsentRequest,
@@ -194,7 +197,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             notice_version=earlier.draft.notice_version if earlier else "none",
             method=messages.method_in(request.method, default=Method.SETTINGS_TOGGLE), decision_time=self._clock(),
             jurisdiction=request.jurisdiction, source=request.source)
-        [record] = await self._record("WithdrawConsent", principal, user, request.request_id, [draft])
+        [record] = await self._record("WithdrawConsent", principal, user, request, [draft])
         return consent_pb2.WithdrawConsentResponse(record=messages.record_out(record))
 
     async def RecordTcfConsent(self, request: consent_pb2.RecordTcfConsentRequest,

@@ -235,3 +235,28 @@ async def test_the_ad_repository_targets_by_profile_only_after_a_grant_and_not_a
         assert (await ads.CheckAdTargeting(profiled, metadata=callers.service_for("max"))).permitted
         await consent_stub.WithdrawConsent(withdraw("max", ADS), metadata=callers.user("max"))
         assert not (await ads.CheckAdTargeting(profiled, metadata=callers.service_for("max"))).permitted
+
+
+async def test_a_retried_withdrawal_returns_the_first_record(consent_stub: consent_pb2_grpc.ConsentServiceAsyncStub,
+                                                             callers: Callers) -> None:
+    request = withdraw("nia", FEED)
+    first = await consent_stub.WithdrawConsent(request, metadata=callers.user("nia"))
+    again = await consent_stub.WithdrawConsent(request, metadata=callers.user("nia"))
+    assert again.record == first.record
+    request.source = "web/1.0"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await consent_stub.WithdrawConsent(request, metadata=callers.user("nia"))
+    assert reason_of(refused.value) == "REQUEST_ID_REUSED"
+
+
+async def test_a_retried_tcf_request_records_once(consent_stub: consent_pb2_grpc.ConsentServiceAsyncStub,
+                                                  callers: Callers) -> None:
+    request = consent_pb2.RecordTcfConsentRequest(parent="users/oda", request_id=str(uuid.uuid4()),
+                                                  tc_string=tc_string(purposes={1, 5, 6}), notice_version="cmp-7",
+                                                  source="cmp/300")
+    first = await consent_stub.RecordTcfConsent(request, metadata=callers.user("oda"))
+    again = await consent_stub.RecordTcfConsent(request, metadata=callers.user("oda"))
+    assert list(again.records) == list(first.records)
+    history = await consent_stub.ListConsentRecords(consent_pb2.ListConsentRecordsRequest(parent="users/oda"),
+                                                    metadata=callers.user("oda"))
+    assert len(history.records) == len(first.records)

@@ -60,13 +60,18 @@ class AuditEvents(Protocol):
 
 @dataclass(frozen=True)
 class RecordDecisions:
-    """One request that records decisions: a single one (RecordConsent, WithdrawConsent) or a TC string's."""
+    """One request that records decisions: a single one (RecordConsent, WithdrawConsent) or a TC string's.
+
+    `asked` is what the caller sent, and only that: a retry under the same request id must
+    send the same, while values the server chose (a withdrawal's time) may differ.
+    """
 
     subject: Subject
     request_id: str
     drafts: Sequence[DecisionDraft]
     recorded_by: str
     kind: str
+    asked: Mapping[str, object]
     tc_string: str = ""
 
 
@@ -81,15 +86,8 @@ async def record_decisions(command: RecordDecisions, store: ConsentStore, audit:
     now = clock()
     pending = [ConsentRecord(record_id(command.request_id, index), command.subject.user, draft, now,
                              command.recorded_by, 0) for index, draft in enumerate(command.drafts)]
-    parameters: dict[str, object] = {
-        "tc_string": command.tc_string,
-        "drafts": [{"purpose": d.purpose.value, "decision": d.decision.value, "notice": d.notice_version,
-                    "method": d.method.value, "jurisdiction": d.jurisdiction, "source": d.source,
-                    # A TC string's decisions take the time of recording; the caller's own times are theirs.
-                    "time": "" if command.tc_string else d.decision_time.isoformat()} for d in command.drafts],
-    }
     return await store.record(
-        request_id=command.request_id, fingerprint=fingerprint(command.kind, command.subject.user, parameters),
+        request_id=command.request_id, fingerprint=fingerprint(command.kind, command.subject.user, command.asked),
         subject=command.subject.user, records=pending, events=[audit.decided(record, command.kind) for record in pending],
         tc_string=command.tc_string)
 
@@ -111,8 +109,10 @@ async def record_tcf_consent(command: TcfConsent, store: ConsentStore, audit: Au
     drafts = [DecisionDraft(purpose, decision, command.notice_version, Method.TCF_CMP, decoded.last_updated,
                             command.jurisdiction, command.source)
               for purpose, decision in decisions_from_tcf(decoded.purposes_consent).items()]
-    records = await record_decisions(RecordDecisions(command.subject, command.request_id, drafts,
-                                                     command.recorded_by, "RecordTcfConsent", command.tc_string),
+    asked = {"tc_string": command.tc_string, "notice_version": command.notice_version,
+             "jurisdiction": command.jurisdiction, "source": command.source}
+    records = await record_decisions(RecordDecisions(command.subject, command.request_id, drafts, command.recorded_by,
+                                                     "RecordTcfConsent", asked, command.tc_string),
                                      store, audit, clock)
     return decoded, records
 
