@@ -23,7 +23,7 @@ import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from limelight.compliance.v1 import ads_pb2, audit_pb2, disclosure_pb2
+from limelight.compliance.v1 import ads_pb2, audit_pb2, consent_pb2, disclosure_pb2
 from limelight.gifts.v1 import (
     gifts_pb2,
     live_pb2,
@@ -163,6 +163,15 @@ def _reach() -> ads_pb2.AdReach:
     return reach
 
 
+def _record_consent(r: Resources) -> consent_pb2.RecordConsentRequest:
+    request = consent_pb2.RecordConsentRequest(
+        parent=r.user, request_id=_uuid(), purpose=consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT,
+        decision=consent_pb2.CONSENT_DECISION_GRANTED, notice_version="matrix",
+        method=consent_pb2.CONSENT_METHOD_SETTINGS_TOGGLE, source="matrix")
+    request.decision_time.FromDatetime(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5))
+    return request
+
+
 def _standing_update(r: Resources) -> standing_pb2.UpdateAccountStandingRequest:
     request = standing_pb2.UpdateAccountStandingRequest(
         standing=standing_pb2.AccountStanding(name=f"{r.user}/standing", follower_count=5_000))
@@ -227,6 +236,20 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
     "/limelight.compliance.v1.AdRepositoryService/SearchAds": lambda r: ads_pb2.SearchAdsRequest(),
     "/limelight.compliance.v1.AdRepositoryService/CheckAdTargeting": lambda r: ads_pb2.CheckAdTargetingRequest(
         viewer=r.user, targeting=ads_pb2.AdTargeting(member_states=["DE"])),
+    "/limelight.compliance.v1.ConsentService/RecordConsent": _record_consent,
+    "/limelight.compliance.v1.ConsentService/WithdrawConsent": lambda r: consent_pb2.WithdrawConsentRequest(
+        parent=r.user, request_id=_uuid(), purpose=consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT, source="matrix"),
+    "/limelight.compliance.v1.ConsentService/ListConsentRecords": lambda r: consent_pb2.ListConsentRecordsRequest(
+        parent=r.user),
+    "/limelight.compliance.v1.ConsentService/GetConsentState": lambda r: consent_pb2.GetConsentStateRequest(
+        parent=r.user),
+    # A well-formed string the decoder refuses (truncated): the caller check comes first.
+    "/limelight.compliance.v1.ConsentService/RecordTcfConsent": lambda r: consent_pb2.RecordTcfConsentRequest(
+        parent=r.user, request_id=_uuid(), tc_string="CPxxxxxxxxxxxxxxxxxxxxxxxxxx", notice_version="matrix",
+        source="matrix"),
+    "/limelight.compliance.v1.ConsentService/CheckConsent": lambda r: consent_pb2.CheckConsentRequest(
+        parent=r.user, purposes=[consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT]),
+    "/limelight.compliance.v1.ConsentService/WatchConsentChanges": lambda r: consent_pb2.WatchConsentChangesRequest(),
     "/limelight.compliance.v1.AuditService/AppendEvents": lambda r: audit_pb2.AppendEventsRequest(
         events=[_audit_event()]),
     "/limelight.compliance.v1.AuditService/GetCheckpoint": lambda r: audit_pb2.GetCheckpointRequest(),

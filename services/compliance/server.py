@@ -21,7 +21,7 @@ from services.compliance.audit.model import UnauthenticatedDenials
 from services.compliance.audit.servicer import AUDIT, AuditServicer, access_policy
 from services.compliance.audit.store import SqliteAuditStore
 from services.compliance.audit.usecases import AuditLog
-from services.compliance.consent.servicer import CONSENT, ConsentServicer
+from services.compliance.consent import servicer as consent
 from services.compliance.disclosure import servicer as disclosure
 from services.compliance.privacy.servicer import DATA_SUBJECT, DataSubjectServicer
 
@@ -34,14 +34,17 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     denials = UnauthenticatedDenials(window=settings.denial_window, max_peers=settings.denial_max_peers)
     audit = AuditServicer(log, store, Pseudonymizer.for_deployment(runtime.data_root), denials, clock=utc_now)
     disclosure_area = disclosure.build(runtime)
-    ad_repository = ads.build(runtime, clock=utc_now)
-    policies = [access_policy(), disclosure_area.policy, ad_repository.policy]
+    consent_area = consent.build(runtime, append=audit.append_own, clock=utc_now)
+    ad_repository = ads.build(runtime, clock=utc_now, consent=consent_area.ad_profiling)
+    policies = [access_policy(), disclosure_area.policy, ad_repository.policy, consent_area.policy]
 
     async def on_start() -> None:
         await asyncio.to_thread(audit.start)  # signs the log as found: a write
         await ad_repository.on_start()  # the retention sweep
+        await consent_area.on_start()  # the shipper of consent's audit outbox
 
     async def on_stop() -> None:
+        await consent_area.on_stop()  # ships what it can before the audit log stops
         await ad_repository.on_stop()
         # Draining the writer waits on the disk: off the event loop, like every other write.
         await asyncio.to_thread(audit.stop)
@@ -53,8 +56,8 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
             AUDIT: audit,
             disclosure_area.service_name: disclosure_area.servicer,
             ad_repository.service_name: ad_repository.servicer,
+            consent_area.service_name: consent_area.servicer,
             # The generated stubs mark every RPC abstract; unbuilt, each answers UNIMPLEMENTED.
-            CONSENT: ConsentServicer(),  # type: ignore[abstract]
             DATA_SUBJECT: DataSubjectServicer(),  # type: ignore[abstract]
         },
         policy=AccessPolicy(

@@ -23,30 +23,36 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import grpc
 from limelight.compliance.v1 import disclosure_pb2
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
 from services.compliance import server as compliance_server
 from services.compliance.disclosure import servicer as disclosure
 from services.compliance.disclosure.cases import load_cases
 from services.compliance.disclosure.messages import enum_out
-from tools.bench.grpc_load import LoadResult, drive, print_result, ratio_table, run_load_process
+from tools.bench.grpc_load import (
+    ECHO_METHOD,
+    LoadResult,
+    drive,
+    interleaved_rounds,
+    kit_echo,
+    on_plaintext_loopback,
+    print_result,
+    ratio_table,
+    serve_until_sigterm,
+    spawn_server,
+    stop_servers,
+)
 from tools.supervisor import free_port
 
 MODULE = "tools.bench.evaluate_disclosure"
-ECHO_SERVICE = "bench.v1.EchoService"
 KIT_ECHO = "kit echo (tracing, auth, validation)"
 EVALUATE = "EvaluateDisclosure (case table)"
 EVALUATE_METHOD = f"/{disclosure.DISCLOSURE}/EvaluateDisclosure"
@@ -77,38 +83,9 @@ def requests() -> list[disclosure_pb2.EvaluateDisclosureRequest]:
 # Servers ---------------------------------------------------------------------------------------
 
 
-async def _echo(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-    return _REPLY
-
-
-def build_kit_echo(runtime: ServiceRuntime) -> ServiceDefinition:
-    method: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
-        _echo, request_deserializer=disclosure_pb2.EvaluateDisclosureRequest.FromString)
-    handlers = grpc.method_handlers_generic_handler(ECHO_SERVICE, {"Echo": method})
-    return ServiceDefinition(service_names=[ECHO_SERVICE],
-                             register=lambda server: server.add_generic_rpc_handlers((handlers,)))
-
-
 async def serve(which: str, port: int) -> None:
-    build = {"kit-echo": build_kit_echo, "compliance": compliance_server.build}[which]
-    running = await start_service(f"bench-{which}", build, port=port)
-    stopping = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    print("ready", flush=True)
-    await stopping.wait()
-    await running.stop(0)
-
-
-def _spawn(which: str, port: int, root: Path) -> subprocess.Popen[str]:
-    # Plaintext on loopback for both servers alike: the load client measures calls, not TLS.
-    env = {**os.environ, "LIMELIGHT_DATA_DIR": str(root), "LIMELIGHT_TRACE_SAMPLE_RATIO": "1.0", "LIMELIGHT_TLS": "off"}
-    process = subprocess.Popen([sys.executable, "-m", MODULE, "serve", which, str(port)], env=env,
-                               stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("ready"):
-            return process
-    raise RuntimeError(f"the {which} server exited before serving")
+    build = {"kit-echo": kit_echo(disclosure_pb2.EvaluateDisclosureRequest, _REPLY), "compliance": compliance_server.build}
+    await serve_until_sigterm(f"bench-{which}", build[which], port)
 
 
 # Load -------------------------------------------------------------------------------------------
@@ -135,27 +112,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--in-flight", type=int, default=64)
     arguments = parser.parse_args()
+    on_plaintext_loopback()
     ports = {KIT_ECHO: free_port(), EVALUATE: free_port()}
-    methods = {KIT_ECHO: f"/{ECHO_SERVICE}/Echo", EVALUATE: EVALUATE_METHOD}
-    results: dict[str, list[LoadResult]] = defaultdict(list)
+    methods = {KIT_ECHO: ECHO_METHOD, EVALUATE: EVALUATE_METHOD}
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-evaluate-disclosure-") as scratch:
         root = Path(scratch)
         os.environ["LIMELIGHT_DATA_DIR"] = str(root)  # the platform key the tokens are signed with
-        servers = {KIT_ECHO: _spawn("kit-echo", ports[KIT_ECHO], root),
-                   EVALUATE: _spawn("compliance", ports[EVALUATE], root)}
+        servers = {KIT_ECHO: spawn_server(MODULE, "kit-echo", ports[KIT_ECHO], root),
+                   EVALUATE: spawn_server(MODULE, "compliance", ports[EVALUATE], root)}
         try:
-            for round_number in range(arguments.rounds):
-                for label, server in servers.items():
-                    result = run_load_process(MODULE, f"127.0.0.1:{ports[label]}", methods[label],
-                                              str(arguments.in_flight), str(arguments.seconds), server_pid=server.pid)
-                    results[label].append(result)
-                    print(f"round {round_number + 1}: {label}: {result.per_second:.0f} calls/s, "
-                          f"{result.errors} errors", file=sys.stderr)
+            best = interleaved_rounds(MODULE, servers, {label: f"127.0.0.1:{port}" for label, port in ports.items()},
+                                      methods, str(arguments.in_flight), str(arguments.seconds),
+                                      rounds=arguments.rounds)
         finally:
-            for server in servers.values():
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
-    best = {label: max(runs, key=lambda r: r.per_second) for label, runs in results.items()}
+            stop_servers(servers)
     print(f"EvaluateDisclosure vs kit echo, {arguments.in_flight} in flight, {arguments.seconds:.0f} s per run, best "
           f"of {arguments.rounds} interleaved rounds, tracing on, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     print(ratio_table(list(best.items()), best[KIT_ECHO]))

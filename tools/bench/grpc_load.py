@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.transport import TLS_ENV, TlsMode
+
+ECHO_SERVICE = "bench.v1.EchoService"
+ECHO_METHOD = f"/{ECHO_SERVICE}/Echo"
 
 
 def on_plaintext_loopback() -> None:
@@ -124,3 +131,63 @@ def ratio_table(rows: list[tuple[str, LoadResult]], baseline: LoadResult) -> str
             f" {baseline.server_cpu_us_per_call / result.server_cpu_us_per_call:>8.2f}x"
         )
     return "\n".join(lines)
+
+
+# Servers as child processes ----------------------------------------------------------------------
+
+
+def kit_echo(request_type: Any, reply: bytes) -> Callable[[ServiceRuntime], ServiceDefinition]:
+    """A kit-built server whose `ECHO_METHOD` parses `request_type` and answers `reply`: the most
+    any kit-built service can do per call here (the baseline the benchmarks compare against)."""
+    async def echo(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        return reply
+
+    def build(runtime: ServiceRuntime) -> ServiceDefinition:
+        method: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
+            echo, request_deserializer=request_type.FromString)
+        handlers = grpc.method_handlers_generic_handler(ECHO_SERVICE, {"Echo": method})
+        return ServiceDefinition(service_names=[ECHO_SERVICE],
+                                 register=lambda server: server.add_generic_rpc_handlers((handlers,)))
+
+    return build
+
+
+async def serve_until_sigterm(name: str, build: Callable[[ServiceRuntime], ServiceDefinition], port: int) -> None:
+    """Serve, print `ready` (what `spawn_server` waits for), and stop on SIGTERM."""
+    running = await start_service(name, build, port=port)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    print("ready", flush=True)
+    await stopping.wait()
+    await running.stop(0)
+
+
+def spawn_server(module: str, which: str, port: int, root: Path) -> subprocess.Popen[str]:
+    """`python -m <module> serve <which> <port>` with tracing on every call, once it serves."""
+    env = {**os.environ, "LIMELIGHT_DATA_DIR": str(root), "LIMELIGHT_TRACE_SAMPLE_RATIO": "1.0"}
+    process = subprocess.Popen([sys.executable, "-m", module, "serve", which, str(port)], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("ready"):
+            return process
+    raise RuntimeError(f"the {which} server exited before serving")
+
+
+def interleaved_rounds(module: str, servers: Mapping[str, subprocess.Popen[str]], targets: Mapping[str, str],
+                       methods: Mapping[str, str], *load_arguments: str, rounds: int) -> dict[str, LoadResult]:
+    """`rounds` rounds of one load process per server in turn; the best round (throughput) of each."""
+    results: dict[str, list[LoadResult]] = defaultdict(list)
+    for round_number in range(rounds):
+        for label, server in servers.items():
+            result = run_load_process(module, targets[label], methods[label], *load_arguments, server_pid=server.pid)
+            results[label].append(result)
+            print(f"round {round_number + 1}: {label}: {result.per_second:.0f} calls/s, "
+                  f"{result.errors} errors", file=sys.stderr)
+    return {label: max(runs, key=lambda r: r.per_second) for label, runs in results.items()}
+
+
+def stop_servers(servers: Mapping[str, subprocess.Popen[str]]) -> None:
+    for server in servers.values():
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)

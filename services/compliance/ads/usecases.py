@@ -55,14 +55,14 @@ class AdStore(Protocol):
 
 
 class AdProfilingConsent(Protocol):
-    """Whether a viewer consented to personalised ads (TCF purposes 3-4). Declared here, answered by the
-    consent area once it exists."""
+    """Whether a viewer consented to personalised ads (TCF purposes 3-4). Declared here, answered in the
+    compliance process by the consent area (`consent.servicer.AdProfilingAnswers`)."""
 
     async def ad_profiling(self, viewer: str) -> ConsentAnswer: ...
 
 
 class ConsentNotYetRecorded:
-    """The embedded default until the consent area answers: nobody has consented, so "unknown"."""
+    """The default when the ad repository runs without the consent area (its own tests): "unknown"."""
 
     async def ad_profiling(self, viewer: str) -> ConsentAnswer:
         return ConsentAnswer.UNKNOWN

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
@@ -86,6 +86,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if self._sequencer is not None:
             self._sequencer.stop()
             self._counted.log_every_window()
+
+    async def append_own(self, events: Sequence[AuditEvent]) -> list[Appended]:
+        """Compliance's own events (its areas' outboxes), appended in process: the shipper's `append`."""
+        return await self._append(list(events))
 
     async def _append(self, events: list[AuditEvent]) -> list[Appended]:
         assert self._sequencer is not None, "the servicer serves only between start() and stop()"

@@ -1,0 +1,1 @@
+"""The consent cache every caller of CheckConsent uses (ranking, ads, affiliate clicks)."""
