@@ -89,8 +89,8 @@ class LedgerProcess:
     its own pipe, so neither side ever waits for the other's round trip: the child's group
     commit batches whatever has arrived, as it does in process. This end does its pipe I/O on
     the event loop itself, non-blocking (`_OrderPipe`, `_AnswerPipe`): a thread per pipe cost
-    two thread switches and an interpreter-lock hand-over per batch, which we measured as a
-    quarter of the frontend's profile samples.
+    two thread switches and an interpreter-lock hand-over per batch (about a third of the
+    frontend's py-spy samples).
     """
 
     def __init__(self, root: Path, config: GiftsConfig, *,
