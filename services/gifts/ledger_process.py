@@ -227,7 +227,7 @@ class _OrderPipe:
 
     def send(self, orders: list[Order]) -> None:
         if self._broken:
-            return  # the child is gone; the answer pipe reports it
+            return  # the child is gone, or stopping: either way the answer pipe's end fails the callers
         self._unsent += _frame(orders)
         self._write()
 
@@ -249,16 +249,18 @@ class _OrderPipe:
             self._waiting_for_room = False
 
     def stop_writing(self) -> bytes:
-        """Leave the loop; returns what is still unsent, for `finish`."""
+        """Leave the loop; returns what is still unsent, for `finish`. Later orders stay home, as
+        the descriptor is about to close (and its number to be reused)."""
         if self._waiting_for_room:
             self._loop.remove_writer(self._fd)
             self._waiting_for_room = False
         unsent, self._unsent = bytes(self._unsent), bytearray()
-        return unsent
+        broken, self._broken = self._broken, True
+        return b"" if broken else unsent
 
     def finish(self, unsent: bytes) -> None:
         """Off the loop: write the rest, blocking, then close, which tells the child to finish."""
-        if unsent and not self._broken:
+        if unsent:
             os.set_blocking(self._fd, True)
             with contextlib.suppress(OSError):
                 rest = memoryview(unsent)
