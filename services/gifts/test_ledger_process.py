@@ -96,3 +96,13 @@ async def test_calls_fail_unavailable_when_the_ledger_process_dies(ledger: Ledge
 def test_the_local_provider_key_lives_with_the_data(tmp_path: Path) -> None:
     assert local_payment_provider(tmp_path).name == "local"
     assert (tmp_path / "keys" / "local-payments-ed25519.pem").exists()
+
+
+async def test_a_turn_of_orders_larger_than_the_pipe_holds_is_sent_and_answered_whole(ledger: LedgerProcess) -> None:
+    # 3,000 orders in one event-loop turn are one message of several pipe buffers, and a
+    # commit's answers exceed one too: the parent writes and reads them in pieces, never blocking.
+    users = [f"user-{index}-{'x' * 40}" for index in range(3_000)]
+    facts = await asyncio.gather(*(_run(ledger, UpdateAccountFacts(ADMIN, user, {"follower_count": index}))
+                                   for index, user in enumerate(users)))
+    assert [(fact.user_id, fact.follower_count) for fact in facts] == [(user, index) for index, user in
+                                                                        enumerate(users)]
