@@ -54,6 +54,11 @@ class SqliteDatabase:
         self._connection.execute(f"PRAGMA synchronous={synchronous}")
         self._connection.execute("PRAGMA foreign_keys=ON")
         self._connection.execute("PRAGMA busy_timeout=30000")
+        # Statement and savepoint journals (each group commit's units run in SAVEPOINTs) stay in
+        # memory instead of spilling to a temporary file: they serve ROLLBACK TO only, while
+        # crash recovery reads the WAL, so durability is unchanged. Measured: ~20% less ledger
+        # CPU per gift (services/gifts/README.md).
+        self._connection.execute("PRAGMA temp_store=MEMORY")
 
     @property
     def schema_version(self) -> int:
