@@ -23,7 +23,7 @@ import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from limelight.compliance.v1 import ads_pb2, audit_pb2, disclosure_pb2
+from limelight.compliance.v1 import ads_pb2, audit_pb2, disclosure_pb2, privacy_pb2
 from limelight.gifts.v1 import (
     gifts_pb2,
     live_pb2,
@@ -227,6 +227,8 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
     "/limelight.compliance.v1.AdRepositoryService/SearchAds": lambda r: ads_pb2.SearchAdsRequest(),
     "/limelight.compliance.v1.AdRepositoryService/CheckAdTargeting": lambda r: ads_pb2.CheckAdTargetingRequest(
         viewer=r.user, targeting=ads_pb2.AdTargeting(member_states=["DE"])),
+    "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
+        subject=r.user),
     "/limelight.compliance.v1.AuditService/AppendEvents": lambda r: audit_pb2.AppendEventsRequest(
         events=[_audit_event()]),
     "/limelight.compliance.v1.AuditService/GetCheckpoint": lambda r: audit_pb2.GetCheckpointRequest(),

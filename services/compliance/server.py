@@ -23,7 +23,7 @@ from services.compliance.audit.store import SqliteAuditStore
 from services.compliance.audit.usecases import AuditLog
 from services.compliance.consent.servicer import CONSENT, ConsentServicer
 from services.compliance.disclosure import servicer as disclosure
-from services.compliance.privacy.servicer import DATA_SUBJECT, DataSubjectServicer
+from services.compliance.privacy import servicer as privacy
 
 
 def build(runtime: ServiceRuntime) -> ServiceDefinition:
@@ -35,7 +35,8 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     audit = AuditServicer(log, store, Pseudonymizer.for_deployment(runtime.data_root), denials, clock=utc_now)
     disclosure_area = disclosure.build(runtime)
     ad_repository = ads.build(runtime, clock=utc_now)
-    policies = [access_policy(), disclosure_area.policy, ad_repository.policy]
+    privacy_area = privacy.build(runtime, clock=utc_now)
+    policies = [access_policy(), disclosure_area.policy, ad_repository.policy, privacy_area.policy]
 
     async def on_start() -> None:
         await asyncio.to_thread(audit.start)  # signs the log as found: a write
@@ -43,6 +44,7 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
 
     async def on_stop() -> None:
         await ad_repository.on_stop()
+        await privacy_area.on_stop()
         # Draining the writer waits on the disk: off the event loop, like every other write.
         await asyncio.to_thread(audit.stop)
         await asyncio.to_thread(store.close)
@@ -53,9 +55,9 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
             AUDIT: audit,
             disclosure_area.service_name: disclosure_area.servicer,
             ad_repository.service_name: ad_repository.servicer,
+            **privacy_area.servicers,
             # The generated stubs mark every RPC abstract; unbuilt, each answers UNIMPLEMENTED.
             CONSENT: ConsentServicer(),  # type: ignore[abstract]
-            DATA_SUBJECT: DataSubjectServicer(),  # type: ignore[abstract]
         },
         policy=AccessPolicy(
             public=frozenset().union(*(policy.public for policy in policies)),
