@@ -88,3 +88,26 @@ class PersonalData:
         key, ttl = await self._keys.key(subject, key_id)
         self._by_id[(subject, key_id)] = (key, self._monotonic() + ttl)
         return key
+
+
+class EphemeralDataKeys:
+    """Keys held in this process's memory only, for a process that runs without compliance (a
+    store's own tests, a benchmark): they die with the process, and `shred` forgets one subject's
+    (a `PersonalData` over them learns of it after `cache_ttl`, or at once through `forget`)."""
+
+    def __init__(self, *, cache_ttl: float = 60.0) -> None:
+        self._keys: dict[str, DataKey | None] = {}
+        self._cache_ttl = cache_ttl
+
+    async def current_key(self, subject: str) -> tuple[DataKey, float]:
+        key = self._keys.setdefault(subject, DataKey.generate())
+        if key is None:
+            raise SubjectErased(f"{subject} was erased", metadata={"subject": subject})
+        return key, self._cache_ttl
+
+    async def key(self, subject: str, key_id: str) -> tuple[DataKey | None, float]:
+        key = self._keys.get(subject)
+        return (key if key is not None and key.key_id == key_id else None), self._cache_ttl
+
+    def shred(self, subject: str) -> None:
+        self._keys[subject] = None

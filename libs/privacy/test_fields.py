@@ -13,7 +13,7 @@ from libs.auth.tokens import platform_signing_key
 from libs.clock import utc_now
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
-from libs.privacy.fields import PersonalData, SubjectErased
+from libs.privacy.fields import EphemeralDataKeys, PersonalData, SubjectErased
 from libs.privacy.remote import RemoteDataKeys
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
 from services.compliance.privacy.store import SqlitePrivacyStore
@@ -84,3 +84,15 @@ async def test_forget_drops_a_cached_key_at_once(keys: RemoteDataKeys, tmp_path:
 
 async def test_nothing_stored_opens_to_nothing(keys: RemoteDataKeys) -> None:
     assert await PersonalData(keys).open("users/ada", "caption", None) is None
+
+
+async def test_ephemeral_keys_seal_open_and_shred_in_one_process() -> None:
+    keys = EphemeralDataKeys()
+    personal = PersonalData(keys)
+    sealed = await personal.seal("users/ada", "caption", "hello")
+    assert await personal.open("users/ada", "caption", sealed) == "hello"
+    keys.shred("users/ada")
+    personal.forget("users/ada")
+    assert await personal.open("users/ada", "caption", sealed) is None
+    with pytest.raises(SubjectErased):
+        await personal.seal("users/ada", "caption", "again")
