@@ -5,7 +5,8 @@ from __future__ import annotations
 import grpc
 from limelight.compliance.v1 import privacy_pb2, privacy_pb2_grpc
 
-from libs.privacy.fields import SubjectErased
+from libs.kit.server import ServiceRuntime
+from libs.privacy.fields import PersonalData, SubjectErased
 from libs.privacy.sealing import DataKey
 
 # A shredded or unknown key is remembered this long, so a page of unreadable rows costs one call.
@@ -37,3 +38,8 @@ class RemoteDataKeys:
                 return None, ABSENT_KEY_TTL_S
             raise
         return DataKey(response.key_id, response.key), response.cache_ttl.ToTimedelta().total_seconds()
+
+
+def personal_data_for(runtime: ServiceRuntime) -> PersonalData:
+    """A service's `PersonalData`, with keys from compliance through the runtime's client."""
+    return PersonalData(RemoteDataKeys(runtime.clients.stub("compliance", privacy_pb2_grpc.PersonalDataKeyServiceStub)))

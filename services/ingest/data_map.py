@@ -22,9 +22,14 @@ DATA_MAP = DataMap(
         ),
     ),
     personal_fields=(
-        PersonalField("uploads.metadata_json", "free text written by the creator (caption)", sealed=False),
-        PersonalField("videos.metadata_json", "free text written by the creator (caption)", sealed=False),
-        PersonalField("uploads.filename", "file name chosen by the creator", sealed=False),
+        PersonalField("uploads.caption_sealed", "free text written by the creator (caption)", sealed=True),
+        PersonalField("videos.caption_sealed", "free text written by the creator (caption)", sealed=True),
+        PersonalField("uploads.filename_sealed", "file name chosen by the creator", sealed=True),
+        # Rows written before schema 4 keep their caption and file name here in the clear; newer rows
+        # store the caption as "" and no file name.
+        PersonalField("uploads.metadata_json", "caption of rows older than schema 4", sealed=False),
+        PersonalField("videos.metadata_json", "caption of rows older than schema 4", sealed=False),
+        PersonalField("uploads.filename", "file name of rows older than schema 4", sealed=False),
     ),
     not_personal=(
         NotPersonal("uploads.creator_id", "opaque user id"),

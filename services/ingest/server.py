@@ -19,6 +19,7 @@ from libs.blobstore.http_server import BlobHTTPServer
 from libs.clock import Clock, utc_now
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
+from libs.privacy.remote import personal_data_for
 from services.ingest.clients import ComplianceClient, RankingClient
 from services.ingest.config import IngestConfig
 from services.ingest.provenance import read_c2pa
@@ -67,7 +68,7 @@ def assemble(*, store: StorePort, blobs: MediaBlobs, transcoder: Transcoder, com
 def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> ServiceDefinition:
     """The ingest service; its settings come from the environment unless given (tests)."""
     config = config or IngestConfig.from_environment()
-    store = IngestStore.open(runtime.data_root)
+    store = IngestStore.open(runtime.data_root, personal=personal_data_for(runtime))
     blobs = LocalBlobStore(runtime.data_root / "ingest" / "blobs")
     playback = BlobHTTPServer(blobs, port=config.playback_port)
     transcoder = RayTranscoder(task_options={"num_cpus": config.transcode_cpus} if config.transcode_cpus else None)

@@ -48,7 +48,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             # Shielded: the call being cancelled must not cancel the commit of what it received.
             await asyncio.shield(writer.flush())
         video = await self._ingest.complete_upload(principal, session.upload_id)
-        completed = uploads.get(principal, session.creator_id, session.upload_id)
+        completed = await uploads.get(principal, session.creator_id, session.upload_id)
         return ingest_pb2.UploadVideoResponse(upload=messages.upload_out(completed, self._clock()),
                                               video=messages.video_out(video, self._playback))
 
@@ -64,7 +64,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if first is not None and part == "resume":
             resume = first.resume
             upload = UPLOAD.parse(resume.upload, field="resume.upload")
-            session = self._ingest.uploads.resume(principal, upload["creator"], upload["upload"])
+            session = await self._ingest.uploads.resume(principal, upload["creator"], upload["upload"])
             if resume.offset > session.committed_bytes:
                 raise OutOfRange(f"resume offset {resume.offset} is past the {session.committed_bytes} bytes "
                                  "received", reason="UPLOAD_OFFSET_MISMATCH",
@@ -75,17 +75,17 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def GetUpload(self, request: ingest_pb2.GetUploadRequest, context: Context) -> ingest_pb2.GetUploadResponse:
         upload = UPLOAD.parse(request.name)
-        session = self._ingest.uploads.get(current_principal(), upload["creator"], upload["upload"])
+        session = await self._ingest.uploads.get(current_principal(), upload["creator"], upload["upload"])
         return ingest_pb2.GetUploadResponse(upload=messages.upload_out(session, self._clock()))
 
     async def GetVideo(self, request: ingest_pb2.GetVideoRequest, context: Context) -> ingest_pb2.GetVideoResponse:
         name = VIDEO.parse(request.name)
-        video = self._ingest.videos.get(current_principal(), name["creator"], name["video"])
+        video = await self._ingest.videos.get(current_principal(), name["creator"], name["video"])
         return ingest_pb2.GetVideoResponse(video=messages.video_out(video, self._playback))
 
     async def ListVideos(self, request: ingest_pb2.ListVideosRequest,
                          context: Context) -> ingest_pb2.ListVideosResponse:
-        page = self._ingest.videos.list(current_principal(), CREATOR.parse(request.parent, field="parent")["creator"],
+        page = await self._ingest.videos.list(current_principal(), CREATOR.parse(request.parent, field="parent")["creator"],
                                         request.page_size, request.page_token,
                                         messages.video_state_in(request.state))
         return ingest_pb2.ListVideosResponse(videos=[messages.video_out(v, self._playback) for v in page.videos],

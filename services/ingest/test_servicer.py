@@ -10,12 +10,18 @@ from pathlib import Path
 
 import grpc
 import pytest
+from limelight.compliance.v1 import privacy_pb2_grpc
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from opentelemetry import trace
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import start_service
+from libs.privacy.fields import PersonalData
+from libs.privacy.remote import RemoteDataKeys
+from services.compliance import server as compliance_server
 from services.ingest import server as ingest_server
 from services.ingest.model import (
     ComplianceReview,
@@ -37,9 +43,12 @@ VIDEO = f"creators/alice/videos/{VIDEO_ID}"
 UPLOAD = f"creators/alice/uploads/{VIDEO_ID}"
 
 
-async def seed_unpublished_video(data_root: Path) -> None:
+async def seed_unpublished_video(data_root: Path, compliance: str) -> None:
     """Alice's video that nobody else may see: its transcode failed, so it never published."""
-    store = IngestStore.open(data_root)
+    clients = ServiceClients(tracer=trace.get_tracer("test"), targets={"compliance": compliance},
+                             service_token=ServiceTokenSource("ingest", platform_signing_key(data_root)))
+    store = IngestStore.open(data_root, personal=PersonalData(RemoteDataKeys(
+        clients.stub("compliance", privacy_pb2_grpc.PersonalDataKeyServiceStub))))
     await store.create_upload(UploadSession(VIDEO_ID, "alice", VideoMetadata(caption="draft"), 100, "ab" * 32, 0,
                                             UploadState.RECEIVING, T0, T0 + dt.timedelta(days=1)))
     await store.start_processing(
@@ -50,6 +59,7 @@ async def seed_unpublished_video(data_root: Path) -> None:
                    outcome=Outcome.SUCCEEDED, event_time=T0), {})
     await store.fail_job("job-1", "TRANSCODE_FAILED", "seeded", T0)
     store.close()
+    await clients.close()
 
 
 @dataclass
@@ -65,15 +75,18 @@ class Server:
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    await seed_unpublished_video(tmp_path)
-    # Nothing listens at these: compliance and ranking are not needed to read videos.
-    targets = {"compliance": "127.0.0.1:9", "ranking": "127.0.0.1:9"}
+    # Compliance holds the creator's data key, so it is needed to read a caption; nothing listens
+    # at ranking's address: ranking is not needed to read videos.
+    compliance = await start_service("compliance", compliance_server.build, port=0, data_root=tmp_path)
+    await seed_unpublished_video(tmp_path, compliance.target)
+    targets = {"compliance": compliance.target, "ranking": "127.0.0.1:9"}
     running = await start_service("ingest", ingest_server.build, port=0, data_root=tmp_path, targets=targets)
     try:
         async with grpc.aio.insecure_channel(running.target) as channel:
             yield Server(ingest_pb2_grpc.IngestServiceStub(channel), tmp_path)
     finally:
         await running.stop(grace=1)
+        await compliance.stop(grace=0)
 
 
 async def test_a_viewer_token_named_like_a_service_sees_nothing_unpublished(server: Server) -> None:
@@ -96,6 +109,7 @@ async def test_the_owner_and_a_verified_service_see_an_unpublished_video(server:
         assert [video.name for video in listed.videos] == [VIDEO]
         video = (await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=metadata)).video
         assert video.state == ingest_pb2.VIDEO_STATE_FAILED
+        assert video.metadata.caption == "draft"  # sealed in the database, opened with the key from compliance
         upload = (await server.stub.GetUpload(ingest_pb2.GetUploadRequest(name=UPLOAD), metadata=metadata)).upload
         assert upload.name == UPLOAD
     with pytest.raises(grpc.aio.AioRpcError) as stranger:

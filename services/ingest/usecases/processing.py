@@ -85,7 +85,7 @@ class FollowUps:
         """Ask compliance again for pending verdicts, then register published videos with ranking."""
         now = self._clock()
         for due in self._store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, now):
-            video = self._store.get_video(due.video_id)
+            video = await self._store.get_video(due.video_id)
             if video is None:
                 continue
             with self._tracing.continued(due.trace_carrier):
@@ -98,7 +98,7 @@ class FollowUps:
                                                   now + self._backoff(due.attempts), "compliance gave no verdict")
         now = self._clock()  # registrations the reviews above just made due are included
         for due in self._store.due_follow_ups(FollowUp.RANKING_REGISTRATION, now):
-            video = self._store.get_video(due.video_id)
+            video = await self._store.get_video(due.video_id)
             if video is None:
                 continue
             try:
@@ -161,7 +161,7 @@ class TranscodeJobs:
 
     async def _run(self, job: TranscodeJob) -> None:
         async with self._slots:
-            video = self._store.get_video(job.video_id)
+            video = await self._store.get_video(job.video_id)
             if video is None:
                 return
             request = TranscodeRequest(
