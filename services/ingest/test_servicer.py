@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -17,11 +18,15 @@ from opentelemetry import trace
 from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.clock import utc_now
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import start_service
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import RemoteDataKeys
 from services.compliance import server as compliance_server
+from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
+from services.compliance.privacy.store import SqlitePrivacyStore
+from services.compliance.privacy.usecases import DataKeys
 from services.ingest import server as ingest_server
 from services.ingest.model import (
     ComplianceReview,
@@ -39,6 +44,7 @@ from services.ingest.uploads import UploadSession, UploadState
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 PROBE = MediaProbe("mov,mp4,m4a,3gp,3g2,mj2", "h264", "aac", 4.0, 1080, 1920, 0, 120, 30.0, False)
 VIDEO_ID = "draft-1"
+CAPTION = "Alice at the Lisbon marathon, unseen"
 VIDEO = f"creators/alice/videos/{VIDEO_ID}"
 UPLOAD = f"creators/alice/uploads/{VIDEO_ID}"
 
@@ -49,10 +55,10 @@ async def seed_unpublished_video(data_root: Path, compliance: str) -> None:
                              service_token=ServiceTokenSource("ingest", platform_signing_key(data_root)))
     store = IngestStore.open(data_root, personal=PersonalData(RemoteDataKeys(
         clients.stub("compliance", privacy_pb2_grpc.PersonalDataKeyServiceStub))))
-    await store.create_upload(UploadSession(VIDEO_ID, "alice", VideoMetadata(caption="draft"), 100, "ab" * 32, 0,
+    await store.create_upload(UploadSession(VIDEO_ID, "alice", VideoMetadata(caption=CAPTION), 100, "ab" * 32, 0,
                                             UploadState.RECEIVING, T0, T0 + dt.timedelta(days=1)))
     await store.start_processing(
-        Video(VIDEO_ID, "alice", VideoMetadata(caption="draft"), VideoState.PROCESSING, ProcessingStage.QUEUED,
+        Video(VIDEO_ID, "alice", VideoMetadata(caption=CAPTION), VideoState.PROCESSING, ProcessingStage.QUEUED,
               T0, T0, PROBE, review=ComplianceReview()),
         TranscodeJob("job-1", VIDEO_ID, JobState.QUEUED, f"videos/{VIDEO_ID}/hls/job-1/", {}), T0,
         AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
@@ -74,7 +80,8 @@ class Server:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
+async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Server]:
+    monkeypatch.setenv("LIMELIGHT_PRIVACY_KEY_CACHE_SECONDS", "0.2")  # so an erasure reaches ingest at once
     # Compliance holds the creator's data key, so it is needed to read a caption; nothing listens
     # at ranking's address: ranking is not needed to read videos.
     compliance = await start_service("compliance", compliance_server.build, port=0, data_root=tmp_path)
@@ -109,9 +116,26 @@ async def test_the_owner_and_a_verified_service_see_an_unpublished_video(server:
         assert [video.name for video in listed.videos] == [VIDEO]
         video = (await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=metadata)).video
         assert video.state == ingest_pb2.VIDEO_STATE_FAILED
-        assert video.metadata.caption == "draft"  # sealed in the database, opened with the key from compliance
+        assert video.metadata.caption == CAPTION  # sealed in the database, opened with the key from compliance
         upload = (await server.stub.GetUpload(ingest_pb2.GetUploadRequest(name=UPLOAD), metadata=metadata)).upload
         assert upload.name == UPLOAD
     with pytest.raises(grpc.aio.AioRpcError) as stranger:
         await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=server.as_("users/bob", Role.VIEWER))
     assert stranger.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_erasing_the_creator_leaves_no_caption_in_any_database_and_none_to_read(server: Server) -> None:
+    alice = server.as_("users/alice", Role.CREATOR)
+    video = (await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=alice)).video
+    assert video.metadata.caption == CAPTION
+
+    store = SqlitePrivacyStore.open(server.data_root)  # erasure's last step, as compliance runs it
+    assert DataKeys(store, LocalKeyEncryptionKey.for_deployment(server.data_root), utc_now).shred("users/alice")
+    store.close()
+
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while video.metadata.caption and asyncio.get_running_loop().time() < deadline:
+        video = (await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=alice)).video
+    assert video.metadata.caption == "" and video.name == VIDEO  # the video's facts stay; its caption is gone
+    every_byte = b"".join(path.read_bytes() for path in server.data_root.rglob("*.db*") if path.is_file())
+    assert CAPTION.encode() not in every_byte and b"Lisbon" not in every_byte
