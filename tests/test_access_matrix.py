@@ -229,6 +229,23 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
         viewer=r.user, targeting=ads_pb2.AdTargeting(member_states=["DE"])),
     "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
         subject=r.user),
+    "/limelight.compliance.v1.DataSubjectService/CreateDataSubjectRequest":
+        lambda r: privacy_pb2.CreateDataSubjectRequestRequest(
+            parent=r.user, request_id=_uuid(), type=privacy_pb2.DATA_SUBJECT_REQUEST_TYPE_ACCESS),
+    "/limelight.compliance.v1.DataSubjectService/GetDataSubjectRequest":
+        lambda r: privacy_pb2.GetDataSubjectRequestRequest(name=f"{r.user}/dataSubjectRequests/none"),
+    "/limelight.compliance.v1.DataSubjectService/ListDataSubjectRequests":
+        lambda r: privacy_pb2.ListDataSubjectRequestsRequest(parent=r.user),
+    "/limelight.compliance.v1.DataSubjectService/ExtendDataSubjectRequest":
+        lambda r: privacy_pb2.ExtendDataSubjectRequestRequest(
+            name=f"{r.user}/dataSubjectRequests/none", extension_months=1, reason="many records to gather"),
+    "/limelight.compliance.v1.DataSubjectService/RejectDataSubjectRequest":
+        lambda r: privacy_pb2.RejectDataSubjectRequestRequest(
+            name=f"{r.user}/dataSubjectRequests/none", reason="manifestly unfounded, see the notice"),
+    "/limelight.compliance.v1.DataSubjectService/DownloadDataExport":
+        lambda r: privacy_pb2.DownloadDataExportRequest(name=f"{r.user}/dataSubjectRequests/none"),
+    "/limelight.compliance.v1.DataSubjectService/ListProcessingActivities":
+        lambda r: privacy_pb2.ListProcessingActivitiesRequest(),
     "/limelight.compliance.v1.AuditService/AppendEvents": lambda r: audit_pb2.AppendEventsRequest(
         events=[_audit_event()]),
     "/limelight.compliance.v1.AuditService/GetCheckpoint": lambda r: audit_pb2.GetCheckpointRequest(),

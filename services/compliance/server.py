@@ -22,6 +22,7 @@ from services.compliance.audit.servicer import AUDIT, AuditServicer, access_poli
 from services.compliance.audit.store import SqliteAuditStore
 from services.compliance.audit.usecases import AuditLog
 from services.compliance.consent.servicer import CONSENT, ConsentServicer
+from services.compliance.data_map import DATA_MAP
 from services.compliance.disclosure import servicer as disclosure
 from services.compliance.privacy import servicer as privacy
 
@@ -35,12 +36,14 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     audit = AuditServicer(log, store, Pseudonymizer.for_deployment(runtime.data_root), denials, clock=utc_now)
     disclosure_area = disclosure.build(runtime)
     ad_repository = ads.build(runtime, clock=utc_now)
-    privacy_area = privacy.build(runtime, clock=utc_now)
+    # The other services' records and export steps reach compliance through their own RPCs (not built yet).
+    privacy_area = privacy.build(runtime, clock=utc_now, data_maps=[DATA_MAP])
     policies = [access_policy(), disclosure_area.policy, ad_repository.policy, privacy_area.policy]
 
     async def on_start() -> None:
         await asyncio.to_thread(audit.start)  # signs the log as found: a write
         await ad_repository.on_start()  # the retention sweep
+        await privacy_area.on_start()  # the requests' audit shipper
 
     async def on_stop() -> None:
         await ad_repository.on_stop()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, package_definition, start_service
+from services.compliance.data_map import DATA_MAP
 from services.compliance.privacy import servicer
 from services.compliance.privacy.config import PrivacyConfig
 
@@ -17,10 +18,10 @@ async def privacy_server(tmp_path: Path) -> AsyncIterator[tuple[RunningService, 
 
     def build_privacy_only(runtime: ServiceRuntime) -> ServiceDefinition:
         """The compliance package with only the privacy area built, wired as the server wires it."""
-        area = servicer.build(runtime, config=PrivacyConfig(key_cache_ttl=dt.timedelta(seconds=7)))
+        area = servicer.build(runtime, config=PrivacyConfig(key_cache_ttl=dt.timedelta(seconds=7)), data_maps=[DATA_MAP])
         built.append(area)
         return package_definition("limelight.compliance.v1", dict(area.servicers), policy=area.policy,
-                                  on_stop=area.on_stop)
+                                  on_start=area.on_start, on_stop=area.on_stop)
 
     running = await start_service("compliance", build_privacy_only, port=0, data_root=tmp_path)
     yield running, built[0]
