@@ -227,6 +227,10 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
     "/limelight.compliance.v1.AdRepositoryService/SearchAds": lambda r: ads_pb2.SearchAdsRequest(),
     "/limelight.compliance.v1.AdRepositoryService/CheckAdTargeting": lambda r: ads_pb2.CheckAdTargetingRequest(
         viewer=r.user, targeting=ads_pb2.AdTargeting(member_states=["DE"])),
+    "/limelight.ingest.v1.SubjectDataService/ExportSubjectData": lambda r: ingest_pb2.ExportSubjectDataRequest(
+        subject=r.user),
+    "/limelight.ingest.v1.SubjectDataService/EraseSubjectData": lambda r: ingest_pb2.EraseSubjectDataRequest(
+        subject=r.user),
     "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
         subject=r.user),
     "/limelight.compliance.v1.DataSubjectService/CreateDataSubjectRequest":

@@ -15,6 +15,7 @@ from limelight.compliance.v1 import disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2
 from limelight.ranking.v1 import candidates_pb2
 
+from libs.resource_names import ResourcePattern
 from libs.timestamps import to_timestamp
 from services.ingest.model import (
     AiDeclaration,
@@ -231,3 +232,11 @@ def registration_request(video: Video) -> candidates_pb2.RegisterVideoRequest:
         commercial=video.metadata.commercial.relationship is not CommercialRelationship.NONE,
         publish_time=to_timestamp(video.published_at or video.updated_at),
     )
+
+
+SUBJECT = ResourcePattern("users/{user}")
+
+
+def creator_of_subject(subject: str) -> str:
+    """The creator id of a data subject `users/{id}`: creators are users, by the same id."""
+    return SUBJECT.parse(subject, field="subject")["user"]

@@ -7,10 +7,12 @@ rules before a handler runs; the use cases decide everything else.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import grpc
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from limelight.privacy.v1 import subject_data_pb2
 
 from libs.clock import Clock
 from libs.errors import InvalidArgument, OutOfRange
@@ -19,9 +21,11 @@ from services.ingest import messages
 from services.ingest.model import CREATOR, UPLOAD, VIDEO
 from services.ingest.uploads import UploadSession
 from services.ingest.usecases import Ingest
+from services.ingest.usecases.subject_data import SubjectData
 from services.ingest.usecases.uploading import BeginUpload
 
 Context = grpc.aio.ServicerContext[object, object]
+SERVICE = "services/ingest"
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -97,3 +101,22 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         updates = self._ingest.videos.watch(current_principal(), name["creator"], name["video"])
         async for video in updates:
             yield ingest_pb2.WatchVideoResponse(video=messages.video_out(video, self._playback))
+
+
+class SubjectDataServicer(ingest_pb2_grpc.SubjectDataServiceServicer):
+    """Ingest's part of a data-subject request; compliance calls it (services only)."""
+
+    def __init__(self, subject_data: SubjectData) -> None:
+        self._subject_data = subject_data
+
+    async def ExportSubjectData(self, request: ingest_pb2.ExportSubjectDataRequest,
+                                context: Context) -> ingest_pb2.ExportSubjectDataResponse:
+        exported = await self._subject_data.export(messages.creator_of_subject(request.subject))
+        return ingest_pb2.ExportSubjectDataResponse(export=subject_data_pb2.SubjectDataExport(
+            service=SERVICE, json=json.dumps(exported, ensure_ascii=False, sort_keys=True)))
+
+    async def EraseSubjectData(self, request: ingest_pb2.EraseSubjectDataRequest,
+                               context: Context) -> ingest_pb2.EraseSubjectDataResponse:
+        summary = await self._subject_data.erase(messages.creator_of_subject(request.subject))
+        return ingest_pb2.EraseSubjectDataResponse(erasure=subject_data_pb2.SubjectErasure(
+            service=SERVICE, summary=summary))

@@ -250,6 +250,13 @@ class IngestStore:
             row = connection.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
         return await self._opened_upload(row) if row else None
 
+    async def uploads_of(self, creator_id: str) -> list[UploadSession]:
+        """Every upload of a creator, oldest first (for their data-subject requests)."""
+        with self._reader.reading() as connection:
+            rows = connection.execute("SELECT * FROM uploads WHERE creator_id = ? ORDER BY created_at, upload_id",
+                                      (creator_id,)).fetchall()
+        return [await self._opened_upload(row) for row in rows]
+
     async def commit_part(self, upload_id: str, offset: int, size: int, blob_key: str) -> UploadSession:
         """Record a stored part and advance the committed offset, only from exactly `offset`.
 

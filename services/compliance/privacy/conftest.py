@@ -18,7 +18,8 @@ async def privacy_server(tmp_path: Path) -> AsyncIterator[tuple[RunningService, 
 
     def build_privacy_only(runtime: ServiceRuntime) -> ServiceDefinition:
         """The compliance package with only the privacy area built, wired as the server wires it."""
-        area = servicer.build(runtime, config=PrivacyConfig(key_cache_ttl=dt.timedelta(seconds=7)), data_maps=[DATA_MAP])
+        area = servicer.build(runtime, config=PrivacyConfig(key_cache_ttl=dt.timedelta(seconds=7), sources=()),
+                              data_maps=[DATA_MAP])
         built.append(area)
         return package_definition("limelight.compliance.v1", dict(area.servicers), policy=area.policy,
                                   on_start=area.on_start, on_stop=area.on_stop)

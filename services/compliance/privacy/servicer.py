@@ -31,7 +31,7 @@ from services.compliance.privacy import messages, usecases
 from services.compliance.privacy.config import PrivacyConfig
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
 from services.compliance.privacy.model import DataSubjectRequest, not_found
-from services.compliance.privacy.sources import ComplianceRecords
+from services.compliance.privacy.sources import ComplianceRecords, service_sources
 from services.compliance.privacy.store import SqlitePrivacyStore
 from services.compliance.privacy.usecases import DataKeys, KeyEncryptionKey
 
@@ -206,18 +206,22 @@ class PrivacyArea:
 
 def build(runtime: ServiceRuntime, *, clock: Clock = utc_now, kek: KeyEncryptionKey | None = None,
           config: PrivacyConfig | None = None, data_maps: Sequence[DataMap] = (),
-          sources: Sequence[usecases.SubjectDataSource] = ()) -> PrivacyArea:
+          sources: Sequence[usecases.SubjectDataSource] | None = None) -> PrivacyArea:
     """The area over `<data>/compliance/privacy.db`; the key-encryption key defaults to the local key file.
 
-    `sources` are the services a request reaches besides compliance itself; `data_maps` the records
-    of processing `ListProcessingActivities` serves."""
+    `sources` are the services a request reaches besides compliance itself (default: the
+    configured ones, over their SubjectDataService); `data_maps` the records of processing
+    `ListProcessingActivities` serves."""
+    config = config or PrivacyConfig.from_environment()
+    if sources is None:
+        sources = service_sources(runtime, config.sources)
     store = SqlitePrivacyStore.open(runtime.data_root)
     keys = DataKeys(store, kek or LocalKeyEncryptionKey.for_deployment(runtime.data_root), clock)
     audit = AuditClient.for_runtime(runtime, outbox=store.audit_outbox())
     requests = usecases.DataSubjectRequests(store, keys, [ComplianceRecords(store), *sources], clock)
     activities = [(data_map.service, activity) for data_map in data_maps for activity in data_map.activities]
     servicers: dict[str, object] = {
-        DATA_KEYS: PersonalDataKeyServicer(keys, config or PrivacyConfig.from_environment()),
+        DATA_KEYS: PersonalDataKeyServicer(keys, config),
         DATA_SUBJECT: DataSubjectServicer(requests, audit, activities),
     }
     return PrivacyArea(keys, store, audit, servicers)

@@ -1,10 +1,19 @@
-"""Compliance's own part of a data-subject request: the requests it holds about the subject."""
+"""The parts of a data-subject request: compliance's own records, and each service's over its
+`SubjectDataService` RPCs (the shared contract in protos/limelight/privacy/v1)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
+import grpc
+from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+from libs.errors import Unavailable
+from libs.kit.server import ServiceRuntime
+from services.compliance.privacy.model import RetentionException
 from services.compliance.privacy.store import SqlitePrivacyStore
 from services.compliance.privacy.usecases import Erasure
 
@@ -38,3 +47,65 @@ class ComplianceRecords:
     async def erase(self, subject: str) -> Erasure:
         return Erasure("the subject's requests keep their type and dates as proof of the answer; "
                        "their details become unreadable with the data key")
+
+
+class ServiceSubjectData:
+    """A service's part of a request, over its `SubjectDataService` (the shared contract,
+    limelight.privacy.v1): ingest today; any service that declares the same two RPCs."""
+
+    def __init__(self, service: str, stub: SubjectDataStub, *, timeout: float = 10.0) -> None:
+        self.service = f"services/{service}"
+        self._stub = stub
+        self._timeout = timeout
+
+    async def export(self, subject: str) -> dict[str, Any]:
+        try:
+            response = await self._stub.ExportSubjectData(self._stub.export_request(subject), timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise self._unavailable(error) from error
+        exported: dict[str, Any] = json.loads(response.export.json or "{}")
+        return exported
+
+    async def erase(self, subject: str) -> Erasure:
+        try:
+            response = await self._stub.EraseSubjectData(self._stub.erase_request(subject), timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise self._unavailable(error) from error
+        return Erasure(response.erasure.summary, tuple(RetentionException(kept.data_category, kept.legal_basis)
+                                                       for kept in response.erasure.retained))
+
+
+    def _unavailable(self, error: grpc.aio.AioRpcError) -> Unavailable:
+        return Unavailable(f"{self.service} did not answer ({error.code().name}): {error.details()}",
+                           reason="SOURCE_UNAVAILABLE", metadata={"service": self.service})
+
+
+class SubjectDataStub(Protocol):
+    def export_request(self, subject: str) -> Any: ...
+    def erase_request(self, subject: str) -> Any: ...
+    def ExportSubjectData(self, request: Any, *, timeout: float) -> Awaitable[Any]: ...  # noqa: N802 (the RPC's name)
+    def EraseSubjectData(self, request: Any, *, timeout: float) -> Awaitable[Any]: ...  # noqa: N802
+
+
+class IngestSubjectData:
+    """Ingest's SubjectDataService, with its own request messages."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        stub = ingest_pb2_grpc.SubjectDataServiceStub(channel)
+        self.ExportSubjectData = stub.ExportSubjectData
+        self.EraseSubjectData = stub.EraseSubjectData
+
+    def export_request(self, subject: str) -> ingest_pb2.ExportSubjectDataRequest:
+        return ingest_pb2.ExportSubjectDataRequest(subject=subject)
+
+    def erase_request(self, subject: str) -> ingest_pb2.EraseSubjectDataRequest:
+        return ingest_pb2.EraseSubjectDataRequest(subject=subject)
+
+
+def service_sources(runtime: ServiceRuntime, services: Sequence[str]) -> list[ServiceSubjectData]:
+    """The services a request reaches besides compliance (`LIMELIGHT_PRIVACY_SOURCES`)."""
+    adapters = {"ingest": IngestSubjectData}
+    unknown = sorted(set(services) - set(adapters))
+    if unknown:
+        raise ValueError(f"no data-subject adapter for {unknown}; known: {sorted(adapters)}")
+    return [ServiceSubjectData(name, adapters[name](runtime.clients.channel(name))) for name in services]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from libs.clock import Clock
-from libs.errors import AlreadyExists, FailedPrecondition
+from libs.errors import AlreadyExists, FailedPrecondition, Unavailable
 from libs.privacy.fields import SubjectErased
 from libs.privacy.sealing import DataKey, key_id_of, open_sealed, seal
 from services.compliance.privacy.model import (
@@ -224,9 +224,19 @@ class DataSubjectRequests:
         sections: dict[str, dict[str, Any]] = {}
         progress: list[ServiceProgress] = []
         for source in self._sources:
-            sections[source.service] = await source.export(request.subject)
+            try:
+                sections[source.service] = await source.export(request.subject)
+            except Unavailable as error:
+                progress.append(ServiceProgress(source.service, False, None, error.message))
+                continue
             progress.append(ServiceProgress(source.service, True, self._clock(),
                                             f"{len(sections[source.service])} sections exported"))
+        if not all(step.done for step in progress):
+            # An export missing a service would not be "everything we hold": the request stays open.
+            waiting = replace(request, state=RequestState.IN_PROGRESS, progress=tuple(progress))
+            await asyncio.to_thread(self._store.save_request, waiting,
+                                    audit.step("privacy.ExportSubjectData", waiting, outcome="incomplete"))
+            return waiting
         now = self._clock()
         archive = _archive(request, now=now, sections=sections)
         sealed = self._sealed(request.subject, EXPORT_FIELD, archive)
@@ -242,7 +252,11 @@ class DataSubjectRequests:
         progress: list[ServiceProgress] = []
         kept: list[RetentionException] = [AUDIT_RETENTION]
         for source in self._sources:
-            erasure = await source.erase(request.subject)
+            try:
+                erasure = await source.erase(request.subject)
+            except Unavailable as error:
+                progress.append(ServiceProgress(source.service, False, None, error.message))
+                continue
             progress.append(ServiceProgress(source.service, True, self._clock(), erasure.summary))
             kept += erasure.kept
             step = replace(request, state=RequestState.IN_PROGRESS, progress=tuple(progress))
@@ -252,7 +266,11 @@ class DataSubjectRequests:
         shredded = await asyncio.to_thread(self._keys.shred, request.subject)
         progress.append(ServiceProgress("services/compliance", True, self._clock(),
                                         "data key destroyed" if shredded else "no data key had been issued"))
-        completed = replace(request, state=RequestState.COMPLETED, complete_time=self._clock(),
+        # Shredded even when a service's step failed: its sealed fields are unreadable now all the same;
+        # the request stays open, naming the step that did not run, until a new request runs it.
+        complete = all(step.done for step in progress)
+        completed = replace(request, state=RequestState.COMPLETED if complete else RequestState.IN_PROGRESS,
+                            complete_time=self._clock() if complete else None,
                             progress=tuple(progress), retention_exceptions=tuple(kept))
         await asyncio.to_thread(self._store.save_request, completed,
                                 audit.step("privacy.ShredDataKey", completed, shredded=str(shredded).lower()))
