@@ -31,6 +31,7 @@ from limelight.gifts.v1 import (
     payouts_pb2,
     standing_pb2,
     standing_pb2_grpc,
+    subject_data_pb2,
     wallet_pb2,
 )
 from limelight.ingest.v1 import ingest_pb2
@@ -227,6 +228,10 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
     "/limelight.compliance.v1.AdRepositoryService/SearchAds": lambda r: ads_pb2.SearchAdsRequest(),
     "/limelight.compliance.v1.AdRepositoryService/CheckAdTargeting": lambda r: ads_pb2.CheckAdTargetingRequest(
         viewer=r.user, targeting=ads_pb2.AdTargeting(member_states=["DE"])),
+    "/limelight.gifts.v1.SubjectDataService/ExportSubjectData": lambda r: subject_data_pb2.ExportSubjectDataRequest(
+        subject=r.user),
+    "/limelight.gifts.v1.SubjectDataService/EraseSubjectData": lambda r: subject_data_pb2.EraseSubjectDataRequest(
+        subject=r.user),
     "/limelight.ingest.v1.SubjectDataService/ExportSubjectData": lambda r: ingest_pb2.ExportSubjectDataRequest(
         subject=r.user),
     "/limelight.ingest.v1.SubjectDataService/EraseSubjectData": lambda r: ingest_pb2.EraseSubjectDataRequest(

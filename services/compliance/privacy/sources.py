@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
+from limelight.gifts.v1 import subject_data_pb2, subject_data_pb2_grpc
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from libs.errors import Unavailable
@@ -51,7 +52,7 @@ class ComplianceRecords:
 
 class ServiceSubjectData:
     """A service's part of a request, over its `SubjectDataService` (the shared contract,
-    limelight.privacy.v1): ingest today; any service that declares the same two RPCs."""
+    limelight.privacy.v1): gifts and ingest today; any service that declares the same two RPCs."""
 
     def __init__(self, service: str, stub: SubjectDataStub, *, timeout: float = 10.0) -> None:
         self.service = f"services/{service}"
@@ -87,6 +88,21 @@ class SubjectDataStub(Protocol):
     def EraseSubjectData(self, request: Any, *, timeout: float) -> Awaitable[Any]: ...  # noqa: N802
 
 
+class GiftsSubjectData:
+    """Gifts' SubjectDataService, with its own request messages."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        stub = subject_data_pb2_grpc.SubjectDataServiceStub(channel)
+        self.ExportSubjectData = stub.ExportSubjectData
+        self.EraseSubjectData = stub.EraseSubjectData
+
+    def export_request(self, subject: str) -> subject_data_pb2.ExportSubjectDataRequest:
+        return subject_data_pb2.ExportSubjectDataRequest(subject=subject)
+
+    def erase_request(self, subject: str) -> subject_data_pb2.EraseSubjectDataRequest:
+        return subject_data_pb2.EraseSubjectDataRequest(subject=subject)
+
+
 class IngestSubjectData:
     """Ingest's SubjectDataService, with its own request messages."""
 
@@ -104,7 +120,8 @@ class IngestSubjectData:
 
 def service_sources(runtime: ServiceRuntime, services: Sequence[str]) -> list[ServiceSubjectData]:
     """The services a request reaches besides compliance (`LIMELIGHT_PRIVACY_SOURCES`)."""
-    adapters = {"ingest": IngestSubjectData}
+    adapters: dict[str, Callable[[grpc.aio.Channel], SubjectDataStub]] = {
+        "gifts": GiftsSubjectData, "ingest": IngestSubjectData}
     unknown = sorted(set(services) - set(adapters))
     if unknown:
         raise ValueError(f"no data-subject adapter for {unknown}; known: {sorted(adapters)}")
