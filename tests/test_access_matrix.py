@@ -35,6 +35,7 @@ from limelight.gifts.v1 import (
     wallet_pb2,
 )
 from limelight.ingest.v1 import ingest_pb2
+from limelight.ingest.v1 import subject_data_pb2 as ingest_subject_data_pb2
 
 from libs.auth.principal import Role
 from libs.kit.config import SERVICES
@@ -232,10 +233,10 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
         subject=r.user),
     "/limelight.gifts.v1.SubjectDataService/EraseSubjectData": lambda r: subject_data_pb2.EraseSubjectDataRequest(
         subject=r.user),
-    "/limelight.ingest.v1.SubjectDataService/ExportSubjectData": lambda r: ingest_pb2.ExportSubjectDataRequest(
-        subject=r.user),
-    "/limelight.ingest.v1.SubjectDataService/EraseSubjectData": lambda r: ingest_pb2.EraseSubjectDataRequest(
-        subject=r.user),
+    "/limelight.ingest.v1.SubjectDataService/ExportSubjectData":
+        lambda r: ingest_subject_data_pb2.ExportSubjectDataRequest(subject=r.user),
+    "/limelight.ingest.v1.SubjectDataService/EraseSubjectData":
+        lambda r: ingest_subject_data_pb2.EraseSubjectDataRequest(subject=r.user),
     "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
         subject=r.user),
     "/limelight.compliance.v1.DataSubjectService/CreateDataSubjectRequest":

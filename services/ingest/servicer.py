@@ -11,8 +11,8 @@ import json
 from collections.abc import AsyncIterator
 
 import grpc
-from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from limelight.privacy.v1 import subject_data_pb2
+from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc, subject_data_pb2, subject_data_pb2_grpc
+from limelight.privacy.v1 import subject_data_pb2 as privacy_subject_data_pb2
 
 from libs.clock import Clock
 from libs.errors import InvalidArgument, OutOfRange
@@ -103,20 +103,20 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             yield ingest_pb2.WatchVideoResponse(video=messages.video_out(video, self._playback))
 
 
-class SubjectDataServicer(ingest_pb2_grpc.SubjectDataServiceServicer):
+class SubjectDataServicer(subject_data_pb2_grpc.SubjectDataServiceServicer):
     """Ingest's part of a data-subject request; compliance calls it (services only)."""
 
     def __init__(self, subject_data: SubjectData) -> None:
         self._subject_data = subject_data
 
-    async def ExportSubjectData(self, request: ingest_pb2.ExportSubjectDataRequest,
-                                context: Context) -> ingest_pb2.ExportSubjectDataResponse:
+    async def ExportSubjectData(self, request: subject_data_pb2.ExportSubjectDataRequest,
+                                context: Context) -> subject_data_pb2.ExportSubjectDataResponse:
         exported = await self._subject_data.export(messages.creator_of_subject(request.subject))
-        return ingest_pb2.ExportSubjectDataResponse(export=subject_data_pb2.SubjectDataExport(
+        return subject_data_pb2.ExportSubjectDataResponse(export=privacy_subject_data_pb2.SubjectDataExport(
             service=SERVICE, json=json.dumps(exported, ensure_ascii=False, sort_keys=True)))
 
-    async def EraseSubjectData(self, request: ingest_pb2.EraseSubjectDataRequest,
-                               context: Context) -> ingest_pb2.EraseSubjectDataResponse:
+    async def EraseSubjectData(self, request: subject_data_pb2.EraseSubjectDataRequest,
+                               context: Context) -> subject_data_pb2.EraseSubjectDataResponse:
         summary = await self._subject_data.erase(messages.creator_of_subject(request.subject))
-        return ingest_pb2.EraseSubjectDataResponse(erasure=subject_data_pb2.SubjectErasure(
+        return subject_data_pb2.EraseSubjectDataResponse(erasure=privacy_subject_data_pb2.SubjectErasure(
             service=SERVICE, summary=summary))

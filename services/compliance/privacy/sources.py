@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 import grpc
 from limelight.gifts.v1 import subject_data_pb2, subject_data_pb2_grpc
-from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from limelight.ingest.v1 import subject_data_pb2 as ingest_subject_data_pb2
+from limelight.ingest.v1 import subject_data_pb2_grpc as ingest_subject_data_pb2_grpc
 
 from libs.errors import Unavailable
 from libs.kit.server import ServiceRuntime
@@ -107,15 +108,15 @@ class IngestSubjectData:
     """Ingest's SubjectDataService, with its own request messages."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        stub = ingest_pb2_grpc.SubjectDataServiceStub(channel)
+        stub = ingest_subject_data_pb2_grpc.SubjectDataServiceStub(channel)
         self.ExportSubjectData = stub.ExportSubjectData
         self.EraseSubjectData = stub.EraseSubjectData
 
-    def export_request(self, subject: str) -> ingest_pb2.ExportSubjectDataRequest:
-        return ingest_pb2.ExportSubjectDataRequest(subject=subject)
+    def export_request(self, subject: str) -> ingest_subject_data_pb2.ExportSubjectDataRequest:
+        return ingest_subject_data_pb2.ExportSubjectDataRequest(subject=subject)
 
-    def erase_request(self, subject: str) -> ingest_pb2.EraseSubjectDataRequest:
-        return ingest_pb2.EraseSubjectDataRequest(subject=subject)
+    def erase_request(self, subject: str) -> ingest_subject_data_pb2.EraseSubjectDataRequest:
+        return ingest_subject_data_pb2.EraseSubjectDataRequest(subject=subject)
 
 
 def service_sources(runtime: ServiceRuntime, services: Sequence[str]) -> list[ServiceSubjectData]:
