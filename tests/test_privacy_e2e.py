@@ -1,8 +1,9 @@
-"""Data-subject requests across real servers: compliance gathers ingest's export, and an erasure
-shreds the creator's key so no caption is left to read in any database file.
+"""Data-subject requests across real servers: compliance gathers gifts' and ingest's exports, and
+an erasure shreds the user's key so no caption is left to read in any database file, while the
+ledger keeps its records (by law) and still balances.
 
-Compliance and ingest call each other (keys one way, exports the other), so ingest's port is
-chosen before either starts. Ray is not needed: the seeded video's transcode has failed.
+Compliance calls gifts and ingest for exports and they call it for keys, so their ports are
+chosen before any starts. Ray is not needed: the seeded video's transcode has failed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +22,16 @@ from typing import Any
 import grpc
 import pytest
 from limelight.compliance.v1 import privacy_pb2, privacy_pb2_grpc
+from limelight.gifts.v1 import (
+    gifts_pb2,
+    gifts_pb2_grpc,
+    live_pb2,
+    live_pb2_grpc,
+    standing_pb2,
+    standing_pb2_grpc,
+    wallet_pb2,
+    wallet_pb2_grpc,
+)
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from opentelemetry import trace
 
@@ -31,6 +43,9 @@ from libs.kit.server import RunningService, start_service
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import RemoteDataKeys
 from services.compliance import server as compliance_server
+from services.gifts import server as gifts_server
+from services.gifts.config import GiftsConfig
+from services.gifts.providers import issue_dev_receipt
 from services.ingest import server as ingest_server
 from services.ingest.model import (
     ComplianceReview,
@@ -60,9 +75,14 @@ class Platform:
     compliance: str
     ingest: str
 
+    gifts: str
+
     def alice(self) -> tuple[tuple[str, str], ...]:
-        token = mint_token(platform_signing_key(self.data_root), TokenClaims("users/alice", frozenset({Role.CREATOR})),
-                           ttl=dt.timedelta(minutes=5))
+        return self.as_("users/alice", Role.CREATOR)
+
+    def as_(self, subject: str, *roles: Role) -> tuple[tuple[str, str], ...]:
+        claims = TokenClaims(subject, frozenset({Role.VIEWER, *roles}), birth_date=dt.date(1990, 1, 1))
+        token = mint_token(platform_signing_key(self.data_root), claims, ttl=dt.timedelta(minutes=5))
         return (("authorization", f"Bearer {token}"),)
 
 
@@ -88,19 +108,50 @@ async def seed_video(data_root: Path, compliance: str) -> None:
 @pytest.fixture
 async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
     monkeypatch.setenv("LIMELIGHT_PRIVACY_KEY_CACHE_SECONDS", "0.2")
-    monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "ingest")
-    ingest_target = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "gifts,ingest")
+    monkeypatch.setenv("LIMELIGHT_GIFTS_LEDGER", "in-process")
+    ports = {"gifts": free_port(), "ingest": free_port()}
     compliance = await start_service("compliance", compliance_server.build, port=0, data_root=tmp_path,
-                                     targets={"ingest": ingest_target})
+                                     targets={name: f"127.0.0.1:{port}" for name, port in ports.items()})
     await seed_video(tmp_path, compliance.target)
-    ingest: RunningService = await start_service(
-        "ingest", ingest_server.build, port=int(ingest_target.rsplit(":", 1)[1]), data_root=tmp_path,
-        targets={"compliance": compliance.target, "ranking": "127.0.0.1:9"})
+    others = {"compliance": compliance.target, "ranking": "127.0.0.1:9"}
+    ingest: RunningService = await start_service("ingest", ingest_server.build, port=ports["ingest"],
+                                                 data_root=tmp_path, targets=others)
+    gifts = await start_service("gifts", gifts_server.build, port=ports["gifts"], data_root=tmp_path, targets=others)
     try:
-        yield Platform(tmp_path, compliance.target, ingest.target)
+        yield Platform(tmp_path, compliance.target, ingest.target, gifts.target)
     finally:
+        await gifts.stop(grace=1)
         await ingest.stop(grace=1)
         await compliance.stop(grace=0)
+
+
+async def give_a_gift(platform: Platform) -> None:
+    """Alice buys coins and sends Bob a gift in his LIVE."""
+    async with grpc.aio.insecure_channel(platform.gifts) as channel:
+        standing = standing_pb2.UpdateAccountStandingRequest(standing=standing_pb2.AccountStanding(
+            name="users/bob/standing", follower_count=5_000, identity_verified=True))
+        standing.update_mask.paths.extend(["follower_count", "identity_verified"])
+        await standing_pb2_grpc.AccountStandingServiceStub(channel).UpdateAccountStanding(
+            standing, metadata=platform.as_("users/ops", Role.ADMIN))
+        live = (await live_pb2_grpc.LiveServiceStub(channel).StartLive(live_pb2.StartLiveRequest(
+            parent="creators/bob", request_id=str(uuid.uuid4()), title="Bob's evening"),
+            metadata=platform.as_("users/bob", Role.CREATOR))).live_session.name
+        receipt = issue_dev_receipt(platform.data_root, GiftsConfig().catalog, user_id="alice", pack_id="coins-1000",
+                                    now=dt.datetime.now(dt.UTC))
+        await wallet_pb2_grpc.WalletServiceStub(channel).TopUpCoins(wallet_pb2.TopUpCoinsRequest(
+            request_id=str(uuid.uuid4()), wallet="users/alice/wallet", coin_pack="coinPacks/coins-1000",
+            receipt=wallet_pb2.PaymentReceipt(provider="local", receipt=receipt)), metadata=platform.alice())
+        await gifts_pb2_grpc.GiftServiceStub(channel).SendGift(gifts_pb2.SendGiftRequest(
+            request_id=str(uuid.uuid4()), live=live, gift="gifts/doughnut", count=1), metadata=platform.alice())
+
+
+def ledger_totals(data_root: Path) -> list[tuple[str, int, int]]:
+    """(currency, all debits, all credits) over every account of the ledger file."""
+    with sqlite3.connect(next(data_root.rglob("gifts.db"))) as connection:
+        return [tuple(row) for row in connection.execute(  # type: ignore[misc]
+            "SELECT currency, SUM(debits_posted + debits_pending), SUM(credits_posted + credits_pending)"
+            " FROM account GROUP BY currency ORDER BY currency")]
 
 
 async def export_of(stub: privacy_pb2_grpc.DataSubjectServiceAsyncStub, platform: Platform) -> dict[str, Any]:
@@ -123,8 +174,11 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         requests = privacy_pb2_grpc.DataSubjectServiceStub(to_compliance)
         videos = ingest_pb2_grpc.IngestServiceStub(to_ingest)
 
+        await give_a_gift(platform)
         archive = await export_of(requests, platform)
-        assert {entry["source"] for entry in archive["index"]} == {"services/compliance", "services/ingest"}
+        assert {entry["source"] for entry in archive["index"]} == {
+            "services/compliance", "services/gifts", "services/ingest"}
+        assert archive["sources"]["services/gifts"]["wallet"]["COINS"]["credits_posted"] > 0
         ingest_part = archive["sources"]["services/ingest"]
         assert [video["caption"] for video in ingest_part["videos"]] == [CAPTION]
         assert [upload["filename"] for upload in ingest_part["uploads"]] == ["grace-and-me.mp4"]
@@ -134,8 +188,10 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         ).data_subject_request
         assert erased.state == privacy_pb2.DATA_SUBJECT_REQUEST_STATE_COMPLETED
         assert [(step.service, step.done) for step in erased.progress] == [
-            ("services/compliance", True), ("services/ingest", True), ("services/compliance", True)]
-        assert "compliance.audit_trail" in [kept.data_category for kept in erased.retention_exceptions]
+            ("services/compliance", True), ("services/gifts", True), ("services/ingest", True),
+            ("services/compliance", True)]
+        assert {"compliance.audit_trail", "gifts.ledger"} <= {kept.data_category
+                                                             for kept in erased.retention_exceptions}
 
         deadline = asyncio.get_running_loop().time() + 5.0
         caption = CAPTION
@@ -150,3 +206,6 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
 
     every_byte = b"".join(path.read_bytes() for path in platform.data_root.rglob("*") if path.is_file())
     assert CAPTION.encode() not in every_byte and b"grace-and-me" not in every_byte
+    # The ledger keeps its records (by law) and still balances: every debit has its credit.
+    totals = ledger_totals(platform.data_root)
+    assert totals and all(debits == credits for _, debits, credits in totals)
