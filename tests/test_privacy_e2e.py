@@ -149,9 +149,10 @@ async def give_a_gift(platform: Platform) -> None:
 def ledger_totals(data_root: Path) -> list[tuple[str, int, int]]:
     """(currency, all debits, all credits) over every account of the ledger file."""
     with sqlite3.connect(next(data_root.rglob("gifts.db"))) as connection:
-        return [tuple(row) for row in connection.execute(  # type: ignore[misc]
+        rows = connection.execute(
             "SELECT currency, SUM(debits_posted + debits_pending), SUM(credits_posted + credits_pending)"
-            " FROM account GROUP BY currency ORDER BY currency")]
+            " FROM account GROUP BY currency ORDER BY currency").fetchall()
+    return [(str(currency), int(debits), int(credits)) for currency, debits, credits in rows]
 
 
 async def export_of(stub: privacy_pb2_grpc.DataSubjectServiceAsyncStub, platform: Platform) -> dict[str, Any]:
