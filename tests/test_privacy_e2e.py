@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
-from limelight.compliance.v1 import privacy_pb2, privacy_pb2_grpc
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc, privacy_pb2, privacy_pb2_grpc
 from limelight.gifts.v1 import (
     gifts_pb2,
     gifts_pb2_grpc,
@@ -34,6 +34,7 @@ from limelight.gifts.v1 import (
 )
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from opentelemetry import trace
+from typer.testing import CliRunner
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Role
@@ -59,6 +60,7 @@ from services.ingest.model import (
 from services.ingest.probe import MediaProbe
 from services.ingest.store import IngestStore
 from services.ingest.uploads import UploadSession, UploadState
+from tools import audit_cli
 from tools.supervisor import free_port
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
@@ -110,8 +112,9 @@ async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     monkeypatch.setenv("LIMELIGHT_PRIVACY_KEY_CACHE_SECONDS", "0.2")
     monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "gifts,ingest")
     monkeypatch.setenv("LIMELIGHT_GIFTS_LEDGER", "in-process")
-    ports = {"gifts": free_port(), "ingest": free_port()}
-    compliance = await start_service("compliance", compliance_server.build, port=0, data_root=tmp_path,
+    ports = {"compliance": free_port(), "gifts": free_port(), "ingest": free_port()}
+    compliance = await start_service("compliance", compliance_server.build, port=ports["compliance"],
+                                     data_root=tmp_path,
                                      targets={name: f"127.0.0.1:{port}" for name, port in ports.items()})
     await seed_video(tmp_path, compliance.target)
     others = {"compliance": compliance.target, "ranking": "127.0.0.1:9"}
@@ -210,3 +213,29 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
     # The ledger keeps its records (by law) and still balances: every debit has its credit.
     totals = ledger_totals(platform.data_root)
     assert totals and all(debits == credits for _, debits, credits in totals)
+    await the_audit_trail_holds_the_erasure_and_verifies_offline(platform)
+
+
+async def the_audit_trail_holds_the_erasure_and_verifies_offline(platform: Platform) -> None:
+    officer = platform.as_("users/olga", Role.COMPLIANCE_OFFICER)
+    async with grpc.aio.insecure_channel(platform.compliance) as channel:
+        audit = audit_pb2_grpc.AuditServiceStub(channel)
+        deadline = asyncio.get_running_loop().time() + 10.0
+        logged: list[audit_pb2.LoggedEvent] = []
+        while not logged and asyncio.get_running_loop().time() < deadline:  # the outbox ships in the background
+            logged = list((await audit.QueryEvents(audit_pb2.QueryEventsRequest(
+                filter=audit_pb2.EventFilter(action="compliance.ShredDataKey")), metadata=officer)).events)
+        assert logged, "the erasure's last step reached the audit trail"
+        while (await audit.GetCheckpoint(audit_pb2.GetCheckpointRequest())).checkpoint.tree_size <= \
+                logged[0].leaf_index and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    exported = platform.data_root / "audit-export.jsonl"
+    environment = {"LIMELIGHT_TOKEN": officer[0][1].removeprefix("Bearer "),
+                   "LIMELIGHT_COMPLIANCE_TARGET": platform.compliance, "COLUMNS": "250"}
+    for command in (["export", "--out", str(exported)], ["key"]):
+        result = await asyncio.to_thread(CliRunner().invoke, audit_cli.app, command, env=environment)
+        assert result.exit_code == 0, result.output
+    verifier = result.output.strip()
+    verified = await asyncio.to_thread(CliRunner().invoke, audit_cli.app, ["verify", str(exported), "--key", verifier])
+    assert verified.exit_code == 0 and "VERIFIED" in verified.output, verified.output
+    assert CAPTION.encode() not in exported.read_bytes()  # the trail holds pseudonyms, never the caption

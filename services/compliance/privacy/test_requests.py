@@ -138,8 +138,8 @@ async def test_erasure_shreds_the_key_names_what_is_kept_and_leaves_an_empty_exp
     assert b"Rua Augusta" not in every_byte and b"forget me" not in every_byte
     outbox = privacy_server[1].store.audit_outbox()
     actions = [traced.event.action for traced in outbox.pending(100)]
-    assert {"privacy.CreateDataSubjectRequest", "privacy.EraseSubjectData", "privacy.ShredDataKey",
-            "privacy.ExportSubjectData"} <= set(actions)
+    assert {"compliance.CreateDataSubjectRequest", "compliance.EraseSubjectData", "compliance.ShredDataKey",
+            "compliance.ExportSubjectData"} <= set(actions)
 
 
 async def test_the_record_of_processing_is_public(stub: Stub) -> None:

@@ -162,7 +162,7 @@ class DataSubjectRequests:
                                      contested_decision=command.contested_decision)
         stored = await asyncio.to_thread(self._store.add_request, request, command.request_id, fingerprint,
                                          self._sealed(request.subject, DETAILS_FIELD, command.details),
-                                         audit.step("privacy.CreateDataSubjectRequest", request))
+                                         audit.step("compliance.CreateDataSubjectRequest", request))
         if stored.type.exports:
             return await self._export(stored, audit)
         if stored.type is RequestType.ERASURE:
@@ -195,13 +195,13 @@ class DataSubjectRequests:
     async def extend(self, name: str, months: int, reason: str, audit: RequestAudit) -> DataSubjectRequest:
         extended = (await self.get(name)).extended(months, reason)
         await asyncio.to_thread(self._store.save_request, extended,
-                                audit.step("privacy.ExtendDataSubjectRequest", extended, months=str(months)))
+                                audit.step("compliance.ExtendDataSubjectRequest", extended, months=str(months)))
         return extended
 
     async def reject(self, name: str, reason: str, audit: RequestAudit) -> DataSubjectRequest:
         rejected = (await self.get(name)).rejected(reason, self._clock())
         await asyncio.to_thread(self._store.save_request, rejected,
-                                audit.step("privacy.RejectDataSubjectRequest", rejected))
+                                audit.step("compliance.RejectDataSubjectRequest", rejected))
         return rejected
 
     async def export(self, name: str) -> bytes:
@@ -235,7 +235,7 @@ class DataSubjectRequests:
             # An export missing a service would not be "everything we hold": the request stays open.
             waiting = replace(request, state=RequestState.IN_PROGRESS, progress=tuple(progress))
             await asyncio.to_thread(self._store.save_request, waiting,
-                                    audit.step("privacy.ExportSubjectData", waiting, outcome="incomplete"))
+                                    audit.step("compliance.ExportSubjectData", waiting, outcome="incomplete"))
             return waiting
         now = self._clock()
         archive = _archive(request, now=now, sections=sections)
@@ -243,7 +243,7 @@ class DataSubjectRequests:
         completed = replace(request, state=RequestState.COMPLETED, complete_time=now, progress=tuple(progress),
                             export_size_bytes=len(archive.encode()))
         await asyncio.to_thread(self._store.save_request, completed,
-                                audit.step("privacy.ExportSubjectData", completed,
+                                audit.step("compliance.ExportSubjectData", completed,
                                            sources=",".join(sections), size_bytes=str(completed.export_size_bytes)),
                                 sealed if sealed is not None else archive.encode())
         return completed
@@ -261,7 +261,7 @@ class DataSubjectRequests:
             kept += erasure.kept
             step = replace(request, state=RequestState.IN_PROGRESS, progress=tuple(progress))
             await asyncio.to_thread(self._store.save_request, step,
-                                    audit.step("privacy.EraseSubjectData", step, service=source.service))
+                                    audit.step("compliance.EraseSubjectData", step, service=source.service))
         # Last: the key. Every sealed copy, in every service and every backup, is unreadable from here on.
         shredded = await asyncio.to_thread(self._keys.shred, request.subject)
         progress.append(ServiceProgress("services/compliance", True, self._clock(),
@@ -273,7 +273,7 @@ class DataSubjectRequests:
                             complete_time=self._clock() if complete else None,
                             progress=tuple(progress), retention_exceptions=tuple(kept))
         await asyncio.to_thread(self._store.save_request, completed,
-                                audit.step("privacy.ShredDataKey", completed, shredded=str(shredded).lower()))
+                                audit.step("compliance.ShredDataKey", completed, shredded=str(shredded).lower()))
         return completed
 
     def _sealed(self, subject: str, field_name: str, text: str) -> bytes | None:
