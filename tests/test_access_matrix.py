@@ -233,10 +233,14 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
         subject=r.user),
     "/limelight.gifts.v1.SubjectDataService/EraseSubjectData": lambda r: subject_data_pb2.EraseSubjectDataRequest(
         subject=r.user),
+    "/limelight.gifts.v1.SubjectDataService/DescribeProcessing":
+        lambda r: subject_data_pb2.DescribeProcessingRequest(),
     "/limelight.ingest.v1.SubjectDataService/ExportSubjectData":
         lambda r: ingest_subject_data_pb2.ExportSubjectDataRequest(subject=r.user),
     "/limelight.ingest.v1.SubjectDataService/EraseSubjectData":
         lambda r: ingest_subject_data_pb2.EraseSubjectDataRequest(subject=r.user),
+    "/limelight.ingest.v1.SubjectDataService/DescribeProcessing":
+        lambda r: ingest_subject_data_pb2.DescribeProcessingRequest(),
     "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
         subject=r.user),
     "/limelight.compliance.v1.DataSubjectService/CreateDataSubjectRequest":

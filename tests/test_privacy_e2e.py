@@ -178,6 +178,8 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         requests = privacy_pb2_grpc.DataSubjectServiceStub(to_compliance)
         videos = ingest_pb2_grpc.IngestServiceStub(to_ingest)
 
+        record = await requests.ListProcessingActivities(privacy_pb2.ListProcessingActivitiesRequest())
+        assert {"services/compliance", "services/gifts", "services/ingest"} == {a.service for a in record.activities}
         await give_a_gift(platform)
         archive = await export_of(requests, platform)
         assert {entry["source"] for entry in archive["index"]} == {

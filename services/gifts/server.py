@@ -64,7 +64,8 @@ ACCESS = AccessPolicy(
         **method_paths(STANDING, {"UpdateAccountStanding": OPERATORS}),
         # What gifts holds about a person: for compliance answering their request only.
         **method_paths(SUBJECT_DATA, {"ExportSubjectData": frozenset({Role.SERVICE}),
-                                      "EraseSubjectData": frozenset({Role.SERVICE})}),
+                                      "EraseSubjectData": frozenset({Role.SERVICE}),
+                                      "DescribeProcessing": frozenset({Role.SERVICE})}),
     },
 )
 

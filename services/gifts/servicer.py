@@ -38,10 +38,12 @@ from libs.errors import DomainError, InvalidArgument, NotFound
 from libs.kit.context import current_principal
 from libs.kit.telemetry import current_ids, inject_carrier
 from libs.pagination import DEFAULT_PAGE_SIZE, PageTokens, page_size
+from libs.privacy.records import activities_out
 from libs.resource_names import ResourcePattern
 from libs.timestamps import from_timestamp, to_timestamp
 from services.gifts import messages
 from services.gifts.config import GiftsConfig
+from services.gifts.data_map import DATA_MAP
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model import names
 from services.gifts.model.access import acting, require_self, require_self_or_staff
@@ -457,3 +459,7 @@ class SubjectDataServicer(_Handlers, subject_data_pb2_grpc.SubjectDataServiceSer
             service="services/gifts", summary=summary,
             retained=[privacy_subject_data_pb2.RetainedData(data_category=category, legal_basis=basis)
                       for category, basis in kept]))
+
+    async def DescribeProcessing(self, request: subject_data_pb2.DescribeProcessingRequest,
+                                 context: Call) -> subject_data_pb2.DescribeProcessingResponse:
+        return subject_data_pb2.DescribeProcessingResponse(activities=activities_out(DATA_MAP))

@@ -105,7 +105,8 @@ def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> Servic
             **method_paths(INGEST, {"UploadVideo": frozenset({Role.CREATOR})}),
             # What ingest holds about a person, decrypted: for compliance answering their request only.
             **method_paths(SUBJECT_DATA, {"ExportSubjectData": frozenset({Role.SERVICE}),
-                                          "EraseSubjectData": frozenset({Role.SERVICE})}),
+                                          "EraseSubjectData": frozenset({Role.SERVICE}),
+                                      "DescribeProcessing": frozenset({Role.SERVICE})}),
         }),
         on_start=on_start,
         on_stop=on_stop,

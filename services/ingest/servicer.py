@@ -17,7 +17,9 @@ from limelight.privacy.v1 import subject_data_pb2 as privacy_subject_data_pb2
 from libs.clock import Clock
 from libs.errors import InvalidArgument, OutOfRange
 from libs.kit.context import current_principal
+from libs.privacy.records import activities_out
 from services.ingest import messages
+from services.ingest.data_map import DATA_MAP
 from services.ingest.model import CREATOR, UPLOAD, VIDEO
 from services.ingest.uploads import UploadSession
 from services.ingest.usecases import Ingest
@@ -120,3 +122,7 @@ class SubjectDataServicer(subject_data_pb2_grpc.SubjectDataServiceServicer):
         summary = await self._subject_data.erase(messages.creator_of_subject(request.subject))
         return subject_data_pb2.EraseSubjectDataResponse(erasure=privacy_subject_data_pb2.SubjectErasure(
             service=SERVICE, summary=summary))
+
+    async def DescribeProcessing(self, request: subject_data_pb2.DescribeProcessingRequest,
+                                 context: Context) -> subject_data_pb2.DescribeProcessingResponse:
+        return subject_data_pb2.DescribeProcessingResponse(activities=activities_out(DATA_MAP))

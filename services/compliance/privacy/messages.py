@@ -8,7 +8,6 @@ from limelight.compliance.v1 import privacy_pb2
 
 from libs.errors import InvalidArgument
 from libs.pagination import PageTokens
-from libs.privacy.data_map import ProcessingActivity
 from libs.privacy.sealing import DataKey
 from libs.resource_names import ResourcePattern
 from libs.timestamps import to_timestamp
@@ -72,10 +71,3 @@ def request_out(request: DataSubjectRequest) -> privacy_pb2.DataSubjectRequest:
             progress.complete_time.CopyFrom(to_timestamp(step.complete_time))
     return message
 
-
-def activity_out(service: str, activity: ProcessingActivity) -> privacy_pb2.ProcessingActivity:
-    return privacy_pb2.ProcessingActivity(
-        activity_id=activity.activity_id, purpose=activity.purpose, legal_basis=activity.legal_basis,
-        subject_categories=list(activity.subject_categories), data_categories=list(activity.data_categories),
-        recipients=list(activity.recipients), third_country_transfers=list(activity.third_country_transfers),
-        retention=activity.retention, service=service)

@@ -25,13 +25,14 @@ from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.context import current_principal
 from libs.kit.server import ServiceRuntime
 from libs.pagination import page_size
-from libs.privacy.data_map import DataMap, ProcessingActivity
+from libs.privacy.data_map import DataMap
+from libs.privacy.records import activities_out
 from libs.timestamps import epoch_us
 from services.compliance.privacy import messages, usecases
 from services.compliance.privacy.config import PrivacyConfig
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
 from services.compliance.privacy.model import DataSubjectRequest, not_found
-from services.compliance.privacy.sources import ComplianceRecords, service_sources
+from services.compliance.privacy.sources import ComplianceRecords, ServiceSubjectData, service_sources
 from services.compliance.privacy.store import SqlitePrivacyStore
 from services.compliance.privacy.usecases import DataKeys, KeyEncryptionKey
 
@@ -66,11 +67,12 @@ class PersonalDataKeyServicer(privacy_pb2_grpc.PersonalDataKeyServiceServicer):
 
 
 class DataSubjectServicer(privacy_pb2_grpc.DataSubjectServiceServicer):
-    def __init__(self, requests: usecases.DataSubjectRequests, audit: AuditClient,
-                 activities: Sequence[tuple[str, ProcessingActivity]]) -> None:
+    def __init__(self, requests: usecases.DataSubjectRequests, audit: AuditClient, data_maps: Sequence[DataMap],
+                 describers: Sequence[ServiceSubjectData]) -> None:
         self._requests = requests
         self._audit = audit
-        self._activities = activities
+        self._data_maps = data_maps
+        self._describers = describers
 
     async def CreateDataSubjectRequest(
         self, request: privacy_pb2.CreateDataSubjectRequestRequest, context: Context
@@ -149,10 +151,14 @@ class DataSubjectServicer(privacy_pb2_grpc.DataSubjectServiceServicer):
     ) -> privacy_pb2.ListProcessingActivitiesResponse:
         start = messages.ACTIVITY_PAGES.decode_int(request.page_token) or 0
         size = page_size(request.page_size, default=100)
-        page = self._activities[start:start + size]
-        more = start + size < len(self._activities)
+        # The union, asked afresh: a service that does not answer fails the call rather than
+        # leave a record that silently lacks it.
+        activities = [activity for data_map in self._data_maps for activity in activities_out(data_map)]
+        for describer in self._describers:
+            activities += await describer.activities()
+        more = start + size < len(activities)
         return privacy_pb2.ListProcessingActivitiesResponse(
-            activities=[messages.activity_out(service, activity) for service, activity in page],
+            activities=activities[start:start + size],
             next_page_token=messages.ACTIVITY_PAGES.encode(start + size) if more else "")
 
     def _visible(self, name: str) -> str:
@@ -210,18 +216,18 @@ def build(runtime: ServiceRuntime, *, clock: Clock = utc_now, kek: KeyEncryption
     """The area over `<data>/compliance/privacy.db`; the key-encryption key defaults to the local key file.
 
     `sources` are the services a request reaches besides compliance itself (default: the
-    configured ones, over their SubjectDataService); `data_maps` the records of processing
-    `ListProcessingActivities` serves."""
+    configured ones, over their SubjectDataService, which also describe their processing);
+    `data_maps` compliance's own records of processing."""
     config = config or PrivacyConfig.from_environment()
+    remote = service_sources(runtime, config.sources) if sources is None else []
     if sources is None:
-        sources = service_sources(runtime, config.sources)
+        sources = remote
     store = SqlitePrivacyStore.open(runtime.data_root)
     keys = DataKeys(store, kek or LocalKeyEncryptionKey.for_deployment(runtime.data_root), clock)
     audit = AuditClient.for_runtime(runtime, outbox=store.audit_outbox())
     requests = usecases.DataSubjectRequests(store, keys, [ComplianceRecords(store), *sources], clock)
-    activities = [(data_map.service, activity) for data_map in data_maps for activity in data_map.activities]
     servicers: dict[str, object] = {
         DATA_KEYS: PersonalDataKeyServicer(keys, config),
-        DATA_SUBJECT: DataSubjectServicer(requests, audit, activities),
+        DATA_SUBJECT: DataSubjectServicer(requests, audit, data_maps, remote),
     }
     return PrivacyArea(keys, store, audit, servicers)

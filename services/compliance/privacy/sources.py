@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
+from limelight.compliance.v1 import privacy_pb2
 from limelight.gifts.v1 import subject_data_pb2, subject_data_pb2_grpc
 from limelight.ingest.v1 import subject_data_pb2 as ingest_subject_data_pb2
 from limelight.ingest.v1 import subject_data_pb2_grpc as ingest_subject_data_pb2_grpc
@@ -77,6 +78,14 @@ class ServiceSubjectData:
                                                        for kept in response.erasure.retained))
 
 
+    async def activities(self) -> list[privacy_pb2.ProcessingActivity]:
+        """The service's record of processing (Art. 30), as its data map declares it."""
+        try:
+            response = await self._stub.DescribeProcessing(self._stub.describe_request(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise self._unavailable(error) from error
+        return list(response.activities)
+
     def _unavailable(self, error: grpc.aio.AioRpcError) -> Unavailable:
         return Unavailable(f"{self.service} did not answer ({error.code().name}): {error.details()}",
                            reason="SOURCE_UNAVAILABLE", metadata={"service": self.service})
@@ -85,8 +94,10 @@ class ServiceSubjectData:
 class SubjectDataStub(Protocol):
     def export_request(self, subject: str) -> Any: ...
     def erase_request(self, subject: str) -> Any: ...
+    def describe_request(self) -> Any: ...
     def ExportSubjectData(self, request: Any, *, timeout: float) -> Awaitable[Any]: ...  # noqa: N802 (the RPC's name)
     def EraseSubjectData(self, request: Any, *, timeout: float) -> Awaitable[Any]: ...  # noqa: N802
+    def DescribeProcessing(self, request: Any, *, timeout: float) -> Awaitable[Any]: ...  # noqa: N802
 
 
 class GiftsSubjectData:
@@ -96,6 +107,10 @@ class GiftsSubjectData:
         stub = subject_data_pb2_grpc.SubjectDataServiceStub(channel)
         self.ExportSubjectData = stub.ExportSubjectData
         self.EraseSubjectData = stub.EraseSubjectData
+        self.DescribeProcessing = stub.DescribeProcessing
+
+    def describe_request(self) -> subject_data_pb2.DescribeProcessingRequest:
+        return subject_data_pb2.DescribeProcessingRequest()
 
     def export_request(self, subject: str) -> subject_data_pb2.ExportSubjectDataRequest:
         return subject_data_pb2.ExportSubjectDataRequest(subject=subject)
@@ -111,6 +126,10 @@ class IngestSubjectData:
         stub = ingest_subject_data_pb2_grpc.SubjectDataServiceStub(channel)
         self.ExportSubjectData = stub.ExportSubjectData
         self.EraseSubjectData = stub.EraseSubjectData
+        self.DescribeProcessing = stub.DescribeProcessing
+
+    def describe_request(self) -> ingest_subject_data_pb2.DescribeProcessingRequest:
+        return ingest_subject_data_pb2.DescribeProcessingRequest()
 
     def export_request(self, subject: str) -> ingest_subject_data_pb2.ExportSubjectDataRequest:
         return ingest_subject_data_pb2.ExportSubjectDataRequest(subject=subject)
