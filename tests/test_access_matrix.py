@@ -23,7 +23,7 @@ import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from limelight.compliance.v1 import ads_pb2, audit_pb2, consent_pb2, disclosure_pb2
+from limelight.compliance.v1 import ads_pb2, audit_pb2, consent_pb2, disclosure_pb2, privacy_pb2
 from limelight.gifts.v1 import (
     gifts_pb2,
     live_pb2,
@@ -31,9 +31,11 @@ from limelight.gifts.v1 import (
     payouts_pb2,
     standing_pb2,
     standing_pb2_grpc,
+    subject_data_pb2,
     wallet_pb2,
 )
 from limelight.ingest.v1 import ingest_pb2
+from limelight.ingest.v1 import subject_data_pb2 as ingest_subject_data_pb2
 
 from libs.auth.principal import Role
 from libs.kit.config import SERVICES
@@ -250,6 +252,37 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
     "/limelight.compliance.v1.ConsentService/CheckConsent": lambda r: consent_pb2.CheckConsentRequest(
         parent=r.user, purposes=[consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT]),
     "/limelight.compliance.v1.ConsentService/WatchConsentChanges": lambda r: consent_pb2.WatchConsentChangesRequest(),
+    "/limelight.gifts.v1.SubjectDataService/ExportSubjectData": lambda r: subject_data_pb2.ExportSubjectDataRequest(
+        subject=r.user),
+    "/limelight.gifts.v1.SubjectDataService/EraseSubjectData": lambda r: subject_data_pb2.EraseSubjectDataRequest(
+        subject=r.user),
+    "/limelight.gifts.v1.SubjectDataService/DescribeProcessing":
+        lambda r: subject_data_pb2.DescribeProcessingRequest(),
+    "/limelight.ingest.v1.SubjectDataService/ExportSubjectData":
+        lambda r: ingest_subject_data_pb2.ExportSubjectDataRequest(subject=r.user),
+    "/limelight.ingest.v1.SubjectDataService/EraseSubjectData":
+        lambda r: ingest_subject_data_pb2.EraseSubjectDataRequest(subject=r.user),
+    "/limelight.ingest.v1.SubjectDataService/DescribeProcessing":
+        lambda r: ingest_subject_data_pb2.DescribeProcessingRequest(),
+    "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
+        subject=r.user),
+    "/limelight.compliance.v1.DataSubjectService/CreateDataSubjectRequest":
+        lambda r: privacy_pb2.CreateDataSubjectRequestRequest(
+            parent=r.user, request_id=_uuid(), type=privacy_pb2.DATA_SUBJECT_REQUEST_TYPE_ACCESS),
+    "/limelight.compliance.v1.DataSubjectService/GetDataSubjectRequest":
+        lambda r: privacy_pb2.GetDataSubjectRequestRequest(name=f"{r.user}/dataSubjectRequests/none"),
+    "/limelight.compliance.v1.DataSubjectService/ListDataSubjectRequests":
+        lambda r: privacy_pb2.ListDataSubjectRequestsRequest(parent=r.user),
+    "/limelight.compliance.v1.DataSubjectService/ExtendDataSubjectRequest":
+        lambda r: privacy_pb2.ExtendDataSubjectRequestRequest(
+            name=f"{r.user}/dataSubjectRequests/none", extension_months=1, reason="many records to gather"),
+    "/limelight.compliance.v1.DataSubjectService/RejectDataSubjectRequest":
+        lambda r: privacy_pb2.RejectDataSubjectRequestRequest(
+            name=f"{r.user}/dataSubjectRequests/none", reason="manifestly unfounded, see the notice"),
+    "/limelight.compliance.v1.DataSubjectService/DownloadDataExport":
+        lambda r: privacy_pb2.DownloadDataExportRequest(name=f"{r.user}/dataSubjectRequests/none"),
+    "/limelight.compliance.v1.DataSubjectService/ListProcessingActivities":
+        lambda r: privacy_pb2.ListProcessingActivitiesRequest(),
     "/limelight.compliance.v1.AuditService/AppendEvents": lambda r: audit_pb2.AppendEventsRequest(
         events=[_audit_event()]),
     "/limelight.compliance.v1.AuditService/GetCheckpoint": lambda r: audit_pb2.GetCheckpointRequest(),

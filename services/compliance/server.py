@@ -22,8 +22,9 @@ from services.compliance.audit.servicer import AUDIT, AuditServicer, access_poli
 from services.compliance.audit.store import SqliteAuditStore
 from services.compliance.audit.usecases import AuditLog
 from services.compliance.consent import servicer as consent
+from services.compliance.data_map import DATA_MAP
 from services.compliance.disclosure import servicer as disclosure
-from services.compliance.privacy.servicer import DATA_SUBJECT, DataSubjectServicer
+from services.compliance.privacy import servicer as privacy
 
 
 def build(runtime: ServiceRuntime) -> ServiceDefinition:
@@ -36,16 +37,20 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     disclosure_area = disclosure.build(runtime)
     consent_area = consent.build(runtime, append=audit.append_own, clock=utc_now)
     ad_repository = ads.build(runtime, clock=utc_now, consent=consent_area.ad_profiling)
-    policies = [access_policy(), disclosure_area.policy, ad_repository.policy, consent_area.policy]
+    privacy_area = privacy.build(runtime, clock=utc_now, data_maps=[DATA_MAP])
+    policies = [access_policy(), disclosure_area.policy, ad_repository.policy, consent_area.policy,
+                privacy_area.policy]
 
     async def on_start() -> None:
         await asyncio.to_thread(audit.start)  # signs the log as found: a write
         await ad_repository.on_start()  # the retention sweep
         await consent_area.on_start()  # the shipper of consent's audit outbox
+        await privacy_area.on_start()  # the requests' audit shipper
 
     async def on_stop() -> None:
         await consent_area.on_stop()  # ships what it can before the audit log stops
         await ad_repository.on_stop()
+        await privacy_area.on_stop()
         # Draining the writer waits on the disk: off the event loop, like every other write.
         await asyncio.to_thread(audit.stop)
         await asyncio.to_thread(store.close)
@@ -57,8 +62,7 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
             disclosure_area.service_name: disclosure_area.servicer,
             ad_repository.service_name: ad_repository.servicer,
             consent_area.service_name: consent_area.servicer,
-            # The generated stubs mark every RPC abstract; unbuilt, each answers UNIMPLEMENTED.
-            DATA_SUBJECT: DataSubjectServicer(),  # type: ignore[abstract]
+            **privacy_area.servicers,
         },
         policy=AccessPolicy(
             public=frozenset().union(*(policy.public for policy in policies)),

@@ -34,6 +34,7 @@ from services.gifts.servicer import (
     GiftServicer,
     LiveServicer,
     PayoutServicer,
+    SubjectDataServicer,
     WalletServicer,
 )
 from services.gifts.store.outbox import GiftsAuditOutbox
@@ -49,6 +50,7 @@ WALLET = f"{PACKAGE}.WalletService"
 GIFT = f"{PACKAGE}.GiftService"
 PAYOUT = f"{PACKAGE}.PayoutService"
 STANDING = f"{PACKAGE}.AccountStandingService"
+SUBJECT_DATA = f"{PACKAGE}.SubjectDataService"
 
 OPERATORS = frozenset({Role.ADMIN})
 SERVICES_AND_OPERATORS = frozenset({Role.ADMIN, Role.SERVICE})
@@ -60,6 +62,10 @@ ACCESS = AccessPolicy(
         **method_paths(WALLET, {"ReverseTopUp": SERVICES_AND_OPERATORS}),
         **method_paths(PAYOUT, {"SettlePayout": SERVICES_AND_OPERATORS}),
         **method_paths(STANDING, {"UpdateAccountStanding": OPERATORS}),
+        # What gifts holds about a person: for compliance answering their request only.
+        **method_paths(SUBJECT_DATA, {"ExportSubjectData": frozenset({Role.SERVICE}),
+                                      "EraseSubjectData": frozenset({Role.SERVICE}),
+                                      "DescribeProcessing": frozenset({Role.SERVICE})}),
     },
 )
 
@@ -100,7 +106,8 @@ class GiftsService:
         return package_definition(
             PACKAGE,
             {LIVE: LiveServicer(self), WALLET: WalletServicer(self), GIFT: GiftServicer(self),
-             PAYOUT: PayoutServicer(self), STANDING: AccountStandingServicer(self)},
+             PAYOUT: PayoutServicer(self), STANDING: AccountStandingServicer(self),
+             SUBJECT_DATA: SubjectDataServicer(self)},
             policy=ACCESS, on_start=self._start, on_stop=self._stop, on_denied=self._record_denial,
             on_serving=self._hear_health_report,
         )

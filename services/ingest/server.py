@@ -19,10 +19,11 @@ from libs.blobstore.http_server import BlobHTTPServer
 from libs.clock import Clock, utc_now
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
+from libs.privacy.remote import personal_data_for
 from services.ingest.clients import AdRepositoryClient, ComplianceClient, RankingClient
 from services.ingest.config import IngestConfig
 from services.ingest.provenance import read_c2pa
-from services.ingest.servicer import IngestServicer
+from services.ingest.servicer import IngestServicer, SubjectDataServicer
 from services.ingest.store import IngestStore
 from services.ingest.tracing import KitTracing
 from services.ingest.usecases import Ingest
@@ -40,10 +41,12 @@ from services.ingest.usecases.ports import (
 from services.ingest.usecases.ports import IngestStore as StorePort
 from services.ingest.usecases.processing import FollowUps, TranscodeJobs
 from services.ingest.usecases.reading import Videos
+from services.ingest.usecases.subject_data import SubjectData
 from services.ingest.usecases.uploading import CompleteUpload, Rejections, Uploads
 from services.ingest.workers import RayTranscoder
 
 INGEST = "limelight.ingest.v1.IngestService"
+SUBJECT_DATA = "limelight.ingest.v1.SubjectDataService"
 
 
 def assemble(*, store: StorePort, blobs: MediaBlobs, transcoder: Transcoder, compliance: ComplianceChecker,
@@ -70,7 +73,7 @@ def assemble(*, store: StorePort, blobs: MediaBlobs, transcoder: Transcoder, com
 def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> ServiceDefinition:
     """The ingest service; its settings come from the environment unless given (tests)."""
     config = config or IngestConfig.from_environment()
-    store = IngestStore.open(runtime.data_root)
+    store = IngestStore.open(runtime.data_root, personal=personal_data_for(runtime))
     blobs = LocalBlobStore(runtime.data_root / "ingest" / "blobs")
     playback = BlobHTTPServer(blobs, port=config.playback_port)
     transcoder = RayTranscoder(task_options={"num_cpus": config.transcode_cpus} if config.transcode_cpus else None)
@@ -99,8 +102,15 @@ def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> Servic
 
     return package_definition(
         "limelight.ingest.v1",
-        {INGEST: IngestServicer(ingest, playback_base_url=playback.base_url, clock=utc_now)},
-        policy=AccessPolicy(roles=method_paths(INGEST, {"UploadVideo": frozenset({Role.CREATOR})})),
+        {INGEST: IngestServicer(ingest, playback_base_url=playback.base_url, clock=utc_now),
+         SUBJECT_DATA: SubjectDataServicer(SubjectData(store=store))},
+        policy=AccessPolicy(roles={
+            **method_paths(INGEST, {"UploadVideo": frozenset({Role.CREATOR})}),
+            # What ingest holds about a person, decrypted: for compliance answering their request only.
+            **method_paths(SUBJECT_DATA, {"ExportSubjectData": frozenset({Role.SERVICE}),
+                                          "EraseSubjectData": frozenset({Role.SERVICE}),
+                                      "DescribeProcessing": frozenset({Role.SERVICE})}),
+        }),
         on_start=on_start,
         on_stop=on_stop,
     )

@@ -7,21 +7,27 @@ rules before a handler runs; the use cases decide everything else.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import grpc
-from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc, subject_data_pb2, subject_data_pb2_grpc
+from limelight.privacy.v1 import subject_data_pb2 as privacy_subject_data_pb2
 
 from libs.clock import Clock
 from libs.errors import InvalidArgument, OutOfRange
 from libs.kit.context import current_principal
+from libs.privacy.records import activities_out
 from services.ingest import messages
+from services.ingest.data_map import DATA_MAP
 from services.ingest.model import CREATOR, UPLOAD, VIDEO
 from services.ingest.uploads import UploadSession
 from services.ingest.usecases import Ingest
+from services.ingest.usecases.subject_data import SubjectData
 from services.ingest.usecases.uploading import BeginUpload
 
 Context = grpc.aio.ServicerContext[object, object]
+SERVICE = "services/ingest"
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -48,7 +54,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             # Shielded: the call being cancelled must not cancel the commit of what it received.
             await asyncio.shield(writer.flush())
         video = await self._ingest.complete_upload(principal, session.upload_id)
-        completed = uploads.get(principal, session.creator_id, session.upload_id)
+        completed = await uploads.get(principal, session.creator_id, session.upload_id)
         return ingest_pb2.UploadVideoResponse(upload=messages.upload_out(completed, self._clock()),
                                               video=messages.video_out(video, self._playback))
 
@@ -64,7 +70,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if first is not None and part == "resume":
             resume = first.resume
             upload = UPLOAD.parse(resume.upload, field="resume.upload")
-            session = self._ingest.uploads.resume(principal, upload["creator"], upload["upload"])
+            session = await self._ingest.uploads.resume(principal, upload["creator"], upload["upload"])
             if resume.offset > session.committed_bytes:
                 raise OutOfRange(f"resume offset {resume.offset} is past the {session.committed_bytes} bytes "
                                  "received", reason="UPLOAD_OFFSET_MISMATCH",
@@ -75,17 +81,17 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def GetUpload(self, request: ingest_pb2.GetUploadRequest, context: Context) -> ingest_pb2.GetUploadResponse:
         upload = UPLOAD.parse(request.name)
-        session = self._ingest.uploads.get(current_principal(), upload["creator"], upload["upload"])
+        session = await self._ingest.uploads.get(current_principal(), upload["creator"], upload["upload"])
         return ingest_pb2.GetUploadResponse(upload=messages.upload_out(session, self._clock()))
 
     async def GetVideo(self, request: ingest_pb2.GetVideoRequest, context: Context) -> ingest_pb2.GetVideoResponse:
         name = VIDEO.parse(request.name)
-        video = self._ingest.videos.get(current_principal(), name["creator"], name["video"])
+        video = await self._ingest.videos.get(current_principal(), name["creator"], name["video"])
         return ingest_pb2.GetVideoResponse(video=messages.video_out(video, self._playback))
 
     async def ListVideos(self, request: ingest_pb2.ListVideosRequest,
                          context: Context) -> ingest_pb2.ListVideosResponse:
-        page = self._ingest.videos.list(current_principal(), CREATOR.parse(request.parent, field="parent")["creator"],
+        page = await self._ingest.videos.list(current_principal(), CREATOR.parse(request.parent, field="parent")["creator"],
                                         request.page_size, request.page_token,
                                         messages.video_state_in(request.state))
         return ingest_pb2.ListVideosResponse(videos=[messages.video_out(v, self._playback) for v in page.videos],
@@ -97,3 +103,26 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         updates = self._ingest.videos.watch(current_principal(), name["creator"], name["video"])
         async for video in updates:
             yield ingest_pb2.WatchVideoResponse(video=messages.video_out(video, self._playback))
+
+
+class SubjectDataServicer(subject_data_pb2_grpc.SubjectDataServiceServicer):
+    """Ingest's part of a data-subject request; compliance calls it (services only)."""
+
+    def __init__(self, subject_data: SubjectData) -> None:
+        self._subject_data = subject_data
+
+    async def ExportSubjectData(self, request: subject_data_pb2.ExportSubjectDataRequest,
+                                context: Context) -> subject_data_pb2.ExportSubjectDataResponse:
+        exported = await self._subject_data.export(messages.creator_of_subject(request.subject))
+        return subject_data_pb2.ExportSubjectDataResponse(export=privacy_subject_data_pb2.SubjectDataExport(
+            service=SERVICE, json=json.dumps(exported, ensure_ascii=False, sort_keys=True)))
+
+    async def EraseSubjectData(self, request: subject_data_pb2.EraseSubjectDataRequest,
+                               context: Context) -> subject_data_pb2.EraseSubjectDataResponse:
+        summary = await self._subject_data.erase(messages.creator_of_subject(request.subject))
+        return subject_data_pb2.EraseSubjectDataResponse(erasure=privacy_subject_data_pb2.SubjectErasure(
+            service=SERVICE, summary=summary))
+
+    async def DescribeProcessing(self, request: subject_data_pb2.DescribeProcessingRequest,
+                                 context: Context) -> subject_data_pb2.DescribeProcessingResponse:
+        return subject_data_pb2.DescribeProcessingResponse(activities=activities_out(DATA_MAP))

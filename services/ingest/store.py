@@ -13,6 +13,12 @@ Reads use a second connection (WAL: readers never wait for the writer's fsync).
 
 The audit outbox (`libs.audit.outbox`) holds events written with the change they record;
 the shared shipper drains it through `audit_outbox`.
+
+Personal data (the caption and the file name the creator chose) is stored only sealed under
+the creator's data key (`libs.privacy`, columns `*_sealed`), sealed before a write is queued
+and opened after a read, on the event loop where the key service is reachable; erasing the
+creator destroys the key, and those fields read back empty. Rows written before schema 4 keep
+their plaintext in `metadata_json` / `filename` (see docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, TypeVar
 
 from libs.audit.events import AuditEvent
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.privacy.fields import PersonalData
 from libs.storage.committer import GroupCommitter
 from libs.storage.paths import data_dir
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
@@ -197,14 +204,24 @@ MIGRATIONS = [
     outbox_migration(2),
     _integer_times_migration(3),
     Migration(4, _AD_REGISTRATION_MIGRATION),
+    # Personal fields, sealed under the creator's data key (libs.privacy).
+    Migration(5, """
+ALTER TABLE uploads ADD COLUMN caption_sealed BLOB;
+ALTER TABLE uploads ADD COLUMN filename_sealed BLOB;
+ALTER TABLE videos ADD COLUMN caption_sealed BLOB;
+"""),
 ]
+
+CAPTION = "ingest.caption"
+FILENAME = "ingest.filename"
 
 T = TypeVar("T")
 
 
 
 class IngestStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, personal: PersonalData) -> None:
+        self._personal = personal
         writer = SqliteDatabase(path)
         writer.migrate(MIGRATIONS)
         self._writer = writer
@@ -217,8 +234,8 @@ class IngestStore:
         self._committer.add_commit_listener(listener)
 
     @classmethod
-    def open(cls, data_root: Path | None = None) -> IngestStore:
-        return cls((data_root or data_dir()) / "ingest" / "ingest.db")
+    def open(cls, data_root: Path | None = None, *, personal: PersonalData) -> IngestStore:
+        return cls((data_root or data_dir()) / "ingest" / "ingest.db", personal)
 
     def close(self) -> None:
         self._committer.close()
@@ -231,23 +248,36 @@ class IngestStore:
     # -- uploads ----------------------------------------------------------------------------
 
     async def create_upload(self, session: UploadSession) -> None:
+        subject = _subject(session.creator_id)
+        caption = await self._personal.seal(subject, CAPTION, session.metadata.caption)
+        filename = await self._personal.seal(subject, FILENAME, session.filename)
+
         def insert(tx: Transaction) -> None:
             try:
                 tx.execute(
                     "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
-                    " filename, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?)",
-                    (session.upload_id, session.creator_id, _dump(session.metadata), session.declared_size,
-                     session.sha256_hex, session.filename, epoch_us(session.created_at), epoch_us(session.expires_at)),
+                    " caption_sealed, filename_sealed, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?, ?)",
+                    (session.upload_id, session.creator_id, _dump_without_caption(session.metadata),
+                     session.declared_size, session.sha256_hex, caption, filename, epoch_us(session.created_at),
+                     epoch_us(session.expires_at)),
                 )
             except sqlite3.IntegrityError:
                 raise ConcurrentUploadError(session.upload_id, 0) from None
 
         await self._write(insert)
 
-    def get_upload(self, upload_id: str) -> UploadSession | None:
+    async def get_upload(self, upload_id: str) -> UploadSession | None:
         with self._reader.reading() as connection:
             row = connection.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
-        return _upload(row) if row else None
+        return await self._opened_upload(row) if row else None
+
+    async def uploads_of(self, creator_id: str) -> list[UploadSession]:
+        """Every upload of a creator, oldest first (for their data-subject requests)."""
+        with self._reader.reading() as connection:
+            rows = connection.execute("SELECT * FROM uploads WHERE creator_id = ? ORDER BY created_at, upload_id",
+                                      (creator_id,)).fetchall()
+        return [await self._opened_upload(row) for row in rows]
 
     async def commit_part(self, upload_id: str, offset: int, size: int, blob_key: str) -> UploadSession:
         """Record a stored part and advance the committed offset, only from exactly `offset`.
@@ -255,7 +285,7 @@ class IngestStore:
         Two replicas racing on one upload cannot both commit the same range: the second
         update finds the offset moved and fails.
         """
-        def commit(tx: Transaction) -> UploadSession:
+        def commit(tx: Transaction) -> Any:
             moved = tx.execute(
                 "UPDATE uploads SET committed_bytes = committed_bytes + ? WHERE upload_id = ?"
                 " AND committed_bytes = ? AND state = 'RECEIVING'",
@@ -265,9 +295,9 @@ class IngestStore:
                 raise ConcurrentUploadError(upload_id, offset)
             tx.execute("INSERT INTO upload_parts (upload_id, offset, size, blob_key) VALUES (?, ?, ?, ?)",
                        (upload_id, offset, size, blob_key))
-            return _upload(tx.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone())
+            return tx.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
 
-        return await self._write(commit)
+        return await self._opened_upload(await self._write(commit))
 
     def upload_parts(self, upload_id: str) -> list[tuple[int, int, str]]:
         """(offset, size, blob key) of every committed part, in order."""
@@ -297,6 +327,8 @@ class IngestStore:
         """Upload verified and probed: the upload completes, the video exists, its job is queued,
         an unanswered compliance review is scheduled to be asked again, and the upload's audit
         events (the upload, the verdicts it got) are written, all together."""
+        caption = await self._personal.seal(_subject(video.creator_id), CAPTION, video.metadata.caption)
+
         def start(tx: Transaction) -> None:
             moved = tx.execute(
                 "UPDATE uploads SET state = 'COMPLETED' WHERE upload_id = ? AND state = 'RECEIVING'",
@@ -305,11 +337,12 @@ class IngestStore:
             if moved != 1:
                 raise ConcurrentUploadError(video.video_id, -1)
             tx.execute(
-                "INSERT INTO videos (video_id, creator_id, metadata_json, state, stage, probe_json, review_json,"
-                " c2pa_json, publication, created_at, updated_at) VALUES (?, ?, ?, 'PROCESSING', 'QUEUED', ?, ?, ?,"
-                " ?, ?, ?)",
-                (video.video_id, video.creator_id, _dump(video.metadata), _dump(video.probe), _dump(video.review),
-                 _dump(video.c2pa), video.review.publication.value, epoch_us(now), epoch_us(now)),
+                "INSERT INTO videos (video_id, creator_id, metadata_json, caption_sealed, state, stage, probe_json,"
+                " review_json, c2pa_json, publication, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'PROCESSING', 'QUEUED', ?, ?, ?, ?, ?, ?)",
+                (video.video_id, video.creator_id, _dump_without_caption(video.metadata), caption, _dump(video.probe),
+                 _dump(video.review), _dump(video.c2pa), video.review.publication.value, epoch_us(now),
+                 epoch_us(now)),
             )
             tx.execute(
                 "INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, trace_carrier_json,"
@@ -323,10 +356,10 @@ class IngestStore:
 
     # -- videos -----------------------------------------------------------------------------
 
-    def get_video(self, video_id: str) -> Video | None:
+    async def get_video(self, video_id: str) -> Video | None:
         with self._reader.reading() as connection:
             row = connection.execute("SELECT * FROM videos WHERE video_id = ?", (video_id,)).fetchone()
-        return _video(row) if row else None
+        return await self._opened_video(row) if row else None
 
     def video_version(self, video_id: str) -> int | None:
         """Cheap change check for watchers polling a video."""
@@ -334,8 +367,8 @@ class IngestStore:
             row = connection.execute("SELECT version FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         return int(row[0]) if row else None
 
-    def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
-                    state: VideoState | None = None) -> list[Video]:
+    async def list_videos(self, creator_id: str, limit: int, after: tuple[dt.datetime, str] | None = None,
+                          state: VideoState | None = None) -> list[Video]:
         """A creator's videos, newest first; `after` is the (created_at, video_id) of the last one seen."""
         conditions = ["creator_id = ?"]
         parameters: list[object] = [creator_id]
@@ -351,7 +384,25 @@ class IngestStore:
                 " ORDER BY created_at DESC, video_id DESC LIMIT ?",
                 (*parameters, limit),
             ).fetchall()
-        return [_video(row) for row in rows]
+        return [await self._opened_video(row) for row in rows]
+
+    async def _opened_video(self, row: Any) -> Video:
+        video = _video(row)
+        caption = await self._opened(video.creator_id, CAPTION, row["caption_sealed"], video.metadata.caption)
+        return dataclasses.replace(video, metadata=dataclasses.replace(video.metadata, caption=caption))
+
+    async def _opened_upload(self, row: Any) -> UploadSession:
+        upload = _upload(row)
+        caption = await self._opened(upload.creator_id, CAPTION, row["caption_sealed"], upload.metadata.caption)
+        filename = await self._opened(upload.creator_id, FILENAME, row["filename_sealed"], upload.filename)
+        return dataclasses.replace(upload, metadata=dataclasses.replace(upload.metadata, caption=caption),
+                                   filename=filename)
+
+    async def _opened(self, creator_id: str, field_name: str, sealed: bytes | None, legacy: str) -> str:
+        """The field's text: '' once the creator was erased; a row older than schema 4 has it in the clear."""
+        if sealed is None:
+            return legacy
+        return await self._personal.open(_subject(creator_id), field_name, sealed) or ""
 
     async def apply_review(self, video_id: str, review: ComplianceReview, now: dt.datetime,
                            audit: PublicationAudit, trace_context: Mapping[str, str]) -> None:
@@ -521,6 +572,15 @@ def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None
 
 
 # -- row mapping ------------------------------------------------------------------------
+
+
+def _subject(creator_id: str) -> str:
+    """The data subject a creator's fields belong to: creators are users, by the same id."""
+    return f"users/{creator_id}"
+
+
+def _dump_without_caption(metadata: VideoMetadata) -> str:
+    return _dump(dataclasses.replace(metadata, caption=""))
 
 
 def _dump(value: object) -> str:

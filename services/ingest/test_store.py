@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.privacy.fields import EphemeralDataKeys, PersonalData
 from libs.storage.sqlite import SqliteDatabase
 from services.ingest.model import (
     AiLabel,
@@ -43,8 +44,13 @@ PENDING = ComplianceReview()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[IngestStore]:
-    opened = IngestStore.open(tmp_path)
+def keys() -> EphemeralDataKeys:
+    return EphemeralDataKeys()
+
+
+@pytest.fixture
+def store(tmp_path: Path, keys: EphemeralDataKeys) -> Iterator[IngestStore]:
+    opened = IngestStore.open(tmp_path, personal=PersonalData(keys))
     yield opened
     opened.close()
 
@@ -90,16 +96,16 @@ async def test_the_schema_refuses_bytes_past_the_declared_size(store: IngestStor
     await add_upload(store, size=10)
     with pytest.raises(sqlite3.IntegrityError):
         await store.commit_part("v1", 0, 11, "p0")
-    assert store.get_upload("v1").committed_bytes == 0  # type: ignore[union-attr]
+    assert (await store.get_upload("v1")).committed_bytes == 0  # type: ignore[union-attr]
 
 
 async def test_processing_starts_with_its_job_and_a_second_unfinished_job_is_refused(store: IngestStore) -> None:
     await add_upload(store)
     await start(store)
-    video = store.get_video("v1")
+    video = await store.get_video("v1")
     assert video is not None and video.state is VideoState.PROCESSING and video.probe == PROBE
     assert video.publication is PublicationState.PENDING_REVIEW and video.stage is ProcessingStage.QUEUED
-    assert store.get_upload("v1").state is UploadState.COMPLETED  # type: ignore[union-attr]
+    assert (await store.get_upload("v1")).state is UploadState.COMPLETED  # type: ignore[union-attr]
     with pytest.raises(ConcurrentUploadError):
         await start(store)  # the upload is no longer receiving
     with pytest.raises(sqlite3.IntegrityError), store._writer.transaction() as tx:
@@ -114,10 +120,10 @@ async def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_regist
     await store.mark_job_submitted("j-v1", T0)
     await store.record_progress("v1", 0.5, T0)
     await store.record_progress("v1", 0.3, T0)  # progress never goes back
-    assert (store.get_video("v1").progress, store.get_video("v1").stage) == (0.5, ProcessingStage.TRANSCODING)  # type: ignore[union-attr]
+    assert ((await store.get_video("v1")).progress, (await store.get_video("v1")).stage) == (0.5, ProcessingStage.TRANSCODING)  # type: ignore[union-attr]
     await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
     await store.complete_job("j-v1", MEDIA, T0, no_audit, {})  # a second commit is a no-op
-    video = store.get_video("v1")
+    video = await store.get_video("v1")
     assert video is not None and video.state is VideoState.READY and video.media == MEDIA
     assert video.published_at == T0 and video.ranking is RankingRegistration.PENDING
     [due] = store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0)
@@ -126,20 +132,20 @@ async def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_regist
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0 + dt.timedelta(seconds=30))[0].attempts == 1
     await store.registration_succeeded("v1", T0)
-    assert store.get_video("v1").ranking is RankingRegistration.REGISTERED  # type: ignore[union-attr]
+    assert (await store.get_video("v1")).ranking is RankingRegistration.REGISTERED  # type: ignore[union-attr]
 
 
 async def test_pending_review_keeps_asking_compliance_and_is_not_published(store: IngestStore) -> None:
     await add_upload(store)
     await start(store, review=PENDING)
     await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
-    video = store.get_video("v1")
+    video = await store.get_video("v1")
     assert video is not None and video.published_at is None
     assert [d.video_id for d in store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, T0)] == ["v1"]
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []
     await store.apply_review("v1", CLEARED, T0, no_audit, {})
     assert store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, T0) == []
-    assert store.get_video("v1").published_at == T0  # type: ignore[union-attr]
+    assert (await store.get_video("v1")).published_at == T0  # type: ignore[union-attr]
     assert [d.video_id for d in store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0)] == ["v1"]
 
 
@@ -147,7 +153,7 @@ async def test_held_videos_are_never_registered_with_ranking(store: IngestStore)
     await add_upload(store)
     await start(store, review=ComplianceReview(DisclosureVerdict.NON_COMPLIANT, ai_label=AiLabel.NONE))
     await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
-    video = store.get_video("v1")
+    video = await store.get_video("v1")
     assert video is not None and video.publication is PublicationState.HELD
     assert video.ranking is RankingRegistration.NOT_APPLICABLE and video.published_at is None
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0 + dt.timedelta(days=1)) == []
@@ -161,18 +167,19 @@ async def test_the_schema_refuses_publishing_what_is_not_ready_and_cleared(store
 
 
 async def test_unfinished_jobs_survive_a_reopen_and_failures_reach_the_video(tmp_path: Path) -> None:
-    store = IngestStore.open(tmp_path)
+    personal = PersonalData(EphemeralDataKeys())
+    store = IngestStore.open(tmp_path, personal=personal)
     await add_upload(store)
     await start(store)
     await store.mark_job_submitted("j-v1", T0)
     store.close()
-    reopened = IngestStore.open(tmp_path)
+    reopened = IngestStore.open(tmp_path, personal=personal)
     [unfinished] = reopened.unfinished_jobs()
     assert (unfinished.job_id, unfinished.state, unfinished.submissions) == ("j-v1", JobState.RUNNING, 1)
     assert unfinished.trace_carrier == {"traceparent": "x"}
     await reopened.fail_job("j-v1", "MEDIA_UNDECODABLE", "damaged", T0)
     assert reopened.unfinished_jobs() == []
-    video = reopened.get_video("v1")
+    video = await reopened.get_video("v1")
     assert video is not None
     assert (video.state, video.failure_reason, video.failure_message) == (VideoState.FAILED, "MEDIA_UNDECODABLE", "damaged")
     assert video.ranking is RankingRegistration.NOT_APPLICABLE
@@ -185,12 +192,12 @@ async def test_videos_list_newest_first_by_keyset(store: IngestStore) -> None:
         await start(store, video_id=f"v{minute}", at=T0 + dt.timedelta(minutes=minute))
     await add_upload(store, upload_id="other", creator="c2")
     await start(store, video_id="other", creator="c2")
-    first = store.list_videos("c1", 2)
+    first = await store.list_videos("c1", 2)
     assert [v.video_id for v in first] == ["v4", "v3"]
-    rest = store.list_videos("c1", 10, after=(first[-1].created_at, first[-1].video_id))
+    rest = await store.list_videos("c1", 10, after=(first[-1].created_at, first[-1].video_id))
     assert [v.video_id for v in rest] == ["v2", "v1", "v0"]
     await store.fail_job("j-v2", "X", "y", T0)
-    assert [v.video_id for v in store.list_videos("c1", 10, state=VideoState.FAILED)] == ["v2"]
+    assert [v.video_id for v in (await store.list_videos("c1", 10, state=VideoState.FAILED))] == ["v2"]
 
 
 async def test_an_audit_event_is_stored_exactly_when_its_change_is(store: IngestStore) -> None:
@@ -208,7 +215,7 @@ async def test_an_audit_event_is_stored_exactly_when_its_change_is(store: Ingest
 
     with pytest.raises(RuntimeError):
         await store.complete_job("j-v1", MEDIA, T0, failing_audit, {})
-    assert store.get_video("v1").state is VideoState.PROCESSING  # type: ignore[union-attr]
+    assert (await store.get_video("v1")).state is VideoState.PROCESSING  # type: ignore[union-attr]
 
     seen: list[tuple[str | None, str | None]] = []
 
@@ -241,14 +248,14 @@ async def test_a_database_with_text_times_is_migrated_to_microseconds_exactly(tm
         tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at) VALUES ('v1', 'RANKING_REGISTRATION', ?)",
                    (published,))
     old.close()
-    store = IngestStore.open(tmp_path)
+    store = IngestStore.open(tmp_path, personal=PersonalData(EphemeralDataKeys()))
     try:
-        video = store.get_video("v1")
+        video = await store.get_video("v1")
         assert video is not None
         assert video.created_at == dt.datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
         assert video.published_at == dt.datetime(2026, 5, 1, 12, 5, 0, 1, tzinfo=dt.UTC)
-        assert store.get_upload("v1").expires_at == dt.datetime(2026, 5, 8, 12, tzinfo=dt.UTC)  # type: ignore[union-attr]
-        assert [v.video_id for v in store.list_videos("c1", 10)] == ["v1"]
+        assert (await store.get_upload("v1")).expires_at == dt.datetime(2026, 5, 8, 12, tzinfo=dt.UTC)  # type: ignore[union-attr]
+        assert [v.video_id for v in (await store.list_videos("c1", 10))] == ["v1"]
         assert [d.video_id for d in store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.published_at)] == ["v1"]
         assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.created_at) == []
         with store._writer.reading() as connection:
@@ -266,3 +273,53 @@ async def test_writes_run_on_the_committer_thread_never_on_the_event_loop(store:
     await store.mark_job_submitted("j-v1", T0)
     await store.record_progress("v1", 0.5, T0)
     assert writers == {"ingest-store"}  # the event loop's thread never waited for a COMMIT
+
+
+CAPTION = "Ada's holiday in Lisbon, with Grace"
+
+
+async def test_the_caption_and_file_name_are_stored_only_sealed(store: IngestStore, tmp_path: Path) -> None:
+    session = UploadSession("v1", "ada", VideoMetadata(caption=CAPTION, hashtags=("lisbon",)), 100, "ab" * 32, 0,
+                            UploadState.RECEIVING, T0, T0 + dt.timedelta(days=1), filename="grace-and-me.mp4")
+    await store.create_upload(session)
+    await store.start_processing(
+        Video("v1", "ada", session.metadata, VideoState.PROCESSING, ProcessingStage.QUEUED, T0, T0, PROBE),
+        TranscodeJob("j-v1", "v1", JobState.QUEUED, "videos/v1/hls/j/", {}), T0, [audit_event()], {})
+    assert ((await store.get_upload("v1")).metadata.caption, (await store.get_upload("v1")).filename) == (  # type: ignore[union-attr]
+        CAPTION, "grace-and-me.mp4")
+    assert (await store.get_video("v1")).metadata == session.metadata  # type: ignore[union-attr]
+    stored = b"".join(path.read_bytes() for path in (tmp_path / "ingest").glob("ingest.db*"))
+    assert b"Lisbon" not in stored and b"grace-and-me" not in stored
+    assert b"lisbon" in stored  # hashtags are not personal: they stay queryable
+
+
+async def test_after_the_creator_is_erased_their_fields_read_back_empty(
+    store: IngestStore, keys: EphemeralDataKeys, tmp_path: Path,
+) -> None:
+    await store.create_upload(UploadSession("v1", "ada", VideoMetadata(caption=CAPTION), 100, "ab" * 32, 0,
+                                            UploadState.RECEIVING, T0, T0 + dt.timedelta(days=1), filename="a.mp4"))
+    await add_upload(store, "v2", creator="bob")
+    keys.shred("users/ada")
+    reopened = IngestStore.open(tmp_path, personal=PersonalData(keys))  # a fresh cache, as after the key TTL
+    try:
+        upload = await reopened.get_upload("v1")
+        assert upload is not None and (upload.metadata.caption, upload.filename) == ("", "")
+        assert (await reopened.get_upload("v2")).metadata.caption == "hi"  # type: ignore[union-attr]
+    finally:
+        reopened.close()
+
+
+async def test_a_row_written_before_sealing_keeps_its_caption(tmp_path: Path) -> None:
+    old = SqliteDatabase(tmp_path / "ingest" / "ingest.db")
+    old.migrate(MIGRATIONS[:3])
+    with old.transaction() as tx:
+        tx.execute("INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
+                   " filename, created_at, expires_at) VALUES ('v1', 'c1', ?, 100, ?, 'RECEIVING', 'old.mp4', 1, 2)",
+                   (json.dumps(dataclasses.asdict(VideoMetadata(caption="from before"))), "ab" * 32))
+    old.close()
+    store = IngestStore.open(tmp_path, personal=PersonalData(EphemeralDataKeys()))
+    try:
+        upload = await store.get_upload("v1")
+        assert upload is not None and (upload.metadata.caption, upload.filename) == ("from before", "old.mp4")
+    finally:
+        store.close()

@@ -16,6 +16,7 @@ from libs.auth.principal import Principal, Role
 from libs.blobstore import LocalBlobStore
 from libs.clock import utc_now
 from libs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from libs.privacy.fields import EphemeralDataKeys, PersonalData
 from services.ingest.config import IngestConfig
 from services.ingest.model import (
     AiLabel,
@@ -129,10 +130,12 @@ MakeIngest = Callable[..., Awaitable[Running]]
 @pytest.fixture
 async def make_ingest(tmp_path: Path) -> AsyncIterator[MakeIngest]:
     running: list[Running] = []
+    keys = EphemeralDataKeys()  # one key holder across restarts, as compliance would be
 
     async def make(*, compliance: FixedCompliance | None = None, ranking: FlakyRanking | None = None,
                    config: IngestConfig | None = None, transcoder: Transcoder | None = None) -> Running:
-        store, blobs, ads = IngestStore.open(tmp_path), LocalBlobStore(tmp_path / "blobs"), RecordingAdRepository()
+        store, blobs, ads = (IngestStore.open(tmp_path, personal=PersonalData(keys)), LocalBlobStore(tmp_path / "blobs"),
+                             RecordingAdRepository())
         ingest = assemble(
             store=store, blobs=blobs, transcoder=transcoder or RayTranscoder(),
             compliance=compliance or FixedCompliance(), ranking=ranking or FlakyRanking(), ads=ads,
@@ -182,7 +185,7 @@ async def test_an_upload_becomes_a_ready_published_video_with_a_ladder_and_is_re
     assert updates[-1].state is VideoState.READY and updates[-1].progress == 1.0
     assert [u.progress for u in updates] == sorted(u.progress for u in updates)
     await app.ingest.jobs.wait_idle()
-    ready = app.ingest.videos.get(STRANGER, "alice", video.video_id)  # published: anyone may see it
+    ready = await app.ingest.videos.get(STRANGER, "alice", video.video_id)  # published: anyone may see it
     assert ready.publication is PublicationState.PUBLISHED and ready.published_at is not None
     assert ready.ranking is RankingRegistration.REGISTERED and ranking.registered == [video.video_id]
     assert ready.media is not None
@@ -206,7 +209,7 @@ async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
     for offset in range(0, cut, 10_000):
         await first_connection.write(offset, data[offset:min(offset + 10_000, cut)])
     # The connection drops here: what was buffered but not committed is lost.
-    committed = app.ingest.uploads.get(CREATOR, "alice", session.upload_id).committed_bytes
+    committed = (await app.ingest.uploads.get(CREATOR, "alice", session.upload_id)).committed_bytes
     assert 0 < committed < cut  # committed in parts of at least 64 KiB; the tail was lost
     assert await begin(app, data) != session  # a new id is a new upload...
     again = await app.ingest.uploads.begin(CREATOR, BeginUpload(
@@ -219,7 +222,7 @@ async def test_an_upload_cut_mid_stream_resumes_from_the_committed_offset(
     video = await app.ingest.complete_upload(CREATOR, session.upload_id)
     assert (await finished(app, video.video_id))[-1].state is VideoState.READY
     assert app.blobs.get(source_key(video.video_id)) == data
-    assert await app.ingest.complete_upload(CREATOR, session.upload_id) == app.ingest.videos.get(CREATOR, "alice", video.video_id)
+    assert await app.ingest.complete_upload(CREATOR, session.upload_id) == await app.ingest.videos.get(CREATOR, "alice", video.video_id)
 
 
 async def test_a_checksum_mismatch_fails_the_upload_and_discards_the_bytes(
@@ -229,7 +232,7 @@ async def test_a_checksum_mismatch_fails_the_upload_and_discards_the_bytes(
     with pytest.raises(InvalidArgument) as raised:
         await upload(app, clips["portrait"], sha256="00" * 32)
     assert raised.value.reason == "CHECKSUM_MISMATCH"
-    assert app.ingest.videos.list(CREATOR, "alice", 10, "").videos == []
+    assert (await app.ingest.videos.list(CREATOR, "alice", 10, "")).videos == []
     assert list(app.blobs.list("sources/")) == [] and list(app.blobs.list("upload-parts/")) == []
 
 
@@ -246,7 +249,7 @@ async def test_unusable_media_is_rejected_with_the_probe_reason(
     with pytest.raises(InvalidArgument) as raised:
         await app.ingest.complete_upload(CREATOR, session.upload_id)
     assert raised.value.reason == reason
-    failed = app.ingest.uploads.get(CREATOR, "alice", session.upload_id)
+    failed = await app.ingest.uploads.get(CREATOR, "alice", session.upload_id)
     assert (failed.state.value, failed.failure_reason) == ("FAILED", reason)
     assert app.audit_events() == [("ingest.UploadVideo", "rejected", reason, "")]
     assert leftovers(app, session.upload_id) == []
@@ -272,7 +275,7 @@ async def test_a_clip_whose_header_declares_it_too_long_is_refused_before_the_re
             sent = offset + 16 * 1024
     assert raised.value.reason == "MEDIA_TOO_LONG" and "maximum of 2 seconds" in raised.value.violations[0].description
     assert sent < len(data) // 2  # refused on the header, long before the file was in
-    refused = app.ingest.uploads.get(CREATOR, "alice", session.upload_id)
+    refused = await app.ingest.uploads.get(CREATOR, "alice", session.upload_id)
     assert (refused.state.value, refused.failure_reason) == ("FAILED", "MEDIA_TOO_LONG")
     assert app.audit_events() == [("ingest.UploadVideo", "rejected", "MEDIA_TOO_LONG", "")]
     assert leftovers(app, session.upload_id) == []  # no bytes and no empty folders left behind
@@ -290,7 +293,7 @@ async def test_published_commercial_content_gets_its_labels_and_an_ad_repository
     video = await upload(app, clips["no_audio"])
     await finished(app, video.video_id)
     await app.ingest.jobs.wait_idle()
-    published = app.ingest.videos.get(STRANGER, "alice", video.video_id)
+    published = await app.ingest.videos.get(STRANGER, "alice", video.video_id)
     assert published.publication is PublicationState.PUBLISHED and published.review.shown_labels == ("Werbung",)
     assert "'Werbung' shown before the content" in published.publication_note
     assert app.ads.registered == [video.video_id] and published.ad_name == f"ads/{video.video_id}"
@@ -310,7 +313,7 @@ async def test_a_held_video_is_not_entered_in_the_ad_repository_and_says_what_to
     video = await upload(app, clips["no_audio"])
     await finished(app, video.video_id)
     await app.ingest.jobs.wait_idle()
-    held = app.ingest.videos.get(CREATOR, "alice", video.video_id)
+    held = await app.ingest.videos.get(CREATOR, "alice", video.video_id)
     assert held.publication is PublicationState.HELD and app.ads.registered == []
     assert "a new upload whose caption fixes what the findings say" in held.publication_note
     assert [event[0] for event in app.audit_events()] == ["ingest.UploadVideo", "ingest.ReviewVideo",
@@ -328,7 +331,7 @@ async def test_non_compliant_content_is_held_and_never_registered(make_ingest: M
     await app.ingest.jobs.wait_idle()
     assert ranking.registered == [] and last.ranking is RankingRegistration.NOT_APPLICABLE
     with pytest.raises(NotFound):
-        app.ingest.videos.get(STRANGER, "alice", video.video_id)
+        await app.ingest.videos.get(STRANGER, "alice", video.video_id)
 
 
 async def test_pending_review_is_asked_again_and_publishes_once_compliance_answers(
@@ -340,12 +343,12 @@ async def test_pending_review_is_asked_again_and_publishes_once_compliance_answe
     video = await upload(app, clips["no_audio"])
     await finished(app, video.video_id)
     await app.ingest.jobs.wait_idle()  # the job's own sweep asked once more: still pending
-    pending = app.ingest.videos.get(CREATOR, "alice", video.video_id)
+    pending = await app.ingest.videos.get(CREATOR, "alice", video.video_id)
     assert pending.publication is PublicationState.PENDING_REVIEW and pending.published_at is None
     with pytest.raises(NotFound):
-        app.ingest.videos.get(STRANGER, "alice", video.video_id)
+        await app.ingest.videos.get(STRANGER, "alice", video.video_id)
     await app.ingest.follow_ups.run_due()
-    assert app.ingest.videos.get(STRANGER, "alice", video.video_id).publication is PublicationState.PUBLISHED
+    assert (await app.ingest.videos.get(STRANGER, "alice", video.video_id)).publication is PublicationState.PUBLISHED
     assert ranking.registered == [video.video_id]
     assert [event[0] for event in app.audit_events()] == ["ingest.UploadVideo", "ingest.ReviewVideo",
                                                           "ingest.PublishVideo"]
@@ -357,12 +360,12 @@ async def test_registration_stays_pending_while_ranking_cannot_take_it(make_inge
     video = await upload(app, clips["no_audio"])
     await finished(app, video.video_id)
     await app.ingest.jobs.wait_idle()
-    assert app.ingest.videos.get(CREATOR, "alice", video.video_id).ranking is RankingRegistration.PENDING
+    assert (await app.ingest.videos.get(CREATOR, "alice", video.video_id)).ranking is RankingRegistration.PENDING
     await app.ingest.follow_ups.run_due()
     assert ranking.registered == []
     await app.ingest.follow_ups.run_due()
     assert ranking.registered == [video.video_id]
-    assert app.ingest.videos.get(STRANGER, "alice", video.video_id).ranking is RankingRegistration.REGISTERED
+    assert (await app.ingest.videos.get(STRANGER, "alice", video.video_id)).ranking is RankingRegistration.REGISTERED
 
 
 async def test_a_service_restart_mid_job_queues_the_job_again_and_finishes(
@@ -373,7 +376,7 @@ async def test_a_service_restart_mid_job_queues_the_job_again_and_finishes(
     while first.store.unfinished_jobs()[0].state is not JobState.RUNNING:
         await asyncio.sleep(0.01)
     await first.ingest.stop()  # the service goes away with the job RUNNING
-    assert first.ingest.videos.get(CREATOR, "alice", video.video_id).state is VideoState.PROCESSING
+    assert (await first.ingest.videos.get(CREATOR, "alice", video.video_id)).state is VideoState.PROCESSING
     second = await make_ingest()
     assert (await finished(second, video.video_id))[-1].state is VideoState.READY
     [job_row] = second.store._reader._connection.execute("SELECT submissions FROM transcode_jobs").fetchall()
@@ -393,14 +396,14 @@ async def test_listing_pages_through_a_creators_own_videos_only(make_ingest: Mak
     app = await make_ingest(config=replace(IngestConfig(), max_jobs_in_flight=1))
     for _ in range(3):
         await upload(app, clips["no_audio"])
-    first = app.ingest.videos.list(CREATOR, "alice", 2, "")
-    second = app.ingest.videos.list(CREATOR, "alice", 2, first.next_page_token)
+    first = await app.ingest.videos.list(CREATOR, "alice", 2, "")
+    second = await app.ingest.videos.list(CREATOR, "alice", 2, first.next_page_token)
     assert len(first.videos) == 2 and len(second.videos) == 1 and second.next_page_token == ""
     assert {v.video_id for v in first.videos}.isdisjoint(v.video_id for v in second.videos)
     with pytest.raises(InvalidArgument):
-        app.ingest.videos.list(CREATOR, "alice", 2, "not-a-token")
+        await app.ingest.videos.list(CREATOR, "alice", 2, "not-a-token")
     with pytest.raises(PermissionDenied):
-        app.ingest.videos.list(STRANGER, "alice", 2, "")
+        await app.ingest.videos.list(STRANGER, "alice", 2, "")
     with pytest.raises(PermissionDenied):
         await app.ingest.uploads.begin(STRANGER, BeginUpload("alice", str(uuid.uuid4()), VideoMetadata(), 10, "ab" * 32))
     await app.ingest.jobs.wait_idle()
@@ -437,6 +440,6 @@ async def test_a_pending_video_that_compliance_then_refuses_is_held_on_the_audit
     await finished(app, video.video_id)
     await app.ingest.jobs.wait_idle()
     await app.ingest.follow_ups.run_due()
-    held = app.ingest.videos.get(CREATOR, "alice", video.video_id)
+    held = await app.ingest.videos.get(CREATOR, "alice", video.video_id)
     assert held.publication is PublicationState.HELD and held.ranking is RankingRegistration.NOT_APPLICABLE
     assert app.audit_events()[-1] == ("ingest.HoldVideo", "succeeded", "NEEDS_REVIEW", "")

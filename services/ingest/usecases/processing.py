@@ -91,7 +91,7 @@ class FollowUps:
         and published commercial content with the ad repository."""
         now = self._clock()
         for due in self._store.due_follow_ups(FollowUp.COMPLIANCE_REVIEW, now):
-            video = self._store.get_video(due.video_id)
+            video = await self._store.get_video(due.video_id)
             if video is None:
                 continue
             with self._tracing.continued(due.trace_carrier):
@@ -117,7 +117,7 @@ class FollowUps:
     async def _call_due(self, kind: FollowUp, now: dt.datetime, call: Callable[[Video], Awaitable[None]]) -> None:
         """Make each due call of `kind`; one the other side cannot take yet is deferred."""
         for due in self._store.due_follow_ups(kind, now):
-            video = self._store.get_video(due.video_id)
+            video = await self._store.get_video(due.video_id)
             if video is None:
                 continue
             try:
@@ -178,7 +178,7 @@ class TranscodeJobs:
 
     async def _run(self, job: TranscodeJob) -> None:
         async with self._slots:
-            video = self._store.get_video(job.video_id)
+            video = await self._store.get_video(job.video_id)
             if video is None:
                 return
             request = TranscodeRequest(

@@ -28,16 +28,16 @@ class Videos:
         self._store = store
         self._watch_poll = watch_poll
 
-    def get(self, viewer: Principal, creator_id: str, video_id: str) -> Video:
-        video = self._store.get_video(video_id)
+    async def get(self, viewer: Principal, creator_id: str, video_id: str) -> Video:
+        video = await self._store.get_video(video_id)
         if video is None or video.creator_id != creator_id or not may_view(viewer, video):
             # The same answer for "missing" and "not yours": no probing for other creators' drafts.
             raise NotFound(f"no video {video_id}", resource_name=video_name(creator_id, video_id),
                            reason="VIDEO_NOT_FOUND")
         return video
 
-    def list(self, viewer: Principal, creator_id: str, requested_size: int, page_token: str,
-             state: VideoState | None = None) -> VideoPage:
+    async def list(self, viewer: Principal, creator_id: str, requested_size: int, page_token: str,
+                   state: VideoState | None = None) -> VideoPage:
         """A creator's videos, newest first, a page at a time (the token is bound to the filter)."""
         if not may_manage(viewer, creator_id):
             raise PermissionDenied("creators list only their own videos", reason="NOT_OWN_VIDEOS",
@@ -46,7 +46,7 @@ class Videos:
         listing = f"{creator_name(creator_id)}|state={state.value if state else ''}"
         position = VIDEO_PAGES.decode(page_token, bound_to=listing, shape=(int, str))
         after = None if position is None else (from_epoch_us(int(position[0])), str(position[1]))
-        videos = self._store.list_videos(creator_id, size + 1, after, state)
+        videos = await self._store.list_videos(creator_id, size + 1, after, state)
         if len(videos) <= size:
             return VideoPage(videos, "")
         last = videos[size - 1]
@@ -55,13 +55,13 @@ class Videos:
 
     async def watch(self, viewer: Principal, creator_id: str, video_id: str) -> AsyncIterator[Video]:
         """The video now, then after every change, until it is READY or FAILED."""
-        video = self.get(viewer, creator_id, video_id)
+        video = await self.get(viewer, creator_id, video_id)
         yield video
         version = video.version
         while not video.is_finished:
             await asyncio.sleep(self._watch_poll.total_seconds())
             if self._store.video_version(video_id) == version:
                 continue
-            video = self.get(viewer, creator_id, video_id)
+            video = await self.get(viewer, creator_id, video_id)
             version = video.version
             yield video

@@ -110,7 +110,7 @@ class Uploads:
         """Open an upload under the client's id; the same id and declaration again resumes it."""
         _ensure_uploader(creator, command.creator_id)
         validate_declaration(command.upload_id, command.size_bytes, command.sha256_hex, self._limits)
-        existing = self._store.get_upload(command.upload_id)
+        existing = await self._store.get_upload(command.upload_id)
         if existing is not None:
             ensure_same_upload(existing, command.creator_id, command.metadata, command.size_bytes,
                                command.sha256_hex)
@@ -128,17 +128,17 @@ class Uploads:
             return await self.begin(creator, command)
         return session
 
-    def get(self, viewer: Principal, creator_id: str, upload_id: str) -> UploadSession:
-        session = self._store.get_upload(upload_id)
+    async def get(self, viewer: Principal, creator_id: str, upload_id: str) -> UploadSession:
+        session = await self._store.get_upload(upload_id)
         if session is None or session.creator_id != creator_id or not may_manage(viewer, creator_id):
             raise NotFound(f"no upload {upload_id}", resource_name=upload_name(creator_id, upload_id),
                            reason="UPLOAD_NOT_FOUND")
         return session
 
-    def resume(self, creator: Principal, creator_id: str, upload_id: str) -> UploadSession:
+    async def resume(self, creator: Principal, creator_id: str, upload_id: str) -> UploadSession:
         """The upload to continue writing: only its creator may add bytes."""
         _ensure_uploader(creator, creator_id)
-        return self.get(creator, creator_id, upload_id)
+        return await self.get(creator, creator_id, upload_id)
 
     def writer(self, creator: Principal, session: UploadSession) -> UploadWriter:
         return UploadWriter(store=self._store, blobs=self._blobs, session=session,
@@ -250,11 +250,11 @@ class CompleteUpload:
         self._probe_limits = probe_limits
 
     async def __call__(self, creator: Principal, upload_id: str) -> Video:
-        session = self._store.get_upload(upload_id)
+        session = await self._store.get_upload(upload_id)
         if session is None:
             raise NotFound(f"no upload {upload_id}", reason="UPLOAD_NOT_FOUND")
         if session.state is UploadState.COMPLETED:
-            video = self._store.get_video(session.video_id)
+            video = await self._store.get_video(session.video_id)
             assert video is not None, "a completed upload always has its video"
             return video  # a client retrying its completion gets the same answer
         if session.state is UploadState.FAILED:
@@ -300,7 +300,7 @@ class CompleteUpload:
             return await self(creator, upload_id)
         await self._rejections.discard_upload_data(session, keep_source=True)
         self._jobs.schedule(job)
-        started = self._store.get_video(video.video_id)
+        started = await self._store.get_video(video.video_id)
         assert started is not None
         return started
 
