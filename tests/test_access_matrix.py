@@ -1,6 +1,6 @@
 """The authorisation matrix: every RPC of every built service, called by every kind of caller.
 
-The expectation is `docs/access.md` itself (the table the README shows): this test parses it
+The expectation is the README's "Who may call what" section itself: this test parses it
 and asserts each cell against the real in-process platform, and each row's kit rule against
 the policy the kit enforces, so the documentation and the rules cannot drift apart. Every
 caller names resources it would plausibly name: a user its own, staff and services a user's
@@ -44,7 +44,16 @@ from libs.kit.validation import validate
 from tests.conftest import InProcessPlatform
 from tools.repository import repository_file
 
-TABLE = repository_file("docs/access.md")
+README = repository_file("README.md")
+ACCESS_SECTION = "## Who may call what\n"
+
+
+def access_section() -> str:
+    """The README's access section, up to the next top-level heading: the table and its lists."""
+    text = README.read_text()
+    start = text.index(ACCESS_SECTION)
+    end = text.find("\n## ", start + len(ACCESS_SECTION))
+    return text[start:end if end >= 0 else len(text)]
 OWNER = "mx-owner"
 REFUSALS = {"UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND"}
 STREAM_WAIT_S = 0.5  # a stream that sends nothing this long was admitted and is waiting for data
@@ -436,7 +445,7 @@ def _behaviour(handler: Any) -> Any:
 
 
 def test_the_table_lists_every_built_rpc_and_each_unbuilt_service_in_one_line(platform: InProcessPlatform) -> None:
-    text = TABLE.read_text()
+    text = access_section()
     built = _built_methods(platform)
     assert sorted(expected_matrix(text)) == sorted(method for methods in built.values() for method in methods)
     unbuilt = [service for service, methods in built.items() if not methods]
@@ -449,7 +458,7 @@ def test_the_table_lists_every_built_rpc_and_each_unbuilt_service_in_one_line(pl
 
 
 async def test_every_caller_gets_exactly_the_documented_answer(platform: InProcessPlatform) -> None:
-    expected = {method: row.answers for method, row in expected_matrix(TABLE.read_text()).items()}
+    expected = {method: row.answers for method, row in expected_matrix(access_section()).items()}
     observed = await answers_of(platform, CALLERS, expected)
     differences = {method: {column: (expected[method][column], answer) for column, answer in answers.items()
                             if expected[method][column] != answer}
@@ -460,7 +469,7 @@ async def test_every_caller_gets_exactly_the_documented_answer(platform: InProce
 def test_the_role_rules_are_the_kits_own(platform: InProcessPlatform) -> None:
     """The kit refuses by role before any handler runs; a handler's second check must not hide a
     loosened policy, so the table states each policy rule too."""
-    documented = {method: row.rule for method, row in expected_matrix(TABLE.read_text()).items()}
+    documented = {method: row.rule for method, row in expected_matrix(access_section()).items()}
     enforced = {rule.method: rule.rule for service in SERVICES
                 for rule in platform.services[service].definition.access_table() if rule.method in documented}
     assert enforced == documented
@@ -474,7 +483,7 @@ async def test_a_service_name_without_the_service_role_gets_no_more_than_another
 ) -> None:
     """Issue 9 finding 2: a token for subject `services/gifts` holding only the viewer role is an
     ordinary caller; wherever another user is refused, so is it."""
-    matrix = expected_matrix(TABLE.read_text())
+    matrix = expected_matrix(access_section())
     refused_to_others = {method: {IMPOSTOR.column: row.answers["other user"]} for method, row in matrix.items()
                          if row.answers["other user"] != "ok"}
     observed = await answers_of(platform, [IMPOSTOR], refused_to_others)

@@ -100,8 +100,8 @@ async def seed_video(data_root: Path, compliance: str) -> None:
         Video("run-1", "alice", metadata, VideoState.PROCESSING, ProcessingStage.QUEUED, T0, T0, PROBE,
               review=ComplianceReview()),
         TranscodeJob("job-1", "run-1", JobState.QUEUED, "videos/run-1/hls/job-1/", {}), T0,
-        AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
-                   outcome=Outcome.SUCCEEDED, event_time=T0), {})
+        [AuditEvent(event_id=str(uuid.uuid4()), actor="users/alice", action="ingest.UploadVideo", resource=VIDEO,
+                    outcome=Outcome.SUCCEEDED, event_time=T0)], {})
     await store.fail_job("job-1", "TRANSCODE_FAILED", "seeded", T0)
     store.close()
     await clients.close()

@@ -25,16 +25,17 @@ DATA_MAP = DataMap(
         PersonalField("uploads.caption_sealed", "free text written by the creator (caption)", sealed=True),
         PersonalField("videos.caption_sealed", "free text written by the creator (caption)", sealed=True),
         PersonalField("uploads.filename_sealed", "file name chosen by the creator", sealed=True),
-        # Rows written before schema 4 keep their caption and file name here in the clear; newer rows
+        # Rows written before schema 5 keep their caption and file name here in the clear; newer rows
         # store the caption as "" and no file name.
-        PersonalField("uploads.metadata_json", "caption of rows older than schema 4", sealed=False),
-        PersonalField("videos.metadata_json", "caption of rows older than schema 4", sealed=False),
-        PersonalField("uploads.filename", "file name of rows older than schema 4", sealed=False),
+        PersonalField("uploads.metadata_json", "caption of rows older than schema 5", sealed=False),
+        PersonalField("videos.metadata_json", "caption of rows older than schema 5", sealed=False),
+        PersonalField("uploads.filename", "file name of rows older than schema 5", sealed=False),
     ),
     not_personal=(
         NotPersonal("uploads.creator_id", "opaque user id"),
         NotPersonal("videos.creator_id", "opaque user id"),
         NotPersonal("videos.failure_message", "the transcoder's diagnostics"),
+        NotPersonal("videos.ad_name", "the DSA ad repository entry's resource name (ads/{id})"),
         NotPersonal("transcode_jobs.failure_message", "the transcoder's diagnostics"),
     ),
 )

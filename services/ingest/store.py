@@ -17,7 +17,7 @@ the shared shipper drains it through `audit_outbox`.
 Personal data (the caption and the file name the creator chose) is stored only sealed under
 the creator's data key (`libs.privacy`, columns `*_sealed`), sealed before a write is queued
 and opened after a read, on the event loop where the key service is reachable; erasing the
-creator destroys the key, and those fields read back empty. Rows written before schema 4 keep
+creator destroys the key, and those fields read back empty. Rows written before schema 5 keep
 their plaintext in `metadata_json` / `filename` (see docs/privacy.md).
 """
 
@@ -399,7 +399,7 @@ class IngestStore:
                                    filename=filename)
 
     async def _opened(self, creator_id: str, field_name: str, sealed: bytes | None, legacy: str) -> str:
-        """The field's text: '' once the creator was erased; a row older than schema 4 has it in the clear."""
+        """The field's text: '' once the creator was erased; a row older than schema 5 has it in the clear."""
         if sealed is None:
             return legacy
         return await self._personal.open(_subject(creator_id), field_name, sealed) or ""

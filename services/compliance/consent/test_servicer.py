@@ -113,8 +113,9 @@ async def test_state_names_the_latest_record_per_purpose(consent_stub: consent_p
 async def test_same_request_id_one_effect_other_parameters_refused(consent_stub: consent_pb2_grpc.ConsentServiceAsyncStub,
                                                                     callers: Callers) -> None:
     request_id = str(uuid.uuid4())
-    first = await consent_stub.RecordConsent(give("dan", FEED, request_id=request_id), metadata=callers.user("dan"))
-    again = await consent_stub.RecordConsent(give("dan", FEED, request_id=request_id), metadata=callers.user("dan"))
+    retried = give("dan", FEED, request_id=request_id)  # one request sent twice: its decision time is part of it
+    first = await consent_stub.RecordConsent(retried, metadata=callers.user("dan"))
+    again = await consent_stub.RecordConsent(retried, metadata=callers.user("dan"))
     assert again.record == first.record
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await consent_stub.RecordConsent(give("dan", ANALYTICS, request_id=request_id), metadata=callers.user("dan"))
