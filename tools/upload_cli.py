@@ -79,6 +79,8 @@ async def upload_file(
             return await stub.UploadVideo(_messages(path, first, offset, chunk_size, on_progress),
                                           metadata=tuple(call_metadata))
         except grpc.aio.AioRpcError as error:
+            if _status_lost_to_a_late_write(error) and first.HasField("start"):
+                raise await _refusal_of(stub, first, call_metadata) or error from None
             if error.code() not in _RESUMABLE or attempt == max_resumes:
                 raise
         await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt))
@@ -86,6 +88,26 @@ async def upload_file(
                   ).upload.received_bytes
         first = ingest_pb2.UploadVideoRequest(resume=ingest_pb2.UploadResume(upload=name, offset=offset))
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _status_lost_to_a_late_write(error: grpc.aio.AioRpcError) -> bool:
+    """grpcio's asyncio client replaces the server's status with INTERNAL when a chunk is still
+    being written as the server refuses the stream (grpc/grpc#36066)."""
+    return error.code() is grpc.StatusCode.INTERNAL and "execute_batch" in (error.debug_error_string() or "")
+
+
+async def _refusal_of(stub: ingest_pb2_grpc.IngestServiceAsyncStub, start: ingest_pb2.UploadVideoRequest,
+                      call_metadata: Sequence[tuple[str, str]]) -> grpc.aio.AioRpcError | None:
+    """The service's answer to the start message alone, with no chunk left to race it: the refusal
+    the lost status carried (or, for an upload it had begun, how that upload stands)."""
+    async def start_only() -> AsyncIterator[ingest_pb2.UploadVideoRequest]:
+        yield start
+
+    try:
+        await stub.UploadVideo(start_only(), metadata=tuple(call_metadata))
+    except grpc.aio.AioRpcError as refusal:
+        return refusal
+    return None
 
 
 async def _messages(path: Path, first: ingest_pb2.UploadVideoRequest, offset: int, chunk_size: int,
