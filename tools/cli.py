@@ -29,6 +29,10 @@ app = typer.Typer(
 # The officers' tools and the uploader pull in gRPC and every stub; each is registered only
 # when asked for (all of them for the overview in --help), so `limelight token` starts fast.
 _HEAVY_COMMANDS = ("audit", "upload", "dev")
+# Commands that run a service's own code (`dev`: gifts' local payment provider). The
+# `limelight` binary (//tools:limelight) carries them and the tools library, which every
+# service's tests use, must not: so they are loaded by name, as `serve` loads a server.
+_SERVICE_COMMANDS = {"dev": "Development helpers: receipts from the local payment provider."}
 
 
 def _register_heavy_commands(requested: str | None) -> None:
@@ -42,12 +46,9 @@ def _register_heavy_commands(requested: str | None) -> None:
             from tools.upload_cli import upload
 
             app.command()(upload)
-        if requested in (None, "dev"):
-            # Loaded by name, as `serve` loads a service's server: `limelight dev` runs gifts' own
-            # code (its local payment provider), which the `limelight` binary carries
-            # (//tools:limelight) and the tools library, used by every service's tests, must not.
-            dev_app = importlib.import_module("tools." + "dev_cli").app
-            app.add_typer(dev_app, name="dev", help="Development helpers: receipts from the local payment provider.")
+        for name, help_text in _SERVICE_COMMANDS.items():
+            if requested in (None, name):
+                app.add_typer(importlib.import_module(f"tools.{name}_cli").app, name=name, help=help_text)
     except ModuleNotFoundError as missing:  # pragma: no cover - only before the first generation
         if missing.name is None or not missing.name.startswith(("limelight", "buf")):
             raise

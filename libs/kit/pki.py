@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from libs.clock import utc_now
 from libs.kit.config import SERVICES
 from libs.storage.paths import data_dir
 
@@ -91,7 +92,7 @@ def ensure_dev_pki(data_root: Path, services: Iterable[str] = SERVICES, *,
     Idempotent: an existing CA is kept, and so is a leaf the CA signed that is valid for
     longer than `LEAF_RENEWAL`. Keys are written with mode 0600 inside a 0700 directory.
     """
-    issued_at = now or dt.datetime.now(dt.UTC)
+    issued_at = now or utc_now()
     files = pki_files(data_root)
     files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     (files.root / "services").mkdir(mode=0o700, exist_ok=True)
