@@ -1,0 +1,891 @@
+"""The shop's use cases: plain async functions of (command, context), over the ports declared here.
+
+A write is a unit of work (`Work`): a function of the open `Unit` that reads, decides and
+writes in one transaction, run by the store's committer one at a time; stock moves inside a
+unit only through the unit's conditional updates, so the invariant lives in the store. Calls
+to the payment provider happen between units, never inside one, and every step after one
+that succeeded is compensated on failure:
+
+    checkout:  unit [claim request id, price, minors' rules, reserve, order CREATED]
+               -> provider.authorize(order)            declined: unit [release, CANCELLED]
+               -> unit [RESERVED]                      lost (crash): the sweep voids, releases
+    capture:   provider.capture -> unit [PAID, reserved -> sold]
+    cancel:    provider.void    -> unit [CANCELLED, release]
+    refund:    unit [refund intent] -> provider.refund -> unit [refund applied, restock]
+
+Every provider call is idempotent by the order's name (and the refund's request id), so a
+retry, the sweep and a compensation may each run it again with no second effect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+from libs.clock import Clock
+from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.shop.model import (
+    DEFAULT_DISCLOSURE_LABEL,
+    DEFAULT_VARIANT,
+    LIVE,
+    CancelReason,
+    Fulfillment,
+    Funding,
+    LivePin,
+    Order,
+    OrderLine,
+    OrderState,
+    Payment,
+    PaymentState,
+    Product,
+    ProductState,
+    ProductType,
+    Purchase,
+    Refund,
+    Reservation,
+    ReservationState,
+    SpendingLimits,
+    SpendingPolicy,
+    Stock,
+    Variant,
+    check_new_product,
+    fingerprint,
+    merged_needs,
+    month_start,
+    purchase_rules,
+    refund_lines,
+    require_live_host,
+    tax_included,
+)
+
+T = TypeVar("T")
+
+
+# -- ports ------------------------------------------------------------------------------------
+
+
+class Unit(Protocol):
+    """One transaction, as the use cases see it; store.py satisfies it."""
+
+    now: dt.datetime
+
+    def claim(self, request_id: str, kind: str, print_: str) -> str | None: ...
+    def remember(self, request_id: str, kind: str, print_: str, result: str) -> None: ...
+    def product(self, name: str) -> Product | None: ...
+    def insert_product(self, product: Product) -> None: ...
+    def save_product(self, product: Product) -> None: ...
+    def stock(self, variant: str) -> Stock | None: ...
+    def adjust_on_hand(self, variant: str, delta: int, request_id: str) -> Stock: ...
+    def reserve(self, needs: Sequence[tuple[str, int]]) -> None: ...
+    def release(self, needs: Sequence[tuple[str, int]]) -> None: ...
+    def sell(self, needs: Sequence[tuple[str, int]]) -> None: ...
+    def restock(self, needs: Sequence[tuple[str, int]]) -> None: ...
+    def insert_reservation(self, reservation: Reservation) -> None: ...
+    def reservation(self, name: str) -> Reservation | None: ...
+    def set_reservation_state(self, name: str, state: ReservationState) -> None: ...
+    def expired_reservations(self, limit: int) -> list[Reservation]: ...
+    def insert_order(self, order: Order, sealed: tuple[bytes | None, bytes | None]) -> None: ...
+    def order(self, name: str) -> Order | None: ...
+    def save_order(self, order: Order) -> None: ...
+    def spent_since(self, buyer: str, since: dt.datetime) -> int: ...
+    def parental_consent(self, user: str) -> bool: ...
+    def record_parental_consent(self, user: str, granted: bool, evidence: str, actor: str, request_id: str) -> None: ...
+    def active_pin(self, live: str, product: str) -> LivePin | None: ...
+    def insert_pin(self, pin: LivePin) -> None: ...
+    def save_pin(self, pin: LivePin) -> None: ...
+    def pin(self, name: str) -> LivePin | None: ...
+    def add_pin_sales(self, live: str, product: str, units: int) -> None: ...
+    def deliver(self, kind: str, payload: dict[str, object]) -> None: ...
+    def audit(self, event: object) -> None: ...
+
+
+Work = Callable[[Unit], T]
+
+
+class Store(Protocol):
+    def run(self, work: Work[T], *, refused: object | None = None) -> Awaitable[T]: ...
+    def read(self, work: Work[T]) -> Awaitable[T]: ...
+    def sweep_candidates(self, *, created_before: dt.datetime, now: dt.datetime,
+                         limit: int) -> Awaitable[list[Order]]: ...
+
+
+@dataclass(frozen=True)
+class Authorization:
+    approved: bool
+    reference: str = ""
+    expire_time: dt.datetime | None = None
+    decline_reason: str = ""
+
+
+class PaymentProvider(Protocol):
+    """A payment provider, idempotent by key: the order's name for an authorisation, a
+    refund's request id for a refund. `void` and `capture` answer the payment's state after
+    them (a captured payment is not voided; a voided one is not captured)."""
+
+    name: str
+
+    def funding(self, token: str) -> Funding: ...
+    async def authorize(self, key: str, token: str, amount_minor: int, currency_code: str) -> Authorization: ...
+    async def capture(self, key: str, amount_minor: int) -> PaymentState: ...
+    async def void(self, key: str) -> PaymentState: ...
+    async def refund(self, key: str, refund_key: str, amount_minor: int) -> None: ...
+
+
+class LiveSessions(Protocol):
+    """Gifts' LIVE sessions: True when LIVE; NotFound or Unavailable otherwise."""
+
+    async def is_live(self, live: str) -> bool: ...
+
+
+class Disclosure(Protocol):
+    """The disclosure engine's label for a product pinned in a LIVE; None when it cannot answer."""
+
+    async def label(self, live: str, product: str) -> str | None: ...
+
+
+class AuditEvents(Protocol):
+    """Builds an audit event on the caller's task (identity, trace, time), for `Unit.audit`."""
+
+    def event(self, action: str, resource: str, *, subject: str = "",
+              attributes: dict[str, str] | None = None) -> object: ...
+
+
+class Sealer(Protocol):
+    """Personal fields sealed under the subject's data key (`libs.privacy.fields.PersonalData`)."""
+
+    async def seal(self, subject: str, field_name: str, plaintext: str) -> bytes: ...
+    async def open(self, subject: str, field_name: str, sealed: bytes | None) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ShopRules:
+    reservation_ttl: dt.timedelta = dt.timedelta(minutes=10)
+    checkout_hold: dt.timedelta = dt.timedelta(minutes=15)
+    # An order CREATED this long ago has lost its checkout (a crash): the sweep compensates it.
+    checkout_grace: dt.timedelta = dt.timedelta(seconds=60)
+    spending: SpendingPolicy = SpendingPolicy()
+
+
+@dataclass
+class ShopContext:
+    store: Store
+    payments: dict[str, PaymentProvider]
+    audit: AuditEvents
+    clock: Clock
+    rules: ShopRules
+    sealer: Sealer | None = None
+    lives: LiveSessions | None = None
+    disclosure: Disclosure | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified caller: the user it is or acts for, and what its roles allow."""
+
+    subject: str
+    user: str  # the user id, or "" for a service acting for no one
+    merchant: bool = False
+    service: bool = False
+    operator: bool = False
+    officer: bool = False
+    age: int | None = None
+
+    @property
+    def staff(self) -> bool:
+        return self.service or self.operator
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+# -- catalogue --------------------------------------------------------------------------------
+
+
+def require_own_catalog(caller: Caller, merchant: str) -> None:
+    if not caller.merchant or caller.user != merchant:
+        raise PermissionDenied(f"only merchant {merchant} changes its catalogue", reason="NOT_OWN_CATALOG",
+                               metadata={"merchant": f"merchants/{merchant}"})
+
+
+async def create_product(ctx: ShopContext, caller: Caller, product: Product) -> Product:
+    require_own_catalog(caller, product.merchant)
+    now = ctx.clock()
+    variants = product.variants or ((Variant(DEFAULT_VARIANT),) if product.type is not ProductType.BUNDLE else ())
+    product = replace(product, variants=variants, create_time=now, update_time=now)
+    check_new_product(product)
+    event = ctx.audit.event("shop.CreateProduct", product.name, attributes={"state": product.state.value})
+
+    def work(unit: Unit) -> Product:
+        if unit.product(product.name) is not None:
+            raise_exists(product.name)
+        for index, component in enumerate(product.components):
+            if unit.stock(component.variant) is None:
+                raise InvalidArgument.for_field(f"product.bundle_components[{index}].variant",
+                                                f"{component.variant} is not a variant with stock of its own")
+        unit.insert_product(product)
+        unit.audit(event)
+        return product
+
+    return await ctx.store.run(work)
+
+
+def raise_exists(name: str) -> None:
+    raise AlreadyExists(f"{name} exists", reason="PRODUCT_EXISTS", metadata={"product": name})
+
+
+def product_not_found(name: str) -> NotFound:
+    return NotFound(f"no product {name}", resource_name=name, reason="PRODUCT_NOT_FOUND")
+
+
+def visible_product(caller: Caller, product: Product | None, name: str) -> Product:
+    if product is None or (product.state is ProductState.DRAFT and caller.user != product.merchant):
+        raise product_not_found(name)
+    return product
+
+
+async def update_product(ctx: ShopContext, caller: Caller, name: str, merchant: str,
+                         changes: dict[str, object]) -> Product:
+    require_own_catalog(caller, merchant)
+    event = ctx.audit.event("shop.UpdateProduct", name, attributes={"fields": ",".join(sorted(changes))})
+
+    def work(unit: Unit) -> Product:
+        product = unit.product(name)
+        if product is None:
+            raise product_not_found(name)
+        if product.state is ProductState.ARCHIVED and set(changes) - {"state"}:
+            raise FailedPrecondition(f"{name} is archived", reason="PRODUCT_ARCHIVED")
+        changed = replace(product, update_time=unit.now, **changes)  # type: ignore[arg-type]
+        unit.save_product(changed)
+        unit.audit(event)
+        return changed
+
+    return await ctx.store.run(work)
+
+
+# -- inventory --------------------------------------------------------------------------------
+
+
+async def adjust_inventory(ctx: ShopContext, caller: Caller, request_id: str, variant: str, merchant: str,
+                           product: str, delta: int, reason: str) -> Stock:
+    require_own_catalog(caller, merchant)
+    print_ = fingerprint({"variant": variant, "delta": delta, "reason": reason})
+    event = ctx.audit.event("shop.AdjustInventory", variant, attributes={"delta": str(delta), "reason": reason})
+
+    def work(unit: Unit) -> Stock:
+        if unit.claim(request_id, "AdjustInventory", print_) is not None:
+            stock = unit.stock(variant)
+            assert stock is not None
+            return stock
+        found = unit.product(product)
+        if found is None:
+            raise product_not_found(product)
+        if found.type is ProductType.BUNDLE:
+            raise FailedPrecondition(f"{product} is a bundle: adjust its components", reason="BUNDLE_HAS_NO_STOCK")
+        if unit.stock(variant) is None:
+            raise NotFound(f"no variant {variant}", resource_name=variant, reason="VARIANT_NOT_FOUND")
+        stock = unit.adjust_on_hand(variant, delta, request_id)
+        unit.remember(request_id, "AdjustInventory", print_, variant)
+        unit.audit(event)
+        return stock
+
+    return await ctx.store.run(work)
+
+
+async def reserve_stock(ctx: ShopContext, caller: Caller, request_id: str, product_name: str, variant_id: str,
+                        quantity: int, holder: str, ttl: dt.timedelta | None) -> Reservation:
+    if not caller.staff and f"users/{caller.user}" != holder:
+        raise PermissionDenied(f"{caller.subject} cannot hold stock for {holder}", reason="NOT_HOLDER")
+    merchant = product_name.split("/")[1]
+    print_ = fingerprint({"product": product_name, "variant": variant_id, "quantity": quantity, "holder": holder,
+                          "ttl": ttl.total_seconds() if ttl else None})
+    event = ctx.audit.event("shop.ReserveStock", product_name, subject=holder, attributes={"quantity": str(quantity)})
+
+    def work(unit: Unit) -> Reservation:
+        earlier = unit.claim(request_id, "ReserveStock", print_)
+        if earlier is not None:
+            found = unit.reservation(earlier)
+            assert found is not None
+            return found
+        product = unit.product(product_name)
+        if product is None or product.state is ProductState.DRAFT:
+            raise product_not_found(product_name)
+        product.require_on_sale()
+        variant = product.variant(variant_id, field_path="variant")
+        needs = merged_needs(list(product.stock_needs(variant, quantity)))
+        unit.reserve(needs)
+        reservation = Reservation(merchant, new_id(), holder, request_id, needs, ReservationState.ACTIVE, unit.now,
+                                  unit.now + (ttl or ctx.rules.reservation_ttl))
+        unit.insert_reservation(reservation)
+        unit.remember(request_id, "ReserveStock", print_, reservation.name)
+        unit.audit(event)
+        return reservation
+
+    return await ctx.store.run(work)
+
+
+def reservation_not_found(name: str) -> NotFound:
+    return NotFound(f"no reservation {name}", resource_name=name, reason="RESERVATION_NOT_FOUND")
+
+
+def visible_reservation(caller: Caller, reservation: Reservation | None, name: str) -> Reservation:
+    if reservation is None or not (caller.staff or reservation.holder.split("/")[1] == caller.user
+                                   or (caller.merchant and caller.user == reservation.merchant)):
+        raise reservation_not_found(name)
+    return reservation
+
+
+async def release_reservation(ctx: ShopContext, caller: Caller, request_id: str, name: str) -> Reservation:
+    print_ = fingerprint({"name": name})
+    event = ctx.audit.event("shop.ReleaseReservation", name)
+
+    def work(unit: Unit) -> Reservation:
+        reservation = unit.reservation(name)
+        if reservation is None or not (caller.staff or reservation.holder == f"users/{caller.user}"):
+            raise reservation_not_found(name)
+        if unit.claim(request_id, "ReleaseReservation", print_) is not None \
+                or reservation.state in (ReservationState.RELEASED, ReservationState.EXPIRED):
+            return reservation
+        if reservation.state is ReservationState.COMMITTED:
+            raise FailedPrecondition(f"{name} was bought", reason="RESERVATION_COMMITTED")
+        if reservation.holder.count("/") > 1:
+            raise FailedPrecondition(f"{name} belongs to an order: cancel the order", reason="RESERVATION_OF_ORDER")
+        unit.release(reservation.items)
+        unit.set_reservation_state(name, ReservationState.RELEASED)
+        unit.remember(request_id, "ReleaseReservation", print_, name)
+        unit.audit(event)
+        return replace(reservation, state=ReservationState.RELEASED)
+
+    return await ctx.store.run(work)
+
+
+# -- checkout ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckoutItem:
+    product: str
+    variant: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Checkout:
+    request_id: str
+    buyer: str  # the user id
+    items: tuple[CheckoutItem, ...]
+    provider: str
+    token: str
+    expected_total_minor: int
+    currency_code: str
+    live: str = ""
+    affiliate_visitor_id: str = ""
+    shipping_address: str = ""
+    recipient_name: str = ""
+
+    def print_(self) -> str:
+        return fingerprint({"buyer": self.buyer, "items": [[i.product, i.variant, i.quantity] for i in self.items],
+                            "provider": self.provider, "token": self.token, "total": self.expected_total_minor,
+                            "currency": self.currency_code, "live": self.live, "visitor": self.affiliate_visitor_id,
+                            "shipping": self.shipping_address, "recipient": self.recipient_name})
+
+
+class PaymentDeclined(FailedPrecondition):
+    default_reason = "PAYMENT_DECLINED"
+
+
+def _provider(ctx: ShopContext, name: str) -> PaymentProvider:
+    provider = ctx.payments.get(name)
+    if provider is None:
+        raise FailedPrecondition(f"no payment provider {name!r}; this deployment takes {', '.join(ctx.payments)}",
+                                 reason="PAYMENT_PROVIDER_UNKNOWN", metadata={"provider": name})
+    return provider
+
+
+def _priced_lines(unit: Unit, command: Checkout) -> tuple[str, list[OrderLine], list[Product]]:
+    merchants = {item.product.split("/")[1] for item in command.items}
+    if len(merchants) != 1:
+        raise FailedPrecondition("an order is to one merchant", reason="MULTIPLE_MERCHANTS")
+    names = [(item.product, item.variant) for item in command.items]
+    if len(set(names)) != len(names):
+        raise InvalidArgument.for_field("items", "each product (and variant) once")
+    lines, products = [], []
+    for index, item in enumerate(command.items):
+        product = unit.product(item.product)
+        if product is None or product.state is ProductState.DRAFT:
+            raise product_not_found(item.product)
+        product.require_on_sale()
+        if product.currency_code != command.currency_code:
+            raise FailedPrecondition(f"{product.name} is priced in {product.currency_code}", reason="CURRENCY_MISMATCH",
+                                     metadata={"product": product.name, "currency_code": product.currency_code})
+        variant = product.variant(item.variant, field_path=f"items[{index}].variant")
+        unit_price, flash = product.unit_price(variant), False
+        if command.live:
+            pin = unit.active_pin(command.live, product.name)
+            flash_price = pin.flash_price_at(unit.now) if pin is not None else None
+            if flash_price is not None:
+                unit_price, flash = flash_price, True
+        total = unit_price * item.quantity
+        lines.append(OrderLine(product.name, variant.variant_id if variant else "", product.title, item.quantity,
+                               unit_price, tax_included(total, product.vat_rate_bps), total, product.vat_rate_bps,
+                               flash, product.stock_needs(variant, 1)))
+        products.append(product)
+    return merchants.pop(), lines, products
+
+
+async def checkout(ctx: ShopContext, caller: Caller, command: Checkout) -> Order:
+    if caller.user != command.buyer:
+        raise PermissionDenied(f"{caller.subject} cannot buy for users/{command.buyer}", reason="NOT_BUYER")
+    provider = _provider(ctx, command.provider)
+    funding = provider.funding(command.token)
+    order_id = new_id()
+    buyer_name = f"users/{command.buyer}"
+    sealed = (await _seal(ctx, buyer_name, "order.shipping_address", command.shipping_address),
+              await _seal(ctx, buyer_name, "order.recipient_name", command.recipient_name))
+    print_ = command.print_()
+    created = ctx.audit.event("shop.Checkout", f"{buyer_name}/orders/{order_id}", subject=buyer_name)
+    refused = ctx.audit.event("shop.Checkout", buyer_name, subject=buyer_name)
+
+    def create(unit: Unit) -> Order:
+        earlier = unit.claim(command.request_id, "Checkout", print_)
+        if earlier is not None:
+            found = unit.order(earlier)
+            assert found is not None
+            return found
+        merchant, lines, products = _priced_lines(unit, command)
+        total = sum(line.total_minor for line in lines)
+        if total != command.expected_total_minor:
+            raise FailedPrecondition(f"the order costs {total}, not {command.expected_total_minor}",
+                                     reason="PRICE_CHANGED", metadata={"total_minor": str(total)})
+        consent = caller.age is not None and caller.age < 18 and unit.parental_consent(buyer_name)
+        needs_consent = purchase_rules(
+            Purchase(caller.age, total, command.currency_code, funding, frozenset(p.type for p in products),
+                     max(p.minimum_age for p in products)),
+            spent_this_month=unit.spent_since(command.buyer, month_start(unit.now)) if (caller.age or 0) < 18 else 0,
+            consent=consent, policy=ctx.rules.spending)
+        order = Order(command.buyer, order_id, merchant, OrderState.CREATED, tuple(lines), command.currency_code,
+                      Payment(PaymentState.PENDING, provider.name, funding), f"merchants/{merchant}/reservations/{order_id}",
+                      command.request_id, unit.now, unit.now, unit.now + ctx.rules.checkout_hold, live=command.live,
+                      affiliate_visitor_id=command.affiliate_visitor_id, parental_consent_required=needs_consent,
+                      shipping_address=command.shipping_address, recipient_name=command.recipient_name)
+        needs = merged_needs(order.stock)
+        unit.reserve(needs)
+        unit.insert_reservation(Reservation(merchant, order_id, order.name, command.request_id, needs,
+                                            ReservationState.ACTIVE, unit.now, order.reservation_expire_time))
+        unit.insert_order(order, sealed)
+        unit.remember(command.request_id, "Checkout", print_, order.name)
+        unit.audit(created)
+        return order
+
+    order = await ctx.store.run(create, refused=refused)
+    if order.state is OrderState.CREATED:
+        return await _authorize(ctx, provider, order, command.token)
+    if order.state is OrderState.CANCELLED and order.cancel_reason is CancelReason.PAYMENT_DECLINED:
+        raise PaymentDeclined(f"the provider declined the payment of {order.name}", metadata={"order": order.name})
+    return order
+
+
+async def _seal(ctx: ShopContext, subject: str, field_name: str, text: str) -> bytes | None:
+    if not text:
+        return None
+    if ctx.sealer is None:
+        raise Unavailable("personal data cannot be sealed here", reason="PERSONAL_DATA_UNAVAILABLE")
+    return await ctx.sealer.seal(subject, field_name, text)
+
+
+async def _authorize(ctx: ShopContext, provider: PaymentProvider, order: Order, token: str) -> Order:
+    try:
+        authorization = await provider.authorize(order.name, token, order.total_minor, order.currency_code)
+    except Exception:
+        await compensate(ctx, order.name, CancelReason.EXPIRED)
+        raise
+    if not authorization.approved:
+        await compensate(ctx, order.name, CancelReason.PAYMENT_DECLINED)
+        raise PaymentDeclined(f"the provider declined the payment: {authorization.decline_reason}",
+                              metadata={"order": order.name, "decline_reason": authorization.decline_reason})
+    event = ctx.audit.event("shop.AuthorizePayment", order.name, subject=f"users/{order.buyer}",
+                            attributes={"amount_minor": str(order.total_minor)})
+
+    def authorized(unit: Unit) -> Order:
+        current = unit.order(order.name)
+        assert current is not None
+        if current.state is not OrderState.CREATED:
+            return current  # the sweep or a cancel got there first; it voided the authorisation
+        payment = replace(current.payment, state=PaymentState.AUTHORIZED, reference=authorization.reference,
+                          authorized_minor=current.total_minor,
+                          authorization_expire_time=authorization.expire_time)
+        moved = current.moved_to(OrderState.RESERVED, unit.now, payment=payment)
+        unit.save_order(moved)
+        unit.audit(event)
+        if moved.affiliate_visitor_id:
+            unit.deliver("affiliate.attribute_order", _attribution(moved))
+        return moved
+
+    result = await ctx.store.run(authorized)
+    if result.state is OrderState.CANCELLED:
+        await provider.void(order.name)
+    return result
+
+
+def _attribution(order: Order) -> dict[str, object]:
+    return {"order": order.name, "merchant": f"merchants/{order.merchant}", "visitor_id": order.affiliate_visitor_id,
+            "currency_code": order.currency_code, "order_time_us": int(order.create_time.timestamp() * 1_000_000),
+            "lines": [[line.product, line.total_minor - line.tax_minor] for line in order.lines]}
+
+
+def _order_event(order: Order, kind: str, refunded_paid_minor: int = 0, key: str = "") -> dict[str, object]:
+    return {"order": order.name, "type": kind, "refunded_paid_minor": refunded_paid_minor,
+            "event_time_us": int(order.update_time.timestamp() * 1_000_000), "key": key or kind}
+
+
+async def compensate(ctx: ShopContext, name: str, reason: CancelReason) -> Order:
+    """Undo a checkout or an unpaid order: void the authorisation, release the stock, cancel.
+    Safe to run twice and after any crash; a payment the provider already captured completes
+    the order instead (PAID), so money never stays without its order."""
+    order = await ctx.store.read(lambda unit: unit.order(name))
+    assert order is not None
+    if order.state not in (OrderState.CREATED, OrderState.RESERVED):
+        return order
+    state = await _provider(ctx, order.payment.provider).void(name)
+    if state is PaymentState.CAPTURED:
+        return await _record_capture(ctx, order)
+    event = ctx.audit.event("shop.CancelOrder", name, subject=f"users/{order.buyer}", attributes={"reason": reason.value})
+
+    def cancel(unit: Unit) -> Order:
+        current = unit.order(name)
+        assert current is not None
+        if current.state not in (OrderState.CREATED, OrderState.RESERVED):
+            return current
+        declined = reason is CancelReason.PAYMENT_DECLINED
+        payment = replace(current.payment, state=PaymentState.DECLINED if declined else PaymentState.VOIDED)
+        moved = current.moved_to(OrderState.CANCELLED, unit.now, payment=payment, cancel_reason=reason)
+        unit.release(merged_needs(current.stock))
+        unit.set_reservation_state(current.reservation, ReservationState.RELEASED)
+        unit.save_order(moved)
+        unit.audit(event)
+        if current.state is OrderState.RESERVED and current.affiliate_visitor_id:
+            unit.deliver("affiliate.order_event", _order_event(moved, "CANCELLED"))
+        return moved
+
+    return await ctx.store.run(cancel)
+
+
+def order_not_found(name: str) -> NotFound:
+    return NotFound(f"no order {name}", resource_name=name, reason="ORDER_NOT_FOUND")
+
+
+def visible_order(caller: Caller, order: Order | None, name: str) -> Order:
+    if order is None or not (caller.staff or caller.user == order.buyer
+                             or (caller.merchant and caller.user == order.merchant)):
+        raise order_not_found(name)
+    return order
+
+
+async def _claimed(ctx: ShopContext, caller: Caller, request_id: str, kind: str, name: str,
+                   print_: str) -> tuple[Order, bool]:
+    """The order, and whether this request id already did its work (a retry)."""
+    def look(unit: Unit) -> tuple[Order | None, bool]:
+        return unit.order(name), unit.claim(request_id, kind, print_) is not None
+
+    order, done = await ctx.store.read(look)
+    return visible_order(caller, order, name), done
+
+
+async def capture_order(ctx: ShopContext, caller: Caller, request_id: str, name: str) -> Order:
+    print_ = fingerprint({"name": name})
+    order, done = await _claimed(ctx, caller, request_id, "CaptureOrder", name, print_)
+    if done or order.state in (OrderState.PAID, OrderState.FULFILLED):
+        return order
+    if order.state is not OrderState.RESERVED:
+        order.moved_to(OrderState.PAID, order.update_time)  # raises ORDER_STATE_CONFLICT
+    now = ctx.clock()
+    expiry = order.payment.authorization_expire_time
+    if now >= order.reservation_expire_time or (expiry is not None and now >= expiry):
+        await compensate(ctx, name, CancelReason.EXPIRED)
+        raise FailedPrecondition(f"{name}'s authorisation or reservation lapsed; it is cancelled",
+                                 reason="AUTHORIZATION_EXPIRED", metadata={"order": name})
+    if order.parental_consent_required:
+        consent = await ctx.store.read(lambda unit: unit.parental_consent(f"users/{order.buyer}"))
+        if not consent:
+            raise FailedPrecondition("the order exceeds a minor's caps and no parental consent is on record",
+                                     reason="PARENTAL_CONSENT_REQUIRED", metadata={"order": name})
+    state = await _provider(ctx, order.payment.provider).capture(name, order.total_minor)
+    if state is not PaymentState.CAPTURED:
+        await compensate(ctx, name, CancelReason.EXPIRED)
+        raise FailedPrecondition(f"{name}'s authorisation lapsed; it is cancelled", reason="AUTHORIZATION_EXPIRED")
+    return await _record_capture(ctx, order, request_id=request_id, print_=print_)
+
+
+async def _record_capture(ctx: ShopContext, order: Order, *, request_id: str = "", print_: str = "") -> Order:
+    event = ctx.audit.event("shop.CaptureOrder", order.name, subject=f"users/{order.buyer}",
+                            attributes={"amount_minor": str(order.total_minor)})
+
+    def captured(unit: Unit) -> Order:
+        current = unit.order(order.name)
+        assert current is not None
+        if request_id:
+            unit.remember(request_id, "CaptureOrder", print_, order.name)
+        if current.state is not OrderState.RESERVED:
+            return current
+        payment = replace(current.payment, state=PaymentState.CAPTURED, captured_minor=current.total_minor)
+        moved = current.moved_to(OrderState.PAID, unit.now, payment=payment)
+        unit.sell(merged_needs(current.stock))
+        unit.set_reservation_state(current.reservation, ReservationState.COMMITTED)
+        if current.live:
+            for line in current.lines:
+                unit.add_pin_sales(current.live, line.product, line.quantity)
+        unit.save_order(moved)
+        unit.audit(event)
+        return moved
+
+    return await ctx.store.run(captured)
+
+
+async def fulfill_order(ctx: ShopContext, caller: Caller, request_id: str, name: str,
+                        fulfillment: Fulfillment) -> Order:
+    print_ = fingerprint({"name": name, "carrier": fulfillment.carrier, "tracking": fulfillment.tracking_number})
+    event = ctx.audit.event("shop.FulfillOrder", name, attributes={"carrier": fulfillment.carrier})
+
+    def work(unit: Unit) -> Order:
+        order = visible_order(caller, unit.order(name), name)
+        if not (caller.merchant and caller.user == order.merchant):
+            raise PermissionDenied(f"only merchant {order.merchant} fulfils {name}", reason="NOT_ORDER_MERCHANT")
+        if unit.claim(request_id, "FulfillOrder", print_) is not None:
+            return order
+        moved = order.moved_to(OrderState.FULFILLED, unit.now, fulfillment=fulfillment)
+        unit.save_order(moved)
+        unit.remember(request_id, "FulfillOrder", print_, name)
+        unit.audit(event)
+        if order.affiliate_visitor_id:
+            unit.deliver("affiliate.order_event", _order_event(moved, "FULFILLED"))
+        return moved
+
+    return await ctx.store.run(work)
+
+
+async def cancel_order(ctx: ShopContext, caller: Caller, request_id: str, name: str, reason: CancelReason) -> Order:
+    print_ = fingerprint({"name": name, "reason": reason.value})
+    order, done = await _claimed(ctx, caller, request_id, "CancelOrder", name, print_)
+    if done:
+        return order
+    if order.state not in (OrderState.CREATED, OrderState.RESERVED):
+        order.moved_to(OrderState.CANCELLED, order.update_time)  # raises ORDER_STATE_CONFLICT
+    cancelled = await compensate(ctx, name, reason)
+    if cancelled.state is not OrderState.CANCELLED:
+        cancelled.moved_to(OrderState.CANCELLED, cancelled.update_time)
+    await ctx.store.run(lambda unit: unit.remember(request_id, "CancelOrder", print_, name))
+    return cancelled
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    request_id: str
+    name: str
+    items: tuple[tuple[str, str, int], ...]
+    reason: str
+    restock: bool
+
+
+async def refund_order(ctx: ShopContext, caller: Caller, command: RefundRequest) -> tuple[Order, Refund]:
+    """Refund intent first (so a crash after the provider refunded is finished by a retry),
+    then the provider, then the order."""
+    print_ = fingerprint({"name": command.name, "items": [list(i) for i in command.items], "reason": command.reason,
+                          "restock": command.restock})
+    if not (caller.staff or (caller.merchant and caller.user == command.name.split("/")[1])):
+        found = await ctx.store.read(lambda unit: unit.order(command.name))
+        if not (caller.merchant and caller.user == visible_order(caller, found, command.name).merchant):
+            raise PermissionDenied(f"only the order's merchant refunds {command.name}",
+                                   reason="NOT_ORDER_MERCHANT")
+
+    def plan(unit: Unit) -> tuple[Order, Refund, bool]:
+        order = visible_order(caller, unit.order(command.name), command.name)
+        earlier = unit.claim(command.request_id, "RefundOrder", print_)
+        done = next((r for r in order.refunds if r.request_id == command.request_id), None)
+        if earlier is not None and done is not None:
+            return order, done, True
+        if order.state not in (OrderState.PAID, OrderState.FULFILLED):
+            order.moved_to(OrderState.REFUNDED, unit.now)
+        chosen = refund_lines(order, list(command.items))
+        amount = sum(order.lines[i].paid_for(order.lines[i].refunded_quantity + units)
+                     - order.lines[i].paid_for(order.lines[i].refunded_quantity) for i, units in chosen)
+        refund = Refund(command.request_id, tuple((order.lines[i].product, order.lines[i].variant, units)
+                                                  for i, units in chosen), amount, command.reason, unit.now)
+        unit.remember(command.request_id, "RefundOrder", print_, command.name)
+        return order, refund, False
+
+    order, refund, done = await ctx.store.run(plan)
+    if done:
+        return order, refund
+    await _provider(ctx, order.payment.provider).refund(order.name, command.request_id, refund.amount_minor)
+    event = ctx.audit.event("shop.RefundOrder", order.name, subject=f"users/{order.buyer}",
+                            attributes={"amount_minor": str(refund.amount_minor), "restock": str(command.restock)})
+
+    def apply(unit: Unit) -> Order:
+        current = unit.order(order.name)
+        assert current is not None
+        if any(r.request_id == refund.request_id for r in current.refunds):
+            return current
+        lines = list(current.lines)
+        paid_refunded = 0
+        for product, variant, units in refund.items:
+            index = next(i for i, line in enumerate(lines) if line.product == product and line.variant == variant)
+            line = lines[index]
+            share = line.paid_for(line.refunded_quantity + units) - line.paid_for(line.refunded_quantity)
+            paid_refunded += share - tax_included(share, line.vat_rate_bps)
+            lines[index] = replace(line, refunded_quantity=line.refunded_quantity + units)
+            if command.restock:
+                unit.restock(merged_needs(line.stock_of(units)))
+        refunded = current.payment.refunded_minor + refund.amount_minor
+        whole = all(line.refunded_quantity == line.quantity for line in lines)
+        payment = replace(current.payment, refunded_minor=refunded,
+                          state=PaymentState.REFUNDED if whole else PaymentState.PARTIALLY_REFUNDED)
+        changes: dict[str, object] = {"lines": tuple(lines), "payment": payment,
+                                      "refunds": (*current.refunds, refund)}
+        moved = current.moved_to(OrderState.REFUNDED, unit.now, **changes) if whole \
+            else replace(current, update_time=unit.now, **changes)  # type: ignore[arg-type]
+        unit.save_order(moved)
+        unit.audit(event)
+        if moved.affiliate_visitor_id:
+            unit.deliver("affiliate.order_event", _order_event(moved, "REFUNDED", paid_refunded, refund.request_id))
+        return moved
+
+    return await ctx.store.run(apply), refund
+
+
+# -- minors -----------------------------------------------------------------------------------
+
+
+async def spending_limits(ctx: ShopContext, caller: Caller, user: str) -> SpendingLimits:
+    if not (caller.user == user or caller.staff or caller.officer):
+        raise PermissionDenied(f"{caller.subject} cannot see users/{user}'s limits", reason="NOT_OWN_LIMITS")
+    policy = ctx.rules.spending
+    now = ctx.clock()
+
+    def look(unit: Unit) -> tuple[int, bool]:
+        return unit.spent_since(user, month_start(now)), unit.parental_consent(f"users/{user}")
+
+    spent, consent = await ctx.store.read(look)
+    age = caller.age if caller.user == user else None
+    minor = age is None or age < 18
+    return SpendingLimits(user, minor, age is not None and age >= 7, consent,
+                          policy.per_transaction_cap_minor if minor else 0, policy.monthly_cap_minor if minor else 0,
+                          spent, policy.currency_code)
+
+
+async def record_parental_consent(ctx: ShopContext, caller: Caller, request_id: str, user: str, granted: bool,
+                                  evidence: str) -> SpendingLimits:
+    if not (caller.operator or caller.officer):
+        raise PermissionDenied("only operators and compliance officers record parental consent",
+                               reason="ROLE_REQUIRED")
+    print_ = fingerprint({"user": user, "granted": granted, "evidence": evidence})
+    event = ctx.audit.event("shop.RecordParentalConsent", f"users/{user}/spendingLimits", subject=f"users/{user}",
+                            attributes={"granted": str(granted)})
+
+    def work(unit: Unit) -> None:
+        if unit.claim(request_id, "RecordParentalConsent", print_) is not None:
+            return
+        unit.record_parental_consent(f"users/{user}", granted, evidence, caller.subject, request_id)
+        unit.remember(request_id, "RecordParentalConsent", print_, user)
+        unit.audit(event)
+
+    await ctx.store.run(work)
+    return await spending_limits(ctx, caller, user)
+
+
+# -- LIVE pins --------------------------------------------------------------------------------
+
+
+async def pin_product(ctx: ShopContext, caller: Caller, live: str, product_name: str, flash_price_minor: int,
+                      end_time: dt.datetime | None) -> LivePin:
+    ids = LIVE.parse(live, field="parent")
+    require_live_host(caller.user, ids["creator"], live)
+    now = ctx.clock()
+    if end_time is not None and end_time <= now:
+        raise InvalidArgument.for_field("end_time", "must be in the future")
+    product = await ctx.store.read(lambda unit: unit.product(product_name))
+    if product is None or product.state is ProductState.DRAFT:
+        raise product_not_found(product_name)
+    product.require_on_sale()
+    if flash_price_minor and flash_price_minor >= product.price_minor:
+        raise InvalidArgument.for_field("flash_price_minor", f"must be below the price, {product.price_minor}")
+    assert ctx.lives is not None and ctx.disclosure is not None
+    if not await ctx.lives.is_live(live):
+        raise FailedPrecondition(f"{live} is not LIVE", reason="LIVE_NOT_LIVE", metadata={"live": live})
+    label = await ctx.disclosure.label(live, product_name) or DEFAULT_DISCLOSURE_LABEL
+    pin = LivePin(ids["creator"], ids["live"], new_id(), product_name, product.currency_code, label, now,
+                  flash_price_minor, end_time)
+    event = ctx.audit.event("shop.PinProduct", pin.name, subject=f"users/{ids['creator']}",
+                            attributes={"product": product_name, "flash_price_minor": str(flash_price_minor)})
+
+    def work(unit: Unit) -> LivePin:
+        unit.insert_pin(pin)
+        unit.audit(event)
+        unit.deliver("compliance.register_ad", {"pin": pin.name, "product": product_name, "title": product.title,
+                                                "merchant": product.merchant, "creator": ids["creator"],
+                                                "live": live})
+        return pin
+
+    return await ctx.store.run(work)
+
+
+async def unpin_product(ctx: ShopContext, caller: Caller, name: str) -> LivePin:
+    event = ctx.audit.event("shop.UnpinProduct", name)
+
+    def work(unit: Unit) -> LivePin:
+        pin = unit.pin(name)
+        if pin is None:
+            raise NotFound(f"no pin {name}", resource_name=name, reason="PIN_NOT_FOUND")
+        require_live_host(caller.user, pin.creator, pin.live)
+        if pin.unpin_time is not None:
+            return pin
+        unpinned = replace(pin, unpin_time=unit.now)
+        unit.save_pin(unpinned)
+        unit.audit(event)
+        return unpinned
+
+    return await ctx.store.run(work)
+
+
+# -- the sweep ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    expired_reservations: int
+    compensated_orders: int
+
+
+async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
+    """Finish what a crash or the clock left: expire lapsed reservations (their stock comes back),
+    compensate checkouts that lost their process (CREATED), and cancel or complete orders whose
+    reservation lapsed before capture. At start every CREATED order is a lost checkout."""
+    now = ctx.clock()
+    event = ctx.audit.event("shop.ExpireReservation", "merchants/-/reservations/-")
+
+    def expire(unit: Unit) -> int:
+        lapsed = [r for r in unit.expired_reservations(500) if r.holder.count("/") == 1]
+        for reservation in lapsed:
+            unit.release(reservation.items)
+            unit.set_reservation_state(reservation.name, ReservationState.EXPIRED)
+        if lapsed:
+            unit.audit(event)
+        return len(lapsed)
+
+    expired = await ctx.store.run(expire)
+    created_before = now if at_start else now - ctx.rules.checkout_grace
+    orders = await ctx.store.sweep_candidates(created_before=created_before, now=now, limit=500)
+    for order in orders:
+        await compensate(ctx, order.name, CancelReason.EXPIRED)
+    return SweepResult(expired, len(orders))
+
+
+async def deliver_register_ad_result(ctx: ShopContext, pin_name: str, ad: str) -> None:
+    def work(unit: Unit) -> None:
+        pin = unit.pin(pin_name)
+        if pin is not None and not pin.ad:
+            unit.save_pin(replace(pin, ad=ad))
+
+    await ctx.store.run(work)
