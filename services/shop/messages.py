@@ -41,6 +41,8 @@ ORDER_STATES = {OrderState.CREATED: orders_pb2.ORDER_STATE_CREATED, OrderState.R
                 OrderState.CANCELLED: orders_pb2.ORDER_STATE_CANCELLED, OrderState.REFUNDED: orders_pb2.ORDER_STATE_REFUNDED}
 PAYMENT_STATES = {PaymentState.PENDING: orders_pb2.PAYMENT_STATE_UNSPECIFIED,
                   PaymentState.AUTHORIZED: orders_pb2.PAYMENT_STATE_AUTHORIZED,
+                  PaymentState.CAPTURING: orders_pb2.PAYMENT_STATE_AUTHORIZED,
+                  PaymentState.VOIDING: orders_pb2.PAYMENT_STATE_AUTHORIZED,
                   PaymentState.CAPTURED: orders_pb2.PAYMENT_STATE_CAPTURED,
                   PaymentState.VOIDED: orders_pb2.PAYMENT_STATE_VOIDED,
                   PaymentState.PARTIALLY_REFUNDED: orders_pb2.PAYMENT_STATE_PARTIALLY_REFUNDED,

@@ -228,6 +228,8 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 class PaymentState(enum.StrEnum):
     PENDING = "PENDING"  # being authorised (the order is CREATED)
     AUTHORIZED = "AUTHORIZED"
+    CAPTURING = "CAPTURING"  # authorised, and a capture was asked of the provider: the sweep finishes it
+    VOIDING = "VOIDING"  # authorised, and a void was asked of the provider: the sweep finishes it
     CAPTURED = "CAPTURED"
     VOIDED = "VOIDED"
     PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"

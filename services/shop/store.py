@@ -534,8 +534,9 @@ class ShopStore:
         def look() -> list[Order]:
             with self._reader.reading() as connection:
                 rows = connection.execute(
-                    "SELECT * FROM orders WHERE (state = 'CREATED' AND create_us < ?)"
-                    " OR (state = 'RESERVED' AND reservation_expire_us <= ?) ORDER BY seq LIMIT ?",
+                    "SELECT * FROM orders WHERE (state = 'CREATED' AND create_us < ?1)"
+                    " OR (state = 'RESERVED' AND payment_state IN ('CAPTURING', 'VOIDING') AND update_us < ?1)"
+                    " OR (state = 'RESERVED' AND reservation_expire_us <= ?2) ORDER BY seq LIMIT ?3",
                     (epoch_us(created_before), epoch_us(now), limit)).fetchall()
             return [order_of(row) for row in rows]
 

@@ -19,6 +19,7 @@ retry, the sweep and a compensation may each run it again with no second effect.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -549,6 +550,14 @@ async def compensate(ctx: ShopContext, name: str, reason: CancelReason) -> Order
     assert order is not None
     if order.state not in (OrderState.CREATED, OrderState.RESERVED):
         return order
+    if order.state is OrderState.RESERVED and order.payment.state is PaymentState.AUTHORIZED:
+        def intend(unit: Unit) -> None:
+            current = unit.order(name)
+            if current is not None and current.payment.state is PaymentState.AUTHORIZED:
+                unit.save_order(replace(current, payment=replace(current.payment, state=PaymentState.VOIDING),
+                                        update_time=unit.now))
+
+        await ctx.store.run(intend)
     state = await _provider(ctx, order.payment.provider).void(name)
     if state is PaymentState.CAPTURED:
         return await _record_capture(ctx, order)
@@ -612,10 +621,24 @@ async def capture_order(ctx: ShopContext, caller: Caller, request_id: str, name:
         if not consent:
             raise FailedPrecondition("the order exceeds a minor's caps and no parental consent is on record",
                                      reason="PARENTAL_CONSENT_REQUIRED", metadata={"order": name})
-    state = await _provider(ctx, order.payment.provider).capture(name, order.total_minor)
+    def intend(unit: Unit) -> None:
+        current = unit.order(name)
+        if current is not None and current.state is OrderState.RESERVED:
+            unit.save_order(replace(current, payment=replace(current.payment, state=PaymentState.CAPTURING),
+                                    update_time=unit.now))
+
+    await ctx.store.run(intend)
+    return await _finish_capture(ctx, order, request_id=request_id, print_=print_)
+
+
+async def _finish_capture(ctx: ShopContext, order: Order, *, request_id: str = "", print_: str = "") -> Order:
+    """Capture at the provider (again, after a crash: it is idempotent) and record it; a capture
+    the provider refuses (the authorisation lapsed) cancels the order instead."""
+    state = await _provider(ctx, order.payment.provider).capture(order.name, order.total_minor)
     if state is not PaymentState.CAPTURED:
-        await compensate(ctx, name, CancelReason.EXPIRED)
-        raise FailedPrecondition(f"{name}'s authorisation lapsed; it is cancelled", reason="AUTHORIZATION_EXPIRED")
+        await compensate(ctx, order.name, CancelReason.EXPIRED)
+        raise FailedPrecondition(f"{order.name}'s authorisation lapsed; it is cancelled",
+                                 reason="AUTHORIZATION_EXPIRED", metadata={"order": order.name})
     return await _record_capture(ctx, order, request_id=request_id, print_=print_)
 
 
@@ -860,8 +883,9 @@ class SweepResult:
 
 async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
     """Finish what a crash or the clock left: expire lapsed reservations (their stock comes back),
-    compensate checkouts that lost their process (CREATED), and cancel or complete orders whose
-    reservation lapsed before capture. At start every CREATED order is a lost checkout."""
+    compensate checkouts that lost their process (CREATED), finish captures that lost theirs
+    (CAPTURING), and cancel or complete orders whose reservation lapsed before capture. At start
+    every CREATED or CAPTURING order is a lost call."""
     now = ctx.clock()
     event = ctx.audit.event("shop.ExpireReservation", "merchants/-/reservations/-")
 
@@ -878,7 +902,11 @@ async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
     created_before = now if at_start else now - ctx.rules.checkout_grace
     orders = await ctx.store.sweep_candidates(created_before=created_before, now=now, limit=500)
     for order in orders:
-        await compensate(ctx, order.name, CancelReason.EXPIRED)
+        if order.payment.state is PaymentState.CAPTURING:
+            with contextlib.suppress(FailedPrecondition):  # lapsed: compensated instead
+                await _finish_capture(ctx, order)
+        else:
+            await compensate(ctx, order.name, CancelReason.EXPIRED)
     return SweepResult(expired, len(orders))
 
 
