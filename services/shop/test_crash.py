@@ -163,7 +163,7 @@ async def test_after_kill_9_every_order_is_complete_or_compensated_and_stock_add
         authorisations = dict(payments.execute("SELECT payment_key, state FROM authorizations").fetchall())
         order_rows = shop.execute("SELECT name, state, reservation FROM orders").fetchall()
         reservation_states = dict(shop.execute("SELECT name, state FROM reservations").fetchall())
-        expected_payment = {"RESERVED": {"AUTHORIZED"}, "PAID": {"CAPTURED"}, "CANCELLED": {"VOIDED", None}}
+        expected_payment: dict[str, set[str | None]] = {"RESERVED": {"AUTHORIZED"}, "PAID": {"CAPTURED"}, "CANCELLED": {"VOIDED", None}}
         expected_hold = {"RESERVED": "ACTIVE", "PAID": "COMMITTED", "CANCELLED": "RELEASED"}
         for name, state, reservation in order_rows:
             assert authorisations.get(name) in expected_payment[state], (name, state, authorisations.get(name))
