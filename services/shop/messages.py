@@ -114,9 +114,10 @@ def product_changes(request: catalog_pb2.UpdateProductRequest) -> dict[str, obje
     for path in paths:
         if path == "state":
             state = product_state_in(given.state)
-            if state is None:
+            if state is None and request.update_mask.paths:
                 raise InvalidArgument.for_field("product.state", "a product's state cannot be unset")
-            changes["state"] = state
+            if state is not None:  # a whole-product update without a state keeps it
+                changes["state"] = state
         elif path == "image_uris":
             changes["image_uris"] = tuple(given.image_uris)
         else:

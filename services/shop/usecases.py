@@ -35,6 +35,7 @@ from services.shop.model import (
     DEFAULT_DISCLOSURE_LABEL,
     DEFAULT_VARIANT,
     LIVE,
+    PIN,
     CancelReason,
     Fulfillment,
     Funding,
@@ -720,11 +721,9 @@ async def refund_order(ctx: ShopContext, caller: Caller, command: RefundRequest)
     then the provider, then the order."""
     print_ = fingerprint({"name": command.name, "items": [list(i) for i in command.items], "reason": command.reason,
                           "restock": command.restock})
-    if not (caller.staff or (caller.merchant and caller.user == command.name.split("/")[1])):
-        found = await ctx.store.read(lambda unit: unit.order(command.name))
-        if not (caller.merchant and caller.user == visible_order(caller, found, command.name).merchant):
-            raise PermissionDenied(f"only the order's merchant refunds {command.name}",
-                                   reason="NOT_ORDER_MERCHANT")
+    found = visible_order(caller, await ctx.store.read(lambda unit: unit.order(command.name)), command.name)
+    if not (caller.staff or (caller.merchant and caller.user == found.merchant)):
+        raise PermissionDenied(f"only merchant {found.merchant} refunds {command.name}", reason="NOT_ORDER_MERCHANT")
 
     def plan(unit: Unit) -> tuple[Order, Refund, bool]:
         order = visible_order(caller, unit.order(command.name), command.name)
@@ -860,11 +859,13 @@ async def pin_product(ctx: ShopContext, caller: Caller, live: str, product_name:
 async def unpin_product(ctx: ShopContext, caller: Caller, name: str) -> LivePin:
     event = ctx.audit.event("shop.UnpinProduct", name)
 
+    ids = PIN.parse(name, field="name")
+    require_live_host(caller.user, ids["creator"], LIVE.format(creator=ids["creator"], live=ids["live"]))
+
     def work(unit: Unit) -> LivePin:
         pin = unit.pin(name)
         if pin is None:
             raise NotFound(f"no pin {name}", resource_name=name, reason="PIN_NOT_FOUND")
-        require_live_host(caller.user, pin.creator, pin.live)
         if pin.unpin_time is not None:
             return pin
         unpinned = replace(pin, unpin_time=unit.now)
