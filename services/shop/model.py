@@ -325,6 +325,7 @@ class Order:
     refunds: tuple[Refund, ...] = ()
     shipping_address: str = ""  # opened for the response; sealed in the store
     recipient_name: str = ""
+    has_sealed_fields: bool = False  # the store holds sealed shipping details to open
 
     @property
     def name(self) -> str:

@@ -190,7 +190,7 @@ class OrderServicer(_Handlers, orders_pb2_grpc.OrderServiceServicer):
     async def _opened(self, order: Order) -> Order:
         """The order with its sealed personal fields opened for the response (empty once erased)."""
         sealer = self._ctx.sealer
-        if sealer is None:
+        if sealer is None or not order.has_sealed_fields:
             return order
         address, recipient = await asyncio.to_thread(self._store.sealed_fields, order.name)
         if address is None and recipient is None:

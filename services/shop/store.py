@@ -469,7 +469,8 @@ def order_of(row: sqlite3.Row) -> Order:
         parental_consent_required=bool(row["parental_consent_required"]),
         fulfillment=Fulfillment(**fulfillment) if fulfillment else None,
         refunds=tuple(Refund(r[0], tuple((i[0], i[1], i[2]) for i in r[1]), r[2], r[3], from_epoch_us(r[4]))
-                      for r in json.loads(row["refunds"])))
+                      for r in json.loads(row["refunds"])),
+        has_sealed_fields=row["shipping_address_sealed"] is not None or row["recipient_name_sealed"] is not None)
 
 
 def pin_of(row: sqlite3.Row) -> LivePin:

@@ -451,8 +451,8 @@ async def checkout(ctx: ShopContext, caller: Caller, command: Checkout) -> Order
     sealed = (await _seal(ctx, buyer_name, "order.shipping_address", command.shipping_address),
               await _seal(ctx, buyer_name, "order.recipient_name", command.recipient_name))
     print_ = command.print_()
+    # One event: SUCCEEDED with the order, or (the store's `refused`) REJECTED with the reason.
     created = ctx.audit.event("shop.Checkout", f"{buyer_name}/orders/{order_id}", subject=buyer_name)
-    refused = ctx.audit.event("shop.Checkout", buyer_name, subject=buyer_name)
 
     def create(unit: Unit) -> Order:
         earlier = unit.claim(command.request_id, "Checkout", print_)
@@ -485,7 +485,7 @@ async def checkout(ctx: ShopContext, caller: Caller, command: Checkout) -> Order
         unit.audit(created)
         return order
 
-    order = await ctx.store.run(create, refused=refused)
+    order = await ctx.store.run(create, refused=created)
     if order.state is OrderState.CREATED:
         return await _authorize(ctx, provider, order, command.token)
     if order.state is OrderState.CANCELLED and order.cancel_reason is CancelReason.PAYMENT_DECLINED:
