@@ -346,14 +346,16 @@ class ShopUnit:
             (order.name, order.buyer, order.order_id, order.merchant, order.request_id, epoch_us(order.create_time),
              *self._order_values(order), *sealed))
 
-    def save_order(self, order: Order) -> None:
-        self._tx.execute(
+    def save_order(self, order: Order, *, was: OrderState) -> bool:
+        """Write `order` over the stored one if that one is still in state `was` (the guard of the
+        state machine, in SQL); False when another transition got there first."""
+        return bool(self._tx.execute(
             "UPDATE orders SET state = ?, lines = ?, currency_code = ?, total_minor = ?, payment_state = ?,"
             " payment_provider = ?, payment_funding = ?, payment_reference = ?, authorized_minor = ?,"
             " captured_minor = ?, refunded_minor = ?, authorization_expire_us = ?, reservation = ?, update_us = ?,"
             " reservation_expire_us = ?, live = ?, affiliate_visitor_id = ?, cancel_reason = ?,"
-            " parental_consent_required = ?, fulfillment = ?, refunds = ? WHERE name = ?",
-            (*self._order_values(order), order.name))
+            " parental_consent_required = ?, fulfillment = ?, refunds = ? WHERE name = ? AND state = ?",
+            (*self._order_values(order), order.name, was.value)).rowcount)
 
     @staticmethod
     def _order_values(order: Order) -> tuple[object, ...]:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -94,7 +95,7 @@ class Unit(Protocol):
     def expired_reservations(self, limit: int) -> list[Reservation]: ...
     def insert_order(self, order: Order, sealed: tuple[bytes | None, bytes | None]) -> None: ...
     def order(self, name: str) -> Order | None: ...
-    def save_order(self, order: Order) -> None: ...
+    def save_order(self, order: Order, *, was: OrderState) -> bool: ...
     def spent_since(self, buyer: str, since: dt.datetime) -> int: ...
     def parental_consent(self, user: str) -> bool: ...
     def record_parental_consent(self, user: str, granted: bool, evidence: str, actor: str, request_id: str) -> None: ...
@@ -446,7 +447,8 @@ async def checkout(ctx: ShopContext, caller: Caller, command: Checkout) -> Order
         raise PermissionDenied(f"{caller.subject} cannot buy for users/{command.buyer}", reason="NOT_BUYER")
     provider = _provider(ctx, command.provider)
     funding = provider.funding(command.token)
-    order_id = new_id()
+    # Derived from the request, so a retry names the same order (and costs no entropy).
+    order_id = hashlib.sha256(f"{command.buyer}|{command.request_id}".encode()).hexdigest()[:16]
     buyer_name = f"users/{command.buyer}"
     sealed = (await _seal(ctx, buyer_name, "order.shipping_address", command.shipping_address),
               await _seal(ctx, buyer_name, "order.recipient_name", command.recipient_name))
@@ -515,15 +517,13 @@ async def _authorize(ctx: ShopContext, provider: PaymentProvider, order: Order, 
                             attributes={"amount_minor": str(order.total_minor)})
 
     def authorized(unit: Unit) -> Order:
-        current = unit.order(order.name)
-        assert current is not None
-        if current.state is not OrderState.CREATED:
-            return current  # the sweep or a cancel got there first; it voided the authorisation
-        payment = replace(current.payment, state=PaymentState.AUTHORIZED, reference=authorization.reference,
-                          authorized_minor=current.total_minor,
-                          authorization_expire_time=authorization.expire_time)
-        moved = current.moved_to(OrderState.RESERVED, unit.now, payment=payment)
-        unit.save_order(moved)
+        payment = replace(order.payment, state=PaymentState.AUTHORIZED, reference=authorization.reference,
+                          authorized_minor=order.total_minor, authorization_expire_time=authorization.expire_time)
+        moved = order.moved_to(OrderState.RESERVED, unit.now, payment=payment)
+        if not unit.save_order(moved, was=OrderState.CREATED):
+            current = unit.order(order.name)  # the sweep or a cancel got there first; it voided the authorisation
+            assert current is not None
+            return current
         unit.audit(event)
         if moved.affiliate_visitor_id:
             unit.deliver("affiliate.attribute_order", _attribution(moved))
@@ -559,7 +559,7 @@ async def compensate(ctx: ShopContext, name: str, reason: CancelReason) -> Order
             current = unit.order(name)
             if current is not None and current.payment.state is PaymentState.AUTHORIZED:
                 unit.save_order(replace(current, payment=replace(current.payment, state=PaymentState.VOIDING),
-                                        update_time=unit.now))
+                                        update_time=unit.now), was=current.state)
 
         await ctx.store.run(intend)
     state = await _provider(ctx, order.payment.provider).void(name)
@@ -577,7 +577,7 @@ async def compensate(ctx: ShopContext, name: str, reason: CancelReason) -> Order
         moved = current.moved_to(OrderState.CANCELLED, unit.now, payment=payment, cancel_reason=reason)
         unit.release(merged_needs(current.stock))
         unit.set_reservation_state(current.reservation, ReservationState.RELEASED)
-        unit.save_order(moved)
+        unit.save_order(moved, was=current.state)
         unit.audit(event)
         if current.state is OrderState.RESERVED and current.affiliate_visitor_id:
             unit.deliver("affiliate.order_event", _order_event(moved, "CANCELLED"))
@@ -629,7 +629,7 @@ async def capture_order(ctx: ShopContext, caller: Caller, request_id: str, name:
         current = unit.order(name)
         if current is not None and current.state is OrderState.RESERVED:
             unit.save_order(replace(current, payment=replace(current.payment, state=PaymentState.CAPTURING),
-                                    update_time=unit.now))
+                                    update_time=unit.now), was=current.state)
 
     await ctx.store.run(intend)
     return await _finish_capture(ctx, order, request_id=request_id, print_=print_)
@@ -664,7 +664,7 @@ async def _record_capture(ctx: ShopContext, order: Order, *, request_id: str = "
         if current.live:
             for line in current.lines:
                 unit.add_pin_sales(current.live, line.product, line.quantity)
-        unit.save_order(moved)
+        unit.save_order(moved, was=current.state)
         unit.audit(event)
         return moved
 
@@ -683,7 +683,7 @@ async def fulfill_order(ctx: ShopContext, caller: Caller, request_id: str, name:
         if unit.claim(request_id, "FulfillOrder", print_) is not None:
             return order
         moved = order.moved_to(OrderState.FULFILLED, unit.now, fulfillment=fulfillment)
-        unit.save_order(moved)
+        unit.save_order(moved, was=order.state)
         unit.remember(request_id, "FulfillOrder", print_, name)
         unit.audit(event)
         if order.affiliate_visitor_id:
@@ -771,7 +771,7 @@ async def refund_order(ctx: ShopContext, caller: Caller, command: RefundRequest)
                                       "refunds": (*current.refunds, refund)}
         moved = current.moved_to(OrderState.REFUNDED, unit.now, **changes) if whole \
             else replace(current, update_time=unit.now, **changes)  # type: ignore[arg-type]
-        unit.save_order(moved)
+        unit.save_order(moved, was=current.state)
         unit.audit(event)
         if moved.affiliate_visitor_id:
             unit.deliver("affiliate.order_event", _order_event(moved, "REFUNDED", paid_refunded, refund.request_id))
