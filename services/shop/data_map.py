@@ -61,6 +61,7 @@ DATA_MAP = DataMap(
         NotPersonal("orders.payment_reference", "the payment provider's authorisation id, not card data"),
         NotPersonal("orders.name", "order resource name (users/{id}/orders/{id}): opaque ids"),
         NotPersonal("products.name", "product resource name"),
+        NotPersonal("refund_intents.order_name", "order resource name: opaque ids"),
         NotPersonal("reservations.name", "reservation resource name (merchants/{id}/reservations/{id})"),
         NotPersonal("authorizations.reference", "the local payment provider's authorisation id"
                     " (local-payments.db)"),

@@ -178,6 +178,16 @@ CREATE TABLE deliveries (
 );
 """),
     outbox_migration(2),
+    Migration(3, """
+CREATE TABLE refund_intents (
+    request_id TEXT PRIMARY KEY,
+    order_name TEXT NOT NULL REFERENCES orders (name),
+    refund TEXT NOT NULL,
+    restock INTEGER NOT NULL,
+    create_us INTEGER NOT NULL
+);
+CREATE INDEX refund_intents_by_order ON refund_intents (order_name);
+"""),
 )
 
 
@@ -367,8 +377,7 @@ class ShopUnit:
                 epoch_us(order.reservation_expire_time), order.live, order.affiliate_visitor_id,
                 order.cancel_reason.value, int(order.parental_consent_required),
                 _json(dataclasses.asdict(order.fulfillment) if order.fulfillment else {}),
-                _json([[r.request_id, [list(i) for i in r.items], r.amount_minor, r.reason, epoch_us(r.create_time)]
-                       for r in order.refunds]))
+                _json([refund_out(r) for r in order.refunds]))
 
     def order(self, name: str) -> Order | None:
         row = self._one("SELECT * FROM orders WHERE name = ?", (name,))
@@ -417,6 +426,20 @@ class ShopUnit:
         self._tx.execute("UPDATE live_pins SET units_sold = units_sold + ? WHERE seq ="
                          " (SELECT MAX(seq) FROM live_pins WHERE live = ? AND product = ?)", (units, live, product))
 
+    # -- refund intents ------------------------------------------------------------------------
+
+    def refund_intents(self, order: str) -> list[tuple[Refund, bool]]:
+        rows = self._tx.execute("SELECT refund, restock FROM refund_intents WHERE order_name = ?", (order,)).fetchall()
+        return [(refund_in(json.loads(row["refund"])), bool(row["restock"])) for row in rows]
+
+    def record_refund_intent(self, order: str, refund: Refund, restock: bool) -> None:
+        self._tx.execute("INSERT INTO refund_intents (request_id, order_name, refund, restock, create_us)"
+                         " VALUES (?, ?, ?, ?, ?)", (refund.request_id, order, _json(refund_out(refund)), int(restock),
+                                                     epoch_us(self.now)))
+
+    def drop_refund_intent(self, request_id: str) -> None:
+        self._tx.execute("DELETE FROM refund_intents WHERE request_id = ?", (request_id,))
+
     # -- outboxes ------------------------------------------------------------------------------
 
     def deliver(self, kind: str, payload: dict[str, object]) -> None:
@@ -437,6 +460,16 @@ def _line_out(line: OrderLine) -> list[object]:
 def _line_in(values: list[Any]) -> OrderLine:
     return OrderLine(values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7],
                      values[8], tuple((v, q) for v, q in values[9]), values[10])
+
+
+def refund_out(refund: Refund) -> list[object]:
+    return [refund.request_id, [list(i) for i in refund.items], refund.amount_minor, refund.reason,
+            epoch_us(refund.create_time)]
+
+
+def refund_in(values: list[Any]) -> Refund:
+    return Refund(values[0], tuple((i[0], i[1], i[2]) for i in values[1]), values[2], values[3],
+                  from_epoch_us(values[4]))
 
 
 def product_of(row: sqlite3.Row) -> Product:
@@ -470,8 +503,7 @@ def order_of(row: sqlite3.Row) -> Order:
         cancel_reason=CancelReason(row["cancel_reason"]),
         parental_consent_required=bool(row["parental_consent_required"]),
         fulfillment=Fulfillment(**fulfillment) if fulfillment else None,
-        refunds=tuple(Refund(r[0], tuple((i[0], i[1], i[2]) for i in r[1]), r[2], r[3], from_epoch_us(r[4]))
-                      for r in json.loads(row["refunds"])),
+        refunds=tuple(refund_in(r) for r in json.loads(row["refunds"])),
         has_sealed_fields=row["shipping_address_sealed"] is not None or row["recipient_name_sealed"] is not None)
 
 
@@ -542,6 +574,16 @@ class ShopStore:
                     " OR (state = 'RESERVED' AND reservation_expire_us <= ?2) ORDER BY seq LIMIT ?3",
                     (epoch_us(created_before), epoch_us(now), limit)).fetchall()
             return [order_of(row) for row in rows]
+
+        return await asyncio.to_thread(look)
+
+    async def lost_refunds(self, *, before: dt.datetime, limit: int) -> list[tuple[str, Refund, bool]]:
+        """Refund intents older than `before`: their call was lost between the provider and the order."""
+        def look() -> list[tuple[str, Refund, bool]]:
+            with self._reader.reading() as connection:
+                rows = connection.execute("SELECT order_name, refund, restock FROM refund_intents WHERE create_us < ?"
+                                          " ORDER BY create_us LIMIT ?", (epoch_us(before), limit)).fetchall()
+            return [(row["order_name"], refund_in(json.loads(row["refund"])), bool(row["restock"])) for row in rows]
 
         return await asyncio.to_thread(look)
 

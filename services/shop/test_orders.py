@@ -16,6 +16,7 @@ from libs.auth.principal import Role
 from libs.kit.testing import error_info, status_detail
 from services.shop import usecases
 from services.shop.conftest import Shop
+from services.shop.model import Refund
 
 
 async def _refusal(call: object) -> tuple[grpc.StatusCode, str, dict[str, str]]:
@@ -314,3 +315,24 @@ async def test_a_buyers_export_opens_their_details_and_erasure_keeps_the_order_w
     after = (await shop.orders.GetOrder(orders_pb2.GetOrderRequest(name=order.name),
                                         metadata=shop.auth("users/erin"))).order
     assert after.total_minor == order.total_minor and (after.shipping_address, after.recipient_name) == ("", "")
+
+
+async def test_a_refund_the_provider_made_before_a_crash_is_finished_by_the_sweep(shop: Shop) -> None:
+    order = await _order(shop, price=1_000, quantity=2)
+    await shop.orders.CaptureOrder(orders_pb2.CaptureOrderRequest(request_id=str(uuid.uuid4()), name=order.name),
+                                   metadata=shop.auth("users/ada"))
+    lost = Refund(str(uuid.uuid4()), ((order.lines[0].product, "default", 1),), 1_000, "lost", shop.clock())
+    await shop.service.store.run(lambda unit: unit.record_refund_intent(order.name, lost, True))  # then the crash
+    shop.clock.advance(dt.timedelta(minutes=2))
+    await shop.service.sweep()
+    found = (await shop.orders.GetOrder(orders_pb2.GetOrderRequest(name=order.name),
+                                        metadata=shop.auth("users/ada"))).order
+    assert found.payment.refunded_minor == 1_000 and [r.request_id for r in found.refunds] == [lost.request_id]
+    assert _stock(shop, f"{order.lines[0].product}/variants/default") == (10, 0, 1)
+    with sqlite3.connect(shop.root / "shop" / "local-payments.db") as payments:
+        assert payments.execute("SELECT refunded_minor FROM authorizations WHERE payment_key = ?",
+                                (order.name,)).fetchone() == (1_000,)
+    code, reason, _ = await _refusal(shop.orders.RefundOrder(orders_pb2.RefundOrderRequest(
+        request_id=str(uuid.uuid4()), name=order.name, reason="too many",
+        items=[orders_pb2.CheckoutItem(product=order.lines[0].product, quantity=2)]), metadata=shop.merchant()))
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "REFUND_EXCEEDS_ORDER")

@@ -104,6 +104,9 @@ class Unit(Protocol):
     def save_pin(self, pin: LivePin) -> None: ...
     def pin(self, name: str) -> LivePin | None: ...
     def add_pin_sales(self, live: str, product: str, units: int) -> None: ...
+    def refund_intents(self, order: str) -> list[tuple[Refund, bool]]: ...
+    def record_refund_intent(self, order: str, refund: Refund, restock: bool) -> None: ...
+    def drop_refund_intent(self, request_id: str) -> None: ...
     def deliver(self, kind: str, payload: dict[str, object]) -> None: ...
     def audit(self, event: object) -> None: ...
 
@@ -116,6 +119,7 @@ class Store(Protocol):
     def read(self, work: Work[T]) -> Awaitable[T]: ...
     def sweep_candidates(self, *, created_before: dt.datetime, now: dt.datetime,
                          limit: int) -> Awaitable[list[Order]]: ...
+    def lost_refunds(self, *, before: dt.datetime, limit: int) -> Awaitable[list[tuple[str, Refund, bool]]]: ...
 
 
 @dataclass(frozen=True)
@@ -717,8 +721,8 @@ class RefundRequest:
 
 
 async def refund_order(ctx: ShopContext, caller: Caller, command: RefundRequest) -> tuple[Order, Refund]:
-    """Refund intent first (so a crash after the provider refunded is finished by a retry),
-    then the provider, then the order."""
+    """A refund intent first, with the units it takes (so two refunds cannot both take the last
+    one), then the provider, then the order; the sweep finishes an intent a crash left."""
     print_ = fingerprint({"name": command.name, "items": [list(i) for i in command.items], "reason": command.reason,
                           "restock": command.restock})
     found = visible_order(caller, await ctx.store.read(lambda unit: unit.order(command.name)), command.name)
@@ -729,28 +733,51 @@ async def refund_order(ctx: ShopContext, caller: Caller, command: RefundRequest)
         order = visible_order(caller, unit.order(command.name), command.name)
         earlier = unit.claim(command.request_id, "RefundOrder", print_)
         done = next((r for r in order.refunds if r.request_id == command.request_id), None)
-        if earlier is not None and done is not None:
+        if done is not None:
             return order, done, True
+        pending = unit.refund_intents(order.name)
+        if earlier is not None:
+            return order, next(r for r, _ in pending if r.request_id == command.request_id), False
         if order.state not in (OrderState.PAID, OrderState.FULFILLED):
             order.moved_to(OrderState.REFUNDED, unit.now)
-        chosen = refund_lines(order, list(command.items))
-        amount = sum(order.lines[i].paid_for(order.lines[i].refunded_quantity + units)
-                     - order.lines[i].paid_for(order.lines[i].refunded_quantity) for i, units in chosen)
+        taken = _with_pending(order, [r for r, _ in pending])
+        chosen = refund_lines(taken, list(command.items))
+        amount = sum(taken.lines[i].paid_for(taken.lines[i].refunded_quantity + units)
+                     - taken.lines[i].paid_for(taken.lines[i].refunded_quantity) for i, units in chosen)
         refund = Refund(command.request_id, tuple((order.lines[i].product, order.lines[i].variant, units)
                                                   for i, units in chosen), amount, command.reason, unit.now)
+        unit.record_refund_intent(order.name, refund, command.restock)
         unit.remember(command.request_id, "RefundOrder", print_, command.name)
         return order, refund, False
 
     order, refund, done = await ctx.store.run(plan)
     if done:
         return order, refund
-    await _provider(ctx, order.payment.provider).refund(order.name, command.request_id, refund.amount_minor)
-    event = ctx.audit.event("shop.RefundOrder", order.name, subject=f"users/{order.buyer}",
-                            attributes={"amount_minor": str(refund.amount_minor), "restock": str(command.restock)})
+    return await finish_refund(ctx, order.name, refund, command.restock), refund
+
+
+def _with_pending(order: Order, pending: list[Refund]) -> Order:
+    """The order as if its pending refunds were applied: what is left to refund."""
+    lines = list(order.lines)
+    for refund in pending:
+        for product, variant, units in refund.items:
+            index = next(i for i, line in enumerate(lines) if line.product == product and line.variant == variant)
+            lines[index] = replace(lines[index], refunded_quantity=lines[index].refunded_quantity + units)
+    return replace(order, lines=tuple(lines))
+
+
+async def finish_refund(ctx: ShopContext, name: str, refund: Refund, restock: bool) -> Order:
+    """Refund at the provider (idempotent by the refund's request id) and apply it to the order."""
+    order = await ctx.store.read(lambda unit: unit.order(name))
+    assert order is not None
+    await _provider(ctx, order.payment.provider).refund(name, refund.request_id, refund.amount_minor)
+    event = ctx.audit.event("shop.RefundOrder", name, subject=f"users/{order.buyer}",
+                            attributes={"amount_minor": str(refund.amount_minor), "restock": str(restock)})
 
     def apply(unit: Unit) -> Order:
-        current = unit.order(order.name)
+        current = unit.order(name)
         assert current is not None
+        unit.drop_refund_intent(refund.request_id)
         if any(r.request_id == refund.request_id for r in current.refunds):
             return current
         lines = list(current.lines)
@@ -761,7 +788,7 @@ async def refund_order(ctx: ShopContext, caller: Caller, command: RefundRequest)
             share = line.paid_for(line.refunded_quantity + units) - line.paid_for(line.refunded_quantity)
             paid_refunded += share - tax_included(share, line.vat_rate_bps)
             lines[index] = replace(line, refunded_quantity=line.refunded_quantity + units)
-            if command.restock:
+            if restock:
                 unit.restock(merged_needs(line.stock_of(units)))
         refunded = current.payment.refunded_minor + refund.amount_minor
         whole = all(line.refunded_quantity == line.quantity for line in lines)
@@ -777,7 +804,7 @@ async def refund_order(ctx: ShopContext, caller: Caller, command: RefundRequest)
             unit.deliver("affiliate.order_event", _order_event(moved, "REFUNDED", paid_refunded, refund.request_id))
         return moved
 
-    return await ctx.store.run(apply), refund
+    return await ctx.store.run(apply)
 
 
 # -- minors -----------------------------------------------------------------------------------
@@ -887,8 +914,8 @@ class SweepResult:
 
 async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
     """Finish what a crash or the clock left: expire lapsed reservations (their stock comes back),
-    compensate checkouts that lost their process (CREATED), finish captures that lost theirs
-    (CAPTURING), and cancel or complete orders whose reservation lapsed before capture. At start
+    compensate checkouts that lost their process (CREATED), finish captures, voids and refunds
+    that lost theirs (CAPTURING, VOIDING, refund intents), and cancel or complete orders whose reservation lapsed before capture. At start
     every CREATED or CAPTURING order is a lost call."""
     now = ctx.clock()
     event = ctx.audit.event("shop.ExpireReservation", "merchants/-/reservations/-")
@@ -911,7 +938,10 @@ async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
                 await _finish_capture(ctx, order)
         else:
             await compensate(ctx, order.name, CancelReason.EXPIRED)
-    return SweepResult(expired, len(orders))
+    refunds = await ctx.store.lost_refunds(before=created_before, limit=500)
+    for name, refund, restock in refunds:
+        await finish_refund(ctx, name, refund, restock)
+    return SweepResult(expired, len(orders) + len(refunds))
 
 
 async def deliver_register_ad_result(ctx: ShopContext, pin_name: str, ad: str) -> None:
