@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import uuid
 
@@ -336,3 +337,24 @@ async def test_a_refund_the_provider_made_before_a_crash_is_finished_by_the_swee
         request_id=str(uuid.uuid4()), name=order.name, reason="too many",
         items=[orders_pb2.CheckoutItem(product=order.lines[0].product, quantity=2)]), metadata=shop.merchant()))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "REFUND_EXCEEDS_ORDER")
+
+
+def _audit_actions(shop: Shop) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(shop.service.store.path) as connection:
+        records = [json.loads(row[0]) for row in connection.execute("SELECT record FROM audit_outbox ORDER BY position")]
+    return [(record["action"], record["outcome"], record.get("reason", "")) for record in records]
+
+
+async def test_every_transition_and_refusal_is_an_audit_event_stored_with_it(shop: Shop) -> None:
+    product = await shop.product("ticket", price=2_500, stock=1)
+    order = (await shop.orders.Checkout(shop.checkout_request("ada", product.name, total=2_500),
+                                        metadata=shop.auth("users/ada"))).order
+    with pytest.raises(grpc.aio.AioRpcError):
+        await shop.orders.Checkout(shop.checkout_request("bob", product.name, total=2_500),
+                                   metadata=shop.auth("users/bob"))
+    await shop.orders.CaptureOrder(orders_pb2.CaptureOrderRequest(request_id=str(uuid.uuid4()), name=order.name),
+                                   metadata=shop.auth("users/ada"))
+    actions = _audit_actions(shop)
+    assert actions[:2] == [("shop.CreateProduct", "succeeded", ""), ("shop.AdjustInventory", "succeeded", "")]
+    assert actions[2:] == [("shop.Checkout", "succeeded", ""), ("shop.AuthorizePayment", "succeeded", ""),
+                           ("shop.Checkout", "rejected", "OUT_OF_STOCK"), ("shop.CaptureOrder", "succeeded", "")]

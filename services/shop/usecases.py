@@ -918,18 +918,22 @@ async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
     that lost theirs (CAPTURING, VOIDING, refund intents), and cancel or complete orders whose reservation lapsed before capture. At start
     every CREATED or CAPTURING order is a lost call."""
     now = ctx.clock()
-    event = ctx.audit.event("shop.ExpireReservation", "merchants/-/reservations/-")
+    # Users' holds lapse here; an order's hold lapses with its order, below.
+    lapsed = [r for r in await ctx.store.read(lambda unit: unit.expired_reservations(500)) if r.holder.count("/") == 1]
+    events = {r.name: ctx.audit.event("shop.ExpireReservation", r.name, subject=r.holder) for r in lapsed}
 
     def expire(unit: Unit) -> int:
-        lapsed = [r for r in unit.expired_reservations(500) if r.holder.count("/") == 1]
+        expired = 0
         for reservation in lapsed:
-            unit.release(reservation.items)
-            unit.set_reservation_state(reservation.name, ReservationState.EXPIRED)
-        if lapsed:
-            unit.audit(event)
-        return len(lapsed)
+            current = unit.reservation(reservation.name)
+            if current is not None and current.state is ReservationState.ACTIVE:
+                unit.release(current.items)
+                unit.set_reservation_state(current.name, ReservationState.EXPIRED)
+                unit.audit(events[current.name])
+                expired += 1
+        return expired
 
-    expired = await ctx.store.run(expire)
+    expired = await ctx.store.run(expire) if lapsed else 0
     created_before = now if at_start else now - ctx.rules.checkout_grace
     orders = await ctx.store.sweep_candidates(created_before=created_before, now=now, limit=500)
     for order in orders:
