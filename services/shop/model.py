@@ -16,6 +16,7 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from libs.resource_names import ResourcePattern
@@ -84,7 +85,7 @@ class Product:
     create_time: dt.datetime
     update_time: dt.datetime
 
-    @property
+    @cached_property  # formatted (and checked) once per value: names are on every hot path
     def name(self) -> str:
         return PRODUCT.format(merchant=self.merchant, product=self.product_id)
 
@@ -182,7 +183,7 @@ class Reservation:
     create_time: dt.datetime
     expire_time: dt.datetime
 
-    @property
+    @cached_property  # formatted (and checked) once per value: names are on every hot path
     def name(self) -> str:
         return RESERVATION.format(merchant=self.merchant, reservation=self.reservation_id)
 
@@ -327,7 +328,7 @@ class Order:
     recipient_name: str = ""
     has_sealed_fields: bool = False  # the store holds sealed shipping details to open
 
-    @property
+    @cached_property  # formatted (and checked) once per value: names are on every hot path
     def name(self) -> str:
         return ORDER.format(user=self.buyer, order=self.order_id)
 
@@ -405,7 +406,7 @@ class LivePin:
     units_sold: int = 0
     ad: str = ""
 
-    @property
+    @cached_property  # formatted (and checked) once per value: names are on every hot path
     def name(self) -> str:
         return PIN.format(creator=self.creator, live=self.live_id, pin=self.pin_id)
 
