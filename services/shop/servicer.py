@@ -8,7 +8,9 @@ verified principal (`caller_of`), never from the shape of a name.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +28,9 @@ from limelight.shop.v1 import (
 
 from libs.audit.client import AuditClient
 from libs.audit.events import Outcome
+from libs.audit.outbox import TracedEvent
 from libs.auth.principal import AgeBracket, Principal, Role
+from libs.clock import utc_now
 from libs.errors import InvalidArgument, NotFound, PermissionDenied
 from libs.kit.context import current_principal
 from libs.pagination import PageTokens, page_size
@@ -71,6 +75,12 @@ class KitAuditEvents:
               attributes: dict[str, str] | None = None) -> object:
         return self._audit.new_event(action=action, resource=resource, outcome=Outcome.SUCCEEDED, subject=subject,
                                      attributes=attributes)
+
+    def then(self, earlier: object, action: str, *, attributes: dict[str, str] | None = None) -> object:
+        assert isinstance(earlier, TracedEvent)
+        event = dataclasses.replace(earlier.event, event_id=str(uuid.uuid4()), action=action, event_time=utc_now(),
+                                    attributes=attributes or {})
+        return TracedEvent(event, earlier.trace_context)
 
 
 class _Handlers:

@@ -162,6 +162,10 @@ class AuditEvents(Protocol):
     def event(self, action: str, resource: str, *, subject: str = "",
               attributes: dict[str, str] | None = None) -> object: ...
 
+    def then(self, earlier: object, action: str, *, attributes: dict[str, str] | None = None) -> object:
+        """A further event of the same call, about the same resource and subject as `earlier`."""
+        ...
+
 
 class Sealer(Protocol):
     """Personal fields sealed under the subject's data key (`libs.privacy.fields.PersonalData`)."""
@@ -493,7 +497,7 @@ async def checkout(ctx: ShopContext, caller: Caller, command: Checkout) -> Order
 
     order = await ctx.store.run(create, refused=created)
     if order.state is OrderState.CREATED:
-        return await _authorize(ctx, provider, order, command.token)
+        return await _authorize(ctx, provider, order, command.token, created if order.order_id == order_id else None)
     if order.state is OrderState.CANCELLED and order.cancel_reason is CancelReason.PAYMENT_DECLINED:
         raise PaymentDeclined(f"the provider declined the payment of {order.name}", metadata={"order": order.name})
     return order
@@ -507,7 +511,8 @@ async def _seal(ctx: ShopContext, subject: str, field_name: str, text: str) -> b
     return await ctx.sealer.seal(subject, field_name, text)
 
 
-async def _authorize(ctx: ShopContext, provider: PaymentProvider, order: Order, token: str) -> Order:
+async def _authorize(ctx: ShopContext, provider: PaymentProvider, order: Order, token: str,
+                     created: object | None = None) -> Order:
     try:
         authorization = await provider.authorize(order.name, token, order.total_minor, order.currency_code)
     except Exception:
@@ -517,8 +522,10 @@ async def _authorize(ctx: ShopContext, provider: PaymentProvider, order: Order, 
         await compensate(ctx, order.name, CancelReason.PAYMENT_DECLINED)
         raise PaymentDeclined(f"the provider declined the payment: {authorization.decline_reason}",
                               metadata={"order": order.name, "decline_reason": authorization.decline_reason})
-    event = ctx.audit.event("shop.AuthorizePayment", order.name, subject=f"users/{order.buyer}",
-                            attributes={"amount_minor": str(order.total_minor)})
+    event = ctx.audit.then(created, "shop.AuthorizePayment", attributes={"amount_minor": str(order.total_minor)}) \
+        if created is not None else ctx.audit.event("shop.AuthorizePayment", order.name,
+                                                    subject=f"users/{order.buyer}",
+                                                    attributes={"amount_minor": str(order.total_minor)})
 
     def authorized(unit: Unit) -> Order:
         payment = replace(order.payment, state=PaymentState.AUTHORIZED, reference=authorization.reference,
