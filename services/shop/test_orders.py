@@ -11,7 +11,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
-from limelight.shop.v1 import catalog_pb2, inventory_pb2, orders_pb2
+from limelight.shop.v1 import catalog_pb2, inventory_pb2, live_pins_pb2, orders_pb2
 
 from libs.auth.principal import Role
 from libs.kit.testing import error_info, status_detail
@@ -358,3 +358,18 @@ async def test_every_transition_and_refusal_is_an_audit_event_stored_with_it(sho
     assert actions[:2] == [("shop.CreateProduct", "succeeded", ""), ("shop.AdjustInventory", "succeeded", "")]
     assert actions[2:] == [("shop.Checkout", "succeeded", ""), ("shop.AuthorizePayment", "succeeded", ""),
                            ("shop.Checkout", "rejected", "OUT_OF_STOCK"), ("shop.CaptureOrder", "succeeded", "")]
+
+
+@pytest.mark.parametrize(("flash", "end_minutes", "field"), [(2_000, 5, "flash_price_minor"),
+                                                             (500, -1, "end_time")])
+async def test_a_pin_with_a_flash_price_not_below_the_price_or_an_end_in_the_past_names_the_field(
+        shop: Shop, flash: int, end_minutes: int, field: str) -> None:
+    product = await shop.product(f"pin-{field.replace('_', '-')}", price=2_000, stock=1)
+    request = live_pins_pb2.PinProductRequest(parent="creators/ada/lives/l1", product=product.name,
+                                              flash_price_minor=flash)
+    request.end_time.FromDatetime(shop.clock() + dt.timedelta(minutes=end_minutes))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await shop.pins.PinProduct(request, metadata=shop.auth("users/ada", Role.CREATOR))
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    violations = status_detail(raised.value, error_details_pb2.BadRequest).field_violations
+    assert [violation.field for violation in violations] == [field]
