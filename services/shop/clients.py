@@ -1,5 +1,5 @@
 """The shop's calls to gifts and compliance, through the kit's clients: adapters of the ports
-`LiveSessions` and `Disclosure` (usecases.py), and the ad repository registration the delivery
+`LiveSessions` and `Disclosure` (usecases/ports.py), and the ad repository registration the delivery
 shipper makes for each pin (`AdRepositoryClient`)."""
 
 from __future__ import annotations

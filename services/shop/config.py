@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.shop.model import SpendingPolicy
-from services.shop.usecases import ShopRules
+from services.shop.usecases.ports import ShopRules
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from services.shop.model import (
     Stock,
     Variant,
 )
-from services.shop.usecases import new_id
+from services.shop.usecases.ports import new_id
 
 PRODUCT_TYPES = {ProductType.PHYSICAL: catalog_pb2.PRODUCT_TYPE_PHYSICAL, ProductType.DIGITAL: catalog_pb2.PRODUCT_TYPE_DIGITAL,
                  ProductType.SUBSCRIPTION: catalog_pb2.PRODUCT_TYPE_SUBSCRIPTION,

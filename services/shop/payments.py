@@ -19,7 +19,7 @@ from libs.storage.committer import GroupCommitter
 from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
 from libs.timestamps import epoch_us, from_epoch_us
 from services.shop.model import Funding, PaymentState
-from services.shop.usecases import Authorization
+from services.shop.usecases.ports import Authorization
 
 MIGRATIONS = (Migration(1, """
 CREATE TABLE authorizations (

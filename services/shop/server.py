@@ -21,7 +21,6 @@ from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import personal_data_for
-from services.shop import usecases
 from services.shop.affiliate import AffiliateClient
 from services.shop.clients import AdRepositoryClient, ComplianceDisclosure, GiftsLiveSessions
 from services.shop.config import ShopConfig
@@ -35,7 +34,9 @@ from services.shop.servicer import (
     OrderServicer,
 )
 from services.shop.store import ShopStore
-from services.shop.usecases import ShopContext
+from services.shop.usecases import pins
+from services.shop.usecases import sweep as sweeping
+from services.shop.usecases.ports import ShopContext
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class ShopService:
 
     async def _ad_registered(self, pin: str, ad: str) -> None:
         assert self.context is not None
-        await usecases.deliver_register_ad_result(self.context, pin, ad)
+        await pins.deliver_register_ad_result(self.context, pin, ad)
 
     def _wake(self) -> None:
         if self._audit is not None:
@@ -114,9 +115,9 @@ class ShopService:
         if self._shipper is not None:
             self._shipper.wake()
 
-    async def sweep(self, *, at_start: bool = False) -> usecases.SweepResult:
+    async def sweep(self, *, at_start: bool = False) -> sweeping.SweepResult:
         assert self.context is not None
-        return await usecases.sweep(self.context, at_start=at_start)
+        return await sweeping.sweep(self.context, at_start=at_start)
 
     async def _start(self) -> None:
         result = await self.sweep(at_start=True)

@@ -34,10 +34,11 @@ from libs.clock import utc_now
 from libs.errors import InvalidArgument, NotFound, PermissionDenied
 from libs.kit.context import current_principal
 from libs.pagination import PageTokens, page_size
-from services.shop import messages, usecases
+from services.shop import messages
 from services.shop.model import LIVE, MERCHANT, ORDER, PRODUCT, RESERVATION, SPENDING_LIMITS, USER, Order
 from services.shop.store import ShopStore
-from services.shop.usecases import Caller, ShopContext
+from services.shop.usecases import catalogue, inventory, minors, orders, pins
+from services.shop.usecases.ports import Caller, ShopContext
 
 Call = grpc.aio.ServicerContext[Any, Any]
 
@@ -66,7 +67,7 @@ def caller_of(principal: Principal, today: dt.date) -> Caller:
 
 
 class KitAuditEvents:
-    """`usecases.AuditEvents` through the shared audit client, on the request's task."""
+    """`ports.AuditEvents` through the shared audit client, on the request's task."""
 
     def __init__(self, audit: AuditClient) -> None:
         self._audit = audit
@@ -95,13 +96,13 @@ class _Handlers:
 class CatalogServicer(_Handlers, catalog_pb2_grpc.CatalogServiceServicer):
     async def CreateProduct(self, request: catalog_pb2.CreateProductRequest,
                             context: Call) -> catalog_pb2.CreateProductResponse:
-        product = await usecases.create_product(self._ctx, self._caller(), messages.product_in(request, self._ctx.clock))
+        product = await catalogue.create_product(self._ctx, self._caller(), messages.product_in(request, self._ctx.clock))
         return catalog_pb2.CreateProductResponse(product=messages.product_out(product))
 
     async def GetProduct(self, request: catalog_pb2.GetProductRequest, context: Call) -> catalog_pb2.GetProductResponse:
         PRODUCT.parse(request.name, field="name")
         found = await self._ctx.store.read(lambda unit: unit.product(request.name))
-        product = usecases.visible_product(self._caller(), found, request.name)
+        product = catalogue.visible_product(self._caller(), found, request.name)
         return catalog_pb2.GetProductResponse(product=messages.product_out(product))
 
     async def ListProducts(self, request: catalog_pb2.ListProductsRequest,
@@ -122,7 +123,7 @@ class CatalogServicer(_Handlers, catalog_pb2_grpc.CatalogServiceServicer):
     async def UpdateProduct(self, request: catalog_pb2.UpdateProductRequest,
                             context: Call) -> catalog_pb2.UpdateProductResponse:
         ids = PRODUCT.parse(request.product.name, field="product.name")
-        product = await usecases.update_product(self._ctx, self._caller(), request.product.name, ids["merchant"],
+        product = await catalogue.update_product(self._ctx, self._caller(), request.product.name, ids["merchant"],
                                                 messages.product_changes(request))
         return catalog_pb2.UpdateProductResponse(product=messages.product_out(product))
 
@@ -133,7 +134,7 @@ class InventoryServicer(_Handlers, inventory_pb2_grpc.InventoryServiceServicer):
         variant, merchant, _ = messages.inventory_in(request.name)
         caller = self._caller()
         if not caller.staff:
-            usecases.require_own_catalog(caller, merchant)
+            catalogue.require_own_catalog(caller, merchant)
         stock = await self._ctx.store.read(lambda unit: unit.stock(variant))
         if stock is None:
             raise NotFound(f"no variant {variant}", resource_name=variant, reason="VARIANT_NOT_FOUND")
@@ -142,7 +143,7 @@ class InventoryServicer(_Handlers, inventory_pb2_grpc.InventoryServiceServicer):
     async def AdjustInventory(self, request: inventory_pb2.AdjustInventoryRequest,
                               context: Call) -> inventory_pb2.AdjustInventoryResponse:
         variant, merchant, product = messages.inventory_in(request.name)
-        stock = await usecases.adjust_inventory(self._ctx, self._caller(), request.request_id, variant, merchant,
+        stock = await inventory.adjust_inventory(self._ctx, self._caller(), request.request_id, variant, merchant,
                                                 product, request.delta, messages.ADJUSTMENT_REASONS[request.reason])
         return inventory_pb2.AdjustInventoryResponse(inventory=messages.inventory_out(stock))
 
@@ -151,21 +152,21 @@ class InventoryServicer(_Handlers, inventory_pb2_grpc.InventoryServiceServicer):
         PRODUCT.parse(request.product, field="product")
         USER.parse(request.holder, field="holder")
         ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else None
-        reservation = await usecases.reserve_stock(self._ctx, self._caller(), request.request_id, request.product,
+        reservation = await inventory.reserve_stock(self._ctx, self._caller(), request.request_id, request.product,
                                                    request.variant, request.quantity, request.holder, ttl)
         return inventory_pb2.ReserveStockResponse(reservation=messages.reservation_out(reservation))
 
     async def ReleaseReservation(self, request: inventory_pb2.ReleaseReservationRequest,
                                  context: Call) -> inventory_pb2.ReleaseReservationResponse:
         RESERVATION.parse(request.name, field="name")
-        reservation = await usecases.release_reservation(self._ctx, self._caller(), request.request_id, request.name)
+        reservation = await inventory.release_reservation(self._ctx, self._caller(), request.request_id, request.name)
         return inventory_pb2.ReleaseReservationResponse(reservation=messages.reservation_out(reservation))
 
     async def GetReservation(self, request: inventory_pb2.GetReservationRequest,
                              context: Call) -> inventory_pb2.GetReservationResponse:
         RESERVATION.parse(request.name, field="name")
         found = await self._ctx.store.read(lambda unit: unit.reservation(request.name))
-        reservation = usecases.visible_reservation(self._caller(), found, request.name)
+        reservation = inventory.visible_reservation(self._caller(), found, request.name)
         return inventory_pb2.GetReservationResponse(reservation=messages.reservation_out(reservation))
 
 
@@ -173,13 +174,13 @@ class LivePinServicer(_Handlers, live_pins_pb2_grpc.LivePinServiceServicer):
     async def PinProduct(self, request: live_pins_pb2.PinProductRequest,
                          context: Call) -> live_pins_pb2.PinProductResponse:
         PRODUCT.parse(request.product, field="product")
-        pin = await usecases.pin_product(self._ctx, self._caller(), request.parent, request.product,
+        pin = await pins.pin_product(self._ctx, self._caller(), request.parent, request.product,
                                          request.flash_price_minor, messages.end_time_in(request))
         return live_pins_pb2.PinProductResponse(live_pin=messages.pin_out(pin, self._ctx.clock()))
 
     async def UnpinProduct(self, request: live_pins_pb2.UnpinProductRequest,
                            context: Call) -> live_pins_pb2.UnpinProductResponse:
-        pin = await usecases.unpin_product(self._ctx, self._caller(), request.name)
+        pin = await pins.unpin_product(self._ctx, self._caller(), request.name)
         return live_pins_pb2.UnpinProductResponse(live_pin=messages.pin_out(pin, self._ctx.clock()))
 
     async def ListLivePins(self, request: live_pins_pb2.ListLivePinsRequest,
@@ -216,32 +217,32 @@ class OrderServicer(_Handlers, orders_pb2_grpc.OrderServiceServicer):
         buyer = USER.parse(request.buyer, field="buyer")["user"]
         for index, item in enumerate(request.items):
             PRODUCT.parse(item.product, field=f"items[{index}].product")
-        command = usecases.Checkout(
-            request.request_id, buyer, tuple(usecases.CheckoutItem(i.product, i.variant, i.quantity)
+        command = orders.Checkout(
+            request.request_id, buyer, tuple(orders.CheckoutItem(i.product, i.variant, i.quantity)
                                              for i in request.items),
             request.payment_method.provider, request.payment_method.token, request.expected_total_minor,
             request.currency_code, request.live, request.affiliate_visitor_id, request.shipping_address,
             request.recipient_name)
-        order = await usecases.checkout(self._ctx, self._caller(), command)
+        order = await orders.checkout(self._ctx, self._caller(), command)
         return orders_pb2.CheckoutResponse(order=await self._order_out(order))
 
     async def CaptureOrder(self, request: orders_pb2.CaptureOrderRequest,
                            context: Call) -> orders_pb2.CaptureOrderResponse:
         ORDER.parse(request.name, field="name")
-        order = await usecases.capture_order(self._ctx, self._caller(), request.request_id, request.name)
+        order = await orders.capture_order(self._ctx, self._caller(), request.request_id, request.name)
         return orders_pb2.CaptureOrderResponse(order=await self._order_out(order))
 
     async def FulfillOrder(self, request: orders_pb2.FulfillOrderRequest,
                            context: Call) -> orders_pb2.FulfillOrderResponse:
         ORDER.parse(request.name, field="name")
-        order = await usecases.fulfill_order(self._ctx, self._caller(), request.request_id, request.name,
+        order = await orders.fulfill_order(self._ctx, self._caller(), request.request_id, request.name,
                                              messages.fulfillment_in(request.fulfillment))
         return orders_pb2.FulfillOrderResponse(order=await self._order_out(order))
 
     async def CancelOrder(self, request: orders_pb2.CancelOrderRequest,
                           context: Call) -> orders_pb2.CancelOrderResponse:
         ORDER.parse(request.name, field="name")
-        order = await usecases.cancel_order(self._ctx, self._caller(), request.request_id, request.name,
+        order = await orders.cancel_order(self._ctx, self._caller(), request.request_id, request.name,
                                             messages.cancel_reason_in(request.reason))
         return orders_pb2.CancelOrderResponse(order=await self._order_out(order))
 
@@ -250,10 +251,10 @@ class OrderServicer(_Handlers, orders_pb2_grpc.OrderServiceServicer):
         ORDER.parse(request.name, field="name")
         for index, item in enumerate(request.items):
             PRODUCT.parse(item.product, field=f"items[{index}].product")
-        command = usecases.RefundRequest(request.request_id, request.name,
+        command = orders.RefundRequest(request.request_id, request.name,
                                          tuple((i.product, i.variant, i.quantity) for i in request.items),
                                          request.reason, request.restock)
-        order, refund = await usecases.refund_order(self._ctx, self._caller(), command)
+        order, refund = await orders.refund_order(self._ctx, self._caller(), command)
         message = await self._order_out(order)
         made = next(r for r in message.refunds if r.request_id == refund.request_id)
         return orders_pb2.RefundOrderResponse(order=message, refund=made)
@@ -261,7 +262,7 @@ class OrderServicer(_Handlers, orders_pb2_grpc.OrderServiceServicer):
     async def GetOrder(self, request: orders_pb2.GetOrderRequest, context: Call) -> orders_pb2.GetOrderResponse:
         ORDER.parse(request.name, field="name")
         found = await self._ctx.store.read(lambda unit: unit.order(request.name))
-        order = usecases.visible_order(self._caller(), found, request.name)
+        order = orders.visible_order(self._caller(), found, request.name)
         return orders_pb2.GetOrderResponse(order=await self._order_out(order))
 
     async def ListOrders(self, request: orders_pb2.ListOrdersRequest, context: Call) -> orders_pb2.ListOrdersResponse:
@@ -288,12 +289,12 @@ class OrderServicer(_Handlers, orders_pb2_grpc.OrderServiceServicer):
     async def GetSpendingLimits(self, request: orders_pb2.GetSpendingLimitsRequest,
                                 context: Call) -> orders_pb2.GetSpendingLimitsResponse:
         user = SPENDING_LIMITS.parse(request.name, field="name")["user"]
-        limits = await usecases.spending_limits(self._ctx, self._caller(), user)
+        limits = await minors.spending_limits(self._ctx, self._caller(), user)
         return orders_pb2.GetSpendingLimitsResponse(spending_limits=messages.limits_out(limits))
 
     async def RecordParentalConsent(self, request: orders_pb2.RecordParentalConsentRequest,
                                     context: Call) -> orders_pb2.RecordParentalConsentResponse:
         user = USER.parse(request.minor, field="minor")["user"]
-        limits = await usecases.record_parental_consent(self._ctx, self._caller(), request.request_id, user,
+        limits = await minors.record_parental_consent(self._ctx, self._caller(), request.request_id, user,
                                                         request.granted, request.evidence_reference)
         return orders_pb2.RecordParentalConsentResponse(spending_limits=messages.limits_out(limits))

@@ -204,7 +204,7 @@ def _optional_time(micros: int | None) -> dt.datetime | None:
 
 
 class ShopUnit:
-    """`usecases.Unit` over one open transaction (or a read snapshot, for `read`)."""
+    """`ports.Unit` over one open transaction (or a read snapshot, for `read`)."""
 
     def __init__(self, tx: Transaction | sqlite3.Connection, now: dt.datetime) -> None:
         self._tx = tx

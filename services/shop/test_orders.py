@@ -15,9 +15,9 @@ from limelight.shop.v1 import catalog_pb2, inventory_pb2, live_pins_pb2, orders_
 
 from libs.auth.principal import Role
 from libs.kit.testing import error_info, status_detail
-from services.shop import usecases
 from services.shop.conftest import Shop
 from services.shop.model import Refund
+from services.shop.usecases import subject_data
 
 
 async def _refusal(call: object) -> tuple[grpc.StatusCode, str, dict[str, str]]:
@@ -307,12 +307,12 @@ async def test_malformed_catalogue_and_stock_calls_name_the_field(shop: Shop, ca
 async def test_a_buyers_export_opens_their_details_and_erasure_keeps_the_order_without_them(shop: Shop) -> None:
     assert shop.service.context is not None
     order = await _order(shop, buyer="erin", shipping_address="addresses/flat-2", recipient_name="Erin Example")
-    exported = await usecases.export_subject_data(shop.service.context, shop.service.store, "erin")
+    exported = await subject_data.export_subject_data(shop.service.context, shop.service.store, "erin")
     orders: list[dict[str, str]] = exported["orders"]  # type: ignore[assignment]
     assert [(o["order_id"], o["shipping_address"], o["recipient_name"]) for o in orders] == \
         [(order.name.rsplit("/", 1)[1], "addresses/flat-2", "Erin Example")]
-    summary, kept = await usecases.erase_subject_data(shop.service.store, "erin")
-    assert "1 orders" in summary and kept == (usecases.ORDERS_KEPT,)
+    summary, kept = await subject_data.erase_subject_data(shop.service.store, "erin")
+    assert "1 orders" in summary and kept == (subject_data.ORDERS_KEPT,)
     after = (await shop.orders.GetOrder(orders_pb2.GetOrderRequest(name=order.name),
                                         metadata=shop.auth("users/erin"))).order
     assert after.total_minor == order.total_minor and (after.shipping_address, after.recipient_name) == ("", "")

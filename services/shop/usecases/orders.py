@@ -1,4 +1,4 @@
-"""The shop's use cases: plain async functions of (command, context), over the ports declared here.
+"""Checkout and orders: plain async functions of (command, context), over the ports in `ports.py`.
 
 A write is a unit of work (`Work`): a function of the open `Unit` that reads, decides and
 writes in one transaction, run by the store's committer one at a time; stock moves inside a
@@ -19,28 +19,13 @@ retry, the sweep and a compensation may each run it again with no second effect.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-import datetime as dt
 import hashlib
-import json
-import secrets
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
 
-from libs.clock import Clock
-from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.shop.model import (
-    DEFAULT_DISCLOSURE_LABEL,
-    DEFAULT_VARIANT,
-    LIVE,
-    PIN,
     CancelReason,
     Fulfillment,
-    Funding,
-    LivePin,
     Order,
     OrderLine,
     OrderState,
@@ -48,335 +33,26 @@ from services.shop.model import (
     PaymentState,
     Product,
     ProductState,
-    ProductType,
     Purchase,
     Refund,
     Reservation,
     ReservationState,
-    SpendingLimits,
-    SpendingPolicy,
-    Stock,
-    Variant,
-    check_new_product,
     fingerprint,
     merged_needs,
     month_start,
     purchase_rules,
     refund_lines,
-    require_live_host,
     tax_included,
 )
-
-T = TypeVar("T")
-
-
-# -- ports ------------------------------------------------------------------------------------
-
-
-class Unit(Protocol):
-    """One transaction, as the use cases see it; store.py satisfies it."""
-
-    now: dt.datetime
-
-    def claim(self, request_id: str, kind: str, print_: str) -> str | None: ...
-    def remember(self, request_id: str, kind: str, print_: str, result: str) -> None: ...
-    def product(self, name: str) -> Product | None: ...
-    def insert_product(self, product: Product) -> None: ...
-    def save_product(self, product: Product) -> None: ...
-    def stock(self, variant: str) -> Stock | None: ...
-    def adjust_on_hand(self, variant: str, delta: int, request_id: str) -> Stock: ...
-    def reserve(self, needs: Sequence[tuple[str, int]]) -> None: ...
-    def release(self, needs: Sequence[tuple[str, int]]) -> None: ...
-    def sell(self, needs: Sequence[tuple[str, int]]) -> None: ...
-    def restock(self, needs: Sequence[tuple[str, int]]) -> None: ...
-    def insert_reservation(self, reservation: Reservation) -> None: ...
-    def reservation(self, name: str) -> Reservation | None: ...
-    def set_reservation_state(self, name: str, state: ReservationState) -> None: ...
-    def expired_reservations(self, limit: int) -> list[Reservation]: ...
-    def insert_order(self, order: Order, sealed: tuple[bytes | None, bytes | None]) -> None: ...
-    def order(self, name: str) -> Order | None: ...
-    def save_order(self, order: Order, *, was: OrderState) -> bool: ...
-    def spent_since(self, buyer: str, since: dt.datetime) -> int: ...
-    def parental_consent(self, user: str) -> bool: ...
-    def record_parental_consent(self, user: str, granted: bool, evidence: str, actor: str, request_id: str) -> None: ...
-    def active_pin(self, live: str, product: str) -> LivePin | None: ...
-    def insert_pin(self, pin: LivePin) -> None: ...
-    def save_pin(self, pin: LivePin) -> None: ...
-    def pin(self, name: str) -> LivePin | None: ...
-    def add_pin_sales(self, live: str, product: str, units: int) -> None: ...
-    def refund_intents(self, order: str) -> list[tuple[Refund, bool]]: ...
-    def record_refund_intent(self, order: str, refund: Refund, restock: bool) -> None: ...
-    def drop_refund_intent(self, request_id: str) -> None: ...
-    def deliver(self, kind: str, payload: dict[str, object]) -> None: ...
-    def audit(self, event: object) -> None: ...
-
-
-Work = Callable[[Unit], T]
-
-
-class Store(Protocol):
-    def run(self, work: Work[T], *, refused: object | None = None) -> Awaitable[T]: ...
-    def read(self, work: Work[T]) -> Awaitable[T]: ...
-    def sweep_candidates(self, *, created_before: dt.datetime, now: dt.datetime,
-                         limit: int) -> Awaitable[list[Order]]: ...
-    def lost_refunds(self, *, before: dt.datetime, limit: int) -> Awaitable[list[tuple[str, Refund, bool]]]: ...
-
-
-@dataclass(frozen=True)
-class Authorization:
-    approved: bool
-    reference: str = ""
-    expire_time: dt.datetime | None = None
-    decline_reason: str = ""
-
-
-class PaymentProvider(Protocol):
-    """A payment provider, idempotent by key: the order's name for an authorisation, a
-    refund's request id for a refund. `void` and `capture` answer the payment's state after
-    them (a captured payment is not voided; a voided one is not captured)."""
-
-    name: str
-
-    def funding(self, token: str) -> Funding: ...
-    async def authorize(self, key: str, token: str, amount_minor: int, currency_code: str) -> Authorization: ...
-    async def capture(self, key: str, amount_minor: int) -> PaymentState: ...
-    async def void(self, key: str) -> PaymentState: ...
-    async def refund(self, key: str, refund_key: str, amount_minor: int) -> None: ...
-
-
-class LiveSessions(Protocol):
-    """Gifts' LIVE sessions: True when LIVE; NotFound or Unavailable otherwise."""
-
-    async def is_live(self, live: str) -> bool: ...
-
-
-class Disclosure(Protocol):
-    """The disclosure engine's label for a product pinned in a LIVE; None when it cannot answer."""
-
-    async def label(self, live: str, product: str) -> str | None: ...
-
-
-class AuditEvents(Protocol):
-    """Builds an audit event on the caller's task (identity, trace, time), for `Unit.audit`."""
-
-    def event(self, action: str, resource: str, *, subject: str = "",
-              attributes: dict[str, str] | None = None) -> object: ...
-
-    def then(self, earlier: object, action: str, *, attributes: dict[str, str] | None = None) -> object:
-        """A further event of the same call, about the same resource and subject as `earlier`."""
-        ...
-
-
-class Sealer(Protocol):
-    """Personal fields sealed under the subject's data key (`libs.privacy.fields.PersonalData`)."""
-
-    async def seal(self, subject: str, field_name: str, plaintext: str) -> bytes: ...
-    async def open(self, subject: str, field_name: str, sealed: bytes | None) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class ShopRules:
-    reservation_ttl: dt.timedelta = dt.timedelta(minutes=10)
-    checkout_hold: dt.timedelta = dt.timedelta(minutes=15)
-    # An order CREATED this long ago has lost its checkout (a crash): the sweep compensates it.
-    checkout_grace: dt.timedelta = dt.timedelta(seconds=60)
-    spending: SpendingPolicy = SpendingPolicy()
-
-
-@dataclass
-class ShopContext:
-    store: Store
-    payments: dict[str, PaymentProvider]
-    audit: AuditEvents
-    clock: Clock
-    rules: ShopRules
-    sealer: Sealer | None = None
-    lives: LiveSessions | None = None
-    disclosure: Disclosure | None = None
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The verified caller: the user it is or acts for, and what its roles allow."""
-
-    subject: str
-    user: str  # the user id, or "" for a service acting for no one
-    merchant: bool = False
-    service: bool = False
-    operator: bool = False
-    officer: bool = False
-    age: int | None = None
-
-    @property
-    def staff(self) -> bool:
-        return self.service or self.operator
-
-
-def new_id() -> str:
-    return secrets.token_hex(8)
-
-
-# -- catalogue --------------------------------------------------------------------------------
-
-
-def require_own_catalog(caller: Caller, merchant: str) -> None:
-    if not caller.merchant or caller.user != merchant:
-        raise PermissionDenied(f"only merchant {merchant} changes its catalogue", reason="NOT_OWN_CATALOG",
-                               metadata={"merchant": f"merchants/{merchant}"})
-
-
-async def create_product(ctx: ShopContext, caller: Caller, product: Product) -> Product:
-    require_own_catalog(caller, product.merchant)
-    now = ctx.clock()
-    variants = product.variants or ((Variant(DEFAULT_VARIANT),) if product.type is not ProductType.BUNDLE else ())
-    product = replace(product, variants=variants, create_time=now, update_time=now)
-    check_new_product(product)
-    event = ctx.audit.event("shop.CreateProduct", product.name, attributes={"state": product.state.value})
-
-    def work(unit: Unit) -> Product:
-        if unit.product(product.name) is not None:
-            raise_exists(product.name)
-        for index, component in enumerate(product.components):
-            if unit.stock(component.variant) is None:
-                raise InvalidArgument.for_field(f"product.bundle_components[{index}].variant",
-                                                f"{component.variant} is not a variant with stock of its own")
-        unit.insert_product(product)
-        unit.audit(event)
-        return product
-
-    return await ctx.store.run(work)
-
-
-def raise_exists(name: str) -> None:
-    raise AlreadyExists(f"{name} exists", reason="PRODUCT_EXISTS", metadata={"product": name})
-
-
-def product_not_found(name: str) -> NotFound:
-    return NotFound(f"no product {name}", resource_name=name, reason="PRODUCT_NOT_FOUND")
-
-
-def visible_product(caller: Caller, product: Product | None, name: str) -> Product:
-    if product is None or (product.state is ProductState.DRAFT and caller.user != product.merchant):
-        raise product_not_found(name)
-    return product
-
-
-async def update_product(ctx: ShopContext, caller: Caller, name: str, merchant: str,
-                         changes: dict[str, object]) -> Product:
-    require_own_catalog(caller, merchant)
-    event = ctx.audit.event("shop.UpdateProduct", name, attributes={"fields": ",".join(sorted(changes))})
-
-    def work(unit: Unit) -> Product:
-        product = unit.product(name)
-        if product is None:
-            raise product_not_found(name)
-        if product.state is ProductState.ARCHIVED and set(changes) - {"state"}:
-            raise FailedPrecondition(f"{name} is archived", reason="PRODUCT_ARCHIVED")
-        changed = replace(product, update_time=unit.now, **changes)  # type: ignore[arg-type]
-        unit.save_product(changed)
-        unit.audit(event)
-        return changed
-
-    return await ctx.store.run(work)
-
-
-# -- inventory --------------------------------------------------------------------------------
-
-
-async def adjust_inventory(ctx: ShopContext, caller: Caller, request_id: str, variant: str, merchant: str,
-                           product: str, delta: int, reason: str) -> Stock:
-    require_own_catalog(caller, merchant)
-    print_ = fingerprint({"variant": variant, "delta": delta, "reason": reason})
-    event = ctx.audit.event("shop.AdjustInventory", variant, attributes={"delta": str(delta), "reason": reason})
-
-    def work(unit: Unit) -> Stock:
-        if unit.claim(request_id, "AdjustInventory", print_) is not None:
-            stock = unit.stock(variant)
-            assert stock is not None
-            return stock
-        found = unit.product(product)
-        if found is None:
-            raise product_not_found(product)
-        if found.type is ProductType.BUNDLE:
-            raise FailedPrecondition(f"{product} is a bundle: adjust its components", reason="BUNDLE_HAS_NO_STOCK")
-        if unit.stock(variant) is None:
-            raise NotFound(f"no variant {variant}", resource_name=variant, reason="VARIANT_NOT_FOUND")
-        stock = unit.adjust_on_hand(variant, delta, request_id)
-        unit.remember(request_id, "AdjustInventory", print_, variant)
-        unit.audit(event)
-        return stock
-
-    return await ctx.store.run(work)
-
-
-async def reserve_stock(ctx: ShopContext, caller: Caller, request_id: str, product_name: str, variant_id: str,
-                        quantity: int, holder: str, ttl: dt.timedelta | None) -> Reservation:
-    if not caller.staff and f"users/{caller.user}" != holder:
-        raise PermissionDenied(f"{caller.subject} cannot hold stock for {holder}", reason="NOT_HOLDER")
-    merchant = product_name.split("/")[1]
-    print_ = fingerprint({"product": product_name, "variant": variant_id, "quantity": quantity, "holder": holder,
-                          "ttl": ttl.total_seconds() if ttl else None})
-    event = ctx.audit.event("shop.ReserveStock", product_name, subject=holder, attributes={"quantity": str(quantity)})
-
-    def work(unit: Unit) -> Reservation:
-        earlier = unit.claim(request_id, "ReserveStock", print_)
-        if earlier is not None:
-            found = unit.reservation(earlier)
-            assert found is not None
-            return found
-        product = unit.product(product_name)
-        if product is None or product.state is ProductState.DRAFT:
-            raise product_not_found(product_name)
-        product.require_on_sale()
-        variant = product.variant(variant_id, field_path="variant")
-        needs = merged_needs(list(product.stock_needs(variant, quantity)))
-        unit.reserve(needs)
-        reservation = Reservation(merchant, new_id(), holder, request_id, needs, ReservationState.ACTIVE, unit.now,
-                                  unit.now + (ttl or ctx.rules.reservation_ttl))
-        unit.insert_reservation(reservation)
-        unit.remember(request_id, "ReserveStock", print_, reservation.name)
-        unit.audit(event)
-        return reservation
-
-    return await ctx.store.run(work)
-
-
-def reservation_not_found(name: str) -> NotFound:
-    return NotFound(f"no reservation {name}", resource_name=name, reason="RESERVATION_NOT_FOUND")
-
-
-def visible_reservation(caller: Caller, reservation: Reservation | None, name: str) -> Reservation:
-    if reservation is None or not (caller.staff or reservation.holder.split("/")[1] == caller.user
-                                   or (caller.merchant and caller.user == reservation.merchant)):
-        raise reservation_not_found(name)
-    return reservation
-
-
-async def release_reservation(ctx: ShopContext, caller: Caller, request_id: str, name: str) -> Reservation:
-    print_ = fingerprint({"name": name})
-    event = ctx.audit.event("shop.ReleaseReservation", name)
-
-    def work(unit: Unit) -> Reservation:
-        reservation = unit.reservation(name)
-        if reservation is None or not (caller.staff or reservation.holder == f"users/{caller.user}"):
-            raise reservation_not_found(name)
-        if unit.claim(request_id, "ReleaseReservation", print_) is not None \
-                or reservation.state in (ReservationState.RELEASED, ReservationState.EXPIRED):
-            return reservation
-        if reservation.state is ReservationState.COMMITTED:
-            raise FailedPrecondition(f"{name} was bought", reason="RESERVATION_COMMITTED")
-        if reservation.holder.count("/") > 1:
-            raise FailedPrecondition(f"{name} belongs to an order: cancel the order", reason="RESERVATION_OF_ORDER")
-        unit.release(reservation.items)
-        unit.set_reservation_state(name, ReservationState.RELEASED)
-        unit.remember(request_id, "ReleaseReservation", print_, name)
-        unit.audit(event)
-        return replace(reservation, state=ReservationState.RELEASED)
-
-    return await ctx.store.run(work)
-
-
-# -- checkout ---------------------------------------------------------------------------------
+from services.shop.usecases.catalogue import (
+    product_not_found,
+)
+from services.shop.usecases.ports import (
+    Caller,
+    PaymentProvider,
+    ShopContext,
+    Unit,
+)
 
 
 @dataclass(frozen=True)
@@ -643,10 +319,10 @@ async def capture_order(ctx: ShopContext, caller: Caller, request_id: str, name:
                                     update_time=unit.now), was=current.state)
 
     await ctx.store.run(intend)
-    return await _finish_capture(ctx, order, request_id=request_id, print_=print_)
+    return await finish_capture(ctx, order, request_id=request_id, print_=print_)
 
 
-async def _finish_capture(ctx: ShopContext, order: Order, *, request_id: str = "", print_: str = "") -> Order:
+async def finish_capture(ctx: ShopContext, order: Order, *, request_id: str = "", print_: str = "") -> Order:
     """Capture at the provider (again, after a crash: it is idempotent) and record it; a capture
     the provider refuses (the authorisation lapsed) cancels the order instead."""
     state = await _provider(ctx, order.payment.provider).capture(order.name, order.total_minor)
@@ -812,198 +488,3 @@ async def finish_refund(ctx: ShopContext, name: str, refund: Refund, restock: bo
         return moved
 
     return await ctx.store.run(apply)
-
-
-# -- minors -----------------------------------------------------------------------------------
-
-
-async def spending_limits(ctx: ShopContext, caller: Caller, user: str) -> SpendingLimits:
-    if not (caller.user == user or caller.staff or caller.officer):
-        raise PermissionDenied(f"{caller.subject} cannot see users/{user}'s limits", reason="NOT_OWN_LIMITS")
-    policy = ctx.rules.spending
-    now = ctx.clock()
-
-    def look(unit: Unit) -> tuple[int, bool]:
-        return unit.spent_since(user, month_start(now)), unit.parental_consent(f"users/{user}")
-
-    spent, consent = await ctx.store.read(look)
-    age = caller.age if caller.user == user else None
-    minor = age is None or age < 18
-    return SpendingLimits(user, minor, age is not None and age >= 7, consent,
-                          policy.per_transaction_cap_minor if minor else 0, policy.monthly_cap_minor if minor else 0,
-                          spent, policy.currency_code)
-
-
-async def record_parental_consent(ctx: ShopContext, caller: Caller, request_id: str, user: str, granted: bool,
-                                  evidence: str) -> SpendingLimits:
-    if not (caller.operator or caller.officer):
-        raise PermissionDenied("only operators and compliance officers record parental consent",
-                               reason="ROLE_REQUIRED")
-    print_ = fingerprint({"user": user, "granted": granted, "evidence": evidence})
-    event = ctx.audit.event("shop.RecordParentalConsent", f"users/{user}/spendingLimits", subject=f"users/{user}",
-                            attributes={"granted": str(granted)})
-
-    def work(unit: Unit) -> None:
-        if unit.claim(request_id, "RecordParentalConsent", print_) is not None:
-            return
-        unit.record_parental_consent(f"users/{user}", granted, evidence, caller.subject, request_id)
-        unit.remember(request_id, "RecordParentalConsent", print_, user)
-        unit.audit(event)
-
-    await ctx.store.run(work)
-    return await spending_limits(ctx, caller, user)
-
-
-# -- LIVE pins --------------------------------------------------------------------------------
-
-
-async def pin_product(ctx: ShopContext, caller: Caller, live: str, product_name: str, flash_price_minor: int,
-                      end_time: dt.datetime | None) -> LivePin:
-    ids = LIVE.parse(live, field="parent")
-    require_live_host(caller.user, ids["creator"], live)
-    now = ctx.clock()
-    if end_time is not None and end_time <= now:
-        raise InvalidArgument.for_field("end_time", "must be in the future")
-    product = await ctx.store.read(lambda unit: unit.product(product_name))
-    if product is None or product.state is ProductState.DRAFT:
-        raise product_not_found(product_name)
-    product.require_on_sale()
-    if flash_price_minor and flash_price_minor >= product.price_minor:
-        raise InvalidArgument.for_field("flash_price_minor", f"must be below the price, {product.price_minor}")
-    assert ctx.lives is not None and ctx.disclosure is not None
-    if not await ctx.lives.is_live(live):
-        raise FailedPrecondition(f"{live} is not LIVE", reason="LIVE_NOT_LIVE", metadata={"live": live})
-    label = await ctx.disclosure.label(live, product_name) or DEFAULT_DISCLOSURE_LABEL
-    pin = LivePin(ids["creator"], ids["live"], new_id(), product_name, product.currency_code, label, now,
-                  flash_price_minor, end_time)
-    event = ctx.audit.event("shop.PinProduct", pin.name, subject=f"users/{ids['creator']}",
-                            attributes={"product": product_name, "flash_price_minor": str(flash_price_minor)})
-
-    def work(unit: Unit) -> LivePin:
-        unit.insert_pin(pin)
-        unit.audit(event)
-        unit.deliver("compliance.register_ad", {"pin": pin.name, "product": product_name, "title": product.title,
-                                                "merchant": product.merchant, "creator": ids["creator"],
-                                                "live": live})
-        return pin
-
-    return await ctx.store.run(work)
-
-
-async def unpin_product(ctx: ShopContext, caller: Caller, name: str) -> LivePin:
-    event = ctx.audit.event("shop.UnpinProduct", name)
-
-    ids = PIN.parse(name, field="name")
-    require_live_host(caller.user, ids["creator"], LIVE.format(creator=ids["creator"], live=ids["live"]))
-
-    def work(unit: Unit) -> LivePin:
-        pin = unit.pin(name)
-        if pin is None:
-            raise NotFound(f"no pin {name}", resource_name=name, reason="PIN_NOT_FOUND")
-        if pin.unpin_time is not None:
-            return pin
-        unpinned = replace(pin, unpin_time=unit.now)
-        unit.save_pin(unpinned)
-        unit.audit(event)
-        return unpinned
-
-    return await ctx.store.run(work)
-
-
-# -- the sweep ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    expired_reservations: int
-    compensated_orders: int
-
-
-async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
-    """Finish what a crash or the clock left: expire lapsed reservations (their stock comes back),
-    compensate checkouts that lost their process (CREATED), finish captures, voids and refunds
-    that lost theirs (CAPTURING, VOIDING, refund intents), and cancel or complete orders whose reservation lapsed before capture. At start
-    every CREATED or CAPTURING order is a lost call."""
-    now = ctx.clock()
-    # Users' holds lapse here; an order's hold lapses with its order, below.
-    lapsed = [r for r in await ctx.store.read(lambda unit: unit.expired_reservations(500)) if r.holder.count("/") == 1]
-    events = {r.name: ctx.audit.event("shop.ExpireReservation", r.name, subject=r.holder) for r in lapsed}
-
-    def expire(unit: Unit) -> int:
-        expired = 0
-        for reservation in lapsed:
-            current = unit.reservation(reservation.name)
-            if current is not None and current.state is ReservationState.ACTIVE:
-                unit.release(current.items)
-                unit.set_reservation_state(current.name, ReservationState.EXPIRED)
-                unit.audit(events[current.name])
-                expired += 1
-        return expired
-
-    expired = await ctx.store.run(expire) if lapsed else 0
-    created_before = now if at_start else now - ctx.rules.checkout_grace
-    orders = await ctx.store.sweep_candidates(created_before=created_before, now=now, limit=500)
-    for order in orders:
-        if order.payment.state is PaymentState.CAPTURING:
-            with contextlib.suppress(FailedPrecondition):  # lapsed: compensated instead
-                await _finish_capture(ctx, order)
-        else:
-            await compensate(ctx, order.name, CancelReason.EXPIRED)
-    refunds = await ctx.store.lost_refunds(before=created_before, limit=500)
-    for name, refund, restock in refunds:
-        await finish_refund(ctx, name, refund, restock)
-    return SweepResult(expired, len(orders) + len(refunds))
-
-
-async def deliver_register_ad_result(ctx: ShopContext, pin_name: str, ad: str) -> None:
-    def work(unit: Unit) -> None:
-        pin = unit.pin(pin_name)
-        if pin is not None and not pin.ad:
-            unit.save_pin(replace(pin, ad=ad))
-
-    await ctx.store.run(work)
-
-
-# -- the data subject's rights (GDPR Art. 15, 17) -----------------------------------------------
-
-ORDERS_KEPT = ("shop.orders", "§ 257 HGB / § 147 AO: orders, amounts, products and payment references are kept"
-               " for 10 years as commercial and tax records")
-
-
-class SubjectRecords(Protocol):
-    """What an export and an erasure need from the store."""
-
-    def orders(self, buyer: str | None, merchant: str | None, state: OrderState | None, before: int | None,
-               limit: int) -> list[tuple[int, Order]]: ...
-    def sealed_fields(self, order: str) -> tuple[bytes | None, bytes | None]: ...
-    def erase_personal_fields(self, buyer: str) -> Awaitable[int]: ...
-
-
-async def export_subject_data(ctx: ShopContext, records: SubjectRecords, user: str) -> dict[str, object]:
-    """Everything the shop holds about `users/{user}` as a buyer, as JSON-ready sections, with
-    the sealed shipping details opened (empty once erased)."""
-    orders: list[Order] = []
-    before: int | None = None
-    while True:
-        page = await asyncio.to_thread(records.orders, user, None, None, before, 500)
-        orders += [order for _, order in page]
-        if len(page) < 500:
-            break
-        before = page[-1][0]
-    exported = []
-    for order in orders:
-        address, recipient = await asyncio.to_thread(records.sealed_fields, order.name)
-        if ctx.sealer is not None:
-            order = replace(order, shipping_address=await ctx.sealer.open(f"users/{user}", "order.shipping_address",
-                                                                          address) or "",
-                            recipient_name=await ctx.sealer.open(f"users/{user}", "order.recipient_name",
-                                                                 recipient) or "")
-        exported.append(json.loads(json.dumps(dataclasses.asdict(order), default=str)))
-    return {"orders": exported} if exported else {}
-
-
-async def erase_subject_data(records: SubjectRecords, user: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The shop's erasure step: the shipping details go (they are also shredded with the key);
-    the orders stay, by law."""
-    erased = await records.erase_personal_fields(user)
-    return f"shipping details of {erased} orders erased; the orders are kept by law", (ORDERS_KEPT,)

@@ -1,0 +1,60 @@
+"""The data subject's rights (GDPR Art. 15, 17): what the shop holds about a buyer, and erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import Protocol
+
+from services.shop.model import (
+    Order,
+    OrderState,
+)
+from services.shop.usecases.ports import (
+    ShopContext,
+)
+
+ORDERS_KEPT = ("shop.orders", "§ 257 HGB / § 147 AO: orders, amounts, products and payment references are kept"
+               " for 10 years as commercial and tax records")
+
+
+class SubjectRecords(Protocol):
+    """What an export and an erasure need from the store."""
+
+    def orders(self, buyer: str | None, merchant: str | None, state: OrderState | None, before: int | None,
+               limit: int) -> list[tuple[int, Order]]: ...
+    def sealed_fields(self, order: str) -> tuple[bytes | None, bytes | None]: ...
+    def erase_personal_fields(self, buyer: str) -> Awaitable[int]: ...
+
+
+async def export_subject_data(ctx: ShopContext, records: SubjectRecords, user: str) -> dict[str, object]:
+    """Everything the shop holds about `users/{user}` as a buyer, as JSON-ready sections, with
+    the sealed shipping details opened (empty once erased)."""
+    orders: list[Order] = []
+    before: int | None = None
+    while True:
+        page = await asyncio.to_thread(records.orders, user, None, None, before, 500)
+        orders += [order for _, order in page]
+        if len(page) < 500:
+            break
+        before = page[-1][0]
+    exported = []
+    for order in orders:
+        address, recipient = await asyncio.to_thread(records.sealed_fields, order.name)
+        if ctx.sealer is not None:
+            order = replace(order, shipping_address=await ctx.sealer.open(f"users/{user}", "order.shipping_address",
+                                                                          address) or "",
+                            recipient_name=await ctx.sealer.open(f"users/{user}", "order.recipient_name",
+                                                                 recipient) or "")
+        exported.append(json.loads(json.dumps(dataclasses.asdict(order), default=str)))
+    return {"orders": exported} if exported else {}
+
+
+async def erase_subject_data(records: SubjectRecords, user: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The shop's erasure step: the shipping details go (they are also shredded with the key);
+    the orders stay, by law."""
+    erased = await records.erase_personal_fields(user)
+    return f"shipping details of {erased} orders erased; the orders are kept by law", (ORDERS_KEPT,)
