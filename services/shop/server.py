@@ -121,9 +121,9 @@ class ShopService:
 
     async def _start(self) -> None:
         result = await self.sweep(at_start=True)
-        if result.compensated_orders or result.expired_reservations:
-            logger.info("shop start: %d orders compensated, %d reservations expired", result.compensated_orders,
-                        result.expired_reservations)
+        logger.info("shop start: %d orders finished or compensated, %d reservations expired, %d left for the next"
+                    " sweep %s", result.finished_orders, result.expired_reservations, len(result.failed_orders),
+                    list(result.failed_orders))
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="shop-sweep")
         await self.shipper.start()
         if self.config.ship_audit and self._audit is not None:
@@ -133,7 +133,9 @@ class ShopService:
         while True:
             await asyncio.sleep(self.config.sweep_interval.total_seconds())
             try:
-                await self.sweep()
+                result = await self.sweep()
+                if result.failed_orders:
+                    logger.warning("shop sweep: %s left for the next pass", list(result.failed_orders))
             except Exception:  # one failed pass must not end the loop; the next one retries
                 logger.exception("shop sweep failed")
 

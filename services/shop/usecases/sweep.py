@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from libs.errors import FailedPrecondition
@@ -25,14 +25,17 @@ from services.shop.usecases.ports import (
 @dataclass(frozen=True)
 class SweepResult:
     expired_reservations: int
-    compensated_orders: int
+    finished_orders: int
+    # Orders whose step failed this time (the provider away, say): the next sweep tries again.
+    failed_orders: tuple[str, ...] = ()
 
 
 async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
     """Finish what a crash or the clock left: expire lapsed reservations (their stock comes back),
     compensate checkouts that lost their process (CREATED), finish captures, voids and refunds
-    that lost theirs (CAPTURING, VOIDING, refund intents), and cancel or complete orders whose reservation lapsed before capture. At start
-    every CREATED or CAPTURING order is a lost call."""
+    that lost theirs (CAPTURING, VOIDING, refund intents), and cancel or complete orders whose
+    reservation lapsed before capture. At start every such order is a lost call; afterwards
+    those older than `checkout_grace`, so a call still in flight is left to finish."""
     now = ctx.clock()
     # Users' holds lapse here; an order's hold lapses with its order, below.
     lapsed = [r for r in await ctx.store.read(lambda unit: unit.expired_reservations(500)) if r.holder.count("/") == 1]
@@ -51,14 +54,18 @@ async def sweep(ctx: ShopContext, *, at_start: bool = False) -> SweepResult:
 
     expired = await ctx.store.run(expire) if lapsed else 0
     created_before = now if at_start else now - ctx.rules.checkout_grace
-    orders = await ctx.store.sweep_candidates(created_before=created_before, now=now, limit=500)
-    for order in orders:
-        if order.payment.state is PaymentState.CAPTURING:
-            with contextlib.suppress(FailedPrecondition):  # lapsed: compensated instead
-                await finish_capture(ctx, order)
-        else:
-            await compensate(ctx, order.name, CancelReason.EXPIRED)
-    refunds = await ctx.store.lost_refunds(before=created_before, limit=500)
-    for name, refund, restock in refunds:
-        await finish_refund(ctx, name, refund, restock)
-    return SweepResult(expired, len(orders) + len(refunds))
+    steps: list[tuple[str, Awaitable[object]]] = []
+    for order in await ctx.store.sweep_candidates(created_before=created_before, now=now, limit=500):
+        steps.append((order.name, finish_capture(ctx, order) if order.payment.state is PaymentState.CAPTURING
+                       else compensate(ctx, order.name, CancelReason.EXPIRED)))
+    for name, refund, restock in await ctx.store.lost_refunds(before=created_before, limit=500):
+        steps.append((name, finish_refund(ctx, name, refund, restock)))
+    failed = []
+    for name, step in steps:
+        try:
+            await step
+        except FailedPrecondition:
+            pass  # a capture whose authorisation lapsed: compensated instead
+        except Exception:  # one order's failure must not keep the sweep from the others
+            failed.append(name)
+    return SweepResult(expired, len(steps) - len(failed), tuple(failed))
