@@ -373,3 +373,25 @@ async def test_a_pin_with_a_flash_price_not_below_the_price_or_an_end_in_the_pas
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     violations = status_detail(raised.value, error_details_pb2.BadRequest).field_violations
     assert [violation.field for violation in violations] == [field]
+
+
+async def test_stock_calls_are_idempotent_by_request_id_and_a_reused_id_is_refused(shop: Shop) -> None:
+    product = await shop.product("poster", price=1_200)
+    variant = product.variants[0].name
+    adjust = inventory_pb2.AdjustInventoryRequest(request_id=str(uuid.uuid4()), name=f"{variant}/inventory", delta=5,
+                                                  reason=inventory_pb2.ADJUSTMENT_REASON_RESTOCK)
+    for _ in range(2):
+        assert (await shop.inventory.AdjustInventory(adjust, metadata=shop.merchant())).inventory.on_hand == 5
+    reserve = inventory_pb2.ReserveStockRequest(request_id=adjust.request_id, product=product.name, quantity=1,
+                                                holder="users/ada")
+    code, reason, metadata = await _refusal(shop.inventory.ReserveStock(reserve, metadata=shop.auth("users/ada")))
+    assert (code, reason, metadata["first_use"]) == (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED",
+                                                     "AdjustInventory")
+    reserve.request_id = str(uuid.uuid4())
+    first = (await shop.inventory.ReserveStock(reserve, metadata=shop.auth("users/ada"))).reservation
+    assert (await shop.inventory.ReserveStock(reserve, metadata=shop.auth("users/ada"))).reservation == first
+    release = inventory_pb2.ReleaseReservationRequest(request_id=str(uuid.uuid4()), name=first.name)
+    for _ in range(2):
+        released = (await shop.inventory.ReleaseReservation(release, metadata=shop.auth("users/ada"))).reservation
+        assert released.state == inventory_pb2.RESERVATION_STATE_RELEASED
+    assert (await shop.stock(variant)).available == 5
