@@ -4,6 +4,7 @@ shipper makes for each pin (`AdRepositoryClient`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 
@@ -29,7 +30,7 @@ class GiftsLiveSessions:
         self._clients = clients
         self._timeout = timeout
 
-    async def is_live(self, live: str) -> bool:
+    async def live_until(self, live: str) -> dt.datetime | None:
         stub = self._clients.stub("gifts", live_pb2_grpc.LiveServiceStub)
         try:
             response = await stub.GetLiveSession(live_pb2.GetLiveSessionRequest(name=live), timeout=self._timeout)
@@ -37,7 +38,10 @@ class GiftsLiveSessions:
             if error.code() is grpc.StatusCode.NOT_FOUND:
                 raise NotFound(f"no LIVE {live}", resource_name=live, reason="LIVE_NOT_FOUND") from None
             raise Unavailable(f"gifts answered {error.code().name} about {live}", reason="LIVE_UNKNOWN") from None
-        return response.live_session.state == live_pb2.LIVE_SESSION_STATE_LIVE
+        session = response.live_session
+        if session.state != live_pb2.LIVE_SESSION_STATE_LIVE:
+            return None
+        return session.max_end_time.ToDatetime(tzinfo=dt.UTC)
 
 
 class ComplianceDisclosure:

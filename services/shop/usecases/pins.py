@@ -39,8 +39,11 @@ async def pin_product(ctx: ShopContext, caller: Caller, live: str, product_name:
     if flash_price_minor and flash_price_minor >= product.price_minor:
         raise InvalidArgument.for_field("flash_price_minor", f"must be below the price, {product.price_minor}")
     assert ctx.lives is not None and ctx.disclosure is not None
-    if not await ctx.lives.is_live(live):
+    live_until = await ctx.lives.live_until(live)
+    if live_until is None:
         raise FailedPrecondition(f"{live} is not LIVE", reason="LIVE_NOT_LIVE", metadata={"live": live})
+    # A pin (and its flash price) ends with the LIVE at the latest.
+    end_time = live_until if end_time is None else min(end_time, live_until)
     label = await ctx.disclosure.label(live, product_name) or DEFAULT_DISCLOSURE_LABEL
     pin = LivePin(ids["creator"], ids["live"], new_id(), product_name, product.currency_code, label, now,
                   flash_price_minor, end_time)

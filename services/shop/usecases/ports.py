@@ -99,9 +99,10 @@ class PaymentProvider(Protocol):
 
 
 class LiveSessions(Protocol):
-    """Gifts' LIVE sessions: True when LIVE; NotFound or Unavailable otherwise."""
+    """Gifts' LIVE sessions: when a running LIVE ends at the latest; None when it is not LIVE
+    (NotFound or Unavailable when gifts does not know it or cannot be asked)."""
 
-    async def is_live(self, live: str) -> bool: ...
+    async def live_until(self, live: str) -> dt.datetime | None: ...
 
 
 class Disclosure(Protocol):
