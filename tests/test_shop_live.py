@@ -175,6 +175,11 @@ async def test_only_the_host_pins_and_only_in_a_running_live(live: Live) -> None
                               metadata=live.auth("users/eve", Role.CREATOR))
     assert (raised.value.code(), error_info(raised.value).reason) == (grpc.StatusCode.PERMISSION_DENIED,
                                                                       "NOT_LIVE_HOST")
+    open_ended = (await pins.PinProduct(live_pins_pb2.PinProductRequest(parent=live_name, product=product),
+                                        metadata=live.auth("users/dora", Role.CREATOR))).live_pin
+    session = await live_pb2_grpc.LiveServiceStub(live.channel("gifts")).GetLiveSession(
+        live_pb2.GetLiveSessionRequest(name=live_name), metadata=live.auth("users/dora"))
+    assert open_ended.end_time == session.live_session.max_end_time  # it ends with the LIVE at the latest
     await live_pb2_grpc.LiveServiceStub(live.channel("gifts")).EndLive(
         live_pb2.EndLiveRequest(name=live_name), metadata=live.auth("users/dora", Role.CREATOR))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
