@@ -8,7 +8,7 @@ as commercial and tax records: amounts, products, dates and the pseudonymous buy
 from __future__ import annotations
 
 from libs.privacy.data_map import DataMap, NotPersonal, PersonalField, ProcessingActivity
-from services.shop.usecases.subject_data import ORDERS_KEPT
+from services.shop.usecases.subject_data import CONSENTS_KEPT, ORDERS_KEPT
 
 # What an erasure keeps, and the law that keeps it: the same words the erasure step answers.
 ORDER_RETENTION = ORDERS_KEPT[1]
@@ -71,5 +71,5 @@ DATA_MAP = DataMap(
         NotPersonal("parental_consents.recorded_by", "the operator's resource name: an opaque id"),
         NotPersonal("audit_outbox_rejected.error", "machine text"),
     ),
-    retention_exceptions={ORDERS_KEPT[0]: ORDER_RETENTION},
+    retention_exceptions={ORDERS_KEPT[0]: ORDER_RETENTION, CONSENTS_KEPT[0]: CONSENTS_KEPT[1]},
 )

@@ -649,6 +649,14 @@ class ShopStore:
                                      (order,)).fetchone()
         return (None, None) if row is None else (row[0], row[1])
 
+    def parental_consents(self, minor: str) -> list[dict[str, object]]:
+        with self._reader.reading() as connection:
+            rows = connection.execute("SELECT granted, evidence_reference, recorded_by, record_us FROM parental_consents"
+                                      " WHERE minor = ? ORDER BY id", (minor,)).fetchall()
+        return [{"granted": bool(row["granted"]), "evidence_reference": row["evidence_reference"],
+                 "recorded_by": row["recorded_by"], "record_time": from_epoch_us(row["record_us"]).isoformat()}
+                for row in rows]
+
     async def erase_personal_fields(self, buyer: str) -> int:
         """Drop the sealed personal fields of a buyer's orders; the orders stay (HGB/AO)."""
         def work(tx: Transaction) -> int:

@@ -11,6 +11,7 @@ from limelight.shop.v1 import catalog_pb2, orders_pb2
 from libs.auth.principal import Role
 from libs.kit.testing import error_info
 from services.shop.conftest import Shop
+from services.shop.usecases import subject_data
 
 
 async def _checkout(shop: Shop, product: catalog_pb2.Product, *, age: int | None, buyer: str = "kid",
@@ -96,3 +97,12 @@ async def test_only_operators_and_officers_record_parental_consent(shop: Shop) -
         request_id=str(uuid.uuid4()), minor="users/kid", granted=True, evidence_reference="x"),
         metadata=shop.auth("users/officer", Role.COMPLIANCE_OFFICER))
     assert officer.spending_limits.parental_consent
+
+
+async def test_a_minors_export_holds_the_parental_consent_records(shop: Shop) -> None:
+    await _consent(shop, "kid", True)
+    await _consent(shop, "kid", False)
+    assert shop.service.context is not None
+    exported = await subject_data.export_subject_data(shop.service.context, shop.service.store, "kid")
+    consents: list[dict[str, object]] = exported["parental_consents"]  # type: ignore[assignment]
+    assert [(c["granted"], c["evidence_reference"]) for c in consents] == [(True, "case-4711"), (False, "case-4711")]

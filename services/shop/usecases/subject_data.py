@@ -19,6 +19,8 @@ from services.shop.usecases.ports import (
 
 ORDERS_KEPT = ("shop.orders", "§ 257 HGB / § 147 AO: orders, amounts, products and payment references are kept"
                " for 10 years as commercial and tax records")
+CONSENTS_KEPT = ("shop.parental_consents", "Art. 17(3)(b) GDPR, §§ 107, 195 BGB: the record that a guardian consented"
+                 " to a minor's purchases is kept while it can be needed as proof, 3 years")
 
 
 class SubjectRecords(Protocol):
@@ -28,6 +30,7 @@ class SubjectRecords(Protocol):
                limit: int) -> list[tuple[int, Order]]: ...
     def sealed_fields(self, order: str) -> tuple[bytes | None, bytes | None]: ...
     def erase_personal_fields(self, buyer: str) -> Awaitable[int]: ...
+    def parental_consents(self, minor: str) -> list[dict[str, object]]: ...
 
 
 async def export_subject_data(ctx: ShopContext, records: SubjectRecords, user: str) -> dict[str, object]:
@@ -50,11 +53,16 @@ async def export_subject_data(ctx: ShopContext, records: SubjectRecords, user: s
                             recipient_name=await ctx.sealer.open(f"users/{user}", "order.recipient_name",
                                                                  recipient) or "")
         exported.append(json.loads(json.dumps(dataclasses.asdict(order), default=str)))
-    return {"orders": exported} if exported else {}
+    sections: dict[str, object] = {"orders": exported} if exported else {}
+    consents = await asyncio.to_thread(records.parental_consents, f"users/{user}")
+    if consents:
+        sections["parental_consents"] = consents
+    return sections
 
 
 async def erase_subject_data(records: SubjectRecords, user: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The shop's erasure step: the shipping details go (they are also shredded with the key);
     the orders stay, by law."""
     erased = await records.erase_personal_fields(user)
-    return f"shipping details of {erased} orders erased; the orders are kept by law", (ORDERS_KEPT,)
+    return (f"shipping details of {erased} orders erased; the orders and any parental consent record are kept by law",
+            (ORDERS_KEPT, CONSENTS_KEPT))
