@@ -23,7 +23,9 @@ from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, package_definition
+from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
 from services.gifts.config import GiftsConfig
+from services.gifts.data_map import DATA_MAP
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model.access import NotOwner
 from services.gifts.providers import deployment_transaction_ids
@@ -32,9 +34,9 @@ from services.gifts.servicer import (
     AccountStandingServicer,
     Backend,
     GiftServicer,
+    GiftsSubjectData,
     LiveServicer,
     PayoutServicer,
-    SubjectDataServicer,
     WalletServicer,
 )
 from services.gifts.store.outbox import GiftsAuditOutbox
@@ -50,7 +52,6 @@ WALLET = f"{PACKAGE}.WalletService"
 GIFT = f"{PACKAGE}.GiftService"
 PAYOUT = f"{PACKAGE}.PayoutService"
 STANDING = f"{PACKAGE}.AccountStandingService"
-SUBJECT_DATA = f"{PACKAGE}.SubjectDataService"
 
 OPERATORS = frozenset({Role.ADMIN})
 SERVICES_AND_OPERATORS = frozenset({Role.ADMIN, Role.SERVICE})
@@ -62,10 +63,7 @@ ACCESS = AccessPolicy(
         **method_paths(WALLET, {"ReverseTopUp": SERVICES_AND_OPERATORS}),
         **method_paths(PAYOUT, {"SettlePayout": SERVICES_AND_OPERATORS}),
         **method_paths(STANDING, {"UpdateAccountStanding": OPERATORS}),
-        # What gifts holds about a person: for compliance answering their request only.
-        **method_paths(SUBJECT_DATA, {"ExportSubjectData": frozenset({Role.SERVICE}),
-                                      "EraseSubjectData": frozenset({Role.SERVICE}),
-                                      "DescribeProcessing": frozenset({Role.SERVICE})}),
+        **SUBJECT_DATA_ACCESS,
     },
 )
 
@@ -107,7 +105,7 @@ class GiftsService:
             PACKAGE,
             {LIVE: LiveServicer(self), WALLET: WalletServicer(self), GIFT: GiftServicer(self),
              PAYOUT: PayoutServicer(self), STANDING: AccountStandingServicer(self),
-             SUBJECT_DATA: SubjectDataServicer(self)},
+             SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, GiftsSubjectData(self))},
             policy=ACCESS, on_start=self._start, on_stop=self._stop, on_denied=self._record_denial,
             on_serving=self._hear_health_report,
         )

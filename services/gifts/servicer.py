@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,24 +25,20 @@ from limelight.gifts.v1 import (
     payouts_pb2_grpc,
     standing_pb2,
     standing_pb2_grpc,
-    subject_data_pb2,
-    subject_data_pb2_grpc,
     wallet_pb2,
     wallet_pb2_grpc,
 )
-from limelight.privacy.v1 import subject_data_pb2 as privacy_subject_data_pb2
 
 from libs.clock import Clock
 from libs.errors import DomainError, InvalidArgument, NotFound
 from libs.kit.context import current_principal
 from libs.kit.telemetry import current_ids, inject_carrier
 from libs.pagination import DEFAULT_PAGE_SIZE, PageTokens, page_size
-from libs.privacy.records import activities_out
+from libs.privacy.subject_data import Erasure
 from libs.resource_names import ResourcePattern
 from libs.timestamps import from_timestamp, to_timestamp
 from services.gifts import messages
 from services.gifts.config import GiftsConfig
-from services.gifts.data_map import DATA_MAP
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model import names
 from services.gifts.model.access import acting, require_self, require_self_or_staff
@@ -441,25 +436,11 @@ class AccountStandingServicer(_Handlers, standing_pb2_grpc.AccountStandingServic
         return standing_pb2.UpdateAccountStandingResponse(standing=messages.standing(standing))
 
 
-class SubjectDataServicer(_Handlers, subject_data_pb2_grpc.SubjectDataServiceServicer):
-    """Gifts' part of a data-subject request; compliance calls it (services only)."""
+class GiftsSubjectData(_Handlers):
+    """What gifts holds about a user, for the shared SubjectDataService (libs.privacy.servicer)."""
 
-    async def ExportSubjectData(self, request: subject_data_pb2.ExportSubjectDataRequest,
-                                context: Call) -> subject_data_pb2.ExportSubjectDataResponse:
-        (user,) = _ids(names.USER, request.subject, field="subject")
-        sections = await self._service.read(subject_data.export, self._service.reader, user, self._service.now())
-        return subject_data_pb2.ExportSubjectDataResponse(export=privacy_subject_data_pb2.SubjectDataExport(
-            service="services/gifts", json=json.dumps(sections, ensure_ascii=False, sort_keys=True)))
+    async def export(self, user_id: str) -> dict[str, Any]:
+        return await self._service.read(subject_data.export, self._service.reader, user_id, self._service.now())
 
-    async def EraseSubjectData(self, request: subject_data_pb2.EraseSubjectDataRequest,
-                               context: Call) -> subject_data_pb2.EraseSubjectDataResponse:
-        _ids(names.USER, request.subject, field="subject")
-        summary, kept = subject_data.erasure()
-        return subject_data_pb2.EraseSubjectDataResponse(erasure=privacy_subject_data_pb2.SubjectErasure(
-            service="services/gifts", summary=summary,
-            retained=[privacy_subject_data_pb2.RetainedData(data_category=category, legal_basis=basis)
-                      for category, basis in kept]))
-
-    async def DescribeProcessing(self, request: subject_data_pb2.DescribeProcessingRequest,
-                                 context: Call) -> subject_data_pb2.DescribeProcessingResponse:
-        return subject_data_pb2.DescribeProcessingResponse(activities=activities_out(DATA_MAP))
+    async def erase(self, user_id: str) -> Erasure:
+        return subject_data.erasure()

@@ -18,6 +18,7 @@ def test_the_export_holds_the_wallet_its_entries_and_the_lives_of_a_user(harness
 
 
 def test_the_erasure_step_keeps_the_ledger_and_says_under_which_law() -> None:
-    summary, kept = subject_data.erasure()
-    assert "kept by law" in summary
-    assert dict(kept)["gifts.ledger"].startswith("§ 257 HGB / § 147 AO")
+    erasure = subject_data.erasure()
+    assert "kept by law" in erasure.summary
+    kept = {retained.data_category: retained.legal_basis for retained in erasure.kept}
+    assert kept["gifts.ledger"].startswith("§ 257 HGB / § 147 AO")

@@ -10,18 +10,21 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from libs.privacy.subject_data import Erasure, RetentionException
 from services.gifts.model.live import LiveSession
 from services.gifts.model.records import PayoutResult
 from services.gifts.model.views import StatementLine, Wallet
 
 PAGE = 500
-LEDGER_RETENTION = ("gifts.ledger", "§ 257 HGB / § 147 AO: financial records (amounts, dates, account and "
-                    "payment references) are kept for 10 years")
-TITLES_KEPT = ("gifts.live_titles", "not yet erasable: LIVE titles are stored in the clear until gifts seals "
-               "them under the subject's key (docs/privacy.md)")
+LEDGER_RETENTION = RetentionException(
+    "gifts.ledger", "§ 257 HGB / § 147 AO: financial records (amounts, dates, account and payment references) "
+    "are kept for 10 years")
+TITLES_KEPT = RetentionException(
+    "gifts.live_titles", "not yet erasable: LIVE titles are stored in the clear until gifts seals them under "
+    "the subject's key (docs/privacy.md)")
 
 T = TypeVar("T")
 
@@ -54,9 +57,9 @@ def export(reads: SubjectReads, user_id: str, now: dt.datetime) -> dict[str, Any
     return sections
 
 
-def erasure() -> tuple[str, Sequence[tuple[str, str]]]:
+def erasure() -> Erasure:
     """What gifts' erasure step does (nothing it may delete) and what it keeps, and why."""
-    return ("the ledger is kept by law; nothing in gifts is deleted", (LEDGER_RETENTION, TITLES_KEPT))
+    return Erasure("the ledger is kept by law; nothing in gifts is deleted", (LEDGER_RETENTION, TITLES_KEPT))
 
 
 def _all(page: Callable[[Any], list[T]], position: Callable[[T], Any]) -> list[T]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from libs.privacy.subject_data import Erasure
 from services.ingest.usecases.ports import IngestStore
 
 PAGE = 500
@@ -39,7 +40,7 @@ class SubjectData:
                                     "create_time": upload.created_at.isoformat()} for upload in uploads]
         return exported
 
-    async def erase(self, creator_id: str) -> str:
+    async def erase(self, creator_id: str) -> Erasure:
         uploads = await self._store.uploads_of(creator_id)
-        return (f"{len(uploads)} uploads: captions and file names are sealed under the data key and unreadable"
-                " once it is destroyed; the media files are kept (their deletion is not built yet)")
+        return Erasure(f"{len(uploads)} uploads: captions and file names are sealed under the data key and "
+                       "unreadable once it is destroyed; the media files are kept (their deletion is not built yet)")
