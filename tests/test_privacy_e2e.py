@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc, privacy_pb2, privacy_pb2_grpc
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc, consent_pb2, consent_pb2_grpc, privacy_pb2, privacy_pb2_grpc
 from limelight.gifts.v1 import (
     gifts_pb2,
     gifts_pb2_grpc,
@@ -149,6 +149,16 @@ async def give_a_gift(platform: Platform) -> None:
             request_id=str(uuid.uuid4()), live=live, gift="gifts/doughnut", count=1), metadata=platform.alice())
 
 
+async def consent_to_the_personalised_feed(platform: Platform) -> None:
+    async with grpc.aio.insecure_channel(platform.compliance) as channel:
+        request = consent_pb2.RecordConsentRequest(
+            parent="users/alice", request_id=str(uuid.uuid4()), purpose=consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT,
+            decision=consent_pb2.CONSENT_DECISION_GRANTED, notice_version="2026-11", source="app/settings",
+            method=consent_pb2.CONSENT_METHOD_SETTINGS_TOGGLE)
+        request.decision_time.FromDatetime(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5))
+        await consent_pb2_grpc.ConsentServiceStub(channel).RecordConsent(request, metadata=platform.alice())
+
+
 def ledger_totals(data_root: Path) -> list[tuple[str, int, int]]:
     """(currency, all debits, all credits) over every account of the ledger file."""
     with sqlite3.connect(next(data_root.rglob("gifts.db"))) as connection:
@@ -181,7 +191,11 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         record = await requests.ListProcessingActivities(privacy_pb2.ListProcessingActivitiesRequest())
         assert {"services/compliance", "services/gifts", "services/ingest"} == {a.service for a in record.activities}
         await give_a_gift(platform)
+        await consent_to_the_personalised_feed(platform)
         archive = await export_of(requests, platform)
+        consent_records = archive["sources"]["services/compliance"]["consent_records"]
+        assert [(r["purpose"], r["decision"], r["notice_version"], r["source"]) for r in consent_records] == [
+            ("PERSONALISED_CONTENT", "GRANTED", "2026-11", "app/settings")]
         assert {entry["source"] for entry in archive["index"]} == {
             "services/compliance", "services/gifts", "services/ingest"}
         assert archive["sources"]["services/gifts"]["wallet"]["COINS"]["credits_posted"] > 0
@@ -196,8 +210,9 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         assert [(step.service, step.done) for step in erased.progress] == [
             ("services/compliance", True), ("services/gifts", True), ("services/ingest", True),
             ("services/compliance", True)]
-        assert {"compliance.audit_trail", "gifts.ledger"} <= {kept.data_category
-                                                             for kept in erased.retention_exceptions}
+        # Kept, each under its law: the audit trail, the ledger, and the consent decisions as proof of consent.
+        assert {"compliance.audit_trail", "gifts.ledger", "compliance.consent_records"} <= {
+            kept.data_category for kept in erased.retention_exceptions}
 
         deadline = asyncio.get_running_loop().time() + 5.0
         caption = CAPTION

@@ -16,20 +16,23 @@ from libs.errors import Unavailable
 from libs.kit.server import ServiceRuntime
 from libs.privacy.subject_data import Erasure, RetentionException
 from services.compliance.privacy.store import SqlitePrivacyStore
+from services.compliance.privacy.usecases import SubjectDataSource
 
 SERVICE = "services/compliance"
 
 
 class ComplianceRecords:
-    """The subject's data-subject requests (type, state, dates) and whether a data key exists.
+    """What compliance holds about a subject: their data-subject requests (type, state, dates),
+    whether a data key exists, and what its other areas hold (`areas`: consent's decisions).
 
     The audit trail is not exported: it holds pseudonyms only, no data about the subject that an
     export could return without the deployment's secret."""
 
     service = SERVICE
 
-    def __init__(self, store: SqlitePrivacyStore) -> None:
+    def __init__(self, store: SqlitePrivacyStore, areas: Sequence[SubjectDataSource] = ()) -> None:
         self._store = store
+        self._areas = areas
 
     async def export(self, subject: str) -> dict[str, Any]:
         user = subject.removeprefix("users/")
@@ -37,16 +40,21 @@ class ComplianceRecords:
         key = await asyncio.to_thread(self._store.data_key, subject)
         if key is None or key.shredded:
             return {}  # an erased subject: compliance holds nothing about them but pseudonyms
-        return {
+        sections: dict[str, Any] = {
             "data_subject_requests": [{"name": r.name, "type": r.type.value, "state": r.state.value,
                                        "receive_time": r.receive_time.isoformat(), "due_time": r.due_time.isoformat()}
                                       for r in requests],
             "data_key": {"create_time": key.create_time.isoformat()},
         }
+        for area in self._areas:
+            sections.update(await area.export(subject))
+        return sections
 
     async def erase(self, subject: str) -> Erasure:
-        return Erasure("the subject's requests keep their type and dates as proof of the answer; "
-                       "their details become unreadable with the data key")
+        steps = [Erasure("the subject's requests keep their type and dates as proof of the answer; "
+                         "their details become unreadable with the data key")]
+        steps += [await area.erase(subject) for area in self._areas]
+        return Erasure("; ".join(step.summary for step in steps), tuple(kept for step in steps for kept in step.kept))
 
 
 class ServiceSubjectData:
