@@ -104,7 +104,7 @@ def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> Servic
     return package_definition(
         "limelight.ingest.v1",
         {INGEST: IngestServicer(ingest, playback_base_url=playback.base_url, clock=utc_now),
-         SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, SubjectData(store=store))},
+         SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, SubjectData(store=store, blobs=blobs))},
         policy=AccessPolicy(roles={
             **method_paths(INGEST, {"UploadVideo": frozenset({Role.CREATOR})}),
             **SUBJECT_DATA_ACCESS,
