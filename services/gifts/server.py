@@ -23,6 +23,8 @@ from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, package_definition
+from libs.privacy.fields import PersonalData
+from libs.privacy.remote import personal_data_for
 from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
 from services.gifts.config import GiftsConfig
 from services.gifts.data_map import DATA_MAP
@@ -70,9 +72,10 @@ ACCESS = AccessPolicy(
 
 class GiftsService:
     def __init__(self, runtime: ServiceRuntime, *, config: GiftsConfig | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, personal: PersonalData | None = None) -> None:
         self.config = config or GiftsConfig.from_environment()
         self.clock = clock
+        self.personal = personal or personal_data_for(runtime)
         self.signals = LiveSignals(asyncio.get_running_loop())
         self._runtime = runtime
         self._runner: LedgerRunner | None = None
@@ -128,7 +131,7 @@ class GiftsService:
         reader = await asyncio.to_thread(GiftsReader.of_service, root)
         self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
         transaction_ids = await asyncio.to_thread(deployment_transaction_ids, root)
-        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids)
+        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids, self.personal)
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),
                                            name="gifts-sweep")]
         if self.config.ship_audit:

@@ -34,6 +34,7 @@ from libs.errors import DomainError, InvalidArgument, NotFound
 from libs.kit.context import current_principal
 from libs.kit.telemetry import current_ids, inject_carrier
 from libs.pagination import DEFAULT_PAGE_SIZE, PageTokens, page_size
+from libs.privacy.fields import PersonalData
 from libs.privacy.subject_data import Erasure
 from libs.resource_names import ResourcePattern
 from libs.timestamps import from_timestamp, to_timestamp
@@ -44,7 +45,7 @@ from services.gifts.model import names
 from services.gifts.model.access import acting, require_self, require_self_or_staff
 from services.gifts.model.audit import Trace
 from services.gifts.model.eligibility import live_eligibility
-from services.gifts.model.live import LiveState
+from services.gifts.model.live import LIVE_TITLE, LiveSession, LiveState
 from services.gifts.model.periods import period_bounds
 from services.gifts.model.views import Party
 from services.gifts.runner import LedgerRunner
@@ -90,6 +91,7 @@ class Backend:
     clock: Clock
     signals: LiveSignals
     transaction_ids: names.TransactionIds
+    personal: PersonalData  # seals and opens LIVE titles under the host's data key
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
 
@@ -104,6 +106,11 @@ class Backend:
         except DomainError as refusal:
             self.audited_refusals.add(refusal)  # the ledger wrote its audit event with the refusal
             raise
+
+    async def title_of(self, session: LiveSession) -> str:
+        """The session's title in words; empty once its host was erased."""
+        title = await self.personal.open_text(names.USER.format(user=session.host), LIVE_TITLE, session.sealed_title)
+        return title or ""
 
     async def read(self, query: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """A query on the reader, off the event loop."""
@@ -152,7 +159,8 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
     async def _summary(self, live_id: str) -> live_pb2.LiveSession:
         summary = await self._service.read(self._service.reader.live_summary, live_id)
         assert summary is not None
-        return messages.live_session(summary.session, self._service.now(), gift_count=summary.gift_count,
+        return messages.live_session(summary.session, await self._service.title_of(summary.session),
+                                     self._service.now(), gift_count=summary.gift_count,
                                      diamonds_earned=summary.diamonds_earned)
 
     async def StartLive(self, request: live_pb2.StartLiveRequest,
@@ -160,8 +168,13 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
         (creator,) = _ids(names.CREATOR, request.parent, field="parent")
         principal = require_self(current_principal(), creator, field="parent", resource=request.parent)
         max_duration = request.max_duration.ToTimedelta() if request.HasField("max_duration") else None
-        session = await self._service.run(StartLive(principal, request.request_id, request.title, max_duration))
-        return live_pb2.StartLiveResponse(live_session=messages.live_session(session, self._service.now()))
+        host = names.USER.format(user=creator)
+        # Sealed before the ledger sees it; a retry is told apart by the title's keyed fingerprint.
+        sealed = await self._service.personal.seal_text(host, LIVE_TITLE, request.title)
+        fingerprint = await self._service.personal.fingerprint(host, LIVE_TITLE, request.title)
+        session = await self._service.run(StartLive(principal, request.request_id, sealed, fingerprint, max_duration))
+        return live_pb2.StartLiveResponse(live_session=messages.live_session(
+            session, await self._service.title_of(session), self._service.now()))
 
     async def EndLive(self, request: live_pb2.EndLiveRequest,
                       context: Call) -> live_pb2.EndLiveResponse:
@@ -187,7 +200,8 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
                                             before_live_id=LIVE_SESSIONS.decode_str(request.page_token, bound_to=scope),
                                             now=now)
         response = live_pb2.ListLiveSessionsResponse(
-            live_sessions=[messages.live_session(session, now) for session in sessions[:limit]])
+            live_sessions=[messages.live_session(session, await self._service.title_of(session), now)
+                           for session in sessions[:limit]])
         if len(sessions) > limit:
             response.next_page_token = LIVE_SESSIONS.encode(sessions[limit - 1].live_id, bound_to=scope)
         return response
@@ -440,7 +454,12 @@ class GiftsSubjectData(_Handlers):
     """What gifts holds about a user, for the shared SubjectDataService (libs.privacy.servicer)."""
 
     async def export(self, user_id: str) -> dict[str, Any]:
-        return await self._service.read(subject_data.export, self._service.reader, user_id, self._service.now())
+        sections = await self._service.read(subject_data.export, self._service.reader, user_id, self._service.now())
+        for session in sections.get("live_sessions", []):
+            sealed = session.pop("sealed_title")
+            session["title"] = await self._service.personal.open_text(names.USER.format(user=user_id), LIVE_TITLE,
+                                                                      sealed) or ""
+        return sections
 
     async def erase(self, user_id: str) -> Erasure:
         return subject_data.erasure()

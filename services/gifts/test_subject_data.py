@@ -13,7 +13,7 @@ def test_the_export_holds_the_wallet_its_entries_and_the_lives_of_a_user(harness
     json.dumps(sections)  # machine-readable as it is
     assert sections["wallet"]["COINS"]["credits_posted"] > 0
     assert [entry["entry"]["code"] for entry in sections["ledger_entries"]] == ["TOP_UP_COINS"]
-    assert [session["title"] for session in sections["live_sessions"]] == [live.title]
+    assert [session["sealed_title"] for session in sections["live_sessions"]] == [live.sealed_title]
     assert subject_data.export(harness.reader, "nobody", harness.clock()) == {}
 
 

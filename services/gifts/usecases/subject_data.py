@@ -1,8 +1,9 @@
 """Gifts' part of a data-subject request: what it holds about a user, and its erasure step.
 
 The ledger is a financial record kept for ten years (§ 257 HGB, § 147 AO): its amounts, dates,
-opaque account names and payment references stay; the erasure step says so. LIVE titles are
-not yet sealed under the subject's key (docs/privacy.md), so they are named as kept too.
+opaque account names and payment references (receipt ids, payout methods and settlement
+references, which bookkeeping must be able to trace) stay; the erasure step says so. LIVE titles
+are sealed under the host's data key, so they become unreadable when compliance destroys it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ PAGE = 500
 LEDGER_RETENTION = RetentionException(
     "gifts.ledger", "§ 257 HGB / § 147 AO: financial records (amounts, dates, account and payment references) "
     "are kept for 10 years")
-TITLES_KEPT = RetentionException(
-    "gifts.live_titles", "not yet erasable: LIVE titles are stored in the clear until gifts seals them under "
-    "the subject's key (docs/privacy.md)")
 
 T = TypeVar("T")
 
@@ -59,7 +57,8 @@ def export(reads: SubjectReads, user_id: str, now: dt.datetime) -> dict[str, Any
 
 def erasure() -> Erasure:
     """What gifts' erasure step does (nothing it may delete) and what it keeps, and why."""
-    return Erasure("the ledger is kept by law; nothing in gifts is deleted", (LEDGER_RETENTION, TITLES_KEPT))
+    return Erasure("the ledger is kept by law; LIVE titles are sealed under the data key and unreadable once it "
+                   "is destroyed", (LEDGER_RETENTION,))
 
 
 def _all(page: Callable[[Any], list[T]], position: Callable[[T], Any]) -> list[T]:
