@@ -23,10 +23,14 @@ from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, package_definition
+from libs.privacy.fields import PersonalData
+from libs.privacy.remote import personal_data_for
 from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model.access import NotOwner
 from services.gifts.providers import deployment_transaction_ids
+from services.gifts.room_servicer import RoomServicer
+from services.gifts.room_wiring import RoomParts
 from services.gifts.runner import LedgerRunner, build_runner
 from services.gifts.servicer import (
     AccountStandingServicer,
@@ -51,6 +55,7 @@ GIFT = f"{PACKAGE}.GiftService"
 PAYOUT = f"{PACKAGE}.PayoutService"
 STANDING = f"{PACKAGE}.AccountStandingService"
 SUBJECT_DATA = f"{PACKAGE}.SubjectDataService"
+ROOM = f"{PACKAGE}.RoomService"
 
 OPERATORS = frozenset({Role.ADMIN})
 SERVICES_AND_OPERATORS = frozenset({Role.ADMIN, Role.SERVICE})
@@ -72,7 +77,7 @@ ACCESS = AccessPolicy(
 
 class GiftsService:
     def __init__(self, runtime: ServiceRuntime, *, config: GiftsConfig | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, personal: PersonalData | None = None) -> None:
         self.config = config or GiftsConfig.from_environment()
         self.clock = clock
         self.signals = LiveSignals(asyncio.get_running_loop())
@@ -83,11 +88,18 @@ class GiftsService:
         self._audit: AuditClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._report_health: HealthReport | None = None
+        self._personal = personal  # None: keys from compliance (libs.privacy.remote)
+        self._room_parts: RoomParts | None = None
 
     @property
     def backend(self) -> Backend:
         assert self._backend is not None, "the service has not started"
         return self._backend
+
+    @property
+    def room_parts(self) -> RoomParts:
+        assert self._room_parts is not None, "the service has not started"
+        return self._room_parts
 
     @property
     def runner(self) -> LedgerRunner:
@@ -107,7 +119,7 @@ class GiftsService:
             PACKAGE,
             {LIVE: LiveServicer(self), WALLET: WalletServicer(self), GIFT: GiftServicer(self),
              PAYOUT: PayoutServicer(self), STANDING: AccountStandingServicer(self),
-             SUBJECT_DATA: SubjectDataServicer(self)},
+             SUBJECT_DATA: SubjectDataServicer(self), ROOM: RoomServicer(self)},
             policy=ACCESS, on_start=self._start, on_stop=self._stop, on_denied=self._record_denial,
             on_serving=self._hear_health_report,
         )
@@ -131,6 +143,11 @@ class GiftsService:
         self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
         transaction_ids = await asyncio.to_thread(deployment_transaction_ids, root)
         self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids)
+        self._room_parts = RoomParts(self._runtime, self.config, self.clock, reader, self.signals,
+                                     self._personal or personal_data_for(self._runtime), root=root)
+        self._backend.choose_recipient = self._room_parts.room.gift_recipient
+        self._room_parts.store.add_commit_listener(self._room_parts.wake_shipper)
+        await self._room_parts.start()
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),
                                            name="gifts-sweep")]
         if self.config.ship_audit:
@@ -139,6 +156,8 @@ class GiftsService:
             await self._audit.start()
 
     async def _stop(self) -> None:
+        if self._room_parts is not None:
+            await self._room_parts.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

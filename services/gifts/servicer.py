@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -97,6 +97,13 @@ class Backend:
     transaction_ids: names.TransactionIds
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
+    # The host a co-hosted session's gift goes to (the LIVE room knows who co-hosts).
+    choose_recipient: Callable[[str, str, str], Awaitable[str]] | None = None
+
+    async def gift_recipient(self, creator: str, live_id: str, chosen: str) -> str:
+        """The chosen host of `creators/{creator}/lives/{live_id}`, if they host it (room.py decides)."""
+        assert self.choose_recipient is not None, "the LIVE room is not wired"
+        return await self.choose_recipient(creator, live_id, chosen)
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -295,7 +302,12 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
         creator, live_id = _ids(names.LIVE, request.live, field="live")
         (gift_id,) = _ids(names.CATALOG_GIFT, request.gift, field="gift")
         sender = acting(current_principal())
-        result = await self._service.run(SendGift(sender, request.request_id, live_id, gift_id, request.count, creator))
+        recipient = None
+        if request.recipient:
+            (chosen,) = _ids(names.CREATOR, request.recipient, field="recipient")
+            recipient = await self._service.gift_recipient(creator, live_id, chosen)
+        result = await self._service.run(SendGift(sender, request.request_id, live_id, gift_id, request.count, creator,
+                                                  recipient))
         transfer = messages.gift_transfer_from_result(result, request.request_id)
         transfer.sender = sender.subject
         return gifts_pb2.SendGiftResponse(gift_transfer=transfer, coin_balance=result.coins_available)
