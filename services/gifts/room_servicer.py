@@ -22,7 +22,7 @@ from services.gifts import room_messages as render
 from services.gifts.model import names
 from services.gifts.model.access import acting
 from services.gifts.model.live import LiveState
-from services.gifts.model.room import ChatPosted, QuestionChanged, RoomEvent, statement_metadata
+from services.gifts.model.room import ChatDeleted, ChatPosted, QuestionChanged, RoomEvent, statement_metadata
 from services.gifts.room_feed import Batch, StreamClosed
 from services.gifts.room_wiring import RoomParts, view_time
 from services.gifts.store.room import StoredEvent
@@ -87,7 +87,7 @@ class RoomServicer(room_pb2_grpc.RoomServiceServicer):
         room = parts.room
         session = await room.session(creator, live_id)
         hosts, settings = await room.admit_viewer(principal, session)
-        user = principal.user_id or ""
+        user = principal.subject  # statements of reasons are addressed to `users/{user}`
         subscription = await parts.hub.join(live_id, user)
         joined = parts.clock()
         parts.signals.join(session.name, principal.subject, joined)
@@ -98,10 +98,13 @@ class RoomServicer(room_pb2_grpc.RoomServiceServicer):
                 pins=render.pins(subscription.room.pins if isinstance(subscription.room.pins, tuple) else ()))
             if after is None:
                 after = max(0, await parts.hub_last_sequence(live_id) - room.policy.recent_events)
+            start = after
             while True:
                 stored = await parts.replay(live_id, after, REPLAY_PAGE)
                 events = [await self._opened(item) for item in stored]
-                visible = [event for event in events if event.audience in (None, user)]
+                # A deletion of a message this replay never showed is nothing to this viewer.
+                visible = [event for event in events if event.audience in (None, user)
+                           and not (isinstance(event.body, ChatDeleted) and event.body.message_sequence > start)]
                 last = stored[-1].event.sequence if stored else after
                 first.events.extend(rendered for event in visible
                                     if (rendered := render.room_event(event, session.host)) is not None)

@@ -166,7 +166,7 @@ class RoomParts:
 
     async def _pump(self, room: LocalRoom) -> None:
         live_id = room.live_id
-        pins: tuple[object, ...] | None = None
+        pins: tuple[object, ...] = ()  # none until the shop says otherwise
         pins_due = 0.0
         while True:
             waiter = self._live_signals.waiter(live_id)

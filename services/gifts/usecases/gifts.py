@@ -88,6 +88,8 @@ def send_gift(context: Context, uow: SendGiftUnit, command: SendGift) -> GiftRes
                         catalog_gift.gift_id, command.count, coins, split.fee_coins, split.diamonds, now,
                         ",".join(assessment.reasons))
         uow.insert_gift(gift)
+        if recipient != session.host:  # a co-host: their LIVE did not open the account diamonds wait in
+            uow.open_account(Account.of_user(recipient, Purpose.DIAMONDS_ON_HOLD), now)
         orders = gift_orders(sender, recipient, split, gift.gift_id)
         resource = gift_transfer_name(recipient, session.live_id, gift.gift_id)
         details = {"coins": str(coins), "diamonds": str(split.diamonds), "fee_coins": str(split.fee_coins)}
