@@ -146,6 +146,7 @@ class GiftsService:
         self._room_parts = RoomParts(self._runtime, self.config, self.clock, reader, self.signals,
                                      self._personal or personal_data_for(self._runtime), root=root)
         self._backend.choose_recipient = self._room_parts.room.gift_recipient
+        self._backend.room_subject_data = self._room_parts.room
         self._room_parts.store.add_commit_listener(self._room_parts.wake_shipper)
         await self._room_parts.start()
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),

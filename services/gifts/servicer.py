@@ -85,6 +85,14 @@ R = TypeVar("R")
 Call = grpc.aio.ServicerContext[Any, Any]
 
 
+class RoomSubjectData(Protocol):
+    """What the LIVE room holds about a person (usecases/room.py's `Room`)."""
+
+    async def export_subject(self, user: str) -> dict[str, list[dict[str, object]]]: ...
+
+    async def erase_subject(self, user: str) -> str: ...
+
+
 @dataclass
 class Backend:
     """What the handlers reach: the ledger runner, the reader, the published policy, the clock."""
@@ -99,6 +107,9 @@ class Backend:
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
     # The host a co-hosted session's gift goes to (the LIVE room knows who co-hosts).
     choose_recipient: Callable[[str, str, str], Awaitable[str]] | None = None
+
+    # The LIVE room's part of a data-subject request: export(user) and erase(user).
+    room_subject_data: RoomSubjectData | None = None
 
     async def gift_recipient(self, creator: str, live_id: str, chosen: str) -> str:
         """The chosen host of `creators/{creator}/lives/{live_id}`, if they host it (room.py decides)."""
@@ -460,13 +471,17 @@ class SubjectDataServicer(_Handlers, subject_data_pb2_grpc.SubjectDataServiceSer
                                 context: Call) -> subject_data_pb2.ExportSubjectDataResponse:
         (user,) = _ids(names.USER, request.subject, field="subject")
         sections = await self._service.read(subject_data.export, self._service.reader, user, self._service.now())
+        if self._service.room_subject_data is not None:
+            sections.update(await self._service.room_subject_data.export_subject(user))
         return subject_data_pb2.ExportSubjectDataResponse(export=privacy_subject_data_pb2.SubjectDataExport(
             service="services/gifts", json=json.dumps(sections, ensure_ascii=False, sort_keys=True)))
 
     async def EraseSubjectData(self, request: subject_data_pb2.EraseSubjectDataRequest,
                                context: Call) -> subject_data_pb2.EraseSubjectDataResponse:
-        _ids(names.USER, request.subject, field="subject")
+        (user,) = _ids(names.USER, request.subject, field="subject")
         summary, kept = subject_data.erasure()
+        if self._service.room_subject_data is not None:
+            summary = f"{summary}; {await self._service.room_subject_data.erase_subject(user)}"
         return subject_data_pb2.EraseSubjectDataResponse(erasure=privacy_subject_data_pb2.SubjectErasure(
             service="services/gifts", summary=summary,
             retained=[privacy_subject_data_pb2.RetainedData(data_category=category, legal_basis=basis)

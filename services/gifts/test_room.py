@@ -560,3 +560,33 @@ async def test_a_session_ending_ends_its_streams(room: Room) -> None:
     await room.stubs().live.EndLive(live_pb2.EndLiveRequest(name=live), metadata=room.as_user("carol", Role.CREATOR))
     await asyncio.wait_for(viewer.ended.wait(), WAIT_S)
     assert viewer.error is None
+
+
+async def test_chat_and_questions_are_in_the_authors_export_and_gone_after_erasure(room: Room) -> None:
+    import json
+
+    from limelight.gifts.v1 import subject_data_pb2, subject_data_pb2_grpc
+
+    live = await room.go_live("carol")
+    await room.say(live, "bob", "hello from bob")
+    await room.room().SubmitQuestion(room_pb2.SubmitQuestionRequest(live=live, request_id=str(uuid.uuid4()),
+                                                                    text="bob asks"), metadata=room.as_user("bob"))
+    channel = grpc.aio.insecure_channel(room.running.target)
+    stub = subject_data_pb2_grpc.SubjectDataServiceStub(channel)
+    compliance = room.auth("services/compliance", Role.SERVICE)
+    exported = await stub.ExportSubjectData(subject_data_pb2.ExportSubjectDataRequest(subject="users/bob"),
+                                            metadata=compliance)
+    sections = json.loads(exported.export.json)
+    assert [item["text"] for item in sections["live_chat_messages"]] == ["hello from bob"]
+    assert [item["text"] for item in sections["live_questions"]] == ["bob asks"]
+    erased = await stub.EraseSubjectData(subject_data_pb2.EraseSubjectDataRequest(subject="users/bob"),
+                                         metadata=compliance)
+    assert "2 texts erased" in erased.erasure.summary
+    sections = json.loads((await stub.ExportSubjectData(subject_data_pb2.ExportSubjectDataRequest(
+        subject="users/bob"), metadata=compliance)).export.json)
+    assert [item["text"] for item in sections["live_chat_messages"]] == [""]
+    viewer = Viewer(room, live, "vera")
+    await viewer.until(lambda v: len(v.responses) >= 1)
+    assert viewer.texts == [""]
+    await viewer.close()
+    await channel.close()

@@ -325,6 +325,14 @@ class SqliteRoomUnit:
             (co_host.live_id, co_host.host, co_host.co_host, co_host.state.value, epoch_us(co_host.invited_at),
              _us(co_host.started_at), _us(co_host.ended_at)))
 
+    def erase_texts_of(self, author: str) -> int:
+        """Erase what `author` wrote (beyond crypto-shredding, which makes it unreadable anyway)."""
+        chats = self._tx.execute("UPDATE chat_message SET text_sealed = NULL WHERE author = ? "
+                                 "AND text_sealed IS NOT NULL", (author,)).rowcount
+        questions = self._tx.execute("UPDATE question SET text_sealed = NULL WHERE author = ? "
+                                     "AND text_sealed IS NOT NULL", (author,)).rowcount
+        return int(chats) + int(questions)
+
     def record_audit(self, traced: TracedEvent) -> None:
         write_event(self._tx, traced)
 

@@ -97,6 +97,7 @@ class RoomUnit(Protocol):
     def put_settings(self, settings: RoomSettings) -> None: ...
     def co_hosts(self, live_id: str) -> list[CoHost]: ...
     def put_co_host(self, co_host: CoHost) -> None: ...
+    def erase_texts_of(self, author: str) -> int: ...
     def record_audit(self, traced: TracedEvent) -> None: ...
 
 
@@ -105,6 +106,9 @@ class RoomStorage(Protocol):
                   on_refused: Callable[[RoomUnit, DomainError], None] | None = None) -> R: ...
 
     def read(self, query: Callable[[RoomUnit], R]) -> R: ...
+
+    def written_by(self, author: str) -> tuple[list[tuple[ChatMessage, bytes | None]],
+                                               list[tuple[Question, bytes | None]]]: ...
 
 
 class LiveDirectory(Protocol):
@@ -626,6 +630,29 @@ class Room:
             return len(fresh)
 
         return await self._store.run(work)
+
+    # The author's part of a data-subject request
+
+    async def export_subject(self, user: str) -> dict[str, list[dict[str, object]]]:
+        """What `user` wrote in LIVE rooms, opened (texts of an erased subject read as '')."""
+        chats, questions = await asyncio.to_thread(self._store.written_by, user)
+        sections: dict[str, list[dict[str, object]]] = {}
+        if chats:
+            sections["live_chat_messages"] = [
+                {"live": live_name(message.host, message.live_id), "message": message.message_id,
+                 "sent_at": message.sent_at.isoformat(), "deleted": message.deleted,
+                 "text": await self.open_text(user, sealed, question=False)} for message, sealed in chats]
+        if questions:
+            sections["live_questions"] = [
+                {"live": live_name(question.host, question.live_id), "question": question.question_id,
+                 "submitted_at": question.submitted_at.isoformat(), "state": question.state.value,
+                 "text": await self.open_text(user, sealed, question=True)} for question, sealed in questions]
+        return sections
+
+    async def erase_subject(self, user: str) -> str:
+        """Erase `user`'s chat and question texts; the summary of what was done."""
+        erased = await self._store.run(lambda uow: uow.erase_texts_of(user))
+        return f"LIVE chat messages and questions: {erased} texts erased (and sealed under the shredded key)"
 
     # Texts for viewers
 
