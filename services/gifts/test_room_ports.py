@@ -34,6 +34,16 @@ class Ranking(signals_pb2_grpc.SignalServiceServicer):
 
 
 class Shop(live_pins_pb2_grpc.LivePinServiceServicer):
+    """Lists one pin; pinning is the shop's own business, not the room's."""
+
+    async def PinProduct(self, request: live_pins_pb2.PinProductRequest,
+                         context: grpc.aio.ServicerContext[object, object]) -> live_pins_pb2.PinProductResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
+
+    async def UnpinProduct(self, request: live_pins_pb2.UnpinProductRequest,
+                           context: grpc.aio.ServicerContext[object, object]) -> live_pins_pb2.UnpinProductResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
+
     async def ListLivePins(self, request: live_pins_pb2.ListLivePinsRequest,
                            context: grpc.aio.ServicerContext[object, object]) -> live_pins_pb2.ListLivePinsResponse:
         return live_pins_pb2.ListLivePinsResponse(live_pins=[live_pins_pb2.LivePin(
