@@ -179,9 +179,15 @@ class Room:
         if session is None or session.host != creator:
             name = live_name(creator, live_id)
             raise NotFound(f"no LIVE session {name}", resource_name=name, reason="LIVE_NOT_FOUND")
-        if writing and session.state_at(self._clock()) is not LiveState.LIVE:
-            raise FailedPrecondition("the LIVE session has ended", reason="LIVE_ENDED", metadata={"live": session.name})
+        if writing:
+            self.require_open(session)
         return session
+
+    def require_open(self, session: LiveSession) -> None:
+        """Writes into a room need its session LIVE (checked after who may write, so a refusal
+        for want of a right does not depend on the session's state)."""
+        if session.state_at(self._clock()) is not LiveState.LIVE:
+            raise FailedPrecondition("the LIVE session has ended", reason="LIVE_ENDED", metadata={"live": session.name})
 
     def read(self, query: Callable[[RoomUnit], R]) -> R:
         return self._store.read(query)
@@ -292,7 +298,7 @@ class Room:
     async def mute(self, principal: Principal, creator: str, live_id: str, user: str, duration: dt.timedelta,
                    reason: str) -> tuple[dt.datetime, Statement]:
         moderator = user_of(principal)
-        session = await self.session(creator, live_id, writing=True)
+        session = await self.session(creator, live_id)
         now = self._clock()
         until = now + duration
         statement = moderation_statement(user_name(user), "MUTED", session.name, reason, moderator, ends_at=until)
@@ -304,6 +310,7 @@ class Room:
             hosts = hosts_of(uow, session)
             require_moderator(standing_of(uow, session, hosts, moderator, now), session.name)
             require_may_be_moderated(standing_of(uow, session, hosts, user, now), session.name)
+            self.require_open(session)
             uow.put_mute(live_id, user, until, reason, moderator)
             uow.append(live_id, now, lambda _: StatementIssued(statement))
             uow.record_audit(traced)
@@ -417,8 +424,9 @@ class Room:
 
     async def update_settings(self, principal: Principal, creator: str, live_id: str, slow_mode: dt.timedelta,
                               age_restricted: bool) -> RoomSettings:
-        session = await self.session(creator, live_id, writing=True)
+        session = await self.session(creator, live_id)
         require_host(principal, session)
+        self.require_open(session)
         settings = RoomSettings(live_id, slow_mode, age_restricted)
         now = self._clock()
         traced = self._audit.new_event(action="gifts.UpdateRoomSettings", resource=f"{session.name}/roomSettings",
@@ -534,8 +542,9 @@ class Room:
     # Co-hosts
 
     async def invite_co_host(self, principal: Principal, creator: str, live_id: str, invitee: str) -> CoHost:
-        session = await self.session(creator, live_id, writing=True)
+        session = await self.session(creator, live_id)
         require_host(principal, session)
+        self.require_open(session)
         if invitee == session.host:
             raise FailedPrecondition("a host cannot co-host their own session", reason="CO_HOST_IS_HOST")
         facts = await self._lives.account_facts(invitee)
@@ -560,9 +569,10 @@ class Room:
         return await self._store.run(work)
 
     async def accept_co_host(self, principal: Principal, creator: str, live_id: str, co_host: str) -> CoHost:
-        session = await self.session(creator, live_id, writing=True)
+        session = await self.session(creator, live_id)
         if user_of(principal) != co_host:
             raise PermissionDenied("only the invited creator may accept", reason="NOT_INVITED_CO_HOST")
+        self.require_open(session)
         facts = await self._lives.account_facts(co_host)
         now = self._clock()
         require_live_eligible(principal, facts, min_followers=self._min_followers, today=now.date())
