@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pool, duration_pb2
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from limelight.compliance.v1 import ads_pb2, audit_pb2, consent_pb2, disclosure_pb2, privacy_pb2
