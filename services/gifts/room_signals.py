@@ -54,7 +54,7 @@ class BatchingSignals:
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.dropped = 0
-        self._told_unimplemented = False
+        self._told: set[str] = set()  # the refusals logged already (once each: a hint is not worth a flood)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._send_forever(), name="room-signals")
@@ -116,15 +116,13 @@ class BatchingSignals:
                 self.sent += len(signals)
                 return
             except grpc.aio.AioRpcError as error:
-                if error.code() is grpc.StatusCode.UNIMPLEMENTED:
-                    if not self._told_unimplemented:
-                        log.info("ranking does not record signals yet (UNIMPLEMENTED); room signals are dropped")
-                        self._told_unimplemented = True
-                elif error.code() in _RETRIED and attempt + 1 < MAX_ATTEMPTS:
+                if error.code() in _RETRIED and attempt + 1 < MAX_ATTEMPTS:
                     await asyncio.sleep(delay)
                     delay *= 2
                     continue
-                else:
-                    log.warning("ranking refused room signals: %s %s", error.code().name, error.details())
+                if error.code().name not in self._told:
+                    self._told.add(error.code().name)
+                    log.warning("ranking did not take room signals (%s: %s); they are dropped",
+                                error.code().name, error.details())
                 self.dropped += len(signals)
                 return
