@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -148,9 +147,9 @@ class LocalRoom:
                 events, closes = events[:index + 1], StreamClosed("LIVE_ENDED")
                 break
         events, sampled_out = self._sample(events)
-        last = max((event.sequence for event in events), default=subscription.delivered)
-        last = max(last, max((event.sequence for event in taken), default=0)) if closes is None else last
-        subscription.delivered = max(subscription.delivered, last)
+        # The cursor passes what was sampled away or addressed to others, not what follows a close.
+        through = events if closes is not None else taken
+        subscription.delivered = max(subscription.delivered, max((event.sequence for event in through), default=0))
         return Batch(events, sampled_out, subscription.delivered, (start, end) if shareable else None,
                      self._shared, closes)
 
@@ -180,9 +179,6 @@ class RoomHub:
         self._on_last_viewer = on_last_viewer
         self._rooms: dict[str, LocalRoom] = {}
         self._opening: dict[str, asyncio.Future[LocalRoom]] = {}
-
-    def room(self, live_id: str) -> LocalRoom | None:
-        return self._rooms.get(live_id)
 
     async def join(self, live_id: str, user: str) -> Subscription:
         room = self._rooms.get(live_id)
@@ -223,14 +219,3 @@ class RoomHub:
             self._bus.unsubscribe(room.live_id, room.deliver)
             await room.close()
         self._rooms.clear()
-
-
-async def every(interval: dt.timedelta, step: Callable[[], Awaitable[bool]]) -> None:
-    """Run `step` every interval until it answers False; a failed step is logged and retried."""
-    while True:
-        try:
-            if not await step():
-                return
-        except Exception:
-            log.exception("room background step failed")
-        await asyncio.sleep(interval.total_seconds())

@@ -14,7 +14,6 @@ from typing import Any
 
 from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.room import (
-    Ban,
     ChatDeleted,
     ChatMessage,
     ChatPosted,
@@ -37,9 +36,7 @@ from services.gifts.model.room import (
 _BODIES: dict[str, type[Any]] = {body.__name__: body for body in (
     ChatPosted, ChatDeleted, GiftSent, QuestionChanged, StatementIssued, HostsChanged, SettingsChanged, LiveEnded)}
 _NESTED: dict[str, type[Any]] = {"message": ChatMessage, "question": Question, "statement": Statement,
-                                 "co_host": CoHost, "settings": RoomSettings, "ban": Ban}
-_ENUMS: dict[str, type[Any]] = {"state": QuestionState}
-_CO_HOST_ENUMS: dict[str, type[Any]] = {"state": CoHostState}
+                                 "co_host": CoHost, "settings": RoomSettings}
 
 
 def _plain(value: Any) -> Any:

@@ -189,9 +189,6 @@ class Room:
         if session.state_at(self._clock()) is not LiveState.LIVE:
             raise FailedPrecondition("the LIVE session has ended", reason="LIVE_ENDED", metadata={"live": session.name})
 
-    def read(self, query: Callable[[RoomUnit], R]) -> R:
-        return self._store.read(query)
-
     async def read_async(self, query: Callable[[RoomUnit], R]) -> R:
         return await asyncio.to_thread(self._store.read, query)
 
@@ -329,8 +326,8 @@ class Room:
 
         def work(uow: RoomUnit) -> Ban:
             require_creator_moderator(uow, creator, moderator, resource)
-            if user == creator or uow.is_moderator((creator,), user):
-                require_may_be_moderated(Standing(user, Hosts(creator), moderates=True), resource)
+            require_may_be_moderated(Standing(user, Hosts(creator), moderates=user == creator or uow.is_moderator(
+                (creator,), user)), resource)
             existing = uow.bans((creator,), user)
             if existing:
                 return existing[0]
