@@ -195,7 +195,8 @@ class GiftsService:
 
         A handler's ownership check names the resource it refused; the kit's own checks run
         before the request is read, so for those the method is all there is to name."""
-        if error in self.backend.audited_refusals:
+        if error in self.backend.audited_refusals or (
+                self._room_parts is not None and error in self._room_parts.room.audited_refusals):
             return
         resource = error.resource_name if isinstance(error, NotOwner) else method
         await self.backend.run(RecordDenial(method.rsplit("/", 1)[-1], principal.subject if principal else SYSTEM_ACTOR,

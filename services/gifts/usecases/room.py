@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -142,12 +143,15 @@ class ActivitySignals(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Refusal:
-    """The audit event a refused moderation-relevant call writes (built on the call's task)."""
+    """The audit event a refused moderation-relevant call writes (built on the call's task);
+    `audited` remembers the refusal, so the service's denial hook does not audit it again."""
 
     traced: TracedEvent
+    audited: weakref.WeakSet[DomainError]
 
     def record(self, uow: RoomUnit, error: DomainError) -> None:
         uow.record_audit(self.traced.with_outcome(Outcome.REJECTED, error.reason))
+        self.audited.add(error)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -170,6 +174,7 @@ class Room:
         self._min_followers = min_followers
         self._clock = clock
         self._mint_id = mint_id
+        self.audited_refusals: weakref.WeakSet[DomainError] = weakref.WeakSet()
 
     # Sessions and who stands where in them
 
@@ -217,7 +222,8 @@ class Room:
         session = await self.session(creator, live_id, writing=True)
         sealed = await self._personal.seal(user_name(user), CHAT_FIELD, text)
         refusal = Refusal(self._audit.new_event(action="gifts.SendChatMessage", resource=session.name,
-                                                outcome=Outcome.REJECTED, subject=user_name(user)))
+                                                outcome=Outcome.REJECTED, subject=user_name(user)),
+                          self.audited_refusals)
         now = self._clock()
 
         def work(uow: RoomUnit) -> tuple[ChatMessage, bytes | None, bool]:
@@ -271,7 +277,7 @@ class Room:
         traced = self._audit.new_event(action="gifts.DeleteChatMessage", resource=resource,
                                        outcome=Outcome.SUCCEEDED, subject=user_name(author),
                                        attributes={"reason": reason})
-        refusal = Refusal(traced)
+        refusal = Refusal(traced, self.audited_refusals)
         now = self._clock()
 
         def work(uow: RoomUnit) -> ChatMessage:
@@ -312,7 +318,7 @@ class Room:
             uow.append(live_id, now, lambda _: StatementIssued(statement))
             uow.record_audit(traced)
 
-        await self._store.run(work, Refusal(traced).record)
+        await self._store.run(work, Refusal(traced, self.audited_refusals).record)
         return until, statement
 
     async def ban(self, principal: Principal, creator: str, user: str, reason: str) -> tuple[Ban, Statement]:
@@ -338,7 +344,7 @@ class Room:
             uow.record_audit(traced)
             return ban
 
-        return await self._store.run(work, Refusal(traced).record), statement
+        return await self._store.run(work, Refusal(traced, self.audited_refusals).record), statement
 
     async def unban(self, principal: Principal, creator: str, user: str) -> Ban:
         moderator = user_of(principal)
@@ -355,7 +361,7 @@ class Room:
             uow.record_audit(traced)
             return existing[0]
 
-        return await self._store.run(work, Refusal(traced).record)
+        return await self._store.run(work, Refusal(traced, self.audited_refusals).record)
 
     async def appoint_moderator(self, principal: Principal, creator: str, user: str) -> Moderator:
         require_creator(principal, creator)
@@ -447,7 +453,8 @@ class Room:
         session = await self.session(creator, live_id, writing=True)
         sealed = await self._personal.seal(user_name(user), QUESTION_FIELD, text)
         refusal = Refusal(self._audit.new_event(action="gifts.SubmitQuestion", resource=session.name,
-                                                outcome=Outcome.REJECTED, subject=user_name(user)))
+                                                outcome=Outcome.REJECTED, subject=user_name(user)),
+                          self.audited_refusals)
         now = self._clock()
 
         def work(uow: RoomUnit) -> tuple[Question, bytes | None, bool]:
@@ -534,7 +541,7 @@ class Room:
                 uow.record_audit(traced)
             return moved
 
-        return await self._store.run(work, Refusal(traced).record)
+        return await self._store.run(work, Refusal(traced, self.audited_refusals).record)
 
     # Co-hosts
 
