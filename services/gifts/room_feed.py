@@ -38,16 +38,18 @@ class StreamClosed(Exception):
         self.statement = statement
 
 
-@dataclass
+@dataclass(eq=False)
 class Batch:
-    """One batch for one subscriber; `shared` is where equal batches keep their rendering."""
+    """One batch; a shared one goes to every subscriber of the tick that starts where it does,
+    and keeps its rendering (`rendered`, the servicer's) for all of them."""
 
     events: list[RoomEvent]
     sampled_out: int
     last_sequence: int
-    key: tuple[int, int] | None  # (start, end) in the room's buffer when shareable
-    shared: dict[tuple[int, int], object]
+    shared: bool
+    first_sequence: int  # the lowest room sequence in the slice (a subscriber past it cannot share)
     closes: StreamClosed | None = None
+    rendered: object = None
 
 
 @dataclass(eq=False)
@@ -74,7 +76,7 @@ class LocalRoom:
         self._arrived = asyncio.Event()
         self._tick = 0
         self._ticked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._shared: dict[tuple[int, int], object] = {}
+        self._batches: dict[tuple[int, int], Batch] = {}  # this tick's shared batches, by slice
         self.pins: object = None  # the latest pins, rendered (a fresh stream's first response)
         self._flusher = asyncio.create_task(self._flush_forever(), name=f"room-flusher-{live_id}")
 
@@ -110,7 +112,7 @@ class LocalRoom:
             self._arrived.clear()
             self._trim()
             self._tick += 1
-            self._shared = {}
+            self._batches = {}
             ticked, self._ticked = self._ticked, asyncio.get_running_loop().create_future()
             ticked.set_result(None)
             await asyncio.sleep(interval)
@@ -132,9 +134,14 @@ class LocalRoom:
         if end - start > self._policy.max_pending_events:
             raise StreamClosed("STREAM_FELL_BEHIND")
         subscription.position = end
+        cached = self._batches.get((start, end))
+        if cached is not None and subscription.delivered < cached.first_sequence:
+            subscription.delivered = max(subscription.delivered, cached.last_sequence)
+            return cached
         taken = self._entries[start - self._base:end - self._base]
-        shareable = all(event.sequence > subscription.delivered or event.sequence == 0 for event in taken) and \
-            all(event.audience is None for event in taken)
+        # A slice of state alone (pins, an end) has no sequence to share a cursor by: it is not shared.
+        first = min((event.sequence for event in taken if event.sequence), default=0)
+        shareable = subscription.delivered < first and all(event.audience is None for event in taken)
         events = [event for event in taken if (event.sequence == 0 or event.sequence > subscription.delivered)
                   and event.audience in (None, subscription.user)]
         closes = None
@@ -149,9 +156,12 @@ class LocalRoom:
         events, sampled_out = self._sample(events)
         # The cursor passes what was sampled away or addressed to others, not what follows a close.
         through = events if closes is not None else taken
-        subscription.delivered = max(subscription.delivered, max((event.sequence for event in through), default=0))
-        return Batch(events, sampled_out, subscription.delivered, (start, end) if shareable else None,
-                     self._shared, closes)
+        last = max((event.sequence for event in through), default=0)
+        subscription.delivered = max(subscription.delivered, last)
+        batch = Batch(events, sampled_out, subscription.delivered, shareable, first, closes)
+        if shareable:
+            self._batches[(start, end)] = batch
+        return batch
 
     def _sample(self, events: list[RoomEvent]) -> tuple[list[RoomEvent], int]:
         """Every event, unless the room is large: then an even sample of its chat, and the rest whole."""

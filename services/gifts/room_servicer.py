@@ -150,16 +150,14 @@ class RoomServicer(room_pb2_grpc.RoomServiceServicer):
 
     @staticmethod
     def _rendered(batch: Batch, live_id: str, host: str) -> room_pb2.StreamRoomResponse:
-        """One gRPC message for the batch; equal batches of one tick share it."""
-        if batch.key is not None:
-            shared = batch.shared.get(batch.key)
-            if isinstance(shared, room_pb2.StreamRoomResponse):
-                return shared
+        """One gRPC message for the batch; a shared batch is rendered once for all its subscribers."""
+        if isinstance(batch.rendered, room_pb2.StreamRoomResponse):
+            return batch.rendered
         response = room_pb2.StreamRoomResponse(
             events=[rendered for event in batch.events if (rendered := render.room_event(event, host)) is not None],
             cursor=encode_cursor(live_id, batch.last_sequence), chat_messages_sampled_out=batch.sampled_out)
-        if batch.key is not None:
-            batch.shared[batch.key] = response
+        if batch.shared:
+            batch.rendered = response
         return response
 
     async def DeleteChatMessage(self, request: room_pb2.DeleteChatMessageRequest,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 
 from limelight.compliance.v1 import audit_pb2_grpc
@@ -50,14 +51,35 @@ PUMP_RECHECK_SECONDS = 1.0
 
 
 class LedgerLives:
-    """The ledger reader as the room's `LiveDirectory` (queries off the event loop)."""
+    """The ledger reader as the room's `LiveDirectory` (queries off the event loop).
+
+    A LIVE session is read once a second at most: every chat message needs it, and it changes
+    only when it ends, which the ledger's commit listener reports (`forget`) and `state_at`
+    tells by the clock."""
+
+    SESSION_TTL_SECONDS = 1.0
 
     def __init__(self, reader: GiftsReader, clock: Clock) -> None:
         self._reader = reader
         self._clock = clock
+        self._sessions: dict[str, tuple[float, LiveSession]] = {}
 
     async def live(self, live_id: str) -> LiveSession | None:
-        return await asyncio.to_thread(self._reader.live, live_id)
+        now = time.monotonic()
+        cached = self._sessions.get(live_id)
+        if cached is not None and now - cached[0] < self.SESSION_TTL_SECONDS:
+            return cached[1]
+        session = await asyncio.to_thread(self._reader.live, live_id)
+        if session is not None and session.ended_at is None:
+            if len(self._sessions) > 10_000:
+                self._sessions.clear()
+            self._sessions[live_id] = (now, session)
+        return session
+
+    def forget(self, live_ids: frozenset[str]) -> None:
+        """The ledger changed these sessions (gifts, or an end): read them afresh."""
+        for live_id in live_ids:
+            self._sessions.pop(live_id, None)
 
     async def open_live_of(self, creator: str) -> LiveSession | None:
         found = await asyncio.to_thread(self._reader.lives, host=creator, before_live_id=None, limit=1,
@@ -88,6 +110,7 @@ class RoomParts:
         self.store = RoomStore.of_service(root)
         self.bus = room_bus(config)
         self.lives = LedgerLives(reader, clock)
+        live_signals.add_listener(self.lives.forget)
         self._live_signals = live_signals
         self._loop = asyncio.get_running_loop()
         ranking = runtime.clients.stub("ranking", signals_pb2_grpc.SignalServiceStub)

@@ -44,7 +44,7 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from tools.supervisor import free_port
 
 MODULE = "tools.bench.live_room"
-STREAMS_PER_CHANNEL = 100
+STREAMS_PER_CHANNEL = 500
 JOIN_WAVE = 250
 MEASURED_STREAMS = 200
 P99_TARGET_MS = 500.0
@@ -143,9 +143,14 @@ async def load(target: str, live: str, viewers: int, seconds: float, rate: float
     pending: set[asyncio.Task[object]] = set()
     begin = time.monotonic()
 
+    send_times: list[float] = []
+
     async def post(metadata: tuple[tuple[str, str], ...]) -> object:
-        request = room_pb2.SendChatMessageRequest(live=live, request_id=str(uuid.uuid4()), text=f"t:{time.time():.6f}")
-        return await stub.SendChatMessage(request, metadata=metadata, timeout=10)
+        posted = time.time()
+        request = room_pb2.SendChatMessageRequest(live=live, request_id=str(uuid.uuid4()), text=f"t:{posted:.6f}")
+        response = await stub.SendChatMessage(request, metadata=metadata, timeout=10)
+        send_times.append(time.time() - posted)
+        return response
 
     while time.monotonic() - begin < seconds:
         task = asyncio.create_task(post(senders[sent % len(senders)]))
@@ -164,6 +169,7 @@ async def load(target: str, live: str, viewers: int, seconds: float, rate: float
     return {"load_cpu_share": round((time.process_time() - load_cpu) / (time.monotonic() - load_wall), 2),
             "viewers": viewers, "sent": sent, "open_seconds": round(open_seconds, 1), "batches": batches,
             "measured": len(ordered),
+            "send_p50_ms": round(1000 * statistics.median(send_times), 1) if send_times else None,
             "p50_ms": round(1000 * statistics.median(ordered), 1) if ordered else None,
             "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 1) if ordered else None}
 
