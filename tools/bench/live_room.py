@@ -138,7 +138,10 @@ async def load(target: str, live: str, viewers: int, seconds: float, rate: float
     await asyncio.sleep(2.0)  # the parent samples the server's memory with the streams idle
     senders = [_auth(root, f"s{index}") for index in range(50)]
     load_cpu, load_wall = time.process_time(), time.monotonic()
-    stub = room_pb2_grpc.RoomServiceStub(channels[0])
+    # The senders' own connection: behind the viewers' stream data on a shared one, their calls
+    # would wait for the load process to read it (head-of-line blocking in the load, not the room).
+    sending = grpc.aio.insecure_channel(target)
+    stub = room_pb2_grpc.RoomServiceStub(sending)
     sent = 0
     pending: set[asyncio.Task[object]] = set()
     begin = time.monotonic()
@@ -163,7 +166,7 @@ async def load(target: str, live: str, viewers: int, seconds: float, rate: float
     for watcher in watchers:
         watcher.cancel()
     await asyncio.gather(*watchers, return_exceptions=True)
-    for channel in channels:
+    for channel in [*channels, sending]:
         await channel.close()
     ordered = sorted(latencies)
     return {"load_cpu_share": round((time.process_time() - load_cpu) / (time.monotonic() - load_wall), 2),
