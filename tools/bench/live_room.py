@@ -4,14 +4,16 @@
 
 The gifts service runs as a process of its own (room store durable, synchronous=FULL; keys
 for sealing chat from an in-memory key source, since no compliance runs here); a separate
-load process opens N real StreamRoom streams (20 per HTTP/2 connection, as viewers each have their own; joining 250 at a time) and, once every
-stream has its first response, posts `--rate` messages a second through SendChatMessage,
-each carrying its send time. Every 1 in N/200 streams reads the send time out of each
+load process opens N real StreamRoom streams (20 per HTTP/2 connection, since viewers each
+have their own; joining 250 at a time) and, once every stream has its first response, posts
+`--rate` messages a second through SendChatMessage (on a connection of their own), each
+carrying its send time. Every 1 in N/200 streams reads the send time out of each
 message it receives, so the latency is measured on 200-odd streams (all streams receive
 everything: delivery to the others costs the same). Reported per N: delivery latency p50
 and p99 from send to receipt, batches received, and the server's memory per open stream
-(its RSS with the N streams open and idle, less its RSS before, over N). The answer is the
-largest N at which p99 <= 500 ms.
+(its RSS with the N streams open and idle, less its RSS before, over N), and the cores the
+server and the load used while the senders ran. The answer is the largest N at which
+p99 <= 500 ms.
 
 Without batching (one gRPC message per event per viewer), 5,000 viewers at 50 messages/s
 would be 250,000 messages a second out of one Python process; with a batch per viewer every
