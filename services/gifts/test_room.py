@@ -48,13 +48,14 @@ class Room(Gifts):
         return response.chat_message
 
 
-async def start_room(root: Path, config: Any = FAST) -> tuple[RunningService, GiftsService, MovableClock]:
+async def start_room(root: Path, config: Any = FAST, *,
+                     ledger_process: bool = False) -> tuple[RunningService, GiftsService, MovableClock]:
     clock = MovableClock()
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
         services.append(GiftsService(runtime, config=dataclasses.replace(config, ship_audit=False,
-                                                                         ledger_in_process=True),
+                                                                         ledger_in_process=not ledger_process),
                                      clock=clock, personal=PersonalData(EphemeralDataKeys())))
         return services[0].definition()
 
@@ -65,6 +66,16 @@ async def start_room(root: Path, config: Any = FAST) -> tuple[RunningService, Gi
 @pytest.fixture
 async def room(tmp_path: Path) -> AsyncIterator[Room]:
     running, built, clock = await start_room(tmp_path)
+    handle = Room(running, built, tmp_path, clock)
+    yield handle
+    await handle.close()
+    await running.stop(grace=0)
+
+
+@pytest.fixture(params=[False, True], ids=["in-process-ledger", "ledger-process"])
+async def room_on_either_ledger(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Room]:
+    """The room with the ledger in this process or in its own (the service's default)."""
+    running, built, clock = await start_room(tmp_path, ledger_process=request.param)
     handle = Room(running, built, tmp_path, clock)
     yield handle
     await handle.close()
@@ -175,7 +186,8 @@ async def test_a_retried_message_is_posted_once_and_a_reused_request_id_is_refus
     await viewer.close()
 
 
-async def test_gifts_reach_the_room_stream_among_the_chat(room: Room) -> None:
+async def test_gifts_reach_the_room_stream_among_the_chat(room_on_either_ledger: Room) -> None:
+    room = room_on_either_ledger
     live = await room.go_live("carol")
     await room.top_up("alice")
     viewer = Viewer(room, live, "vera")
@@ -488,7 +500,8 @@ async def test_the_q_and_a_lifecycle_reaches_the_stream(room: Room) -> None:
 # Co-hosts ------------------------------------------------------------------------------------
 
 
-async def test_co_host_invite_accept_gift_split_and_end(room: Room) -> None:
+async def test_co_host_invite_accept_gift_split_and_end(room_on_either_ledger: Room) -> None:
+    room = room_on_either_ledger
     live = await room.go_live("carol")
     stub, auth_carol = room.room(), room.as_user("carol", Role.CREATOR)
     await room.admit("newbie", follower_count=10)
