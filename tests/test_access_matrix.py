@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pool, duration_pb2
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from limelight.compliance.v1 import ads_pb2, audit_pb2, consent_pb2, disclosure_pb2, privacy_pb2
@@ -29,6 +29,7 @@ from limelight.gifts.v1 import (
     live_pb2,
     live_pb2_grpc,
     payouts_pb2,
+    room_pb2,
     standing_pb2,
     standing_pb2_grpc,
     wallet_pb2,
@@ -279,6 +280,39 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
         subject=r.user),
     "/limelight.privacy.v1.SubjectDataService/DescribeProcessing":
         lambda r: subject_data_pb2.DescribeProcessingRequest(),
+    "/limelight.gifts.v1.RoomService/SendChatMessage": lambda r: room_pb2.SendChatMessageRequest(
+        live=r.live, request_id=_uuid(), text="matrix"),
+    "/limelight.gifts.v1.RoomService/StreamRoom": lambda r: room_pb2.StreamRoomRequest(live=r.live),
+    "/limelight.gifts.v1.RoomService/DeleteChatMessage": lambda r: room_pb2.DeleteChatMessageRequest(
+        name=f"{r.live}/chatMessages/m1", reason="matrix"),
+    "/limelight.gifts.v1.RoomService/MuteViewer": lambda r: room_pb2.MuteViewerRequest(
+        live=r.live, user="users/mx-muted", duration=duration_pb2.Duration(seconds=60), reason="matrix"),
+    "/limelight.gifts.v1.RoomService/BanViewer": lambda r: room_pb2.BanViewerRequest(
+        parent=r.creator, user="users/mx-banned", reason="matrix"),
+    "/limelight.gifts.v1.RoomService/UnbanViewer": lambda r: room_pb2.UnbanViewerRequest(
+        name=f"{r.creator}/bans/mx-banned"),
+    "/limelight.gifts.v1.RoomService/AppointModerator": lambda r: room_pb2.AppointModeratorRequest(
+        parent=r.creator, user="users/mx-moderator"),
+    "/limelight.gifts.v1.RoomService/RemoveModerator": lambda r: room_pb2.RemoveModeratorRequest(
+        name=f"{r.creator}/moderators/mx-moderator"),
+    "/limelight.gifts.v1.RoomService/UpdateKeywordFilter": lambda r: room_pb2.UpdateKeywordFilterRequest(
+        keyword_filter=room_pb2.KeywordFilter(name=f"{r.creator}/keywordFilter", keywords=["matrix"])),
+    "/limelight.gifts.v1.RoomService/GetKeywordFilter": lambda r: room_pb2.GetKeywordFilterRequest(
+        name=f"{r.creator}/keywordFilter"),
+    "/limelight.gifts.v1.RoomService/UpdateRoomSettings": lambda r: room_pb2.UpdateRoomSettingsRequest(
+        room_settings=room_pb2.RoomSettings(name=f"{r.live}/roomSettings")),
+    "/limelight.gifts.v1.RoomService/SubmitQuestion": lambda r: room_pb2.SubmitQuestionRequest(
+        live=r.live, request_id=_uuid(), text="matrix?"),
+    "/limelight.gifts.v1.RoomService/UpvoteQuestion": lambda r: room_pb2.UpvoteQuestionRequest(
+        name=f"{r.live}/questions/q1"),
+    "/limelight.gifts.v1.RoomService/UpdateQuestionState": lambda r: room_pb2.UpdateQuestionStateRequest(
+        name=f"{r.live}/questions/q1", state=room_pb2.QUESTION_STATE_ANSWERED),
+    "/limelight.gifts.v1.RoomService/InviteCoHost": lambda r: room_pb2.InviteCoHostRequest(
+        live=r.live, creator="creators/mx-cohost"),
+    "/limelight.gifts.v1.RoomService/AcceptCoHostInvitation": lambda r: room_pb2.AcceptCoHostInvitationRequest(
+        name=f"{r.live}/coHosts/mx-cohost"),
+    "/limelight.gifts.v1.RoomService/EndCoHosting": lambda r: room_pb2.EndCoHostingRequest(
+        name=f"{r.live}/coHosts/mx-cohost"),
     "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
         subject=r.user),
     "/limelight.compliance.v1.DataSubjectService/CreateDataSubjectRequest":

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -81,6 +81,14 @@ R = TypeVar("R")
 Call = grpc.aio.ServicerContext[Any, Any]
 
 
+class RoomSubjectData(Protocol):
+    """What the LIVE room holds about a person (usecases/room.py's `Room`)."""
+
+    async def export_subject(self, user: str) -> dict[str, list[dict[str, object]]]: ...
+
+    async def erase_subject(self, user: str) -> str: ...
+
+
 @dataclass
 class Backend:
     """What the handlers reach: the ledger runner, the reader, the published policy, the clock."""
@@ -94,6 +102,16 @@ class Backend:
     personal: PersonalData  # seals and opens LIVE titles under the host's data key
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
+    # The host a co-hosted session's gift goes to (the LIVE room knows who co-hosts).
+    choose_recipient: Callable[[str, str, str], Awaitable[str]] | None = None
+
+    # The LIVE room's part of a data-subject request: export(user) and erase(user).
+    room_subject_data: RoomSubjectData | None = None
+
+    async def gift_recipient(self, creator: str, live_id: str, chosen: str) -> str:
+        """The chosen host of `creators/{creator}/lives/{live_id}`, if they host it (room.py decides)."""
+        assert self.choose_recipient is not None, "the LIVE room is not wired"
+        return await self.choose_recipient(creator, live_id, chosen)
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -304,7 +322,12 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
         creator, live_id = _ids(names.LIVE, request.live, field="live")
         (gift_id,) = _ids(names.CATALOG_GIFT, request.gift, field="gift")
         sender = acting(current_principal())
-        result = await self._service.run(SendGift(sender, request.request_id, live_id, gift_id, request.count, creator))
+        recipient = None
+        if request.recipient:
+            (chosen,) = _ids(names.CREATOR, request.recipient, field="recipient")
+            recipient = await self._service.gift_recipient(creator, live_id, chosen)
+        result = await self._service.run(SendGift(sender, request.request_id, live_id, gift_id, request.count, creator,
+                                                  recipient))
         transfer = messages.gift_transfer_from_result(result, request.request_id)
         transfer.sender = sender.subject
         return gifts_pb2.SendGiftResponse(gift_transfer=transfer, coin_balance=result.coins_available)
@@ -459,7 +482,13 @@ class GiftsSubjectData(_Handlers):
             sealed = session.pop("sealed_title")
             session["title"] = await self._service.personal.open_text(names.USER.format(user=user_id), LIVE_TITLE,
                                                                       sealed) or ""
+        if self._service.room_subject_data is not None:
+            sections.update(await self._service.room_subject_data.export_subject(user_id))
         return sections
 
     async def erase(self, user_id: str) -> Erasure:
-        return subject_data.erasure()
+        erasure = subject_data.erasure()
+        if self._service.room_subject_data is None:
+            return erasure
+        room = await self._service.room_subject_data.erase_subject(user_id)
+        return replace(erasure, summary=f"{erasure.summary}; {room}")

@@ -114,6 +114,8 @@ class SendGift(Command[GiftResult]):
     gift_id: str
     count: int
     host: str | None = None  # when the caller named the LIVE with its host, the host it named
+    # In a co-hosted session, the host the viewer chose (the room checked they co-host it).
+    recipient: str | None = None
 
 
 @dataclass(frozen=True)
