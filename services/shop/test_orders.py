@@ -311,8 +311,10 @@ async def test_a_buyers_export_opens_their_details_and_erasure_keeps_the_order_w
     orders: list[dict[str, str]] = exported["orders"]  # type: ignore[assignment]
     assert [(o["order_id"], o["shipping_address"], o["recipient_name"]) for o in orders] == \
         [(order.name.rsplit("/", 1)[1], "addresses/flat-2", "Erin Example")]
-    summary, kept = await subject_data.erase_subject_data(shop.service.store, "erin")
-    assert "1 orders" in summary and kept == (subject_data.ORDERS_KEPT, subject_data.CONSENTS_KEPT)
+    erasure = await subject_data.erase_subject_data(shop.service.store, "erin")
+    assert "1 orders" in erasure.summary
+    assert [(kept.data_category, kept.legal_basis) for kept in erasure.kept] == [subject_data.ORDERS_KEPT,
+                                                                                subject_data.CONSENTS_KEPT]
     after = (await shop.orders.GetOrder(orders_pb2.GetOrderRequest(name=order.name),
                                         metadata=shop.auth("users/erin"))).order
     assert after.total_minor == order.total_minor and (after.shipping_address, after.recipient_name) == ("", "")
