@@ -386,3 +386,35 @@ class KitClientInterceptor(
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         details, span = self._prepare(client_call_details)
         return self._finish_when_done(await continuation(details, request_iterator), span)
+
+
+class _UnaryStreamView(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, inner: KitClientInterceptor) -> None:
+        self._inner = inner
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self._inner.intercept_unary_stream(continuation, client_call_details, request)
+
+
+class _StreamUnaryView(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, inner: KitClientInterceptor) -> None:
+        self._inner = inner
+
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._inner.intercept_stream_unary(continuation, client_call_details, request_iterator)
+
+
+class _StreamStreamView(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, inner: KitClientInterceptor) -> None:
+        self._inner = inner
+
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._inner.intercept_stream_stream(continuation, client_call_details, request_iterator)
+
+
+def per_call_kind(interceptor: KitClientInterceptor) -> list[grpc.aio.ClientInterceptor]:
+    """The interceptor once per kind of call. grpc.aio files each interceptor under the first kind
+    it implements (an if/elif on isinstance), so one object implementing all four would see only
+    unary calls, and streaming calls would leave without a token or trace context."""
+    return [interceptor, _UnaryStreamView(interceptor), _StreamUnaryView(interceptor), _StreamStreamView(interceptor)]
+
