@@ -99,11 +99,11 @@ def diversify(candidates: Sequence[Ranked], size: int, policy: PagePolicy) -> li
     the same topic by `topic_decay`. Returns (item, effective value, author repeats before it).
 
     Values may be negative (strongly predicted negative feedback); a multiplier < 1 then must
-    push them further down, so it applies to the distance from the worst value in the pool.
+    push them further down, so it applies to the distance from min(0, the worst value).
     """
     if not candidates:
         return []
-    floor = min(c.value for c in candidates)
+    floor = min(0.0, min(c.value for c in candidates))
     remaining = list(candidates)
     authors: dict[str, int] = {}
     topics: dict[str, int] = {}
