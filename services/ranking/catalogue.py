@@ -43,7 +43,7 @@ class NeighbourIndex(Protocol):
 
 @dataclass(frozen=True)
 class CatalogueSettings:
-    dim: int = 32
+    dim: int = 64
     history_per_viewer: int = 200  # engagements kept per viewer to rebuild embeddings after training
     seen_per_viewer: int = 5_000  # videos remembered as seen (never shown again)
     trending_size: int = 500
