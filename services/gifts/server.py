@@ -23,6 +23,7 @@ from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, package_definition
+from services.gifts.clients import RankingFollowerCounts
 from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model.access import NotOwner
@@ -130,7 +131,8 @@ class GiftsService:
         reader = await asyncio.to_thread(GiftsReader.of_service, root)
         self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
         transaction_ids = await asyncio.to_thread(deployment_transaction_ids, root)
-        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids)
+        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids,
+                                follower_counts=RankingFollowerCounts(self._runtime.clients))
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),
                                            name="gifts-sweep")]
         if self.config.ship_audit:

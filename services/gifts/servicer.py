@@ -9,6 +9,7 @@ turns into status codes and google.rpc details. The contract is in protos/limeli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import weakref
@@ -85,6 +86,14 @@ R = TypeVar("R")
 Call = grpc.aio.ServicerContext[Any, Any]
 
 
+class FollowerCounts(Protocol):
+    """The port LIVE eligibility reads follower counts through (`clients.RankingFollowerCounts`)."""
+
+    async def follower_count(self, creator: str) -> int | None:
+        """The creator's followers, or None when the source cannot answer now."""
+        ...
+
+
 @dataclass
 class Backend:
     """What the handlers reach: the ledger runner, the reader, the published policy, the clock."""
@@ -97,6 +106,11 @@ class Backend:
     transaction_ids: names.TransactionIds
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
+    # Where follower counts come from (ranking); None: the admin-set counts alone.
+    follower_counts: FollowerCounts | None = None
+
+    async def follower_count(self, creator: str) -> int | None:
+        return await self.follower_counts.follower_count(creator) if self.follower_counts is not None else None
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -165,7 +179,8 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
         (creator,) = _ids(names.CREATOR, request.parent, field="parent")
         principal = require_self(current_principal(), creator, field="parent", resource=request.parent)
         max_duration = request.max_duration.ToTimedelta() if request.HasField("max_duration") else None
-        session = await self._service.run(StartLive(principal, request.request_id, request.title, max_duration))
+        session = await self._service.run(StartLive(principal, request.request_id, request.title, max_duration,
+                                                    follower_count=await self._service.follower_count(creator)))
         return live_pb2.StartLiveResponse(live_session=messages.live_session(session, self._service.now()))
 
     async def EndLive(self, request: live_pb2.EndLiveRequest,
@@ -203,10 +218,12 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
         principal = current_principal()
         require_self_or_staff(principal, creator, resource=request.creator)
         standing = await self._service.read(self._service.reader.account_standing, creator)
+        counted = await self._service.follower_count(creator)
+        facts = standing.facts if counted is None else dataclasses.replace(standing.facts, follower_count=counted)
         user = acting(principal)
         is_adult = user.is_adult_on(self._service.clock().date()) if user.user_id == creator else None
         return messages.live_eligibility(live_eligibility(
-            standing.facts, min_followers=self._service.config.live.min_followers, is_adult=is_adult))
+            facts, min_followers=self._service.config.live.min_followers, is_adult=is_adult))
 
 
 class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):

@@ -77,6 +77,9 @@ class StartLive(Command[LiveSession]):
     request_id: str
     title: str
     max_duration: dt.timedelta | None = None  # capped by the platform's maximum
+    # The creator's followers as ranking counts them (FollowService.GetFollowStats); None when
+    # ranking could not say, and the admin-set count decides.
+    follower_count: int | None = None
 
 
 @dataclass(frozen=True)
