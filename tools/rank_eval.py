@@ -119,9 +119,10 @@ def evaluate(scores: Scores, fitted: Interactions, target: Interactions, rows: n
     for index in rows:
         relevant.setdefault(int(target.users[index]), set()).add(int(target.items[index]))
     ndcg, recall, shown = [], [], set()
-    discounts = 1.0 / np.log2(np.arange(2, K_RECALL + 2))
+    discounts = 1.0 / np.log2(np.arange(2, K_RECALL + 3))
+    depth = min(K_RECALL, fitted.n_items - 1)
     for user, items in relevant.items():
-        top = np.argpartition(-scores[user], K_RECALL)[:K_RECALL]
+        top = np.argpartition(-scores[user], depth)[:depth]
         top = top[np.argsort(-scores[user][top])]
         hits = np.array([item in items for item in top.tolist()])
         ideal = discounts[:min(len(items), K_NDCG)].sum()
@@ -165,9 +166,10 @@ def bpr_scores(data: Interactions, rows: npt.NDArray[np.int64], *, factors: int,
     return np.asarray(model.user_factors @ model.item_factors.T, np.float32)
 
 
-def ranker_scores(data: Interactions, rows: npt.NDArray[np.int64], *, dim: int, l2: float) -> Scores:
+def ranker_scores(data: Interactions, rows: npt.NDArray[np.int64], *, dim: int, l2: float,
+                  decay: float = 0.98) -> Scores:
     """The service's own catalogue, signals, trainer and scorer (see the module docstring)."""
-    settings = CatalogueSettings(dim=dim)
+    settings = CatalogueSettings(dim=dim, engagement_decay=decay, history_per_viewer=1_000)
     catalogue = Catalogue(settings, _NoIndex(), ExposurePolicy())
     start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     for item in range(data.n_items):

@@ -50,6 +50,8 @@ class CatalogueSettings:
     fresh_window: dt.timedelta = dt.timedelta(hours=48)
     refresh_seconds: float = 1.0  # trending and regional lists are recomputed at most this often
     fresh_half_life_s: float = 12 * 3600.0
+    # Each new engagement multiplies the viewer's older ones by this (recent taste weighs more).
+    engagement_decay: float = 0.98
 
 
 @dataclass
@@ -185,7 +187,7 @@ class Catalogue:
         for memory in self.viewers.values():
             memory.state.collaborative[:] = 0.0
             for row, weight in memory.history:
-                memory.state.collaborative *= 0.98
+                memory.state.collaborative *= self.settings.engagement_decay
                 memory.state.collaborative += weight * self.keys[row]
         live_rows = np.flatnonzero(self.live[:len(self.candidates)])
         if live_rows.size:
@@ -214,7 +216,8 @@ class Catalogue:
         weight = signal_weight(kind, fraction)
         memory = self._memory(user)
         if weight:
-            memory.state.absorb(weight, self.keys[row], self.content[row], candidate.registration.creator)
+            memory.state.absorb(weight, self.keys[row], self.content[row], candidate.registration.creator,
+                                decay=self.settings.engagement_decay)
             memory.history.append((row, weight))
         self.mark_seen(user, [row])
 
@@ -229,7 +232,8 @@ class Catalogue:
         weight = signal_weight(kind, fraction)
         memory = self._memory(user)
         if weight:
-            memory.state.absorb(weight, self.keys[row], self.content[row], candidate.registration.creator)
+            memory.state.absorb(weight, self.keys[row], self.content[row], candidate.registration.creator,
+                                decay=self.settings.engagement_decay)
             memory.history.append((row, weight))
         memory.seen[row] = None
         return weight
