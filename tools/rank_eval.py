@@ -98,7 +98,9 @@ def read_interactions(path: Path) -> Interactions:
 def temporal_split(data: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Index arrays (train, validation, test): per user, the last 10% test, the 10% before validation."""
     order = np.lexsort((data.times, data.users))
-    train, validation, test = [], [], []
+    train: list[int] = []
+    validation: list[int] = []
+    test: list[int] = []
     boundaries = np.flatnonzero(np.diff(data.users[order])) + 1
     for group in np.split(order, boundaries):
         n = len(group)
@@ -134,7 +136,7 @@ def evaluate(scores: Scores, fitted: Interactions, target: Interactions, rows: n
 
 
 def _csr(data: Interactions, rows: npt.NDArray[np.int64], *, alpha: float = 1.0) -> object:
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
 
     values = np.ones(len(rows), np.float32) * alpha
     matrix = csr_matrix((values, (data.users[rows], data.items[rows])), shape=(data.n_users, data.n_items))
@@ -149,7 +151,7 @@ def popularity_scores(data: Interactions, rows: npt.NDArray[np.int64]) -> Scores
 
 def als_scores(data: Interactions, rows: npt.NDArray[np.int64], *, factors: int, regularization: float,
                alpha: float) -> Scores:
-    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.als import AlternatingLeastSquares  # type: ignore[import-untyped]
 
     model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha, iterations=15,
                                     random_state=7, num_threads=2)
@@ -158,7 +160,7 @@ def als_scores(data: Interactions, rows: npt.NDArray[np.int64], *, factors: int,
 
 
 def bpr_scores(data: Interactions, rows: npt.NDArray[np.int64], *, factors: int, learning_rate: float) -> Scores:
-    from implicit.cpu.bpr import BayesianPersonalizedRanking
+    from implicit.cpu.bpr import BayesianPersonalizedRanking  # type: ignore[import-untyped]
 
     model = BayesianPersonalizedRanking(factors=factors, learning_rate=learning_rate, regularization=0.01,
                                         iterations=200, random_state=7, num_threads=2)
@@ -167,7 +169,7 @@ def bpr_scores(data: Interactions, rows: npt.NDArray[np.int64], *, factors: int,
 
 
 def ranker_scores(data: Interactions, rows: npt.NDArray[np.int64], *, dim: int, l2: float,
-                  decay: float = 0.98) -> Scores:
+                  decay: float = 0.99) -> Scores:
     """The service's own catalogue, signals, trainer and scorer (see the module docstring)."""
     settings = CatalogueSettings(dim=dim, engagement_decay=decay, history_per_viewer=1_000)
     catalogue = Catalogue(settings, _NoIndex(), ExposurePolicy())
@@ -177,11 +179,11 @@ def ranker_scores(data: Interactions, rows: npt.NDArray[np.int64], *, dim: int, 
                                                   start), start))
     ordered = rows[np.argsort(data.times[rows], kind="stable")]
     for index in ordered.tolist():
-        user, key = f"u{data.users[index]}", f"i{data.items[index]}/v"
+        viewer, key = f"u{data.users[index]}", f"i{data.items[index]}/v"
         catalogue.count_impressions([int(data.items[index])])
-        catalogue.apply_signal(user, key, SignalKind.WATCH, 1.0, 60.0)
+        catalogue.apply_signal(viewer, key, SignalKind.WATCH, 1.0, 60.0)
         if data.weights[index] >= 4:
-            catalogue.apply_signal(user, key, SignalKind.LIKE, 1.0, 0.0)
+            catalogue.apply_signal(viewer, key, SignalKind.LIKE, 1.0, 0.0)
     # As `Ranking.training_data` weighs them: a full watch 0.7, with a like capped at 1.
     matrix = np.zeros((data.n_users, data.n_items), np.float32)
     matrix[data.users[rows], data.items[rows]] = np.where(data.weights[rows] >= 4, 1.0, 0.7)
@@ -220,7 +222,7 @@ FULL_GRID = Grid(
     als=[{"factors": f, "regularization": r, "alpha": a}
          for f in (32, 64, 128) for r in (0.01, 0.1, 1.0) for a in (1.0, 10.0, 40.0)],
     bpr=[{"factors": f, "learning_rate": lr} for f in (32, 64) for lr in (0.01, 0.05)],
-    ours=[{"dim": d, "l2": l2} for d in (64, 128) for l2 in (100.0, 300.0)],
+    ours=[{"dim": d, "l2": l2, "decay": decay} for d in (64, 512) for l2 in (100.0, 300.0) for decay in (0.98, 0.99)],
 )
 QUICK_GRID = Grid(als=[{"factors": 16, "regularization": 0.1, "alpha": 10.0}],
                   bpr=[{"factors": 16, "learning_rate": 0.05}], ours=[{"dim": 16, "l2": 50.0}])

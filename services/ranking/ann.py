@@ -25,13 +25,15 @@ class UsearchIndex:
                             expansion_add=expansion_add, expansion_search=expansion_search)
         self._lock = threading.Lock()
 
-    def upsert(self, rows: Rows, vectors: Matrix) -> None:
+    def upsert(self, rows: Rows, vectors: Matrix, *, threads: int = 1) -> None:
+        """Add or replace; `threads=0` uses every core (a bulk build off the event loop)."""
         keys = np.asarray(rows, dtype=np.uint64)
         with self._lock:
-            present = np.array([key in self._index for key in keys.tolist()], dtype=bool)
-            if present.any():
-                self._index.remove(keys[present])
-            self._index.add(keys, np.ascontiguousarray(vectors, dtype=np.float32), threads=1)
+            if len(self._index):
+                present = np.array([key in self._index for key in keys.tolist()], dtype=bool)
+                if present.any():
+                    self._index.remove(keys[present])
+            self._index.add(keys, np.ascontiguousarray(vectors, dtype=np.float32), threads=threads)
 
     def remove(self, row: int) -> None:
         with self._lock:

@@ -45,19 +45,19 @@ class RankingHarness:
 
     @property
     def candidates(self) -> candidates_pb2_grpc.CandidateServiceAsyncStub:
-        return candidates_pb2_grpc.CandidateServiceStub(self.channel)  # type: ignore[return-value]
+        return candidates_pb2_grpc.CandidateServiceStub(self.channel)
 
     @property
     def signals(self) -> signals_pb2_grpc.SignalServiceAsyncStub:
-        return signals_pb2_grpc.SignalServiceStub(self.channel)  # type: ignore[return-value]
+        return signals_pb2_grpc.SignalServiceStub(self.channel)
 
     @property
     def follows(self) -> follows_pb2_grpc.FollowServiceAsyncStub:
-        return follows_pb2_grpc.FollowServiceStub(self.channel)  # type: ignore[return-value]
+        return follows_pb2_grpc.FollowServiceStub(self.channel)
 
     @property
     def feed(self) -> feed_pb2_grpc.FeedServiceAsyncStub:
-        return feed_pb2_grpc.FeedServiceStub(self.channel)  # type: ignore[return-value]
+        return feed_pb2_grpc.FeedServiceStub(self.channel)
 
     def auth(self, subject: str, *roles: Role, age: int = 30) -> Metadata:
         claims = TokenClaims(subject, frozenset(roles or {Role.VIEWER}),
@@ -90,7 +90,7 @@ class RankingHarness:
     async def watch(self, user: str, video: str, *, seconds: float, kind: int = signals_pb2.SIGNAL_TYPE_WATCH,
                     event_id: str | None = None) -> signals_pb2.RecordSignalsResponse:
         signal = signal_of(video, kind, seconds=seconds, event_id=event_id)
-        return await self.signals.RecordSignals(  # type: ignore[no-any-return]
+        return await self.signals.RecordSignals(
             signals_pb2.RecordSignalsRequest(viewer=f"users/{user}", signals=[signal]),
             metadata=self.auth(f"users/{user}"))
 

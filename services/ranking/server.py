@@ -9,6 +9,7 @@ import logging
 import uuid
 from typing import Protocol
 
+import numpy as np
 from limelight.compliance.v1 import consent_pb2_grpc
 
 from libs.auth.principal import Role
@@ -67,7 +68,7 @@ class RankingService:
         self.catalogue = Catalogue(settings, UsearchIndex(2 * settings.dim), self.config.feed.exposure)
         loaded = self.store.load()
         for candidate in loaded.candidates:
-            self.catalogue.put(candidate)
+            self.catalogue.put(candidate, index=False)  # indexed once, after the first training
         for follow in loaded.follows:
             self.catalogue.follow(follow)
         self.catalogue.flagged = set(loaded.flagged)
@@ -103,6 +104,15 @@ class RankingService:
         matrix, items = self.ranking.training_data(history, training.max_items)
         model = await asyncio.to_thread(Ranking.train, matrix, items, dim=self.config.catalogue.dim, l2=training.l2)
         self.ranking.install(model)
+        count, rows, vectors = self.catalogue.index_snapshot()
+        index = await asyncio.to_thread(self._new_index, rows, vectors)
+        self.catalogue.swap_index(index, count, rows)
+
+    def _new_index(self, rows: np.ndarray, vectors: np.ndarray) -> UsearchIndex:
+        index = UsearchIndex(2 * self.config.catalogue.dim)
+        if rows.size:
+            index.upsert(rows, vectors, threads=0)
+        return index
 
     async def _start(self) -> None:
         if self._consent_cache is not None:

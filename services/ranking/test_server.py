@@ -29,7 +29,7 @@ def bad_request(error: grpc.aio.AioRpcError) -> list[str]:
 
 async def feed(h: RankingHarness, user: str, *, token: str = "", age: int = 30, size: int = 10,
                mode: int = 0) -> feed_pb2.GetFeedResponse:
-    return await h.feed.GetFeed(  # type: ignore[no-any-return]
+    return await h.feed.GetFeed(
         feed_pb2.GetFeedRequest(viewer=f"users/{user}", page_size=size, page_token=token, mode=mode),  # type: ignore[arg-type]
         metadata=h.auth(f"users/{user}", age=age))
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from limelight.ranking.v1 import feed_pb2
 
-from services.ranking.conftest import start_ranking, stop_ranking
 from services.ranking.config import RankingConfig
+from services.ranking.conftest import start_ranking, stop_ranking
 from services.ranking.scoring import FEATURES, TaskHeads, score_numpy
 from services.ranking.workers import RayScorer
 
