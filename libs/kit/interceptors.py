@@ -339,7 +339,10 @@ class KitClientInterceptor(
         self._service_token = service_token
         self._default_timeout = default_timeout
 
-    def _prepare(self, details: grpc.aio.ClientCallDetails) -> tuple[grpc.aio.ClientCallDetails, trace.Span]:
+    def _prepare(self, details: grpc.aio.ClientCallDetails, *,
+                 open_ended: bool = False) -> tuple[grpc.aio.ClientCallDetails, trace.Span]:
+        """`open_ended`: a response stream that lasts as long as its caller wants (a watch) gets
+        only the caller's own deadline, not the default one."""
         method = details.method.decode() if isinstance(details.method, bytes) else details.method
         span = self._tracer.start_span(method, kind=SpanKind.CLIENT, attributes=_span_attributes(method))
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
@@ -352,7 +355,7 @@ class KitClientInterceptor(
                 metadata[ON_BEHALF_OF_HEADER] = identity.user_token
         prepared = grpc.aio.ClientCallDetails(
             method=details.method,
-            timeout=details.timeout if details.timeout is not None else self._default_timeout,
+            timeout=details.timeout if details.timeout is not None or open_ended else self._default_timeout,
             metadata=metadata,
             credentials=details.credentials,
             wait_for_ready=details.wait_for_ready,
@@ -376,7 +379,7 @@ class KitClientInterceptor(
         return self._finish_when_done(await continuation(details, request), span)
 
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        details, span = self._prepare(client_call_details)
+        details, span = self._prepare(client_call_details, open_ended=True)
         return self._finish_when_done(await continuation(details, request), span)
 
     async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
@@ -384,7 +387,7 @@ class KitClientInterceptor(
         return self._finish_when_done(await continuation(details, request_iterator), span)
 
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        details, span = self._prepare(client_call_details)
+        details, span = self._prepare(client_call_details, open_ended=True)
         return self._finish_when_done(await continuation(details, request_iterator), span)
 
 

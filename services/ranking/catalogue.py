@@ -24,7 +24,7 @@ import numpy.typing as npt
 from services.ranking.embeddings import ItemModel, ViewerState, content_vector
 from services.ranking.engagement import count_signal, signal_weight, watch_fraction
 from services.ranking.model import Candidate, Follow, SignalKind
-from services.ranking.policy import ExposurePolicy, next_stage, velocity
+from services.ranking.policy import ExposurePolicy, next_stage, stable_hash, velocity
 from services.ranking.scoring import FEATURES, Feature
 
 Rows = npt.NDArray[np.int64]
@@ -80,6 +80,10 @@ class Catalogue:
         self.live = np.zeros(self._capacity, bool)
         self.creator_ids = np.zeros(self._capacity, np.int64)
         self.region_ids = np.zeros(self._capacity, np.int64)
+        self.stage = np.zeros(self._capacity, np.int8)
+        self.unsuitable = np.zeros(self._capacity, bool)
+        self.commercial = np.zeros(self._capacity, bool)
+        self.video_hash = np.zeros(self._capacity, np.uint64)
         self._names: dict[str, int] = {}
         self.model = ItemModel.empty(dim)
         self.viewers: dict[str, ViewerMemory] = {}
@@ -93,6 +97,10 @@ class Catalogue:
 
     # -- identifiers ----------------------------------------------------------------------
 
+    def known_id(self, name: str) -> int:
+        """The id of a name seen before, else -1 (matches nothing)."""
+        return self._names.get(name, -1)
+
     def name_id(self, name: str) -> int:
         """A small integer per creator or region name (0 is 'none')."""
         if not name:
@@ -104,7 +112,7 @@ class Catalogue:
     def _grow(self) -> None:
         self._capacity *= 2
         for attribute in ("content", "keys", "queries", "features", "publish_s", "velocity", "popularity",
-                          "live", "creator_ids", "region_ids"):
+                          "live", "creator_ids", "region_ids", "stage", "unsuitable", "commercial", "video_hash"):
             old = getattr(self, attribute)
             new = np.zeros((self._capacity, *old.shape[1:]), old.dtype)
             new[:len(old)] = old
@@ -128,6 +136,9 @@ class Catalogue:
         self.publish_s[row] = registration.publish_time.timestamp()
         self.creator_ids[row] = self.name_id(registration.creator)
         self.region_ids[row] = self.name_id(registration.region)
+        self.unsuitable[row] = registration.unsuitable_for_minors
+        self.commercial[row] = registration.commercial
+        self.video_hash[row] = stable_hash(candidate.key)
         self.live[row] = candidate.removed is None
         trained = self.model.index.get(candidate.key)
         if trained is not None:
@@ -174,6 +185,7 @@ class Catalogue:
         candidate.velocity = velocity(counts)
         self.velocity[row] = candidate.velocity
         candidate.stage = next_stage(candidate.stage, counts, self._exposure)
+        self.stage[row] = int(candidate.stage)
 
     # -- the trained model ---------------------------------------------------------------
 
@@ -372,10 +384,16 @@ class Catalogue:
             features[:, Feature.AFFINITY] = self.queries[rows] @ state.collaborative / scale
             norm = float(np.linalg.norm(state.content)) or 1.0
             features[:, Feature.TOPIC_AFFINITY] = self.content[rows] @ (state.content / norm)
-            followed = self.following.get(user, {})
-            creators = [self.candidates[row].registration.creator for row in rows]
-            features[:, Feature.FOLLOWS_CREATOR] = [1.0 if c in followed else 0.0 for c in creators]
-            features[:, Feature.CREATOR_AFFINITY] = [math.tanh(state.creators.get(c, 0.0) / 3.0) for c in creators]
+            creator_ids = self.creator_ids[rows]
+            followed = np.array([self.known_id(c) for c in self.following.get(user, {})], np.int64)
+            features[:, Feature.FOLLOWS_CREATOR] = np.isin(creator_ids, followed)
+            if state.creators:
+                ids = np.array([self.known_id(c) for c in state.creators], np.int64)
+                weights = np.tanh(np.array(list(state.creators.values()), np.float32) / 3.0)
+                order = np.argsort(ids)
+                ids, weights = ids[order], weights[order]
+                at = np.clip(np.searchsorted(ids, creator_ids), 0, len(ids) - 1)
+                features[:, Feature.CREATOR_AFFINITY] = np.where(ids[at] == creator_ids, weights[at], 0.0)
         return features
 
     def seen(self, user: str) -> OrderedDict[int, None]:

@@ -12,6 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from services.ranking.model import Adjustment, EngagementCounts, ExposureStage
 
 
@@ -55,13 +58,23 @@ def next_stage(stage: ExposureStage, counts: EngagementCounts, policy: ExposureP
     return stage
 
 
-def in_audience(viewer: str, video_key: str, stage: ExposureStage, policy: ExposurePolicy) -> bool:
-    """Whether this viewer is in the video's current pool (stable: the same answer on every page)."""
-    share = {ExposureStage.COHORT: policy.cohort_share, ExposureStage.EXPANDED: policy.expanded_share}.get(stage, 1.0)
-    if share >= 1.0:
-        return True
-    digest = hashlib.blake2b(f"{viewer}|{video_key}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big") / 2**32 < share
+def stable_hash(name: str) -> int:
+    """64 bits of BLAKE2b: the same in every process and replica."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+
+
+def audience_mask(viewer: str, video_hashes: npt.NDArray[np.uint64], stages: npt.NDArray[np.int8],
+                  policy: ExposurePolicy) -> npt.NDArray[np.bool_]:
+    """Whether this viewer is in each video's current pool: a stable hash of (viewer, video) under the
+    stage's share of viewers (the same answer on every page, in every replica)."""
+    mixed = video_hashes ^ np.uint64(stable_hash(viewer))
+    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's finaliser
+    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    mixed = mixed ^ (mixed >> np.uint64(31))
+    fraction = (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
+    share = np.where(stages == ExposureStage.COHORT, policy.cohort_share,
+                     np.where(stages == ExposureStage.EXPANDED, policy.expanded_share, 1.0))
+    return np.asarray(fraction < share)
 
 
 def exposure_adjustment(stage: ExposureStage, policy: ExposurePolicy) -> Adjustment | None:

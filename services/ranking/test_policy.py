@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,10 +13,11 @@ from services.ranking.policy import (
     ExposurePolicy,
     PagePolicy,
     Ranked,
+    audience_mask,
     diversify,
     freshness,
-    in_audience,
     next_stage,
+    stable_hash,
 )
 
 
@@ -62,10 +64,13 @@ def test_engaging_new_videos_widen_and_rejected_ones_are_demoted() -> None:
 
 def test_a_cohort_is_a_stable_minority_of_viewers() -> None:
     policy = ExposurePolicy()
-    inside = [in_audience(f"u{n}", "c/v", ExposureStage.COHORT, policy) for n in range(2000)]
-    assert 0.15 < sum(inside) / 2000 < 0.25
-    assert inside == [in_audience(f"u{n}", "c/v", ExposureStage.COHORT, policy) for n in range(2000)]
-    assert in_audience("anyone", "c/v", ExposureStage.BROAD, policy)
+    videos = np.array([stable_hash(f"c/v{n}") for n in range(2000)], np.uint64)
+    cohort = np.full(2000, ExposureStage.COHORT, np.int8)
+    inside = audience_mask("ana", videos, cohort, policy)
+    assert 0.15 < inside.mean() < 0.25
+    assert (inside == audience_mask("ana", videos, cohort, policy)).all()
+    assert not (inside == audience_mask("ben", videos, cohort, policy)).all()
+    assert audience_mask("ana", videos, np.full(2000, ExposureStage.BROAD, np.int8), policy).all()
 
 
 def test_freshness_halves_every_half_life() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -26,9 +25,9 @@ from services.ranking.engagement import BotGuard, signal_weight, watch_fraction
 from services.ranking.model import (
     VIDEO_NOT_REGISTERED,
     VIDEO_REMOVED,
-    Adjustment,
     Candidate,
     DroppedSignal,
+    ExposureStage,
     FeedMode,
     FeedModeReason,
     FeedPage,
@@ -51,11 +50,11 @@ from services.ranking.policy import (
     ExposurePolicy,
     PagePolicy,
     Ranked,
+    audience_mask,
     diversify,
     diversity_adjustment,
     exposure_adjustment,
     freshness_adjustment,
-    in_audience,
 )
 from services.ranking.scoring import Feature, Scores, Task, TaskHeads, contributions
 
@@ -123,12 +122,12 @@ class Sealer(Protocol):
 @dataclass(frozen=True)
 class FeedPolicy:
     default_page_size: int = 10
-    neighbours: int = 200
+    neighbours: int = 150
     fresh: int = 60
     trending: int = 60
     per_followed_creator: int = 5
     popular: int = 150
-    rerank_pool: int = 60  # the best this many (after policy multipliers) enter the diversity pass
+    rerank_pool: int = 30  # the best this many (after policy multipliers) enter the diversity pass
     exposure: ExposurePolicy = field(default_factory=ExposurePolicy)
     page: PagePolicy = field(default_factory=PagePolicy)
     signal_clock_skew: dt.timedelta = dt.timedelta(minutes=5)
@@ -332,17 +331,17 @@ class Ranking:
         personal = mode is FeedMode.PERSONALISED
         sources = self._sources(viewer, now_s, personal)
         size = request.page_size or self.policy.default_page_size
-        rows, proposed = self._eligible(viewer, sources, size)
+        rows = self._eligible(viewer, sources, size)
         if not rows.size:
             return FeedPage((), mode, reason, request.session or self._new_id(), request.page, False)
         features = self.catalogue.feature_rows(viewer.user, rows, region=viewer.region, now_s=now_s,
                                                personal=personal)
-        commercial = np.array([self.catalogue.candidates[r].registration.commercial for r in rows.tolist()])
+        commercial = self.catalogue.commercial[rows]
         if personal and commercial.any() and not (viewer.adult and await self._consent.personalised_ads(viewer.user)):
             for column in PERSONAL_FEATURES:  # no personalised ads for minors or without ad consent
                 features[commercial, column] = 0.0
         scores = await self._scorer.score(features)
-        page = self._page(viewer, rows, proposed, features, scores, size, mode, now, personal)
+        page = self._page(viewer, rows, sources, features, scores, size, mode, now, personal)
         session = request.session or self._new_id()
         items = tuple(replace(item, position=request.page * size + i) for i, item in enumerate(page))
         shown = [self.catalogue.candidates[self.catalogue.rows[f"{i.creator}/{i.video}"]] for i in items]
@@ -365,73 +364,65 @@ class Ranking:
                 (Source.WORLDWIDE_POPULAR, catalogue.popular("", now_s)[:policy.popular]),
                 (Source.FRESH, catalogue.fresh(now_s, policy.fresh // 2))]
 
-    def _eligible(self, viewer: Viewer, sources: list[tuple[Source, Rows]],
-                  size: int) -> tuple[Rows, dict[int, list[Source]]]:
-        """Merged, de-duplicated rows that may be shown to this viewer, with who proposed each.
+    def _eligible(self, viewer: Viewer, sources: list[tuple[Source, Rows]], size: int) -> Rows:
+        """Merged rows that may be shown to this viewer, in the order first proposed.
 
         Staged exposure: a video still in its cohort or expanded pool reaches only the viewers in
-        that pool, unless the page could not be filled otherwise (a small catalogue)."""
+        that pool (followers always), unless the page could not be filled otherwise."""
         catalogue = self.catalogue
+        proposed = [rows for _, rows in sources if rows.size]
+        if not proposed:
+            return np.zeros(0, np.int64)
+        stacked = np.concatenate(proposed)
+        unique, first = np.unique(stacked, return_index=True)
+        rows = unique[np.argsort(first, kind="stable")]
+        keep = catalogue.live[rows] & (catalogue.creator_ids[rows] != catalogue.known_id(viewer.user))
+        if not viewer.adult:
+            keep &= ~catalogue.unsuitable[rows]
         seen = catalogue.seen(viewer.user)
-        proposed: dict[int, list[Source]] = {}
-        outside: dict[int, list[Source]] = {}
-        for source, rows in sources:
-            for row in rows.tolist():
-                if row in seen:
-                    continue
-                candidate = catalogue.candidates[row]
-                if candidate.removed is not None or not catalogue.live[row]:
-                    continue  # taken down or held by compliance
-                if candidate.registration.unsuitable_for_minors and not viewer.adult:
-                    continue
-                if candidate.registration.creator == viewer.user:
-                    continue
-                if source is not Source.FOLLOWING and not in_audience(
-                        viewer.user, candidate.key, candidate.stage, self.policy.exposure):
-                    outside.setdefault(row, []).append(source)
-                    continue
-                proposed.setdefault(row, []).append(source)
-        for row, by in outside.items():
-            if len(proposed) >= 4 * size:
-                break
-            proposed.setdefault(row, by)
-        return np.fromiter(proposed, dtype=np.int64, count=len(proposed)), proposed
+        if seen:
+            keep &= ~np.isin(rows, np.fromiter(seen, np.int64, len(seen)))
+        rows = rows[keep]
+        following = next((r for source, r in sources if source is Source.FOLLOWING), np.zeros(0, np.int64))
+        inside = audience_mask(viewer.user, catalogue.video_hash[rows], catalogue.stage[rows],
+                               self.policy.exposure) | np.isin(rows, following)
+        chosen, outside = rows[inside], rows[~inside]
+        backfill = max(0, 4 * size - len(chosen))
+        return np.concatenate([chosen, outside[:backfill]]) if backfill else chosen
 
-    def _page(self, viewer: Viewer, rows: Rows, proposed: dict[int, list[Source]], features: np.ndarray,
+    def _page(self, viewer: Viewer, rows: Rows, sources: list[tuple[Source, Rows]], features: np.ndarray,
               scores: Scores, size: int, mode: FeedMode, now: dt.datetime, personal: bool) -> list[ShownItem]:
         catalogue, policy = self.catalogue, self.policy
-        shares = contributions(scores.predictions, self.heads)
-        utilities = np.logaddexp(0.0, scores.values)  # softplus: positive, order-preserving
-        adjusted: list[tuple[float, int, list[Adjustment]]] = []
-        for i, row in enumerate(rows.tolist()):
-            candidate = catalogue.candidates[row]
-            steps = [freshness_adjustment(float(features[i, Feature.FRESHNESS]), policy.page)]
-            exposure = exposure_adjustment(candidate.stage, policy.exposure)
-            if exposure is not None:
-                steps.append(exposure)
-            multiplier = math.prod(step.multiplier for step in steps)
-            adjusted.append((float(utilities[i]) * multiplier, i, steps))
-        adjusted.sort(key=lambda entry: -entry[0])
-        pool = adjusted[:max(policy.rerank_pool, size)]
-        ranked = [Ranked(str(i), catalogue.candidates[int(rows[i])].registration.creator,
-                         _main_topic(catalogue.candidates[int(rows[i])].registration.hashtags), value)
-                  for value, i, _ in pool]
-        steps_of = {i: steps for _, i, steps in pool}
+        fresh = features[:, Feature.FRESHNESS]
+        demoted = catalogue.stage[rows] == ExposureStage.DEMOTED
+        multipliers = (1.0 + policy.page.fresh_boost * fresh) * np.where(
+            demoted, policy.exposure.demoted_multiplier, 1.0)
+        adjusted = np.logaddexp(0.0, scores.values) * multipliers  # softplus: positive, order-preserving
+        pool_size = min(len(rows), max(policy.rerank_pool, size))
+        pool = np.argpartition(-adjusted, pool_size - 1)[:pool_size]
+        pool = pool[np.argsort(-adjusted[pool], kind="stable")]
+        ranked = []
+        for i in pool.tolist():
+            registration = catalogue.candidates[int(rows[i])].registration
+            ranked.append(Ranked(str(i), registration.creator, _main_topic(registration.hashtags), float(adjusted[i])))
         chosen = diversify(ranked, size, policy.page)
         if not personal:
-            chosen = _interleave_following(chosen, proposed, rows, catalogue.publish_s)
+            chosen = _interleave_following(chosen, sources, rows, catalogue.publish_s)
+        shares = contributions(scores.predictions, self.heads)
         items: list[ShownItem] = []
         for entry, value, repeats in chosen:
             i = int(entry.key)
             row = int(rows[i])
-            registration = catalogue.candidates[row].registration
-            steps = list(steps_of[i])
-            diversity = diversity_adjustment(repeats, policy.page)
-            if diversity is not None:
-                steps.append(diversity)
+            candidate = catalogue.candidates[row]
+            registration = candidate.registration
+            steps = [freshness_adjustment(float(fresh[i]), policy.page)]
+            for step in (exposure_adjustment(candidate.stage, policy.exposure),
+                         diversity_adjustment(repeats, policy.page)):
+                if step is not None:
+                    steps.append(step)
             items.append(ShownItem(
                 item_id=self._new_id(), viewer=viewer.user, creator=registration.creator, video=registration.video,
-                position=0, mode=mode, sources=tuple(proposed[row]),
+                position=0, mode=mode, sources=tuple(source for source, proposed in sources if (proposed == row).any()),
                 predictions={task.name.lower(): float(scores.predictions[i, task]) for task in Task},
                 contributions={task.name.lower(): float(shares[i, task]) for task in Task}
                 | {f"feature.{f.name.lower()}": float(features[i, f]) for f in Feature},
@@ -504,11 +495,12 @@ def _main_topic(hashtags: Sequence[str]) -> str:
     return hashtags[0].lower() if hashtags else ""
 
 
-def _interleave_following(chosen: list[tuple[Ranked, float, int]], proposed: dict[int, list[Source]],
+def _interleave_following(chosen: list[tuple[Ranked, float, int]], sources: list[tuple[Source, Rows]],
                           rows: Rows, publish_s: np.ndarray) -> list[tuple[Ranked, float, int]]:
     """Non-personalised pages: followed creators' videos newest first in every other slot,
     popularity in the rest."""
-    following = [entry for entry in chosen if Source.FOLLOWING in proposed[int(rows[int(entry[0].key)])]]
+    followed = next((r for source, r in sources if source is Source.FOLLOWING), np.zeros(0, np.int64))
+    following = [entry for entry in chosen if bool(np.isin(rows[int(entry[0].key)], followed))]
     others = [entry for entry in chosen if entry not in following]
     following.sort(key=lambda entry: -float(publish_s[int(rows[int(entry[0].key)])]))
     merged: list[tuple[Ranked, float, int]] = []
