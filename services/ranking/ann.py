@@ -20,7 +20,7 @@ class UsearchIndex:
     """Satisfies `catalogue.NeighbourIndex`; safe to search while another thread writes."""
 
     def __init__(self, dim: int, *, connectivity: int = 16, expansion_add: int = 100,
-                 expansion_search: int = 200) -> None:
+                 expansion_search: int = 128) -> None:
         self._index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=connectivity,
                             expansion_add=expansion_add, expansion_search=expansion_search)
         self._lock = threading.Lock()

@@ -122,9 +122,9 @@ class Sealer(Protocol):
 @dataclass(frozen=True)
 class FeedPolicy:
     default_page_size: int = 10
-    neighbours: int = 150
-    fresh: int = 60
-    trending: int = 60
+    neighbours: int = 120
+    fresh: int = 40
+    trending: int = 40
     per_followed_creator: int = 5
     popular: int = 150
     rerank_pool: int = 30  # the best this many (after policy multipliers) enter the diversity pass
