@@ -21,7 +21,7 @@ The offline evaluation (`limelight rank eval`) trains and scores with these same
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,13 +138,3 @@ class ViewerState:
     @property
     def known(self) -> bool:
         return self.engaged > 0
-
-
-def viewer_embedding(history: Iterable[tuple[str, float]], model: ItemModel) -> Vector:
-    """The collaborative embedding of a history of (video key, weight), without decay (the eval)."""
-    total = np.zeros(model.dim, np.float32)
-    for name, weight in history:
-        row = model.index.get(name)
-        if row is not None:
-            total += weight * model.keys[row]
-    return total

@@ -105,7 +105,7 @@ class FollowServicer(follows_pb2_grpc.FollowServiceServicer):
         require_self_or_staff(current_principal(), creator, field="parent")
         limit = page_size(request.page_size, default=FOLLOW_PAGE)
         before = messages.FOLLOWER_TOKENS.decode(request.page_token, bound_to=request.parent, shape=(int, str))
-        follows = await self._ranking.store.followers(
+        follows = await self._ranking.followers(
             creator, before=(int(before[0]), str(before[1])) if before else None, limit=limit + 1)
         response = follows_pb2.ListFollowersResponse(follows=[messages.follow(f) for f in follows[:limit]])
         if len(follows) > limit:
@@ -119,7 +119,7 @@ class FollowServicer(follows_pb2_grpc.FollowServiceServicer):
         require_self_or_staff(current_principal(), user, field="parent")
         limit = page_size(request.page_size, default=FOLLOW_PAGE)
         before = messages.FOLLOWING_TOKENS.decode(request.page_token, bound_to=request.parent, shape=(int, str))
-        follows = await self._ranking.store.following(
+        follows = await self._ranking.following(
             user, before=(int(before[0]), str(before[1])) if before else None, limit=limit + 1)
         response = follows_pb2.ListFollowingResponse(follows=[messages.follow(f) for f in follows[:limit]])
         if len(follows) > limit:

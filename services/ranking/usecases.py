@@ -290,6 +290,12 @@ class Ranking:
         self.catalogue.unfollow(follower, creator)
         return removed
 
+    async def followers(self, creator: str, *, before: tuple[int, str] | None, limit: int) -> list[Follow]:
+        return await self.store.followers(creator, before=before, limit=limit)
+
+    async def following(self, user: str, *, before: tuple[int, str] | None, limit: int) -> list[Follow]:
+        return await self.store.following(user, before=before, limit=limit)
+
     def follow_stats(self, creator: str) -> FollowStats:
         return FollowStats(creator, self.catalogue.follower_count(creator),
                            len(self.catalogue.following.get(creator, {})), self._clock())
