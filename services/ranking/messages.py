@@ -14,7 +14,6 @@ from libs.timestamps import epoch_us, from_timestamp, to_timestamp
 from services.ranking.model import (
     Candidate,
     FeedMode,
-    FeedModeReason,
     FeedPage,
     FeedSettings,
     Follow,
@@ -142,16 +141,13 @@ def feed_mode(value: int) -> FeedMode | None:
     return FeedMode(value) if value else None
 
 
-def feed_session(token: str, viewer: str) -> tuple[str | None, int, FeedMode | None, FeedModeReason | None]:
-    """(session, page, mode, reason) from a GetFeed page token; (None, 0, None, None) for a new session."""
-    position = FEED_TOKENS.decode(token, bound_to=viewer, shape=(str, int, int, int))
+def feed_session(token: str, viewer: str) -> tuple[str | None, int]:
+    """(session, page) from a GetFeed page token; (None, 0) for a new session."""
+    position = FEED_TOKENS.decode(token, bound_to=viewer, shape=(str, int))
     if position is None:
-        return None, 0, None, None
-    session, page, mode, reason = position
-    try:
-        return str(session), int(page), FeedMode(int(mode)), FeedModeReason(int(reason))
-    except ValueError:
-        raise FEED_TOKENS.invalid() from None
+        return None, 0
+    session, page = position
+    return str(session), int(page)
 
 
 def feed_item_name(item: ShownItem) -> str:
@@ -178,8 +174,7 @@ def feed_page(page: FeedPage, viewer: str) -> feed_pb2.GetFeedResponse:
     response = feed_pb2.GetFeedResponse(items=[feed_item(item) for item in page.items], mode=int(page.mode),  # type: ignore[arg-type]
                                         mode_reason=int(page.reason))  # type: ignore[arg-type]
     if page.more:
-        response.next_page_token = FEED_TOKENS.encode(page.session, page.page + 1, int(page.mode), int(page.reason),
-                                                      bound_to=viewer)
+        response.next_page_token = FEED_TOKENS.encode(page.session, page.page + 1, bound_to=viewer)
     return response
 
 

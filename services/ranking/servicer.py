@@ -136,11 +136,11 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
     async def GetFeed(self, request: feed_pb2.GetFeedRequest, context: Call) -> feed_pb2.GetFeedResponse:
         user = messages.USER.parse(request.viewer, field="viewer")["user"]
         principal = require_self(current_principal(), user, field="viewer")
-        session, page, session_mode, session_reason = messages.feed_session(request.page_token, request.viewer)
+        session, page = messages.feed_session(request.page_token, request.viewer)
         viewer = Viewer(user, acting(principal).is_adult_on(self._clock().date()),
                         request.region_code or acting(principal).country)
         feed_page = await self._ranking.get_feed(FeedRequest(
-            viewer, messages.feed_mode(request.mode), request.page_size, session, page, session_mode, session_reason))
+            viewer, messages.feed_mode(request.mode), request.page_size, session, page))
         return messages.feed_page(feed_page, request.viewer)
 
     async def ExplainFeedItem(self, request: feed_pb2.ExplainFeedItemRequest,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from limelight.compliance.v1 import consent_pb2
+from limelight.compliance.v1 import consent_pb2, consent_pb2_grpc
 from limelight.ranking.v1 import candidates_pb2, feed_pb2, follows_pb2, signals_pb2
 
 from libs.auth.principal import Role
@@ -234,3 +235,25 @@ async def test_personalised_ads_need_consent(harness: RankingHarness) -> None:
     await harness.register("brand", "ad1", commercial=True, labels=("Werbung",), ad="ads/a1")
     page = await feed(harness, "ana")
     assert page.items[0].ad == "ads/a1"
+
+
+async def test_a_consent_withdrawn_mid_session_applies_to_the_next_page(harness: RankingHarness) -> None:
+    for n in range(30):
+        await harness.register(f"c{n}", "v1", hashtags=("x",))
+    await harness.consent("ana")
+    await harness.watch("ana", "creators/c0/videos/v1", seconds=30)
+    first = await feed(harness, "ana", size=5)
+    assert first.mode == feed_pb2.FEED_MODE_PERSONALISED
+    withdraw = consent_pb2.WithdrawConsentRequest(parent="users/ana", request_id=str(uuid.uuid4()),
+                                                  purpose=consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT,
+                                                  source="test")
+    await consent_pb2_grpc.ConsentServiceStub(harness.compliance_channel).WithdrawConsent(
+        withdraw, metadata=harness.auth("users/ana"))
+    token = first.next_page_token
+    for _ in range(100):  # the cache hears of the withdrawal over compliance's change stream
+        page = await feed(harness, "ana", size=1, token=token)
+        if page.mode == feed_pb2.FEED_MODE_NON_PERSONALISED:
+            break
+        token = page.next_page_token
+        await asyncio.sleep(0.02)
+    assert (page.mode, page.mode_reason) == (feed_pb2.FEED_MODE_NON_PERSONALISED, feed_pb2.FEED_MODE_REASON_NO_CONSENT)

@@ -140,8 +140,6 @@ class FeedRequest:
     page_size: int
     session: str | None
     page: int
-    session_mode: FeedMode | None = None
-    session_reason: FeedModeReason | None = None
 
 
 # -- the use cases -----------------------------------------------------------------------------
@@ -314,8 +312,8 @@ class Ranking:
     # -- the feed -------------------------------------------------------------------------------
 
     async def resolve_mode(self, request: FeedRequest) -> tuple[FeedMode, FeedModeReason]:
-        if request.session_mode is not None and request.session_reason is not None and request.mode is None:
-            return request.session_mode, request.session_reason  # a session keeps its mode
+        """Decided on every call, never carried in the session: a consent withdrawn or a setting
+        changed between two pages applies to the next one."""
         user = request.viewer.user
         saved = self.feed_settings(user).default_mode
         wanted = request.mode or saved or FeedMode.PERSONALISED
