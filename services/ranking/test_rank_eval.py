@@ -30,7 +30,7 @@ def test_eval_prints_a_table_and_writes_json_for_every_model(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "NDCG@10" in result.output and "ours / tuned ALS" in result.output
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"popularity", "ALS", "BPR", "ours"}
+    assert set(results) == {"popularity", "ALS", "BPR", "ours", "ours (service defaults)"}
     for model in results.values():
         assert all(0.0 <= value <= 1.0 for value in model["test"].values())
     # Two clear taste groups: the ranker must find them better than popularity does.
