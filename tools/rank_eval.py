@@ -25,7 +25,7 @@ Models:
   the EASE^R factors trained by `train_item_model` and installed with `install_model`, then
   `Catalogue.feature_rows` and the multi-task scorer `score_numpy` rank every candidate, as
   GetFeed does before its policy step. The rank, λ, the engagement decay and the weight of the
-  video's own statistics (`with_item_prior`) are tuned on validation; the service's own
+  video's own statistics on personalised pages (`CatalogueSettings.item_prior`) are tuned on validation; the service's own
   defaults are scored beside it ("ours (service defaults)").
 """
 
@@ -48,7 +48,7 @@ from services.ranking.catalogue import Catalogue, CatalogueSettings
 from services.ranking.embeddings import train_item_model
 from services.ranking.model import Candidate, SignalKind, VideoRegistration
 from services.ranking.policy import ExposurePolicy
-from services.ranking.scoring import TaskHeads, score_numpy, with_item_prior
+from services.ranking.scoring import TaskHeads, score_numpy
 
 Scores = npt.NDArray[np.float32]
 K_NDCG = 10
@@ -171,9 +171,9 @@ def bpr_scores(data: Interactions, rows: npt.NDArray[np.int64], *, factors: int,
 
 
 def ranker_scores(data: Interactions, rows: npt.NDArray[np.int64], *, dim: int, l2: float,
-                  decay: float = 0.99, item_prior: float = 1.0) -> Scores:
+                  decay: float = 0.99, item_prior: float = 0.0) -> Scores:
     """The service's own catalogue, signals, trainer and scorer (see the module docstring)."""
-    settings = CatalogueSettings(dim=dim, engagement_decay=decay, history_per_viewer=1_000)
+    settings = CatalogueSettings(dim=dim, engagement_decay=decay, item_prior=item_prior, history_per_viewer=1_000)
     catalogue = Catalogue(settings, _NoIndex(), ExposurePolicy())
     start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     for item in range(data.n_items):
@@ -190,7 +190,7 @@ def ranker_scores(data: Interactions, rows: npt.NDArray[np.int64], *, dim: int, 
     matrix = np.zeros((data.n_users, data.n_items), np.float32)
     matrix[data.users[rows], data.items[rows]] = np.where(data.weights[rows] >= 4, 1.0, 0.7)
     catalogue.install_model(train_item_model(matrix, [f"i{i}/v" for i in range(data.n_items)], dim=dim, l2=l2))
-    heads = with_item_prior(TaskHeads(), item_prior)
+    heads = TaskHeads()
     all_rows = np.arange(data.n_items, dtype=np.int64)
     scores = np.zeros((data.n_users, data.n_items), np.float32)
     now_s = start.timestamp()
@@ -229,7 +229,7 @@ FULL_GRID = Grid(
 QUICK_GRID = Grid(als=[{"factors": 16, "regularization": 0.1, "alpha": 10.0}],
                   bpr=[{"factors": 16, "learning_rate": 0.05}], ours=[{"dim": 16, "l2": 50.0}])
 # What the service runs (RankingConfig's defaults), scored beside the tuned setting.
-SERVICE_SETTING = {"dim": 64, "l2": 100.0, "decay": 0.99, "item_prior": 1.0}
+SERVICE_SETTING = {"dim": 64, "l2": 100.0, "decay": 0.99, "item_prior": 0.0}
 
 
 def _tune(name: str, fit: Callable[..., Scores], grid: Sequence[dict[str, float]], data: Interactions,

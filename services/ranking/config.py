@@ -30,10 +30,6 @@ class TrainingConfig:
     max_items: int = 4_000
     l2: float = 100.0  # EASE^R's λ, tuned on the MovieLens validation split (`limelight rank eval`)
     retrain_seconds: float = 600.0
-    # Weight of a video's own statistics (popularity, per-impression rates) in the task heads.
-    # MovieLens tunes it to 0, but it has no impressions, so its "rates" are artefacts of
-    # ratings; the feed keeps the prior at full weight until its own logs tune it.
-    item_prior: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -97,17 +97,9 @@ class TaskHeads:
 
 
 # The video's own statistics (popularity and per-impression engagement rates): a prior on the
-# video whatever the viewer, which `TaskHeads.with_item_prior` scales.
+# video whatever the viewer. Personalised pages weigh it by `CatalogueSettings.item_prior`.
 ITEM_PRIOR_FEATURES = (Feature.POPULARITY, Feature.REGIONAL_POPULARITY, Feature.COMPLETION_RATE, Feature.LIKE_RATE,
                        Feature.COMMENT_RATE, Feature.SHARE_RATE)
-
-
-def with_item_prior(heads: TaskHeads, scale: float) -> TaskHeads:
-    """The same heads with the item-prior features' coefficients multiplied by `scale` (tuned
-    offline by `limelight rank eval`; negative feedback is never scaled away)."""
-    coefficients = heads.coefficients.copy()
-    coefficients[list(ITEM_PRIOR_FEATURES)] *= scale
-    return TaskHeads(coefficients, heads.bias.copy(), heads.weights.copy())
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from services.ranking.catalogue import Catalogue
 from services.ranking.clients import ComplianceConsent, NoConsent
 from services.ranking.config import RankingConfig
 from services.ranking.engagement import BotGuard
-from services.ranking.scoring import TaskHeads, with_item_prior
+from services.ranking.scoring import TaskHeads
 from services.ranking.servicer import CandidateServicer, FeedServicer, FollowServicer, SignalServicer
 from services.ranking.store import RankingStore
 from services.ranking.usecases import ConsentChecker, Ranking, Scorer
@@ -62,7 +62,7 @@ class RankingService:
         self.config = config or RankingConfig.from_environment()
         self._runtime = runtime
         self._clock = clock
-        self.heads = with_item_prior(TaskHeads(), self.config.training.item_prior)
+        self.heads = TaskHeads()
         self.store = RankingStore.open(runtime.data_root)
         settings = self.config.catalogue
         self.catalogue = Catalogue(settings, UsearchIndex(2 * settings.dim), self.config.feed.exposure)
