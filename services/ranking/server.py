@@ -18,10 +18,12 @@ from libs.consent.cache import ConsentCache
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
 from libs.privacy.remote import personal_data_for
+from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
 from services.ranking.ann import UsearchIndex
 from services.ranking.catalogue import Catalogue
 from services.ranking.clients import ComplianceConsent, NoConsent
 from services.ranking.config import RankingConfig
+from services.ranking.data_map import DATA_MAP
 from services.ranking.engagement import BotGuard
 from services.ranking.scoring import TaskHeads
 from services.ranking.servicer import CandidateServicer, FeedServicer, FollowServicer, SignalServicer
@@ -46,6 +48,7 @@ ACCESS = AccessPolicy(
         # Ingest registers what it publishes; compliance officers and services take videos down.
         **method_paths(CANDIDATES, {"RegisterVideo": SERVICES_AND_ADMINS, "UnregisterVideo": STAFF,
                                     "GetCandidate": STAFF}),
+        **SUBJECT_DATA_ACCESS,
     },
 )
 
@@ -93,7 +96,8 @@ class RankingService:
         return package_definition(
             PACKAGE,
             {CANDIDATES: CandidateServicer(self.ranking), SIGNALS: SignalServicer(self.ranking),
-             FOLLOWS: FollowServicer(self.ranking), FEED: FeedServicer(self.ranking, self._clock)},
+             FOLLOWS: FollowServicer(self.ranking), FEED: FeedServicer(self.ranking, self._clock),
+             SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, self.ranking)},
             policy=ACCESS, on_start=self._start, on_stop=self._stop)
 
     async def retrain(self) -> None:

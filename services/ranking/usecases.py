@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from libs.clock import Clock
 from libs.errors import InvalidArgument, NotFound
+from libs.privacy.subject_data import Erasure
 from services.ranking.catalogue import Catalogue, Rows
 from services.ranking.embeddings import ItemModel, interaction_matrix, train_item_model
 from services.ranking.engagement import BotGuard, signal_weight, watch_fraction
@@ -478,7 +479,10 @@ class Ranking:
 
     # -- the data subject -----------------------------------------------------------------------
 
-    async def export_subject(self, user: str) -> dict[str, list[dict[str, object]]]:
+    async def export(self, user_id: str) -> Mapping[str, Any]:
+        """Ranking's part of an access request (`libs.privacy.subject_data.SubjectDataHolder`):
+        signals (report details opened), follows, feed settings, items shown."""
+        user = user_id
         records = await self.store.subject_records(user)
         for record in records.get("signals", []):
             sealed = record.pop("report_details_sealed", None)
@@ -486,13 +490,16 @@ class Ranking:
                 record["report_details"] = await self._sealer.open(f"users/{user}", REPORT_DETAILS_FIELD, sealed) or ""
         return records
 
-    async def erase_subject(self, user: str) -> dict[str, int]:
-        erased = await self.store.erase_subject(user)
-        self.catalogue.forget_viewer(user)
-        self._settings.pop(user, None)
-        self._bots.forget(user)
-        self.catalogue.flagged.discard(user)
-        return erased
+    async def erase(self, user_id: str) -> Erasure:
+        """Ranking's erasure step: every row about the viewer goes, and their in-memory profile
+        (idempotent: a second run deletes nothing). Aggregate counts on videos stay (no person)."""
+        erased = await self.store.erase_subject(user_id)
+        self.catalogue.forget_viewer(user_id)
+        self._settings.pop(user_id, None)
+        self._bots.forget(user_id)
+        self.catalogue.flagged.discard(user_id)
+        return Erasure(summary="deleted " + ", ".join(f"{count} {table.replace('_', ' ')}"
+                                                      for table, count in erased.items()))
 
 
 def _main_topic(hashtags: Sequence[str]) -> str:
