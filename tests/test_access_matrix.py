@@ -36,6 +36,13 @@ from limelight.gifts.v1 import (
 )
 from limelight.ingest.v1 import ingest_pb2
 from limelight.privacy.v1 import subject_data_pb2
+from limelight.ranking.v1 import (
+    candidates_pb2,
+    feed_pb2,
+    follows_pb2,
+    follows_pb2_grpc,
+    signals_pb2,
+)
 from limelight.shop.v1 import catalog_pb2, inventory_pb2, live_pins_pb2, orders_pb2
 
 from libs.auth.principal import Role
@@ -213,7 +220,49 @@ AD = ads_pb2.Ad(kind=ads_pb2.AD_KIND_COMMERCIAL_CONTENT, content="creators/mx-ow
                 summary="Werbung | matrix", advertiser="Matrix GmbH", payer="Matrix GmbH", brand="Matrix",
                 creator="creators/mx-owner", targeting=ads_pb2.AdTargeting(member_states=["DE"]))
 
+def _registration(r: Resources) -> candidates_pb2.RegisterVideoRequest:
+    request = candidates_pb2.RegisterVideoRequest(video=f"{r.creator}/videos/v1")
+    request.duration.FromTimedelta(dt.timedelta(seconds=10))
+    request.publish_time.FromDatetime(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    return request
+
+
+def _signals(r: Resources) -> signals_pb2.RecordSignalsRequest:
+    signal = signals_pb2.Signal(event_id=_uuid(), video=f"{r.creator}/videos/v1", type=signals_pb2.SIGNAL_TYPE_LIKE)
+    signal.occur_time.FromDatetime(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    return signals_pb2.RecordSignalsRequest(viewer=r.user, signals=[signal])
+
+
+RANKING = "/limelight.ranking.v1"
+RANKING_REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
+    f"{RANKING}.CandidateService/RegisterVideo": _registration,
+    f"{RANKING}.CandidateService/UnregisterVideo": lambda r: candidates_pb2.UnregisterVideoRequest(
+        video=f"{r.creator}/videos/gone", reason=candidates_pb2.REMOVAL_REASON_TAKEN_DOWN),
+    f"{RANKING}.CandidateService/GetCandidate": lambda r: candidates_pb2.GetCandidateRequest(
+        name=f"{r.creator}/videos/v1/candidate"),
+    f"{RANKING}.SignalService/RecordSignals": _signals,
+    f"{RANKING}.SignalService/GetLiveEngagement": lambda r: signals_pb2.GetLiveEngagementRequest(
+        name=f"{r.creator}/lives/none/engagement"),
+    f"{RANKING}.FollowService/FollowCreator": lambda r: follows_pb2.FollowCreatorRequest(
+        follower=r.user, creator="creators/mx-star"),
+    f"{RANKING}.FollowService/UnfollowCreator": lambda r: follows_pb2.UnfollowCreatorRequest(
+        name=f"{r.user}/follows/mx-star"),
+    f"{RANKING}.FollowService/GetFollowStats": lambda r: follows_pb2.GetFollowStatsRequest(
+        name=f"{r.creator}/followStats"),
+    f"{RANKING}.FollowService/ListFollowers": lambda r: follows_pb2.ListFollowersRequest(parent=r.creator),
+    f"{RANKING}.FollowService/ListFollowing": lambda r: follows_pb2.ListFollowingRequest(parent=r.user),
+    f"{RANKING}.FeedService/GetFeed": lambda r: feed_pb2.GetFeedRequest(viewer=r.user),
+    f"{RANKING}.FeedService/ExplainFeedItem": lambda r: feed_pb2.ExplainFeedItemRequest(
+        name=f"{r.user}/feedItems/none"),
+    f"{RANKING}.FeedService/GetRankingParameters": lambda r: feed_pb2.GetRankingParametersRequest(),
+    f"{RANKING}.FeedService/GetFeedSettings": lambda r: feed_pb2.GetFeedSettingsRequest(
+        name=f"{r.user}/feedSettings"),
+    f"{RANKING}.FeedService/UpdateFeedSettings": lambda r: feed_pb2.UpdateFeedSettingsRequest(
+        settings=feed_pb2.FeedSettings(name=f"{r.user}/feedSettings", default_mode=feed_pb2.FEED_MODE_PERSONALISED)),
+}
+
 REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
+    **RANKING_REQUESTS,
     "/limelight.ingest.v1.IngestService/UploadVideo": _upload,
     "/limelight.ingest.v1.IngestService/GetUpload": lambda r: ingest_pb2.GetUploadRequest(name=r.upload),
     "/limelight.ingest.v1.IngestService/GetVideo": lambda r: ingest_pb2.GetVideoRequest(name=f"{r.creator}/videos/v1"),
@@ -451,6 +500,19 @@ OWNERS_LIVE_REQUEST = "0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9c01"
 OWNERS_UPLOAD = f"creators/{OWNER}/uploads/0b7e7d4a-3f0c-4b8e-9a34-2f1d7c0e9c02"
 
 
+async def _followed_enough_to_go_live(platform: InProcessPlatform, needed: int = 1_000) -> None:
+    """Gifts reads follower counts from ranking: the owner gets real followers there."""
+    async with grpc.aio.insecure_channel(platform.target("ranking")) as channel:
+        follows = follows_pb2_grpc.FollowServiceStub(channel)
+        stats = await follows.GetFollowStats(follows_pb2.GetFollowStatsRequest(name=f"creators/{OWNER}/followStats"),
+                                             metadata=[("authorization", f"Bearer {platform.token()}")], timeout=10)
+        for batch in range(stats.stats.follower_count, needed, 100):  # fans are numbered: ask for the rest
+            await asyncio.gather(*(follows.FollowCreator(
+                follows_pb2.FollowCreatorRequest(follower=f"users/mx-fan-{n}", creator=f"creators/{OWNER}"),
+                metadata=[("authorization", f"Bearer {platform.token(f'users/mx-fan-{n}')}")], timeout=10)
+                for n in range(batch, min(batch + 100, needed))))
+
+
 async def owners_resources(platform: InProcessPlatform) -> Resources:
     """The owner's real LIVE and upload, made through the API, so hiding and host checks meet real ones.
 
@@ -459,6 +521,7 @@ async def owners_resources(platform: InProcessPlatform) -> Resources:
     """
     admin = Caller("admin", "users/mx-admin", (Role.ADMIN,), OWNER)
     owner = Caller("owner", f"users/{OWNER}", (Role.CREATOR,), OWNER)
+    await _followed_enough_to_go_live(platform)
     async with grpc.aio.insecure_channel(platform.target("gifts")) as channel:
         await standing_pb2_grpc.AccountStandingServiceStub(channel).UpdateAccountStanding(
             _standing_update(Resources(OWNER, "", "")), metadata=_metadata(platform, admin), timeout=10)

@@ -3,8 +3,7 @@
 The servers share one temporary data directory (tokens, stores, traces) and call each
 other over gRPC exactly as under `limelight up`. Compliance gives both verdicts and keeps
 the ad repository, so a video is published with its labels or held with its findings;
-ranking has not built RegisterVideo yet and answers UNIMPLEMENTED, which ingest treats as
-"registration owed".
+ranking registers each published video, and a viewer's feed then shows it.
 
 Nothing here waits for a fixed time: every wait is for a condition the servers report.
 """
@@ -28,6 +27,7 @@ import pytest
 import ray
 from limelight.compliance.v1 import ads_pb2, ads_pb2_grpc, audit_pb2, audit_pb2_grpc, disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from limelight.ranking.v1 import feed_pb2, feed_pb2_grpc
 from typer.testing import Result
 
 from libs.auth.principal import Role
@@ -195,12 +195,23 @@ async def test_an_upload_cut_mid_stream_resumes_and_becomes_a_playable_ladder_in
         video = updates[-1]
         assert video.state == ingest_pb2.VIDEO_STATE_READY and video.progress_percent == 100
         assert [u.progress_percent for u in updates] == sorted(u.progress_percent for u in updates)
-        # A declared paid partnership labelled "Werbung": published with its label; ranking
-        # answers UNIMPLEMENTED, so its registration is still owed.
+        # A declared paid partnership labelled "Werbung": published with its label, then
+        # registered with ranking (at once, or on ingest's next retry).
         assert video.publication_state == ingest_pb2.PUBLICATION_STATE_PUBLISHED
         assert video.HasField("publish_time") and list(video.labels) == ["Werbung"]
-        assert video.ranking_registration == ingest_pb2.RANKING_REGISTRATION_PENDING
         assert [(r.width, r.height) for r in video.renditions] == [(480, 854), (360, 640)]
+        registered = await eventually(
+            lambda: stub.GetVideo(ingest_pb2.GetVideoRequest(name=video.name), metadata=ingest_platform.metadata()),
+            lambda v: v.video.ranking_registration == ingest_pb2.RANKING_REGISTRATION_REGISTERED)
+        assert registered.video.name == video.name
+
+    # A viewer's feed shows it, with its label: ingest -> ranking registration end to end.
+    viewer = [("authorization", f"Bearer {ingest_platform.token('users/vic', Role.VIEWER)}")]
+    async with grpc.aio.insecure_channel(ingest_platform.targets["ranking"]) as channel:
+        page = await feed_pb2_grpc.FeedServiceStub(channel).GetFeed(
+            feed_pb2.GetFeedRequest(viewer="users/vic", page_size=50), metadata=viewer)
+    [shown] = [item for item in page.items if item.video == video.name]
+    assert list(shown.labels) == ["Werbung"] and shown.commercial
 
     status, content_type, master = http_get(video.playback_uri + video.master_playlist_path)
     assert (status, content_type) == (200, "application/vnd.apple.mpegurl") and b"RESOLUTION=480x854" in master

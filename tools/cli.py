@@ -28,11 +28,12 @@ app = typer.Typer(
 )
 # The officers' tools and the uploader pull in gRPC and every stub; each is registered only
 # when asked for (all of them for the overview in --help), so `limelight token` starts fast.
-_HEAVY_COMMANDS = ("audit", "upload", "dev")
+_HEAVY_COMMANDS = ("audit", "upload", "dev", "rank")
 # Commands that run a service's own code (`dev`: gifts' local payment provider). The
 # `limelight` binary (//tools:limelight) carries them and the tools library, which every
 # service's tests use, must not: so they are loaded by name, as `serve` loads a server.
-_SERVICE_COMMANDS = {"dev": "Development helpers: receipts from the local payment provider."}
+_SERVICE_COMMANDS = {"dev": "Development helpers: receipts from the local payment provider.",
+                     "rank": "Ranking tools: offline evaluation of the feed ranker (`limelight rank eval`)."}
 
 
 def _register_heavy_commands(requested: str | None) -> None:

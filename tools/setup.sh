@@ -32,6 +32,10 @@ if ! cmp -s pyproject.toml "$installed_pins"; then
     .venv/bin/pip install -e '.[test]'
     cp pyproject.toml "$installed_pins"
 fi
+# MovieLens-100k for `limelight rank eval` ships inside recbole's wheel; recbole's own
+# dependencies (torch pins, a trainer stack) are not needed to read its files.
+.venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("recbole") is None)' \
+    || .venv/bin/pip install --no-deps recbole==1.2.1
 
 if [ -f package.json ]; then
     installed_lock=node_modules/.installed-package-lock.json

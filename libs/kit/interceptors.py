@@ -339,7 +339,10 @@ class KitClientInterceptor(
         self._service_token = service_token
         self._default_timeout = default_timeout
 
-    def _prepare(self, details: grpc.aio.ClientCallDetails) -> tuple[grpc.aio.ClientCallDetails, trace.Span]:
+    def _prepare(self, details: grpc.aio.ClientCallDetails, *,
+                 open_ended: bool = False) -> tuple[grpc.aio.ClientCallDetails, trace.Span]:
+        """`open_ended`: a response stream that lasts as long as its caller wants (a watch) gets
+        only the caller's own deadline, not the default one."""
         method = details.method.decode() if isinstance(details.method, bytes) else details.method
         span = self._tracer.start_span(method, kind=SpanKind.CLIENT, attributes=_span_attributes(method))
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
@@ -352,7 +355,7 @@ class KitClientInterceptor(
                 metadata[ON_BEHALF_OF_HEADER] = identity.user_token
         prepared = grpc.aio.ClientCallDetails(
             method=details.method,
-            timeout=details.timeout if details.timeout is not None else self._default_timeout,
+            timeout=details.timeout if details.timeout is not None or open_ended else self._default_timeout,
             metadata=metadata,
             credentials=details.credentials,
             wait_for_ready=details.wait_for_ready,
@@ -376,7 +379,7 @@ class KitClientInterceptor(
         return self._finish_when_done(await continuation(details, request), span)
 
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        details, span = self._prepare(client_call_details)
+        details, span = self._prepare(client_call_details, open_ended=True)
         return self._finish_when_done(await continuation(details, request), span)
 
     async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
@@ -384,5 +387,37 @@ class KitClientInterceptor(
         return self._finish_when_done(await continuation(details, request_iterator), span)
 
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        details, span = self._prepare(client_call_details)
+        details, span = self._prepare(client_call_details, open_ended=True)
         return self._finish_when_done(await continuation(details, request_iterator), span)
+
+
+class _UnaryStreamView(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, inner: KitClientInterceptor) -> None:
+        self._inner = inner
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self._inner.intercept_unary_stream(continuation, client_call_details, request)
+
+
+class _StreamUnaryView(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, inner: KitClientInterceptor) -> None:
+        self._inner = inner
+
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._inner.intercept_stream_unary(continuation, client_call_details, request_iterator)
+
+
+class _StreamStreamView(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, inner: KitClientInterceptor) -> None:
+        self._inner = inner
+
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._inner.intercept_stream_stream(continuation, client_call_details, request_iterator)
+
+
+def per_call_kind(interceptor: KitClientInterceptor) -> list[grpc.aio.ClientInterceptor]:
+    """The interceptor once per kind of call. grpc.aio files each interceptor under the first kind
+    it implements (an if/elif on isinstance), so one object implementing all four would see only
+    unary calls, and streaming calls would leave without a token or trace context."""
+    return [interceptor, _UnaryStreamView(interceptor), _StreamUnaryView(interceptor), _StreamStreamView(interceptor)]
+

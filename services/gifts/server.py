@@ -26,6 +26,7 @@ from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, pac
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import personal_data_for
 from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
+from services.gifts.clients import RankingFollowerCounts
 from services.gifts.config import GiftsConfig
 from services.gifts.data_map import DATA_MAP
 from services.gifts.live_signals import LiveSignals
@@ -140,7 +141,8 @@ class GiftsService:
         reader = await asyncio.to_thread(GiftsReader.of_service, root)
         self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
         transaction_ids = await asyncio.to_thread(deployment_transaction_ids, root)
-        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids, self.personal)
+        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids, self.personal,
+                                follower_counts=RankingFollowerCounts(self._runtime.clients))
         self._room_parts = RoomParts(self._runtime, self.config, self.clock, reader, self.signals, self.personal,
                                      root=root)
         self._backend.choose_recipient = self._room_parts.room.gift_recipient

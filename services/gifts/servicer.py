@@ -9,6 +9,7 @@ turns into status codes and google.rpc details. The contract is in protos/limeli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -81,6 +82,14 @@ R = TypeVar("R")
 Call = grpc.aio.ServicerContext[Any, Any]
 
 
+class FollowerCounts(Protocol):
+    """The port LIVE eligibility reads follower counts through (`clients.RankingFollowerCounts`)."""
+
+    async def follower_count(self, creator: str) -> int | None:
+        """The creator's followers, or None when the source cannot answer now."""
+        ...
+
+
 class RoomSubjectData(Protocol):
     """What the LIVE room holds about a person (usecases/room.py's `Room`)."""
 
@@ -102,6 +111,8 @@ class Backend:
     personal: PersonalData  # seals and opens LIVE titles under the host's data key
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
+    # Where follower counts come from (ranking); None: the admin-set counts alone.
+    follower_counts: FollowerCounts | None = None
     # The host a co-hosted session's gift goes to (the LIVE room knows who co-hosts).
     choose_recipient: Callable[[str, str, str], Awaitable[str]] | None = None
 
@@ -112,6 +123,9 @@ class Backend:
         """The chosen host of `creators/{creator}/lives/{live_id}`, if they host it (room.py decides)."""
         assert self.choose_recipient is not None, "the LIVE room is not wired"
         return await self.choose_recipient(creator, live_id, chosen)
+
+    async def follower_count(self, creator: str) -> int | None:
+        return await self.follower_counts.follower_count(creator) if self.follower_counts is not None else None
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -190,7 +204,8 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
         # Sealed before the ledger sees it; a retry is told apart by the title's keyed fingerprint.
         sealed = await self._service.personal.seal_text(host, LIVE_TITLE, request.title)
         fingerprint = await self._service.personal.fingerprint(host, LIVE_TITLE, request.title)
-        session = await self._service.run(StartLive(principal, request.request_id, sealed, fingerprint, max_duration))
+        session = await self._service.run(StartLive(principal, request.request_id, sealed, fingerprint, max_duration,
+                                                    follower_count=await self._service.follower_count(creator)))
         return live_pb2.StartLiveResponse(live_session=messages.live_session(
             session, await self._service.title_of(session), self._service.now()))
 
@@ -230,10 +245,12 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
         principal = current_principal()
         require_self_or_staff(principal, creator, resource=request.creator)
         standing = await self._service.read(self._service.reader.account_standing, creator)
+        counted = await self._service.follower_count(creator)
+        facts = standing.facts if counted is None else dataclasses.replace(standing.facts, follower_count=counted)
         user = acting(principal)
         is_adult = user.is_adult_on(self._service.clock().date()) if user.user_id == creator else None
         return messages.live_eligibility(live_eligibility(
-            standing.facts, min_followers=self._service.config.live.min_followers, is_adult=is_adult))
+            facts, min_followers=self._service.config.live.min_followers, is_adult=is_adult))
 
 
 class WalletServicer(_Handlers, wallet_pb2_grpc.WalletServiceServicer):

@@ -32,6 +32,11 @@ class Ranking(signals_pb2_grpc.SignalServiceServicer):
         self.requests.append(request)
         return signals_pb2.RecordSignalsResponse()
 
+    async def GetLiveEngagement(self, request: signals_pb2.GetLiveEngagementRequest,
+                                context: grpc.aio.ServicerContext[object, object]
+                                ) -> signals_pb2.GetLiveEngagementResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
+
 
 class Shop(live_pins_pb2_grpc.LivePinServiceServicer):
     """Lists one pin; pinning is the shop's own business, not the room's."""

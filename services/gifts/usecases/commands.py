@@ -78,6 +78,9 @@ class StartLive(Command[LiveSession]):
     sealed_title: str  # sealed under the host's data key before the command is built
     title_fingerprint: str  # libs.privacy's keyed digest of the title: a retry must name the same one
     max_duration: dt.timedelta | None = None  # capped by the platform's maximum
+    # The creator's followers as ranking counts them (FollowService.GetFollowStats); None when
+    # ranking could not say, and the admin-set count decides.
+    follower_count: int | None = None
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ def start_live(context: Context, uow: StartLiveUnit, command: StartLive) -> Live
 
     def apply() -> LiveSession:
         facts = uow.account_facts(host)
+        if command.follower_count is not None:
+            facts = dataclasses.replace(facts, follower_count=command.follower_count)
         require_live_eligible(command.actor, facts, min_followers=policy.min_followers, today=context.today)
         end_if_overdue(uow, uow.open_live_of(host), now)
         session = LiveSession(live_id=context.new_id(), host=host, sealed_title=command.sealed_title, started_at=now,
