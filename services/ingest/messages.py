@@ -246,6 +246,7 @@ def registration_request(video: Video) -> candidates_pb2.RegisterVideoRequest:
         labels=list(video.review.shown_labels),
         commercial=video.metadata.commercial.relationship is not CommercialRelationship.NONE,
         publish_time=to_timestamp(video.published_at or video.updated_at),
+        ad=video.ad_name,  # empty until the ad repository has the entry (another follow-up)
     )
 
 

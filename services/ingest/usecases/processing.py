@@ -103,8 +103,9 @@ class FollowUps:
                 await self._store.defer_follow_up(video.video_id, FollowUp.COMPLIANCE_REVIEW,
                                                   now + self._backoff(due.attempts), "compliance gave no verdict")
         now = self._clock()  # registrations the reviews above just made due are included
-        await self._call_due(FollowUp.RANKING_REGISTRATION, now, self._register_with_ranking)
+        # The ad entry first, so ranking usually receives its name with the video to carry to feed items.
         await self._call_due(FollowUp.AD_REGISTRATION, now, self._register_ad)
+        await self._call_due(FollowUp.RANKING_REGISTRATION, now, self._register_with_ranking)
 
     async def _register_with_ranking(self, video: Video) -> None:
         await self._ranking.register(video)
