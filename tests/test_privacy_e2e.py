@@ -40,6 +40,7 @@ from limelight.gifts.v1 import (
     wallet_pb2_grpc,
 )
 from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from limelight.ranking.v1 import follows_pb2, follows_pb2_grpc
 from opentelemetry import trace
 from typer.testing import CliRunner
 
@@ -69,6 +70,8 @@ from services.ingest.model import (
 from services.ingest.probe import MediaProbe
 from services.ingest.store import IngestStore
 from services.ingest.uploads import UploadSession, UploadState
+from services.ranking import server as ranking_server
+from services.shop import server as shop_server
 from tools import audit_cli
 from tools.supervisor import free_port
 
@@ -86,8 +89,8 @@ class Platform:
     data_root: Path
     compliance: str
     ingest: str
-
     gifts: str
+    ranking: str
 
     def alice(self) -> tuple[tuple[str, str], ...]:
         return self.as_("users/alice", Role.CREATOR)
@@ -123,21 +126,29 @@ async def seed_video(data_root: Path, compliance: str) -> None:
 @pytest.fixture
 async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
     monkeypatch.setenv("LIMELIGHT_PRIVACY_KEY_CACHE_SECONDS", "0.2")
-    monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "gifts,ingest")
+    monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "gifts,ingest,ranking,shop")
     monkeypatch.setenv("LIMELIGHT_GIFTS_LEDGER", "in-process")
-    ports = {"compliance": free_port(), "gifts": free_port(), "ingest": free_port()}
+    monkeypatch.setenv("LIMELIGHT_RANKING_SCORER", "in-process")  # the feed is not under test: no Ray
+    ports = {service: free_port() for service in ("compliance", "gifts", "ingest", "ranking", "shop")}
     compliance = await start_service("compliance", compliance_server.build, port=ports["compliance"],
                                      data_root=tmp_path,
                                      targets={name: f"127.0.0.1:{port}" for name, port in ports.items()})
     await seed_video(tmp_path, compliance.target)
-    others = {"compliance": compliance.target, "ranking": "127.0.0.1:9"}
+    targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    ranking = await start_service("ranking", ranking_server.build, port=ports["ranking"], data_root=tmp_path,
+                                  targets=targets)
     ingest: RunningService = await start_service("ingest", ingest_server.build, port=ports["ingest"],
-                                                 data_root=tmp_path, targets=others)
-    gifts = await start_service("gifts", gifts_server.build, port=ports["gifts"], data_root=tmp_path, targets=others)
+                                                 data_root=tmp_path, targets=targets)
+    # Gifts without ranking: Bob's admin-set follower count lets him go LIVE without a thousand real fans.
+    gifts = await start_service("gifts", gifts_server.build, port=ports["gifts"], data_root=tmp_path,
+                                targets={name: target for name, target in targets.items() if name != "ranking"})
+    shop = await start_service("shop", shop_server.build, port=ports["shop"], data_root=tmp_path, targets=targets)
     try:
-        yield Platform(tmp_path, compliance.target, ingest.target, gifts.target)
+        yield Platform(tmp_path, compliance.target, ingest.target, gifts.target, ranking.target)
     finally:
+        await shop.stop(grace=1)
         await gifts.stop(grace=1)
+        await ranking.stop(grace=1)
         await ingest.stop(grace=1)
         await compliance.stop(grace=0)
 
@@ -160,6 +171,12 @@ async def give_a_gift(platform: Platform) -> None:
             receipt=wallet_pb2.PaymentReceipt(provider="local", receipt=receipt)), metadata=platform.alice())
         await gifts_pb2_grpc.GiftServiceStub(channel).SendGift(gifts_pb2.SendGiftRequest(
             request_id=str(uuid.uuid4()), live=live, gift="gifts/doughnut", count=1), metadata=platform.alice())
+
+
+async def follow_bob(platform: Platform) -> None:
+    async with grpc.aio.insecure_channel(platform.ranking) as channel:
+        await follows_pb2_grpc.FollowServiceStub(channel).FollowCreator(
+            follows_pb2.FollowCreatorRequest(follower="users/alice", creator="creators/bob"), metadata=platform.alice())
 
 
 async def consent_to_the_personalised_feed(platform: Platform) -> None:
@@ -195,22 +212,25 @@ async def export_of(stub: privacy_pb2_grpc.DataSubjectServiceAsyncStub, platform
     return archive
 
 
-async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywhere(platform: Platform) -> None:
+async def test_an_export_gathers_every_service_and_an_erasure_leaves_no_caption_anywhere(platform: Platform) -> None:
     async with grpc.aio.insecure_channel(platform.compliance) as to_compliance, \
             grpc.aio.insecure_channel(platform.ingest) as to_ingest:
         requests = privacy_pb2_grpc.DataSubjectServiceStub(to_compliance)
         videos = ingest_pb2_grpc.IngestServiceStub(to_ingest)
 
         record = await requests.ListProcessingActivities(privacy_pb2.ListProcessingActivitiesRequest())
-        assert {"services/compliance", "services/gifts", "services/ingest"} == {a.service for a in record.activities}
+        assert {"services/compliance", "services/gifts", "services/ingest", "services/ranking", "services/shop"} == {
+            activity.service for activity in record.activities}
         await give_a_gift(platform)
         await consent_to_the_personalised_feed(platform)
+        await follow_bob(platform)
         archive = await export_of(requests, platform)
         consent_records = archive["sources"]["services/compliance"]["consent_records"]
         assert [(r["purpose"], r["decision"], r["notice_version"], r["source"]) for r in consent_records] == [
             ("PERSONALISED_CONTENT", "GRANTED", "2026-11", "app/settings")]
         assert {entry["source"] for entry in archive["index"]} == {
-            "services/compliance", "services/gifts", "services/ingest"}
+            "services/compliance", "services/gifts", "services/ingest", "services/ranking", "services/shop"}
+        assert [follow["creator"] for follow in archive["sources"]["services/ranking"]["follows"]] == ["bob"]
         assert archive["sources"]["services/gifts"]["wallet"]["COINS"]["credits_posted"] > 0
         ingest_part = archive["sources"]["services/ingest"]
         assert [video["caption"] for video in ingest_part["videos"]] == [CAPTION]
@@ -222,7 +242,7 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         assert erased.state == privacy_pb2.DATA_SUBJECT_REQUEST_STATE_COMPLETED
         assert [(step.service, step.done) for step in erased.progress] == [
             ("services/compliance", True), ("services/gifts", True), ("services/ingest", True),
-            ("services/compliance", True)]
+            ("services/ranking", True), ("services/shop", True), ("services/compliance", True)]
         # Kept, each under its law: the audit trail, the ledger, and the consent decisions as proof of consent.
         assert {"compliance.audit_trail", "gifts.ledger", "compliance.consent_records"} <= {
             kept.data_category for kept in erased.retention_exceptions}
@@ -234,6 +254,7 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         after = await export_of(requests, platform)
         assert CAPTION not in json.dumps(after) and "grace-and-me" not in json.dumps(after)
         assert after["sources"]["services/compliance"] == {}
+        assert after["sources"]["services/ranking"] == {}
 
     every_byte = b"".join(path.read_bytes() for path in platform.data_root.rglob("*") if path.is_file())
     assert CAPTION.encode() not in every_byte and b"grace-and-me" not in every_byte and MEDIA not in every_byte

@@ -488,18 +488,22 @@ class Ranking:
             sealed = record.pop("report_details_sealed", None)
             if isinstance(sealed, bytes):
                 record["report_details"] = await self._sealer.open(f"users/{user}", REPORT_DETAILS_FIELD, sealed) or ""
-        return records
+        return {section: rows for section, rows in records.items() if rows}  # the contract leaves out empty sections
 
     async def erase(self, user_id: str) -> Erasure:
-        """Ranking's erasure step: every row about the viewer goes, and their in-memory profile
-        (idempotent: a second run deletes nothing). Aggregate counts on videos stay (no person)."""
+        """Ranking's erasure step: every row about the viewer goes, and their in-memory profile;
+        as a creator, their videos leave every feed (ingest deletes the media). Idempotent: a second
+        run deletes nothing. Aggregate counts on other creators' videos stay (no person)."""
+        own_videos = [self.catalogue.candidates[row].key for row in self.catalogue.by_creator.get(user_id, [])]
+        withdrawn = [key for key in own_videos if await self.unregister_video(key, RemovalReason.ERASURE)]
         erased = await self.store.erase_subject(user_id)
         self.catalogue.forget_viewer(user_id)
         self._settings.pop(user_id, None)
         self._bots.forget(user_id)
         self.catalogue.flagged.discard(user_id)
         return Erasure(summary="deleted " + ", ".join(f"{count} {table.replace('_', ' ')}"
-                                                      for table, count in erased.items()))
+                                                      for table, count in erased.items())
+                       + f"; withdrew {len(withdrawn)} of their videos from every feed")
 
 
 def _main_topic(hashtags: Sequence[str]) -> str:

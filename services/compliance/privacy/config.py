@@ -4,8 +4,9 @@
                                           (default 30): the longest an erasure takes to reach
                                           every cache.
     LIMELIGHT_PRIVACY_SOURCES             the services a data-subject request reaches besides
-                                          compliance, comma-separated (default "gifts,ingest,shop"; "" for
-                                          none). Each serves the SubjectDataService contract.
+                                          compliance, comma-separated (default
+                                          "gifts,ingest,ranking,shop"; "" for none). Each
+                                          serves the shared SubjectDataService.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class PrivacyConfig:
     key_cache_ttl: dt.timedelta = dt.timedelta(seconds=30)
-    sources: tuple[str, ...] = ("gifts", "ingest", "shop")
+    sources: tuple[str, ...] = ("gifts", "ingest", "ranking", "shop")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> PrivacyConfig:
