@@ -13,7 +13,6 @@ from libs.kit.testing import error_info, status_detail
 from services.affiliate.conftest import Affiliate, fresh, now
 
 
-
 async def _setup(affiliate: Affiliate, *, cpc: int = 0, cap: int = 0) -> tuple[str, str, links_pb2.TrackingLink]:
     merchant, creator = fresh("m"), fresh("c")
     program = await affiliate.program(merchant, cpc=cpc, cap=cap)
