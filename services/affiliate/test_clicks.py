@@ -104,7 +104,7 @@ async def test_a_retried_click_counts_once_and_a_reused_request_id_is_refused(af
 
 async def test_cpc_is_paid_per_counted_click_up_to_the_daily_cap_per_creator(affiliate: Affiliate) -> None:
     _, _, link = await _setup(affiliate, cpc=30, cap=70)
-    earned = []
+    earned: list[int] = []
     for _ in range(4):
         buyer = fresh("u")
         await affiliate.grant_tracking(buyer)

@@ -208,10 +208,11 @@ def record_order_event(command: RecordOrderEvent, unit: AffiliateUnit, audit: Au
 def _apply(commission: Commission, command: RecordOrderEvent) -> tuple[Commission, Commission | None]:
     if command.event is OrderEvent.FULFILLED:
         return fulfilled(commission, command.event_time), None
-    if commission.state is CommissionState.INELIGIBLE:
-        return commission, None
     refunded_total = commission.order_paid_minor if command.event is OrderEvent.CANCELLED \
         else commission.refunded_paid_minor + command.refunded_paid_minor
+    net_base(commission, refunded_total)  # refunds beyond what was paid are refused, whatever the state
+    if commission.state is CommissionState.INELIGIBLE:
+        return commission, None
     paid_already = commission.state in ALREADY_PAID or commission.frozen_from in ALREADY_PAID
     if not paid_already:
         if command.event is OrderEvent.CANCELLED:
