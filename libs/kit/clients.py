@@ -32,7 +32,7 @@ from opentelemetry import trace
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token
 from libs.kit import config
-from libs.kit.interceptors import KitClientInterceptor
+from libs.kit.interceptors import KitClientInterceptor, channel_interceptors
 from libs.kit.transport import Transport
 
 StubT = TypeVar("StubT")
@@ -113,7 +113,7 @@ class ServiceClients:
                 service,
                 self.target_of(service),
                 options=[("grpc.service_config", RETRY_SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-                interceptors=[self._interceptor],
+                interceptors=channel_interceptors(self._interceptor),
                 as_service=self._service,
             )
             self._channels[service] = channel

@@ -386,3 +386,34 @@ class KitClientInterceptor(
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         details, span = self._prepare(client_call_details)
         return self._finish_when_done(await continuation(details, request_iterator), span)
+
+
+class _UnaryStreamView(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, kit: KitClientInterceptor) -> None:
+        self._kit = kit
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self._kit.intercept_unary_stream(continuation, client_call_details, request)
+
+
+class _StreamUnaryView(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, kit: KitClientInterceptor) -> None:
+        self._kit = kit
+
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._kit.intercept_stream_unary(continuation, client_call_details, request_iterator)
+
+
+class _StreamStreamView(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, kit: KitClientInterceptor) -> None:
+        self._kit = kit
+
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._kit.intercept_stream_stream(continuation, client_call_details, request_iterator)
+
+
+def channel_interceptors(kit: KitClientInterceptor) -> list[grpc.aio.ClientInterceptor]:
+    """`kit` once per call kind. grpc.aio files each interceptor under the first kind it is (an elif
+    chain in `Channel.__init__`), so an object of all four kinds alone would see unary-unary calls
+    only: streams (WatchConsentChanges) would go out without the service token or trace context."""
+    return [kit, _UnaryStreamView(kit), _StreamUnaryView(kit), _StreamStreamView(kit)]

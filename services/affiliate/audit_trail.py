@@ -27,9 +27,11 @@ class CallAudit:
         return cls(audit.new_event(action="affiliate", resource="", outcome=Outcome.SUCCEEDED), pseudonymizer)
 
     def event(self, action: str, resource: str, *, reason: str = "", subject: str = "",
-              attributes: Mapping[str, str] | None = None, rejected: bool = False) -> TracedEvent:
+              attributes: Mapping[str, str] | None = None, rejected: bool = False,
+              denied: bool = False) -> TracedEvent:
+        """`rejected`: a business rule refused; `denied`: the caller may not (both are refusals)."""
         event = dataclasses.replace(
             self._template.event, event_id=str(uuid.uuid4()), action=action, resource=resource,
-            outcome=Outcome.REJECTED if rejected else Outcome.SUCCEEDED, reason=reason,
+            outcome=Outcome.DENIED if denied else Outcome.REJECTED if rejected else Outcome.SUCCEEDED, reason=reason,
             subject_ref=self._pseudonymizer.subject_ref(subject), attributes=dict(attributes or {}))
         return TracedEvent(event, self._template.trace_context)

@@ -136,10 +136,16 @@ class Affiliate:
 
 
 @pytest.fixture(scope="module")
-async def affiliate(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Affiliate]:
+def affiliate_config() -> AffiliateConfig:
+    """The servers' settings; a test module overrides this fixture to change them."""
+    return AffiliateConfig(data_centre_ranges=(DATA_CENTRE,), burst_limit=5)
+
+
+@pytest.fixture(scope="module")
+async def affiliate(tmp_path_factory: pytest.TempPathFactory, affiliate_config: AffiliateConfig) -> AsyncIterator[Affiliate]:
     root = tmp_path_factory.mktemp("affiliate")
     compliance = await start_service("compliance", build_compliance, port=0, data_root=root)
-    config = AffiliateConfig(data_centre_ranges=(DATA_CENTRE,), burst_limit=5)
+    config = affiliate_config
     holder: list[AffiliateService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:

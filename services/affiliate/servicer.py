@@ -24,10 +24,11 @@ from limelight.affiliate.v1 import (
 from limelight.compliance.v1 import disclosure_pb2
 
 from libs.audit.client import AuditClient
+from libs.audit.events import Outcome
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Principal, Role
 from libs.clock import Clock
-from libs.errors import DomainError
+from libs.errors import DomainError, PermissionDenied
 from libs.kit.context import current_principal
 from libs.timestamps import from_timestamp
 from services.affiliate import messages
@@ -75,16 +76,17 @@ class Backend:
             return await work(audit)
         except DomainError as error:
             await self.store.record(audit.event(f"affiliate.{method}", resource or method, reason=error.reason,
-                                                rejected=True, attributes=dict(error.metadata)))
+                                                rejected=True, denied=isinstance(error, PermissionDenied),
+                                                attributes=dict(error.metadata)))
             raise
 
     async def read(self, read: Callable[[], T]) -> T:
         return await asyncio.to_thread(read)
 
     async def record_denial(self, method: str, principal: Principal | None, error: DomainError) -> None:
-        audit = self.call_audit()
-        await self.store.record(audit.event(f"affiliate.{method.rsplit('/', 1)[-1]}", method, reason=error.reason,
-                                            rejected=True))
+        """The kit's refusals (no token, a missing role), before any handler ran: the method is the resource."""
+        await self.store.record(self.audit.new_event(action=f"affiliate.{method.rsplit('/', 1)[-1]}", resource=method,
+                                                     outcome=Outcome.DENIED, reason=error.reason))
 
     async def link_out(self, link: TrackingLink, program: Program | None = None) -> links_pb2.TrackingLink:
         if program is None:

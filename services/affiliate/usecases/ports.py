@@ -108,7 +108,8 @@ class AuditTrail(Protocol):
     """Builds audit events; made on the request's task (caller, trace), used inside units."""
 
     def event(self, action: str, resource: str, *, reason: str = "", subject: str = "",
-              attributes: Mapping[str, str] | None = None, rejected: bool = False) -> object: ...
+              attributes: Mapping[str, str] | None = None, rejected: bool = False,
+              denied: bool = False) -> object: ...
 
 
 class TrackingConsent(Protocol):
