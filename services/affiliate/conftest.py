@@ -58,6 +58,12 @@ class Affiliate:
     links: links_pb2_grpc.LinkServiceAsyncStub
     commissions: commissions_pb2_grpc.CommissionServiceAsyncStub
     consent: consent_pb2_grpc.ConsentServiceAsyncStub
+    channels: list[grpc.aio.Channel]
+
+    async def stop(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+        await self.running.stop(grace=0)
 
     def bearer(self, subject: str, *roles: Role) -> Metadata:
         claims = TokenClaims(subject, frozenset(roles), birth_date=birth_date_for_age(30, dt.date.today()))
@@ -141,11 +147,8 @@ def affiliate_config() -> AffiliateConfig:
     return AffiliateConfig(data_centre_ranges=(DATA_CENTRE,), burst_limit=5)
 
 
-@pytest.fixture(scope="module")
-async def affiliate(tmp_path_factory: pytest.TempPathFactory, affiliate_config: AffiliateConfig) -> AsyncIterator[Affiliate]:
-    root = tmp_path_factory.mktemp("affiliate")
-    compliance = await start_service("compliance", build_compliance, port=0, data_root=root)
-    config = affiliate_config
+async def start_affiliate(root: Path, compliance: RunningService, config: AffiliateConfig) -> Affiliate:
+    """An affiliate server on `root` beside a running compliance, and stubs to both (close with `stop`)."""
     holder: list[AffiliateService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
@@ -155,10 +158,16 @@ async def affiliate(tmp_path_factory: pytest.TempPathFactory, affiliate_config: 
     running = await start_service("affiliate", build, port=0, data_root=root, targets={"compliance": compliance.target})
     channel = grpc.aio.insecure_channel(running.target)
     compliance_channel = grpc.aio.insecure_channel(compliance.target)
-    yield Affiliate(root, running, compliance, holder[0], programs_pb2_grpc.ProgramServiceStub(channel),
-                    links_pb2_grpc.LinkServiceStub(channel), commissions_pb2_grpc.CommissionServiceStub(channel),
-                    consent_pb2_grpc.ConsentServiceStub(compliance_channel))
-    await channel.close()
-    await compliance_channel.close()
-    await running.stop(grace=0)
+    return Affiliate(root, running, compliance, holder[0], programs_pb2_grpc.ProgramServiceStub(channel),
+                     links_pb2_grpc.LinkServiceStub(channel), commissions_pb2_grpc.CommissionServiceStub(channel),
+                     consent_pb2_grpc.ConsentServiceStub(compliance_channel), [channel, compliance_channel])
+
+
+@pytest.fixture(scope="module")
+async def affiliate(tmp_path_factory: pytest.TempPathFactory, affiliate_config: AffiliateConfig) -> AsyncIterator[Affiliate]:
+    root = tmp_path_factory.mktemp("affiliate")
+    compliance = await start_service("compliance", build_compliance, port=0, data_root=root)
+    started = await start_affiliate(root, compliance, affiliate_config)
+    yield started
+    await started.stop()
     await compliance.stop(grace=0)

@@ -176,6 +176,8 @@ def order_event_in(request: commissions_pb2.RecordOrderEventRequest) -> RecordOr
     event = OrderEvent(commissions_pb2.OrderEventType.Name(request.type).removeprefix("ORDER_EVENT_TYPE_"))
     if event is not OrderEvent.REFUNDED and request.refunded_paid_minor:
         raise InvalidArgument.for_field("refunded_paid_minor", "only a REFUNDED event returns money")
+    if event is OrderEvent.REFUNDED and request.refunded_paid_minor <= 0:
+        raise InvalidArgument.for_field("refunded_paid_minor", "a REFUNDED event must return a positive amount")
     return RecordOrderEvent(request.request_id, request.order, event, request.refunded_paid_minor,
                             from_timestamp(request.event_time, field="event_time"))
 

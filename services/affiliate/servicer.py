@@ -28,7 +28,7 @@ from libs.audit.events import Outcome
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Principal, Role
 from libs.clock import Clock
-from libs.errors import DomainError, PermissionDenied
+from libs.errors import DomainError, InvalidArgument, PermissionDenied
 from libs.kit.context import current_principal
 from libs.timestamps import from_timestamp
 from services.affiliate import messages
@@ -311,6 +311,8 @@ class CommissionServicer(_Handlers, commissions_pb2_grpc.CommissionServiceServic
         async def work(audit: CallAudit) -> commissions_pb2.GetEarningsResponse:
             since = from_timestamp(request.start_time, field="start_time") if request.HasField("start_time") else None
             until = from_timestamp(request.end_time, field="end_time") if request.HasField("end_time") else None
+            if since is not None and until is not None and until <= since:
+                raise InvalidArgument.for_field("end_time", "must be after start_time")
             caller = caller_of(current_principal())
             totals = await self._b.read(lambda: commissions.earnings(self._b.store, caller, request.parent, since,
                                                                      until))
