@@ -40,7 +40,7 @@ from services.affiliate.model.programs import Program
 from services.affiliate.store import AffiliateStore
 from services.affiliate.usecases import catalogue, commissions
 from services.affiliate.usecases.clicks import ClickCapture, LinkDirectory
-from services.affiliate.usecases.ports import DisclosureReview
+from services.affiliate.usecases.ports import DisclosureReview, PersonalFields
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
@@ -64,6 +64,7 @@ class Backend:
     audit: AuditClient
     pseudonymizer: Pseudonymizer
     disclosure: DisclosureReview
+    personal: PersonalFields
     config: AffiliateConfig
     clock: Clock
 
