@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -24,18 +25,34 @@ DISCLOSURE_TIMEOUT_S = 5.0
 
 
 class ConsentTracking:
+    """One CheckConsent per user however many of their clicks miss the cache together (a visitor's
+    first clicks arrive in a burst)."""
+
     def __init__(self, cache: ConsentCache) -> None:
         self._cache = cache
+        self._asking: dict[str, asyncio.Future[bool]] = {}
 
     def cached(self, user: str) -> bool | None:
         return self._cache.cached(user, AFFILIATE_TRACKING)
 
     async def permits(self, user: str) -> bool:
+        asking = self._asking.get(user)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        asking = asyncio.get_running_loop().create_future()
+        self._asking[user] = asking
         try:
-            return await self._cache.permitted(user, AFFILIATE_TRACKING)
+            answer = await self._cache.permitted(user, AFFILIATE_TRACKING)
         except grpc.aio.AioRpcError as error:
             logger.warning("CheckConsent failed (%s): the click is not attributed", error.code().name)
-            return False
+            answer = False
+        except BaseException:
+            asking.set_result(False)  # the callers waiting with us hear "no", as for any failure
+            raise
+        finally:
+            del self._asking[user]
+        asking.set_result(answer)
+        return answer
 
 
 class ComplianceDisclosure:

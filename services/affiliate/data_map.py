@@ -57,6 +57,7 @@ DATA_MAP = DataMap(
         NotPersonal("tracking_links.name", "resource name: opaque ids"),
         NotPersonal("commissions.name", "resource name: opaque ids"),
         NotPersonal("payouts.creator", "opaque creator id (creators/{id})"),
+        NotPersonal("cpc_days.creator", "opaque creator id (creators/{id})"),
         NotPersonal("requests.method", "the RPC a request id was claimed by"),
     ),
 )

@@ -90,8 +90,8 @@ class AffiliateService:
                                config.burst_window))
         since = self.clock() - dt.timedelta(hours=1)
         capture.remember(await asyncio.to_thread(store.recent_counted_clicks, since))
-        self._backend = Backend(store, capture, directory, keys, audit, Pseudonymizer.for_deployment(runtime.data_root),
-                                ComplianceDisclosure(runtime.clients), personal, config, self.clock)
+        self._backend = Backend(store, capture, directory, keys, audit, ComplianceDisclosure(runtime.clients), personal,
+                                config, self.clock)
         await self._consent.start()
         if config.ship_audit:
             store.add_commit_listener(audit.wake_shipper)

@@ -25,7 +25,6 @@ from limelight.compliance.v1 import disclosure_pb2
 
 from libs.audit.client import AuditClient
 from libs.audit.events import Outcome
-from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Principal, Role
 from libs.clock import Clock
 from libs.errors import DomainError, InvalidArgument, PermissionDenied
@@ -62,14 +61,13 @@ class Backend:
     directory: LinkDirectory
     keys: TokenKeys
     audit: AuditClient
-    pseudonymizer: Pseudonymizer
     disclosure: DisclosureReview
     personal: PersonalFields
     config: AffiliateConfig
     clock: Clock
 
     def call_audit(self) -> CallAudit:
-        return CallAudit.of_call(self.audit, self.pseudonymizer)
+        return CallAudit.of_call(self.audit)
 
     async def guarded(self, method: str, resource: str, work: Callable[[CallAudit], Awaitable[T]]) -> T:
         audit = self.call_audit()

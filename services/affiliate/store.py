@@ -129,7 +129,13 @@ CREATE UNIQUE INDEX commissions_one_sale_per_order ON commissions (order_name)
     WHERE kind = 'SALE' AND clawback_of = '';
 CREATE INDEX commissions_by_creator ON commissions (creator, create_us DESC, commission_id);
 CREATE INDEX commissions_pending ON commissions (settle_after_us) WHERE state = 'PENDING';
-CREATE INDEX commissions_cpc_per_day ON commissions (creator, program, create_us) WHERE kind = 'CLICK';
+CREATE TABLE cpc_days (
+    creator TEXT NOT NULL,
+    program TEXT NOT NULL,
+    day_us INTEGER NOT NULL,
+    earned_minor INTEGER NOT NULL CHECK (earned_minor >= 0),
+    PRIMARY KEY (creator, program, day_us)
+);
 CREATE TABLE requests (
     request_id TEXT PRIMARY KEY,
     method TEXT NOT NULL,
@@ -279,12 +285,15 @@ class SqliteUnit(_Queries):
              click.visitor_id, click.user, click.visitor_pseudonym, int(click.burst), click.cpc_earned_minor,
              epoch_us(click.click_time), country_sealed))
 
-    def cpc_earned(self, creator: str, program: str, since: dt.datetime, until: dt.datetime) -> int:
-        row = self._tx.execute(
-            "SELECT COALESCE(SUM(amount_minor), 0) FROM commissions WHERE kind = 'CLICK' AND creator = ?"
-            " AND program = ? AND create_us >= ? AND create_us < ?",
-            (creator, program, epoch_us(since), epoch_us(until))).fetchone()
-        return int(row[0])
+    def cpc_earned(self, creator: str, program: str, day: dt.datetime) -> int:
+        row = self._tx.execute("SELECT earned_minor FROM cpc_days WHERE creator = ? AND program = ? AND day_us = ?",
+                               (creator, program, epoch_us(day))).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def add_cpc_earned(self, creator: str, program: str, day: dt.datetime, amount_minor: int) -> None:
+        self._tx.execute("INSERT INTO cpc_days (creator, program, day_us, earned_minor) VALUES (?, ?, ?, ?)"
+                         " ON CONFLICT (creator, program, day_us) DO UPDATE SET earned_minor = earned_minor + ?",
+                         (creator, program, epoch_us(day), amount_minor, amount_minor))
 
     def candidate_clicks(self, visitor_id: str, merchant: str, order_time: dt.datetime) -> list[CandidateClick]:
         rows = self._tx.execute(

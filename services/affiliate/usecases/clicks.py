@@ -186,7 +186,7 @@ def _store_click(unit: AffiliateUnit, request_id: str, asked: str, click: Click,
     terms = program.terms
     if click.counted and terms.cost_per_click_minor > 0:
         day = click.click_time.replace(hour=0, minute=0, second=0, microsecond=0)
-        earned = unit.cpc_earned(link.creator, program.name, day, day + dt.timedelta(days=1))
+        earned = unit.cpc_earned(link.creator, program.name, day)
         cpc = max(0, min(terms.cost_per_click_minor, terms.daily_click_cap_minor - earned))
         if cpc > 0:
             click = Click(click.link, click.click_id, True, None, click.visitor_id, click.user, click.visitor_pseudonym,
@@ -198,6 +198,7 @@ def _store_click(unit: AffiliateUnit, request_id: str, asked: str, click: Click,
                 terms.currency_code, dt.timedelta(0), click.click_time + policy.click_review_period, click.click_time,
                 frozen_from=CommissionState.PENDING if click.burst else None)
             unit.save_commission(commission, program.name)
+            unit.add_cpc_earned(link.creator, program.name, day, cpc)
             unit.record(audit.event("affiliate.RecordClick", commission.name, subject=user_of_creator(link.creator),
                                     reason=commission.state_reason,
                                     attributes={"kind": "CLICK", "state": commission.state.value,
