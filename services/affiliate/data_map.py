@@ -43,7 +43,6 @@ DATA_MAP = DataMap(
         PersonalField("attributions.visitor_id", "online identifier set on the device for attribution", sealed=False),
         PersonalField("attributions.visitor_pseudonym", "keyed pseudonym of the IP address (pseudonymised)",
                       sealed=False),
-        PersonalField("payouts.reference", "payout reference of a creator", sealed=False),
     ),
     not_personal=(
         NotPersonal("clicks.clicked_by", "opaque user id (users/{id})"),
@@ -58,6 +57,7 @@ DATA_MAP = DataMap(
         NotPersonal("commissions.name", "resource name: opaque ids"),
         NotPersonal("payouts.creator", "opaque creator id (creators/{id})"),
         NotPersonal("cpc_days.creator", "opaque creator id (creators/{id})"),
+        NotPersonal("payouts.reference", "our opaque payout id; creators' bank details stay with the payout provider"),
         NotPersonal("requests.method", "the RPC a request id was claimed by"),
     ),
 )
