@@ -50,7 +50,22 @@ async def test_click_and_commission_paths_are_audited_in_the_shop_orders_trace(a
             request_id=request_id(), token=link.token[:-4] + "AAAA", user_agent="Mozilla/5.0",
             click_time=to_timestamp(now())), metadata=_traced(affiliate.shop(), click_trace))
 
+    denied_trace = secrets.token_hex(16)
+    for metadata in (affiliate.creator("mallory"), ()):  # a missing role (the kit), no token at all
+        with pytest.raises(grpc.aio.AioRpcError):
+            await affiliate.commissions.FreezeCommission(commissions_pb2.FreezeCommissionRequest(
+                request_id=request_id(), name="creators/ada/commissions/x", reason="X"),
+                metadata=_traced(metadata, denied_trace))
+    with pytest.raises(grpc.aio.AioRpcError):  # the handler's own ownership check
+        await affiliate.commissions.GetEarnings(commissions_pb2.GetEarningsRequest(parent="creators/ada"),
+                                                metadata=_traced(affiliate.creator("mallory"), denied_trace))
+
     events = [t.event for t in await asyncio.to_thread(affiliate.service.backend.store.audit_outbox.pending, 10_000)]
+    denials = sorted((e.action, str(e.outcome), e.reason) for e in events
+                     if e.trace_id == denied_trace or (e.action == "affiliate.FreezeCommission" and not e.actor))
+    assert ("affiliate.FreezeCommission", "denied", "ROLE_REQUIRED") in denials
+    assert ("affiliate.GetEarnings", "denied", "NOT_RESOURCE_OWNER") in denials
+    assert any(reason.startswith("TOKEN") for action, _, reason in denials if action == "affiliate.FreezeCommission")
     mine = [e for e in events if e.trace_id in (click_trace, order_trace)]
     by_action = {(e.action, e.trace_id, str(e.outcome), e.reason) for e in mine}
     assert ("affiliate.RecordClick", click_trace, "succeeded", "CLICK_COUNTED") in by_action  # the CPC commission
