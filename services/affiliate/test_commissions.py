@@ -214,3 +214,17 @@ async def test_a_click_burst_freezes_what_the_link_earns(affiliate: Affiliate) -
     listed = await affiliate.commissions.ListCommissions(commissions_pb2.ListCommissionsRequest(
         parent=creator, state=commissions_pb2.COMMISSION_STATE_FROZEN), metadata=affiliate.officer())
     assert {c.state_reason for c in listed.commissions} == {"CLICK_BURST"} and len(listed.commissions) == 2
+
+
+async def test_an_event_for_an_order_not_reported_yet_is_refused_so_the_shop_sends_it_again(affiliate: Affiliate) -> None:
+    merchant = fresh("m")
+    program = await affiliate.program(merchant)
+    _, click, buyer = await _clicked(affiliate, merchant, program, at=now() - DAY)
+    order_id, rid = fresh("o"), request_id()
+    order = f"users/{buyer}/orders/{order_id}"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await affiliate.order_event(order, "FULFILLED", rid=rid)
+    assert error_info(refused.value).reason == "ORDER_NOT_REPORTED"
+    await affiliate.order(buyer, merchant, click.visitor_id, [("shoe", 1000)], order_id=order_id)
+    again = await affiliate.order_event(order, "FULFILLED", rid=rid)
+    assert again.commission.HasField("settle_after_time")

@@ -182,6 +182,11 @@ def record_order_event(command: RecordOrderEvent, unit: AffiliateUnit, audit: Au
     commission = unit.commission(attribution.commission) if attribution and attribution.commission else None
     if earlier is not None:
         return OrderEventResult(commission, unit.commission(earlier) if earlier else None)
+    if attribution is None:
+        # The order's AttributeOrder has not arrived (the shop's outbox retries a failed delivery
+        # later, after newer ones): refused, so the shop sends this event again, never lost.
+        raise FailedPrecondition(f"{command.order} was not reported yet: send AttributeOrder first",
+                                 reason="ORDER_NOT_REPORTED", metadata={"order": command.order})
     unit.set_result(command.request_id, "")
     if commission is None:
         unit.record(audit.event("affiliate.RecordOrderEvent", command.order, reason="ORDER_NOT_ATTRIBUTED",
