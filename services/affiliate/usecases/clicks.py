@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from libs.errors import InvalidArgument
+from libs.errors import FailedPrecondition, InvalidArgument
 from services.affiliate.model.access import user_of_creator
 from services.affiliate.model.clicks import BurstDetector, Click, FilterReason, GivtFilter, RecentVisitors
 from services.affiliate.model.commissions import CLICK_BURST, Commission, CommissionKind, CommissionState
@@ -141,7 +141,10 @@ class ClickCapture:
             burst = self._bursts.counted(link.name, command.click_time)
         sealed = None
         if counted and command.country_code and command.user:
-            sealed = await self._personal.seal(command.user, COUNTRY_FIELD, command.country_code)
+            try:
+                sealed = await self._personal.seal(command.user, COUNTRY_FIELD, command.country_code)
+            except FailedPrecondition:  # the user was erased: nothing personal may be stored for them
+                sealed = None
         click = Click(link.name, secrets.token_hex(16), counted, reason, visitor_id, command.user, pseudonym, burst,
                       0, command.click_time)
         asked = fingerprint(METHOD, command.asked())
