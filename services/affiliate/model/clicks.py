@@ -72,6 +72,8 @@ class GivtFilter:
         return None
 
     def _in_data_centre(self, client_ip: str) -> bool:
+        if not self._networks:
+            return False  # parsing an address is the costly part: skip it when no range is configured
         address = ipaddress.ip_address(client_ip)
         return any(address.version == network.version and address in network for network in self._networks)
 

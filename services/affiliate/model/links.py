@@ -95,7 +95,7 @@ class HmacKeyRing:
         secret = self._keys.get(key_id)
         if secret is None:
             raise _token_error(f"the token names key {key_id}, which this service does not hold", "TOKEN_KEY_UNKNOWN")
-        return hmac.new(secret, message, hashlib.sha256).digest()
+        return hmac.digest(secret, message, hashlib.sha256)  # the one-shot C path, no HMAC object
 
 
 def _b64(data: bytes) -> str:
