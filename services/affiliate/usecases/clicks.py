@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from libs.errors import FailedPrecondition, InvalidArgument
 from services.affiliate.model.access import user_of_creator
 from services.affiliate.model.clicks import BurstDetector, Click, FilterReason, GivtFilter, RecentVisitors
 from services.affiliate.model.commissions import CLICK_BURST, Commission, CommissionKind, CommissionState
-from services.affiliate.model.links import TokenKeys, TrackingLink, verify_token
+from services.affiliate.model.links import TokenClaims, TokenKeys, TrackingLink, verify_token
 from services.affiliate.model.programs import Program
 from services.affiliate.usecases.catalogue import link_not_found, program_not_found
 from services.affiliate.usecases.ports import (
@@ -29,6 +30,7 @@ from services.affiliate.usecases.ports import (
 )
 
 COUNTRY_FIELD = "affiliate.click_country"
+TOKENS_REMEMBERED = 100_000
 METHOD = "RecordClick"
 
 
@@ -112,6 +114,7 @@ class ClickCapture:
         self._policy = policy
         self.recent = recent or RecentVisitors()
         self._bursts = BurstDetector(limit=policy.burst_limit, window=policy.burst_window)
+        self._tokens: OrderedDict[str, TokenClaims] = OrderedDict()
 
     def remember(self, clicks: list[Click]) -> None:
         """The last hour's counted clicks from the store, at start."""
@@ -119,8 +122,18 @@ class ClickCapture:
             self.recent.remember(click.link, _visitor_keys(click.visitor_pseudonym, click.visitor_id, click.user),
                                  click.click_time)
 
+    def _verified(self, token: str) -> TokenClaims:
+        """A token verified once stays verified: the keys do not change while the process runs."""
+        claims = self._tokens.get(token)
+        if claims is None:
+            claims = verify_token(self._keys, token)
+            self._tokens[token] = claims
+            if len(self._tokens) > TOKENS_REMEMBERED:
+                self._tokens.popitem(last=False)
+        return claims
+
     async def record(self, command: RecordClick, write: Write, audit: AuditTrail) -> CapturedClick:
-        claims = verify_token(self._keys, command.token)
+        claims = self._verified(command.token)
         link = await self._directory.link(claims.link)
         if link is None:
             raise link_not_found(claims.link)
