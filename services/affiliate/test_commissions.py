@@ -9,6 +9,7 @@ import pytest
 from limelight.affiliate.v1 import commissions_pb2, links_pb2
 
 from libs.kit.testing import error_info
+from libs.timestamps import to_timestamp
 from services.affiliate.conftest import Affiliate, fresh, now, request_id
 
 DAY = dt.timedelta(days=1)
@@ -161,6 +162,13 @@ async def test_a_refund_after_settlement_claws_back_as_a_negative_commission(aff
     earnings = await affiliate.commissions.GetEarnings(commissions_pb2.GetEarningsRequest(parent=creator),
                                                        metadata=affiliate.officer())
     assert [(t.state, t.amount_minor) for t in earnings.totals] == [(commissions_pb2.COMMISSION_STATE_SETTLED, 600)]
+    before_the_order = await affiliate.commissions.GetEarnings(commissions_pb2.GetEarningsRequest(
+        parent=creator, end_time=to_timestamp(now() - 9 * DAY - dt.timedelta(hours=1))), metadata=affiliate.officer())
+    assert list(before_the_order.totals) == []
+    the_order_only = await affiliate.commissions.GetEarnings(commissions_pb2.GetEarningsRequest(
+        parent=creator, start_time=to_timestamp(now() - 10 * DAY), end_time=to_timestamp(now() - 8 * DAY)),
+        metadata=affiliate.officer())
+    assert [t.amount_minor for t in the_order_only.totals] == [1000], "the period counts by creation time"
     paid = await affiliate.commissions.PayOutCommissions(commissions_pb2.PayOutCommissionsRequest(
         request_id=request_id(), parent=creator), metadata=affiliate.creator(creator.removeprefix("creators/")))
     assert [(p.amount_minor, p.commission_count) for p in paid.payouts] == [(600, 2)]
