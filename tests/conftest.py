@@ -31,9 +31,9 @@ from services.shop.server import build as build_shop
 START_ORDER: dict[str, Builder] = {
     "compliance": build_compliance,
     "ranking": build_ranking,
-    "shop": build_shop,
     "affiliate": build_affiliate,
     "gifts": build_gifts,
+    "shop": build_shop,  # calls gifts (LIVE sessions), compliance and affiliate
     "ingest": build_ingest,
 }
 

@@ -39,6 +39,7 @@ from limelight.gifts.v1 import (
 )
 from limelight.ingest.v1 import ingest_pb2
 from limelight.ingest.v1 import subject_data_pb2 as ingest_subject_data_pb2
+from limelight.shop.v1 import catalog_pb2, inventory_pb2, live_pins_pb2, orders_pb2
 
 from libs.auth.principal import Role
 from libs.kit.config import SERVICES
@@ -179,6 +180,11 @@ def _reach() -> ads_pb2.AdReach:
     reach = ads_pb2.AdReach(member_state="DE", impressions=1)
     reach.day.FromDatetime(dt.datetime.combine(dt.date.today(), dt.time(), dt.UTC))
     return reach
+
+
+def _product(name: str = "") -> catalog_pb2.Product:
+    return catalog_pb2.Product(name=name, title="matrix", price_minor=100, currency_code="EUR",
+                               type=catalog_pb2.PRODUCT_TYPE_DIGITAL)
 
 
 def _record_consent(r: Resources) -> consent_pb2.RecordConsentRequest:
@@ -373,6 +379,49 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
         c2pa=disclosure_pb2.C2paEvidence(validation=disclosure_pb2.C2PA_VALIDATION_ABSENT),
         market=disclosure_pb2.MARKET_GERMANY),
     "/limelight.compliance.v1.DisclosureService/ListDisclosureRules": lambda r: disclosure_pb2.ListDisclosureRulesRequest(),
+    "/limelight.shop.v1.CatalogService/CreateProduct": lambda r: catalog_pb2.CreateProductRequest(
+        parent=f"merchants/{r.owner}", product=_product()),
+    "/limelight.shop.v1.CatalogService/GetProduct": lambda r: catalog_pb2.GetProductRequest(
+        name=f"merchants/{r.owner}/products/none"),
+    "/limelight.shop.v1.CatalogService/ListProducts": lambda r: catalog_pb2.ListProductsRequest(
+        parent=f"merchants/{r.owner}"),
+    "/limelight.shop.v1.CatalogService/UpdateProduct": lambda r: catalog_pb2.UpdateProductRequest(
+        product=_product(name=f"merchants/{r.owner}/products/none")),
+    "/limelight.shop.v1.InventoryService/GetInventory": lambda r: inventory_pb2.GetInventoryRequest(
+        name=f"merchants/{r.owner}/products/none/variants/default/inventory"),
+    "/limelight.shop.v1.InventoryService/AdjustInventory": lambda r: inventory_pb2.AdjustInventoryRequest(
+        request_id=_uuid(), name=f"merchants/{r.owner}/products/none/variants/default/inventory", delta=1,
+        reason=inventory_pb2.ADJUSTMENT_REASON_RESTOCK),
+    "/limelight.shop.v1.InventoryService/ReserveStock": lambda r: inventory_pb2.ReserveStockRequest(
+        request_id=_uuid(), product=f"merchants/{r.owner}/products/none", quantity=1, holder=r.user),
+    "/limelight.shop.v1.InventoryService/ReleaseReservation": lambda r: inventory_pb2.ReleaseReservationRequest(
+        request_id=_uuid(), name=f"merchants/{r.owner}/reservations/none"),
+    "/limelight.shop.v1.InventoryService/GetReservation": lambda r: inventory_pb2.GetReservationRequest(
+        name=f"merchants/{r.owner}/reservations/none"),
+    "/limelight.shop.v1.LivePinService/PinProduct": lambda r: live_pins_pb2.PinProductRequest(
+        parent=r.live, product=f"merchants/{r.owner}/products/none"),
+    "/limelight.shop.v1.LivePinService/UnpinProduct": lambda r: live_pins_pb2.UnpinProductRequest(
+        name=f"{r.live}/pins/none"),
+    "/limelight.shop.v1.LivePinService/ListLivePins": lambda r: live_pins_pb2.ListLivePinsRequest(parent=r.live),
+    "/limelight.shop.v1.OrderService/Checkout": lambda r: orders_pb2.CheckoutRequest(
+        request_id=_uuid(), buyer=r.user, items=[orders_pb2.CheckoutItem(
+            product=f"merchants/{r.owner}/products/none", quantity=1)],
+        payment_method=orders_pb2.PaymentMethod(provider="local", token="tok_debit"), expected_total_minor=100,
+        currency_code="EUR"),
+    "/limelight.shop.v1.OrderService/CaptureOrder": lambda r: orders_pb2.CaptureOrderRequest(
+        request_id=_uuid(), name=f"{r.user}/orders/none"),
+    "/limelight.shop.v1.OrderService/FulfillOrder": lambda r: orders_pb2.FulfillOrderRequest(
+        request_id=_uuid(), name=f"{r.user}/orders/none", fulfillment=orders_pb2.Fulfillment(carrier="DHL")),
+    "/limelight.shop.v1.OrderService/CancelOrder": lambda r: orders_pb2.CancelOrderRequest(
+        request_id=_uuid(), name=f"{r.user}/orders/none", reason=orders_pb2.CANCEL_REASON_BUYER_REQUESTED),
+    "/limelight.shop.v1.OrderService/RefundOrder": lambda r: orders_pb2.RefundOrderRequest(
+        request_id=_uuid(), name=f"{r.user}/orders/none", reason="matrix"),
+    "/limelight.shop.v1.OrderService/GetOrder": lambda r: orders_pb2.GetOrderRequest(name=f"{r.user}/orders/none"),
+    "/limelight.shop.v1.OrderService/ListOrders": lambda r: orders_pb2.ListOrdersRequest(parent=r.user),
+    "/limelight.shop.v1.OrderService/GetSpendingLimits": lambda r: orders_pb2.GetSpendingLimitsRequest(
+        name=f"{r.user}/spendingLimits"),
+    "/limelight.shop.v1.OrderService/RecordParentalConsent": lambda r: orders_pb2.RecordParentalConsentRequest(
+        request_id=_uuid(), minor=r.user, granted=True, evidence_reference="matrix"),
 }
 
 
