@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool
-from google.protobuf.duration_pb2 import Duration
+from google.protobuf import descriptor_pool, duration_pb2
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,18 +31,18 @@ from limelight.gifts.v1 import (
     live_pb2,
     live_pb2_grpc,
     payouts_pb2,
+    room_pb2,
     standing_pb2,
     standing_pb2_grpc,
-    subject_data_pb2,
     wallet_pb2,
 )
 from limelight.ingest.v1 import ingest_pb2
-from limelight.ingest.v1 import subject_data_pb2 as ingest_subject_data_pb2
+from limelight.privacy.v1 import subject_data_pb2
 from limelight.shop.v1 import catalog_pb2, inventory_pb2, live_pins_pb2, orders_pb2
 
 from libs.auth.principal import Role
 from libs.kit.config import SERVICES
-from libs.kit.registry import proto_services
+from libs.kit.registry import package_of, proto_services
 from libs.kit.validation import validate
 from tests.conftest import InProcessPlatform
 from tools.repository import repository_file
@@ -88,6 +87,19 @@ CALLERS = (
 # -- the table -------------------------------------------------------------------------------
 
 
+def row_key(method: str, server: str) -> str:
+    """A method as the table names it: its path where `server` is its own package's server, and the
+    path with `(server)` for a shared service of another package (`limelight.privacy.v1`'s
+    SubjectDataService, which every service holding personal data serves)."""
+    return method if method.split(".")[1] == server else f"{method} ({server})"
+
+
+def split_row_key(key: str) -> tuple[str, str]:
+    """(method path, the service that serves it) of a row key."""
+    method, _, server = key.partition(" (")
+    return method, server.removesuffix(")") or method.split(".")[1]
+
+
 def _cells(line: str) -> list[str]:
     return [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
 
@@ -101,7 +113,7 @@ class Row:
 
 
 def expected_matrix(text: str) -> dict[str, Row]:
-    """{method path: row} from the access table (the only table in the file)."""
+    """{row key: row} from the access table (the only table in the file)."""
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = _cells(lines[0])
     assert header[2:] == [caller.column for caller in CALLERS], "the columns after the rule are the callers, in order"
@@ -210,8 +222,8 @@ AD = ads_pb2.Ad(kind=ads_pb2.AD_KIND_COMMERCIAL_CONTENT, content="creators/mx-ow
 def _affiliate_program(name: str = "") -> programs_pb2.Program:
     return programs_pb2.Program(
         name=name, display_name="matrix", commission_rate_bps=500, currency_code="EUR",
-        attribution_window=Duration(seconds=86_400 * 7), attribution_model=programs_pb2.ATTRIBUTION_MODEL_LAST_CLICK,
-        return_window=Duration(seconds=86_400))
+        attribution_window=duration_pb2.Duration(seconds=86_400 * 7), attribution_model=programs_pb2.ATTRIBUTION_MODEL_LAST_CLICK,
+        return_window=duration_pb2.Duration(seconds=86_400))
 
 
 def _now_stamp(minus: dt.timedelta = dt.timedelta(0)) -> Timestamp:
@@ -329,18 +341,45 @@ REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
     "/limelight.compliance.v1.ConsentService/CheckConsent": lambda r: consent_pb2.CheckConsentRequest(
         parent=r.user, purposes=[consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT]),
     "/limelight.compliance.v1.ConsentService/WatchConsentChanges": lambda r: consent_pb2.WatchConsentChangesRequest(),
-    "/limelight.gifts.v1.SubjectDataService/ExportSubjectData": lambda r: subject_data_pb2.ExportSubjectDataRequest(
+    "/limelight.privacy.v1.SubjectDataService/ExportSubjectData": lambda r: subject_data_pb2.ExportSubjectDataRequest(
         subject=r.user),
-    "/limelight.gifts.v1.SubjectDataService/EraseSubjectData": lambda r: subject_data_pb2.EraseSubjectDataRequest(
+    "/limelight.privacy.v1.SubjectDataService/EraseSubjectData": lambda r: subject_data_pb2.EraseSubjectDataRequest(
         subject=r.user),
-    "/limelight.gifts.v1.SubjectDataService/DescribeProcessing":
+    "/limelight.privacy.v1.SubjectDataService/DescribeProcessing":
         lambda r: subject_data_pb2.DescribeProcessingRequest(),
-    "/limelight.ingest.v1.SubjectDataService/ExportSubjectData":
-        lambda r: ingest_subject_data_pb2.ExportSubjectDataRequest(subject=r.user),
-    "/limelight.ingest.v1.SubjectDataService/EraseSubjectData":
-        lambda r: ingest_subject_data_pb2.EraseSubjectDataRequest(subject=r.user),
-    "/limelight.ingest.v1.SubjectDataService/DescribeProcessing":
-        lambda r: ingest_subject_data_pb2.DescribeProcessingRequest(),
+    "/limelight.gifts.v1.RoomService/SendChatMessage": lambda r: room_pb2.SendChatMessageRequest(
+        live=r.live, request_id=_uuid(), text="matrix"),
+    "/limelight.gifts.v1.RoomService/StreamRoom": lambda r: room_pb2.StreamRoomRequest(live=r.live),
+    "/limelight.gifts.v1.RoomService/DeleteChatMessage": lambda r: room_pb2.DeleteChatMessageRequest(
+        name=f"{r.live}/chatMessages/m1", reason="matrix"),
+    "/limelight.gifts.v1.RoomService/MuteViewer": lambda r: room_pb2.MuteViewerRequest(
+        live=r.live, user="users/mx-muted", duration=duration_pb2.Duration(seconds=60), reason="matrix"),
+    "/limelight.gifts.v1.RoomService/BanViewer": lambda r: room_pb2.BanViewerRequest(
+        parent=r.creator, user="users/mx-banned", reason="matrix"),
+    "/limelight.gifts.v1.RoomService/UnbanViewer": lambda r: room_pb2.UnbanViewerRequest(
+        name=f"{r.creator}/bans/mx-banned"),
+    "/limelight.gifts.v1.RoomService/AppointModerator": lambda r: room_pb2.AppointModeratorRequest(
+        parent=r.creator, user="users/mx-moderator"),
+    "/limelight.gifts.v1.RoomService/RemoveModerator": lambda r: room_pb2.RemoveModeratorRequest(
+        name=f"{r.creator}/moderators/mx-moderator"),
+    "/limelight.gifts.v1.RoomService/UpdateKeywordFilter": lambda r: room_pb2.UpdateKeywordFilterRequest(
+        keyword_filter=room_pb2.KeywordFilter(name=f"{r.creator}/keywordFilter", keywords=["matrix"])),
+    "/limelight.gifts.v1.RoomService/GetKeywordFilter": lambda r: room_pb2.GetKeywordFilterRequest(
+        name=f"{r.creator}/keywordFilter"),
+    "/limelight.gifts.v1.RoomService/UpdateRoomSettings": lambda r: room_pb2.UpdateRoomSettingsRequest(
+        room_settings=room_pb2.RoomSettings(name=f"{r.live}/roomSettings")),
+    "/limelight.gifts.v1.RoomService/SubmitQuestion": lambda r: room_pb2.SubmitQuestionRequest(
+        live=r.live, request_id=_uuid(), text="matrix?"),
+    "/limelight.gifts.v1.RoomService/UpvoteQuestion": lambda r: room_pb2.UpvoteQuestionRequest(
+        name=f"{r.live}/questions/q1"),
+    "/limelight.gifts.v1.RoomService/UpdateQuestionState": lambda r: room_pb2.UpdateQuestionStateRequest(
+        name=f"{r.live}/questions/q1", state=room_pb2.QUESTION_STATE_ANSWERED),
+    "/limelight.gifts.v1.RoomService/InviteCoHost": lambda r: room_pb2.InviteCoHostRequest(
+        live=r.live, creator="creators/mx-cohost"),
+    "/limelight.gifts.v1.RoomService/AcceptCoHostInvitation": lambda r: room_pb2.AcceptCoHostInvitationRequest(
+        name=f"{r.live}/coHosts/mx-cohost"),
+    "/limelight.gifts.v1.RoomService/EndCoHosting": lambda r: room_pb2.EndCoHostingRequest(
+        name=f"{r.live}/coHosts/mx-cohost"),
     "/limelight.compliance.v1.PersonalDataKeyService/GetDataKey": lambda r: privacy_pb2.GetDataKeyRequest(
         subject=r.user),
     "/limelight.compliance.v1.DataSubjectService/CreateDataSubjectRequest":
@@ -503,19 +542,20 @@ def _resources(caller: Caller, owners: Resources) -> Resources:
 
 async def answers_of(platform: InProcessPlatform, callers: Sequence[Caller],
                      expected: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
-    """{method: {column: answer}} of every method in `expected`, called by each of `callers`."""
+    """{row key: {column: answer}} of every row in `expected`, called by each of `callers`."""
     owners = await owners_resources(platform)
     channels = {service: grpc.aio.insecure_channel(platform.target(service)) for service in SERVICES}
     observed: dict[str, dict[str, str]] = {}
     try:
-        for method, cells in expected.items():
-            channel = channels[method.split(".")[1]]
+        for key, cells in expected.items():
+            method, server = split_row_key(key)
+            channel = channels[server]
             for caller in callers:
                 request = REQUESTS[method](_resources(caller, owners))
                 for message in request if isinstance(request, list) else [request]:
                     validate(message)  # so an INVALID_ARGUMENT is the handler's, never the validator's
                 code = await status_of(channel, method, request, _metadata(platform, caller))
-                observed.setdefault(method, {})[caller.column] = answer_of(code, cells.get(caller.column, "ok"))
+                observed.setdefault(key, {})[caller.column] = answer_of(code, cells.get(caller.column, "ok"))
     finally:
         for channel in channels.values():
             await channel.close()
@@ -526,17 +566,22 @@ async def answers_of(platform: InProcessPlatform, callers: Sequence[Caller],
 
 
 def _built_methods(platform: InProcessPlatform) -> dict[str, list[str]]:
-    """{service: its methods whose servicer overrides the generated base}: what a server really serves."""
+    """{service row key: the row keys of its methods whose servicer overrides the generated base}:
+    what each server really serves, its own package's services and the shared ones."""
     built: dict[str, list[str]] = {}
-    for service in SERVICES:
+    for server in SERVICES:
         recorder = _Recorder()
-        platform.services[service].definition.register(recorder)
-        for proto in proto_services(f"limelight.{service}.v1"):
-            handlers = recorder.handlers[proto.full_name]
-            built[proto.full_name] = [
-                f"/{proto.full_name}/{name}" for name, handler in handlers.items()
-                if _behaviour(handler).__func__ is not getattr(proto.servicer_base, name)
-            ]
+        definition = platform.services[server].definition
+        definition.register(recorder)
+        for package in sorted({package_of(name) for name in definition.service_names}):
+            for proto in proto_services(package):
+                if proto.full_name not in definition.service_names:
+                    continue
+                handlers = recorder.handlers[proto.full_name]
+                built[row_key(proto.full_name, server)] = [
+                    row_key(f"/{proto.full_name}/{name}", server) for name, handler in handlers.items()
+                    if _behaviour(handler).__func__ is not getattr(proto.servicer_base, name)
+                ]
     return built
 
 
@@ -562,10 +607,11 @@ def test_the_table_lists_every_built_rpc_and_each_unbuilt_service_in_one_line(pl
     unbuilt = [service for service, methods in built.items() if not methods]
     listed = unimplemented_services(text)
     assert sorted(listed) == sorted(unbuilt) and len(listed) == len(set(listed))
-    partly_built = [service for service, methods in built.items()
-                    if methods and len(methods) != len(descriptor_pool.Default().FindServiceByName(service).methods)]
+    partly_built = [service for service, methods in built.items() if methods and len(methods) != len(
+        descriptor_pool.Default().FindServiceByName(split_row_key(service)[0]).methods)]
     assert partly_built == [], "a service is built whole or listed as UNIMPLEMENTED"
-    assert set(REQUESTS) == set(expected_matrix(text)), "every listed RPC has a request to call it with"
+    listed_methods = {split_row_key(key)[0] for key in expected_matrix(text)}
+    assert set(REQUESTS) == listed_methods, "every listed RPC has one request to call it with"
 
 
 async def test_every_caller_gets_exactly_the_documented_answer(platform: InProcessPlatform) -> None:
@@ -581,8 +627,9 @@ def test_the_role_rules_are_the_kits_own(platform: InProcessPlatform) -> None:
     """The kit refuses by role before any handler runs; a handler's second check must not hide a
     loosened policy, so the table states each policy rule too."""
     documented = {method: row.rule for method, row in expected_matrix(access_section()).items()}
-    enforced = {rule.method: rule.rule for service in SERVICES
-                for rule in platform.services[service].definition.access_table() if rule.method in documented}
+    enforced = {row_key(rule.method, service): rule.rule for service in SERVICES
+                for rule in platform.services[service].definition.access_table()
+                if row_key(rule.method, service) in documented}
     assert enforced == documented
 
 

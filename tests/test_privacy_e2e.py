@@ -21,7 +21,14 @@ from typing import Any
 
 import grpc
 import pytest
-from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc, privacy_pb2, privacy_pb2_grpc
+from limelight.compliance.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    consent_pb2,
+    consent_pb2_grpc,
+    privacy_pb2,
+    privacy_pb2_grpc,
+)
 from limelight.gifts.v1 import (
     gifts_pb2,
     gifts_pb2_grpc,
@@ -39,6 +46,7 @@ from typer.testing import CliRunner
 from libs.audit.events import AuditEvent, Outcome
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.blobstore import LocalBlobStore
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
 from libs.privacy.fields import PersonalData
@@ -56,6 +64,7 @@ from services.ingest.model import (
     Video,
     VideoMetadata,
     VideoState,
+    source_key,
 )
 from services.ingest.probe import MediaProbe
 from services.ingest.store import IngestStore
@@ -66,6 +75,7 @@ from tools.supervisor import free_port
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 PROBE = MediaProbe("mov,mp4,m4a,3gp,3g2,mj2", "h264", "aac", 4.0, 1080, 1920, 0, 120, 30.0, False)
 CAPTION = "Alice and Grace at the Lisbon marathon"
+MEDIA = b"frames of Alice and Grace running"
 VIDEO = "creators/alice/videos/run-1"
 ACCESS = privacy_pb2.DATA_SUBJECT_REQUEST_TYPE_ACCESS
 ERASURE = privacy_pb2.DATA_SUBJECT_REQUEST_TYPE_ERASURE
@@ -104,6 +114,9 @@ async def seed_video(data_root: Path, compliance: str) -> None:
                     outcome=Outcome.SUCCEEDED, event_time=T0)], {})
     await store.fail_job("job-1", "TRANSCODE_FAILED", "seeded", T0)
     store.close()
+    blobs = LocalBlobStore(data_root / "ingest" / "blobs")
+    blobs.put(source_key("run-1"), MEDIA)
+    blobs.put("videos/run-1/hls/job-1/720x1280/seg_00000.ts", MEDIA)
     await clients.close()
 
 
@@ -149,6 +162,16 @@ async def give_a_gift(platform: Platform) -> None:
             request_id=str(uuid.uuid4()), live=live, gift="gifts/doughnut", count=1), metadata=platform.alice())
 
 
+async def consent_to_the_personalised_feed(platform: Platform) -> None:
+    async with grpc.aio.insecure_channel(platform.compliance) as channel:
+        request = consent_pb2.RecordConsentRequest(
+            parent="users/alice", request_id=str(uuid.uuid4()), purpose=consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT,
+            decision=consent_pb2.CONSENT_DECISION_GRANTED, notice_version="2026-11", source="app/settings",
+            method=consent_pb2.CONSENT_METHOD_SETTINGS_TOGGLE)
+        request.decision_time.FromDatetime(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5))
+        await consent_pb2_grpc.ConsentServiceStub(channel).RecordConsent(request, metadata=platform.alice())
+
+
 def ledger_totals(data_root: Path) -> list[tuple[str, int, int]]:
     """(currency, all debits, all credits) over every account of the ledger file."""
     with sqlite3.connect(next(data_root.rglob("gifts.db"))) as connection:
@@ -181,7 +204,11 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         record = await requests.ListProcessingActivities(privacy_pb2.ListProcessingActivitiesRequest())
         assert {"services/compliance", "services/gifts", "services/ingest"} == {a.service for a in record.activities}
         await give_a_gift(platform)
+        await consent_to_the_personalised_feed(platform)
         archive = await export_of(requests, platform)
+        consent_records = archive["sources"]["services/compliance"]["consent_records"]
+        assert [(r["purpose"], r["decision"], r["notice_version"], r["source"]) for r in consent_records] == [
+            ("PERSONALISED_CONTENT", "GRANTED", "2026-11", "app/settings")]
         assert {entry["source"] for entry in archive["index"]} == {
             "services/compliance", "services/gifts", "services/ingest"}
         assert archive["sources"]["services/gifts"]["wallet"]["COINS"]["credits_posted"] > 0
@@ -196,22 +223,21 @@ async def test_an_export_gathers_ingest_and_an_erasure_leaves_no_caption_anywher
         assert [(step.service, step.done) for step in erased.progress] == [
             ("services/compliance", True), ("services/gifts", True), ("services/ingest", True),
             ("services/compliance", True)]
-        assert {"compliance.audit_trail", "gifts.ledger"} <= {kept.data_category
-                                                             for kept in erased.retention_exceptions}
+        # Kept, each under its law: the audit trail, the ledger, and the consent decisions as proof of consent.
+        assert {"compliance.audit_trail", "gifts.ledger", "compliance.consent_records"} <= {
+            kept.data_category for kept in erased.retention_exceptions}
 
-        deadline = asyncio.get_running_loop().time() + 5.0
-        caption = CAPTION
-        while caption and asyncio.get_running_loop().time() < deadline:  # the key's cache lifetime, 0.2 s
-            caption = (await videos.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=platform.alice())
-                       ).video.metadata.caption
-        assert caption == ""
+        with pytest.raises(grpc.aio.AioRpcError) as gone:  # ingest deleted the video with its media
+            await videos.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=platform.alice())
+        assert gone.value.code() is grpc.StatusCode.NOT_FOUND
 
         after = await export_of(requests, platform)
         assert CAPTION not in json.dumps(after) and "grace-and-me" not in json.dumps(after)
         assert after["sources"]["services/compliance"] == {}
 
     every_byte = b"".join(path.read_bytes() for path in platform.data_root.rglob("*") if path.is_file())
-    assert CAPTION.encode() not in every_byte and b"grace-and-me" not in every_byte
+    assert CAPTION.encode() not in every_byte and b"grace-and-me" not in every_byte and MEDIA not in every_byte
+    assert [path for path in (platform.data_root / "ingest" / "blobs").rglob("*") if path.is_file()] == []
     # The ledger keeps its records (by law) and still balances: every debit has its credit.
     totals = ledger_totals(platform.data_root)
     assert totals and all(debits == credits for _, debits, credits in totals)

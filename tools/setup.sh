@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 missing_packages=()
 command -v bazel >/dev/null || missing_packages+=(bazel-bootstrap)
 command -v ffmpeg >/dev/null || missing_packages+=(ffmpeg)
+# LIVE rooms' bus across replicas (Redis Streams; `limelight up` starts it when configured).
+command -v redis-server >/dev/null || missing_packages+=(redis-server)
 command -v python3 >/dev/null || missing_packages+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || missing_packages+=(python3-venv)
 if [ -f package.json ] && ! command -v npm >/dev/null; then

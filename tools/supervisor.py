@@ -11,11 +11,15 @@
 - With TLS on (`LIMELIGHT_TLS`, the default) the development PKI is made first
   (`prepare_transport`); each service gets its port for end users and a free mesh port
   for mutual TLS, and every service is told where the others' mesh ports are.
+- When `LIMELIGHT_GIFTS_ROOM_BUS` names a Redis on this machine's loopback
+  (`redis://127.0.0.1:N`) and nothing listens there, Debian's `redis-server` is started
+  first (loopback only, nothing persisted) as the LIVE rooms' bus.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -121,6 +125,10 @@ class Platform:
             self.ray_address = self._start_ray_head(env)
             say(f"{'ray':<11} {self.ray_address:<22} local head (loopback, token auth)")
         env["RAY_ADDRESS"] = self.ray_address
+        redis_port = local_redis_port(env.get("LIMELIGHT_GIFTS_ROOM_BUS", ""))
+        if redis_port is not None and not port_open(redis_port):
+            self._start_redis(env, redis_port)
+            say(f"{'redis':<11} {f'127.0.0.1:{redis_port}':<22} LIVE rooms' bus (Redis Streams, loopback)")
         if transport.tls:
             env.update(mesh_environment(env))
         services = [
@@ -163,6 +171,25 @@ class Platform:
         self._wait_until_serving(head)
         head.state = ChildState.SERVING
         return address
+
+    def _start_redis(self, env: dict[str, str], port: int) -> None:
+        """Debian's redis-server for the rooms' bus: loopback only, nothing persisted (a room's
+        history is in gifts' room store; the bus only carries it between replicas)."""
+        redis_dir = self.data_root / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        child = Child(
+            name="redis",
+            endpoint=f"127.0.0.1:{port}",
+            command=[shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no", "--dir", str(redis_dir)],
+            env=env,
+            is_serving=lambda: port_open(port),
+            quiet=True,
+        )
+        child.spawn()
+        self.children.append(child)
+        self._wait_until_serving(child)
+        child.state = ChildState.SERVING
 
     def _wait_until_serving(self, child: Child) -> None:
         deadline = time.monotonic() + SERVICE_START_TIMEOUT
@@ -237,6 +264,12 @@ def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> N
         os.killpg(process.pid, signum)
     except ProcessLookupError:
         pass
+
+
+def local_redis_port(url: str) -> int | None:
+    """The port of a `redis://127.0.0.1:N` (or localhost) URL the platform should serve itself; None otherwise."""
+    match = re.fullmatch(r"redis://(?:127\.0\.0\.1|localhost):(\d+)(?:/\d+)?", url)
+    return int(match.group(1)) if match else None
 
 
 def free_port() -> int:

@@ -2,7 +2,9 @@
 
 A service registers the servicers it implements; every other service of its package is
 registered with the generated base class, which answers UNIMPLEMENTED. So a server
-always exposes its whole contract, and reflection shows all of it.
+always exposes its whole contract, and reflection shows all of it. A server may also
+implement a shared service declared in another package (`limelight.privacy.v1`'s
+SubjectDataService, which every service holding personal data serves).
 """
 
 from __future__ import annotations
@@ -42,12 +44,20 @@ def proto_services(package: str) -> list[ProtoService]:
     return found
 
 
+def package_of(full_name: str) -> str:
+    """`limelight.privacy.v1` of `limelight.privacy.v1.SubjectDataService`."""
+    return full_name.rpartition(".")[0]
+
+
 def registrar(package: str, implementations: Mapping[str, object]) -> tuple[list[str], Callable[[HandlerRegistry], None]]:
-    """(service names, register function) for a package, with base servicers where unimplemented."""
+    """(service names, register function) for a package, with base servicers where unimplemented,
+    plus the shared services of other packages that `implementations` names."""
     services = proto_services(package)
+    for shared_package in sorted({package_of(name) for name in implementations} - {package}):
+        services += [service for service in proto_services(shared_package) if service.full_name in implementations]
     unknown = set(implementations) - {service.full_name for service in services}
     if unknown:
-        raise ValueError(f"{package} declares no service named {sorted(unknown)}")
+        raise ValueError(f"no generated package declares a service named {sorted(unknown)}")
 
     def register(server: HandlerRegistry) -> None:
         for service in services:

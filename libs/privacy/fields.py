@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from libs.errors import FailedPrecondition
-from libs.privacy.sealing import DataKey, key_id_of, open_sealed, seal
+from libs.privacy.sealing import DataKey, as_text, fingerprint, from_text, key_id_of, open_sealed, seal
 
 SHREDDED_REASON = "DATA_KEY_SHREDDED"
 
@@ -68,6 +68,21 @@ class PersonalData:
             return None
         key = await self._key(subject, key_id_of(sealed))
         return None if key is None else open_sealed(key, subject, field_name, sealed)
+
+    async def seal_text(self, subject: str, field_name: str, plaintext: str) -> str:
+        """`seal` for a TEXT column or a JSON document (`sealed:` and base64url)."""
+        return as_text(await self.seal(subject, field_name, plaintext))
+
+    async def open_text(self, subject: str, field_name: str, stored: str) -> str | None:
+        """The plaintext of `seal_text`'s form; None once the subject was erased. Text without the
+        `sealed:` prefix is a value stored before the field was sealed, returned as it is."""
+        sealed = from_text(stored)
+        return stored if sealed is None else await self.open(subject, field_name, sealed)
+
+    async def fingerprint(self, subject: str, field_name: str, plaintext: str) -> str:
+        """A keyed digest of the field under the subject's current key (`sealing.fingerprint`): equal
+        for equal plaintexts, so a retried request can be recognised without storing its text."""
+        return fingerprint(await self._current_key(subject), subject, field_name, plaintext)
 
     def forget(self, subject: str) -> None:
         """Drops the subject's cached keys now (this process learnt of their erasure first-hand)."""

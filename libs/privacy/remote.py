@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import grpc
 from limelight.compliance.v1 import privacy_pb2, privacy_pb2_grpc
 
 from libs.kit.server import ServiceRuntime
-from libs.privacy.fields import PersonalData, SubjectErased
+from libs.privacy.fields import EphemeralDataKeys, PersonalData, SubjectErased
 from libs.privacy.sealing import DataKey
 
 # A shredded or unknown key is remembered this long, so a page of unreadable rows costs one call.
@@ -40,6 +43,17 @@ class RemoteDataKeys:
         return DataKey(response.key_id, response.key), response.cache_ttl.ToTimedelta().total_seconds()
 
 
-def personal_data_for(runtime: ServiceRuntime) -> PersonalData:
-    """A service's `PersonalData`, with keys from compliance through the runtime's client."""
+# `LIMELIGHT_DATA_KEYS=ephemeral`: keys held in the process's memory, for a process run without
+# compliance (a crash test, a benchmark); what it sealed is unreadable after it exits.
+DATA_KEYS_SETTING = "LIMELIGHT_DATA_KEYS"
+
+
+def personal_data_for(runtime: ServiceRuntime, environ: Mapping[str, str] = os.environ) -> PersonalData:
+    """A service's `PersonalData`, with keys from compliance through the runtime's client (or, with
+    `LIMELIGHT_DATA_KEYS=ephemeral`, from this process's memory)."""
+    source = environ.get(DATA_KEYS_SETTING, "compliance")
+    if source == "ephemeral":
+        return PersonalData(EphemeralDataKeys())
+    if source != "compliance":
+        raise ValueError(f"{DATA_KEYS_SETTING} is 'compliance' (the default) or 'ephemeral', not {source!r}")
     return PersonalData(RemoteDataKeys(runtime.clients.stub("compliance", privacy_pb2_grpc.PersonalDataKeyServiceStub)))

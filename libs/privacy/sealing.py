@@ -12,18 +12,25 @@ Pure: no I/O. Where keys come from is `libs.privacy.keys`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 FORMAT_VERSION = 1
 KEY_BYTES = 32
 KEY_ID_BYTES = 16
 NONCE_BYTES = 12
 _HEADER = 1 + KEY_ID_BYTES + NONCE_BYTES
+# A sealed field in a TEXT column or a JSON document: this prefix, then the sealed bytes in base64url.
+TEXT_PREFIX = "sealed:"
 
 
 class SealedFieldError(ValueError):
@@ -77,3 +84,29 @@ def open_sealed(key: DataKey, subject: str, field_name: str, sealed: bytes) -> s
     except InvalidTag as error:
         raise SealedFieldError(f"not sealed for {subject}'s {field_name}, or altered") from error
     return plaintext.decode()
+
+
+def fingerprint(key: DataKey, subject: str, field_name: str, plaintext: str) -> str:
+    """A deterministic keyed digest of a personal field (HMAC-SHA256 under a key derived from the
+    subject's data key), for telling a retried request from another one without storing the field
+    in the clear: equal plaintexts give equal fingerprints while the key exists, and once it is
+    destroyed no one can test a guess against a stored fingerprint."""
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"limelight field fingerprint").derive(key.material)
+    digest = hmac.new(mac_key, _associated_data(subject, field_name) + b"\x00" + plaintext.encode(), hashlib.sha256)
+    return f"{key.key_id}:{digest.hexdigest()}"
+
+
+def as_text(sealed: bytes) -> str:
+    """A sealed field as text (`sealed:` and base64url), for TEXT columns and JSON."""
+    return TEXT_PREFIX + base64.urlsafe_b64encode(sealed).decode()
+
+
+def from_text(text: str) -> bytes | None:
+    """The sealed bytes of `as_text`'s form, or None for text that is not sealed (a legacy plain value)."""
+    if not text.startswith(TEXT_PREFIX):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text[len(TEXT_PREFIX):])
+    except ValueError as error:
+        raise SealedFieldError("a sealed text field that is not base64url") from error

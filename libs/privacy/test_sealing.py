@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.privacy.sealing import DataKey, SealedFieldError, key_id_of, open_sealed, seal
+from libs.privacy.sealing import (
+    DataKey,
+    SealedFieldError,
+    as_text,
+    fingerprint,
+    from_text,
+    key_id_of,
+    open_sealed,
+    seal,
+)
 
 KEY = DataKey.generate()
 
@@ -47,3 +56,22 @@ def test_garbage_is_not_a_sealed_field(garbage: bytes) -> None:
 
 def test_a_key_never_prints_its_material() -> None:
     assert KEY.material.hex() not in repr(KEY) and KEY.key_id in repr(KEY)
+
+
+def test_a_fingerprint_is_equal_for_equal_text_and_tied_to_subject_field_and_key() -> None:
+    first = fingerprint(KEY, "users/ada", "live.title", "Morning run")
+    assert fingerprint(KEY, "users/ada", "live.title", "Morning run") == first
+    assert "Morning" not in first
+    others = {fingerprint(KEY, "users/ada", "live.title", "Evening run"),
+              fingerprint(KEY, "users/bob", "live.title", "Morning run"),
+              fingerprint(KEY, "users/ada", "gift.message", "Morning run"),
+              fingerprint(DataKey.generate(), "users/ada", "live.title", "Morning run")}
+    assert first not in others and len(others) == 4
+
+
+@given(st.text())
+def test_sealed_text_round_trips_and_plain_text_is_told_apart(text: str) -> None:
+    stored = as_text(seal(KEY, "users/ada", "caption", text))
+    sealed = from_text(stored)
+    assert sealed is not None and open_sealed(KEY, "users/ada", "caption", sealed) == text
+    assert from_text("a title written before sealing") is None

@@ -44,6 +44,12 @@ def fresh(prefix: str) -> str:
     return f"{prefix}{next(_ids)}-{uuid.uuid4().hex[:6]}"
 
 
+def unique_ip() -> str:
+    """An address no other click of the module used: fraud rules count orders per address pseudonym."""
+    number = next(_ids)
+    return f"198.18.{number >> 8 & 255}.{number & 255}"
+
+
 def request_id() -> str:
     return str(uuid.uuid4())
 
@@ -106,11 +112,11 @@ class Affiliate:
         await self.consent.RecordConsent(request, metadata=self.bearer(f"users/{user}", Role.VIEWER))
 
     async def click(self, token: str, *, user: str = "", visitor_id: str = "", at: dt.datetime | None = None,
-                    user_agent: str = BROWSER, client_ip: str = "198.51.100.7", purpose: str = "",
+                    user_agent: str = BROWSER, client_ip: str = "", purpose: str = "",
                     rid: str | None = None) -> links_pb2.Click:
         response = await self.links.RecordClick(links_pb2.RecordClickRequest(
             request_id=rid or request_id(), token=token, visitor_id=visitor_id, user=f"users/{user}" if user else "",
-            user_agent=user_agent, client_ip=client_ip, country_code="DE", purpose_header=purpose,
+            user_agent=user_agent, client_ip=client_ip or unique_ip(), country_code="DE", purpose_header=purpose,
             click_time=to_timestamp(at or now())), metadata=self.shop())
         return response.click
 

@@ -18,11 +18,19 @@ from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import RemoteDataKeys
+from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
 from services.affiliate.clients import ComplianceDisclosure, ConsentTracking
 from services.affiliate.config import AffiliateConfig
+from services.affiliate.data_map import DATA_MAP
 from services.affiliate.link_keys import load_key_ring, visitor_pseudonym_secret
 from services.affiliate.model.clicks import GivtFilter
-from services.affiliate.servicer import Backend, CommissionServicer, LinkServicer, ProgramServicer
+from services.affiliate.servicer import (
+    AffiliateSubjectData,
+    Backend,
+    CommissionServicer,
+    LinkServicer,
+    ProgramServicer,
+)
 from services.affiliate.store import AffiliateStore
 from services.affiliate.usecases.clicks import ClickCapture, ClickPolicy, LinkDirectory
 
@@ -49,6 +57,7 @@ ACCESS = AccessPolicy(roles={
                                  "GetEarnings": EARNINGS_READERS, "SettleCommissions": SERVICES_AND_ADMINS,
                                  "FreezeCommission": OFFICERS, "UnfreezeCommission": OFFICERS,
                                  "PayOutCommissions": frozenset({Role.CREATOR, Role.SERVICE, Role.ADMIN})}),
+    **SUBJECT_DATA_ACCESS,
 })
 
 
@@ -67,7 +76,8 @@ class AffiliateService:
         return self._backend
 
     def definition(self) -> ServiceDefinition:
-        servicers = {PROGRAMS: ProgramServicer(self), LINKS: LinkServicer(self), COMMISSIONS: CommissionServicer(self)}
+        servicers = {PROGRAMS: ProgramServicer(self), LINKS: LinkServicer(self), COMMISSIONS: CommissionServicer(self),
+                     SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, AffiliateSubjectData(self))}
         return package_definition(PACKAGE, servicers, policy=ACCESS, on_start=self._start, on_stop=self._stop,
                                   on_denied=self._record_denial)
 

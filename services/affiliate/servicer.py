@@ -29,6 +29,7 @@ from libs.auth.principal import Principal, Role
 from libs.clock import Clock
 from libs.errors import DomainError, InvalidArgument, PermissionDenied
 from libs.kit.context import current_principal
+from libs.privacy.subject_data import Erasure
 from libs.timestamps import from_timestamp
 from services.affiliate import messages
 from services.affiliate.audit_trail import CallAudit
@@ -37,7 +38,7 @@ from services.affiliate.model.access import Caller
 from services.affiliate.model.links import TokenKeys, TrackingLink
 from services.affiliate.model.programs import Program
 from services.affiliate.store import AffiliateStore
-from services.affiliate.usecases import catalogue, commissions
+from services.affiliate.usecases import catalogue, commissions, subject_data
 from services.affiliate.usecases.clicks import ClickCapture, LinkDirectory
 from services.affiliate.usecases.ports import DisclosureReview, PersonalFields
 
@@ -325,3 +326,13 @@ class CommissionServicer(_Handlers, commissions_pb2_grpc.CommissionServiceServic
             payouts = await self._b.store.run(lambda unit: commissions.pay_out(command, unit, audit, self._b.clock()))
             return commissions_pb2.PayOutCommissionsResponse(payouts=messages.payouts_out(payouts))
         return await self._b.guarded("PayOutCommissions", request.parent, work)
+
+
+class AffiliateSubjectData(_Handlers):
+    """What affiliate holds about a user, for the shared SubjectDataService (libs.privacy.servicer)."""
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        return await subject_data.export(self._b.store, self._b.personal, f"users/{user_id}")
+
+    async def erase(self, user_id: str) -> Erasure:
+        return await subject_data.erase(self._b.store, self._b.call_audit(), f"users/{user_id}")

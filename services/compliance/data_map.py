@@ -1,7 +1,5 @@
-"""What compliance keeps about people (GDPR Art. 30): the audit trail, the ad repository, the data keys.
-
-The consent area declares its own records when it is built.
-"""
+"""What compliance keeps about people (GDPR Art. 30): the audit trail, the ad repository, consent
+decisions, the data keys and data-subject requests."""
 
 from __future__ import annotations
 
@@ -27,6 +25,17 @@ DATA_MAP = DataMap(
             data_categories=("ad content", "advertiser and payer", "targeting parameters", "reach"),
             recipients=("the public",),
             retention="one year after the ad was last displayed (DSA Art. 39(1))",
+        ),
+        ProcessingActivity(
+            activity_id="compliance.consent_records",
+            purpose="Proof of each consent decision (who, what, notice, method, when, where) and the current state",
+            legal_basis="Art. 6(1)(c) GDPR (Art. 7(1): the controller must be able to demonstrate consent)",
+            subject_categories=("every user who decides on a purpose",),
+            data_categories=("purpose and decision", "notice version, method, jurisdiction and source",
+                             "IAB TCF consent strings", "times"),
+            recipients=("Limelight services asking CheckConsent (the answer only)", "regulators on request"),
+            retention="append-only; 3 years after the end of the year of the subject's last decision "
+                      "(§§ 195, 199 BGB), kept through an erasure as proof of consent",
         ),
         ProcessingActivity(
             activity_id="compliance.data_keys",
@@ -56,9 +65,19 @@ DATA_MAP = DataMap(
         NotPersonal("ads.creator", "opaque user id"),
         NotPersonal("ads.name", "the entry's resource name"),
         NotPersonal("data_keys.subject", "opaque user id; the key itself is wrapped"),
+        NotPersonal("consent_records.subject", "opaque user id (`users/{id}`)"),
+        NotPersonal("consent_records.recorded_by", "the recording caller's resource name: an opaque id"),
+        NotPersonal("consent_records.method", "how the decision was given: one of four enum values"),
+        NotPersonal("consent_records.source", "where the decision came from: an app or CMP identifier, no device data"),
+        NotPersonal("consent_requests.subject", "opaque user id"),
+        NotPersonal("tcf_consents.subject", "opaque user id"),
+        NotPersonal("tcf_consents.tc_string", "an IAB TCF consent string: purposes and vendors decided, no identifier"),
         NotPersonal("data_subject_requests.user_id", "opaque user id"),
         NotPersonal("data_subject_requests.requested_by", "the requester's resource name: an opaque id"),
         NotPersonal("data_subject_requests.name", "the request's resource name"),
     ),
-    retention_exceptions={"compliance.audit_trail": "Art. 5(2) and 30 GDPR: the trail is pseudonymous and append-only"},
+    retention_exceptions={
+        "compliance.audit_trail": "Art. 5(2) and 30 GDPR: the trail is pseudonymous and append-only",
+        "compliance.consent_records": "Art. 7(1) and 17(3)(e) GDPR: proof of consent, append-only",
+    },
 )

@@ -37,7 +37,8 @@ def build(runtime: ServiceRuntime) -> ServiceDefinition:
     disclosure_area = disclosure.build(runtime)
     consent_area = consent.build(runtime, append=audit.append_own, clock=utc_now)
     ad_repository = ads.build(runtime, clock=utc_now, consent=consent_area.ad_profiling)
-    privacy_area = privacy.build(runtime, clock=utc_now, data_maps=[DATA_MAP])
+    privacy_area = privacy.build(runtime, clock=utc_now, data_maps=[DATA_MAP],
+                                 compliance_sources=[consent_area.subject_data])
     policies = [access_policy(), disclosure_area.policy, ad_repository.policy, consent_area.policy,
                 privacy_area.policy]
 

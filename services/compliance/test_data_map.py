@@ -9,11 +9,12 @@ from libs.privacy.data_map import schema_after, undeclared_columns
 from libs.storage.sqlite import Migration
 from services.compliance.ads.store import MIGRATIONS as ADS
 from services.compliance.audit.store import MIGRATIONS as AUDIT
+from services.compliance.consent.store import MIGRATIONS as CONSENT
 from services.compliance.data_map import DATA_MAP
 from services.compliance.privacy.store import MIGRATIONS as PRIVACY
 
 
-@pytest.mark.parametrize("migrations", [AUDIT, ADS, PRIVACY], ids=["audit", "ads", "privacy"])
+@pytest.mark.parametrize("migrations", [AUDIT, ADS, CONSENT, PRIVACY], ids=["audit", "ads", "consent", "privacy"])
 def test_every_personal_column_of_the_area_databases_is_in_the_data_map(
     tmp_path: Path, migrations: Sequence[Migration],
 ) -> None:
@@ -26,7 +27,7 @@ def test_every_personal_column_of_the_area_databases_is_in_the_data_map(
 
 def _every_table(tmp_path: Path) -> set[str]:
     tables: set[str] = set()
-    for number, migrations in enumerate([AUDIT, ADS, PRIVACY]):
+    for number, migrations in enumerate([AUDIT, ADS, CONSENT, PRIVACY]):
         scratch = tmp_path / f"all-{number}"
         scratch.mkdir(exist_ok=True)
         tables |= set(schema_after(migrations, scratch))

@@ -10,6 +10,10 @@ How the service runs comes from the environment (`GiftsConfig.from_environment`)
                                      durable, until shipping is on again (while compliance is
                                      down for maintenance, say)
     LIMELIGHT_GIFTS_SWEEP_SECONDS    how often the sweep runs (default 1)
+    LIMELIGHT_GIFTS_ROOM_BUS         where LIVE rooms' events travel between replicas: empty
+                                     (default) keeps them in this process; a `redis://host:port/db`
+                                     URL uses Redis Streams there (`room_bus.py`; the platform
+                                     starts a redis-server when this names its own port)
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from services.gifts.model.catalog import DEFAULT_COIN_PACKS, DEFAULT_GIFTS, Cata
 from services.gifts.model.fraud import FraudPolicy
 from services.gifts.model.ledger import GiftRates
 from services.gifts.model.live import LivePolicy
+from services.gifts.model.room import RoomPolicy
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class GiftsConfig:
     sweep_interval: dt.timedelta = dt.timedelta(seconds=1)
     # A dead ledger process is restarted after this (doubling while it fails to start).
     ledger_restart_delay: dt.timedelta = dt.timedelta(seconds=0.5)
+    # LIVE rooms: chat, moderation, Q&A (`model/room.py`); the bus between replicas (see above).
+    room: RoomPolicy = field(default_factory=RoomPolicy)
+    room_bus_url: str = ""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> GiftsConfig:
@@ -66,5 +74,8 @@ class GiftsConfig:
         if shipping not in ("on", "off"):
             raise ValueError(f"LIMELIGHT_GIFTS_AUDIT_SHIPPING must be 'on' or 'off', not {shipping!r}")
         sweep = float(environ.get("LIMELIGHT_GIFTS_SWEEP_SECONDS", "1"))
+        room_bus = environ.get("LIMELIGHT_GIFTS_ROOM_BUS", "")
+        if room_bus and not room_bus.startswith(("redis://", "unix://")):
+            raise ValueError(f"LIMELIGHT_GIFTS_ROOM_BUS must be empty or a redis:// URL, not {room_bus!r}")
         return cls(ledger_in_process=ledger == "in-process", ship_audit=shipping == "on",
-                   sweep_interval=dt.timedelta(seconds=sweep))
+                   sweep_interval=dt.timedelta(seconds=sweep), room_bus_url=room_bus)

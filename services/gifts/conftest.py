@@ -103,7 +103,7 @@ class Harness:
 
     def go_live(self, host: str, *, follower_count: int = 5_000, **facts: Any) -> LiveSession:
         self.set_facts(AccountFacts(host, follower_count=follower_count, **facts))
-        return self.run(StartLive(adult(host), str(uuid.uuid4()), "tonight"))
+        return self.run(StartLive(adult(host), str(uuid.uuid4()), "tonight", "tonight"))
 
 
 def build_harness(root: Path, config: GiftsConfig | None = None, *, synchronous: str = "NORMAL",

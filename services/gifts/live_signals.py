@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 class LiveSignals:
@@ -15,11 +16,18 @@ class LiveSignals:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._listeners: list[Callable[[frozenset[str]], None]] = []
+
+    def add_listener(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Also call `listener(live_ids)` on the event loop for every commit that touched them."""
+        self._listeners.append(listener)
 
     def on_commit(self, live_ids: frozenset[str]) -> None:
         self._loop.call_soon_threadsafe(self._wake, live_ids)
 
     def _wake(self, live_ids: frozenset[str]) -> None:
+        for listener in self._listeners:
+            listener(live_ids)
         for live_id in live_ids:
             for waiter in self._waiters.pop(live_id, ()):
                 if not waiter.done():

@@ -45,11 +45,11 @@ _END_REASONS = {
 LIVE_STATES = {LiveState.LIVE: live_pb2.LIVE_SESSION_STATE_LIVE, LiveState.ENDED: live_pb2.LIVE_SESSION_STATE_ENDED}
 
 
-def live_session(session: LiveSession, now: dt.datetime, *, gift_count: int = 0,
+def live_session(session: LiveSession, title: str, now: dt.datetime, *, gift_count: int = 0,
                  diamonds_earned: int = 0) -> live_pb2.LiveSession:
     state = session.state_at(now)
     message = live_pb2.LiveSession(
-        name=live_name(session.host, session.live_id), title=session.title, state=LIVE_STATES[state],
+        name=live_name(session.host, session.live_id), title=title, state=LIVE_STATES[state],
         start_time=to_timestamp(session.started_at), max_end_time=to_timestamp(session.deadline),
         gifts_enabled=not session.gifts_barred_reason, gifts_disabled_reason=session.gifts_barred_reason,
         gift_count=gift_count, diamonds_earned=diamonds_earned,

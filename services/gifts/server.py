@@ -23,18 +23,24 @@ from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import HealthReport, ServiceDefinition, ServiceRuntime, package_definition
+from libs.privacy.fields import PersonalData
+from libs.privacy.remote import personal_data_for
+from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
 from services.gifts.config import GiftsConfig
+from services.gifts.data_map import DATA_MAP
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model.access import NotOwner
 from services.gifts.providers import deployment_transaction_ids
+from services.gifts.room_servicer import RoomServicer
+from services.gifts.room_wiring import RoomParts
 from services.gifts.runner import LedgerRunner, build_runner
 from services.gifts.servicer import (
     AccountStandingServicer,
     Backend,
     GiftServicer,
+    GiftsSubjectData,
     LiveServicer,
     PayoutServicer,
-    SubjectDataServicer,
     WalletServicer,
 )
 from services.gifts.store.outbox import GiftsAuditOutbox
@@ -50,7 +56,7 @@ WALLET = f"{PACKAGE}.WalletService"
 GIFT = f"{PACKAGE}.GiftService"
 PAYOUT = f"{PACKAGE}.PayoutService"
 STANDING = f"{PACKAGE}.AccountStandingService"
-SUBJECT_DATA = f"{PACKAGE}.SubjectDataService"
+ROOM = f"{PACKAGE}.RoomService"
 
 OPERATORS = frozenset({Role.ADMIN})
 SERVICES_AND_OPERATORS = frozenset({Role.ADMIN, Role.SERVICE})
@@ -62,19 +68,17 @@ ACCESS = AccessPolicy(
         **method_paths(WALLET, {"ReverseTopUp": SERVICES_AND_OPERATORS}),
         **method_paths(PAYOUT, {"SettlePayout": SERVICES_AND_OPERATORS}),
         **method_paths(STANDING, {"UpdateAccountStanding": OPERATORS}),
-        # What gifts holds about a person: for compliance answering their request only.
-        **method_paths(SUBJECT_DATA, {"ExportSubjectData": frozenset({Role.SERVICE}),
-                                      "EraseSubjectData": frozenset({Role.SERVICE}),
-                                      "DescribeProcessing": frozenset({Role.SERVICE})}),
+        **SUBJECT_DATA_ACCESS,
     },
 )
 
 
 class GiftsService:
     def __init__(self, runtime: ServiceRuntime, *, config: GiftsConfig | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, personal: PersonalData | None = None) -> None:
         self.config = config or GiftsConfig.from_environment()
         self.clock = clock
+        self.personal = personal or personal_data_for(runtime)
         self.signals = LiveSignals(asyncio.get_running_loop())
         self._runtime = runtime
         self._runner: LedgerRunner | None = None
@@ -83,11 +87,17 @@ class GiftsService:
         self._audit: AuditClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._report_health: HealthReport | None = None
+        self._room_parts: RoomParts | None = None
 
     @property
     def backend(self) -> Backend:
         assert self._backend is not None, "the service has not started"
         return self._backend
+
+    @property
+    def room_parts(self) -> RoomParts:
+        assert self._room_parts is not None, "the service has not started"
+        return self._room_parts
 
     @property
     def runner(self) -> LedgerRunner:
@@ -107,7 +117,7 @@ class GiftsService:
             PACKAGE,
             {LIVE: LiveServicer(self), WALLET: WalletServicer(self), GIFT: GiftServicer(self),
              PAYOUT: PayoutServicer(self), STANDING: AccountStandingServicer(self),
-             SUBJECT_DATA: SubjectDataServicer(self)},
+             SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, GiftsSubjectData(self)), ROOM: RoomServicer(self)},
             policy=ACCESS, on_start=self._start, on_stop=self._stop, on_denied=self._record_denial,
             on_serving=self._hear_health_report,
         )
@@ -130,7 +140,13 @@ class GiftsService:
         reader = await asyncio.to_thread(GiftsReader.of_service, root)
         self._outbox = await asyncio.to_thread(GiftsAuditOutbox.of_service, root)
         transaction_ids = await asyncio.to_thread(deployment_transaction_ids, root)
-        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids)
+        self._backend = Backend(runner, reader, self.config, self.clock, self.signals, transaction_ids, self.personal)
+        self._room_parts = RoomParts(self._runtime, self.config, self.clock, reader, self.signals, self.personal,
+                                     root=root)
+        self._backend.choose_recipient = self._room_parts.room.gift_recipient
+        self._backend.room_subject_data = self._room_parts.room
+        self._room_parts.store.add_commit_listener(self._room_parts.wake_shipper)
+        await self._room_parts.start()
         self._tasks = [asyncio.create_task(self._every(self.config.sweep_interval.total_seconds(), self._sweep),
                                            name="gifts-sweep")]
         if self.config.ship_audit:
@@ -139,6 +155,8 @@ class GiftsService:
             await self._audit.start()
 
     async def _stop(self) -> None:
+        if self._room_parts is not None:
+            await self._room_parts.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -175,7 +193,8 @@ class GiftsService:
 
         A handler's ownership check names the resource it refused; the kit's own checks run
         before the request is read, so for those the method is all there is to name."""
-        if error in self.backend.audited_refusals:
+        if error in self.backend.audited_refusals or (
+                self._room_parts is not None and error in self._room_parts.room.audited_refusals):
             return
         resource = error.resource_name if isinstance(error, NotOwner) else method
         await self.backend.run(RecordDenial(method.rsplit("/", 1)[-1], principal.subject if principal else SYSTEM_ACTOR,

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -26,30 +25,27 @@ from limelight.gifts.v1 import (
     payouts_pb2_grpc,
     standing_pb2,
     standing_pb2_grpc,
-    subject_data_pb2,
-    subject_data_pb2_grpc,
     wallet_pb2,
     wallet_pb2_grpc,
 )
-from limelight.privacy.v1 import subject_data_pb2 as privacy_subject_data_pb2
 
 from libs.clock import Clock
 from libs.errors import DomainError, InvalidArgument, NotFound
 from libs.kit.context import current_principal
 from libs.kit.telemetry import current_ids, inject_carrier
 from libs.pagination import DEFAULT_PAGE_SIZE, PageTokens, page_size
-from libs.privacy.records import activities_out
+from libs.privacy.fields import PersonalData
+from libs.privacy.subject_data import Erasure
 from libs.resource_names import ResourcePattern
 from libs.timestamps import from_timestamp, to_timestamp
 from services.gifts import messages
 from services.gifts.config import GiftsConfig
-from services.gifts.data_map import DATA_MAP
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model import names
 from services.gifts.model.access import acting, require_self, require_self_or_staff
 from services.gifts.model.audit import Trace
 from services.gifts.model.eligibility import live_eligibility
-from services.gifts.model.live import LiveState
+from services.gifts.model.live import LIVE_TITLE, LiveSession, LiveState
 from services.gifts.model.periods import period_bounds
 from services.gifts.model.views import Party
 from services.gifts.runner import LedgerRunner
@@ -85,6 +81,14 @@ R = TypeVar("R")
 Call = grpc.aio.ServicerContext[Any, Any]
 
 
+class RoomSubjectData(Protocol):
+    """What the LIVE room holds about a person (usecases/room.py's `Room`)."""
+
+    async def export_subject(self, user: str) -> dict[str, list[dict[str, object]]]: ...
+
+    async def erase_subject(self, user: str) -> str: ...
+
+
 @dataclass
 class Backend:
     """What the handlers reach: the ledger runner, the reader, the published policy, the clock."""
@@ -95,8 +99,19 @@ class Backend:
     clock: Clock
     signals: LiveSignals
     transaction_ids: names.TransactionIds
+    personal: PersonalData  # seals and opens LIVE titles under the host's data key
     # Refusals the ledger has audited already, so the kit's denial hook does not audit them twice.
     audited_refusals: weakref.WeakSet[DomainError] = field(default_factory=weakref.WeakSet)
+    # The host a co-hosted session's gift goes to (the LIVE room knows who co-hosts).
+    choose_recipient: Callable[[str, str, str], Awaitable[str]] | None = None
+
+    # The LIVE room's part of a data-subject request: export(user) and erase(user).
+    room_subject_data: RoomSubjectData | None = None
+
+    async def gift_recipient(self, creator: str, live_id: str, chosen: str) -> str:
+        """The chosen host of `creators/{creator}/lives/{live_id}`, if they host it (room.py decides)."""
+        assert self.choose_recipient is not None, "the LIVE room is not wired"
+        return await self.choose_recipient(creator, live_id, chosen)
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -109,6 +124,11 @@ class Backend:
         except DomainError as refusal:
             self.audited_refusals.add(refusal)  # the ledger wrote its audit event with the refusal
             raise
+
+    async def title_of(self, session: LiveSession) -> str:
+        """The session's title in words; empty once its host was erased."""
+        title = await self.personal.open_text(names.USER.format(user=session.host), LIVE_TITLE, session.sealed_title)
+        return title or ""
 
     async def read(self, query: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """A query on the reader, off the event loop."""
@@ -157,7 +177,8 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
     async def _summary(self, live_id: str) -> live_pb2.LiveSession:
         summary = await self._service.read(self._service.reader.live_summary, live_id)
         assert summary is not None
-        return messages.live_session(summary.session, self._service.now(), gift_count=summary.gift_count,
+        return messages.live_session(summary.session, await self._service.title_of(summary.session),
+                                     self._service.now(), gift_count=summary.gift_count,
                                      diamonds_earned=summary.diamonds_earned)
 
     async def StartLive(self, request: live_pb2.StartLiveRequest,
@@ -165,8 +186,13 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
         (creator,) = _ids(names.CREATOR, request.parent, field="parent")
         principal = require_self(current_principal(), creator, field="parent", resource=request.parent)
         max_duration = request.max_duration.ToTimedelta() if request.HasField("max_duration") else None
-        session = await self._service.run(StartLive(principal, request.request_id, request.title, max_duration))
-        return live_pb2.StartLiveResponse(live_session=messages.live_session(session, self._service.now()))
+        host = names.USER.format(user=creator)
+        # Sealed before the ledger sees it; a retry is told apart by the title's keyed fingerprint.
+        sealed = await self._service.personal.seal_text(host, LIVE_TITLE, request.title)
+        fingerprint = await self._service.personal.fingerprint(host, LIVE_TITLE, request.title)
+        session = await self._service.run(StartLive(principal, request.request_id, sealed, fingerprint, max_duration))
+        return live_pb2.StartLiveResponse(live_session=messages.live_session(
+            session, await self._service.title_of(session), self._service.now()))
 
     async def EndLive(self, request: live_pb2.EndLiveRequest,
                       context: Call) -> live_pb2.EndLiveResponse:
@@ -192,7 +218,8 @@ class LiveServicer(_Handlers, live_pb2_grpc.LiveServiceServicer):
                                             before_live_id=LIVE_SESSIONS.decode_str(request.page_token, bound_to=scope),
                                             now=now)
         response = live_pb2.ListLiveSessionsResponse(
-            live_sessions=[messages.live_session(session, now) for session in sessions[:limit]])
+            live_sessions=[messages.live_session(session, await self._service.title_of(session), now)
+                           for session in sessions[:limit]])
         if len(sessions) > limit:
             response.next_page_token = LIVE_SESSIONS.encode(sessions[limit - 1].live_id, bound_to=scope)
         return response
@@ -295,7 +322,12 @@ class GiftServicer(_Handlers, gifts_pb2_grpc.GiftServiceServicer):
         creator, live_id = _ids(names.LIVE, request.live, field="live")
         (gift_id,) = _ids(names.CATALOG_GIFT, request.gift, field="gift")
         sender = acting(current_principal())
-        result = await self._service.run(SendGift(sender, request.request_id, live_id, gift_id, request.count, creator))
+        recipient = None
+        if request.recipient:
+            (chosen,) = _ids(names.CREATOR, request.recipient, field="recipient")
+            recipient = await self._service.gift_recipient(creator, live_id, chosen)
+        result = await self._service.run(SendGift(sender, request.request_id, live_id, gift_id, request.count, creator,
+                                                  recipient))
         transfer = messages.gift_transfer_from_result(result, request.request_id)
         transfer.sender = sender.subject
         return gifts_pb2.SendGiftResponse(gift_transfer=transfer, coin_balance=result.coins_available)
@@ -441,25 +473,22 @@ class AccountStandingServicer(_Handlers, standing_pb2_grpc.AccountStandingServic
         return standing_pb2.UpdateAccountStandingResponse(standing=messages.standing(standing))
 
 
-class SubjectDataServicer(_Handlers, subject_data_pb2_grpc.SubjectDataServiceServicer):
-    """Gifts' part of a data-subject request; compliance calls it (services only)."""
+class GiftsSubjectData(_Handlers):
+    """What gifts holds about a user, for the shared SubjectDataService (libs.privacy.servicer)."""
 
-    async def ExportSubjectData(self, request: subject_data_pb2.ExportSubjectDataRequest,
-                                context: Call) -> subject_data_pb2.ExportSubjectDataResponse:
-        (user,) = _ids(names.USER, request.subject, field="subject")
-        sections = await self._service.read(subject_data.export, self._service.reader, user, self._service.now())
-        return subject_data_pb2.ExportSubjectDataResponse(export=privacy_subject_data_pb2.SubjectDataExport(
-            service="services/gifts", json=json.dumps(sections, ensure_ascii=False, sort_keys=True)))
+    async def export(self, user_id: str) -> dict[str, Any]:
+        sections = await self._service.read(subject_data.export, self._service.reader, user_id, self._service.now())
+        for session in sections.get("live_sessions", []):
+            sealed = session.pop("sealed_title")
+            session["title"] = await self._service.personal.open_text(names.USER.format(user=user_id), LIVE_TITLE,
+                                                                      sealed) or ""
+        if self._service.room_subject_data is not None:
+            sections.update(await self._service.room_subject_data.export_subject(user_id))
+        return sections
 
-    async def EraseSubjectData(self, request: subject_data_pb2.EraseSubjectDataRequest,
-                               context: Call) -> subject_data_pb2.EraseSubjectDataResponse:
-        _ids(names.USER, request.subject, field="subject")
-        summary, kept = subject_data.erasure()
-        return subject_data_pb2.EraseSubjectDataResponse(erasure=privacy_subject_data_pb2.SubjectErasure(
-            service="services/gifts", summary=summary,
-            retained=[privacy_subject_data_pb2.RetainedData(data_category=category, legal_basis=basis)
-                      for category, basis in kept]))
-
-    async def DescribeProcessing(self, request: subject_data_pb2.DescribeProcessingRequest,
-                                 context: Call) -> subject_data_pb2.DescribeProcessingResponse:
-        return subject_data_pb2.DescribeProcessingResponse(activities=activities_out(DATA_MAP))
+    async def erase(self, user_id: str) -> Erasure:
+        erasure = subject_data.erasure()
+        if self._service.room_subject_data is None:
+            return erasure
+        room = await self._service.room_subject_data.erase_subject(user_id)
+        return replace(erasure, summary=f"{erasure.summary}; {room}")

@@ -53,8 +53,9 @@ class GiftsProcess:
     def start(self) -> None:
         # This interpreter's path, so the child finds the code and the stubs wherever they are
         # (a checkout with gen/, or Bazel's runfiles).
+        # No compliance runs here: LIVE titles are sealed under keys in the child's memory.
         env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.root), "LIMELIGHT_GIFTS_PORT": str(self.port),
-               "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+               "LIMELIGHT_DATA_KEYS": "ephemeral", "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         code = ("from libs.kit.server import run_service_process\n"
                 "from services.gifts.server import build\n"
                 "run_service_process('gifts', build)\n")

@@ -77,14 +77,14 @@ def test_an_adult_with_enough_followers_goes_live(harness: Harness) -> None:
 
 def test_going_live_needs_the_configured_followers(harness: Harness) -> None:
     harness.set_facts(AccountFacts("carol", follower_count=999))
-    error = refusal(harness.submit(StartLive(adult("carol"), _id(), "t")).result)
+    error = refusal(harness.submit(StartLive(adult("carol"), _id(), "t", "t")).result)
     assert isinstance(error, FailedPrecondition) and error.reason == "TOO_FEW_FOLLOWERS"
     assert error.metadata == {"follower_count": "999", "required": "1000"}
 
 
 def test_a_minor_cannot_go_live(harness: Harness) -> None:
     harness.set_facts(AccountFacts("kid", follower_count=50_000))
-    error = refusal(harness.submit(StartLive(minor("kid"), _id(), "t")).result)
+    error = refusal(harness.submit(StartLive(minor("kid"), _id(), "t", "t")).result)
     assert isinstance(error, PermissionDenied) and error.reason == "CREATOR_UNDER_18"
 
 

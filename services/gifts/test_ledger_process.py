@@ -50,7 +50,7 @@ def _receipt(root: Path, user: str) -> str:
 
 async def test_orders_run_the_use_cases_with_the_parents_clock(ledger: LedgerProcess, tmp_path: Path) -> None:
     await _run(ledger, UpdateAccountFacts(ADMIN, "carol", {"follower_count": 5_000}))
-    session = await _run(ledger, StartLive(adult("carol"), str(uuid.uuid4()), "t"))
+    session = await _run(ledger, StartLive(adult("carol"), str(uuid.uuid4()), "t", "t"))
     assert session.started_at == START
     await _run(ledger, TopUpCoins(adult("alice"), str(uuid.uuid4()), "coins-1000", "local",
                                                   _receipt(tmp_path, "alice")))
@@ -65,7 +65,7 @@ async def test_orders_run_the_use_cases_with_the_parents_clock(ledger: LedgerPro
 
 async def test_a_refusal_crosses_the_pipe_with_its_reason_and_details(ledger: LedgerProcess) -> None:
     with pytest.raises(FailedPrecondition) as refused:
-        await _run(ledger, StartLive(adult("nobody"), str(uuid.uuid4()), "t"))
+        await _run(ledger, StartLive(adult("nobody"), str(uuid.uuid4()), "t", "t"))
     assert (refused.value.reason, refused.value.metadata) == ("TOO_FEW_FOLLOWERS",
                                                               {"follower_count": "0", "required": "1000"})
 

@@ -35,6 +35,7 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
+from libs.privacy.fields import EphemeralDataKeys, PersonalData
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import START, MovableClock
 from services.gifts.model.fraud import FraudPolicy
@@ -136,14 +137,15 @@ async def gifts(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
     await running.stop(grace=0)
 
 
-async def start_gifts(root: Path, config: GiftsConfig, *,
-                      ledger_process: bool) -> tuple[RunningService, GiftsService, MovableClock]:
+async def start_gifts(root: Path, config: GiftsConfig, *, ledger_process: bool,
+                      keys: EphemeralDataKeys | None = None) -> tuple[RunningService, GiftsService, MovableClock]:
     clock = MovableClock()
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
         services.append(GiftsService(runtime, config=dataclasses.replace(
-            config, ship_audit=False, ledger_in_process=not ledger_process), clock=clock))
+            config, ship_audit=False, ledger_in_process=not ledger_process), clock=clock,
+            personal=PersonalData(keys or EphemeralDataKeys())))
         return services[0].definition()
 
     running = await start_service("gifts", build, port=0, data_root=root)
@@ -161,6 +163,42 @@ def details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, e
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
     return info, bad_request
+
+
+# Personal data ---------------------------------------------------------------------------------
+
+
+async def test_a_live_title_is_stored_sealed_retried_by_fingerprint_and_unreadable_after_erasure(
+    tmp_path: Path,
+) -> None:
+    keys = EphemeralDataKeys(cache_ttl=0.0)
+    running, built, clock = await start_gifts(tmp_path, UNLIMITED, ledger_process=False, keys=keys)
+    gifts = Gifts(running, built, tmp_path, clock)
+    try:
+        await gifts.admit("dora", follower_count=5_000, identity_verified=True)
+        title, request_id = "Dora Schmidt live from Köln", str(uuid.uuid4())
+        host = gifts.auth("users/dora", Role.CREATOR)
+
+        def start(with_title: str) -> live_pb2.StartLiveRequest:
+            return live_pb2.StartLiveRequest(parent="creators/dora", request_id=request_id, title=with_title)
+
+        first = (await gifts.stubs().live.StartLive(start(title), metadata=host)).live_session
+        again = (await gifts.stubs().live.StartLive(start(title), metadata=host)).live_session
+        assert first.title == title and again == first  # a retry with the same title: the first result
+        with pytest.raises(grpc.aio.AioRpcError) as reused:
+            await gifts.stubs().live.StartLive(start("another title"), metadata=host)
+        info, _ = details(reused.value)
+        assert (info.reason, info.metadata["differing_fields"]) == ("REQUEST_ID_REUSED", "title")
+        every_byte = b"".join(path.read_bytes() for path in tmp_path.rglob("gifts*") if path.is_file())
+        assert "Köln".encode() not in every_byte and b"Dora" not in every_byte
+
+        keys.shred("users/dora")  # what compliance's erasure does to the key
+        read = await gifts.stubs().live.GetLiveSession(live_pb2.GetLiveSessionRequest(name=first.name),
+                                                      metadata=host)
+        assert read.live_session.title == "" and read.live_session.name == first.name
+    finally:
+        await gifts.close()
+        await running.stop(grace=0)
 
 
 # Money under concurrency and retries ----------------------------------------------------------

@@ -16,7 +16,6 @@ from limelight.compliance.v1 import ads_pb2, disclosure_pb2
 from limelight.ingest.v1 import ingest_pb2
 from limelight.ranking.v1 import candidates_pb2
 
-from libs.resource_names import ResourcePattern
 from libs.timestamps import to_timestamp
 from services.ingest.model import (
     AiDeclaration,
@@ -274,11 +273,3 @@ def ad_request(video: Video) -> ads_pb2.RegisterAdRequest:
             targeting=ads_pb2.AdTargeting(),  # organic content: shown to followers and in feeds, not targeted
         ),
     )
-
-
-SUBJECT = ResourcePattern("users/{user}")
-
-
-def creator_of_subject(subject: str) -> str:
-    """The creator id of a data subject `users/{id}`: creators are users, by the same id."""
-    return SUBJECT.parse(subject, field="subject")["user"]

@@ -20,10 +20,12 @@ from libs.clock import Clock, utc_now
 from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
 from libs.privacy.remote import personal_data_for
+from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
 from services.ingest.clients import AdRepositoryClient, ComplianceClient, RankingClient
 from services.ingest.config import IngestConfig
+from services.ingest.data_map import DATA_MAP
 from services.ingest.provenance import read_c2pa
-from services.ingest.servicer import IngestServicer, SubjectDataServicer
+from services.ingest.servicer import IngestServicer
 from services.ingest.store import IngestStore
 from services.ingest.tracing import KitTracing
 from services.ingest.usecases import Ingest
@@ -46,7 +48,6 @@ from services.ingest.usecases.uploading import CompleteUpload, Rejections, Uploa
 from services.ingest.workers import RayTranscoder
 
 INGEST = "limelight.ingest.v1.IngestService"
-SUBJECT_DATA = "limelight.ingest.v1.SubjectDataService"
 
 
 def assemble(*, store: StorePort, blobs: MediaBlobs, transcoder: Transcoder, compliance: ComplianceChecker,
@@ -103,13 +104,10 @@ def build(runtime: ServiceRuntime, config: IngestConfig | None = None) -> Servic
     return package_definition(
         "limelight.ingest.v1",
         {INGEST: IngestServicer(ingest, playback_base_url=playback.base_url, clock=utc_now),
-         SUBJECT_DATA: SubjectDataServicer(SubjectData(store=store))},
+         SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, SubjectData(store=store, blobs=blobs))},
         policy=AccessPolicy(roles={
             **method_paths(INGEST, {"UploadVideo": frozenset({Role.CREATOR})}),
-            # What ingest holds about a person, decrypted: for compliance answering their request only.
-            **method_paths(SUBJECT_DATA, {"ExportSubjectData": frozenset({Role.SERVICE}),
-                                          "EraseSubjectData": frozenset({Role.SERVICE}),
-                                      "DescribeProcessing": frozenset({Role.SERVICE})}),
+            **SUBJECT_DATA_ACCESS,
         }),
         on_start=on_start,
         on_stop=on_stop,

@@ -7,23 +7,18 @@ rules before a handler runs; the use cases decide everything else.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 import grpc
-from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc, subject_data_pb2, subject_data_pb2_grpc
-from limelight.privacy.v1 import subject_data_pb2 as privacy_subject_data_pb2
+from limelight.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from libs.clock import Clock
 from libs.errors import InvalidArgument, OutOfRange
 from libs.kit.context import current_principal
-from libs.privacy.records import activities_out
 from services.ingest import messages
-from services.ingest.data_map import DATA_MAP
 from services.ingest.model import CREATOR, UPLOAD, VIDEO
 from services.ingest.uploads import UploadSession
 from services.ingest.usecases import Ingest
-from services.ingest.usecases.subject_data import SubjectData
 from services.ingest.usecases.uploading import BeginUpload
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -103,26 +98,3 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         updates = self._ingest.videos.watch(current_principal(), name["creator"], name["video"])
         async for video in updates:
             yield ingest_pb2.WatchVideoResponse(video=messages.video_out(video, self._playback))
-
-
-class SubjectDataServicer(subject_data_pb2_grpc.SubjectDataServiceServicer):
-    """Ingest's part of a data-subject request; compliance calls it (services only)."""
-
-    def __init__(self, subject_data: SubjectData) -> None:
-        self._subject_data = subject_data
-
-    async def ExportSubjectData(self, request: subject_data_pb2.ExportSubjectDataRequest,
-                                context: Context) -> subject_data_pb2.ExportSubjectDataResponse:
-        exported = await self._subject_data.export(messages.creator_of_subject(request.subject))
-        return subject_data_pb2.ExportSubjectDataResponse(export=privacy_subject_data_pb2.SubjectDataExport(
-            service=SERVICE, json=json.dumps(exported, ensure_ascii=False, sort_keys=True)))
-
-    async def EraseSubjectData(self, request: subject_data_pb2.EraseSubjectDataRequest,
-                               context: Context) -> subject_data_pb2.EraseSubjectDataResponse:
-        summary = await self._subject_data.erase(messages.creator_of_subject(request.subject))
-        return subject_data_pb2.EraseSubjectDataResponse(erasure=privacy_subject_data_pb2.SubjectErasure(
-            service=SERVICE, summary=summary))
-
-    async def DescribeProcessing(self, request: subject_data_pb2.DescribeProcessingRequest,
-                                 context: Context) -> subject_data_pb2.DescribeProcessingResponse:
-        return subject_data_pb2.DescribeProcessingResponse(activities=activities_out(DATA_MAP))

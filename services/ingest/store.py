@@ -60,6 +60,7 @@ from services.ingest.model import (
     Video,
     VideoMetadata,
     VideoState,
+    source_key,
     stage_for_progress,
 )
 from services.ingest.probe import MediaProbe
@@ -278,6 +279,34 @@ class IngestStore:
             rows = connection.execute("SELECT * FROM uploads WHERE creator_id = ? ORDER BY created_at, upload_id",
                                       (creator_id,)).fetchall()
         return [await self._opened_upload(row) for row in rows]
+
+    def media_of(self, creator_id: str) -> tuple[list[str], list[str]]:
+        """(blob keys, blob key prefixes) of everything a creator uploaded or ingest made of it: upload
+        parts, sources, and every transcode job's output, for their erasure."""
+        with self._reader.reading() as connection:
+            parts = connection.execute(
+                "SELECT blob_key FROM upload_parts JOIN uploads USING (upload_id) WHERE creator_id = ?",
+                (creator_id,)).fetchall()
+            uploads = connection.execute("SELECT upload_id FROM uploads WHERE creator_id = ?", (creator_id,)).fetchall()
+            outputs = connection.execute(
+                "SELECT output_prefix FROM transcode_jobs JOIN videos USING (video_id) WHERE creator_id = ?",
+                (creator_id,)).fetchall()
+        keys = [str(row[0]) for row in parts] + [source_key(str(row[0])) for row in uploads]
+        return keys, [str(row[0]) for row in outputs]
+
+    async def forget_creator(self, creator_id: str) -> int:
+        """Delete every row about a creator's uploads and videos (their erasure, after the media);
+        the number of uploads it removed. Idempotent."""
+        def forget(tx: Transaction) -> int:
+            videos = "SELECT video_id FROM videos WHERE creator_id = ?"
+            uploads = "SELECT upload_id FROM uploads WHERE creator_id = ?"
+            tx.execute(f"DELETE FROM follow_ups WHERE video_id IN ({videos})", (creator_id,))
+            tx.execute(f"DELETE FROM transcode_jobs WHERE video_id IN ({videos})", (creator_id,))
+            tx.execute("DELETE FROM videos WHERE creator_id = ?", (creator_id,))
+            tx.execute(f"DELETE FROM upload_parts WHERE upload_id IN ({uploads})", (creator_id,))
+            return int(tx.execute("DELETE FROM uploads WHERE creator_id = ?", (creator_id,)).rowcount)
+
+        return await self._write(forget)
 
     async def commit_part(self, upload_id: str, offset: int, size: int, blob_key: str) -> UploadSession:
         """Record a stored part and advance the committed offset, only from exactly `offset`.

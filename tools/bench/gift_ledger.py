@@ -51,7 +51,7 @@ def _build(root: Path, max_batch: int) -> tuple[InProcessRunner, str]:
                                   max_batch=max_batch)
     admin = _principal("ops", Role.ADMIN)
     runner.submit(UpdateAccountFacts(admin, "host", {"follower_count": 10_000}), now=utc_now()).result()
-    live = runner.submit(StartLive(_principal("host"), str(uuid.uuid4()), "bench"), now=utc_now()).result()
+    live = runner.submit(StartLive(_principal("host"), str(uuid.uuid4()), "bench", "bench"), now=utc_now()).result()
     pack = config.catalog.pack("coins-20000")
     assert pack is not None
     futures = []

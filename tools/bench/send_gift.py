@@ -243,9 +243,11 @@ def main() -> None:
         servers = [
             _spawn(["-m", MODULE, "serve", "echo", str(ports[BASELINE])], root),
             _spawn(["-m", MODULE, "serve", "kit-echo", str(ports[KIT_ECHO])], root),
-            _spawn(["-m", "tools.cli", "serve", "gifts"], root, LIMELIGHT_GIFTS_PORT=str(ports[GIFTS])),
+            # No compliance here: the LIVE titles the setup writes are sealed under in-memory keys.
+            _spawn(["-m", "tools.cli", "serve", "gifts"], root, LIMELIGHT_GIFTS_PORT=str(ports[GIFTS]),
+                   LIMELIGHT_DATA_KEYS="ephemeral"),
             _spawn(["-m", "tools.cli", "serve", "gifts"], in_process_root, LIMELIGHT_GIFTS_LEDGER="in-process",
-                   LIMELIGHT_GIFTS_PORT=str(ports[GIFTS_IN_PROCESS])),
+                   LIMELIGHT_GIFTS_PORT=str(ports[GIFTS_IN_PROCESS]), LIMELIGHT_DATA_KEYS="ephemeral"),
         ]
         try:
             lives = {label: asyncio.run(prepare_gifts(f"127.0.0.1:{ports[label]}", directory))

@@ -1,20 +1,25 @@
 """What affiliate holds about one person, for their access request, and their erasure step.
 
-Plain use cases until the platform's SubjectDataService is unified (`limelight.privacy.v1`): then
-affiliate registers these the way gifts and ingest do.
+Served as the shared `limelight.privacy.v1.SubjectDataService` through `servicer.AffiliateSubjectData`.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from libs.privacy.subject_data import Erasure, RetentionException
 from libs.timestamps import epoch_us
 from services.affiliate.model.clicks import Click
 from services.affiliate.usecases.clicks import COUNTRY_FIELD
 from services.affiliate.usecases.ports import Attribution, AuditTrail, PersonalFields
 
-KEPT = ("commissions and payouts: financial records, 10 years (§ 257 HGB, § 147 AO), naming creators by opaque id;"
-        " clicks and orders keep their counts, times and reasons without the visitor's identifiers")
+FINANCIAL_RECORDS = RetentionException(
+    "commissions and payouts (amounts, dates, opaque creator and order names)",
+    "§ 257 HGB / § 147 AO: commercial and tax records, 10 years")
+CLICK_COUNTS = RetentionException(
+    "clicks and orders' attribution decisions without the visitor's identifiers (link, time, reason)",
+    "Art. 17(3)(b) GDPR with § 257 HGB: the basis of commissions paid")
+KEPT = (FINANCIAL_RECORDS, CLICK_COUNTS)
 
 
 class SubjectRecords(Protocol):
@@ -38,8 +43,9 @@ async def export(records: SubjectRecords, personal: PersonalFields, user: str) -
     return {"clicks": clicks, "orders": orders}
 
 
-async def erase(records: SubjectRecords, audit: AuditTrail, user: str) -> tuple[int, str]:
+async def erase(records: SubjectRecords, audit: AuditTrail, user: str) -> Erasure:
     """Blanks the person's visitor identifiers (the sealed country goes with their key); says what stays."""
     erased = await records.erase_visitor_data(
-        user, audit.event("affiliate.EraseSubjectData", user, subject=user, attributes={"kept": KEPT}))
-    return erased, KEPT
+        user, audit.event("affiliate.EraseSubjectData", user, subject=user, attributes={"kept": "financial records"}))
+    return Erasure(f"visitor id and address pseudonym blanked on {erased} clicks and the person's orders;"
+                   " countries unreadable with the data key", KEPT)

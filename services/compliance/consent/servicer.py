@@ -275,6 +275,11 @@ class ConsentArea:
     service_name: str = CONSENT
 
     @property
+    def subject_data(self) -> usecases.ConsentHistory:
+        """The subject's decisions, for data-subject requests (privacy gathers them)."""
+        return usecases.ConsentHistory(self.store)
+
+    @property
     def ad_profiling(self) -> AdProfilingAnswers:
         return AdProfilingAnswers(self.servicer)
 

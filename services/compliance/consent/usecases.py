@@ -6,14 +6,16 @@ block on SQLite, so the servicer runs `state`, `list_records` and `check` in a t
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from libs.clock import Clock
 from libs.pagination import PageTokens, page_size
+from libs.privacy.subject_data import Erasure, RetentionException
 from services.compliance.consent import tcf
 from services.compliance.consent.model import (
     ConsentRecord,
@@ -202,3 +204,40 @@ def changed_purposes(records: Sequence[ConsentRecord]) -> Mapping[str, tuple[int
         version, purposes = changes.get(record.subject, (0, []))
         changes[record.subject] = (max(version, record.version), [*purposes, record.draft.purpose])
     return changes
+
+
+# -- the subject's part of a data-subject request (Art. 15, 17, 20) ------------------------------
+
+CONSENT_RETENTION = RetentionException(
+    "compliance.consent_records",
+    "Art. 7(1) GDPR (the controller must be able to demonstrate each consent) with Art. 17(3)(e) (defence "
+    "of legal claims): every decision is kept, append-only, for 3 years after the end of the year of the "
+    "subject's last decision (§§ 195, 199 BGB)")
+# A subject's decisions are a handful per purpose; the export reads them in one query.
+EXPORT_LIMIT = 100_000
+
+
+class ConsentHistory:
+    """The subject's consent decisions as a source of a data-subject request: exported in full,
+    and kept on erasure as the proof of consent the law asks for."""
+
+    service = "services/compliance"
+
+    def __init__(self, store: ConsentStore) -> None:
+        self._store = store
+
+    async def export(self, subject: str) -> dict[str, Any]:
+        records = await asyncio.to_thread(self._store.records, subject, None, None, EXPORT_LIMIT)
+        if not records:
+            return {}
+        return {"consent_records": [
+            {"name": record.name, "purpose": record.draft.purpose.value, "decision": record.draft.decision.value,
+             "notice_version": record.draft.notice_version, "method": record.draft.method.value,
+             "decision_time": record.draft.decision_time.isoformat(), "jurisdiction": record.draft.jurisdiction,
+             "source": record.draft.source, "record_time": record.record_time.isoformat(),
+             "recorded_by": record.recorded_by, "version": record.version}
+            for record in reversed(records)]}
+
+    async def erase(self, subject: str) -> Erasure:
+        return Erasure("consent decisions are kept as the proof of consent; nothing in them is deleted",
+                       (CONSENT_RETENTION,))

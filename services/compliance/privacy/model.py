@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.privacy.fields import SubjectErased
+from libs.privacy.subject_data import RetentionException
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,6 @@ class ServiceProgress:
     done: bool
     complete_time: dt.datetime | None
     summary: str
-
-
-@dataclass(frozen=True)
-class RetentionException:
-    data_category: str
-    legal_basis: str
 
 
 @dataclass(frozen=True)

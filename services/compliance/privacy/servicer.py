@@ -212,11 +212,13 @@ class PrivacyArea:
 
 def build(runtime: ServiceRuntime, *, clock: Clock = utc_now, kek: KeyEncryptionKey | None = None,
           config: PrivacyConfig | None = None, data_maps: Sequence[DataMap] = (),
-          sources: Sequence[usecases.SubjectDataSource] | None = None) -> PrivacyArea:
+          sources: Sequence[usecases.SubjectDataSource] | None = None,
+          compliance_sources: Sequence[usecases.SubjectDataSource] = ()) -> PrivacyArea:
     """The area over `<data>/compliance/privacy.db`; the key-encryption key defaults to the local key file.
 
     `sources` are the services a request reaches besides compliance itself (default: the
     configured ones, over their SubjectDataService, which also describe their processing);
+    `compliance_sources` the other compliance areas' data about a subject (consent's records);
     `data_maps` compliance's own records of processing."""
     config = config or PrivacyConfig.from_environment()
     remote = service_sources(runtime, config.sources) if sources is None else []
@@ -225,7 +227,8 @@ def build(runtime: ServiceRuntime, *, clock: Clock = utc_now, kek: KeyEncryption
     store = SqlitePrivacyStore.open(runtime.data_root)
     keys = DataKeys(store, kek or LocalKeyEncryptionKey.for_deployment(runtime.data_root), clock)
     audit = AuditClient.for_runtime(runtime, outbox=store.audit_outbox())
-    requests = usecases.DataSubjectRequests(store, keys, [ComplianceRecords(store), *sources], clock)
+    requests = usecases.DataSubjectRequests(store, keys, [ComplianceRecords(store, compliance_sources), *sources],
+                                            clock)
     servicers: dict[str, object] = {
         DATA_KEYS: PersonalDataKeyServicer(keys, config),
         DATA_SUBJECT: DataSubjectServicer(requests, audit, data_maps, remote),

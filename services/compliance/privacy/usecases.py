@@ -19,12 +19,12 @@ from libs.clock import Clock
 from libs.errors import AlreadyExists, FailedPrecondition, Unavailable
 from libs.privacy.fields import SubjectErased
 from libs.privacy.sealing import DataKey, key_id_of, open_sealed, seal
+from libs.privacy.subject_data import Erasure, RetentionException
 from services.compliance.privacy.model import (
     ANSWER_MONTHS,
     DataSubjectRequest,
     RequestState,
     RequestType,
-    RetentionException,
     ServiceProgress,
     StoredDataKey,
     erased,
@@ -86,14 +86,6 @@ class DataKeys:
 
 
 # -- data-subject requests (Art. 12, 15, 17, 20) -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Erasure:
-    """What one service's erasure step did, and what it had to keep (and why)."""
-
-    summary: str
-    kept: tuple[RetentionException, ...] = ()
 
 
 class SubjectDataSource(Protocol):

@@ -36,11 +36,17 @@ class LivePolicy:
     max_duration: dt.timedelta = dt.timedelta(hours=4)
 
 
+# The LIVE title's field name under libs.privacy (sealing binds a ciphertext to it).
+LIVE_TITLE = "gifts.live_title"
+
+
 @dataclass(frozen=True)
 class LiveSession:
     live_id: str
     host: str  # user id
-    title: str
+    # The title as stored: sealed under the host's data key (libs.privacy text form); the servicer
+    # opens it for responses, so the domain never holds the creator's words.
+    sealed_title: str
     started_at: dt.datetime
     deadline: dt.datetime
     gifts_barred_reason: str  # '' when the host may receive gifts

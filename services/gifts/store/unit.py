@@ -146,7 +146,7 @@ class SqliteUnitOfWork:
             self._tx.execute(
                 "INSERT INTO live_session (live_id, host, title, started_at_us, deadline_us, gifts_barred_reason) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (session.live_id, session.host, session.title, epoch_us(session.started_at), epoch_us(session.deadline),
+                (session.live_id, session.host, session.sealed_title, epoch_us(session.started_at), epoch_us(session.deadline),
                  session.gifts_barred_reason))
         except sqlite3.IntegrityError as error:
             if "live_session.host" not in str(error):

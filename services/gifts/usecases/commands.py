@@ -75,7 +75,8 @@ class SweepResult:
 class StartLive(Command[LiveSession]):
     actor: Principal
     request_id: str
-    title: str
+    sealed_title: str  # sealed under the host's data key before the command is built
+    title_fingerprint: str  # libs.privacy's keyed digest of the title: a retry must name the same one
     max_duration: dt.timedelta | None = None  # capped by the platform's maximum
 
 
@@ -113,6 +114,8 @@ class SendGift(Command[GiftResult]):
     gift_id: str
     count: int
     host: str | None = None  # when the caller named the LIVE with its host, the host it named
+    # In a co-hosted session, the host the viewer chose (the room checked they co-host it).
+    recipient: str | None = None
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,14 @@ def send_gift(context: Context, uow: SendGiftUnit, command: SendGift) -> GiftRes
         raise InvalidArgument.for_field("count", f"must be within 1..{MAX_GIFT_COUNT}")
     catalog_gift = config.catalog.gift(command.gift_id)
     parameters: Parameters = {"live": command.live_id, "gift": command.gift_id, "count": command.count}
+    if command.recipient is not None:
+        parameters["recipient"] = command.recipient
 
     def apply() -> GiftResult:
         session = require_live(uow, command.live_id, now, host=command.host)
-        barred = session.gifts_barred_reason or gifts_barred_reason(uow.account_facts(session.host))
+        recipient = command.recipient or session.host
+        barred = (session.gifts_barred_reason if recipient == session.host else "") or \
+            gifts_barred_reason(uow.account_facts(recipient))
         if barred:
             raise FailedPrecondition("this creator cannot receive gifts", reason="GIFTS_DISABLED",
                                      metadata={"live": session.name, "why": barred})
@@ -73,19 +77,21 @@ def send_gift(context: Context, uow: SendGiftUnit, command: SendGift) -> GiftRes
         coins = catalog_gift.coins * command.count
         wallet_opened_at = uow.coins_account_opened_at(sender)
         joined_at = sender_facts.joined_at or wallet_opened_at or now
-        assessment = assess_gift(uow, config.fraud, sender=sender, recipient=session.host, coins=coins,
+        assessment = assess_gift(uow, config.fraud, sender=sender, recipient=recipient, coins=coins,
                                  now=now, sender_joined_at=joined_at)
         if assessment.verdict is Verdict.REJECT:
             raise rejection_error(assessment, config.fraud)
         if wallet_opened_at is None:  # never bought a coin
             raise InsufficientFunds(coins_account, available=0, required=coins)
         split = split_gifts(catalog_gift.coins, command.count, config.rates)
-        gift = SentGift(context.new_id(), command.request_id, session.live_id, sender, session.host,
+        gift = SentGift(context.new_id(), command.request_id, session.live_id, sender, recipient,
                         catalog_gift.gift_id, command.count, coins, split.fee_coins, split.diamonds, now,
                         ",".join(assessment.reasons))
         uow.insert_gift(gift)
-        orders = gift_orders(sender, session.host, split, gift.gift_id)
-        resource = gift_transfer_name(session.host, session.live_id, gift.gift_id)
+        if recipient != session.host:  # a co-host: their LIVE did not open the account diamonds wait in
+            uow.open_account(Account.of_user(recipient, Purpose.DIAMONDS_ON_HOLD), now)
+        orders = gift_orders(sender, recipient, split, gift.gift_id)
+        resource = gift_transfer_name(recipient, session.live_id, gift.gift_id)
         details = {"coins": str(coins), "diamonds": str(split.diamonds), "fee_coins": str(split.fee_coins)}
         if assessment.verdict is Verdict.HOLD:
             uow.pend(command.request_id, orders, now, now + config.held_gift_review_timeout)

@@ -49,13 +49,13 @@ def start_live(context: Context, uow: StartLiveUnit, command: StartLive) -> Live
     host = user_of(command.actor)
     policy = context.config.live
     duration = min(command.max_duration or policy.max_duration, policy.max_duration)
-    parameters: Parameters = {"title": command.title, "max_duration_us": duration_us(duration)}
+    parameters: Parameters = {"title": command.title_fingerprint, "max_duration_us": duration_us(duration)}
 
     def apply() -> LiveSession:
         facts = uow.account_facts(host)
         require_live_eligible(command.actor, facts, min_followers=policy.min_followers, today=context.today)
         end_if_overdue(uow, uow.open_live_of(host), now)
-        session = LiveSession(live_id=context.new_id(), host=host, title=command.title, started_at=now,
+        session = LiveSession(live_id=context.new_id(), host=host, sealed_title=command.sealed_title, started_at=now,
                               deadline=now + duration, gifts_barred_reason=gifts_barred_reason(facts))
         uow.insert_live(session)
         # Diamonds land on hold here; opening it now keeps SendGift from having to.

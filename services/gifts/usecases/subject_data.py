@@ -1,8 +1,9 @@
 """Gifts' part of a data-subject request: what it holds about a user, and its erasure step.
 
 The ledger is a financial record kept for ten years (§ 257 HGB, § 147 AO): its amounts, dates,
-opaque account names and payment references stay; the erasure step says so. LIVE titles are
-not yet sealed under the subject's key (docs/privacy.md), so they are named as kept too.
+opaque account names and payment references (receipt ids, payout methods and settlement
+references, which bookkeeping must be able to trace) stay; the erasure step says so. LIVE titles
+are sealed under the host's data key, so they become unreadable when compliance destroys it.
 """
 
 from __future__ import annotations
@@ -10,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from libs.privacy.subject_data import Erasure, RetentionException
 from services.gifts.model.live import LiveSession
 from services.gifts.model.records import PayoutResult
 from services.gifts.model.views import StatementLine, Wallet
 
 PAGE = 500
-LEDGER_RETENTION = ("gifts.ledger", "§ 257 HGB / § 147 AO: financial records (amounts, dates, account and "
-                    "payment references) are kept for 10 years")
-TITLES_KEPT = ("gifts.live_titles", "not yet erasable: LIVE titles are stored in the clear until gifts seals "
-               "them under the subject's key (docs/privacy.md)")
+LEDGER_RETENTION = RetentionException(
+    "gifts.ledger", "§ 257 HGB / § 147 AO: financial records (amounts, dates, account and payment references) "
+    "are kept for 10 years")
 
 T = TypeVar("T")
 
@@ -54,9 +55,10 @@ def export(reads: SubjectReads, user_id: str, now: dt.datetime) -> dict[str, Any
     return sections
 
 
-def erasure() -> tuple[str, Sequence[tuple[str, str]]]:
+def erasure() -> Erasure:
     """What gifts' erasure step does (nothing it may delete) and what it keeps, and why."""
-    return ("the ledger is kept by law; nothing in gifts is deleted", (LEDGER_RETENTION, TITLES_KEPT))
+    return Erasure("the ledger is kept by law; LIVE titles are sealed under the data key and unreadable once it "
+                   "is destroyed", (LEDGER_RETENTION,))
 
 
 def _all(page: Callable[[Any], list[T]], position: Callable[[T], Any]) -> list[T]:
