@@ -21,9 +21,11 @@ from libs.kit.access import AccessPolicy, method_paths
 from libs.kit.server import ServiceDefinition, ServiceRuntime, package_definition
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import personal_data_for
+from libs.privacy.servicer import SUBJECT_DATA_ACCESS, SUBJECT_DATA_SERVICE, SubjectDataServicer
 from services.shop.affiliate import AffiliateClient
 from services.shop.clients import AdRepositoryClient, ComplianceDisclosure, GiftsLiveSessions
 from services.shop.config import ShopConfig
+from services.shop.data_map import DATA_MAP
 from services.shop.deliveries import DeliveryShipper
 from services.shop.payments import LocalPaymentProvider
 from services.shop.servicer import (
@@ -32,6 +34,7 @@ from services.shop.servicer import (
     KitAuditEvents,
     LivePinServicer,
     OrderServicer,
+    ShopSubjectData,
 )
 from services.shop.store import ShopStore
 from services.shop.usecases import pins
@@ -59,6 +62,7 @@ ACCESS = AccessPolicy(roles={
     **method_paths(ORDERS, {"Checkout": BUYERS_AND_SERVICES, "FulfillOrder": MERCHANTS,
                             "RefundOrder": MERCHANTS_AND_STAFF,
                             "RecordParentalConsent": frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER})}),
+    **SUBJECT_DATA_ACCESS,
 })
 
 
@@ -102,7 +106,9 @@ class ShopService:
         handlers: dict[str, Any] = {CATALOG: CatalogServicer(self.context, self._store),
                                     INVENTORY: InventoryServicer(self.context, self._store),
                                     PINS: LivePinServicer(self.context, self._store),
-                                    ORDERS: OrderServicer(self.context, self._store)}
+                                    ORDERS: OrderServicer(self.context, self._store),
+                                    SUBJECT_DATA_SERVICE: SubjectDataServicer(DATA_MAP, ShopSubjectData(self.context,
+                                                                                                        self._store))}
         return package_definition(PACKAGE, handlers, policy=ACCESS, on_start=self._start, on_stop=self._stop)
 
     async def _ad_registered(self, pin: str, ad: str) -> None:

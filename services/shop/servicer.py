@@ -34,10 +34,11 @@ from libs.clock import utc_now
 from libs.errors import InvalidArgument, NotFound, PermissionDenied
 from libs.kit.context import current_principal
 from libs.pagination import PageTokens, page_size
+from libs.privacy.subject_data import Erasure
 from services.shop import messages
 from services.shop.model import LIVE, MERCHANT, ORDER, PRODUCT, RESERVATION, SPENDING_LIMITS, USER, Order
 from services.shop.store import ShopStore
-from services.shop.usecases import catalogue, inventory, minors, orders, pins
+from services.shop.usecases import catalogue, inventory, minors, orders, pins, subject_data
 from services.shop.usecases.ports import Caller, ShopContext
 
 Call = grpc.aio.ServicerContext[Any, Any]
@@ -298,3 +299,17 @@ class OrderServicer(_Handlers, orders_pb2_grpc.OrderServiceServicer):
         limits = await minors.record_parental_consent(self._ctx, self._caller(), request.request_id, user,
                                                         request.granted, request.evidence_reference)
         return orders_pb2.RecordParentalConsentResponse(spending_limits=messages.limits_out(limits))
+
+
+class ShopSubjectData:
+    """What the shop holds about a user, for the shared SubjectDataService (libs.privacy.servicer)."""
+
+    def __init__(self, ctx: ShopContext, store: ShopStore) -> None:
+        self._ctx = ctx
+        self._store = store
+
+    async def export(self, user_id: str) -> dict[str, object]:
+        return await subject_data.export_subject_data(self._ctx, self._store, user_id)
+
+    async def erase(self, user_id: str) -> Erasure:
+        return await subject_data.erase_subject_data(self._store, user_id)

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
+from limelight.privacy.v1 import subject_data_pb2, subject_data_pb2_grpc
 from limelight.shop.v1 import catalog_pb2, inventory_pb2, live_pins_pb2, orders_pb2
 
 from libs.auth.principal import Role
@@ -311,8 +312,10 @@ async def test_a_buyers_export_opens_their_details_and_erasure_keeps_the_order_w
     orders: list[dict[str, str]] = exported["orders"]  # type: ignore[assignment]
     assert [(o["order_id"], o["shipping_address"], o["recipient_name"]) for o in orders] == \
         [(order.name.rsplit("/", 1)[1], "addresses/flat-2", "Erin Example")]
-    summary, kept = await subject_data.erase_subject_data(shop.service.store, "erin")
-    assert "1 orders" in summary and kept == (subject_data.ORDERS_KEPT, subject_data.CONSENTS_KEPT)
+    erasure = await subject_data.erase_subject_data(shop.service.store, "erin")
+    assert "1 orders" in erasure.summary
+    assert [(kept.data_category, kept.legal_basis) for kept in erasure.kept] == [subject_data.ORDERS_KEPT,
+                                                                                subject_data.CONSENTS_KEPT]
     after = (await shop.orders.GetOrder(orders_pb2.GetOrderRequest(name=order.name),
                                         metadata=shop.auth("users/erin"))).order
     assert after.total_minor == order.total_minor and (after.shipping_address, after.recipient_name) == ("", "")
@@ -395,3 +398,22 @@ async def test_stock_calls_are_idempotent_by_request_id_and_a_reused_id_is_refus
         released = (await shop.inventory.ReleaseReservation(release, metadata=shop.auth("users/ada"))).reservation
         assert released.state == inventory_pb2.RESERVATION_STATE_RELEASED
     assert (await shop.stock(variant)).available == 5
+
+
+async def test_compliance_gathers_a_buyers_export_and_runs_the_erasure_step_over_the_shared_service(
+        shop: Shop) -> None:
+    order = await _order(shop, buyer="finn", shipping_address="addresses/office", recipient_name="Finn Example")
+    stub = subject_data_pb2_grpc.SubjectDataServiceStub(shop.channel)
+    compliance = shop.auth("services/compliance", Role.SERVICE)
+    exported = await stub.ExportSubjectData(subject_data_pb2.ExportSubjectDataRequest(subject="users/finn"),
+                                            metadata=compliance)
+    assert exported.export.service == "services/shop"
+    [held] = json.loads(exported.export.json)["orders"]
+    assert (held["order_id"], held["recipient_name"]) == (order.name.rsplit("/", 1)[1], "Finn Example")
+    erased = await stub.EraseSubjectData(subject_data_pb2.EraseSubjectDataRequest(subject="users/finn"),
+                                         metadata=compliance)
+    assert [kept.data_category for kept in erased.erasure.retained] == ["shop.orders", "shop.parental_consents"]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ExportSubjectData(subject_data_pb2.ExportSubjectDataRequest(subject="users/finn"),
+                                     metadata=shop.auth("users/finn"))
+    assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED

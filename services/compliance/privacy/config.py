@@ -4,7 +4,7 @@
                                           (default 30): the longest an erasure takes to reach
                                           every cache.
     LIMELIGHT_PRIVACY_SOURCES             the services a data-subject request reaches besides
-                                          compliance, comma-separated (default "gifts,ingest,affiliate"; "" for
+                                          compliance, comma-separated (default "gifts,ingest,shop,affiliate"; "" for
                                           none). Each serves the SubjectDataService contract.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class PrivacyConfig:
     key_cache_ttl: dt.timedelta = dt.timedelta(seconds=30)
-    sources: tuple[str, ...] = ("gifts", "ingest", "affiliate")
+    sources: tuple[str, ...] = ("gifts", "ingest", "shop", "affiliate")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> PrivacyConfig:

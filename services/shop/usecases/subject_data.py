@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Protocol
 
+from libs.privacy.subject_data import Erasure, RetentionException
 from services.shop.model import (
     Order,
     OrderState,
@@ -60,9 +61,9 @@ async def export_subject_data(ctx: ShopContext, records: SubjectRecords, user: s
     return sections
 
 
-async def erase_subject_data(records: SubjectRecords, user: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The shop's erasure step: the shipping details go (they are also shredded with the key);
-    the orders stay, by law."""
+async def erase_subject_data(records: SubjectRecords, user: str) -> Erasure:
+    """The shop's erasure step (idempotent): the shipping details go (they are also shredded with
+    the key); the orders and parental consent records stay, by law."""
     erased = await records.erase_personal_fields(user)
-    return (f"shipping details of {erased} orders erased; the orders and any parental consent record are kept by law",
-            (ORDERS_KEPT, CONSENTS_KEPT))
+    return Erasure(f"shipping details of {erased} orders erased; the orders and any parental consent record are"
+                   " kept by law", tuple(RetentionException(*kept) for kept in (ORDERS_KEPT, CONSENTS_KEPT)))
