@@ -23,6 +23,8 @@ import grpc
 from google.protobuf import descriptor_pool, duration_pb2
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from google.protobuf.timestamp_pb2 import Timestamp
+from limelight.affiliate.v1 import commissions_pb2, links_pb2, programs_pb2
 from limelight.compliance.v1 import ads_pb2, audit_pb2, consent_pb2, disclosure_pb2, privacy_pb2
 from limelight.gifts.v1 import (
     gifts_pb2,
@@ -174,6 +176,10 @@ class Resources:
     def creator(self) -> str:
         return f"creators/{self.owner}"
 
+    @property
+    def merchant(self) -> str:
+        return f"merchants/{self.owner}"
+
 
 def _upload(r: Resources) -> list[Message]:
     data = b"x"
@@ -261,7 +267,62 @@ RANKING_REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
         settings=feed_pb2.FeedSettings(name=f"{r.user}/feedSettings", default_mode=feed_pb2.FEED_MODE_PERSONALISED)),
 }
 
+def _affiliate_program(name: str = "") -> programs_pb2.Program:
+    return programs_pb2.Program(
+        name=name, display_name="matrix", commission_rate_bps=500, currency_code="EUR",
+        attribution_window=duration_pb2.Duration(seconds=86_400 * 7), attribution_model=programs_pb2.ATTRIBUTION_MODEL_LAST_CLICK,
+        return_window=duration_pb2.Duration(seconds=86_400))
+
+
+def _now_stamp(minus: dt.timedelta = dt.timedelta(0)) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(dt.datetime.now(dt.UTC).replace(microsecond=0) - minus)
+    return stamp
+
+
+AFFILIATE = "/limelight.affiliate.v1."
+AFFILIATE_REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
+    f"{AFFILIATE}ProgramService/CreateProgram": lambda r: programs_pb2.CreateProgramRequest(
+        parent=r.merchant, program=_affiliate_program()),
+    f"{AFFILIATE}ProgramService/GetProgram": lambda r: programs_pb2.GetProgramRequest(name=f"{r.merchant}/programs/none"),
+    f"{AFFILIATE}ProgramService/ListPrograms": lambda r: programs_pb2.ListProgramsRequest(parent="merchants/-"),
+    f"{AFFILIATE}ProgramService/UpdateProgram": lambda r: programs_pb2.UpdateProgramRequest(
+        program=_affiliate_program(f"{r.merchant}/programs/none")),
+    f"{AFFILIATE}LinkService/CreateTrackingLink": lambda r: links_pb2.CreateTrackingLinkRequest(
+        parent=r.creator, program="merchants/mx-owner/programs/none"),
+    f"{AFFILIATE}LinkService/GetTrackingLink": lambda r: links_pb2.GetTrackingLinkRequest(
+        name=f"{r.creator}/trackingLinks/none"),
+    f"{AFFILIATE}LinkService/ListTrackingLinks": lambda r: links_pb2.ListTrackingLinksRequest(parent=r.creator),
+    f"{AFFILIATE}LinkService/SetLinkCommissionRate": lambda r: links_pb2.SetLinkCommissionRateRequest(
+        name=f"{r.creator}/trackingLinks/none", commission_rate_bps=100),
+    # A well-formed token that does not verify: the caller check comes first.
+    f"{AFFILIATE}LinkService/RecordClick": lambda r: links_pb2.RecordClickRequest(
+        request_id=_uuid(), token="v1.k1.bm9uZXhpc3Q.bm9uZXhpc3Q", click_time=_now_stamp()),
+    f"{AFFILIATE}LinkService/ReviewLinkDisclosure": lambda r: links_pb2.ReviewLinkDisclosureRequest(
+        tracking_link=f"{r.creator}/trackingLinks/none", content=f"{r.creator}/videos/v1", brand_name="Matrix"),
+    f"{AFFILIATE}CommissionService/AttributeOrder": lambda r: commissions_pb2.AttributeOrderRequest(
+        request_id=_uuid(), order=f"{r.user}/orders/matrix", merchant="merchants/mx-shop", currency_code="EUR",
+        lines=[commissions_pb2.AttributedLine(product="merchants/mx-shop/products/p", paid_minor=100)],
+        order_time=_now_stamp()),
+    f"{AFFILIATE}CommissionService/RecordOrderEvent": lambda r: commissions_pb2.RecordOrderEventRequest(
+        request_id=_uuid(), order=f"{r.user}/orders/matrix", type=commissions_pb2.ORDER_EVENT_TYPE_FULFILLED,
+        event_time=_now_stamp()),
+    f"{AFFILIATE}CommissionService/GetCommission": lambda r: commissions_pb2.GetCommissionRequest(
+        name=f"{r.creator}/commissions/none"),
+    f"{AFFILIATE}CommissionService/ListCommissions": lambda r: commissions_pb2.ListCommissionsRequest(parent=r.creator),
+    f"{AFFILIATE}CommissionService/SettleCommissions": lambda r: commissions_pb2.SettleCommissionsRequest(
+        request_id=_uuid(), settle_before_time=_now_stamp(dt.timedelta(seconds=5))),
+    f"{AFFILIATE}CommissionService/FreezeCommission": lambda r: commissions_pb2.FreezeCommissionRequest(
+        request_id=_uuid(), name=f"{r.creator}/commissions/none", reason="MATRIX"),
+    f"{AFFILIATE}CommissionService/UnfreezeCommission": lambda r: commissions_pb2.UnfreezeCommissionRequest(
+        request_id=_uuid(), name=f"{r.creator}/commissions/none"),
+    f"{AFFILIATE}CommissionService/GetEarnings": lambda r: commissions_pb2.GetEarningsRequest(parent=r.creator),
+    f"{AFFILIATE}CommissionService/PayOutCommissions": lambda r: commissions_pb2.PayOutCommissionsRequest(
+        request_id=_uuid(), parent=r.creator),
+}
+
 REQUESTS: dict[str, Callable[[Resources], Message | list[Message]]] = {
+    **AFFILIATE_REQUESTS,
     **RANKING_REQUESTS,
     "/limelight.ingest.v1.IngestService/UploadVideo": _upload,
     "/limelight.ingest.v1.IngestService/GetUpload": lambda r: ingest_pb2.GetUploadRequest(name=r.upload),

@@ -52,6 +52,7 @@ from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import RemoteDataKeys
+from services.affiliate import server as affiliate_server
 from services.compliance import server as compliance_server
 from services.gifts import server as gifts_server
 from services.gifts.config import GiftsConfig
@@ -126,10 +127,10 @@ async def seed_video(data_root: Path, compliance: str) -> None:
 @pytest.fixture
 async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
     monkeypatch.setenv("LIMELIGHT_PRIVACY_KEY_CACHE_SECONDS", "0.2")
-    monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "gifts,ingest,ranking,shop")
+    monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "affiliate,gifts,ingest,ranking,shop")
     monkeypatch.setenv("LIMELIGHT_GIFTS_LEDGER", "in-process")
     monkeypatch.setenv("LIMELIGHT_RANKING_SCORER", "in-process")  # the feed is not under test: no Ray
-    ports = {service: free_port() for service in ("compliance", "gifts", "ingest", "ranking", "shop")}
+    ports = {service: free_port() for service in ("compliance", "affiliate", "gifts", "ingest", "ranking", "shop")}
     compliance = await start_service("compliance", compliance_server.build, port=ports["compliance"],
                                      data_root=tmp_path,
                                      targets={name: f"127.0.0.1:{port}" for name, port in ports.items()})
@@ -137,6 +138,8 @@ async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     ranking = await start_service("ranking", ranking_server.build, port=ports["ranking"], data_root=tmp_path,
                                   targets=targets)
+    affiliate = await start_service("affiliate", affiliate_server.build, port=ports["affiliate"], data_root=tmp_path,
+                                    targets=targets)
     ingest: RunningService = await start_service("ingest", ingest_server.build, port=ports["ingest"],
                                                  data_root=tmp_path, targets=targets)
     # Gifts without ranking: Bob's admin-set follower count lets him go LIVE without a thousand real fans.
@@ -149,6 +152,7 @@ async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
         await shop.stop(grace=1)
         await gifts.stop(grace=1)
         await ranking.stop(grace=1)
+        await affiliate.stop(grace=1)
         await ingest.stop(grace=1)
         await compliance.stop(grace=0)
 
@@ -219,8 +223,8 @@ async def test_an_export_gathers_every_service_and_an_erasure_leaves_no_caption_
         videos = ingest_pb2_grpc.IngestServiceStub(to_ingest)
 
         record = await requests.ListProcessingActivities(privacy_pb2.ListProcessingActivitiesRequest())
-        assert {"services/compliance", "services/gifts", "services/ingest", "services/ranking", "services/shop"} == {
-            activity.service for activity in record.activities}
+        assert {"services/affiliate", "services/compliance", "services/gifts", "services/ingest", "services/ranking",
+                "services/shop"} == {activity.service for activity in record.activities}
         await give_a_gift(platform)
         await consent_to_the_personalised_feed(platform)
         await follow_bob(platform)
@@ -229,7 +233,8 @@ async def test_an_export_gathers_every_service_and_an_erasure_leaves_no_caption_
         assert [(r["purpose"], r["decision"], r["notice_version"], r["source"]) for r in consent_records] == [
             ("PERSONALISED_CONTENT", "GRANTED", "2026-11", "app/settings")]
         assert {entry["source"] for entry in archive["index"]} == {
-            "services/compliance", "services/gifts", "services/ingest", "services/ranking", "services/shop"}
+            "services/affiliate", "services/compliance", "services/gifts", "services/ingest", "services/ranking",
+            "services/shop"}
         assert [follow["creator"] for follow in archive["sources"]["services/ranking"]["follows"]] == ["bob"]
         assert archive["sources"]["services/gifts"]["wallet"]["COINS"]["credits_posted"] > 0
         ingest_part = archive["sources"]["services/ingest"]
@@ -241,8 +246,9 @@ async def test_an_export_gathers_every_service_and_an_erasure_leaves_no_caption_
         ).data_subject_request
         assert erased.state == privacy_pb2.DATA_SUBJECT_REQUEST_STATE_COMPLETED
         assert [(step.service, step.done) for step in erased.progress] == [
-            ("services/compliance", True), ("services/gifts", True), ("services/ingest", True),
-            ("services/ranking", True), ("services/shop", True), ("services/compliance", True)]
+            ("services/compliance", True), ("services/affiliate", True), ("services/gifts", True),
+            ("services/ingest", True), ("services/ranking", True), ("services/shop", True),
+            ("services/compliance", True)]
         # Kept, each under its law: the audit trail, the ledger, and the consent decisions as proof of consent.
         assert {"compliance.audit_trail", "gifts.ledger", "compliance.consent_records"} <= {
             kept.data_category for kept in erased.retention_exceptions}

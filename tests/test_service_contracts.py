@@ -85,7 +85,7 @@ async def test_a_malformed_request_is_invalid_argument_naming_the_field(
     assert [violation.field for violation in bad_request.field_violations] == [bad_field]
 
 
-@pytest.mark.parametrize("service", ["affiliate"])
+@pytest.mark.parametrize("service", ["ranking"])
 async def test_a_valid_call_to_an_unbuilt_rpc_is_unimplemented(platform: InProcessPlatform, service: str) -> None:
     module_name, message_name, valid, _, _ = next(case for case in MALFORMED_REQUESTS if case[0].split(".")[1] == service)
     method, request_type, response_type = rpc_for(module_name, message_name)

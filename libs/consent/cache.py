@@ -49,13 +49,16 @@ class _Entry:
 
 class ConsentCache:
     def __init__(self, stub: consent_pb2_grpc.ConsentServiceAsyncStub, *, capacity: int = 100_000,
-                 metadata: Metadata | None = None, timeout: float = 2.0, max_backoff_seconds: float = 2.0) -> None:
-        """`metadata` is sent with every call (a plain channel); kit clients add the tokens themselves."""
+                 metadata: Metadata | None = None, timeout: float = 2.0, max_backoff_seconds: float = 2.0,
+                 watch_seconds: float = 600.0) -> None:
+        """`metadata` is sent with every call (a plain channel); kit clients add the tokens themselves.
+        `watch_seconds` is the change stream's deadline: it reconnects (and refills) that often."""
         self._stub = stub
         self._capacity = capacity
         self._metadata = tuple(metadata or ())
         self._timeout = timeout
         self._max_backoff = max_backoff_seconds
+        self._watch_seconds = watch_seconds
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._reported: OrderedDict[str, int] = OrderedDict()  # the highest version the stream named, per user
         self._generation = 0  # bumped whenever the stream (re)connects or drops: answers from before are not kept
@@ -114,7 +117,7 @@ class ConsentCache:
         while True:
             try:
                 stream = self._stub.WatchConsentChanges(consent_pb2.WatchConsentChangesRequest(),
-                                                        metadata=self._metadata)
+                                                        metadata=self._metadata, timeout=self._watch_seconds)
                 async for change in stream:
                     if not change.subject:  # the head: the stream is live from here
                         self._drop_everything()

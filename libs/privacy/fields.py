@@ -41,6 +41,14 @@ class DataKeySource(Protocol):
         ...
 
 
+class _Fetch:
+    """The fetch of one subject's key: its lock and how many callers are in it or waiting."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.callers = 0
+
+
 class PersonalData:
     """Seals and opens one subject's personal fields; caches keys in memory, never on disk."""
 
@@ -49,7 +57,7 @@ class PersonalData:
         self._monotonic = monotonic
         self._current: dict[str, tuple[DataKey, float]] = {}
         self._by_id: dict[tuple[str, str], tuple[DataKey | None, float]] = {}
-        self._lock = asyncio.Lock()
+        self._fetching: dict[str, _Fetch] = {}  # per subject: a miss for one never waits for another's
 
     async def seal(self, subject: str, field_name: str, plaintext: str) -> bytes:
         return seal(await self._current_key(subject), subject, field_name, plaintext)
@@ -86,15 +94,22 @@ class PersonalData:
         cached = self._current.get(subject)
         if cached is not None and cached[1] > self._monotonic():
             return cached[0]
-        async with self._lock:  # one fetch per subject, however many callers miss together
-            cached = self._current.get(subject)
-            if cached is not None and cached[1] > self._monotonic():
-                return cached[0]
-            key, ttl = await self._keys.current_key(subject)
-            expiry = self._monotonic() + ttl
-            self._current[subject] = (key, expiry)
-            self._by_id[(subject, key.key_id)] = (key, expiry)
-            return key
+        fetch = self._fetching.setdefault(subject, _Fetch())
+        fetch.callers += 1
+        try:
+            async with fetch.lock:  # one fetch per subject, however many callers miss together
+                cached = self._current.get(subject)
+                if cached is not None and cached[1] > self._monotonic():
+                    return cached[0]
+                key, ttl = await self._keys.current_key(subject)
+                expiry = self._monotonic() + ttl
+                self._current[subject] = (key, expiry)
+                self._by_id[(subject, key.key_id)] = (key, expiry)
+                return key
+        finally:
+            fetch.callers -= 1
+            if fetch.callers == 0:  # the map holds only the subjects being fetched
+                del self._fetching[subject]
 
     async def _key(self, subject: str, key_id: str) -> DataKey | None:
         cached = self._by_id.get((subject, key_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
 from libs.privacy.fields import EphemeralDataKeys, PersonalData, SubjectErased
 from libs.privacy.remote import RemoteDataKeys
+from libs.privacy.sealing import DataKey
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
 from services.compliance.privacy.store import SqlitePrivacyStore
 from services.compliance.privacy.usecases import DataKeys
@@ -96,3 +98,29 @@ async def test_ephemeral_keys_seal_open_and_shred_in_one_process() -> None:
     assert await personal.open("users/ada", "caption", sealed) is None
     with pytest.raises(SubjectErased):
         await personal.seal("users/ada", "caption", "again")
+
+
+class _HeldKeys(EphemeralDataKeys):
+    """Ephemeral keys whose fetch for `held` waits until released; counts fetches per subject."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__()
+        self.held = held
+        self.release = asyncio.Event()
+        self.fetches: dict[str, int] = {}
+
+    async def current_key(self, subject: str) -> tuple[DataKey, float]:
+        self.fetches[subject] = self.fetches.get(subject, 0) + 1
+        if subject == self.held:
+            await self.release.wait()
+        return await super().current_key(subject)
+
+
+async def test_a_slow_key_fetch_for_one_subject_holds_up_no_other_and_is_made_once() -> None:
+    keys = _HeldKeys("users/slow")
+    personal = PersonalData(keys)
+    slow = [asyncio.create_task(personal.seal("users/slow", "f", "x")) for _ in range(3)]
+    await asyncio.wait_for(personal.seal("users/fast", "f", "y"), timeout=2)  # not queued behind users/slow
+    keys.release.set()
+    await asyncio.gather(*slow)
+    assert keys.fetches == {"users/slow": 1, "users/fast": 1}

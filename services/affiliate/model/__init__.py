@@ -1,0 +1,1 @@
+"""Affiliate's domain: programmes, signed tracking links, honest click counting, commissions."""

@@ -1,0 +1,65 @@
+"""The use cases over the real SQLite store in tmp_path (integration), with an injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from libs.audit.events import AuditEvent, Outcome
+from libs.audit.outbox import TracedEvent
+from services.affiliate.model.commissions import Commission, CommissionKind, CommissionState
+from services.affiliate.model.links import TrackingLink
+from services.affiliate.model.programs import AttributionModel, Program, ProgramState, ProgramTerms
+from services.affiliate.store import AffiliateStore
+from services.affiliate.usecases.commissions import SettleCommissions, settle_commissions
+from services.affiliate.usecases.ports import AffiliateUnit
+
+T0 = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+PROGRAM = Program("merchants/m", "p", ProgramTerms("P", (), 1000, 0, 0, "EUR", dt.timedelta(days=7),
+                                                   AttributionModel.LAST_CLICK, dt.timedelta(days=1),
+                                                   ProgramState.ACTIVE), T0, T0)
+LINK = TrackingLink("creators/c", "l", PROGRAM.name, "", "code", "v1.k1.x.y", None, T0)
+
+
+class RecordedAudit:
+    def event(self, action: str, resource: str, *, reason: str = "", subject: str = "",
+              attributes: Mapping[str, str] | None = None, rejected: bool = False,
+              denied: bool = False) -> TracedEvent:
+        return TracedEvent(AuditEvent(event_id=str(uuid.uuid4()), actor="services/test", action=action,
+                                      resource=resource, outcome=Outcome.SUCCEEDED, reason=reason, event_time=T0,
+                                      attributes=dict(attributes or {})))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AffiliateStore]:
+    opened = AffiliateStore.open(tmp_path)
+    yield opened
+    opened.close()
+
+
+async def test_settlement_never_runs_past_the_services_clock(store: AffiliateStore) -> None:
+    sale = Commission("creators/c", "s1", CommissionKind.SALE, CommissionState.PENDING, "ORDER_ATTRIBUTED", LINK.name,
+                      "k", "users/u/orders/o", 1000, 1000, 1000, 0, 1000, 100, "EUR", dt.timedelta(days=1),
+                      T0 + dt.timedelta(days=1), T0)
+
+    def seed(unit: AffiliateUnit) -> None:
+        unit.add_program(PROGRAM)
+        unit.add_link(LINK)
+        unit.save_commission(sale, PROGRAM.name)
+
+    await store.run(seed)
+    audit = RecordedAudit()
+    asked = SettleCommissions(str(uuid.uuid4()), T0 + dt.timedelta(days=30))
+    early = await store.run(lambda unit: settle_commissions(asked, unit, audit, T0 + dt.timedelta(hours=12)))
+    assert early.settled_count == 0 and store.commission(sale.name).state is CommissionState.PENDING  # type: ignore[union-attr]
+    later = SettleCommissions(str(uuid.uuid4()), T0 + dt.timedelta(days=30))
+    done = await store.run(lambda unit: settle_commissions(later, unit, audit, T0 + dt.timedelta(days=2)))
+    assert done.settled_count == 1 and [t.amount_minor for t in done.totals] == [100]
+    replay = await store.run(lambda unit: settle_commissions(later, unit, audit, T0 + dt.timedelta(days=3)))
+    assert replay == done, "a retried settlement answers what the first one did"
+    assert store.commission(sale.name).state is CommissionState.SETTLED  # type: ignore[union-attr]
+    assert len(store.audit_outbox.pending(10)) == 1

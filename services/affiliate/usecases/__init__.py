@@ -1,0 +1,1 @@
+"""Affiliate's use cases: plain functions of (command, unit of work), over the ports in `ports`."""
