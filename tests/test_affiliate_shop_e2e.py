@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from limelight.shop.v1 import orders_pb2
 
 from libs.auth.principal import Role
 from libs.kit.server import start_service
+from libs.kit.telemetry import read_spans
 from libs.timestamps import to_timestamp
 from services.affiliate.config import AffiliateConfig
 from services.affiliate.conftest import Affiliate, now, start_affiliate
@@ -54,6 +56,7 @@ async def test_click_checkout_capture_fulfil_settle_and_a_refund_that_claws_back
     clock = MovableClock(now() - dt.timedelta(days=21))
     shop: Shop = await start_shop(tmp_path, clock=clock, config=ShopConfig(ship_audit=False),
                                   targets={"compliance": compliance.target, "affiliate": affiliate.running.target})
+    order_trace = secrets.token_hex(16)
     try:
         merchant, creator, buyer = "shoes", "ada", "bob"
         product = await shop.product("runner", price=12_000, stock=5, merchant=merchant)
@@ -64,7 +67,8 @@ async def test_click_checkout_capture_fulfil_settle_and_a_refund_that_claws_back
         assert click.counted
 
         checkout = shop.checkout_request(buyer, product.name, 2, total=24_000, affiliate_visitor_id=click.visitor_id)
-        order = (await shop.orders.Checkout(checkout, metadata=shop.auth(f"users/{buyer}"))).order
+        traced = (*shop.auth(f"users/{buyer}"), ("traceparent", f"00-{order_trace}-{secrets.token_hex(8)}-01"))
+        order = (await shop.orders.Checkout(checkout, metadata=traced)).order
         await shop.orders.CaptureOrder(orders_pb2.CaptureOrderRequest(request_id=str(uuid.uuid4()), name=order.name),
                                        metadata=shop.auth(f"users/{buyer}"))
         [pending] = await eventually(lambda: _sales(affiliate, creator), lambda sales: len(sales) == 1)
@@ -99,3 +103,8 @@ async def test_click_checkout_capture_fulfil_settle_and_a_refund_that_claws_back
         await shop.close()
         await affiliate.stop()
         await compliance.stop(grace=0)
+    # The shop's delivery continues the checkout's trace, so the commission is in the order's trace
+    # (read once the services stopped and flushed their spans).
+    in_order_trace = {(span["service"], span["name"]) for span in read_spans(tmp_path) if span["trace_id"] == order_trace}
+    assert {("limelight-shop", "/limelight.shop.v1.OrderService/Checkout"),
+            ("limelight-affiliate", "/limelight.affiliate.v1.CommissionService/AttributeOrder")} <= in_order_trace

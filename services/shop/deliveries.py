@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from libs.clock import Clock
+from libs.kit.telemetry import continued_trace
 from services.shop.affiliate import ATTRIBUTE_ORDER, ORDER_EVENT, AffiliateClient
 from services.shop.clients import AdRepositoryClient
 from services.shop.store import Delivery, ShopStore
@@ -64,7 +65,8 @@ class DeliveryShipper:
         delivered = 0
         for delivery in await asyncio.to_thread(self._store.due_deliveries, self._clock(), 100):
             try:
-                await self._send(delivery)
+                with continued_trace(delivery.trace_context):
+                    await self._send(delivery)
             except grpc.aio.AioRpcError as error:
                 delay = min(MAX_BACKOFF, dt.timedelta(seconds=2 ** min(delivery.attempts, 10)))
                 if error.code() is not grpc.StatusCode.UNIMPLEMENTED:

@@ -188,6 +188,8 @@ CREATE TABLE refund_intents (
 );
 CREATE INDEX refund_intents_by_order ON refund_intents (order_name);
 """),
+    # A delivery continues the trace of the call that queued it (the order's, for affiliate).
+    Migration(4, "ALTER TABLE deliveries ADD COLUMN trace_context TEXT NOT NULL DEFAULT '{}';"),
 )
 
 
@@ -442,9 +444,10 @@ class ShopUnit:
 
     # -- outboxes ------------------------------------------------------------------------------
 
-    def deliver(self, kind: str, payload: dict[str, object]) -> None:
-        self._tx.execute("INSERT INTO deliveries (kind, payload, next_attempt_us) VALUES (?, ?, ?)",
-                         (kind, _json(payload), epoch_us(self.now)))
+    def deliver(self, kind: str, payload: dict[str, object], *, traced_by: object) -> None:
+        trace = traced_by.trace_context if isinstance(traced_by, TracedEvent) else {}
+        self._tx.execute("INSERT INTO deliveries (kind, payload, next_attempt_us, trace_context) VALUES (?, ?, ?, ?)",
+                         (kind, _json(payload), epoch_us(self.now), _json(dict(trace))))
 
     def audit(self, event: object) -> None:
         assert isinstance(event, TracedEvent)
@@ -520,6 +523,7 @@ class Delivery:
     kind: str
     payload: dict[str, Any]
     attempts: int
+    trace_context: dict[str, str]
 
 
 class ShopStore:
@@ -671,7 +675,8 @@ class ShopStore:
         with self._reader.reading() as connection:
             rows = connection.execute("SELECT * FROM deliveries WHERE next_attempt_us <= ? ORDER BY id LIMIT ?",
                                       (epoch_us(now), limit)).fetchall()
-        return [Delivery(row["id"], row["kind"], json.loads(row["payload"]), row["attempts"]) for row in rows]
+        return [Delivery(row["id"], row["kind"], json.loads(row["payload"]), row["attempts"],
+                         json.loads(row["trace_context"])) for row in rows]
 
     async def delivered(self, delivery_id: int) -> None:
         await self._committer.run(lambda tx: tx.execute("DELETE FROM deliveries WHERE id = ?", (delivery_id,)))

@@ -213,7 +213,7 @@ async def _authorize(ctx: ShopContext, provider: PaymentProvider, order: Order, 
             return current
         unit.audit(event)
         if moved.affiliate_visitor_id:
-            unit.deliver("affiliate.attribute_order", _attribution(moved))
+            unit.deliver("affiliate.attribute_order", _attribution(moved), traced_by=event)
         return moved
 
     result = await ctx.store.run(authorized)
@@ -267,7 +267,7 @@ async def compensate(ctx: ShopContext, name: str, reason: CancelReason) -> Order
         unit.save_order(moved, was=current.state)
         unit.audit(event)
         if current.state is OrderState.RESERVED and current.affiliate_visitor_id:
-            unit.deliver("affiliate.order_event", _order_event(moved, "CANCELLED"))
+            unit.deliver("affiliate.order_event", _order_event(moved, "CANCELLED"), traced_by=event)
         return moved
 
     return await ctx.store.run(cancel)
@@ -374,7 +374,7 @@ async def fulfill_order(ctx: ShopContext, caller: Caller, request_id: str, name:
         unit.remember(request_id, "FulfillOrder", print_, name)
         unit.audit(event)
         if order.affiliate_visitor_id:
-            unit.deliver("affiliate.order_event", _order_event(moved, "FULFILLED"))
+            unit.deliver("affiliate.order_event", _order_event(moved, "FULFILLED"), traced_by=event)
         return moved
 
     return await ctx.store.run(work)
@@ -484,7 +484,8 @@ async def finish_refund(ctx: ShopContext, name: str, refund: Refund, restock: bo
         unit.save_order(moved, was=current.state)
         unit.audit(event)
         if moved.affiliate_visitor_id:
-            unit.deliver("affiliate.order_event", _order_event(moved, "REFUNDED", paid_refunded, refund.request_id))
+            unit.deliver("affiliate.order_event", _order_event(moved, "REFUNDED", paid_refunded, refund.request_id),
+                         traced_by=event)
         return moved
 
     return await ctx.store.run(apply)

@@ -55,7 +55,7 @@ async def pin_product(ctx: ShopContext, caller: Caller, live: str, product_name:
         unit.audit(event)
         unit.deliver("compliance.register_ad", {"pin": pin.name, "product": product_name, "title": product.title,
                                                 "merchant": product.merchant, "creator": ids["creator"],
-                                                "live": live})
+                                                "live": live}, traced_by=event)
         return pin
 
     return await ctx.store.run(work)
