@@ -32,11 +32,15 @@ logger = logging.getLogger(__name__)
 
 
 def scoring_resources() -> dict[str, float]:
-    """One CPU, or one GPU when the cluster has GPUs."""
+    """One GPU when the cluster has GPUs; otherwise no reserved CPU.
+
+    The scorer is a long-lived server that is idle between micro-batches: reserving a CPU for its
+    lifetime would take it from ingest's transcodes for good (half of a two-core cluster), so it
+    shares the CPUs the node has instead."""
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     if resources.get("GPU", 0) >= 1:
         return {"num_cpus": 0, "num_gpus": 1}
-    return {"num_cpus": 1}
+    return {"num_cpus": 0}
 
 
 class ScoringActor:
