@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -14,8 +16,10 @@ from libs.storage.paths import private_dir
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
     """Load the PEM key at `path`, generating it first if absent.
 
-    Creation uses O_EXCL so two processes starting at once agree on one key: the loser
-    of the race reads the winner's file.
+    Processes starting at once (gifts and shop share the local payment key) agree on one key,
+    and none reads a half-written file: the key is written whole to a private temporary file,
+    then linked into place, which fails for every process but the first; the others read the
+    first one's complete file.
     """
     private_dir(path.parent)
     if not path.exists():
@@ -23,15 +27,16 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(descriptor, "wb") as handle:
+            with os.fdopen(descriptor, "wb") as handle:  # mkstemp creates it 0600
                 handle.write(pem)
                 handle.flush()
                 os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
         raise ValueError(f"{path} does not hold an Ed25519 private key")
