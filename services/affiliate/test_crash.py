@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from limelight.affiliate.v1 import commissions_pb2_grpc, links_pb2, links_pb2_grpc, programs_pb2_grpc
 from limelight.compliance.v1 import consent_pb2_grpc
 
 from libs.kit.server import start_service
+from libs.kit.testing import ServiceProcess
 from libs.timestamps import to_timestamp
 from services.affiliate.conftest import BROWSER, Affiliate, fresh
 from services.compliance.server import build as build_compliance
@@ -32,41 +28,6 @@ from tools.supervisor import free_port
 
 USERS = 24
 LOAD_SECONDS = 1.0
-
-
-class AffiliateProcess:
-    def __init__(self, root: Path, port: int, compliance: str) -> None:
-        self.root, self.port, self.compliance = root, port, compliance
-        self.target = f"127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.root), "LIMELIGHT_AFFILIATE_PORT": str(self.port),
-               "LIMELIGHT_COMPLIANCE_TARGET": self.compliance,
-               "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-        code = ("from libs.kit.server import run_service_process\n"
-                "from services.affiliate.server import build\n"
-                "run_service_process('affiliate', build)\n")
-        log = (self.root / "affiliate.log").open("ab")
-        self.process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
-
-    async def wait_serving(self) -> None:
-        async with grpc.aio.insecure_channel(self.target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(300):
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"affiliate did not come up: {(self.root / 'affiliate.log').read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
 
 
 def _click_request(token: str, index: int, at: dt.datetime) -> links_pb2.RecordClickRequest:
@@ -77,7 +38,7 @@ def _click_request(token: str, index: int, at: dt.datetime) -> links_pb2.RecordC
 
 async def test_kill_9_under_clicks_loses_no_acknowledged_click_and_pays_each_once(tmp_path: Path) -> None:
     compliance = await start_service("compliance", build_compliance, port=0, data_root=tmp_path)
-    process = AffiliateProcess(tmp_path, free_port(), compliance.target)
+    process = ServiceProcess("affiliate", tmp_path, free_port(), {"LIMELIGHT_COMPLIANCE_TARGET": compliance.target})
     process.start()
     try:
         await process.wait_serving()
@@ -137,7 +98,5 @@ async def test_kill_9_under_clicks_loses_no_acknowledged_click_and_pays_each_onc
         assert clicks == len(sent), "every click sent is recorded once, acknowledged or not"
         assert tuple(commissions) == tuple(paid) and days == paid[1], "each paid click has one CPC commission"
     finally:
-        if process.process is not None and process.process.poll() is None:
-            process.process.terminate()
-            process.process.wait(10)
+        process.stop()
         await compliance.stop(grace=0)

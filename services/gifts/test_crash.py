@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from limelight.gifts.v1 import (
     gifts_pb2,
     gifts_pb2_grpc,
@@ -36,6 +31,7 @@ from limelight.gifts.v1 import (
 from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.testing import ServiceProcess
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
 from tools.supervisor import free_port
@@ -44,51 +40,10 @@ SENDERS = 32
 LOAD_SECONDS = 1.5
 
 
-class GiftsProcess:
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
-        self.target = f"127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        # This interpreter's path, so the child finds the code and the stubs wherever they are
-        # (a checkout with gen/, or Bazel's runfiles).
-        # No compliance runs here: LIVE titles are sealed under keys in the child's memory.
-        env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.root), "LIMELIGHT_GIFTS_PORT": str(self.port),
-               "LIMELIGHT_DATA_KEYS": "ephemeral", "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-        code = ("from libs.kit.server import run_service_process\n"
-                "from services.gifts.server import build\n"
-                "run_service_process('gifts', build)\n")
-        log = (self.root / "gifts.log").open("ab")
-        self.process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
-
-    async def wait_serving(self) -> None:
-        async with grpc.aio.insecure_channel(self.target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(300):
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"gifts did not come up: {(self.root / 'gifts.log').read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-
-
 @pytest.fixture
-def gifts_process(tmp_path: Path) -> Iterator[GiftsProcess]:
-    process = GiftsProcess(tmp_path, free_port())
+def gifts_process(tmp_path: Path) -> Iterator[ServiceProcess]:
+    # No compliance runs here: LIVE titles are sealed under keys in the child's memory.
+    process = ServiceProcess("gifts", tmp_path, free_port(), {"LIMELIGHT_DATA_KEYS": "ephemeral"})
     process.start()
     yield process
     process.stop()
@@ -100,7 +55,7 @@ def _auth(root: Path, subject: str, *roles: Role) -> tuple[tuple[str, str], ...]
     return (("authorization", f"Bearer {token}"),)
 
 
-async def _prepare(process: GiftsProcess, channel: grpc.aio.Channel) -> str:
+async def _prepare(process: ServiceProcess, channel: grpc.aio.Channel) -> str:
     root = process.root
     standing = standing_pb2_grpc.AccountStandingServiceStub(channel)
     request = standing_pb2.UpdateAccountStandingRequest(
@@ -123,7 +78,7 @@ async def _prepare(process: GiftsProcess, channel: grpc.aio.Channel) -> str:
     return started.live_session.name
 
 
-async def test_every_acknowledged_gift_survives_kill_9_exactly_once(gifts_process: GiftsProcess) -> None:
+async def test_every_acknowledged_gift_survives_kill_9_exactly_once(gifts_process: ServiceProcess) -> None:
     await gifts_process.wait_serving()
     root = gifts_process.root
     acknowledged: dict[str, tuple[int, gifts_pb2.SendGiftRequest, str]] = {}

@@ -11,11 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +19,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from limelight.shop.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -35,6 +30,7 @@ from limelight.shop.v1 import (
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.testing import ServiceProcess
 from tools.supervisor import free_port
 
 BUYERS = 32
@@ -42,50 +38,11 @@ LOAD_SECONDS = 1.5
 PRODUCTS = {"drop-a": 400, "drop-b": 400}
 
 
-class ShopProcess:
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
-        self.target = f"127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.root), "LIMELIGHT_SHOP_PORT": str(self.port),
-               "LIMELIGHT_SHOP_AUDIT_SHIPPING": "off", "LIMELIGHT_COMPLIANCE_TARGET": "127.0.0.1:1",
-               "LIMELIGHT_AFFILIATE_TARGET": "127.0.0.1:1", "LIMELIGHT_GIFTS_TARGET": "127.0.0.1:1",
-               "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-        code = ("from libs.kit.server import run_service_process\n"
-                "from services.shop.server import build\n"
-                "run_service_process('shop', build)\n")
-        log = (self.root / "shop.log").open("ab")
-        self.process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
-
-    async def wait_serving(self) -> None:
-        async with grpc.aio.insecure_channel(self.target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(300):
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"shop did not come up: {(self.root / 'shop.log').read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-
-
 @pytest.fixture
-def shop_process(tmp_path: Path) -> Iterator[ShopProcess]:
-    process = ShopProcess(tmp_path, free_port())
+def shop_process(tmp_path: Path) -> Iterator[ServiceProcess]:
+    process = ServiceProcess("shop", tmp_path, free_port(), {
+        "LIMELIGHT_SHOP_AUDIT_SHIPPING": "off", "LIMELIGHT_COMPLIANCE_TARGET": "127.0.0.1:1",
+        "LIMELIGHT_AFFILIATE_TARGET": "127.0.0.1:1", "LIMELIGHT_GIFTS_TARGET": "127.0.0.1:1"})
     process.start()
     yield process
     process.stop()
@@ -96,7 +53,7 @@ def _auth(root: Path, subject: str, *roles: Role) -> tuple[tuple[str, str], ...]
     return (("authorization", f"Bearer {mint_token(platform_signing_key(root), claims, ttl=dt.timedelta(hours=1))}"),)
 
 
-async def _prepare(process: ShopProcess, channel: grpc.aio.Channel) -> None:
+async def _prepare(process: ServiceProcess, channel: grpc.aio.Channel) -> None:
     catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
     inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
     merchant = _auth(process.root, "users/acme", Role.MERCHANT)
@@ -111,7 +68,7 @@ async def _prepare(process: ShopProcess, channel: grpc.aio.Channel) -> None:
 
 
 async def test_after_kill_9_every_order_is_complete_or_compensated_and_stock_adds_up(
-        shop_process: ShopProcess) -> None:
+        shop_process: ServiceProcess) -> None:
     await shop_process.wait_serving()
     root = shop_process.root
     answered: Counter[str] = Counter()
