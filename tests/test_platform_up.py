@@ -40,7 +40,7 @@ from libs.kit.config import SERVICES
 from libs.kit.testing import error_info
 from libs.kit.transport import TLS_ENV, Transport
 from tests.probes import eventually, gcs_answer, listening_sockets, processes_with_environment
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -55,7 +55,7 @@ class LimelightUp:
         self.data_root = root / "data"
         self.home = root / "home"
         self.home.mkdir()
-        self.ports = {service: free_port() for service in SERVICES}
+        self.ports = {service: reserve_port() for service in SERVICES}
         env = {
             **os.environ,
             "LIMELIGHT_DATA_DIR": str(self.data_root),

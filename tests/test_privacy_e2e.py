@@ -74,7 +74,7 @@ from services.ingest.uploads import UploadSession, UploadState
 from services.ranking import server as ranking_server
 from services.shop import server as shop_server
 from tools import audit_cli
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 PROBE = MediaProbe("mov,mp4,m4a,3gp,3g2,mj2", "h264", "aac", 4.0, 1080, 1920, 0, 120, 30.0, False)
@@ -130,7 +130,7 @@ async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     monkeypatch.setenv("LIMELIGHT_PRIVACY_SOURCES", "affiliate,gifts,ingest,ranking,shop")
     monkeypatch.setenv("LIMELIGHT_GIFTS_LEDGER", "in-process")
     monkeypatch.setenv("LIMELIGHT_RANKING_SCORER", "in-process")  # the feed is not under test: no Ray
-    ports = {service: free_port() for service in ("compliance", "affiliate", "gifts", "ingest", "ranking", "shop")}
+    ports = {service: reserve_port() for service in ("compliance", "affiliate", "gifts", "ingest", "ranking", "shop")}
     compliance = await start_service("compliance", compliance_server.build, port=ports["compliance"],
                                      data_root=tmp_path,
                                      targets={name: f"127.0.0.1:{port}" for name, port in ports.items()})

@@ -10,7 +10,9 @@
   others keep serving. Every crash, restart and give-up is printed.
 - With TLS on (`LIMELIGHT_TLS`, the default) the development PKI is made first
   (`prepare_transport`); each service gets its port for end users and a free mesh port
-  for mutual TLS, and every service is told where the others' mesh ports are.
+  for mutual TLS, and every service is told where the others' mesh ports are. The
+  supervisor holds every service port (`reserve_port`) from before Ray starts, so no
+  outgoing connection is handed one while the services come up or restart.
 - When `LIMELIGHT_GIFTS_ROOM_BUS` names a Redis on this machine's loopback
   (`redis://127.0.0.1:N`) and nothing listens there, Debian's `redis-server` is started
   first (loopback only, nothing persisted) as the LIVE rooms' bus.
@@ -117,6 +119,10 @@ class Platform:
     def start(self, say: Say) -> None:
         transport = prepare_transport(self.data_root)
         env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.data_root)}
+        for service in config.SERVICES:  # before Ray opens its many connections
+            reserve_port(config.listen_port(service))
+        if transport.tls:
+            env.update(mesh_environment(env))
         self.ray_address = os.environ.get("RAY_ADDRESS", "")
         if self.ray_address:
             say(f"joining the Ray cluster at {self.ray_address}")
@@ -129,8 +135,6 @@ class Platform:
         if redis_port is not None and not port_open(redis_port):
             self._start_redis(env, redis_port)
             say(f"{'redis':<11} {f'127.0.0.1:{redis_port}':<22} LIVE rooms' bus (Redis Streams, loopback)")
-        if transport.tls:
-            env.update(mesh_environment(env))
         services = [
             Child(
                 name=service,
@@ -273,8 +277,34 @@ def local_redis_port(url: str) -> int | None:
 
 
 def free_port() -> int:
-    """A loopback port that is free right now (tests, benchmarks, the ports Ray wants named)."""
+    """A loopback port that is free right now, for a program of others (Ray, Redis) to bind."""
     return ray_cluster.free_loopback_port()
+
+
+_reservations: dict[int, socket.socket] = {}
+
+
+def reserve_port(port: int = 0) -> int:
+    """A loopback port (`port`, or one the kernel picks) held for one of our gRPC servers for
+    the rest of this process's life.
+
+    A port that is merely free now was, on a busy machine, handed to an outgoing connection
+    or another test's bind(0) before the service bound it ('Address already in use'). Here a
+    socket stays bound to it with SO_REUSEPORT, which gRPC's servers set as well: the service,
+    and every restart of it, binds on top, while the kernel gives the port to nobody else.
+    """
+    if port in _reservations:
+        return port
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        holder.bind((ray_cluster.LOOPBACK, port))
+    except OSError as error:
+        holder.close()
+        raise RuntimeError(f"port {port} on {ray_cluster.LOOPBACK} is taken by another program: {error}") from None
+    bound = int(holder.getsockname()[1])
+    _reservations[bound] = holder
+    return bound
 
 
 def port_open(port: int) -> bool:
@@ -301,7 +331,7 @@ def mesh_environment(env: dict[str, str]) -> dict[str, str]:
     for service in config.SERVICES:
         port_variable = f"LIMELIGHT_{service.upper()}_MESH_PORT"
         target_variable = f"LIMELIGHT_{service.upper()}_MESH_TARGET"
-        port = env.get(port_variable) or str(free_port())
+        port = str(reserve_port(int(env.get(port_variable) or 0)))
         mesh[port_variable] = port
         mesh[target_variable] = env.get(target_variable) or f"{ray_cluster.LOOPBACK}:{port}"
     return mesh

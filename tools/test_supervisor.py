@@ -3,14 +3,17 @@ and the transport it prepares for its children."""
 
 from __future__ import annotations
 
+import socket
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 
 from libs.kit.config import SERVICES
 from libs.kit.pki import pki_files
 from libs.kit.transport import TLS_ENV
-from tools.supervisor import RestartPolicy, mesh_environment, prepare_transport
+from tools.supervisor import RestartPolicy, free_port, mesh_environment, prepare_transport, reserve_port
 
 POLICY = RestartPolicy(first_backoff_s=1.0, max_backoff_s=5.0, max_crashes=5, window_s=60.0)
 
@@ -64,10 +67,25 @@ def test_with_tls_off_no_pki_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_every_service_gets_a_mesh_port_of_its_own_and_learns_the_others() -> None:
-    mesh = mesh_environment({"LIMELIGHT_GIFTS_MESH_PORT": "60153", "LIMELIGHT_SHOP_MESH_TARGET": "shop.internal:443"})
+    configured = str(free_port())
+    mesh = mesh_environment({"LIMELIGHT_GIFTS_MESH_PORT": configured, "LIMELIGHT_SHOP_MESH_TARGET": "shop.internal:443"})
     ports = [mesh[f"LIMELIGHT_{service.upper()}_MESH_PORT"] for service in SERVICES]
     assert len(set(ports)) == len(SERVICES)
-    assert mesh["LIMELIGHT_GIFTS_MESH_PORT"] == "60153" and mesh["LIMELIGHT_GIFTS_MESH_TARGET"] == "127.0.0.1:60153"
+    assert mesh["LIMELIGHT_GIFTS_MESH_PORT"] == configured
+    assert mesh["LIMELIGHT_GIFTS_MESH_TARGET"] == f"127.0.0.1:{configured}"
     assert mesh["LIMELIGHT_SHOP_MESH_TARGET"] == "shop.internal:443"
     ranking_port = mesh["LIMELIGHT_RANKING_MESH_PORT"]
     assert mesh["LIMELIGHT_RANKING_MESH_TARGET"] == f"127.0.0.1:{ranking_port}"
+
+
+def test_a_reserved_port_is_bound_by_a_grpc_server_and_by_nobody_else() -> None:
+    port = reserve_port()
+    with socket.socket() as other_program:
+        with pytest.raises(OSError):
+            other_program.bind(("127.0.0.1", port))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    try:
+        assert server.add_insecure_port(f"127.0.0.1:{port}") == port
+    finally:
+        server.stop(None)
+    assert reserve_port(port) == port

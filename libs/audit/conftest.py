@@ -17,12 +17,12 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
 from services.compliance.server import build
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 
 @pytest.fixture
 def port() -> int:
-    return free_port()
+    return reserve_port()
 
 
 @pytest.fixture

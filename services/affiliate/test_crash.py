@@ -24,7 +24,7 @@ from libs.kit.testing import ServiceProcess
 from libs.timestamps import to_timestamp
 from services.affiliate.conftest import BROWSER, Affiliate, fresh
 from services.compliance.server import build as build_compliance
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 USERS = 24
 LOAD_SECONDS = 1.0
@@ -38,7 +38,7 @@ def _click_request(token: str, index: int, at: dt.datetime) -> links_pb2.RecordC
 
 async def test_kill_9_under_clicks_loses_no_acknowledged_click_and_pays_each_once(tmp_path: Path) -> None:
     compliance = await start_service("compliance", build_compliance, port=0, data_root=tmp_path)
-    process = ServiceProcess("affiliate", tmp_path, free_port(), {"LIMELIGHT_COMPLIANCE_TARGET": compliance.target})
+    process = ServiceProcess("affiliate", tmp_path, reserve_port(), {"LIMELIGHT_COMPLIANCE_TARGET": compliance.target})
     process.start()
     try:
         await process.wait_serving()

@@ -34,7 +34,7 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.testing import ServiceProcess
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 SENDERS = 32
 LOAD_SECONDS = 1.5
@@ -43,7 +43,7 @@ LOAD_SECONDS = 1.5
 @pytest.fixture
 def gifts_process(tmp_path: Path) -> Iterator[ServiceProcess]:
     # No compliance runs here: LIVE titles are sealed under keys in the child's memory.
-    process = ServiceProcess("gifts", tmp_path, free_port(), {"LIMELIGHT_DATA_KEYS": "ephemeral"})
+    process = ServiceProcess("gifts", tmp_path, reserve_port(), {"LIMELIGHT_DATA_KEYS": "ephemeral"})
     process.start()
     yield process
     process.stop()

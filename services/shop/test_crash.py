@@ -31,7 +31,7 @@ from limelight.shop.v1 import (
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.testing import ServiceProcess
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 BUYERS = 32
 LOAD_SECONDS = 1.5
@@ -40,7 +40,7 @@ PRODUCTS = {"drop-a": 400, "drop-b": 400}
 
 @pytest.fixture
 def shop_process(tmp_path: Path) -> Iterator[ServiceProcess]:
-    process = ServiceProcess("shop", tmp_path, free_port(), {
+    process = ServiceProcess("shop", tmp_path, reserve_port(), {
         "LIMELIGHT_SHOP_AUDIT_SHIPPING": "off", "LIMELIGHT_COMPLIANCE_TARGET": "127.0.0.1:1",
         "LIMELIGHT_AFFILIATE_TARGET": "127.0.0.1:1", "LIMELIGHT_GIFTS_TARGET": "127.0.0.1:1"})
     process.start()

@@ -32,7 +32,7 @@ from libs.audit.protos import timestamp
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from tools.bench.grpc_load import on_plaintext_loopback
-from tools.supervisor import free_port, start_service_process
+from tools.supervisor import reserve_port, start_service_process
 
 
 async def run_callers(call: Callable[[], Awaitable[int]], writers: int, seconds: float) -> int:
@@ -92,7 +92,7 @@ def main() -> None:
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        port = free_port()
+        port = reserve_port()
         server = start_service_process("compliance", root, port)
         try:
             rates = asyncio.run(measure(f"127.0.0.1:{port}", root, arguments.writers, arguments.seconds,

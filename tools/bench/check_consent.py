@@ -54,7 +54,7 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.check_consent"
 KIT_ECHO = "kit echo (tracing, auth, validation)"
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     arguments = parser.parse_args()
     on_plaintext_loopback()
-    ports = {KIT_ECHO: free_port(), CHECK: free_port()}
+    ports = {KIT_ECHO: reserve_port(), CHECK: reserve_port()}
     targets = {label: f"127.0.0.1:{port}" for label, port in ports.items()}
     methods = {KIT_ECHO: ECHO_METHOD, CHECK: CHECK_METHOD}
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-check-consent-") as scratch:

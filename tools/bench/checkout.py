@@ -55,7 +55,7 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.checkout"
 KIT_ECHO = "kit echo (tracing, auth, validation)"
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--buyers", type=int, default=2_000)
     arguments = parser.parse_args()
     on_plaintext_loopback()
-    ports = {KIT_ECHO: free_port(), CHECKOUT: free_port()}
+    ports = {KIT_ECHO: reserve_port(), CHECKOUT: reserve_port()}
     targets = {label: f"127.0.0.1:{port}" for label, port in ports.items()}
     methods = {KIT_ECHO: ECHO_METHOD, CHECKOUT: CHECKOUT_METHOD}
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-checkout-") as scratch:

@@ -50,7 +50,7 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.evaluate_disclosure"
 KIT_ECHO = "kit echo (tracing, auth, validation)"
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64)
     arguments = parser.parse_args()
     on_plaintext_loopback()
-    ports = {KIT_ECHO: free_port(), EVALUATE: free_port()}
+    ports = {KIT_ECHO: reserve_port(), EVALUATE: reserve_port()}
     methods = {KIT_ECHO: ECHO_METHOD, EVALUATE: EVALUATE_METHOD}
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-evaluate-disclosure-") as scratch:
         root = Path(scratch)

@@ -60,7 +60,7 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.get_feed"
 KIT_ECHO = "kit echo (tracing, auth, validation)"
@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     arguments = parser.parse_args()
     on_plaintext_loopback()
-    ports = {name: free_port() for name in ("compliance", "ranking", "kit-echo")}
+    ports = {name: reserve_port() for name in ("compliance", "ranking", "kit-echo")}
     targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-get-feed-") as scratch:
         root = Path(scratch)

@@ -32,7 +32,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tools.bench.grpc_load import LoadResult, drive, on_plaintext_loopback, print_result, ratio_table, run_load_process
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.kit_overhead"
 
@@ -81,7 +81,7 @@ async def load(target: str, in_flight: int, seconds: float) -> LoadResult:
 
 
 def measure(configuration: dict[str, str], *, in_flight: int, seconds: float, data_root: Path) -> LoadResult:
-    port = free_port()
+    port = reserve_port()
     env = {**os.environ, "LIMELIGHT_DATA_DIR": str(data_root), **configuration}
     server = subprocess.Popen(
         [sys.executable, "-m", MODULE, "serve", configuration["mode"], str(port)],

@@ -43,7 +43,7 @@ from limelight.gifts.v1 import live_pb2, live_pb2_grpc, room_pb2, room_pb2_grpc,
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.live_room"
 STREAMS_PER_CHANNEL = 20
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=50.0)
     arguments = parser.parse_args()
-    port = free_port()
+    port = reserve_port()
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="limelight-bench-room-") as scratch:
         root = Path(scratch)

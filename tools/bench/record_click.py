@@ -57,7 +57,7 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.record_click"
 KIT_ECHO = "kit echo (tracing, auth, validation)"
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--links", type=int, default=20)
     arguments = parser.parse_args()
     on_plaintext_loopback()
-    ports = {KIT_ECHO: free_port(), CLICK: free_port(), "compliance": free_port()}
+    ports = {KIT_ECHO: reserve_port(), CLICK: reserve_port(), "compliance": reserve_port()}
     targets = {label: f"127.0.0.1:{port}" for label, port in ports.items()}
     methods = {KIT_ECHO: ECHO_METHOD, CLICK: CLICK_METHOD}
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-record-click-") as scratch:

@@ -67,7 +67,7 @@ from tools.bench.grpc_load import (
     ratio_table,
     run_load_process,
 )
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.send_gift"
 ECHO_SERVICE = "bench.v1.EchoService"
@@ -233,7 +233,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--in-flight", type=int, default=64)
     arguments = parser.parse_args()
-    ports = {label: free_port() for label in (BASELINE, KIT_ECHO, GIFTS, GIFTS_IN_PROCESS)}
+    ports = {label: reserve_port() for label in (BASELINE, KIT_ECHO, GIFTS, GIFTS_IN_PROCESS)}
     echo_method, send_gift = f"/{ECHO_SERVICE}/Echo", "/limelight.gifts.v1.GiftService/SendGift"
     methods = {BASELINE: echo_method, KIT_ECHO: echo_method, GIFTS: send_gift, GIFTS_IN_PROCESS: send_gift}
     results: dict[str, list[LoadResult]] = defaultdict(list)

@@ -50,7 +50,7 @@ from services.ingest.sample_clips import ClipSpec, write_clip
 from services.ingest.transcode import TranscodeSettings, transcode_to_hls
 from services.ingest.workers import RayTranscoder, connect_ray
 from tools.bench.grpc_load import on_plaintext_loopback
-from tools.supervisor import free_port
+from tools.supervisor import reserve_port
 from tools.upload_cli import upload_file
 
 FFMPEG = "/usr/bin/ffmpeg"
@@ -172,7 +172,7 @@ async def measure_service(source: Path, small: Path, work: Path, rounds: int, cl
 async def _running_platform(data_root: Path, *, transcode_cpus: int
                             ) -> AsyncIterator[Callable[[list[Path]], Awaitable[None]]]:
     os.environ["LIMELIGHT_INGEST_TRANSCODE_CPUS"] = str(transcode_cpus)
-    targets = {name: f"127.0.0.1:{free_port()}" for name in ("ingest", "compliance", "ranking")}
+    targets = {name: f"127.0.0.1:{reserve_port()}" for name in ("ingest", "compliance", "ranking")}
     running = []
     try:
         for name in ("compliance", "ranking", "ingest"):

@@ -26,7 +26,7 @@ from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.export import verify_export
 from libs.tlog.note import NoteVerifier
 from libs.tlog.proofs import verify_consistency
-from tools.supervisor import free_port, start_service_process
+from tools.supervisor import reserve_port, start_service_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,7 +93,7 @@ async def append_until_killed(root: Path, port: int, victim: subprocess.Popen[st
 
 
 def test_acknowledged_appends_survive_kill_9_and_history_stays_consistent(tmp_path: Path) -> None:
-    port = free_port()
+    port = reserve_port()
     victim = start_service_process("compliance", tmp_path, port)
     acknowledged, published = asyncio.run(append_until_killed(tmp_path, port, victim))
     victim.wait()
