@@ -39,8 +39,8 @@ from libs.kit.clients import ServiceTokenSource
 from libs.kit.config import SERVICES
 from libs.kit.testing import error_info
 from libs.kit.transport import TLS_ENV, Transport
+from libs.ports import reserve_port
 from tests.probes import eventually, gcs_answer, listening_sockets, processes_with_environment
-from tools.supervisor import reserve_port
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -50,6 +50,7 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.blobstore import LocalBlobStore
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
+from libs.ports import reserve_port
 from libs.privacy.fields import PersonalData
 from libs.privacy.remote import RemoteDataKeys
 from services.affiliate import server as affiliate_server
@@ -74,7 +75,6 @@ from services.ingest.uploads import UploadSession, UploadState
 from services.ranking import server as ranking_server
 from services.shop import server as shop_server
 from tools import audit_cli
-from tools.supervisor import reserve_port
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 PROBE = MediaProbe("mov,mp4,m4a,3gp,3g2,mj2", "h264", "aac", 4.0, 1080, 1920, 0, 120, 30.0, False)

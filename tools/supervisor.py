@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from libs import ray_cluster
 from libs.kit import config
 from libs.kit.pki import ensure_dev_pki, pki_files
 from libs.kit.transport import Transport
+from libs.ports import free_port, port_open, reserve_port
 from tools.repository import repository_root
 
 SERVICE_START_TIMEOUT = 60.0
@@ -274,42 +274,6 @@ def local_redis_port(url: str) -> int | None:
     """The port of a `redis://127.0.0.1:N` (or localhost) URL the platform should serve itself; None otherwise."""
     match = re.fullmatch(r"redis://(?:127\.0\.0\.1|localhost):(\d+)(?:/\d+)?", url)
     return int(match.group(1)) if match else None
-
-
-def free_port() -> int:
-    """A loopback port that is free right now, for a program of others (Ray, Redis) to bind."""
-    return ray_cluster.free_loopback_port()
-
-
-_reservations: dict[int, socket.socket] = {}
-
-
-def reserve_port(port: int = 0) -> int:
-    """A loopback port (`port`, or one the kernel picks) held for one of our gRPC servers for
-    the rest of this process's life.
-
-    A port that is merely free now was, on a busy machine, handed to an outgoing connection
-    or another test's bind(0) before the service bound it ('Address already in use'). Here a
-    socket stays bound to it with SO_REUSEPORT, which gRPC's servers set as well: the service,
-    and every restart of it, binds on top, while the kernel gives the port to nobody else.
-    """
-    if port in _reservations:
-        return port
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        holder.bind((ray_cluster.LOOPBACK, port))
-    except OSError as error:
-        holder.close()
-        raise RuntimeError(f"port {port} on {ray_cluster.LOOPBACK} is taken by another program: {error}") from None
-    bound = int(holder.getsockname()[1])
-    _reservations[bound] = holder
-    return bound
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex((ray_cluster.LOOPBACK, port)) == 0
 
 
 def prepare_transport(data_root: Path) -> Transport:

@@ -13,7 +13,8 @@ import pytest
 from libs.kit.config import SERVICES
 from libs.kit.pki import pki_files
 from libs.kit.transport import TLS_ENV
-from tools.supervisor import RestartPolicy, free_port, mesh_environment, prepare_transport, reserve_port
+from libs.ports import free_port, reserve_port
+from tools.supervisor import RestartPolicy, mesh_environment, prepare_transport
 
 POLICY = RestartPolicy(first_backoff_s=1.0, max_backoff_s=5.0, max_crashes=5, window_s=60.0)
 

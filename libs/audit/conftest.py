@@ -16,8 +16,8 @@ from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
+from libs.ports import reserve_port
 from services.compliance.server import build
-from tools.supervisor import reserve_port
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from libs.audit.events import AuditEvent, Outcome
 from libs.clock import Clock, utc_now
 from libs.storage.committer import GroupCommitter
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.database import Migration, Transaction
+from libs.storage.sqlite import SqliteDatabase
 
 OUTBOX_SCHEMA = """
 CREATE TABLE audit_outbox (

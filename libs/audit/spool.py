@@ -18,8 +18,9 @@ from pathlib import Path
 from libs.audit.events import AuditEvent
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, write_event
 from libs.storage.committer import GroupCommitter
+from libs.storage.database import Migration, Transaction
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.sqlite import SqliteDatabase
 
 MIGRATIONS = [
     Migration(1, """

@@ -25,7 +25,8 @@ from libs.errors import FailedPrecondition
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.telemetry import Telemetry, configure_telemetry, read_spans
 from libs.storage.committer import GroupCommitter
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
+from libs.storage.database import Migration, Transaction, open_database
+from libs.storage.sqlite import SqliteDatabase
 
 MIGRATIONS = [Migration(1, "CREATE TABLE video (id TEXT PRIMARY KEY, state TEXT NOT NULL);"), outbox_migration(2)]
 
@@ -34,7 +35,7 @@ class Service:
     """A service's own database with the outbox in it, written through its committer."""
 
     def __init__(self, root: Path) -> None:
-        self.database = open_service_database("ingest", MIGRATIONS, root=root)
+        self.database = open_database("ingest", MIGRATIONS, root=root)
         self.committer = GroupCommitter(self.database, name="ingest-commit")
         self.outbox = SqliteAuditOutbox(self.database, committer=self.committer)
 
@@ -189,7 +190,7 @@ def test_a_spool_written_before_the_outbox_keeps_its_events(tmp_path: Path) -> N
     spool = AuditSpool(path)
     assert spool.pending(10) == [TracedEvent(event.event, {})]
     spool.close()
-    fresh = open_service_database("fresh", [outbox_migration(1)], root=tmp_path)
+    fresh = open_database("fresh", [outbox_migration(1)], root=tmp_path)
     assert _columns(fresh.path) == _columns(path)
     fresh.close()
 

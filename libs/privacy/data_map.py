@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.storage.sqlite import Migration, SqliteDatabase
+from libs.storage.database import Migration
+from libs.storage.sqlite import SqliteDatabase
 
 # Words that, in a column's name, mean "this may be about a person": the column must be declared.
 PERSONAL_WORDS = frozenset({

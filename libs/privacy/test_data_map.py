@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from libs.privacy.data_map import DataMap, NotPersonal, PersonalField, schema_after, undeclared_columns
-from libs.storage.sqlite import Migration
+from libs.storage.database import Migration
 
 MIGRATIONS = [Migration(1, "CREATE TABLE profile (user_id TEXT, display_name BLOB, follower_count INTEGER);")]
 

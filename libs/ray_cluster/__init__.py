@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import sys
 from pathlib import Path
 
+from libs.ports import LOOPBACK
 from libs.storage.paths import REPO_ROOT, data_dir, private_dir
 from libs.storage.secret_files import read_or_create_secret
 
-LOOPBACK = "127.0.0.1"
 NAMESPACE = "limelight"
 # What a cluster's nodes do not need of this repository when it ships as the job's working directory.
 WORKING_DIR_EXCLUDES = (".git", ".venv", ".data", "gen", "node_modules", "bazel-*", "**/__pycache__",
@@ -65,12 +64,6 @@ def local_head_environment(data_root: Path) -> dict[str, str]:
         "AUTOSCALER_METRIC_PORT": "0",
         "DASHBOARD_METRIC_PORT": "0",
     }
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 def head_command(*, gcs_port: int, client_server_port: int, temp_dir: Path, num_cpus: int | None = None) -> list[str]:

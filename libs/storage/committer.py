@@ -15,12 +15,16 @@ each unit it keeps every guarantee that one transaction per unit would give:
 - **Acknowledged only when durable.** A unit's future is resolved (with its value or its
   exception) only after the COMMIT of its batch has returned, so a caller never learns of
   an effect that a crash could still undo.
-- **A failed COMMIT stops the committer.** After a failed fsync the page cache may no
-  longer match the disk (fsyncgate), so retrying is unsafe: the batch fails with
-  `Unavailable` (reason `STORE_COMMIT_FAILED`), every later submit fails fast the same
-  way, and the process should be restarted to recover from the WAL. Nothing in a failed
-  batch was acknowledged. The same holds when BEGIN, a SAVEPOINT statement or
-  `finish_batch` fails: the batch as a whole could not be made durable.
+- **A failed COMMIT fails its whole batch.** Nothing in a failed batch was acknowledged:
+  each unit fails with `Unavailable`. The same holds when BEGIN, a SAVEPOINT statement or
+  `finish_batch` fails: the batch as a whole could not be made durable. On SQLite it also
+  stops the committer: after a failed fsync the page cache may no longer match the disk
+  (fsyncgate), so retrying is unsafe; the batch fails with reason `STORE_COMMIT_FAILED`,
+  every later submit fails fast the same way, and the process should be restarted to
+  recover from the WAL. On PostgreSQL the server owns durability, so only that batch
+  fails (reason `STORE_BATCH_FAILED`) and the next one starts on a fresh connection; a
+  unit whose COMMIT was lost on the wire may or may not have taken effect, which is what
+  request ids are for.
 - **Nothing is stranded.** `close()` commits everything queued before it and then stops;
   a submit that races it is either queued before the stop (and runs) or fails at once
   with `Unavailable` (reason `STORE_CLOSED`). No future is ever left unresolved.
@@ -51,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from libs.errors import DomainError, Unavailable
-from libs.storage.sqlite import Transaction
+from libs.storage.database import Transaction
 
 T = TypeVar("T")
 
@@ -66,7 +70,10 @@ log = logging.getLogger(__name__)
 
 
 class TransactionalDatabase(Protocol):
-    """What the committer needs of a database (`libs.storage.sqlite.SqliteDatabase`)."""
+    """What the committer needs of a database (`libs.storage.database.Database`)."""
+
+    @property
+    def commit_failure_is_fatal(self) -> bool: ...
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
@@ -244,11 +251,17 @@ class GroupCommitter:
                 if self._finish_batch is not None:
                     self._finish_batch(tx)
         except BaseException as error:  # BEGIN, a SAVEPOINT statement, finish_batch or COMMIT failed
-            log.critical("group commit failed; the store stops accepting work", exc_info=error)
-            with self._intake:
-                self._failure = error
+            if self._database.commit_failure_is_fatal:
+                log.critical("group commit failed; the store stops accepting work", exc_info=error)
+                with self._intake:
+                    self._failure = error
+                failed: Unavailable = self._unavailable()
+            else:
+                log.error("group commit failed; the batch is refused and the next one starts afresh", exc_info=error)
+                failed = Unavailable("the batch could not be committed; retry with the same request id",
+                                     reason="STORE_BATCH_FAILED", metadata={"cause": repr(error)})
             for submitted in batch:
-                submitted.outcome, submitted.value = self._unavailable(), None
+                submitted.outcome, submitted.value = failed, None
             self._settle(batch)
             return
         self.commits += 1

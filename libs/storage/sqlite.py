@@ -1,13 +1,8 @@
-"""SQLite in WAL mode with versioned migrations: the embedded default store.
+"""SQLite in WAL mode with versioned migrations: the embedded default store
+(`libs.storage.database` says what every engine guarantees).
 
-Every service keeps one database file under the data directory. Each service's
-`store.py` is the only code that speaks SQL; the domain depends on a narrow protocol
-that the store satisfies, so a multi-node store (PostgreSQL) can replace it without
-touching the domain.
-
-Invariants that belong to the data (no negative balance, no oversold stock, one
-effect per request id) are enforced here, by constraints and single transactions,
-never by a read-then-write in Python.
+Every store keeps one database file under the data directory, and `PRAGMA user_version`
+is its schema version.
 """
 
 from __future__ import annotations
@@ -16,22 +11,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from libs.storage.paths import data_dir, private_dir
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step. Versions start at 1 and increase by one; never edit a landed step."""
-
-    version: int
-    sql: str
-
-
-class MigrationError(RuntimeError):
-    pass
+from libs.storage.database import (
+    IntegrityError,
+    Migration,
+    MigrationError,
+    Parameters,
+    check_versions,
+)
+from libs.storage.paths import private_dir
 
 
 class SqliteDatabase:
@@ -42,8 +31,12 @@ class SqliteDatabase:
     `sqlite3` connection object is not safe to use from two threads at once.
     """
 
+    engine = "sqlite"
+    commit_failure_is_fatal = True
+
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
+        self._synchronous = synchronous
         private_dir(path.parent)
         self._lock = threading.RLock()
         self._connection = sqlite3.connect(
@@ -67,9 +60,7 @@ class SqliteDatabase:
 
     def migrate(self, migrations: Sequence[Migration]) -> int:
         """Apply every migration newer than the file's version, each in its own transaction."""
-        expected = list(range(1, len(migrations) + 1))
-        if [m.version for m in migrations] != expected:
-            raise MigrationError(f"migration versions must be 1..{len(migrations)} in order")
+        check_versions(migrations)
         with self._lock:
             current = self.schema_version
             if current > len(migrations):
@@ -78,48 +69,57 @@ class SqliteDatabase:
                 )
             for migration in migrations[current:]:
                 with self.transaction() as connection:
-                    connection.executescript_in_transaction(migration.sql)
+                    connection.executescript_in_transaction(migration.text_for(self.engine))
                     connection.execute(f"PRAGMA user_version={migration.version}")
             return self.schema_version
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> Iterator[SqliteTransaction]:
         """A write transaction (BEGIN IMMEDIATE) that rolls back unless the block completes."""
         with self._lock:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
-                yield Transaction(self._connection)
+                yield SqliteTransaction(self._connection)
             except BaseException:
                 self._connection.execute("ROLLBACK")
                 raise
             self._connection.execute("COMMIT")
 
     @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[SqliteTransaction]:
         """A consistent read snapshot (a deferred transaction that only reads)."""
         with self._lock:
             self._connection.execute("BEGIN")
             try:
-                yield self._connection
+                yield SqliteTransaction(self._connection)
             finally:
                 self._connection.execute("COMMIT")
+
+    def open_reader(self) -> SqliteDatabase:
+        return SqliteDatabase(self.path, synchronous=self._synchronous)
 
     def close(self) -> None:
         with self._lock:
             self._connection.close()
 
 
-class Transaction:
+class SqliteTransaction:
     """The connection as seen inside one transaction; it cannot commit on its own."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
 
-    def execute(self, sql: str, parameters: Sequence[object] | dict[str, object] = ()) -> sqlite3.Cursor:
-        return self._connection.execute(sql, parameters)
+    def execute(self, sql: str, parameters: Parameters = ()) -> sqlite3.Cursor:
+        try:
+            return self._connection.execute(sql, parameters)
+        except sqlite3.IntegrityError as error:
+            raise IntegrityError(str(error)) from error
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> sqlite3.Cursor:
-        return self._connection.executemany(sql, rows)
+        try:
+            return self._connection.executemany(sql, rows)
+        except sqlite3.IntegrityError as error:
+            raise IntegrityError(str(error)) from error
 
     def executescript_in_transaction(self, script: str) -> None:
         # sqlite3.executescript() would COMMIT first; split instead so a failed
@@ -140,12 +140,3 @@ def _split_statements(script: str) -> list[str]:
     if pending.strip():
         raise MigrationError(f"incomplete SQL statement: {pending.strip()[:80]}")
     return statements
-
-
-def open_service_database(
-    service: str, migrations: Sequence[Migration], *, synchronous: str = "FULL", root: Path | None = None
-) -> SqliteDatabase:
-    """Open (creating if needed) `<data dir>/<service>/<service>.db` and bring its schema up to date."""
-    database = SqliteDatabase((root or data_dir()) / service / f"{service}.db", synchronous=synchronous)
-    database.migrate(migrations)
-    return database

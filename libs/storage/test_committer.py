@@ -12,7 +12,8 @@ import pytest
 
 from libs.errors import FailedPrecondition, Unavailable
 from libs.storage.committer import GroupCommitter
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
+from libs.storage.database import IntegrityError, Migration, Transaction, open_database
+from libs.storage.sqlite import SqliteDatabase
 
 MIGRATIONS = [Migration(1, """
 CREATE TABLE item (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, amount INTEGER NOT NULL CHECK (amount >= 0));
@@ -25,7 +26,7 @@ CREATE TABLE child (id INTEGER PRIMARY KEY,
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[SqliteDatabase]:
-    db = open_service_database("demo", MIGRATIONS, root=tmp_path)
+    db = open_database("demo", MIGRATIONS, root=tmp_path)
     yield db
     db.close()
 
@@ -96,7 +97,7 @@ def test_a_failing_unit_rolls_back_alone(database: SqliteDatabase) -> None:
     after = committer.submit(_insert("good", 2))
     gate.set()
     before.result(5), after.result(5)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         failing.result(5)
     committer.close()
     assert _count(database.path, "SELECT COUNT(*) FROM item WHERE owner = 'good'") == 2
@@ -236,6 +237,8 @@ def test_a_unit_can_fail_alone_and_its_batch_still_commits(database: SqliteDatab
 
 class CommitFails:
     """A database whose COMMIT raises the way a failed fsync does (the block ran; nothing is durable)."""
+
+    commit_failure_is_fatal = True
 
     def __init__(self, database: SqliteDatabase) -> None:
         self._database = database

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from libs.storage.sqlite import Migration, MigrationError, SqliteDatabase, open_service_database
+from libs.storage.database import IntegrityError, Migration, MigrationError, open_database
+from libs.storage.sqlite import SqliteDatabase
 
 MIGRATIONS = [
     Migration(1, "CREATE TABLE account (id TEXT PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0));"),
@@ -16,7 +17,7 @@ MIGRATIONS = [
 
 
 def test_opens_in_wal_mode_and_applies_every_migration(tmp_path: Path) -> None:
-    database = open_service_database("demo", MIGRATIONS, root=tmp_path)
+    database = open_database("demo", MIGRATIONS, root=tmp_path)
     assert database.schema_version == 2
     with database.reading() as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -35,17 +36,17 @@ def test_a_service_databases_directory_is_the_platform_users_alone(tmp_path: Pat
 
 
 def test_reopening_applies_only_new_migrations(tmp_path: Path) -> None:
-    open_service_database("demo", MIGRATIONS[:1], root=tmp_path).close()
-    database = open_service_database("demo", MIGRATIONS, root=tmp_path)
+    open_database("demo", MIGRATIONS[:1], root=tmp_path).close()
+    database = open_database("demo", MIGRATIONS, root=tmp_path)
     with database.transaction() as tx:
         tx.execute("INSERT INTO account (id, balance, label) VALUES ('a', 1, 'x')")
     assert database.schema_version == 2
 
 
 def test_refuses_a_database_newer_than_the_code(tmp_path: Path) -> None:
-    open_service_database("demo", MIGRATIONS, root=tmp_path).close()
+    open_database("demo", MIGRATIONS, root=tmp_path).close()
     with pytest.raises(MigrationError):
-        open_service_database("demo", MIGRATIONS[:1], root=tmp_path)
+        open_database("demo", MIGRATIONS[:1], root=tmp_path)
 
 
 def test_a_failed_migration_leaves_the_previous_schema(tmp_path: Path) -> None:
@@ -60,10 +61,10 @@ def test_a_failed_migration_leaves_the_previous_schema(tmp_path: Path) -> None:
 
 
 def test_a_transaction_rolls_back_when_a_constraint_fails(tmp_path: Path) -> None:
-    database = open_service_database("demo", MIGRATIONS, root=tmp_path)
+    database = open_database("demo", MIGRATIONS, root=tmp_path)
     with database.transaction() as tx:
         tx.execute("INSERT INTO account (id, balance) VALUES ('a', 5)")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         with database.transaction() as tx:
             tx.execute("UPDATE account SET balance = balance + 3 WHERE id = 'a'")
             tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 'a'")

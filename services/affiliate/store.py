@@ -18,7 +18,8 @@ from typing import TypeVar
 
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.storage.committer import GroupCommitter
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.database import Migration, Transaction
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import duration_us, epoch_us, from_epoch_us
 from services.affiliate.model.clicks import Click, FilterReason
 from services.affiliate.model.commissions import (

@@ -21,10 +21,10 @@ from limelight.compliance.v1 import consent_pb2_grpc
 
 from libs.kit.server import start_service
 from libs.kit.testing import ServiceProcess
+from libs.ports import reserve_port
 from libs.timestamps import to_timestamp
 from services.affiliate.conftest import BROWSER, Affiliate, fresh
 from services.compliance.server import build as build_compliance
-from tools.supervisor import reserve_port
 
 USERS = 24
 LOAD_SECONDS = 1.0

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from libs.privacy.data_map import schema_after, undeclared_columns
-from libs.storage.sqlite import Migration
+from libs.storage.database import Migration
 from services.compliance.ads.store import MIGRATIONS as ADS
 from services.compliance.audit.store import MIGRATIONS as AUDIT
 from services.compliance.consent.store import MIGRATIONS as CONSENT

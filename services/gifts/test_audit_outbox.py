@@ -22,7 +22,7 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.errors import FailedPrecondition, PermissionDenied
 from libs.kit.server import ServiceDefinition, ServiceRuntime, start_service
 from libs.kit.validation import violations_of
-from libs.storage.sqlite import open_service_database
+from libs.storage.database import open_database
 from services.compliance.server import build as build_compliance
 from services.gifts.audit_events import legacy_event_id, legacy_sequence_of
 from services.gifts.config import GiftsConfig
@@ -109,7 +109,7 @@ def test_event_ids_of_the_old_outbox_are_uuids_that_carry_the_sequence() -> None
 
 
 def test_what_the_old_outbox_held_moves_to_the_shared_one_with_its_ids(tmp_path: Path) -> None:
-    old = open_service_database(SERVICE, MIGRATIONS[:1], root=tmp_path)
+    old = open_database(SERVICE, MIGRATIONS[:1], root=tmp_path)
     with old.transaction() as tx:
         for number in (1, 2, 3):
             tx.execute("INSERT INTO audit_outbox (event) VALUES (?)", (json.dumps({

@@ -32,9 +32,9 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.testing import ServiceProcess
+from libs.ports import reserve_port
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.test_ledger_properties import reference_balances
-from tools.supervisor import reserve_port
 
 SENDERS = 32
 LOAD_SECONDS = 1.5

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from libs.errors import DomainError
-from libs.storage.sqlite import open_service_database
+from libs.storage.database import open_database
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import Harness, adult, build_harness
 from services.gifts.model.fraud import FraudPolicy
@@ -176,7 +176,7 @@ def test_the_reader_cannot_write(harness: Harness) -> None:
 
 
 def test_the_migration_numbers_an_existing_feed_per_session_in_its_order(tmp_path: Path) -> None:
-    old = open_service_database(SERVICE, MIGRATIONS[:2], root=tmp_path)
+    old = open_database(SERVICE, MIGRATIONS[:2], root=tmp_path)
     path = old.path
     old.close()
     with sqlite3.connect(path) as connection:  # feed rows of two LIVEs, numbered by the old shared counter

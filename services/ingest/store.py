@@ -35,8 +35,9 @@ from libs.audit.events import AuditEvent
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.privacy.fields import PersonalData
 from libs.storage.committer import GroupCommitter
+from libs.storage.database import Migration, Transaction
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.ingest.model import (
     AiDeclaration,

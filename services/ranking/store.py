@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libs.storage.committer import GroupCommitter
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction, open_service_database
+from libs.storage.database import Migration, Transaction, open_database
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.ranking.model import (
     Adjustment,
@@ -93,7 +94,7 @@ class RankingStore:
 
     @classmethod
     def open(cls, data_root: Path) -> RankingStore:
-        return cls(open_service_database("ranking", MIGRATIONS, root=data_root))
+        return cls(open_database("ranking", MIGRATIONS, root=data_root))
 
     def close(self) -> None:
         self._committer.close()

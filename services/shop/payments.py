@@ -16,7 +16,8 @@ from pathlib import Path
 
 from libs.clock import Clock
 from libs.storage.committer import GroupCommitter
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.database import Migration, Transaction
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.shop.model import Funding, PaymentState
 from services.shop.usecases.ports import Authorization

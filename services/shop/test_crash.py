@@ -31,7 +31,7 @@ from limelight.shop.v1 import (
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.testing import ServiceProcess
-from tools.supervisor import reserve_port
+from libs.ports import reserve_port
 
 BUYERS = 32
 LOAD_SECONDS = 1.5

@@ -31,8 +31,9 @@ from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from libs.audit.protos import timestamp
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.ports import reserve_port
 from tools.bench.grpc_load import on_plaintext_loopback
-from tools.supervisor import reserve_port, start_service_process
+from tools.supervisor import start_service_process
 
 
 async def run_callers(call: Callable[[], Awaitable[int]], writers: int, seconds: float) -> int:

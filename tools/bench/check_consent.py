@@ -38,6 +38,7 @@ from limelight.compliance.v1 import consent_pb2, consent_pb2_grpc
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.consent.cache import ConsentCache
+from libs.ports import reserve_port
 from services.compliance.consent.servicer import CONSENT
 from services.compliance.server import build as build_compliance
 from tools.bench.grpc_load import (
@@ -54,7 +55,6 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.check_consent"
 KIT_ECHO = "kit echo (tracing, auth, validation)"

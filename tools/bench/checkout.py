@@ -41,6 +41,7 @@ from limelight.shop.v1 import (
 
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.ports import reserve_port
 from services.shop.server import build as build_shop
 from tools.bench.grpc_load import (
     ECHO_METHOD,
@@ -55,7 +56,6 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.checkout"
 KIT_ECHO = "kit echo (tracing, auth, validation)"

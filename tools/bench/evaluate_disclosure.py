@@ -33,6 +33,7 @@ from limelight.compliance.v1 import disclosure_pb2
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.ports import reserve_port
 from services.compliance import server as compliance_server
 from services.compliance.disclosure import servicer as disclosure
 from services.compliance.disclosure.cases import load_cases
@@ -50,7 +51,6 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.evaluate_disclosure"
 KIT_ECHO = "kit echo (tracing, auth, validation)"

@@ -42,6 +42,7 @@ from limelight.ranking.v1 import feed_pb2, signals_pb2, signals_pb2_grpc
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.clock import utc_now
+from libs.ports import reserve_port
 from services.compliance.server import build as build_compliance
 from services.ranking.model import Candidate, EngagementCounts, Follow, SignalKind, StoredSignal, VideoRegistration
 from services.ranking.server import build as build_ranking
@@ -60,7 +61,6 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.get_feed"
 KIT_ECHO = "kit echo (tracing, auth, validation)"

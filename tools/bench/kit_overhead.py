@@ -31,8 +31,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from libs.ports import reserve_port
 from tools.bench.grpc_load import LoadResult, drive, on_plaintext_loopback, print_result, ratio_table, run_load_process
-from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.kit_overhead"
 

@@ -43,7 +43,7 @@ from limelight.gifts.v1 import live_pb2, live_pb2_grpc, room_pb2, room_pb2_grpc,
 
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
-from tools.supervisor import reserve_port
+from libs.ports import reserve_port
 
 MODULE = "tools.bench.live_room"
 STREAMS_PER_CHANNEL = 20

@@ -39,6 +39,7 @@ from limelight.compliance.v1 import consent_pb2, consent_pb2_grpc
 
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.ports import reserve_port
 from libs.timestamps import to_timestamp
 from services.affiliate.server import LINKS
 from services.affiliate.server import build as build_affiliate
@@ -57,7 +58,6 @@ from tools.bench.grpc_load import (
     spawn_server,
     stop_servers,
 )
-from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.record_click"
 KIT_ECHO = "kit echo (tracing, auth, validation)"

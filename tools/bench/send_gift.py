@@ -57,6 +57,7 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.telemetry import configure_telemetry
+from libs.ports import reserve_port
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from tools.bench.grpc_load import (
     LoadResult,
@@ -67,7 +68,6 @@ from tools.bench.grpc_load import (
     ratio_table,
     run_load_process,
 )
-from tools.supervisor import reserve_port
 
 MODULE = "tools.bench.send_gift"
 ECHO_SERVICE = "bench.v1.EchoService"

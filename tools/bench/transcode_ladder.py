@@ -43,6 +43,7 @@ from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.blobstore import LocalBlobStore
 from libs.kit.server import start_service
+from libs.ports import reserve_port
 from services.ingest.ladder import Rendition, plan_ladder
 from services.ingest.model import TranscodeRequest
 from services.ingest.probe import probe_media
@@ -50,7 +51,6 @@ from services.ingest.sample_clips import ClipSpec, write_clip
 from services.ingest.transcode import TranscodeSettings, transcode_to_hls
 from services.ingest.workers import RayTranscoder, connect_ray
 from tools.bench.grpc_load import on_plaintext_loopback
-from tools.supervisor import reserve_port
 from tools.upload_cli import upload_file
 
 FFMPEG = "/usr/bin/ffmpeg"

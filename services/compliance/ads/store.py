@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from libs.errors import AlreadyExists, NotFound
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.database import Migration, Transaction
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.ads.model import Ad, AdDraft, AdKind, AdSearch, Displays, Targeting, one_year_after
 

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Protocol
 
 from libs.audit.events import AuditEvent, Outcome, canonical_json
+from libs.storage.database import Migration, Transaction
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.audit.merkle import LEVEL_SHIFT, NodeId
 from services.compliance.audit.model import EventFilter, SequencedEvent, StoredCheckpoint

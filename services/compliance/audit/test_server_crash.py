@@ -22,11 +22,12 @@ from libs.audit.evidence import ExportHeader, ExportLine, read_export, write_exp
 from libs.audit.protos import timestamp
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.ports import reserve_port
 from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.export import verify_export
 from libs.tlog.note import NoteVerifier
 from libs.tlog.proofs import verify_consistency
-from tools.supervisor import reserve_port, start_service_process
+from tools.supervisor import start_service_process
 
 pytestmark = pytest.mark.timeout(120)
 

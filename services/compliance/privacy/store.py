@@ -17,7 +17,8 @@ from pathlib import Path
 
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.privacy.subject_data import RetentionException
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.database import Migration, Transaction
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.privacy.model import (
     DataSubjectRequest,

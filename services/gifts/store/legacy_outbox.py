@@ -14,7 +14,7 @@ import datetime as dt
 import json
 
 from libs.audit.outbox import OUTBOX_SCHEMA, TracedEvent, write_event
-from libs.storage.sqlite import Migration, Transaction
+from libs.storage.database import Migration, Transaction
 from libs.timestamps import from_epoch_us
 from services.gifts.audit_events import PlatformEvents, legacy_event_id
 from services.gifts.model.audit import AuditEvent, Outcome

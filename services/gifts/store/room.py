@@ -25,8 +25,9 @@ from typing import TypeVar
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.errors import DomainError
 from libs.storage.committer import GroupCommitter
+from libs.storage.database import Migration, Transaction
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import Migration, SqliteDatabase, Transaction
+from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.room import (
     Ban,
@@ -448,7 +449,7 @@ class RoomStore:
     def read(self, query: Callable[[SqliteRoomUnit], R]) -> R:
         """A query with the unit's readers, on the reader connection (no writes)."""
         with self._reader.reading() as connection:
-            return query(SqliteRoomUnit(Transaction(connection)))
+            return query(SqliteRoomUnit(connection))
 
     def written_by(self, author: str) -> tuple[list[tuple[ChatMessage, bytes | None]],
                                                list[tuple[Question, bytes | None]]]:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from libs.storage.database import Migration
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import Migration
 from services.gifts.store import legacy_outbox
 
 SERVICE = "gifts"

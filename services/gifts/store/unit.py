@@ -10,7 +10,7 @@ from typing import Any
 
 from libs.audit.outbox import write_event
 from libs.errors import FailedPrecondition
-from libs.storage.sqlite import Transaction
+from libs.storage.database import Transaction
 from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.audit_events import PlatformEvents
 from services.gifts.model.audit import NO_TRACE, AuditEvent, Trace

@@ -17,7 +17,7 @@ from typing import TypeVar
 from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.storage.committer import DEFAULT_MAX_BATCH, GroupCommitter, RefusalRecorder
-from libs.storage.sqlite import Transaction, open_service_database
+from libs.storage.database import Transaction, open_database
 from services.gifts.audit_events import PlatformEvents
 from services.gifts.model.audit import NO_TRACE, Trace
 from services.gifts.model.ledger import PLATFORM_ACCOUNTS
@@ -39,7 +39,7 @@ class GiftsStore:
 
     def __init__(self, *, events: PlatformEvents, root: Path | None = None, synchronous: str = "FULL",
                  max_batch: int = DEFAULT_MAX_BATCH, threaded: bool = True, clock: Clock = utc_now) -> None:
-        writer = open_service_database(SERVICE, MIGRATIONS, synchronous=synchronous, root=root)
+        writer = open_database(SERVICE, MIGRATIONS, synchronous=synchronous, root=root)
         self._writer = writer
         self._events = events
         self.path = writer.path
