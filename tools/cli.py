@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -66,12 +67,22 @@ def _requested_command(arguments: list[str]) -> str | None:
     return next((argument for argument in arguments if not argument.startswith("-")), None)
 
 
+class Database(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
 @app.command()
 def up(
     restart_backoff_s: Annotated[float, typer.Option(min=0.0, help="Wait before the first restart of a crashed service; doubles per recent crash.")] = 1.0,
     max_restart_backoff_s: Annotated[float, typer.Option(min=0.0, help="The longest wait between restarts.")] = 30.0,
     max_crashes: Annotated[int, typer.Option(min=1, help="Give up on a service after this many crashes within --crash-window-s.")] = 5,
     crash_window_s: Annotated[float, typer.Option(min=0.0, help="The window in which crashes count.")] = 60.0,
+    replicas: Annotated[str, typer.Option(help="Processes per service, e.g. gifts=2,shop=2 (the rest run one); "
+                                               "replicas share one PostgreSQL.")] = "",
+    database: Annotated[Database | None, typer.Option(help="sqlite: a file per store (the default, one process per "
+                                                    "service); postgres: every store on one PostgreSQL "
+                                                    "(the default with replicas).")] = None,
 ) -> None:
     """Start all six services and a local Ray head, restart any that crash; Ctrl-C stops everything.
 
@@ -81,15 +92,25 @@ def up(
     (LIMELIGHT_TLS=off). Set RAY_ADDRESS to join an existing Ray cluster instead of
     starting a head, LIMELIGHT_<SERVICE>_PORT (and _MESH_PORT, the mutual-TLS port other
     services dial) to move a service, and LIMELIGHT_DATA_DIR to keep data somewhere other
-    than .data/.
+    than .data/. With PostgreSQL the platform starts its own server in the data directory
+    (Debian's postgresql package), unless LIMELIGHT_DATABASE_URL names one.
     """
-    from tools.supervisor import Platform, RestartPolicy
+    from tools.supervisor import Platform, Replicas, RestartPolicy
+
+    try:
+        replica_counts = Replicas.parse(replicas)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--replicas") from None
+    if database is Database.SQLITE and replica_counts.any:
+        raise typer.BadParameter("replicas share their state through PostgreSQL; drop --database sqlite",
+                                 param_hint="--database")
 
     policy = RestartPolicy(
         first_backoff_s=restart_backoff_s, max_backoff_s=max_restart_backoff_s,
         max_crashes=max_crashes, window_s=crash_window_s,
     )
-    platform = Platform(data_root=_private_data_dir(), restart_policy=policy)
+    platform = Platform(data_root=_private_data_dir(), restart_policy=policy, replicas=replica_counts,
+                        postgres=database is Database.POSTGRES)
     stop_requested = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop_requested.set())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Limelight needs on a fresh Debian 12 machine and skips what is
 # already there, so running it again costs about a second:
-#   - Debian packages: bazel-bootstrap (Bazel 4.2.3), ffmpeg, python3-venv, npm;
+#   - Debian packages: bazel-bootstrap (Bazel 4.2.3), ffmpeg, redis-server, postgresql,
+#     python3-venv, npm;
 #   - .venv, a virtualenv with the pinned dependencies and test tools
 #     (reinstalled when pyproject.toml changes);
 #   - node_modules with buf, when package.json exists (reinstalled when the lock changes).
@@ -13,6 +14,9 @@ command -v bazel >/dev/null || missing_packages+=(bazel-bootstrap)
 command -v ffmpeg >/dev/null || missing_packages+=(ffmpeg)
 # LIVE rooms' bus across replicas (Redis Streams; `limelight up` starts it when configured).
 command -v redis-server >/dev/null || missing_packages+=(redis-server)
+# PostgreSQL: the stores' second engine; `limelight up` with replicas and the tests' throwaway
+# servers start it from here (libs/storage/postgres_cluster.py).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing_packages+=(postgresql)
 command -v python3 >/dev/null || missing_packages+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || missing_packages+=(python3-venv)
 if [ -f package.json ] && ! command -v npm >/dev/null; then

@@ -16,6 +16,13 @@
 - When `LIMELIGHT_GIFTS_ROOM_BUS` names a Redis on this machine's loopback
   (`redis://127.0.0.1:N`) and nothing listens there, Debian's `redis-server` is started
   first (loopback only, nothing persisted) as the LIVE rooms' bus.
+- **Replicas** (`Replicas`, `limelight up --replicas gifts=2,shop=2`): a service runs as N
+  processes, each on ports of its own, over one PostgreSQL. Every client (the other
+  services, and whoever dials the printed target) spreads its calls over them with gRPC's
+  round-robin balancing through a target that names them all (`ipv4:a:p1,a:p2`). With
+  replicas and no `LIMELIGHT_DATABASE_URL`, or with `--database postgres`, the platform
+  starts its own PostgreSQL (`libs.storage.postgres_cluster`, `<data>/postgres`, loopback
+  only, SCRAM password); gifts replicas share a platform-started Redis as the rooms' bus.
 """
 
 from __future__ import annotations
@@ -41,7 +48,9 @@ from libs import ray_cluster
 from libs.kit import config
 from libs.kit.pki import ensure_dev_pki, pki_files
 from libs.kit.transport import Transport
-from libs.ports import free_port, port_open, reserve_port
+from libs.ports import LOOPBACK, free_port, port_open, reserve_port
+from libs.storage.database import DATABASE_URL_ENV
+from libs.storage.postgres_cluster import PostgresCluster
 from tools.repository import repository_root
 
 SERVICE_START_TIMEOUT = 60.0
@@ -107,11 +116,47 @@ class Child:
 
 _SHORT_TEMP_ROOT = "/tmp" if Path("/tmp").is_dir() else None
 
+# Each keeps state in its own process that replicas would not share: ranking's model and
+# index (services/ranking/README.md).
+SINGLE_PROCESS_SERVICES = frozenset({"ranking"})
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """How many processes each service runs as (1 unless named)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Replicas:
+        """`gifts=2,shop=2` (empty: one of each)."""
+        counts: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            service, _, count = item.partition("=")
+            if service not in config.SERVICES:
+                raise ValueError(f"unknown service {service!r} in --replicas; choose from {', '.join(config.SERVICES)}")
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"--replicas {item!r}: the count must be a whole number of at least 1")
+            if int(count) > 1 and service in SINGLE_PROCESS_SERVICES:
+                raise ValueError(f"{service} runs as one process: its model lives in process memory")
+            counts[service] = int(count)
+        return cls(counts)
+
+    def of(self, service: str) -> int:
+        return self.counts.get(service, 1)
+
+    @property
+    def any(self) -> bool:
+        return any(count > 1 for count in self.counts.values())
+
 
 @dataclass
 class Platform:
     data_root: Path
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    replicas: Replicas = field(default_factory=Replicas)
+    postgres: bool = False
+    """Run every store on PostgreSQL even without replicas."""
     children: list[Child] = field(default_factory=list)
     ray_address: str = ""
     _ray_temp_dir: Path | None = None
@@ -119,10 +164,15 @@ class Platform:
     def start(self, say: Say) -> None:
         transport = prepare_transport(self.data_root)
         env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.data_root)}
-        for service in config.SERVICES:  # before Ray opens its many connections
-            reserve_port(config.listen_port(service))
-        if transport.tls:
-            env.update(mesh_environment(env))
+        # Before Ray opens its many connections: every port any replica binds.
+        ports = replica_environments(env, self.replicas, tls=transport.tls)
+        env.update(ports.targets)
+        if (self.postgres or self.replicas.any) and not env.get(DATABASE_URL_ENV):
+            env[DATABASE_URL_ENV] = self._start_postgres(env)
+            say(f"{'postgres':<11} {env[DATABASE_URL_ENV].rsplit('@', 1)[1]:<22} every store (a cluster in "
+                f"{self.data_root / 'postgres'}, loopback only)")
+        if self.replicas.of("gifts") > 1 and not env.get("LIMELIGHT_GIFTS_ROOM_BUS"):
+            env["LIMELIGHT_GIFTS_ROOM_BUS"] = f"redis://127.0.0.1:{free_port()}"
         self.ray_address = os.environ.get("RAY_ADDRESS", "")
         if self.ray_address:
             say(f"joining the Ray cluster at {self.ray_address}")
@@ -137,21 +187,24 @@ class Platform:
             say(f"{'redis':<11} {f'127.0.0.1:{redis_port}':<22} LIVE rooms' bus (Redis Streams, loopback)")
         services = [
             Child(
-                name=service,
-                endpoint=config.target(service),
-                command=[sys.executable, "-m", "tools.cli", "serve", service],
-                env=env,
-                is_serving=_health_probe(transport, service, config.target(service)),
+                name=replica.name,
+                endpoint=replica.endpoint,
+                command=[sys.executable, "-m", "tools.cli", "serve", replica.service],
+                env={**env, **replica.ports},
+                is_serving=_health_probe(transport, replica.service, replica.endpoint),
             )
-            for service in config.SERVICES
+            for replica in ports.replicas
         ]
         for child in services:
             child.spawn()
             self.children.append(child)
-        for child in services:
+        for child, replica in zip(services, ports.replicas, strict=True):
             self._wait_until_serving(child)
             child.state = ChildState.SERVING
-            say(f"{child.name:<11} {child.endpoint:<22} SERVING {_transport_note(transport, env, child.name)}")
+            say(f"{child.name:<11} {child.endpoint:<22} SERVING {_transport_note(transport, replica)}")
+        for service in config.SERVICES:
+            if self.replicas.of(service) > 1:
+                say(f"{service}: {self.replicas.of(service)} replicas, round robin at {env[_target_variable(service)]}")
         if transport.tls:
             say(f"TLS: clients verify the services with the CA certificate {transport.pki.ca_certificate}")
 
@@ -160,7 +213,7 @@ class Platform:
         # mkdtemp: private (0700) and short, since Ray puts Unix sockets below it (108-byte limit);
         # directly under /tmp, as a TMPDIR can be long (Bazel's per-test one is).
         temp_dir = self._ray_temp_dir = Path(tempfile.mkdtemp(prefix="limelight-ray-", dir=_SHORT_TEMP_ROOT))
-        address = f"{ray_cluster.LOOPBACK}:{gcs_port}"
+        address = f"{LOOPBACK}:{gcs_port}"
         head = Child(
             name="ray",
             endpoint=address,
@@ -175,6 +228,29 @@ class Platform:
         self._wait_until_serving(head)
         head.state = ChildState.SERVING
         return address
+
+    def _start_postgres(self, env: dict[str, str]) -> str:
+        """The platform's own PostgreSQL, made on first use; its URL."""
+        cluster = PostgresCluster(root=self.data_root / "postgres", port=free_port())
+        if os.geteuid() == 0:
+            # The cluster belongs to `postgres` (PostgreSQL refuses root), which must reach its
+            # directory: the data root opens for traversal only, every service's own stays 0700.
+            self.data_root.chmod(0o711)
+        cluster.initialise()
+        child = Child(
+            name="postgres",
+            endpoint=f"127.0.0.1:{cluster.port}",
+            command=cluster.command(),
+            env=env,
+            is_serving=cluster.accepting,
+            quiet=True,
+        )
+        child.spawn()
+        self.children.append(child)
+        self._wait_until_serving(child)
+        child.state = ChildState.SERVING
+        cluster.create_database()
+        return cluster.url
 
     def _start_redis(self, env: dict[str, str], port: int) -> None:
         """Debian's redis-server for the rooms' bus: loopback only, nothing persisted (a room's
@@ -289,22 +365,68 @@ def prepare_transport(data_root: Path) -> Transport:
     return transport
 
 
-def mesh_environment(env: dict[str, str]) -> dict[str, str]:
-    """Each service's mesh port (configured, else a free one) and where the others reach it."""
-    mesh: dict[str, str] = {}
+@dataclass(frozen=True)
+class Replica:
+    service: str
+    name: str  # `gifts`, or `gifts-2` for the second of several
+    endpoint: str
+    mesh_endpoint: str
+    ports: dict[str, str]
+    """This process's own LIMELIGHT_<SERVICE>_PORT and _MESH_PORT."""
+
+
+@dataclass(frozen=True)
+class ReplicaPorts:
+    replicas: list[Replica]
+    targets: dict[str, str]
+    """What every process dials: LIMELIGHT_<SERVICE>_TARGET and _MESH_TARGET, naming all replicas."""
+
+
+def _target_variable(service: str, mesh: bool = False) -> str:
+    return f"LIMELIGHT_{service.upper()}_{'MESH_' if mesh else ''}TARGET"
+
+
+def replica_environments(env: dict[str, str], replicas: Replicas, *, tls: bool) -> ReplicaPorts:
+    """Ports for every replica of every service, reserved now, and the targets that name them.
+
+    A service's first replica keeps its configured ports (`LIMELIGHT_<SERVICE>_PORT`, default
+    `libs.kit.config`; `_MESH_PORT`, default a free one); the others get free ones. A
+    configured `_TARGET` (a load balancer in front, say) is kept as it is.
+    """
+    every: list[Replica] = []
+    targets: dict[str, str] = {}
     for service in config.SERVICES:
-        port_variable = f"LIMELIGHT_{service.upper()}_MESH_PORT"
-        target_variable = f"LIMELIGHT_{service.upper()}_MESH_TARGET"
-        port = str(reserve_port(int(env.get(port_variable) or 0)))
-        mesh[port_variable] = port
-        mesh[target_variable] = env.get(target_variable) or f"{ray_cluster.LOOPBACK}:{port}"
-    return mesh
+        upper = service.upper()
+        count = replicas.of(service)
+        user_ports = [reserve_port(int(env.get(f"LIMELIGHT_{upper}_PORT") or config.DEFAULT_PORTS[service]))]
+        user_ports += [reserve_port() for _ in range(count - 1)]
+        mesh_ports = [reserve_port(int(env.get(f"LIMELIGHT_{upper}_MESH_PORT") or 0))]
+        mesh_ports += [reserve_port() for _ in range(count - 1)]
+        for index, (user_port, mesh_port) in enumerate(zip(user_ports, mesh_ports, strict=True)):
+            every.append(Replica(
+                service=service,
+                name=service if count == 1 else f"{service}-{index + 1}",
+                endpoint=f"{LOOPBACK}:{user_port}",
+                mesh_endpoint=f"{LOOPBACK}:{mesh_port}",
+                ports={f"LIMELIGHT_{upper}_PORT": str(user_port), f"LIMELIGHT_{upper}_MESH_PORT": str(mesh_port)},
+            ))
+        targets[_target_variable(service)] = env.get(_target_variable(service)) or _all_of(user_ports)
+        if tls:
+            targets[_target_variable(service, mesh=True)] = (env.get(_target_variable(service, mesh=True))
+                                                             or _all_of(mesh_ports))
+    return ReplicaPorts(every, targets)
 
 
-def _transport_note(transport: Transport, env: dict[str, str], service: str) -> str:
+def _all_of(ports: list[int]) -> str:
+    if len(ports) == 1:
+        return f"{LOOPBACK}:{ports[0]}"
+    return "ipv4:" + ",".join(f"{LOOPBACK}:{port}" for port in ports)
+
+
+def _transport_note(transport: Transport, replica: Replica) -> str:
     if not transport.tls:
         return "(plaintext, loopback only)"
-    return f"(TLS; services: mutual TLS on {env[f'LIMELIGHT_{service.upper()}_MESH_TARGET']})"
+    return f"(TLS; services: mutual TLS on {replica.mesh_endpoint})"
 
 
 def _health_probe(transport: Transport, service: str, target: str) -> Callable[[], bool]:

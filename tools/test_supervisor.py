@@ -14,7 +14,7 @@ from libs.kit.config import SERVICES
 from libs.kit.pki import pki_files
 from libs.kit.transport import TLS_ENV
 from libs.ports import free_port, reserve_port
-from tools.supervisor import RestartPolicy, mesh_environment, prepare_transport
+from tools.supervisor import Replicas, RestartPolicy, prepare_transport, replica_environments
 
 POLICY = RestartPolicy(first_backoff_s=1.0, max_backoff_s=5.0, max_crashes=5, window_s=60.0)
 
@@ -69,14 +69,34 @@ def test_with_tls_off_no_pki_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_every_service_gets_a_mesh_port_of_its_own_and_learns_the_others() -> None:
     configured = str(free_port())
-    mesh = mesh_environment({"LIMELIGHT_GIFTS_MESH_PORT": configured, "LIMELIGHT_SHOP_MESH_TARGET": "shop.internal:443"})
-    ports = [mesh[f"LIMELIGHT_{service.upper()}_MESH_PORT"] for service in SERVICES]
-    assert len(set(ports)) == len(SERVICES)
-    assert mesh["LIMELIGHT_GIFTS_MESH_PORT"] == configured
-    assert mesh["LIMELIGHT_GIFTS_MESH_TARGET"] == f"127.0.0.1:{configured}"
-    assert mesh["LIMELIGHT_SHOP_MESH_TARGET"] == "shop.internal:443"
-    ranking_port = mesh["LIMELIGHT_RANKING_MESH_PORT"]
-    assert mesh["LIMELIGHT_RANKING_MESH_TARGET"] == f"127.0.0.1:{ranking_port}"
+    ports = replica_environments({"LIMELIGHT_GIFTS_MESH_PORT": configured,
+                                  "LIMELIGHT_SHOP_MESH_TARGET": "shop.internal:443"}, Replicas(), tls=True)
+    mesh = [replica.ports[f"LIMELIGHT_{replica.service.upper()}_MESH_PORT"] for replica in ports.replicas]
+    assert len(set(mesh)) == len(SERVICES) == len(ports.replicas)
+    gifts = next(replica for replica in ports.replicas if replica.service == "gifts")
+    assert gifts.ports["LIMELIGHT_GIFTS_MESH_PORT"] == configured
+    assert ports.targets["LIMELIGHT_GIFTS_MESH_TARGET"] == f"127.0.0.1:{configured}"
+    assert ports.targets["LIMELIGHT_SHOP_MESH_TARGET"] == "shop.internal:443"
+
+
+def test_replicas_get_ports_of_their_own_and_clients_a_target_naming_them_all() -> None:
+    env = {f"LIMELIGHT_{service.upper()}_PORT": str(reserve_port()) for service in SERVICES}
+    ports = replica_environments(env, Replicas.parse("gifts=3,shop=2"), tls=True)
+    gifts = [replica for replica in ports.replicas if replica.service == "gifts"]
+    assert [replica.name for replica in gifts] == ["gifts-1", "gifts-2", "gifts-3"]
+    assert gifts[0].ports["LIMELIGHT_GIFTS_PORT"] == env["LIMELIGHT_GIFTS_PORT"]
+    user_ports = [replica.ports["LIMELIGHT_GIFTS_PORT"] for replica in gifts]
+    assert len(set(user_ports)) == 3
+    assert ports.targets["LIMELIGHT_GIFTS_TARGET"] == "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in user_ports)
+    assert ports.targets["LIMELIGHT_GIFTS_MESH_TARGET"].startswith("ipv4:127.0.0.1:")
+    assert ports.targets["LIMELIGHT_INGEST_TARGET"] == f"127.0.0.1:{env['LIMELIGHT_INGEST_PORT']}"
+    assert len(ports.replicas) == len(SERVICES) + 3
+
+
+@pytest.mark.parametrize("text", ["gifts=0", "gifts=two", "nosuch=2", "ranking=2"])
+def test_replica_counts_that_cannot_run_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        Replicas.parse(text)
 
 
 def test_a_reserved_port_is_bound_by_a_grpc_server_and_by_nobody_else() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ import grpc
 from libs.kit.pki import PkiFiles, pki_files, service_from_identity_uri
 
 TLS_ENV = "LIMELIGHT_TLS"
+# A target may name several replicas (`ipv4:127.0.0.1:p1,127.0.0.1:p2`, or a DNS name with
+# several addresses): spread calls over all of them, not only the first that answers.
+ROUND_ROBIN = ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))
 ALLOW_PLAINTEXT_NETWORK_ENV = "LIMELIGHT_ALLOW_PLAINTEXT_NETWORK"
 
 
@@ -143,9 +147,10 @@ class Transport:
                         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
                         as_service: str = "") -> grpc.aio.Channel:
         """A channel to `service` at `target`; with TLS it presents `as_service`'s certificate."""
+        options = [*options, ROUND_ROBIN]
         if not self.tls:
             self.refuse_plaintext_network(target)
-            return grpc.aio.insecure_channel(target, options=list(options), interceptors=list(interceptors))
+            return grpc.aio.insecure_channel(target, options=options, interceptors=list(interceptors))
         ca = self._read(self.pki.ca_certificate)
         credentials = (
             grpc.ssl_channel_credentials(ca, self._read(self.pki.key(as_service)),
@@ -165,9 +170,10 @@ class Transport:
         """`user_channel` for synchronous callers (the audit CLI)."""
         if not self.tls:
             self.refuse_plaintext_network(target)
-            return grpc.insecure_channel(target)
+            return grpc.insecure_channel(target, options=[ROUND_ROBIN])
         credentials = grpc.ssl_channel_credentials(self._read(self.pki.ca_certificate))
-        return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", service)])
+        return grpc.secure_channel(target, credentials,
+                                   options=[ROUND_ROBIN, ("grpc.ssl_target_name_override", service)])
 
     def refuse_plaintext_network(self, target: str) -> None:
         if not self.tls and not self.allow_plaintext_network and not is_loopback_target(target):

@@ -99,7 +99,7 @@ class PostgresTransaction:
 
     def execute(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Row]:
         try:
-            return self._connection.execute(_translate(sql, parameters), parameters or None)  # type: ignore[arg-type]
+            return self._connection.execute(_translate(sql, parameters), parameters or None)
         except psycopg.errors.IntegrityError as error:
             raise IntegrityError(str(error)) from error
 

@@ -100,10 +100,13 @@ class PostgresCluster:
             if not exists:
                 connection.execute(f'CREATE DATABASE "{name}"')
 
+    def accepting(self) -> bool:
+        ready = [str(server_binaries() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(ready, check=False).returncode == 0
+
     def wait_until_accepting(self, process: subprocess.Popen[bytes] | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        ready = [str(server_binaries() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
-        while subprocess.run(ready, check=False).returncode != 0:
+        while not self.accepting():
             if process is not None and process.poll() is not None:
                 raise ClusterUnavailable(f"postgres exited with status {process.returncode} while starting")
             if time.monotonic() > deadline:
