@@ -18,6 +18,7 @@ from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.config import SERVICES
 from libs.kit.server import Builder, RunningService, start_service
+from libs.storage.testing import postgres_server  # noqa: F401  (tests/test_replicas.py)
 from services.affiliate.server import build as build_affiliate
 from services.compliance.server import build as build_compliance
 from services.gifts.server import build as build_gifts

@@ -45,17 +45,19 @@ class ServiceProcess:
     that kill -9 it and start it again. `environment` adds the service's own settings (targets,
     data keys). The child gets this interpreter's path, so it finds the code and the stubs
     wherever they are (a checkout with gen/, or Bazel's runfiles); its output goes to
-    `<root>/<service>.log`."""
+    `<root>/<label>.log` (the label: the service's name unless given, e.g. one per replica)."""
 
-    def __init__(self, service: str, root: Path, port: int, environment: Mapping[str, str] | None = None) -> None:
+    def __init__(self, service: str, root: Path, port: int, environment: Mapping[str, str] | None = None,
+                 *, label: str = "") -> None:
         self.service, self.root, self.port = service, root, port
+        self.label = label or service
         self.target = f"127.0.0.1:{port}"
         self._environment = dict(environment or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def log(self) -> Path:
-        return self.root / f"{self.service}.log"
+        return self.root / f"{self.label}.log"
 
     def start(self) -> None:
         env = {**os.environ, "LIMELIGHT_DATA_DIR": str(self.root),
