@@ -443,15 +443,17 @@ def _health_probe(transport: Transport, service: str, target: str) -> Callable[[
     return is_serving
 
 
-def start_service_process(service: str, data_root: Path, port: int) -> subprocess.Popen[str]:
+def start_service_process(service: str, data_root: Path, port: int,
+                          environment: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """One service as its own process (`limelight serve`), returned once it listens (tests, benchmarks).
 
     The child imports this checkout's code and stubs first, whatever the environment's
-    editable install points at. Its output stays readable on `stdout`.
+    editable install points at; `environment` adds its settings. Its output stays readable on `stdout`.
     """
     repo_root = repository_root()
     env = {
         **os.environ,
+        **(environment or {}),
         "LIMELIGHT_DATA_DIR": str(data_root),
         f"LIMELIGHT_{service.upper()}_PORT": str(port),
         "PYTHONPATH": os.pathsep.join([str(repo_root), str(repo_root / "gen")]),

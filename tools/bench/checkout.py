@@ -41,6 +41,7 @@ from limelight.shop.v1 import (
 
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
+from libs.kit.transport import ROUND_ROBIN
 from libs.ports import reserve_port
 from services.shop.server import build as build_shop
 from tools.bench.grpc_load import (
@@ -96,7 +97,7 @@ async def seed(target: str, root: Path) -> None:
 async def load(target: str, method: str, in_flight: int, seconds: float, buyers: int) -> LoadResult:
     root = Path(os.environ["LIMELIGHT_DATA_DIR"])
     tokens = [bearer(root, f"users/b{index}") for index in range(buyers)]
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(target, options=[ROUND_ROBIN]) as channel:
         call = channel.unary_unary(method, request_serializer=orders_pb2.CheckoutRequest.SerializeToString,
                                    response_deserializer=orders_pb2.CheckoutResponse.FromString)
 

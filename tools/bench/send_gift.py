@@ -57,6 +57,7 @@ from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.telemetry import configure_telemetry
+from libs.kit.transport import ROUND_ROBIN
 from libs.ports import reserve_port
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from tools.bench.grpc_load import (
@@ -197,7 +198,7 @@ async def prepare_gifts(target: str, root: Path) -> str:
 async def load(target: str, method: str, live: str, in_flight: int, seconds: float) -> LoadResult:
     root = Path(os.environ["LIMELIGHT_DATA_DIR"])
     viewers = [_auth(root, f"v{index}") for index in range(SENDERS)]
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(target, options=[ROUND_ROBIN]) as channel:
         call = channel.unary_unary(method, request_serializer=gifts_pb2.SendGiftRequest.SerializeToString,
                                    response_deserializer=gifts_pb2.SendGiftResponse.FromString)
 
