@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -189,3 +190,29 @@ def test_tls_is_on_unless_plaintext_is_chosen(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(TLS_ENV, "maybe")
     with pytest.raises(ValueError):
         tls_mode()
+
+
+async def test_a_target_naming_several_replicas_spreads_calls_over_all_of_them(tmp_path: Path) -> None:
+    servers, ports = [], []
+    for index in range(2):
+        server = grpc.aio.server()
+        answer = str(index).encode()
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("probe.v1.Which", {
+            "Call": grpc.unary_unary_rpc_method_handler(lambda request, context, answer=answer: answer)})])
+        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        servers.append(server)
+    target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+    # The kit's clients pass their retry policy as a service config: round robin is merged into it.
+    retry = ("grpc.service_config", json.dumps({"methodConfig": [{"name": [{}], "retryPolicy": {
+        "maxAttempts": 2, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"]}}]}))
+    try:
+        async with Transport.plaintext(tmp_path).service_channel("probe", target, options=[retry]) as channel:
+            call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/probe.v1.Which/Call")
+            answers = [await call(b"", timeout=5) for _ in range(20)]
+        # The first calls may all go to whichever replica connected first; then they alternate.
+        assert min(answers.count(b"0"), answers.count(b"1")) >= 5, answers
+    finally:
+        for server in servers:
+            await server.stop(None)

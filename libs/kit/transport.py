@@ -40,7 +40,18 @@ from libs.kit.pki import PkiFiles, pki_files, service_from_identity_uri
 TLS_ENV = "LIMELIGHT_TLS"
 # A target may name several replicas (`ipv4:127.0.0.1:p1,127.0.0.1:p2`, or a DNS name with
 # several addresses): spread calls over all of them, not only the first that answers.
-ROUND_ROBIN = ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))
+_ROUND_ROBIN_CONFIG: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+ROUND_ROBIN = ("grpc.service_config", json.dumps(_ROUND_ROBIN_CONFIG))
+
+
+def with_round_robin(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """`options` whose service config (the caller's retry policy, say) also balances round robin."""
+    merged: dict[str, Any] = dict(_ROUND_ROBIN_CONFIG)
+    for name, value in options:
+        if name == "grpc.service_config":
+            merged.update(json.loads(value))
+    return [*(option for option in options if option[0] != "grpc.service_config"),
+            ("grpc.service_config", json.dumps(merged))]
 ALLOW_PLAINTEXT_NETWORK_ENV = "LIMELIGHT_ALLOW_PLAINTEXT_NETWORK"
 
 
@@ -147,7 +158,7 @@ class Transport:
                         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
                         as_service: str = "") -> grpc.aio.Channel:
         """A channel to `service` at `target`; with TLS it presents `as_service`'s certificate."""
-        options = [*options, ROUND_ROBIN]
+        options = with_round_robin(options)
         if not self.tls:
             self.refuse_plaintext_network(target)
             return grpc.aio.insecure_channel(target, options=options, interceptors=list(interceptors))

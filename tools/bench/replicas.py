@@ -178,7 +178,7 @@ def main() -> None:
           f"{arguments.seconds:.0f} s per run, best of {arguments.rounds} interleaved rounds, tracing on, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     print(ratio_table([(label, result) for label, (result, _) in best.items()], best[BASELINE][0]))
-    for label, (result, database_us) in best.items():
+    for label, (_, database_us) in best.items():
         if database_us:
             print(f"  {label}: PostgreSQL server CPU {database_us:.0f} us/call on top")
     for name in ("SendGift", "Checkout"):
