@@ -326,13 +326,40 @@ def test_the_data_directory_is_the_platform_users_alone(platform_up: LimelightUp
     assert {"gifts", "compliance", "keys", "traces", "ray"} <= made, made
 
 
-def test_a_second_platform_starts_beside_the_first(platform_up: LimelightUp, tmp_path: Path) -> None:
-    second = LimelightUp(tmp_path)
+def test_a_second_platform_with_replicas_over_postgres_starts_beside_the_first(
+        platform_up: LimelightUp, tmp_path: Path) -> None:
+    """One platform start proves both (CI time): a second platform coexists with the first, and
+    `--replicas` runs two processes of a service over a PostgreSQL the platform started."""
+    second = LimelightUp(tmp_path, "--replicas", "gifts=2,shop=2")
     try:
         assert second.ray_head_address() != platform_up.ray_head_address()
+        second.wait_for_line(r"^postgres\s+127\.0\.0\.1:\d+/limelight\s+every store", timeout=0)
         for service in SERVICES:
             assert second.is_serving(service) and platform_up.is_serving(service)
         assert_loopback_only(second)
+        for service in ("gifts", "shop"):
+            endpoints = [second.wait_for_line(rf"^{service}-{index}\s+(\S+)\s+SERVING", timeout=0).group(1)
+                         for index in (1, 2)]
+            assert len(set(endpoints)) == 2
+            assert second.wait_for_line(rf"^{service}: 2 replicas, round robin at ipv4:(\S+)", timeout=0).group(1) \
+                == ",".join(endpoints)
+        gifts = [second.wait_for_line(rf"^gifts-{index}\s+(\S+)", timeout=0).group(1) for index in (1, 2)]
+        admin = second.bearer("users/ops", Role.ADMIN)
+        update = standing_pb2.UpdateAccountStandingRequest(
+            standing=standing_pb2.AccountStanding(name="users/carol/standing", follower_count=4_321))
+        update.update_mask.paths.append("follower_count")
+        assert answer(lambda: second.transport.user_channel("gifts", gifts[0]), lambda channel: (
+            standing_pb2_grpc.AccountStandingServiceStub(channel).UpdateAccountStanding(
+                update, metadata=admin, timeout=10))) == "OK"
+        read: list[int] = []
+
+        async def read_standing(channel: grpc.aio.Channel) -> None:
+            reply = await standing_pb2_grpc.AccountStandingServiceStub(channel).GetAccountStanding(
+                standing_pb2.GetAccountStandingRequest(name="users/carol/standing"), metadata=admin, timeout=10)
+            read.append(reply.standing.follower_count)
+
+        assert answer(lambda: second.transport.user_channel("gifts", gifts[1]), read_standing) == "OK"
+        assert read == [4_321], "the second replica reads what the first wrote"
     finally:
         assert second.interrupt() == 0, second.output
     second.assert_nothing_left()
