@@ -46,7 +46,7 @@ from libs.kit.testing import ServiceProcess, error_info
 from libs.kit.transport import ROUND_ROBIN
 from libs.ports import reserve_port
 from libs.storage.database import DATABASE_URL_ENV
-from libs.storage.postgres_cluster import PostgresCluster
+from libs.storage.testing import PostgresServer
 from services.compliance.server import build as build_compliance
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 
@@ -87,11 +87,9 @@ def round_robin(replicas: list[ServiceProcess]) -> grpc.aio.Channel:
 
 
 @pytest.fixture
-async def replicated(tmp_path: Path, postgres_server: PostgresCluster) -> AsyncIterator[Replicated]:
-    name = f"replicas_{uuid.uuid4().hex[:12]}"
-    postgres_server.create_database(name)
+async def replicated(tmp_path: Path, postgres_server: PostgresServer) -> AsyncIterator[Replicated]:
     compliance = await start_service("compliance", build_compliance, port=0, data_root=tmp_path, targets={})
-    cluster = Replicated(tmp_path, postgres_server.url.rsplit("/", 1)[0] + f"/{name}", compliance)
+    cluster = Replicated(tmp_path, postgres_server.fresh_database(), compliance)
     try:
         yield cluster
     finally:

@@ -14,12 +14,27 @@ bash tools/setup.sh
 export PATH="$PWD/.venv/bin:$PWD/node_modules/.bin:$PATH"
 
 build_events=$(mktemp)
-# Leave no Bazel server running behind us.
-trap 'rm -f "$build_events"; bazel shutdown' EXIT
+postgres_url=$(mktemp)
+postgres_pid=""
+# Leave no Bazel server and no PostgreSQL running behind us.
+trap 'rm -f "$build_events" "$postgres_url"; [ -z "$postgres_pid" ] || kill "$postgres_pid"; bazel shutdown' EXIT
+
+# One throwaway PostgreSQL for every target's engine-parametrised tests (each test makes a
+# database of its own): a test inside Bazel's sandbox cannot start one itself, since it
+# runs as root there and PostgreSQL only runs as another user (libs/storage/testing.py).
+python3 -m libs.storage.testing >"$postgres_url" &
+postgres_pid=$!
+for _ in $(seq 600); do
+    [ -s "$postgres_url" ] || ! kill -0 "$postgres_pid" 2>/dev/null && break
+    sleep 0.1
+done
+test_postgres=$(head -n 1 "$postgres_url")
+[ -n "$test_postgres" ] || echo "tools/test.sh: no PostgreSQL for the tests (see above)" >&2
 
 status=0
 python3 tools/bazel/check_graph.py || status=1
-bazel test --build_event_json_file="$build_events" "${@:-//...}" || status=$?
+bazel test --build_event_json_file="$build_events" --test_env=LIMELIGHT_TEST_POSTGRES_URL="$test_postgres" \
+    "${@:-//...}" || status=$?
 if ! python3 tools/bazel/summarize_tests.py "$build_events" && [ "$status" -eq 0 ]; then
     status=1
 fi

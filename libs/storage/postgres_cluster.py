@@ -11,6 +11,7 @@ the cluster belongs to the package's `postgres` user.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+import psycopg
 
 ROLE = "limelight"
 DATABASE = "limelight"
@@ -92,13 +95,9 @@ class PostgresCluster:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
 
-    def create_database(self, name: str = DATABASE) -> None:
-        import psycopg
-
-        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-            if not exists:
-                connection.execute(f'CREATE DATABASE "{name}"')
+    def create_database(self) -> None:
+        """The platform's database, made on first use."""
+        create_database(self.url, DATABASE)
 
     def accepting(self) -> bool:
         ready = [str(server_binaries() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
@@ -127,3 +126,13 @@ def _give_to_owner(root: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         shutil.chown(root / "password", "postgres", "postgres")
+
+
+def create_database(server_url: str, name: str) -> None:
+    """Create the database `name` on the server `server_url` reaches, unless it exists."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValueError(f"not a database name: {name!r}")
+    with psycopg.connect(server_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{name}"')
