@@ -135,14 +135,15 @@ def open_database(
     """A service's store (`area`: one of several stores of one service), its schema brought up to date.
 
     SQLite: `<root (the data directory)>/<service>/<area or service>.db`. PostgreSQL (`LIMELIGHT_DATABASE_URL`):
-    the schema `<service>` or `<service>_<area>` of that database, created if needed.
+    the schema `<service>` or `<service>_<area>` of that database (a `-` in the area becomes
+    `_`), created if needed.
     """
     url = database_url()
     database: Database
     if url:
         from libs.storage.postgres import PostgresDatabase
 
-        database = PostgresDatabase(url, schema=f"{service}_{area}" if area else service)
+        database = PostgresDatabase(url, schema=f"{service}_{area}".replace("-", "_") if area else service)
     else:
         from libs.storage.sqlite import SqliteDatabase
 
