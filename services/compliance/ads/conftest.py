@@ -14,7 +14,7 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.access import ON_BEHALF_OF_HEADER
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, package_definition, start_service
 from services.compliance.ads import servicer
-from services.compliance.ads.store import SqliteAdStore
+from services.compliance.ads.store import AdRepositoryStore
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -36,8 +36,8 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteAdStore]:
-    opened = SqliteAdStore.open(tmp_path)
+def store(tmp_path: Path) -> Iterator[AdRepositoryStore]:
+    opened = AdRepositoryStore.open(tmp_path)
     yield opened
     opened.close()
 

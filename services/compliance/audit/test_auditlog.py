@@ -13,11 +13,11 @@ from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
 from libs.tlog.proofs import verify_consistency, verify_inclusion
-from services.compliance.audit.conftest import MovableClock, audit_event, edit_database_file
+from services.compliance.audit.conftest import MovableClock, audit_event, edit_database
 from services.compliance.audit.merkle import NodeId
 from services.compliance.audit.model import EventFilter, StoredCheckpoint, UnauthenticatedDenials
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog, CountedDenials
 
 
@@ -120,13 +120,13 @@ def test_an_unknown_event_id_is_not_found(audit_log: AuditLog, queries: AuditQue
     assert missing.value.reason == "AUDIT_EVENT_NOT_FOUND"
 
 
-def test_a_rewritten_tree_is_never_signed(audit_log: AuditLog, store: SqliteAuditStore, clock: MovableClock) -> None:
+def test_a_rewritten_tree_is_never_signed(audit_log: AuditLog, store: AuditLogStore, clock: MovableClock) -> None:
     audit_log.append([[audit_event(n) for n in range(6)]])
     publish(audit_log, clock)
     audit_log.append([[audit_event(6)]])
     # Someone rewrites the hash over leaves 0-3 (node level 2, index 0), as if history had changed.
-    edit_database_file(store.path, ("UPDATE tree_node SET hash = ? WHERE node_key = ?",
-                                    (leaf_hash(b"forged"), NodeId(2, 0).key)))
+    edit_database(store, ("UPDATE tree_node SET hash = ? WHERE node_key = ?",
+                          (leaf_hash(b"forged"), NodeId(2, 0).key)))
     clock.advance()
     with pytest.raises(FailedPrecondition) as refused:
         audit_log.publish_checkpoint_if_due()
@@ -134,7 +134,7 @@ def test_a_rewritten_tree_is_never_signed(audit_log: AuditLog, store: SqliteAudi
 
 
 def test_a_log_signed_with_another_key_refuses_to_continue(
-    audit_log: AuditLog, store: SqliteAuditStore, clock: MovableClock
+    audit_log: AuditLog, store: AuditLogStore, clock: MovableClock
 ) -> None:
     audit_log.publish_checkpoint_if_due()
     impostor = AuditLog(store, NoteSigner.generate("limelight.test/audit"), clock=clock)
@@ -143,11 +143,13 @@ def test_a_log_signed_with_another_key_refuses_to_continue(
     assert refused.value.reason == "AUDIT_SIGNING_KEY_MISMATCH"
 
 
-def test_a_reopened_store_continues_the_same_tree(tmp_path: Path, signer: NoteSigner, clock: MovableClock) -> None:
-    first = SqliteAuditStore.open(tmp_path)
+def test_a_reopened_store_continues_the_same_tree(
+    tmp_path: Path, database_engine: str, signer: NoteSigner, clock: MovableClock
+) -> None:
+    first = AuditLogStore.open(tmp_path)
     AuditLog(first, signer, clock=clock).append([[audit_event(n) for n in range(9)]])
     first.close()
-    reopened = SqliteAuditStore.open(tmp_path)
+    reopened = AuditLogStore.open(tmp_path)
     log = AuditLog(reopened, signer, clock=clock)
     log.append([[audit_event(n) for n in range(9, 13)]])
     checkpoint = log.publish_checkpoint_if_due()

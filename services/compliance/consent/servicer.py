@@ -47,7 +47,7 @@ from services.compliance.consent.model import (
     SubjectState,
     require_access,
 )
-from services.compliance.consent.store import SqliteConsentStore
+from services.compliance.consent.store import ConsentRecordStore
 
 CONSENT = "limelight.compliance.v1.ConsentService"
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -132,12 +132,15 @@ class KitAuditEvents:
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
-    def __init__(self, store: SqliteConsentStore, audit: usecases.AuditEvents, *, clock: Clock = utc_now,
+    def __init__(self, store: ConsentRecordStore, audit: usecases.AuditEvents, *, clock: Clock = utc_now,
                  config: ConsentConfig | None = None) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
-        self._states = usecases.ConsentStates(capacity=(config or ConsentConfig()).state_cache_size)
+        # Replicas over one PostgreSQL share the history, and a state remembered here would miss what
+        # another replica recorded (a withdrawal above all): there every check reads the store.
+        capacity = 0 if store.shared_by_replicas else (config or ConsentConfig()).state_cache_size
+        self._states = usecases.ConsentStates(capacity=capacity)
         self.changes = ConsentChanges()
 
     async def _state(self, user: str) -> SubjectState:
@@ -269,7 +272,7 @@ class ConsentArea:
     """What consent adds to the compliance server."""
 
     servicer: ConsentServicer
-    store: SqliteConsentStore
+    store: ConsentRecordStore
     audit: AuditClient
     policy: AccessPolicy = POLICY
     service_name: str = CONSENT
@@ -294,8 +297,8 @@ class ConsentArea:
 def build(runtime: ServiceRuntime, *, append: AppendEvents, clock: Clock = utc_now,
           config: ConsentConfig | None = None) -> ConsentArea:
     """The area over `<data>/compliance/consent.db`; `append` delivers its audit events to the audit log."""
-    store = SqliteConsentStore.open(runtime.data_root)
-    audit = AuditClient(service="compliance", spool=AuditSpool(runtime.data_root / "compliance" / "consent-audit-spool.db"),
+    store = ConsentRecordStore.open(runtime.data_root)
+    audit = AuditClient(service="compliance", spool=AuditSpool.open("compliance", runtime.data_root, area="consent-audit-spool"),
                         append=append, pseudonymizer=Pseudonymizer.for_deployment(runtime.data_root), clock=clock,
                         outbox=store.audit_outbox, telemetry=runtime.telemetry)
     store.add_commit_listener(audit.wake_shipper)

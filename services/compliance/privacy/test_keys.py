@@ -12,7 +12,7 @@ from libs.errors import NotFound
 from libs.privacy.fields import SubjectErased
 from libs.privacy.sealing import DataKey
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey, key_file_path
-from services.compliance.privacy.store import SqlitePrivacyStore
+from services.compliance.privacy.store import PrivacyStore
 from services.compliance.privacy.usecases import DataKeys
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
@@ -20,7 +20,7 @@ NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def keys(tmp_path: Path) -> DataKeys:
-    return DataKeys(SqlitePrivacyStore.open(tmp_path), LocalKeyEncryptionKey.for_deployment(tmp_path), lambda: NOW)
+    return DataKeys(PrivacyStore.open(tmp_path), LocalKeyEncryptionKey.for_deployment(tmp_path), lambda: NOW)
 
 
 def test_the_key_file_is_owner_only(keys: DataKeys, tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_the_key_file_is_owner_only(keys: DataKeys, tmp_path: Path) -> None:
 
 def test_a_subject_keeps_one_key_across_restarts(keys: DataKeys, tmp_path: Path) -> None:
     first = keys.current_key("users/ada")
-    reopened = DataKeys(SqlitePrivacyStore.open(tmp_path), LocalKeyEncryptionKey.for_deployment(tmp_path), lambda: NOW)
+    reopened = DataKeys(PrivacyStore.open(tmp_path), LocalKeyEncryptionKey.for_deployment(tmp_path), lambda: NOW)
     assert reopened.current_key("users/ada") == first
     assert reopened.key("users/ada", first.key_id) == first
     assert keys.current_key("users/bob") != first
