@@ -13,6 +13,7 @@ from libs.auth.principal import AgeBracket, Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.access import ON_BEHALF_OF_HEADER
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, package_definition, start_service
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.compliance.ads import servicer
 from services.compliance.ads.store import AdRepositoryStore
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,14 +10,15 @@ import pytest
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.audit.outbox import TracedEvent
+from libs.storage.database import IntegrityError, open_database
 from services.compliance.consent.model import ConsentRecord, Decision, DecisionDraft, Method, Purpose
-from services.compliance.consent.store import ConsentRecordStore
+from services.compliance.consent.store import MIGRATIONS, ConsentRecordStore
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[ConsentRecordStore]:
+def store(tmp_path: Path, database_engine: str) -> Iterator[ConsentRecordStore]:
     opened = ConsentRecordStore.open(tmp_path)
     yield opened
     opened.close()
@@ -46,13 +46,17 @@ async def test_records_and_their_audit_events_commit_together(store: ConsentReco
 @pytest.mark.parametrize("statement", [
     "UPDATE consent_records SET decision = 'REFUSED'",
     "DELETE FROM consent_records",
+    "UPDATE tcf_consents SET tc_string = 'forged'",
+    "DELETE FROM tcf_consents",
 ])
 async def test_the_history_cannot_be_rewritten(tmp_path: Path, store: ConsentRecordStore, statement: str) -> None:
-    await store.record(request_id="r1", fingerprint="f", subject="users/ana", records=[record("a1")], events=[])
-    connection = sqlite3.connect(tmp_path / "compliance" / "consent.db")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        connection.execute(statement)
-    connection.close()
+    await store.record(request_id="r1", fingerprint="f", subject="users/ana", records=[record("a1")], events=[],
+                       tc_string="CQ-tc-string")
+    # Another handle on the same database, past the store's code: the schema itself refuses.
+    database = open_database("compliance", MIGRATIONS, area="consent", root=tmp_path)
+    with pytest.raises(IntegrityError, match="append-only"), database.transaction() as tx:
+        tx.execute(statement)
+    database.close()
     assert store.state("users/ana").latest[Purpose.PERSONALISED_CONTENT].draft.decision is Decision.GRANTED
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, package_definition, start_service
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.compliance.data_map import DATA_MAP
 from services.compliance.privacy import servicer
 from services.compliance.privacy.config import PrivacyConfig
