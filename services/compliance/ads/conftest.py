@@ -37,7 +37,7 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AdRepositoryStore]:
+def store(tmp_path: Path, database_engine: str) -> Iterator[AdRepositoryStore]:  # noqa: F811 (the imported fixture)
     opened = AdRepositoryStore.open(tmp_path)
     yield opened
     opened.close()
@@ -50,7 +50,7 @@ class AdsServer:
 
 
 @pytest.fixture
-async def ads_server(tmp_path: Path, clock: MovableClock) -> AsyncIterator[AdsServer]:
+async def ads_server(tmp_path: Path, clock: MovableClock, database_engine: str) -> AsyncIterator[AdsServer]:  # noqa: F811
     built: list[servicer.AdRepositoryArea] = []
 
     def build_ads_only(runtime: ServiceRuntime) -> ServiceDefinition:

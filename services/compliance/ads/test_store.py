@@ -1,4 +1,4 @@
-"""The ad repository on real SQLite: idempotency, reach, search, and the retention sweep on a moved clock."""
+"""The ad repository on a real database (SQLite and PostgreSQL): idempotency, reach, search, and the retention sweep on a moved clock."""
 
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ from services.compliance.privacy.config import PrivacyConfig
 
 
 @pytest.fixture
-async def privacy_server(tmp_path: Path) -> AsyncIterator[tuple[RunningService, servicer.PrivacyArea]]:
+async def privacy_server(
+    tmp_path: Path, database_engine: str,  # noqa: F811 (the imported fixture)
+) -> AsyncIterator[tuple[RunningService, servicer.PrivacyArea]]:
     built: list[servicer.PrivacyArea] = []
 
     def build_privacy_only(runtime: ServiceRuntime) -> ServiceDefinition:
