@@ -8,6 +8,7 @@ import pytest
 from libs.audit.events import Outcome
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from libs.storage.database import IntegrityError
 from libs.tlog import reference
 from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.hashing import leaf_hash
@@ -214,3 +215,40 @@ def test_counted_refusals_are_logged_once_their_window_closes(
     assert (logged.event.action, logged.event.outcome, logged.event.attributes["denials"]) == (
         "compliance.QueryEvents", Outcome.DENIED, "5")
     assert logged.event.attributes["peer_ref"] == Pseudonymizer(b"s" * 32).subject_ref("peers/ipv4:10.0.0.7")
+
+
+def test_leaves_staged_in_a_transaction_that_never_committed_are_forgotten(
+    audit_log: AuditLog, store: AuditLogStore, clock: MovableClock
+) -> None:
+    audit_log.append([[audit_event(0)]])
+    with pytest.raises(RuntimeError), store.writing() as log:
+        audit_log.stage(log, [audit_event(1), audit_event(2)])
+        raise RuntimeError("the batch's transaction fails before it is sealed (a lost connection, say)")
+    with store.writing() as log:
+        [appended] = audit_log.stage(log, [audit_event(3)])
+        audit_log.seal(log)
+    assert appended.leaf_index == 1  # numbered from the stored tree, not from what the failed batch staged
+    checkpoint = publish(audit_log, clock)
+    assert checkpoint.root_hash == reference.root([audit_event(n).canonical_bytes() for n in (0, 3)])
+
+
+@pytest.mark.parametrize("statement", [
+    ("UPDATE audit_event SET reason = 'REWRITTEN'", ()),
+    ("DELETE FROM audit_event", ()),
+    ("UPDATE tree_node SET hash = ?", (leaf_hash(b"forged"),)),
+    ("DELETE FROM tree_node", ()),
+    ("INSERT INTO checkpoint (tree_size, root_hash, signed_note, published_at_us) VALUES (1, ?, 'note', 0)",
+     (leaf_hash(b"old"),)),
+    ("INSERT INTO audit_event SELECT 7, event_id, actor, on_behalf_of, action, resource, outcome, reason, trace_id,"
+     " event_time_us, subject_ref, attributes, logged_at_us FROM audit_event WHERE leaf_index = 0", ()),
+])
+def test_the_schema_itself_refuses_to_rewrite_the_log(
+    audit_log: AuditLog, store: AuditLogStore, clock: MovableClock, statement: tuple[str, tuple[object, ...]]
+) -> None:
+    """Past the store's code, on either engine: append-only triggers, growing checkpoints, one leaf per event id."""
+    audit_log.append([[audit_event(n) for n in range(2)]])
+    publish(audit_log, clock)
+    with pytest.raises(IntegrityError), store.writer_database.transaction() as tx:
+        tx.execute(*statement)
+    with store.reading() as tree:
+        assert tree.tree_size() == 2 and tree.leaf_index_of(audit_event(1).event_id) == 1
