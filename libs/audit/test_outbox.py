@@ -179,7 +179,11 @@ def test_an_event_is_written_once_and_set_aside_once(service: Service) -> None:
     traced = TracedEvent(AuditEvent(event_id="5f0c6a4e-8a1b-4c55-9d7e-0b7c1d2e3f40", actor="services/gifts",
                                     action="gifts.SendGift", resource="creators/bo", outcome=Outcome.SUCCEEDED,
                                     event_time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
-    service.committer.submit(lambda tx: (write_event(tx, traced), write_event(tx, traced))).result(timeout=10)
+    def write_twice(tx: Transaction) -> None:
+        write_event(tx, traced)
+        write_event(tx, traced)
+
+    service.committer.submit(write_twice).result(timeout=10)
     assert service.outbox.counts() == (1, 0)
     service.outbox.reject(traced.event, "refused")
     service.outbox.reject(traced.event, "refused again")  # a retried rejection replaces the record

@@ -98,8 +98,8 @@ def test_replicas_appending_at_once_keep_one_gap_free_order_under_checkpoints_th
     assert open_checkpoint(final.signed_note, [signer.verifier]).tree_size == total
     assert final.root_hash == reference.root([row.event.canonical_bytes() for row in orders[0]])
     for earlier in seen.values():  # every checkpoint published on the way is a prefix of the final tree
-        proof = replicas[0].queries.consistency_proof(first_size=earlier.tree_size, second_size=total)
-        verify_consistency(earlier.tree_size, total, earlier.root_hash, final.root_hash, proof.hashes)
+        consistency = replicas[0].queries.consistency_proof(first_size=earlier.tree_size, second_size=total)
+        verify_consistency(earlier.tree_size, total, earlier.root_hash, final.root_hash, consistency.hashes)
         open_checkpoint(earlier.signed_note, [signer.verifier])
     for leaf in (0, total // 2, total - 1):  # proofs from either replica verify against the same root
         proof = replicas[leaf % 2].queries.inclusion_proof(leaf_index=leaf, tree_size=total)
