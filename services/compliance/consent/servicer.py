@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -49,7 +50,12 @@ from services.compliance.consent.model import (
 )
 from services.compliance.consent.store import ConsentRecordStore
 
+log = logging.getLogger(__name__)
+
 CONSENT = "limelight.compliance.v1.ConsentService"
+FOLLOW_SECONDS = 0.05
+"""How often a replica looks for the records other replicas committed (a store they share)."""
+FOLLOW_BATCH = 500
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 
@@ -142,6 +148,43 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         capacity = 0 if store.shared_by_replicas else (config or ConsentConfig()).state_cache_size
         self._states = usecases.ConsentStates(capacity=capacity)
         self.changes = ConsentChanges()
+        # Where replicas share the store, each announces the others' records too: `_follow` reads
+        # them after `_followed_through`, skipping the ones this replica announced itself.
+        self._follower: asyncio.Task[None] | None = None
+        self._followed_through = 0
+        self._announced_here: set[int] = set()
+
+    async def start(self) -> None:
+        """On a store other replicas write too, follow their records into this replica's change feed."""
+        if self._store.shared_by_replicas:
+            self._followed_through = await asyncio.to_thread(self._store.head)
+            self._follower = asyncio.create_task(self._follow(), name="consent-follow-replicas")
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                records = await asyncio.to_thread(self._store.records_after, self._followed_through, FOLLOW_BATCH)
+            except Exception:
+                log.exception("could not read the consent records of other replicas; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            # From here to the end of the loop body nothing awaits, so `_committed` sees either
+            # none of this page or all of it.
+            others = [record for record in records if record.version not in self._announced_here]
+            self._announced_here.difference_update(record.version for record in records)
+            if records:
+                self._followed_through = records[-1].version
+            if others:
+                self.changes.publish(others)
+            if len(records) < FOLLOW_BATCH:
+                await asyncio.sleep(FOLLOW_SECONDS)
 
     async def _state(self, user: str) -> SubjectState:
         state = self._states.cached(user)
@@ -168,7 +211,11 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             records = records_of(result)
             if records:
                 self._states.apply(records[0].subject, records)
-                self.changes.publish(records)
+                if self._follower is not None:  # what the follower has not passed yet, it must skip
+                    records = [record for record in records if record.version > self._followed_through]
+                    self._announced_here.update(record.version for record in records)
+                if records:
+                    self.changes.publish(records)
             return result
 
         return await asyncio.shield(asyncio.ensure_future(write_and_announce()))
@@ -288,8 +335,10 @@ class ConsentArea:
 
     async def on_start(self) -> None:
         await self.audit.start()
+        await self.servicer.start()
 
     async def on_stop(self) -> None:
+        await self.servicer.stop()
         await self.audit.stop()
         await asyncio.to_thread(self.store.close)
 

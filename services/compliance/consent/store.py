@@ -216,6 +216,17 @@ class ConsentRecordStore:
                 " ORDER BY sequence DESC LIMIT ?", [*parameters, limit]).fetchall()
         return [_record(row) for row in rows]
 
+    def records_after(self, sequence: int, limit: int) -> list[ConsentRecord]:
+        """Every subject's records after `sequence`, oldest first: the history as it grows.
+
+        Sequences are drawn inside the writer lock, so they commit in order and a reader
+        that saw one has seen every smaller one: following them misses nothing.
+        """
+        with self._reader.reading() as connection:
+            rows = connection.execute(f"SELECT {_COLUMNS} FROM consent_records WHERE sequence > ?"
+                                      " ORDER BY sequence LIMIT ?", (sequence, limit)).fetchall()
+        return [_record(row) for row in rows]
+
     def latest_tc_string(self, subject: str) -> str:
         with self._reader.reading() as connection:
             row = connection.execute("SELECT tc_string FROM tcf_consents WHERE subject = ? ORDER BY id DESC LIMIT 1",

@@ -274,14 +274,25 @@ async def test_a_withdrawal_through_one_replica_holds_at_the_other(
         async with grpc.aio.insecure_channel(replicas[0].target) as first, \
                 grpc.aio.insecure_channel(replicas[1].target) as second:
             one, other = consent_pb2_grpc.ConsentServiceStub(first), consent_pb2_grpc.ConsentServiceStub(second)
+            watch = other.WatchConsentChanges(consent_pb2.WatchConsentChangesRequest(), metadata=callers.service())
+            head = await asyncio.wait_for(watch.read(), timeout=5)
             assert not (await check(one, callers.service(), "ana", FEED)).decisions[0].permitted
             given = await one.RecordConsent(give("ana", FEED), metadata=callers.user("ana"))
+            # A cache watching the other replica hears of it too, once.
+            change = await asyncio.wait_for(watch.read(), timeout=2)
+            assert (change.subject, change.sequence, list(change.purposes)) == (
+                "users/ana", given.record.version, [FEED])
+            assert given.record.version > head.sequence
             assert (await check(other, callers.service(), "ana", FEED)).decisions[0].permitted
             assert (await check(one, callers.service(), "ana", FEED)).decisions[0].permitted
             withdrawn = await other.WithdrawConsent(withdraw("ana", FEED), metadata=callers.service_for("ana"))
             assert withdrawn.record.version == given.record.version + 1
             answer = await check(one, callers.service(), "ana", FEED)
             assert (answer.decisions[0].permitted, answer.version) == (False, withdrawn.record.version)
+            change = await asyncio.wait_for(watch.read(), timeout=2)  # its own, announced once as well
+            assert (change.subject, change.sequence) == ("users/ana", withdrawn.record.version)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(watch.read(), timeout=0.3)
     finally:
         for replica in replicas:
             await replica.stop(grace=0)
