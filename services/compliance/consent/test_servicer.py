@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -265,6 +266,12 @@ async def test_a_retried_tcf_request_records_once(consent_stub: consent_pb2_grpc
     assert len(history.records) == len(first.records)
 
 
+async def next_change(watch: Any, *, timeout: float = 2.0) -> consent_pb2.WatchConsentChangesResponse:
+    change = await asyncio.wait_for(watch.read(), timeout=timeout)
+    assert isinstance(change, consent_pb2.WatchConsentChangesResponse)
+    return change
+
+
 @pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
 async def test_a_withdrawal_through_one_replica_holds_at_the_other(
         tmp_path: Path, database_engine: str, callers: Callers) -> None:
@@ -275,11 +282,11 @@ async def test_a_withdrawal_through_one_replica_holds_at_the_other(
                 grpc.aio.insecure_channel(replicas[1].target) as second:
             one, other = consent_pb2_grpc.ConsentServiceStub(first), consent_pb2_grpc.ConsentServiceStub(second)
             watch = other.WatchConsentChanges(consent_pb2.WatchConsentChangesRequest(), metadata=callers.service())
-            head = await asyncio.wait_for(watch.read(), timeout=5)
+            head = await next_change(watch, timeout=5)
             assert not (await check(one, callers.service(), "ana", FEED)).decisions[0].permitted
             given = await one.RecordConsent(give("ana", FEED), metadata=callers.user("ana"))
             # A cache watching the other replica hears of it too, once.
-            change = await asyncio.wait_for(watch.read(), timeout=2)
+            change = await next_change(watch)
             assert (change.subject, change.sequence, list(change.purposes)) == (
                 "users/ana", given.record.version, [FEED])
             assert given.record.version > head.sequence
@@ -289,10 +296,10 @@ async def test_a_withdrawal_through_one_replica_holds_at_the_other(
             assert withdrawn.record.version == given.record.version + 1
             answer = await check(one, callers.service(), "ana", FEED)
             assert (answer.decisions[0].permitted, answer.version) == (False, withdrawn.record.version)
-            change = await asyncio.wait_for(watch.read(), timeout=2)  # its own, announced once as well
+            change = await next_change(watch)  # its own, announced once as well
             assert (change.subject, change.sequence) == ("users/ana", withdrawn.record.version)
             with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(watch.read(), timeout=0.3)
+                await next_change(watch, timeout=0.3)
     finally:
         for replica in replicas:
             await replica.stop(grace=0)
