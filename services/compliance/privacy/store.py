@@ -21,6 +21,7 @@ import sqlite3
 from pathlib import Path
 
 from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.errors import Aborted
 from libs.privacy.subject_data import RetentionException
 from libs.storage.database import Database, Migration, Row, Transaction, open_database
 from libs.storage.sqlite import SqliteDatabase
@@ -139,11 +140,22 @@ class PrivacyStore:
             _write(tx, event)
         return request
 
-    def save_request(self, request: DataSubjectRequest, event: object, export: bytes | None = None) -> None:
+    def save_request(self, request: DataSubjectRequest, event: object, export: bytes | None = None, *,
+                     replacing: DataSubjectRequest) -> None:
+        """Store `request` in place of `replacing`, the version it was made from, or raise Aborted.
+
+        Compare-and-set: when the stored request is no longer `replacing` (another call, or
+        another replica, moved it on meanwhile), nothing is written, so no step is lost.
+        """
         with self._db.transaction() as tx:
-            tx.execute("UPDATE data_subject_requests SET state = ?, due_us = ?, record_json = ?,"
-                       " export = COALESCE(?, export) WHERE name = ?",
-                       (request.state.value, epoch_us(request.due_time), _record_json(request), export, request.name))
+            saved = tx.execute(
+                "UPDATE data_subject_requests SET state = ?, due_us = ?, record_json = ?, export = COALESCE(?, export)"
+                " WHERE name = ? AND state = ? AND due_us = ? AND record_json = ?",
+                (request.state.value, epoch_us(request.due_time), _record_json(request), export, request.name,
+                 replacing.state.value, epoch_us(replacing.due_time), _record_json(replacing))).rowcount
+            if saved != 1:
+                raise Aborted(f"{request.name} changed while this step ran; read it again and retry",
+                              reason="REQUEST_CHANGED_CONCURRENTLY", metadata={"request": request.name})
             _write(tx, event)
 
     def requests(self, user: str | None, state: RequestState | None, overdue_at: dt.datetime | None,
