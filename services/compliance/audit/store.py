@@ -366,11 +366,12 @@ class SequencerLease:
     On SQLite the one process is the sequencer. On PostgreSQL `held()` asks for
     `pg_try_advisory_lock` on a connection of its own, kept for the process's life: the lock
     lasts as long as that session, so when the sequencer's process dies (or its connection
-    breaks) the server frees it and the next replica to ask takes over. A holder checks its
-    session at most once per `LEASE_CHECK_SECONDS`, so the writer thread that asks after
-    every batch pays no round trip for it; the overlap this allows after a broken
-    connection is harmless, as signing itself runs under the writer lock and the store
-    refuses a checkpoint that does not grow the log.
+    breaks) the server frees it and the next replica to ask takes over. It asks the server
+    at most once per `LEASE_CHECK_SECONDS` (a holder whether its session lives, the others
+    whether the lock is free), so the writer thread that asks after every batch rarely pays
+    a round trip for it, and a fail-over takes at most that long. The overlap this allows
+    after a broken connection is harmless: signing itself runs under the writer lock, and
+    the store refuses a checkpoint that does not grow the log.
     """
 
     def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -385,8 +386,8 @@ class SequencerLease:
         if not self._url:
             return True
         now = self._clock()
-        if self._holding and now - self._checked_at < LEASE_CHECK_SECONDS:
-            return True
+        if self._connection is not None and now - self._checked_at < LEASE_CHECK_SECONDS:
+            return self._holding
         try:
             if self._connection is None or self._connection.closed:
                 self._holding = False
