@@ -17,6 +17,7 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import RunningService, start_service
 from libs.ports import reserve_port
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.compliance.server import build
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from libs.audit.client import AuditClient, compliance_appender
 from libs.audit.conftest import logged_actions, start_compliance
 from libs.audit.events import AuditEvent, Outcome
-from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.audit.spool import MIGRATIONS as SPOOL_MIGRATIONS
 from libs.audit.spool import AuditSpool
@@ -25,10 +24,10 @@ from libs.errors import FailedPrecondition
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.telemetry import Telemetry, configure_telemetry, read_spans
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Migration, Transaction, open_database
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Database, Migration, Transaction, open_database
 
-MIGRATIONS = [Migration(1, "CREATE TABLE video (id TEXT PRIMARY KEY, state TEXT NOT NULL);"), outbox_migration(2)]
+VIDEO = "CREATE TABLE video (id TEXT PRIMARY KEY, state TEXT NOT NULL);"
+MIGRATIONS = [Migration(1, VIDEO, postgres=VIDEO), outbox_migration(2)]
 
 
 class Service:
@@ -37,7 +36,7 @@ class Service:
     def __init__(self, root: Path) -> None:
         self.database = open_database("ingest", MIGRATIONS, root=root)
         self.committer = GroupCommitter(self.database, name="ingest-commit")
-        self.outbox = SqliteAuditOutbox(self.database, committer=self.committer)
+        self.outbox = DatabaseAuditOutbox(self.database, committer=self.committer)
 
     def close(self) -> None:
         self.committer.close()
@@ -45,13 +44,13 @@ class Service:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+def service(tmp_path: Path, database_engine: str) -> Iterator[Service]:
     opened = Service(tmp_path)
     yield opened
     opened.close()
 
 
-def audit_client(tmp_path: Path, clients: ServiceClients, outbox: SqliteAuditOutbox,
+def audit_client(tmp_path: Path, clients: ServiceClients, outbox: DatabaseAuditOutbox,
                  telemetry: Telemetry | None = None) -> AuditClient:
     return AuditClient(
         service="gifts",
@@ -74,8 +73,8 @@ def publish(video_id: str, traced: TracedEvent, *, fail: bool = False) -> Callab
     return work
 
 
-def _count(path: Path, sql: str) -> int:
-    with sqlite3.connect(path) as connection:
+def _count(database: Database, sql: str) -> int:
+    with database.reading() as connection:
         return int(connection.execute(sql).fetchone()[0])
 
 
@@ -88,7 +87,7 @@ async def test_an_event_commits_with_its_change_or_not_at_all(
     with pytest.raises(RuntimeError):
         await service.committer.run(publish("v2", lost, fail=True))
     assert [t.event for t in service.outbox.pending(10)] == [kept.event]
-    assert _count(service.database.path, "SELECT COUNT(*) FROM video") == 1
+    assert _count(service.database, "SELECT COUNT(*) FROM video") == 1
     await audit.stop(flush_seconds=0)
 
 
@@ -107,7 +106,7 @@ async def test_a_refusal_keeps_its_event_while_its_change_rolls_back(
     [recorded] = service.outbox.pending(10)
     assert (recorded.event.outcome, recorded.event.reason) == (Outcome.REJECTED, "REVIEW_PENDING")
     assert recorded.trace_context == traced.trace_context
-    assert _count(service.database.path, "SELECT COUNT(*) FROM video") == 0
+    assert _count(service.database, "SELECT COUNT(*) FROM video") == 0
     await audit.stop(flush_seconds=0)
 
 
@@ -176,10 +175,25 @@ async def test_the_append_joins_the_trace_of_the_call_that_recorded_the_event(
     await compliance.stop(grace=0)
 
 
-def test_a_spool_written_before_the_outbox_keeps_its_events(tmp_path: Path) -> None:
-    path = tmp_path / "gifts" / "audit-spool.db"
-    old = SqliteDatabase(path)
-    old.migrate(SPOOL_MIGRATIONS[:1])
+def test_an_event_is_written_once_and_set_aside_once(service: Service) -> None:
+    traced = TracedEvent(AuditEvent(event_id="5f0c6a4e-8a1b-4c55-9d7e-0b7c1d2e3f40", actor="services/gifts",
+                                    action="gifts.SendGift", resource="creators/bo", outcome=Outcome.SUCCEEDED,
+                                    event_time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+    def write_twice(tx: Transaction) -> None:
+        write_event(tx, traced)
+        write_event(tx, traced)
+
+    service.committer.submit(write_twice).result(timeout=10)
+    assert service.outbox.counts() == (1, 0)
+    service.outbox.reject(traced.event, "refused")
+    service.outbox.reject(traced.event, "refused again")  # a retried rejection replaces the record
+    assert service.outbox.counts() == (0, 1)
+    with service.database.reading() as connection:
+        assert connection.execute("SELECT error FROM audit_outbox_rejected").fetchone()[0] == "refused again"
+
+
+def test_a_spool_written_before_the_outbox_keeps_its_events(tmp_path: Path, database_engine: str) -> None:
+    old = open_database("gifts", SPOOL_MIGRATIONS[:1], area="audit_spool", root=tmp_path)
     event = TracedEvent(AuditEvent(event_id="0b7c1d2e-8a1b-4c55-9d7e-5f0c6a4e3f40", actor="services/gifts",
                                    action="gifts.SendGift", resource="creators/bo/lives/l1", outcome=Outcome.SUCCEEDED,
                                    event_time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
@@ -187,15 +201,20 @@ def test_a_spool_written_before_the_outbox_keeps_its_events(tmp_path: Path) -> N
         tx.execute("INSERT INTO pending_event (event_id, record) VALUES (?, ?)",
                    (event.event.event_id, event.event.canonical_bytes().decode()))
     old.close()
-    spool = AuditSpool(path)
+    spool = AuditSpool.open("gifts", tmp_path, area="audit_spool")
     assert spool.pending(10) == [TracedEvent(event.event, {})]
+    spooled = _columns(spool.database)
     spool.close()
     fresh = open_database("fresh", [outbox_migration(1)], root=tmp_path)
-    assert _columns(fresh.path) == _columns(path)
+    assert _columns(fresh) == spooled
     fresh.close()
 
 
-def _columns(path: Path) -> dict[str, list[str]]:
-    with sqlite3.connect(path) as connection:
-        return {table: [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+def _columns(database: Database) -> dict[str, list[str]]:
+    """The outbox tables' columns, in order, as the engine's catalogue lists them."""
+    listing = ("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+               " AND table_name = ? ORDER BY ordinal_position" if database.engine == "postgres"
+               else "SELECT name FROM pragma_table_info(?)")
+    with database.reading() as connection:
+        return {table: [row[0] for row in connection.execute(listing, (table,)).fetchall()]
                 for table in ("audit_outbox", "audit_outbox_rejected")}

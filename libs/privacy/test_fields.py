@@ -18,7 +18,7 @@ from libs.privacy.fields import EphemeralDataKeys, PersonalData, SubjectErased
 from libs.privacy.remote import RemoteDataKeys
 from libs.privacy.sealing import DataKey
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
-from services.compliance.privacy.store import SqlitePrivacyStore
+from services.compliance.privacy.store import PrivacyStore
 from services.compliance.privacy.usecases import DataKeys
 from services.compliance.server import build
 
@@ -49,7 +49,7 @@ async def keys(tmp_path: Path, compliance: RunningService) -> AsyncIterator[Remo
 
 def shred(tmp_path: Path, subject: str) -> None:
     """Erasure's last step, as compliance runs it."""
-    store = SqlitePrivacyStore.open(tmp_path)
+    store = PrivacyStore.open(tmp_path)
     DataKeys(store, LocalKeyEncryptionKey.for_deployment(tmp_path), utc_now).shred(subject)
     store.close()
 

@@ -19,7 +19,7 @@ from services.compliance.audit.config import AuditSettings
 from services.compliance.audit.keys import load_or_create_signing_key
 from services.compliance.audit.model import UnauthenticatedDenials
 from services.compliance.audit.servicer import AUDIT, AuditServicer, access_policy
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 from services.compliance.consent import servicer as consent
 from services.compliance.data_map import DATA_MAP
@@ -29,7 +29,7 @@ from services.compliance.privacy import servicer as privacy
 
 def build(runtime: ServiceRuntime) -> ServiceDefinition:
     settings = AuditSettings.from_environment()
-    store = SqliteAuditStore.open(runtime.data_root)
+    store = AuditLogStore.open(runtime.data_root)
     log = AuditLog(store, load_or_create_signing_key(runtime.data_root / "compliance", settings.origin),
                    clock=utc_now, checkpoint_interval=settings.checkpoint_interval)
     denials = UnauthenticatedDenials(window=settings.denial_window, max_peers=settings.denial_max_peers)

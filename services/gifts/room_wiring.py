@@ -42,7 +42,7 @@ from services.gifts.room_feed import LocalRoom, RoomHub
 from services.gifts.room_pins import ShopPins
 from services.gifts.room_signals import BatchingSignals
 from services.gifts.store.reads import GiftsReader
-from services.gifts.store.room import RoomStore, StoredEvent, room_database_path
+from services.gifts.store.room import RoomStore, StoredEvent
 from services.gifts.usecases.room import Room
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class RoomParts:
         self.signals = BatchingSignals(send)
         self.pins = ShopPins(runtime.clients.stub("shop", live_pins_pb2_grpc.LivePinServiceStub))
         self.audit = AuditClient(
-            service=runtime.name, spool=AuditSpool(room_database_path(root).parent / "room-audit-spool.db"),
+            service=runtime.name, spool=AuditSpool.open("gifts", root, area="room-audit-spool"),
             append=compliance_appender(runtime.clients.stub("compliance", audit_pb2_grpc.AuditServiceStub)),
             pseudonymizer=Pseudonymizer.for_deployment(root), clock=clock, outbox=self.store.outbox,
             telemetry=runtime.telemetry)

@@ -27,7 +27,7 @@ from libs.privacy.fields import PersonalData
 from libs.privacy.remote import RemoteDataKeys
 from services.compliance import server as compliance_server
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
-from services.compliance.privacy.store import SqlitePrivacyStore
+from services.compliance.privacy.store import PrivacyStore
 from services.compliance.privacy.usecases import DataKeys
 from services.ingest import server as ingest_server
 from services.ingest.model import (
@@ -147,7 +147,7 @@ async def test_erasing_the_creator_leaves_no_caption_in_any_database_and_none_to
     video = (await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=alice)).video
     assert video.metadata.caption == CAPTION
 
-    store = SqlitePrivacyStore.open(server.data_root)  # erasure's last step, as compliance runs it
+    store = PrivacyStore.open(server.data_root)  # erasure's last step, as compliance runs it
     assert DataKeys(store, LocalKeyEncryptionKey.for_deployment(server.data_root), utc_now).shred("users/alice")
     store.close()
 

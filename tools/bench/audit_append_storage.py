@@ -22,7 +22,7 @@ from libs.audit.events import AuditEvent, Outcome
 from libs.clock import utc_now
 from libs.tlog.note import NoteSigner
 from services.compliance.audit.sequencer import Sequencer
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 
@@ -49,8 +49,8 @@ def run_writers(append_one: Callable[[AuditEvent], object], writers: int, second
     return sum(counts)
 
 
-def open_log(root: Path) -> tuple[SqliteAuditStore, AuditLog]:
-    store = SqliteAuditStore.open(root)
+def open_log(root: Path) -> tuple[AuditLogStore, AuditLog]:
+    store = AuditLogStore.open(root)
     return store, AuditLog(store, NoteSigner.generate("bench.limelight/audit"), clock=utc_now)
 
 

@@ -25,7 +25,7 @@ from libs.audit.events import AuditEvent, Outcome
 from libs.clock import utc_now
 from services.compliance.audit.keys import load_or_create_signing_key
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 BUILD_BATCH = 20_000
@@ -36,7 +36,7 @@ def event_id(number: int) -> str:
     return str(uuid.UUID(int=number + 1))
 
 
-def build(log: AuditLog, store: SqliteAuditStore, entries: int) -> None:
+def build(log: AuditLog, store: AuditLogStore, entries: int) -> None:
     with store.reading() as tree:
         present = tree.tree_size()
     started = time.perf_counter()
@@ -73,7 +73,7 @@ def main() -> None:
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = arguments.db or Path(scratch)
-        store = SqliteAuditStore.open(root)
+        store = AuditLogStore.open(root)
         log = AuditLog(store, load_or_create_signing_key(root, "bench.limelight/audit"),
                        clock=utc_now, checkpoint_interval=dt.timedelta(0))
         build(log, store, arguments.entries)

@@ -27,7 +27,7 @@ from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
 from services.compliance.audit.model import EventFilter
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -49,7 +49,7 @@ def main() -> None:
     arguments = parser.parse_args()
     signer = NoteSigner.generate("bench.limelight/audit")
     with tempfile.TemporaryDirectory() as directory:
-        store = SqliteAuditStore.open(Path(directory))
+        store = AuditLogStore.open(Path(directory))
         log = AuditLog(store, signer, clock=utc_now)
         # Every (log_size / events)-th entry is about the exported subject.
         stride = arguments.log_size // arguments.events

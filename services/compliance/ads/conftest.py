@@ -13,8 +13,9 @@ from libs.auth.principal import AgeBracket, Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.access import ON_BEHALF_OF_HEADER
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, package_definition, start_service
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.compliance.ads import servicer
-from services.compliance.ads.store import SqliteAdStore
+from services.compliance.ads.store import AdRepositoryStore
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -36,8 +37,8 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteAdStore]:
-    opened = SqliteAdStore.open(tmp_path)
+def store(tmp_path: Path, database_engine: str) -> Iterator[AdRepositoryStore]:  # noqa: F811 (the imported fixture)
+    opened = AdRepositoryStore.open(tmp_path)
     yield opened
     opened.close()
 
@@ -49,7 +50,7 @@ class AdsServer:
 
 
 @pytest.fixture
-async def ads_server(tmp_path: Path, clock: MovableClock) -> AsyncIterator[AdsServer]:
+async def ads_server(tmp_path: Path, clock: MovableClock, database_engine: str) -> AsyncIterator[AdsServer]:  # noqa: F811
     built: list[servicer.AdRepositoryArea] = []
 
     def build_ads_only(runtime: ServiceRuntime) -> ServiceDefinition:

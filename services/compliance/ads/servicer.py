@@ -26,7 +26,7 @@ from libs.kit.context import current_principal
 from libs.kit.server import ServiceRuntime
 from services.compliance.ads import messages, usecases
 from services.compliance.ads.config import AdsConfig
-from services.compliance.ads.store import SqliteAdStore
+from services.compliance.ads.store import AdRepositoryStore
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class AdRepositoryArea:
     """What the ad repository adds to the compliance server."""
 
     servicer: AdRepositoryServicer
-    store: SqliteAdStore
+    store: AdRepositoryStore
     clock: Clock
     config: AdsConfig
     policy: AccessPolicy = POLICY
@@ -140,6 +140,6 @@ class AdRepositoryArea:
 def build(runtime: ServiceRuntime, *, clock: Clock = utc_now, consent: usecases.AdProfilingConsent | None = None,
           config: AdsConfig | None = None) -> AdRepositoryArea:
     """The area over `<data>/compliance/ads.db`; consent defaults to "not yet recorded" (counts as no)."""
-    store = SqliteAdStore.open(runtime.data_root)
+    store = AdRepositoryStore.open(runtime.data_root)
     servicer = AdRepositoryServicer(store, consent or usecases.ConsentNotYetRecorded(), clock=clock)
     return AdRepositoryArea(servicer, store, clock, config or AdsConfig.from_environment())

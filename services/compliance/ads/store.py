@@ -1,4 +1,5 @@
-"""The ad repository in SQLite (WAL, synchronous=FULL): `<data>/compliance/ads.db`. The only SQL here.
+"""The ad repository: `<data>/compliance/ads.db` (SQLite, WAL, synchronous=FULL), or the schema
+`compliance_ads` on PostgreSQL. The only SQL here.
 
 Idempotency lives in the schema: a registration's request id is the primary key of its
 entry's row, an impression batch's request id the key of its batch row, both written in the
@@ -9,13 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from libs.errors import AlreadyExists, NotFound
-from libs.storage.database import Migration, Transaction
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Database, Migration, Row, Transaction, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.ads.model import Ad, AdDraft, AdKind, AdSearch, Displays, Targeting, one_year_after
 
@@ -56,6 +55,42 @@ CREATE TABLE impression_batches (
     ad TEXT NOT NULL REFERENCES ads (name) ON DELETE CASCADE,
     fingerprint TEXT NOT NULL
 );
+""", postgres="""
+CREATE TABLE ads (
+    name TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    content TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    advertiser TEXT NOT NULL,
+    payer TEXT NOT NULL,
+    brand TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    found_by_engine BIGINT NOT NULL CHECK (found_by_engine IN (0, 1)),
+    targeting TEXT NOT NULL,
+    create_us BIGINT NOT NULL,
+    first_display_us BIGINT,
+    last_display_us BIGINT,
+    sort_key BIGINT NOT NULL DEFAULT 0,
+    retain_until_us BIGINT NOT NULL,
+    CHECK (last_display_us IS NULL OR first_display_us <= last_display_us)
+);
+CREATE INDEX ads_by_recency ON ads (sort_key DESC, name);
+CREATE INDEX ads_by_retention ON ads (retain_until_us);
+CREATE TABLE ad_reach (
+    ad TEXT NOT NULL REFERENCES ads (name) ON DELETE CASCADE,
+    member_state TEXT NOT NULL,
+    day TEXT NOT NULL,
+    impressions BIGINT NOT NULL CHECK (impressions > 0),
+    PRIMARY KEY (ad, member_state, day)
+);
+CREATE INDEX ad_reach_by_state ON ad_reach (member_state, ad);
+CREATE TABLE impression_batches (
+    request_id TEXT PRIMARY KEY,
+    ad TEXT NOT NULL REFERENCES ads (name) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL
+);
 """),
 )
 
@@ -69,15 +104,13 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-class SqliteAdStore:
-    def __init__(self, database: SqliteDatabase) -> None:
+class AdRepositoryStore:
+    def __init__(self, database: Database) -> None:
         self._db = database
 
     @classmethod
-    def open(cls, data_root: Path) -> SqliteAdStore:
-        database = SqliteDatabase(data_root / "compliance" / "ads.db")
-        database.migrate(MIGRATIONS)
-        return cls(database)
+    def open(cls, data_root: Path) -> AdRepositoryStore:
+        return cls(open_database("compliance", MIGRATIONS, area="ads", root=data_root))
 
     def close(self) -> None:
         self._db.close()
@@ -116,16 +149,19 @@ class SqliteAdStore:
                        (request_id, name, fingerprint))
             tx.executemany(
                 "INSERT INTO ad_reach (ad, member_state, day, impressions) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (ad, member_state, day) DO UPDATE SET impressions = impressions + excluded.impressions",
+                " ON CONFLICT (ad, member_state, day) DO UPDATE SET impressions = ad_reach.impressions + excluded.impressions",
                 [(name, row.member_state, row.day.isoformat(), row.impressions) for row in rows])
             first_day = dt.datetime.combine(min(row.day for row in rows), dt.time(), dt.UTC)
             last_day = dt.datetime.combine(max(row.day for row in rows), dt.time(), dt.UTC)
             # The last display is known to the day; the repository keeps it until a year after that day ends.
             last_display = min(last_day + dt.timedelta(days=1) - dt.timedelta(microseconds=1), now)
+            # The earlier first display and the later last one, as CASE: SQLite's scalar MIN/MAX are
+            # PostgreSQL's LEAST/GREATEST, and neither engine knows the other's spelling.
             tx.execute(
-                "UPDATE ads SET first_display_us = MIN(COALESCE(first_display_us, :first), :first),"
-                " last_display_us = MAX(COALESCE(last_display_us, :last), :last),"
-                " sort_key = MAX(COALESCE(last_display_us, :last), :last) WHERE name = :name",
+                "UPDATE ads SET"
+                " first_display_us = CASE WHEN first_display_us < :first THEN first_display_us ELSE :first END,"
+                " last_display_us = CASE WHEN last_display_us > :last THEN last_display_us ELSE :last END,"
+                " sort_key = CASE WHEN last_display_us > :last THEN last_display_us ELSE :last END WHERE name = :name",
                 {"first": epoch_us(first_day), "last": epoch_us(last_display), "name": name})
             last = tx.execute("SELECT last_display_us FROM ads WHERE name = ?", (name,)).fetchone()[0]
             tx.execute("UPDATE ads SET retain_until_us = ? WHERE name = ?",
@@ -175,8 +211,8 @@ class SqliteAdStore:
 
     # -- rows -> entries --------------------------------------------------------------------
 
-    def _live(self, connection: sqlite3.Connection | Transaction, name: str, now: dt.datetime) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = connection.execute(
+    def _live(self, connection: Transaction, name: str, now: dt.datetime) -> Row | None:
+        row: Row | None = connection.execute(
             "SELECT * FROM ads WHERE name = ? AND retain_until_us >= ?", (name, epoch_us(now))).fetchone()
         return row
 
@@ -186,7 +222,7 @@ class SqliteAdStore:
         assert ad is not None, f"{name} was written in this transaction"
         return ad
 
-    def _ad(self, connection: sqlite3.Connection | Transaction, row: sqlite3.Row | None) -> Ad | None:
+    def _ad(self, connection: Transaction, row: Row | None) -> Ad | None:
         if row is None:
             return None
         reach = {state: int(total) for state, total in connection.execute(

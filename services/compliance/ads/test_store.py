@@ -1,4 +1,4 @@
-"""The ad repository on real SQLite: idempotency, reach, search, and the retention sweep on a moved clock."""
+"""The ad repository on a real database (SQLite and PostgreSQL): idempotency, reach, search, and the retention sweep on a moved clock."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from libs.errors import AlreadyExists, InvalidArgument, NotFound
 from services.compliance.ads import usecases
 from services.compliance.ads.conftest import MovableClock
 from services.compliance.ads.model import AdDraft, AdKind, AdSearch, Displays, Targeting
-from services.compliance.ads.store import SqliteAdStore
+from services.compliance.ads.store import AdRepositoryStore
 
 
 def draft(advertiser: str = "Glowlab", **fields: object) -> AdDraft:
@@ -23,7 +23,7 @@ def draft(advertiser: str = "Glowlab", **fields: object) -> AdDraft:
 
 
 def test_a_retried_registration_returns_the_first_entry_and_a_reused_id_is_refused(
-    store: SqliteAdStore, clock: MovableClock
+    store: AdRepositoryStore, clock: MovableClock
 ) -> None:
     request_id = str(uuid.uuid4())
     first = usecases.register_ad(store, draft(), request_id, clock)
@@ -34,7 +34,7 @@ def test_a_retried_registration_returns_the_first_entry_and_a_reused_id_is_refus
     assert raised.value.reason == "REQUEST_ID_REUSED"
 
 
-def test_impressions_add_up_per_member_state_once_per_batch(store: SqliteAdStore, clock: MovableClock) -> None:
+def test_impressions_add_up_per_member_state_once_per_batch(store: AdRepositoryStore, clock: MovableClock) -> None:
     ad = usecases.register_ad(store, draft(), str(uuid.uuid4()), clock)
     day = clock.now.date()
     batch = [Displays("DE", day, 100), Displays("AT", day, 5), Displays("DE", day - dt.timedelta(days=1), 50)]
@@ -53,7 +53,7 @@ def test_impressions_add_up_per_member_state_once_per_batch(store: SqliteAdStore
 
 
 def test_the_sweep_deletes_an_entry_one_year_after_its_last_display_and_not_before(
-    store: SqliteAdStore, clock: MovableClock
+    store: AdRepositoryStore, clock: MovableClock
 ) -> None:
     shown = usecases.register_ad(store, draft(), str(uuid.uuid4()), clock)
     never_shown = usecases.register_ad(store, draft(advertiser="Quiet"), str(uuid.uuid4()), clock)
@@ -77,7 +77,7 @@ def test_the_sweep_deletes_an_entry_one_year_after_its_last_display_and_not_befo
 
 
 def test_search_filters_by_advertiser_payer_text_country_kind_and_period_and_pages(
-    store: SqliteAdStore, clock: MovableClock
+    store: AdRepositoryStore, clock: MovableClock
 ) -> None:
     names = {}
     for number, (advertiser, payer, state) in enumerate(

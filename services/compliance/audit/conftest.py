@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +10,10 @@ from typing import Any
 import pytest
 
 from libs.audit.events import AuditEvent, Outcome
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from libs.tlog.note import NoteSigner
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 ORIGIN = "limelight.test/audit"
@@ -47,16 +47,17 @@ def audit_event(number: int, **overrides: Any) -> AuditEvent:
     return dataclasses.replace(event, **overrides)
 
 
-def edit_database_file(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
-    """What anyone with write access to the file can do: drop the store's guards and edit rows."""
-    connection = sqlite3.connect(path)
-    with connection:
-        triggers = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
-        for trigger in triggers:
-            connection.execute(f"DROP TRIGGER {trigger}")
+def edit_database(store: AuditLogStore, *statements: tuple[str, tuple[object, ...]]) -> None:
+    """What anyone with write access to the database can do: drop the store's guards and edit rows."""
+    with store.writer_database.transaction() as tx:
+        if store.engine == "postgres":
+            for table in ("audit_event", "tree_node", "checkpoint"):
+                tx.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        else:
+            for (trigger,) in tx.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                tx.execute(f"DROP TRIGGER {trigger}")
         for sql, parameters in statements:
-            connection.execute(sql, parameters)
-    connection.close()
+            tx.execute(sql, parameters)
 
 
 @pytest.fixture
@@ -70,17 +71,17 @@ def signer() -> NoteSigner:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteAuditStore]:
-    opened = SqliteAuditStore.open(tmp_path)
+def store(tmp_path: Path, database_engine: str) -> Iterator[AuditLogStore]:  # noqa: F811 (the imported fixture)
+    opened = AuditLogStore.open(tmp_path)
     yield opened
     opened.close()
 
 
 @pytest.fixture
-def audit_log(store: SqliteAuditStore, signer: NoteSigner, clock: MovableClock) -> AuditLog:
+def audit_log(store: AuditLogStore, signer: NoteSigner, clock: MovableClock) -> AuditLog:
     return AuditLog(store, signer, clock=clock)
 
 
 @pytest.fixture
-def queries(store: SqliteAuditStore) -> AuditQueries:
+def queries(store: AuditLogStore) -> AuditQueries:
     return AuditQueries(store)

@@ -5,10 +5,14 @@ each batch is a unit of work that `AuditLog.stage`s its events (a batch that reu
 event id for other content fails alone), and `finish_batch` seals the group, writing the
 tree nodes of all its new leaves inside the same transaction before COMMIT. A batch's
 caller is acknowledged only after that COMMIT; a failed COMMIT stops the sequencer, and
-every later append fails with UNAVAILABLE until the service restarts. The committer's
-thread also signs checkpoints (`tick`), after commits and when idle, so a new event is
-under a signed checkpoint within about one checkpoint interval, and no two threads ever
-race to sign.
+every later append fails with UNAVAILABLE until the service restarts (on PostgreSQL only
+that batch fails). The committer's thread also signs checkpoints (`tick`), after commits
+and when idle, so a new event is under a signed checkpoint within about one checkpoint
+interval, and no two threads ever race to sign.
+
+Replicas over one PostgreSQL each run a sequencer: all of them append (their transactions
+take turns under the store's writer lock), but only the one holding the store's sequencer
+lease signs checkpoints; when it dies, another replica's next tick takes the lease over.
 """
 
 from __future__ import annotations
@@ -19,28 +23,32 @@ from concurrent.futures import Future
 from libs.audit.events import AuditEvent
 from libs.storage.committer import GroupCommitter, UnitOfWork
 from services.compliance.audit.model import Appended
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 
 class Sequencer:
     def __init__(
-        self, log: AuditLog, store: SqliteAuditStore, *, before_checkpoint: Callable[[], object] | None = None,
+        self, log: AuditLog, store: AuditLogStore, *, before_checkpoint: Callable[[], object] | None = None,
         idle_seconds: float = 0.1,
     ) -> None:
-        """Sign the log as found (the first checkpoint of a new log), then start the writer thread.
+        """Sign the log as found (the first checkpoint of a new log) if this is the sequencer, then start
+        the writer thread.
 
         `before_checkpoint` runs on the writer thread before each checkpoint attempt (logging
         counted refusals), so what it appends is signed with the same checkpoint.
         """
-        log.publish_checkpoint_if_due()
+        self._lease = store.sequencer_lease()
+        if self._lease.held():
+            log.publish_checkpoint_if_due()
 
         def tick() -> None:
             try:
                 if before_checkpoint is not None:
                     before_checkpoint()
             finally:
-                log.publish_checkpoint_if_due()
+                if self._lease.held():
+                    log.publish_checkpoint_if_due()
 
         self._log = log
         self._store = store
@@ -63,8 +71,10 @@ class Sequencer:
         return await self._committer.run(self._unit(events))
 
     def stop(self) -> None:
-        """Commit what is queued, sign it, and stop; later appends fail with UNAVAILABLE."""
+        """Commit what is queued, sign it (if this is the sequencer), hand the lease on, and stop; later
+        appends fail with UNAVAILABLE."""
         self._committer.close()
+        self._lease.release()
 
     def _unit(self, events: Sequence[AuditEvent]) -> UnitOfWork[list[Appended]]:
         return lambda transaction: self._log.stage(self._store.log_writer(transaction), events)

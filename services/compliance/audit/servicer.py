@@ -48,7 +48,7 @@ from services.compliance.audit.model import (
 )
 from services.compliance.audit.queries import AuditQueries
 from services.compliance.audit.sequencer import Sequencer
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog, CountedDenials, Pseudonyms
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def access_policy() -> AccessPolicy:
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def __init__(
-        self, log: AuditLog, store: SqliteAuditStore, pseudonyms: Pseudonyms, denials: UnauthenticatedDenials, *,
+        self, log: AuditLog, store: AuditLogStore, pseudonyms: Pseudonyms, denials: UnauthenticatedDenials, *,
         clock: Clock,
     ) -> None:
         self._log = log

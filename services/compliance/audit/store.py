@@ -1,41 +1,53 @@
-"""SQLite persistence of the audit log: event records, perfect-subtree hashes, checkpoints.
+"""The audit log's store, on SQLite or PostgreSQL: event records, perfect-subtree hashes, checkpoints.
 
-The audit log has its own database file (`<data dir>/compliance/audit.db`): it is
-append-only and fsync'd on every commit, and keeping it apart from the compliance
-service's other tables keeps their writes off its single writer lock.
+The audit log is a store of its own (`<data dir>/compliance/audit.db`, or the schema
+`compliance_audit` on PostgreSQL): it is append-only and durable on every commit, and
+keeping it apart from the compliance service's other tables keeps their writes off its
+writer lock.
 
 Tables:
 - `audit_event`: one row per leaf, keyed by leaf index; `event_id` is UNIQUE, which
   is what makes appends idempotent where the data lives.
 - `tree_node`: the hash of every perfect subtree, keyed by `level << 48 | index`
-  (an integer rowid, the cheapest lookup SQLite has). Level 0 holds leaf hashes, and
-  the highest leaf present defines the tree size, so events and tree grow in the
+  (an integer key, the cheapest lookup either engine has). Level 0 holds leaf hashes,
+  and the highest leaf present defines the tree size, so events and tree grow in the
   same transaction and cannot disagree after a crash.
 - `checkpoint`: every signed checkpoint, keyed by tree size; a trigger refuses a
   checkpoint that does not grow the log.
-Triggers also refuse UPDATE and DELETE on events and nodes. They stop accidents, not
-someone who can edit the file; the signed checkpoints are what catch that.
+Triggers also refuse UPDATE and DELETE on events and nodes (PL/pgSQL on PostgreSQL,
+raising check_violation, which reaches the code as `IntegrityError`). They stop
+accidents, not someone who can edit the database; the signed checkpoints catch that.
 
-Writes go through one connection and reads through another, so proofs and queries
-read a WAL snapshot instead of waiting for a group commit's fsync.
+Writes go through the writer handle and reads through the reader (SQLite: a second
+connection; PostgreSQL: the pool), so proofs and queries read a snapshot instead of
+waiting for a group commit's fsync.
+
+Replicas over one PostgreSQL append to one log: the writer lock (`Database.transaction`)
+makes their transactions take turns, and each reads the tree's size and border inside its
+own transaction, so leaves stay gap-free and in one order. Checkpoints are signed by one
+replica at a time, the one holding the sequencer lease (`SequencerLease`).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+import logging
+import time
+import zlib
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any
+
+import psycopg
 
 from libs.audit.events import AuditEvent, Outcome, canonical_json
-from libs.storage.database import Migration, Transaction
-from libs.storage.paths import data_dir
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Database, Migration, Row, Transaction, database_url, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.audit.merkle import LEVEL_SHIFT, NodeId
 from services.compliance.audit.model import EventFilter, SequencedEvent, StoredCheckpoint
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = [
     Migration(1, """
@@ -83,6 +95,62 @@ BEGIN SELECT RAISE(ABORT, 'tree nodes are append-only'); END;
 CREATE TRIGGER checkpoint_grows BEFORE INSERT ON checkpoint
 WHEN NEW.tree_size <= (SELECT COALESCE(MAX(tree_size), -1) FROM checkpoint)
 BEGIN SELECT RAISE(ABORT, 'a checkpoint must grow the log'); END;
+""", postgres="""
+CREATE TABLE audit_event (
+    leaf_index    BIGINT PRIMARY KEY CHECK (leaf_index >= 0),
+    event_id      TEXT NOT NULL UNIQUE,
+    actor         TEXT NOT NULL,
+    on_behalf_of  TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    resource      TEXT COLLATE "C" NOT NULL,  -- byte order: a prefix is a range, as on SQLite
+    outcome       TEXT NOT NULL CHECK (outcome IN ('succeeded', 'denied', 'rejected', 'failed')),
+    reason        TEXT NOT NULL,
+    trace_id      TEXT NOT NULL,
+    event_time_us BIGINT NOT NULL,
+    subject_ref   TEXT NOT NULL,
+    attributes    TEXT NOT NULL,  -- canonical JSON object, kept byte for byte
+    logged_at_us  BIGINT NOT NULL
+);
+CREATE INDEX audit_event_by_subject ON audit_event (subject_ref, leaf_index);
+CREATE INDEX audit_event_by_actor ON audit_event (actor, leaf_index);
+CREATE INDEX audit_event_by_action ON audit_event (action, leaf_index);
+CREATE INDEX audit_event_by_resource ON audit_event (resource, leaf_index);
+CREATE INDEX audit_event_by_time ON audit_event (event_time_us);
+
+CREATE TABLE tree_node (
+    node_key BIGINT PRIMARY KEY,
+    hash     BYTEA NOT NULL CHECK (octet_length(hash) = 32)
+);
+
+CREATE TABLE checkpoint (
+    tree_size       BIGINT PRIMARY KEY CHECK (tree_size >= 0),
+    root_hash       BYTEA NOT NULL CHECK (octet_length(root_hash) = 32),
+    signed_note     TEXT NOT NULL,
+    published_at_us BIGINT NOT NULL
+);
+
+CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% are append-only', TG_ARGV[0] USING ERRCODE = 'check_violation';
+END $$;
+CREATE TRIGGER audit_event_is_append_only BEFORE UPDATE OR DELETE ON audit_event
+FOR EACH ROW EXECUTE FUNCTION refuse_change('audit events');
+CREATE TRIGGER audit_event_is_never_truncated BEFORE TRUNCATE ON audit_event
+FOR EACH STATEMENT EXECUTE FUNCTION refuse_change('audit events');
+CREATE TRIGGER tree_node_is_append_only BEFORE UPDATE OR DELETE ON tree_node
+FOR EACH ROW EXECUTE FUNCTION refuse_change('tree nodes');
+CREATE TRIGGER tree_node_is_never_truncated BEFORE TRUNCATE ON tree_node
+FOR EACH STATEMENT EXECUTE FUNCTION refuse_change('tree nodes');
+
+CREATE FUNCTION checkpoint_grows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.tree_size <= (SELECT COALESCE(MAX(tree_size), -1) FROM checkpoint) THEN
+        RAISE EXCEPTION 'a checkpoint must grow the log' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER checkpoint_grows BEFORE INSERT ON checkpoint
+FOR EACH ROW EXECUTE FUNCTION checkpoint_grows();
 """),
 ]
 
@@ -92,13 +160,6 @@ _EVENT_COLUMNS = ("leaf_index, event_id, actor, on_behalf_of, action, resource, 
                   "event_time_us, subject_ref, attributes, logged_at_us")
 
 
-class _Executes(Protocol):
-    """A connection or a `Transaction`: both run statements, only the latter inside BEGIN IMMEDIATE."""
-
-    def execute(self, sql: str, parameters: Sequence[object] = ..., /) -> sqlite3.Cursor: ...
-    def executemany(self, sql: str, rows: Sequence[Sequence[object]], /) -> sqlite3.Cursor: ...
-
-
 def _event_row(row: SequencedEvent) -> tuple[object, ...]:
     event = row.event
     return (row.leaf_index, event.event_id, event.actor, event.on_behalf_of, event.action, event.resource,
@@ -106,7 +167,7 @@ def _event_row(row: SequencedEvent) -> tuple[object, ...]:
             canonical_json(event.attributes).decode(), epoch_us(row.logged_at))
 
 
-def _sequenced(row: sqlite3.Row) -> SequencedEvent:
+def _sequenced(row: Row) -> SequencedEvent:
     event = AuditEvent(
         event_id=row["event_id"], actor=row["actor"], on_behalf_of=row["on_behalf_of"], action=row["action"],
         resource=row["resource"], outcome=Outcome(row["outcome"]), reason=row["reason"], trace_id=row["trace_id"],
@@ -116,10 +177,11 @@ def _sequenced(row: sqlite3.Row) -> SequencedEvent:
     return SequencedEvent(row["leaf_index"], event, from_epoch_us(row["logged_at_us"]))
 
 
-def _stored_checkpoint(row: sqlite3.Row | None) -> StoredCheckpoint | None:
+def _stored_checkpoint(row: Row | None) -> StoredCheckpoint | None:
     if row is None:
         return None
-    return StoredCheckpoint(row["tree_size"], row["root_hash"], row["signed_note"], from_epoch_us(row["published_at_us"]))
+    return StoredCheckpoint(row["tree_size"], bytes(row["root_hash"]), row["signed_note"],
+                            from_epoch_us(row["published_at_us"]))
 
 
 def _filter_sql(event_filter: EventFilter) -> tuple[list[str], list[object]]:
@@ -152,15 +214,17 @@ def _chunks(values: Sequence[object]) -> Iterator[Sequence[object]]:
         yield values[start:start + _CHUNK]
 
 
-class SqliteTreeReader:
-    def __init__(self, connection: _Executes) -> None:
-        self._connection = connection
+class TreeSnapshot:
+    """The log as one transaction sees it (`usecases.TreeReader`)."""
 
-    def _rows(self, sql: str, parameters: Sequence[object] = ()) -> list[sqlite3.Row]:
-        return self._connection.execute(sql, parameters).fetchall()
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
+
+    def _rows(self, sql: str, parameters: Sequence[object] = ()) -> list[Row]:
+        return self.transaction.execute(sql, parameters).fetchall()
 
     def tree_size(self) -> int:
-        (highest,) = self._rows("SELECT MAX(node_key) FROM tree_node WHERE node_key < ?", (1 << LEVEL_SHIFT,))[0]
+        highest = self._rows("SELECT MAX(node_key) FROM tree_node WHERE node_key < ?", (1 << LEVEL_SHIFT,))[0][0]
         return 0 if highest is None else int(highest) + 1
 
     def node_hashes(self, nodes: Collection[NodeId]) -> dict[NodeId, bytes]:
@@ -168,8 +232,8 @@ class SqliteTreeReader:
         found: dict[NodeId, bytes] = {}
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
-            for key, hash_ in self._rows(f"SELECT node_key, hash FROM tree_node WHERE node_key IN ({marks})", chunk):
-                found[NodeId.from_key(key)] = hash_
+            for row in self._rows(f"SELECT node_key, hash FROM tree_node WHERE node_key IN ({marks})", chunk):
+                found[NodeId.from_key(int(row[0]))] = bytes(row[1])
         if len(found) != len(set(keys)):
             absent = sorted(set(nodes) - found.keys())[:5]
             raise LookupError(f"the log is missing tree nodes it must hold, e.g. {absent}")
@@ -206,8 +270,8 @@ class SqliteTreeReader:
         return [_sequenced(row) for row in rows]
 
     def leaves_without_records(self, start: int, end: int) -> list[int]:
-        (records,) = self._rows("SELECT COUNT(*) FROM audit_event WHERE leaf_index >= ? AND leaf_index < ?",
-                                (start, end))[0]
+        records = self._rows("SELECT COUNT(*) FROM audit_event WHERE leaf_index >= ? AND leaf_index < ?",
+                             (start, end))[0][0]
         if records == end - start:
             return []  # the usual case, answered from the primary key alone
         rows = self._rows("SELECT node_key FROM tree_node WHERE node_key >= ? AND node_key < ? AND NOT EXISTS "
@@ -215,10 +279,8 @@ class SqliteTreeReader:
         return [int(row[0]) for row in rows]
 
 
-class SqliteLogWriter(SqliteTreeReader):
-    def __init__(self, transaction: _Executes) -> None:
-        super().__init__(transaction)
-        self._transaction = transaction
+class LogTransaction(TreeSnapshot):
+    """One write transaction of the log (`usecases.LogWriter`)."""
 
     def logged_hashes(self, event_ids: Collection[str]) -> dict[str, tuple[int, bytes]]:
         found: dict[str, tuple[int, bytes]] = {}
@@ -226,63 +288,127 @@ class SqliteLogWriter(SqliteTreeReader):
             marks = ",".join("?" * len(chunk))
             rows = self._rows("SELECT e.event_id, e.leaf_index, n.hash FROM audit_event e "
                               f"JOIN tree_node n ON n.node_key = e.leaf_index WHERE e.event_id IN ({marks})", chunk)
-            for event_id, leaf_index, hash_ in rows:
-                found[event_id] = (leaf_index, hash_)
+            for row in rows:
+                found[str(row[0])] = (int(row[1]), bytes(row[2]))
         return found
 
     def add_events(self, events: Sequence[SequencedEvent]) -> None:
-        self._transaction.executemany(
+        self.transaction.executemany(
             f"INSERT INTO audit_event ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 13)})",
             [_event_row(row) for row in events],
         )
 
     def add_nodes(self, nodes: Sequence[tuple[NodeId, bytes]]) -> None:
-        self._transaction.executemany(
+        self.transaction.executemany(
             "INSERT INTO tree_node (node_key, hash) VALUES (?, ?)", [(node.key, hash_) for node, hash_ in nodes]
         )
 
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
-        self._transaction.execute(
+        self.transaction.execute(
             "INSERT INTO checkpoint (tree_size, root_hash, signed_note, published_at_us) VALUES (?, ?, ?, ?)",
             (checkpoint.tree_size, checkpoint.root_hash, checkpoint.signed_note, epoch_us(checkpoint.published_at)),
         )
 
 
-def database_path(root: Path | None = None) -> Path:
-    return (root or data_dir()) / "compliance" / "audit.db"
-
-
-class SqliteAuditStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._writer = SqliteDatabase(path)
-        self._writer.migrate(MIGRATIONS)
-        self._reader = SqliteDatabase(path)
+class AuditLogStore:
+    def __init__(self, database: Database) -> None:
+        self._writer = database
+        self._reader = database.open_reader()
 
     @classmethod
-    def open(cls, root: Path | None = None) -> SqliteAuditStore:
-        return cls(database_path(root))
-
-    @contextmanager
-    def reading(self) -> Iterator[SqliteTreeReader]:
-        with self._reader.reading() as connection:
-            yield SqliteTreeReader(connection)
-
-    @contextmanager
-    def writing(self) -> Iterator[SqliteLogWriter]:
-        with self._writer.transaction() as transaction:
-            yield SqliteLogWriter(transaction)
+    def open(cls, root: Path | None = None) -> AuditLogStore:
+        """`<root>/compliance/audit.db`, or the schema `compliance_audit` on PostgreSQL."""
+        return cls(open_database("compliance", MIGRATIONS, area="audit", root=root))
 
     @property
-    def writer_database(self) -> SqliteDatabase:
-        """The write connection, for the group committer that owns it while the log serves."""
+    def engine(self) -> str:
+        return self._writer.engine
+
+    @contextmanager
+    def reading(self) -> Iterator[TreeSnapshot]:
+        with self._reader.reading() as transaction:
+            yield TreeSnapshot(transaction)
+
+    @contextmanager
+    def writing(self) -> Iterator[LogTransaction]:
+        with self._writer.transaction() as transaction:
+            yield LogTransaction(transaction)
+
+    @property
+    def writer_database(self) -> Database:
+        """The writer handle, for the group committer that owns it while the log serves."""
         return self._writer
 
     @staticmethod
-    def log_writer(transaction: Transaction) -> SqliteLogWriter:
+    def log_writer(transaction: Transaction) -> LogTransaction:
         """The log's view of a transaction the committer opened."""
-        return SqliteLogWriter(transaction)
+        return LogTransaction(transaction)
+
+    def sequencer_lease(self) -> SequencerLease:
+        """This process's claim to be the log's sequencer, the one replica that signs checkpoints."""
+        return SequencerLease(database_url() if self.engine == "postgres" else "")
 
     def close(self) -> None:
-        self._reader.close()
+        if self._reader is not self._writer:
+            self._reader.close()
         self._writer.close()
+
+
+# Advisory locks are per database, and the log is one per database. The tag keeps it apart
+# from libs.storage's keys (writers: 0x4C49 << 32 | crc32(schema); migrations: that ^ a salt).
+SEQUENCER_LOCK_KEY = 0x5351 << 32 | zlib.crc32(b"compliance_audit")
+LEASE_CHECK_SECONDS = 1.0
+
+
+class SequencerLease:
+    """Which replica is the log's sequencer: the one whose session holds an advisory lock.
+
+    On SQLite the one process is the sequencer. On PostgreSQL `held()` asks for
+    `pg_try_advisory_lock` on a connection of its own, kept for the process's life: the lock
+    lasts as long as that session, so when the sequencer's process dies (or its connection
+    breaks) the server frees it and the next replica to ask takes over. It asks the server
+    at most once per `LEASE_CHECK_SECONDS` (a holder whether its session lives, the others
+    whether the lock is free), so the writer thread that asks after every batch rarely pays
+    a round trip for it, and a fail-over takes at most that long. The overlap this allows
+    after a broken connection is harmless: signing itself runs under the writer lock, and
+    the store refuses a checkpoint that does not grow the log.
+    """
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._url = url
+        self._clock = clock
+        self._connection: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._holding = False
+        self._checked_at = 0.0
+
+    def held(self) -> bool:
+        """Whether this process is the sequencer now: taken if free, checked if held."""
+        if not self._url:
+            return True
+        now = self._clock()
+        if self._connection is not None and now - self._checked_at < LEASE_CHECK_SECONDS:
+            return self._holding
+        try:
+            if self._connection is None or self._connection.closed:
+                self._holding = False
+                self._connection = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            if self._holding:
+                self._connection.execute("SELECT 1")  # still our session, so still our lock
+            else:
+                row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (SEQUENCER_LOCK_KEY,)).fetchone()
+                self._holding = bool(row and row[0])
+                if self._holding:
+                    log.info("this replica is now the audit log's sequencer")
+        except psycopg.Error:
+            log.warning("the sequencer lease's connection failed; asking again at the next tick", exc_info=True)
+            self.release()
+            return False
+        self._checked_at = now
+        return self._holding
+
+    def release(self) -> None:
+        """Give the lease up (the process is stopping): the session ends, and the lock with it."""
+        self._holding = False
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()

@@ -8,16 +8,17 @@ import pytest
 from libs.audit.events import Outcome
 from libs.audit.pseudonyms import Pseudonymizer
 from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from libs.storage.database import IntegrityError
 from libs.tlog import reference
 from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
 from libs.tlog.proofs import verify_consistency, verify_inclusion
-from services.compliance.audit.conftest import MovableClock, audit_event, edit_database_file
+from services.compliance.audit.conftest import MovableClock, audit_event, edit_database
 from services.compliance.audit.merkle import NodeId
 from services.compliance.audit.model import EventFilter, StoredCheckpoint, UnauthenticatedDenials
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog, CountedDenials
 
 
@@ -120,13 +121,13 @@ def test_an_unknown_event_id_is_not_found(audit_log: AuditLog, queries: AuditQue
     assert missing.value.reason == "AUDIT_EVENT_NOT_FOUND"
 
 
-def test_a_rewritten_tree_is_never_signed(audit_log: AuditLog, store: SqliteAuditStore, clock: MovableClock) -> None:
+def test_a_rewritten_tree_is_never_signed(audit_log: AuditLog, store: AuditLogStore, clock: MovableClock) -> None:
     audit_log.append([[audit_event(n) for n in range(6)]])
     publish(audit_log, clock)
     audit_log.append([[audit_event(6)]])
     # Someone rewrites the hash over leaves 0-3 (node level 2, index 0), as if history had changed.
-    edit_database_file(store.path, ("UPDATE tree_node SET hash = ? WHERE node_key = ?",
-                                    (leaf_hash(b"forged"), NodeId(2, 0).key)))
+    edit_database(store, ("UPDATE tree_node SET hash = ? WHERE node_key = ?",
+                          (leaf_hash(b"forged"), NodeId(2, 0).key)))
     clock.advance()
     with pytest.raises(FailedPrecondition) as refused:
         audit_log.publish_checkpoint_if_due()
@@ -134,7 +135,7 @@ def test_a_rewritten_tree_is_never_signed(audit_log: AuditLog, store: SqliteAudi
 
 
 def test_a_log_signed_with_another_key_refuses_to_continue(
-    audit_log: AuditLog, store: SqliteAuditStore, clock: MovableClock
+    audit_log: AuditLog, store: AuditLogStore, clock: MovableClock
 ) -> None:
     audit_log.publish_checkpoint_if_due()
     impostor = AuditLog(store, NoteSigner.generate("limelight.test/audit"), clock=clock)
@@ -143,11 +144,13 @@ def test_a_log_signed_with_another_key_refuses_to_continue(
     assert refused.value.reason == "AUDIT_SIGNING_KEY_MISMATCH"
 
 
-def test_a_reopened_store_continues_the_same_tree(tmp_path: Path, signer: NoteSigner, clock: MovableClock) -> None:
-    first = SqliteAuditStore.open(tmp_path)
+def test_a_reopened_store_continues_the_same_tree(
+    tmp_path: Path, database_engine: str, signer: NoteSigner, clock: MovableClock
+) -> None:
+    first = AuditLogStore.open(tmp_path)
     AuditLog(first, signer, clock=clock).append([[audit_event(n) for n in range(9)]])
     first.close()
-    reopened = SqliteAuditStore.open(tmp_path)
+    reopened = AuditLogStore.open(tmp_path)
     log = AuditLog(reopened, signer, clock=clock)
     log.append([[audit_event(n) for n in range(9, 13)]])
     checkpoint = log.publish_checkpoint_if_due()
@@ -212,3 +215,40 @@ def test_counted_refusals_are_logged_once_their_window_closes(
     assert (logged.event.action, logged.event.outcome, logged.event.attributes["denials"]) == (
         "compliance.QueryEvents", Outcome.DENIED, "5")
     assert logged.event.attributes["peer_ref"] == Pseudonymizer(b"s" * 32).subject_ref("peers/ipv4:10.0.0.7")
+
+
+def test_leaves_staged_in_a_transaction_that_never_committed_are_forgotten(
+    audit_log: AuditLog, store: AuditLogStore, clock: MovableClock
+) -> None:
+    audit_log.append([[audit_event(0)]])
+    with pytest.raises(RuntimeError), store.writing() as log:
+        audit_log.stage(log, [audit_event(1), audit_event(2)])
+        raise RuntimeError("the batch's transaction fails before it is sealed (a lost connection, say)")
+    with store.writing() as log:
+        [appended] = audit_log.stage(log, [audit_event(3)])
+        audit_log.seal(log)
+    assert appended.leaf_index == 1  # numbered from the stored tree, not from what the failed batch staged
+    checkpoint = publish(audit_log, clock)
+    assert checkpoint.root_hash == reference.root([audit_event(n).canonical_bytes() for n in (0, 3)])
+
+
+@pytest.mark.parametrize("statement", [
+    ("UPDATE audit_event SET reason = 'REWRITTEN'", ()),
+    ("DELETE FROM audit_event", ()),
+    ("UPDATE tree_node SET hash = ?", (leaf_hash(b"forged"),)),
+    ("DELETE FROM tree_node", ()),
+    ("INSERT INTO checkpoint (tree_size, root_hash, signed_note, published_at_us) VALUES (1, ?, 'note', 0)",
+     (leaf_hash(b"old"),)),
+    ("INSERT INTO audit_event SELECT 7, event_id, actor, on_behalf_of, action, resource, outcome, reason, trace_id,"
+     " event_time_us, subject_ref, attributes, logged_at_us FROM audit_event WHERE leaf_index = 0", ()),
+])
+def test_the_schema_itself_refuses_to_rewrite_the_log(
+    audit_log: AuditLog, store: AuditLogStore, clock: MovableClock, statement: tuple[str, tuple[object, ...]]
+) -> None:
+    """Past the store's code, on either engine: append-only triggers, growing checkpoints, one leaf per event id."""
+    audit_log.append([[audit_event(n) for n in range(2)]])
+    publish(audit_log, clock)
+    with pytest.raises(IntegrityError), store.writer_database.transaction() as tx:
+        tx.execute(*statement)
+    with store.reading() as tree:
+        assert tree.tree_size() == 2 and tree.leaf_index_of(audit_event(1).event_id) == 1

@@ -16,7 +16,7 @@ from libs.tlog.proofs import verify_consistency
 from services.compliance.audit.keys import load_or_create_signing_key
 from services.compliance.audit.model import EventFilter
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 ORIGIN = "limelight.test/audit"
@@ -31,10 +31,10 @@ from libs.clock import utc_now
 from services.compliance.audit.usecases import AuditLog
 from services.compliance.audit.keys import load_or_create_signing_key
 from services.compliance.audit.sequencer import Sequencer
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 
 root = Path(sys.argv[1])
-store = SqliteAuditStore.open(root)
+store = AuditLogStore.open(root)
 log = AuditLog(store, load_or_create_signing_key(root, sys.argv[2]), clock=utc_now,
                checkpoint_interval=dt.timedelta(milliseconds=20))
 sequencer = Sequencer(log, store, idle_seconds=0.01)
@@ -69,7 +69,7 @@ def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None:
     writer.wait()
     assert len(acknowledged) >= 3000
 
-    store = SqliteAuditStore.open(tmp_path)
+    store = AuditLogStore.open(tmp_path)
     log = AuditLog(store, load_or_create_signing_key(tmp_path, ORIGIN), clock=utc_now,
                    checkpoint_interval=dt.timedelta(0))
     with store.reading() as tree:

@@ -11,13 +11,14 @@ import pytest
 
 from libs.audit.events import AuditEvent
 from libs.audit.evidence import ExportHeader, ExportLine, read_export, write_export
+from libs.storage.database import open_database
 from libs.tlog.export import FindingKind, VerificationReport, verify_export
 from libs.tlog.hashing import leaf_hash
 from libs.tlog.note import NoteSigner
-from services.compliance.audit.conftest import MovableClock, audit_event, edit_database_file
+from services.compliance.audit.conftest import MovableClock, audit_event, edit_database
 from services.compliance.audit.model import EventFilter, StoredCheckpoint
 from services.compliance.audit.queries import AuditQueries
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import MIGRATIONS, AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 SIZE = 40
@@ -116,16 +117,16 @@ def test_a_filtered_export_verifies_its_events_only(audit_log: AuditLog, queries
     assert report.ok and report.intact_entries == 6
 
 
-def test_a_changed_event_is_named(audit_log: AuditLog, queries: AuditQueries, store: SqliteAuditStore, signer: NoteSigner,
+def test_a_changed_event_is_named(audit_log: AuditLog, queries: AuditQueries, store: AuditLogStore, signer: NoteSigner,
                                   checkpoint: StoredCheckpoint) -> None:
-    edit_database_file(store.path, ("UPDATE audit_event SET outcome = 'succeeded', reason = '' WHERE leaf_index = 8", ()))
+    edit_database(store, ("UPDATE audit_event SET outcome = 'succeeded', reason = '' WHERE leaf_index = 8", ()))
     assert kinds(verify(export_file(queries), signer)) == [(FindingKind.CHANGED, 8, event_id(8))]
 
 
 def test_a_deleted_event_is_named_by_its_leaf_even_in_a_filtered_export(
-    audit_log: AuditLog, queries: AuditQueries, store: SqliteAuditStore, signer: NoteSigner, checkpoint: StoredCheckpoint
+    audit_log: AuditLog, queries: AuditQueries, store: AuditLogStore, signer: NoteSigner, checkpoint: StoredCheckpoint
 ) -> None:
-    edit_database_file(store.path, ("DELETE FROM audit_event WHERE leaf_index = 13", ()))
+    edit_database(store, ("DELETE FROM audit_event WHERE leaf_index = 13", ()))
     assert kinds(verify(export_file(queries), signer)) == [(FindingKind.DELETED, 13, "")]
     filtered = export_file(queries, EventFilter(subject_ref=f"{6:064x}"))
     assert kinds(verify(filtered, signer)) == [(FindingKind.DELETED, 13, "")]
@@ -139,26 +140,26 @@ def test_deleting_the_line_of_an_event_from_a_complete_export_is_caught(
     assert kinds(verify("".join(lines), signer)) == [(FindingKind.DELETED, 21, "")]
 
 
-def test_two_swapped_events_are_both_named(audit_log: AuditLog, queries: AuditQueries, store: SqliteAuditStore, signer: NoteSigner,
+def test_two_swapped_events_are_both_named(audit_log: AuditLog, queries: AuditQueries, store: AuditLogStore, signer: NoteSigner,
                                           checkpoint: StoredCheckpoint) -> None:
-    edit_database_file(store.path,
-                       ("UPDATE audit_event SET leaf_index = 1000 WHERE leaf_index = 5", ()),
-                       ("UPDATE audit_event SET leaf_index = 5 WHERE leaf_index = 9", ()),
-                       ("UPDATE audit_event SET leaf_index = 9 WHERE leaf_index = 1000", ()))
+    edit_database(store,
+                  ("UPDATE audit_event SET leaf_index = 1000 WHERE leaf_index = 5", ()),
+                  ("UPDATE audit_event SET leaf_index = 5 WHERE leaf_index = 9", ()),
+                  ("UPDATE audit_event SET leaf_index = 9 WHERE leaf_index = 1000", ()))
     report = verify(export_file(queries), signer)
     assert kinds(report) == [(FindingKind.REORDERED, 5, event_id(9)), (FindingKind.REORDERED, 9, event_id(5))]
     assert report.findings[0].detail == "logged at leaf 9 but stored at leaf 5"
 
 
-def test_an_event_slipped_into_the_middle_is_named(audit_log: AuditLog, queries: AuditQueries, store: SqliteAuditStore, signer: NoteSigner,
+def test_an_event_slipped_into_the_middle_is_named(audit_log: AuditLog, queries: AuditQueries, store: AuditLogStore, signer: NoteSigner,
                                                   checkpoint: StoredCheckpoint) -> None:
     forged = audit_event(500)
     row = (20, forged.event_id, forged.actor, "", forged.action, forged.resource, forged.outcome.value,
            forged.reason, forged.trace_id, 0, forged.subject_ref, "{}", 0)
-    edit_database_file(store.path,
-                       ("UPDATE audit_event SET leaf_index = leaf_index + 1000 WHERE leaf_index >= 20", ()),
-                       ("UPDATE audit_event SET leaf_index = leaf_index - 999 WHERE leaf_index >= 1000", ()),
-                       ("INSERT INTO audit_event VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+    edit_database(store,
+                  ("UPDATE audit_event SET leaf_index = leaf_index + 1000 WHERE leaf_index >= 20", ()),
+                  ("UPDATE audit_event SET leaf_index = leaf_index - 999 WHERE leaf_index >= 1000", ()),
+                  ("INSERT INTO audit_event VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
     found = kinds(verify(export_file(queries), signer))
     assert found[0] == (FindingKind.INSERTED, 20, forged.event_id)
     # Everything after it is reported as moved by one, and the last logged event as pushed out.
@@ -166,9 +167,9 @@ def test_an_event_slipped_into_the_middle_is_named(audit_log: AuditLog, queries:
     assert found[-1] == (FindingKind.DELETED, SIZE - 1, "")
 
 
-def test_an_edited_leaf_hash_in_the_tree_is_reported(audit_log: AuditLog, queries: AuditQueries, store: SqliteAuditStore,
+def test_an_edited_leaf_hash_in_the_tree_is_reported(audit_log: AuditLog, queries: AuditQueries, store: AuditLogStore,
                                                     signer: NoteSigner, checkpoint: StoredCheckpoint) -> None:
-    edit_database_file(store.path, ("UPDATE tree_node SET hash = ? WHERE node_key = 4", (leaf_hash(b"forged"),)))
+    edit_database(store, ("UPDATE tree_node SET hash = ? WHERE node_key = 4", (leaf_hash(b"forged"),)))
     edited, sibling = verify(export_file(queries), signer).findings
     assert (edited.kind, edited.leaf_index) == (FindingKind.TREE_ALTERED, 4)
     assert "record itself matches" in edited.detail
@@ -189,7 +190,7 @@ def test_rewritten_history_is_caught_by_a_checkpoint_held_from_before(
     tmp_path: Path, audit_log: AuditLog, signer: NoteSigner, clock: MovableClock, checkpoint: StoredCheckpoint
 ) -> None:
     # The same key signs a second history in which event 3 says something else.
-    rewritten_store = SqliteAuditStore.open(tmp_path / "rewritten")
+    rewritten_store = AuditLogStore(open_database("compliance", MIGRATIONS, area="rewritten", root=tmp_path))
     rewritten = AuditLog(rewritten_store, signer, clock=clock)
     events: list[AuditEvent] = [audit_event(n, reason="NOTHING_HAPPENED") if n == 3 else audit_event(n)
                                 for n in range(SIZE + 5)]

@@ -15,7 +15,7 @@ from libs.tlog.note import NoteSigner
 from services.compliance.audit.conftest import audit_event
 from services.compliance.audit.model import Appended
 from services.compliance.audit.sequencer import Sequencer
-from services.compliance.audit.store import SqliteAuditStore
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 WRITERS = 64
@@ -23,7 +23,7 @@ APPENDS_PER_WRITER = 10
 
 
 @pytest.fixture
-def sequencer(store: SqliteAuditStore, signer: NoteSigner) -> Iterator[Sequencer]:
+def sequencer(store: AuditLogStore, signer: NoteSigner) -> Iterator[Sequencer]:
     log = AuditLog(store, signer, clock=utc_now, checkpoint_interval=dt.timedelta(milliseconds=50))
     started = Sequencer(log, store, idle_seconds=0.02)
     yield started
@@ -31,7 +31,7 @@ def sequencer(store: SqliteAuditStore, signer: NoteSigner) -> Iterator[Sequencer
 
 
 def test_concurrent_writers_are_each_acknowledged_once_from_shared_commits(
-    sequencer: Sequencer, store: SqliteAuditStore
+    sequencer: Sequencer, store: AuditLogStore
 ) -> None:
     acknowledged: list[Appended] = []
     lock = threading.Lock()
@@ -65,7 +65,7 @@ def test_a_batch_reusing_an_event_id_fails_without_failing_its_neighbours(sequen
     sequencer.stop()
 
 
-def test_a_checkpoint_covers_new_events_within_a_second(sequencer: Sequencer, store: SqliteAuditStore) -> None:
+def test_a_checkpoint_covers_new_events_within_a_second(sequencer: Sequencer, store: AuditLogStore) -> None:
     for number in range(30):
         sequencer.submit([audit_event(number)]).result(timeout=10)
         time.sleep(0.01)

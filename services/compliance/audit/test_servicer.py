@@ -29,7 +29,9 @@ from services.compliance.server import build
 
 
 @pytest.fixture
-async def compliance(tmp_path: Path) -> AsyncIterator[RunningService]:
+async def compliance(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningService]:
+    if "database_engine" in request.fixturenames:  # a test that runs on both engines: its database first
+        request.getfixturevalue("database_engine")
     running = await start_service("compliance", build, port=0, data_root=tmp_path)
     yield running
     await running.stop(grace=0)
@@ -108,7 +110,9 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
     raise AssertionError("no ErrorInfo detail")
 
 
-async def test_appended_events_are_provable_against_signed_checkpoints(service: Caller, officer: Caller) -> None:
+async def test_appended_events_are_provable_against_signed_checkpoints(
+    database_engine: str, service: Caller, officer: Caller
+) -> None:
     key = await service.stub.GetPublicKey(audit_pb2.GetPublicKeyRequest())  # public: no token needed
     verifier = NoteVerifier.from_key_string(key.verifier_key)
     assert verifier.public_key == key.public_key and verifier.name == key.origin
@@ -363,3 +367,34 @@ async def test_tokenless_refusals_are_counted_into_one_event_not_one_leaf_each(t
         "compliance.QueryEvents", "", "TOKEN_MISSING")
     assert counted.event.attributes["denials"] == "20"
     assert len(counted.event.attributes["peer_ref"]) == 64  # the address itself is not logged
+
+
+@pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
+async def test_two_replicas_append_into_one_log_that_either_proves(tmp_path: Path, database_engine: str) -> None:
+    """Two compliance processes over one PostgreSQL, as `--replicas compliance=2` runs them."""
+    replicas = [await start_service("compliance", build, port=0, data_root=tmp_path) for _ in range(2)]
+    channels = [grpc.aio.insecure_channel(replica.target) for replica in replicas]
+    try:
+        callers = [Caller(channel, bearer(tmp_path, "services/gifts", Role.SERVICE)) for channel in channels]
+        batches = [[gift_event() for _ in range(3)] for _ in range(12)]
+        replies = await asyncio.gather(*(
+            callers[number % 2].stub.AppendEvents(audit_pb2.AppendEventsRequest(events=batch),
+                                                  metadata=callers[number % 2].metadata)
+            for number, batch in enumerate(batches)))
+        leaves = sorted(event.leaf_index for reply in replies for event in reply.events)
+        assert leaves == list(range(36))  # gap-free, each leaf once, whichever replica took the batch
+        key = await callers[0].stub.GetPublicKey(audit_pb2.GetPublicKeyRequest())
+        verifier = NoteVerifier.from_key_string(key.verifier_key)
+        signed = [open_checkpoint((await latest_checkpoint(caller, at_least=36)).signed_note, [verifier])
+                  for caller in callers]
+        assert signed[0].root_hash == signed[1].root_hash  # one tree, whichever replica is asked
+        for number, batch in enumerate(batches[:4]):
+            proof = await callers[1 - number % 2].stub.GetInclusionProof(
+                audit_pb2.GetInclusionProofRequest(event_id=batch[0].event_id, tree_size=36))
+            verify_inclusion(proof.leaf_index, 36, leaf_hash(event_from_proto(batch[0]).canonical_bytes()),
+                             list(proof.hashes), signed[0].root_hash)
+    finally:
+        for channel in channels:
+            await channel.close()
+        for replica in replicas:
+            await replica.stop(grace=0)

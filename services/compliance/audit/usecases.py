@@ -5,8 +5,11 @@ no gRPC. The read-only use cases (proofs, queries, exports) are in `queries.py`.
 
 Invariants, and where each is kept:
 - Leaves are numbered without gaps, in commit order: each write transaction reads the
-  tree size and right border from the store itself, so a restarted (or second)
-  process continues the same tree instead of forking it.
+  tree size and right border from the store itself, inside the transaction (which
+  excludes every other writer, in every replica), so a restarted process, or another
+  replica that appended meanwhile, continues the same tree instead of forking it.
+  Nothing about the tree is kept between transactions: what one transaction staged is
+  bound to it, and a transaction that never committed leaves nothing behind.
 - An event id is logged once (AIP-155): a retry returns the first leaf; the same id
   with other content is refused, never logged twice. The store's UNIQUE constraint
   backs this up.
@@ -60,6 +63,11 @@ class TreeReader(Protocol):
 class LogWriter(TreeReader, Protocol):
     """One write transaction: everything in it commits together or not at all."""
 
+    @property
+    def transaction(self) -> object:
+        """The transaction itself: the same object for every writer of one transaction."""
+        ...
+
     def logged_hashes(self, event_ids: Collection[str]) -> dict[str, tuple[int, bytes]]: ...
     def add_events(self, events: Sequence[SequencedEvent]) -> None: ...
     def add_nodes(self, nodes: Sequence[tuple[NodeId, bytes]]) -> None: ...
@@ -81,6 +89,7 @@ class AuditStore(Protocol):
 class _StagedLeaves:
     """The leaves of the transaction being built: where they start, and what they hash to."""
 
+    transaction: object
     base_size: int
     border_hashes: list[bytes]
     logged: dict[str, tuple[int, bytes]] = field(default_factory=dict)
@@ -129,7 +138,6 @@ class AuditLog:
         the store's write transaction excludes every other writer while it is open.
         """
         with self._store.writing() as log:
-            self._staged = None  # whatever was staged belongs to a transaction that never committed
             outcomes: list[list[Appended] | AlreadyExists] = []
             for batch in batches:
                 try:
@@ -146,11 +154,13 @@ class AuditLog:
         id for other content. The tree nodes of everything staged follow in `seal`, once
         per transaction, so a group of batches is hashed together.
         """
-        if self._staged is None:
+        if self._staged is None or self._staged.transaction is not log.transaction:
+            # The first batch of this transaction (what an earlier one staged died with it, if it
+            # never reached `seal`): the tree as stored now, whoever appended last.
             size = log.tree_size()
             border = merkle.frontier(size)
             border_hashes = log.node_hashes(border)
-            self._staged = _StagedLeaves(size, [border_hashes[node] for node in border])
+            self._staged = _StagedLeaves(log.transaction, size, [border_hashes[node] for node in border])
         staged = self._staged
         ids = {event.event_id for event in events}
         known = {**log.logged_hashes(ids - staged.logged.keys()),
@@ -182,7 +192,7 @@ class AuditLog:
     def seal(self, log: LogWriter) -> None:
         """Write the tree nodes that the leaves staged in this transaction complete; the caller then commits."""
         staged, self._staged = self._staged, None
-        if staged is not None and staged.leaf_hashes:
+        if staged is not None and staged.transaction is log.transaction and staged.leaf_hashes:
             log.add_nodes(merkle.appended_nodes(staged.base_size, staged.border_hashes, staged.leaf_hashes))
 
     def publish_checkpoint_if_due(self) -> StoredCheckpoint | None:

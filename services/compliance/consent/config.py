@@ -1,7 +1,8 @@
 """ConsentService's settings, from the environment.
 
     LIMELIGHT_CONSENT_STATE_CACHE   how many users' consent states CheckConsent keeps in memory
-                                    (default 100000); a miss reads the store.
+                                    (default 100000); a miss reads the store. Off on PostgreSQL,
+                                    where other replicas write the same history.
 """
 
 from __future__ import annotations

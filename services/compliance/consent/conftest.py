@@ -12,6 +12,7 @@ from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.access import ON_BEHALF_OF_HEADER
 from libs.kit.server import RunningService, start_service
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.compliance.server import build
 
 Metadata = tuple[tuple[str, str], ...]

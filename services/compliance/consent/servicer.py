@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,9 +48,14 @@ from services.compliance.consent.model import (
     SubjectState,
     require_access,
 )
-from services.compliance.consent.store import SqliteConsentStore
+from services.compliance.consent.store import ConsentRecordStore
+
+log = logging.getLogger(__name__)
 
 CONSENT = "limelight.compliance.v1.ConsentService"
+FOLLOW_SECONDS = 0.05
+"""How often a replica looks for the records other replicas committed (a store they share)."""
+FOLLOW_BATCH = 500
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 
@@ -132,13 +138,53 @@ class KitAuditEvents:
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
-    def __init__(self, store: SqliteConsentStore, audit: usecases.AuditEvents, *, clock: Clock = utc_now,
+    def __init__(self, store: ConsentRecordStore, audit: usecases.AuditEvents, *, clock: Clock = utc_now,
                  config: ConsentConfig | None = None) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
-        self._states = usecases.ConsentStates(capacity=(config or ConsentConfig()).state_cache_size)
+        # Replicas over one PostgreSQL share the history, and a state remembered here would miss what
+        # another replica recorded (a withdrawal above all): there every check reads the store.
+        capacity = 0 if store.shared_by_replicas else (config or ConsentConfig()).state_cache_size
+        self._states = usecases.ConsentStates(capacity=capacity)
         self.changes = ConsentChanges()
+        # Where replicas share the store, each announces the others' records too: `_follow` reads
+        # them after `_followed_through`, skipping the ones this replica announced itself.
+        self._follower: asyncio.Task[None] | None = None
+        self._followed_through = 0
+        self._announced_here: set[int] = set()
+
+    async def start(self) -> None:
+        """On a store other replicas write too, follow their records into this replica's change feed."""
+        if self._store.shared_by_replicas:
+            self._followed_through = await asyncio.to_thread(self._store.head)
+            self._follower = asyncio.create_task(self._follow(), name="consent-follow-replicas")
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                records = await asyncio.to_thread(self._store.records_after, self._followed_through, FOLLOW_BATCH)
+            except Exception:
+                log.exception("could not read the consent records of other replicas; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            # From here to the end of the loop body nothing awaits, so `_committed` sees either
+            # none of this page or all of it.
+            others = [record for record in records if record.version not in self._announced_here]
+            self._announced_here.difference_update(record.version for record in records)
+            if records:
+                self._followed_through = records[-1].version
+            if others:
+                self.changes.publish(others)
+            if len(records) < FOLLOW_BATCH:
+                await asyncio.sleep(FOLLOW_SECONDS)
 
     async def _state(self, user: str) -> SubjectState:
         state = self._states.cached(user)
@@ -165,7 +211,11 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             records = records_of(result)
             if records:
                 self._states.apply(records[0].subject, records)
-                self.changes.publish(records)
+                if self._follower is not None:  # what the follower has not passed yet, it must skip
+                    records = [record for record in records if record.version > self._followed_through]
+                    self._announced_here.update(record.version for record in records)
+                if records:
+                    self.changes.publish(records)
             return result
 
         return await asyncio.shield(asyncio.ensure_future(write_and_announce()))
@@ -269,7 +319,7 @@ class ConsentArea:
     """What consent adds to the compliance server."""
 
     servicer: ConsentServicer
-    store: SqliteConsentStore
+    store: ConsentRecordStore
     audit: AuditClient
     policy: AccessPolicy = POLICY
     service_name: str = CONSENT
@@ -285,8 +335,10 @@ class ConsentArea:
 
     async def on_start(self) -> None:
         await self.audit.start()
+        await self.servicer.start()
 
     async def on_stop(self) -> None:
+        await self.servicer.stop()
         await self.audit.stop()
         await asyncio.to_thread(self.store.close)
 
@@ -294,8 +346,8 @@ class ConsentArea:
 def build(runtime: ServiceRuntime, *, append: AppendEvents, clock: Clock = utc_now,
           config: ConsentConfig | None = None) -> ConsentArea:
     """The area over `<data>/compliance/consent.db`; `append` delivers its audit events to the audit log."""
-    store = SqliteConsentStore.open(runtime.data_root)
-    audit = AuditClient(service="compliance", spool=AuditSpool(runtime.data_root / "compliance" / "consent-audit-spool.db"),
+    store = ConsentRecordStore.open(runtime.data_root)
+    audit = AuditClient(service="compliance", spool=AuditSpool.open("compliance", runtime.data_root, area="consent-audit-spool"),
                         append=append, pseudonymizer=Pseudonymizer.for_deployment(runtime.data_root), clock=clock,
                         outbox=store.audit_outbox, telemetry=runtime.telemetry)
     store.add_commit_listener(audit.wake_shipper)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -12,9 +14,10 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from limelight.compliance.v1 import ads_pb2, ads_pb2_grpc, audit_pb2, audit_pb2_grpc, consent_pb2, consent_pb2_grpc
 
-from libs.kit.server import RunningService
+from libs.kit.server import RunningService, start_service
 from services.compliance.consent.conftest import Callers, Metadata
 from services.compliance.consent.test_tcf import tc_string
+from services.compliance.server import build
 
 ADS = consent_pb2.CONSENT_PURPOSE_PERSONALISED_ADS
 FEED = consent_pb2.CONSENT_PURPOSE_PERSONALISED_CONTENT
@@ -261,3 +264,42 @@ async def test_a_retried_tcf_request_records_once(consent_stub: consent_pb2_grpc
     history = await consent_stub.ListConsentRecords(consent_pb2.ListConsentRecordsRequest(parent="users/oda"),
                                                     metadata=callers.user("oda"))
     assert len(history.records) == len(first.records)
+
+
+async def next_change(watch: Any, *, timeout: float = 2.0) -> consent_pb2.WatchConsentChangesResponse:
+    change = await asyncio.wait_for(watch.read(), timeout=timeout)
+    assert isinstance(change, consent_pb2.WatchConsentChangesResponse)
+    return change
+
+
+@pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
+async def test_a_withdrawal_through_one_replica_holds_at_the_other(
+        tmp_path: Path, database_engine: str, callers: Callers) -> None:
+    """Two compliance replicas over one PostgreSQL: neither answers from a state the other has changed."""
+    replicas = [await start_service("compliance", build, port=0, data_root=tmp_path) for _ in range(2)]
+    try:
+        async with grpc.aio.insecure_channel(replicas[0].target) as first, \
+                grpc.aio.insecure_channel(replicas[1].target) as second:
+            one, other = consent_pb2_grpc.ConsentServiceStub(first), consent_pb2_grpc.ConsentServiceStub(second)
+            watch = other.WatchConsentChanges(consent_pb2.WatchConsentChangesRequest(), metadata=callers.service())
+            head = await next_change(watch, timeout=5)
+            assert not (await check(one, callers.service(), "ana", FEED)).decisions[0].permitted
+            given = await one.RecordConsent(give("ana", FEED), metadata=callers.user("ana"))
+            # A cache watching the other replica hears of it too, once.
+            change = await next_change(watch)
+            assert (change.subject, change.sequence, list(change.purposes)) == (
+                "users/ana", given.record.version, [FEED])
+            assert given.record.version > head.sequence
+            assert (await check(other, callers.service(), "ana", FEED)).decisions[0].permitted
+            assert (await check(one, callers.service(), "ana", FEED)).decisions[0].permitted
+            withdrawn = await other.WithdrawConsent(withdraw("ana", FEED), metadata=callers.service_for("ana"))
+            assert withdrawn.record.version == given.record.version + 1
+            answer = await check(one, callers.service(), "ana", FEED)
+            assert (answer.decisions[0].permitted, answer.version) == (False, withdrawn.record.version)
+            change = await next_change(watch)  # its own, announced once as well
+            assert (change.subject, change.sequence) == ("users/ana", withdrawn.record.version)
+            with pytest.raises(asyncio.TimeoutError):
+                await next_change(watch, timeout=0.3)
+    finally:
+        for replica in replicas:
+            await replica.stop(grace=0)

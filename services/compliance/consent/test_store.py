@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,15 +10,16 @@ import pytest
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.audit.outbox import TracedEvent
+from libs.storage.database import IntegrityError, open_database
 from services.compliance.consent.model import ConsentRecord, Decision, DecisionDraft, Method, Purpose
-from services.compliance.consent.store import SqliteConsentStore
+from services.compliance.consent.store import MIGRATIONS, ConsentRecordStore
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteConsentStore]:
-    opened = SqliteConsentStore.open(tmp_path)
+def store(tmp_path: Path, database_engine: str) -> Iterator[ConsentRecordStore]:
+    opened = ConsentRecordStore.open(tmp_path)
     yield opened
     opened.close()
 
@@ -36,7 +36,7 @@ def event(record_id: str) -> TracedEvent:
                                   outcome=Outcome.SUCCEEDED, event_time=NOW))
 
 
-async def test_records_and_their_audit_events_commit_together(store: SqliteConsentStore) -> None:
+async def test_records_and_their_audit_events_commit_together(store: ConsentRecordStore) -> None:
     [stored] = await store.record(request_id="r1", fingerprint="f", subject="users/ana", records=[record("a1")],
                                   events=[event("a1")])
     assert stored.version == 1 and store.state("users/ana").version == 1
@@ -46,17 +46,21 @@ async def test_records_and_their_audit_events_commit_together(store: SqliteConse
 @pytest.mark.parametrize("statement", [
     "UPDATE consent_records SET decision = 'REFUSED'",
     "DELETE FROM consent_records",
+    "UPDATE tcf_consents SET tc_string = 'forged'",
+    "DELETE FROM tcf_consents",
 ])
-async def test_the_history_cannot_be_rewritten(tmp_path: Path, store: SqliteConsentStore, statement: str) -> None:
-    await store.record(request_id="r1", fingerprint="f", subject="users/ana", records=[record("a1")], events=[])
-    connection = sqlite3.connect(tmp_path / "compliance" / "consent.db")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        connection.execute(statement)
-    connection.close()
+async def test_the_history_cannot_be_rewritten(tmp_path: Path, store: ConsentRecordStore, statement: str) -> None:
+    await store.record(request_id="r1", fingerprint="f", subject="users/ana", records=[record("a1")], events=[],
+                       tc_string="CQ-tc-string")
+    # Another handle on the same database, past the store's code: the schema itself refuses.
+    database = open_database("compliance", MIGRATIONS, area="consent", root=tmp_path)
+    with pytest.raises(IntegrityError, match="append-only"), database.transaction() as tx:
+        tx.execute(statement)
+    database.close()
     assert store.state("users/ana").latest[Purpose.PERSONALISED_CONTENT].draft.decision is Decision.GRANTED
 
 
-async def test_the_latest_record_per_purpose_is_the_state(store: SqliteConsentStore) -> None:
+async def test_the_latest_record_per_purpose_is_the_state(store: ConsentRecordStore) -> None:
     await store.record(request_id="r1", fingerprint="f1", subject="users/ana", records=[record("a1")], events=[])
     await store.record(request_id="r2", fingerprint="f2", subject="users/ana",
                        records=[record("a2", decision=Decision.WITHDRAWN), record("a3", Purpose.AD_MEASUREMENT)],

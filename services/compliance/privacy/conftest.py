@@ -7,13 +7,16 @@ from pathlib import Path
 import pytest
 
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, package_definition, start_service
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.compliance.data_map import DATA_MAP
 from services.compliance.privacy import servicer
 from services.compliance.privacy.config import PrivacyConfig
 
 
 @pytest.fixture
-async def privacy_server(tmp_path: Path) -> AsyncIterator[tuple[RunningService, servicer.PrivacyArea]]:
+async def privacy_server(
+    tmp_path: Path, database_engine: str,  # noqa: F811 (the imported fixture)
+) -> AsyncIterator[tuple[RunningService, servicer.PrivacyArea]]:
     built: list[servicer.PrivacyArea] = []
 
     def build_privacy_only(runtime: ServiceRuntime) -> ServiceDefinition:

@@ -33,7 +33,7 @@ from services.compliance.privacy.config import PrivacyConfig
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
 from services.compliance.privacy.model import DataSubjectRequest, not_found
 from services.compliance.privacy.sources import ComplianceRecords, ServiceSubjectData, service_sources
-from services.compliance.privacy.store import SqlitePrivacyStore
+from services.compliance.privacy.store import PrivacyStore
 from services.compliance.privacy.usecases import DataKeys, KeyEncryptionKey
 
 DATA_KEYS = "limelight.compliance.v1.PersonalDataKeyService"
@@ -197,7 +197,7 @@ class PrivacyArea:
     """What the privacy area adds to the compliance server."""
 
     keys: DataKeys
-    store: SqlitePrivacyStore
+    store: PrivacyStore
     audit: AuditClient
     servicers: Mapping[str, object]
     policy: AccessPolicy = POLICY
@@ -224,7 +224,7 @@ def build(runtime: ServiceRuntime, *, clock: Clock = utc_now, kek: KeyEncryption
     remote = service_sources(runtime, config.sources) if sources is None else []
     if sources is None:
         sources = remote
-    store = SqlitePrivacyStore.open(runtime.data_root)
+    store = PrivacyStore.open(runtime.data_root)
     keys = DataKeys(store, kek or LocalKeyEncryptionKey.for_deployment(runtime.data_root), clock)
     audit = AuditClient.for_runtime(runtime, outbox=store.audit_outbox())
     requests = usecases.DataSubjectRequests(store, keys, [ComplianceRecords(store, compliance_sources), *sources],

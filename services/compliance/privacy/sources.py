@@ -15,7 +15,7 @@ from limelight.privacy.v1 import subject_data_pb2, subject_data_pb2_grpc
 from libs.errors import Unavailable
 from libs.kit.server import ServiceRuntime
 from libs.privacy.subject_data import Erasure, RetentionException
-from services.compliance.privacy.store import SqlitePrivacyStore
+from services.compliance.privacy.store import PrivacyStore
 from services.compliance.privacy.usecases import SubjectDataSource
 
 SERVICE = "services/compliance"
@@ -30,7 +30,7 @@ class ComplianceRecords:
 
     service = SERVICE
 
-    def __init__(self, store: SqlitePrivacyStore, areas: Sequence[SubjectDataSource] = ()) -> None:
+    def __init__(self, store: PrivacyStore, areas: Sequence[SubjectDataSource] = ()) -> None:
         self._store = store
         self._areas = areas
 

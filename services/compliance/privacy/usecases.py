@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from libs.clock import Clock
@@ -108,7 +109,10 @@ class RequestStore(Protocol):
     def request(self, name: str) -> DataSubjectRequest | None: ...
     def add_request(self, request: DataSubjectRequest, request_id: str, fingerprint: str,
                     sealed_details: bytes | None, event: object) -> DataSubjectRequest: ...
-    def save_request(self, request: DataSubjectRequest, event: object, export: bytes | None = None) -> None: ...
+    def save_request(self, request: DataSubjectRequest, event: object, export: bytes | None = None, *,
+                     replacing: DataSubjectRequest) -> None:
+        """Raises Aborted (REQUEST_CHANGED_CONCURRENTLY) when the stored request is no longer `replacing`."""
+        ...
     def requests(self, user: str | None, state: RequestState | None, overdue_at: dt.datetime | None,
                  after: tuple[int, str] | None, limit: int) -> list[DataSubjectRequest]: ...
     def export_of(self, name: str) -> bytes | None: ...
@@ -185,14 +189,16 @@ class DataSubjectRequests:
         return replace(request, details=open_sealed(key, request.subject, DETAILS_FIELD, sealed))
 
     async def extend(self, name: str, months: int, reason: str, audit: RequestAudit) -> DataSubjectRequest:
-        extended = (await self.get(name)).extended(months, reason)
-        await asyncio.to_thread(self._store.save_request, extended,
+        current = await self.get(name)
+        extended = current.extended(months, reason)
+        await asyncio.to_thread(partial(self._store.save_request, replacing=current), extended,
                                 audit.step("compliance.ExtendDataSubjectRequest", extended, months=str(months)))
         return extended
 
     async def reject(self, name: str, reason: str, audit: RequestAudit) -> DataSubjectRequest:
-        rejected = (await self.get(name)).rejected(reason, self._clock())
-        await asyncio.to_thread(self._store.save_request, rejected,
+        current = await self.get(name)
+        rejected = current.rejected(reason, self._clock())
+        await asyncio.to_thread(partial(self._store.save_request, replacing=current), rejected,
                                 audit.step("compliance.RejectDataSubjectRequest", rejected))
         return rejected
 
@@ -226,7 +232,7 @@ class DataSubjectRequests:
         if not all(step.done for step in progress):
             # An export missing a service would not be "everything we hold": the request stays open.
             waiting = replace(request, state=RequestState.IN_PROGRESS, progress=tuple(progress))
-            await asyncio.to_thread(self._store.save_request, waiting,
+            await asyncio.to_thread(partial(self._store.save_request, replacing=request), waiting,
                                     audit.step("compliance.ExportSubjectData", waiting, outcome="incomplete"))
             return waiting
         now = self._clock()
@@ -234,7 +240,7 @@ class DataSubjectRequests:
         sealed = self._sealed(request.subject, EXPORT_FIELD, archive)
         completed = replace(request, state=RequestState.COMPLETED, complete_time=now, progress=tuple(progress),
                             export_size_bytes=len(archive.encode()))
-        await asyncio.to_thread(self._store.save_request, completed,
+        await asyncio.to_thread(partial(self._store.save_request, replacing=request), completed,
                                 audit.step("compliance.ExportSubjectData", completed,
                                            sources=",".join(sections), size_bytes=str(completed.export_size_bytes)),
                                 sealed if sealed is not None else archive.encode())
@@ -243,6 +249,7 @@ class DataSubjectRequests:
     async def _erase(self, request: DataSubjectRequest, audit: RequestAudit) -> DataSubjectRequest:
         progress: list[ServiceProgress] = []
         kept: list[RetentionException] = [AUDIT_RETENTION]
+        stored = request  # the version each step replaces
         for source in self._sources:
             try:
                 erasure = await source.erase(request.subject)
@@ -252,8 +259,9 @@ class DataSubjectRequests:
             progress.append(ServiceProgress(source.service, True, self._clock(), erasure.summary))
             kept += erasure.kept
             step = replace(request, state=RequestState.IN_PROGRESS, progress=tuple(progress))
-            await asyncio.to_thread(self._store.save_request, step,
+            await asyncio.to_thread(partial(self._store.save_request, replacing=stored), step,
                                     audit.step("compliance.EraseSubjectData", step, service=source.service))
+            stored = step
         # Last: the key. Every sealed copy, in every service and every backup, is unreadable from here on.
         shredded = await asyncio.to_thread(self._keys.shred, request.subject)
         progress.append(ServiceProgress("services/compliance", True, self._clock(),
@@ -264,7 +272,7 @@ class DataSubjectRequests:
         completed = replace(request, state=RequestState.COMPLETED if complete else RequestState.IN_PROGRESS,
                             complete_time=self._clock() if complete else None,
                             progress=tuple(progress), retention_exceptions=tuple(kept))
-        await asyncio.to_thread(self._store.save_request, completed,
+        await asyncio.to_thread(partial(self._store.save_request, replacing=stored), completed,
                                 audit.step("compliance.ShredDataKey", completed, shredded=str(shredded).lower()))
         return completed
 
