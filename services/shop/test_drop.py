@@ -8,7 +8,6 @@ buyers and 100 units.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 
 import grpc
@@ -39,8 +38,8 @@ async def _buy_all(shop: Shop, requests: list[orders_pb2.CheckoutRequest]) -> tu
 
 
 def _stock_rows(shop: Shop) -> list[tuple[str, int, int, int]]:
-    with sqlite3.connect(shop.service.store.path) as connection:
-        return list(connection.execute("SELECT variant, on_hand, reserved, sold FROM stock ORDER BY variant"))
+    return [(str(v), int(str(h)), int(str(r)), int(str(s)))
+            for v, h, r, s in shop.query("SELECT variant, on_hand, reserved, sold FROM stock ORDER BY variant")]
 
 
 async def test_a_drop_of_100_units_to_1000_concurrent_buyers_sells_exactly_100(shop: Shop) -> None:
