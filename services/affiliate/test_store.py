@@ -1,4 +1,4 @@
-"""The use cases over the real SQLite store in tmp_path (integration), with an injected clock."""
+"""The use cases over the real store (SQLite in tmp_path, and PostgreSQL), with an injected clock."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class RecordedAudit:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AffiliateStore]:
+def store(tmp_path: Path, database_engine: str) -> Iterator[AffiliateStore]:  # noqa: F811 (the imported fixture)
     opened = AffiliateStore.open(tmp_path)
     yield opened
     opened.close()
