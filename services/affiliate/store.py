@@ -152,123 +152,8 @@ CREATE TABLE payouts (
     create_us INTEGER NOT NULL
 );
 """
-# PostgreSQL's text of version 1: the same tables and constraints, 64-bit integers.
-_SCHEMA_V1_POSTGRES = """
-CREATE TABLE programs (
-    merchant TEXT NOT NULL,
-    program_id TEXT NOT NULL,
-    display_name TEXT NOT NULL,
-    products_json TEXT NOT NULL,
-    commission_rate_bps BIGINT NOT NULL CHECK (commission_rate_bps BETWEEN 0 AND 10000),
-    cost_per_click_minor BIGINT NOT NULL CHECK (cost_per_click_minor >= 0),
-    daily_click_cap_minor BIGINT NOT NULL CHECK (daily_click_cap_minor >= 0),
-    currency_code TEXT NOT NULL,
-    attribution_window_us BIGINT NOT NULL CHECK (attribution_window_us BETWEEN 86400000000 AND 7776000000000),
-    attribution_model TEXT NOT NULL CHECK (attribution_model IN ('LAST_CLICK', 'FIRST_CLICK')),
-    return_window_us BIGINT NOT NULL CHECK (return_window_us BETWEEN 0 AND 7776000000000),
-    state TEXT NOT NULL CHECK (state IN ('ACTIVE', 'PAUSED', 'ENDED')),
-    create_us BIGINT NOT NULL,
-    update_us BIGINT NOT NULL,
-    PRIMARY KEY (merchant, program_id)
-);
-CREATE INDEX programs_newest ON programs (create_us DESC, merchant, program_id);
-CREATE TABLE tracking_links (
-    name TEXT PRIMARY KEY,
-    creator TEXT NOT NULL,
-    link_id TEXT NOT NULL,
-    program TEXT NOT NULL,
-    product TEXT NOT NULL,
-    short_code TEXT NOT NULL UNIQUE,
-    token TEXT NOT NULL,
-    commission_rate_bps BIGINT CHECK (commission_rate_bps BETWEEN 0 AND 10000),
-    create_us BIGINT NOT NULL
-);
-CREATE INDEX tracking_links_by_creator ON tracking_links (creator, create_us DESC, link_id);
-CREATE TABLE clicks (
-    click_id TEXT PRIMARY KEY,
-    link TEXT NOT NULL REFERENCES tracking_links (name),
-    counted BIGINT NOT NULL CHECK (counted IN (0, 1)),
-    filter_reason TEXT,
-    visitor_id TEXT NOT NULL,
-    clicked_by TEXT NOT NULL,
-    visitor_pseudonym TEXT NOT NULL,
-    country_sealed BYTEA,
-    burst BIGINT NOT NULL CHECK (burst IN (0, 1)),
-    cpc_earned_minor BIGINT NOT NULL CHECK (cpc_earned_minor >= 0),
-    click_us BIGINT NOT NULL,
-    CHECK ((counted = 1) = (filter_reason IS NULL))
-);
-CREATE INDEX clicks_counted_by_visitor ON clicks (visitor_id, click_us) WHERE counted = 1;
-CREATE INDEX clicks_counted_by_time ON clicks (click_us) WHERE counted = 1;
-CREATE INDEX clicks_counted_by_link ON clicks (link) WHERE counted = 1;
-CREATE TABLE attributions (
-    order_name TEXT PRIMARY KEY,
-    merchant TEXT NOT NULL,
-    buyer TEXT NOT NULL,
-    visitor_id TEXT NOT NULL,
-    attributed BIGINT NOT NULL CHECK (attributed IN (0, 1)),
-    reason TEXT,
-    commission TEXT NOT NULL,
-    click TEXT NOT NULL,
-    visitor_pseudonym TEXT NOT NULL,
-    order_us BIGINT NOT NULL,
-    CHECK ((attributed = 1) = (reason IS NULL))
-);
-CREATE INDEX attributions_by_pseudonym ON attributions (visitor_pseudonym, order_us) WHERE attributed = 1;
-CREATE TABLE commissions (
-    name TEXT PRIMARY KEY,
-    creator TEXT NOT NULL,
-    commission_id TEXT NOT NULL,
-    program TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('SALE', 'CLICK')),
-    state TEXT NOT NULL CHECK (state IN ('PENDING', 'SETTLED', 'INELIGIBLE', 'FROZEN', 'PAID')),
-    state_reason TEXT NOT NULL,
-    frozen_from TEXT CHECK (frozen_from IN ('PENDING', 'SETTLED')),
-    tracking_link TEXT NOT NULL,
-    click TEXT NOT NULL,
-    order_name TEXT NOT NULL,
-    order_paid_minor BIGINT NOT NULL CHECK (order_paid_minor >= 0),
-    original_base_minor BIGINT NOT NULL CHECK (original_base_minor >= 0),
-    base_amount_minor BIGINT NOT NULL CHECK (base_amount_minor >= 0),
-    refunded_paid_minor BIGINT NOT NULL CHECK (refunded_paid_minor BETWEEN 0 AND order_paid_minor),
-    rate_bps BIGINT NOT NULL CHECK (rate_bps BETWEEN 0 AND 10000),
-    amount_minor BIGINT NOT NULL,
-    currency_code TEXT NOT NULL,
-    return_window_us BIGINT NOT NULL,
-    settle_after_us BIGINT,
-    create_us BIGINT NOT NULL,
-    settle_us BIGINT,
-    clawback_of TEXT NOT NULL,
-    payout_reference TEXT NOT NULL,
-    CHECK ((clawback_of = '') = (amount_minor >= 0)),
-    CHECK ((state = 'FROZEN') = (frozen_from IS NOT NULL))
-);
-CREATE UNIQUE INDEX commissions_one_sale_per_order ON commissions (order_name)
-    WHERE kind = 'SALE' AND clawback_of = '';
-CREATE INDEX commissions_by_creator ON commissions (creator, create_us DESC, commission_id);
-CREATE INDEX commissions_pending ON commissions (settle_after_us) WHERE state = 'PENDING';
-CREATE TABLE cpc_days (
-    creator TEXT NOT NULL,
-    program TEXT NOT NULL,
-    day_us BIGINT NOT NULL,
-    earned_minor BIGINT NOT NULL CHECK (earned_minor >= 0),
-    PRIMARY KEY (creator, program, day_us)
-);
-CREATE TABLE requests (
-    request_id TEXT PRIMARY KEY,
-    method TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    result TEXT
-);
-CREATE TABLE payouts (
-    reference TEXT PRIMARY KEY,
-    creator TEXT NOT NULL,
-    currency_code TEXT NOT NULL,
-    amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
-    commission_count BIGINT NOT NULL,
-    create_us BIGINT NOT NULL
-);
-"""
+# PostgreSQL's text of version 1: the same tables and constraints, with 64-bit integers.
+_SCHEMA_V1_POSTGRES = _SCHEMA_V1.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA")
 # A link's counted clicks by time: the duplicate and burst checks of RecordClick read them inside
 # the write transaction, so every replica decides on the same clicks.
 _CLICKS_BY_LINK_TIME = """
@@ -434,8 +319,9 @@ class SqliteUnit(_Queries):
 
     def add_cpc_earned(self, creator: str, program: str, day: dt.datetime, amount_minor: int) -> None:
         self._tx.execute("INSERT INTO cpc_days (creator, program, day_us, earned_minor) VALUES (?, ?, ?, ?)"
-                         " ON CONFLICT (creator, program, day_us) DO UPDATE SET earned_minor = earned_minor + ?",
-                         (creator, program, epoch_us(day), amount_minor, amount_minor))
+                         " ON CONFLICT (creator, program, day_us)"
+                         " DO UPDATE SET earned_minor = cpc_days.earned_minor + excluded.earned_minor",
+                         (creator, program, epoch_us(day), amount_minor))
 
     def candidate_clicks(self, visitor_id: str, merchant: str, order_time: dt.datetime) -> list[CandidateClick]:
         rows = self._tx.execute(

@@ -22,7 +22,7 @@ from libs.timestamps import epoch_us, from_epoch_us
 from services.shop.model import Funding, PaymentState
 from services.shop.usecases.ports import Authorization
 
-MIGRATIONS = (Migration(1, """
+_BOOKS = """
 CREATE TABLE authorizations (
     payment_key TEXT PRIMARY KEY,
     reference TEXT NOT NULL UNIQUE,
@@ -38,23 +38,9 @@ CREATE TABLE refunds (
     payment_key TEXT NOT NULL REFERENCES authorizations (payment_key),
     amount_minor INTEGER NOT NULL CHECK (amount_minor >= 0)
 );
-""", postgres="""
-CREATE TABLE authorizations (
-    payment_key TEXT PRIMARY KEY,
-    reference TEXT NOT NULL UNIQUE,
-    amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
-    currency_code TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('AUTHORIZED', 'CAPTURED', 'VOIDED', 'DECLINED')),
-    captured_minor BIGINT NOT NULL DEFAULT 0,
-    refunded_minor BIGINT NOT NULL DEFAULT 0 CHECK (refunded_minor <= captured_minor),
-    expire_us BIGINT NOT NULL
-);
-CREATE TABLE refunds (
-    refund_key TEXT PRIMARY KEY,
-    payment_key TEXT NOT NULL REFERENCES authorizations (payment_key),
-    amount_minor BIGINT NOT NULL CHECK (amount_minor >= 0)
-);
-"""),)
+"""
+
+MIGRATIONS = (Migration(1, _BOOKS, postgres=_BOOKS.replace("INTEGER", "BIGINT")),)
 
 _FUNDING = {"credit": Funding.CREDIT, "paylater": Funding.POST_PAID, "prepaid": Funding.PREPAID}
 
