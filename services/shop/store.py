@@ -728,8 +728,9 @@ class ShopStore:
         def claim(tx: Transaction) -> list[Delivery]:
             rows = tx.execute("SELECT * FROM deliveries WHERE next_attempt_us <= ? ORDER BY id LIMIT ?",
                               (epoch_us(now), limit)).fetchall()
-            tx.executemany("UPDATE deliveries SET next_attempt_us = ? WHERE id = ?",
-                           [(epoch_us(now + lease), row["id"]) for row in rows])
+            if rows:
+                tx.executemany("UPDATE deliveries SET next_attempt_us = ? WHERE id = ?",
+                               [(epoch_us(now + lease), row["id"]) for row in rows])
             return [_delivery(row) for row in rows]
 
         return await self._committer.run(claim)

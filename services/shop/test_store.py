@@ -1,6 +1,6 @@
 """The shop's store on both engines: the schema itself refuses an oversold or negative stock row,
 a reused request id and an edited parental consent; and two stores over one database (two
-replicas) never sell one unit twice."""
+replicas) never sell one unit twice nor take one delivery at once."""
 
 from __future__ import annotations
 
@@ -80,6 +80,22 @@ async def test_two_replicas_over_one_store_never_sell_one_unit_twice(tmp_path: P
         assert sum(bought) == units
         stock = second.read_now(lambda unit: unit.stock(VARIANT))
         assert stock is not None and (stock.on_hand, stock.reserved, stock.sold) == (units, units, 0)
+    finally:
+        first.close()
+        second.close()
+
+
+async def test_two_replicas_never_take_one_delivery_at_once(tmp_path: Path, database_engine: str) -> None:  # noqa: F811
+    first = ShopStore.open(tmp_path, clock=lambda: T0)
+    second = ShopStore.open(tmp_path, clock=lambda: T0)
+    try:
+        await first.run(lambda unit: unit.deliver("affiliate.order_event", {"n": 1}, traced_by=None))
+        lease = dt.timedelta(minutes=10)
+        taken = await asyncio.gather(*(store.claim_due_deliveries(T0, 10, lease=lease) for store in (first, second)))
+        assert sorted(len(claimed) for claimed in taken) == [0, 1]
+        assert await second.claim_due_deliveries(T0 + lease - dt.timedelta(seconds=1), 10, lease=lease) == []
+        again = await second.claim_due_deliveries(T0 + lease, 10, lease=lease)  # its shipper died: due again
+        assert [d.payload for d in again] == [{"n": 1}]
     finally:
         first.close()
         second.close()
