@@ -25,6 +25,7 @@ from limelight.compliance.v1 import consent_pb2, consent_pb2_grpc
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from libs.timestamps import to_timestamp
 from services.affiliate.config import AffiliateConfig
 from services.affiliate.server import AffiliateService

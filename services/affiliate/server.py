@@ -90,7 +90,7 @@ class AffiliateService:
         self._consent = ConsentCache(runtime.clients.stub("compliance", consent_pb2_grpc.ConsentServiceStub))
         personal = PersonalData(RemoteDataKeys(runtime.clients.stub("compliance",
                                                                     privacy_pb2_grpc.PersonalDataKeyServiceStub)))
-        directory = LinkDirectory(store, asyncio.to_thread)
+        directory = LinkDirectory(store, asyncio.to_thread, cached=not store.shared)
         capture = ClickCapture(
             keys=keys, givt=GivtFilter(data_centre_ranges=config.data_centre_ranges,
                                        extra_bot_patterns=config.extra_bot_patterns),

@@ -1,25 +1,26 @@
-"""Affiliate's SQLite database (WAL, synchronous=FULL), `<data>/affiliate/affiliate.db`: the only SQL.
+"""Affiliate's store: `<data>/affiliate/affiliate.db` (SQLite, WAL, synchronous=FULL) or the PostgreSQL
+schema `affiliate` (`LIMELIGHT_DATABASE_URL`), shared by every replica. The only SQL.
 
 Invariants the schema holds, whatever the code above does: one sale commission per order
 (`commissions_one_sale_per_order`), one attribution decision per order (its primary key), a
 request id claimed once (`requests`), states and kinds from their closed sets, a clawback never
 positive and a commission never negative otherwise. Every write is a unit of work on the
-group committer, with its audit events written in the same transaction (the outbox).
+group committer, with its audit events written in the same transaction (the outbox). PostgreSQL
+holds the same constraints; a write transaction holds the store's writer lock across replicas,
+so what a unit reads (a visitor's last counted click, a day's CPC total) stays true until it commits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Migration, Transaction
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Database, Migration, Row, Transaction, open_database
 from libs.timestamps import duration_us, epoch_us, from_epoch_us
 from services.affiliate.model.clicks import Click, FilterReason
 from services.affiliate.model.commissions import (
@@ -35,8 +36,7 @@ from services.affiliate.usecases.ports import AffiliateUnit, Attribution, Payout
 
 T = TypeVar("T")
 
-MIGRATIONS = (
-    Migration(1, """
+_SCHEMA_V1 = """
 CREATE TABLE programs (
     merchant TEXT NOT NULL,
     program_id TEXT NOT NULL,
@@ -151,8 +151,20 @@ CREATE TABLE payouts (
     commission_count INTEGER NOT NULL,
     create_us INTEGER NOT NULL
 );
-"""),
+"""
+# PostgreSQL's text of version 1: the same tables and constraints, with 64-bit integers.
+_SCHEMA_V1_POSTGRES = _SCHEMA_V1.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA")
+# A link's counted clicks by time: the duplicate and burst checks of RecordClick read them inside
+# the write transaction, so every replica decides on the same clicks.
+_CLICKS_BY_LINK_TIME = """
+DROP INDEX clicks_counted_by_link;
+CREATE INDEX clicks_counted_by_link_time ON clicks (link, click_us) WHERE counted = 1;
+"""
+
+MIGRATIONS = (
+    Migration(1, _SCHEMA_V1, postgres=_SCHEMA_V1_POSTGRES),
     outbox_migration(2),
+    Migration(3, _CLICKS_BY_LINK_TIME, postgres=_CLICKS_BY_LINK_TIME),
 )
 
 _PROGRAM = ("merchant, program_id, display_name, products_json, commission_rate_bps, cost_per_click_minor,"
@@ -164,6 +176,7 @@ _CLICK = ("link, click_id, counted, filter_reason, visitor_id, clicked_by, visit
 _COMMISSION = ("creator, commission_id, kind, state, state_reason, tracking_link, click, order_name, order_paid_minor,"
                " original_base_minor, base_amount_minor, refunded_paid_minor, rate_bps, amount_minor, currency_code,"
                " return_window_us, settle_after_us, create_us, settle_us, frozen_from, clawback_of, payout_reference")
+_COMMISSION_UPDATE = ", ".join(f"{column} = excluded.{column}" for column in ("program", *_COMMISSION.split(", ")))
 _ATTRIBUTION = ("order_name, merchant, buyer, visitor_id, attributed, reason, commission, click, visitor_pseudonym,"
                 " order_us")
 
@@ -176,7 +189,7 @@ def _moment(us: int | None) -> dt.datetime | None:
     return None if us is None else from_epoch_us(us)
 
 
-def _program(row: sqlite3.Row) -> Program:
+def _program(row: Row) -> Program:
     terms = ProgramTerms(row["display_name"], tuple(json.loads(row["products_json"])), row["commission_rate_bps"],
                          row["cost_per_click_minor"], row["daily_click_cap_minor"], row["currency_code"],
                          dt.timedelta(microseconds=row["attribution_window_us"]),
@@ -186,19 +199,19 @@ def _program(row: sqlite3.Row) -> Program:
                    from_epoch_us(row["update_us"]))
 
 
-def _link(row: sqlite3.Row) -> TrackingLink:
+def _link(row: Row) -> TrackingLink:
     return TrackingLink(row["creator"], row["link_id"], row["program"], row["product"], row["short_code"], row["token"],
                         row["commission_rate_bps"], from_epoch_us(row["create_us"]))
 
 
-def _click(row: sqlite3.Row) -> Click:
+def _click(row: Row) -> Click:
     return Click(row["link"], row["click_id"], bool(row["counted"]),
                  FilterReason(row["filter_reason"]) if row["filter_reason"] else None, row["visitor_id"],
                  row["clicked_by"], row["visitor_pseudonym"], bool(row["burst"]), row["cpc_earned_minor"],
                  from_epoch_us(row["click_us"]))
 
 
-def _commission(row: sqlite3.Row) -> Commission:
+def _commission(row: Row) -> Commission:
     return Commission(
         row["creator"], row["commission_id"], CommissionKind(row["kind"]), CommissionState(row["state"]),
         row["state_reason"], row["tracking_link"], row["click"], row["order_name"], row["order_paid_minor"],
@@ -208,7 +221,7 @@ def _commission(row: sqlite3.Row) -> Commission:
         CommissionState(row["frozen_from"]) if row["frozen_from"] else None, row["clawback_of"], row["payout_reference"])
 
 
-def _attribution(row: sqlite3.Row) -> Attribution:
+def _attribution(row: Row) -> Attribution:
     return Attribution(row["order_name"], row["merchant"], row["buyer"], row["visitor_id"], bool(row["attributed"]),
                        NonAttribution(row["reason"]) if row["reason"] else None, row["commission"], row["click"],
                        row["visitor_pseudonym"], from_epoch_us(row["order_us"]))
@@ -217,7 +230,7 @@ def _attribution(row: sqlite3.Row) -> Attribution:
 class _Queries:
     """The reads both sides share, over one connection or transaction."""
 
-    def __init__(self, row: Callable[[str, tuple[object, ...]], sqlite3.Row | None]) -> None:
+    def __init__(self, row: Callable[[str, tuple[object, ...]], Row | None]) -> None:
         self._row = row
 
     def program(self, name: str) -> Program | None:
@@ -286,6 +299,19 @@ class SqliteUnit(_Queries):
              click.visitor_id, click.user, click.visitor_pseudonym, int(click.burst), click.cpc_earned_minor,
              epoch_us(click.click_time), country_sealed))
 
+    def counted_on_link_near(self, link: str, pseudonym: str, visitor_id: str, user: str, at: dt.datetime,
+                             window: dt.timedelta) -> bool:
+        return self._tx.execute(
+            "SELECT 1 FROM clicks WHERE link = ? AND counted = 1 AND click_us > ? AND click_us < ?"
+            " AND (visitor_pseudonym = ? OR visitor_id = ? OR clicked_by = ?) LIMIT 1",
+            (link, epoch_us(at - window), epoch_us(at + window), pseudonym or None, visitor_id or None,
+             user or None)).fetchone() is not None
+
+    def counted_on_link_between(self, link: str, since: dt.datetime, until: dt.datetime) -> int:
+        row = self._tx.execute("SELECT COUNT(*) FROM clicks WHERE link = ? AND counted = 1 AND click_us >= ?"
+                               " AND click_us <= ?", (link, epoch_us(since), epoch_us(until))).fetchone()
+        return int(row[0])
+
     def cpc_earned(self, creator: str, program: str, day: dt.datetime) -> int:
         row = self._tx.execute("SELECT earned_minor FROM cpc_days WHERE creator = ? AND program = ? AND day_us = ?",
                                (creator, program, epoch_us(day))).fetchone()
@@ -293,8 +319,9 @@ class SqliteUnit(_Queries):
 
     def add_cpc_earned(self, creator: str, program: str, day: dt.datetime, amount_minor: int) -> None:
         self._tx.execute("INSERT INTO cpc_days (creator, program, day_us, earned_minor) VALUES (?, ?, ?, ?)"
-                         " ON CONFLICT (creator, program, day_us) DO UPDATE SET earned_minor = earned_minor + ?",
-                         (creator, program, epoch_us(day), amount_minor, amount_minor))
+                         " ON CONFLICT (creator, program, day_us)"
+                         " DO UPDATE SET earned_minor = cpc_days.earned_minor + excluded.earned_minor",
+                         (creator, program, epoch_us(day), amount_minor))
 
     def candidate_clicks(self, visitor_id: str, merchant: str, order_time: dt.datetime) -> list[CandidateClick]:
         rows = self._tx.execute(
@@ -329,8 +356,8 @@ class SqliteUnit(_Queries):
     def save_commission(self, commission: Commission, program: str) -> None:
         c = commission
         self._tx.execute(
-            f"INSERT OR REPLACE INTO commissions (name, program, {_COMMISSION})"
-            f" VALUES ({', '.join('?' * 24)})",
+            f"INSERT INTO commissions (name, program, {_COMMISSION}) VALUES ({', '.join('?' * 24)})"
+            f" ON CONFLICT (name) DO UPDATE SET {_COMMISSION_UPDATE}",
             (c.name, program, c.creator, c.commission_id, c.kind.value, c.state.value, c.state_reason, c.tracking_link,
              c.click, c.order, c.order_paid_minor, c.original_base_minor, c.base_amount_minor, c.refunded_paid_minor,
              c.rate_bps, c.amount_minor, c.currency_code, duration_us(c.return_window), _us(c.settle_after_time),
@@ -366,16 +393,20 @@ def _program_row(program: Program) -> tuple[object, ...]:
 class AffiliateStore:
     """The writer (through the group committer), a reader beside it, and the audit outbox."""
 
-    def __init__(self, path: Path) -> None:
-        self._writer = SqliteDatabase(path)
-        self._writer.migrate(MIGRATIONS)
-        self._reader = SqliteDatabase(path)
+    def __init__(self, writer: Database) -> None:
+        self._writer = writer
+        self._reader = writer.open_reader()
         self._committer = GroupCommitter(self._writer, name="affiliate-store")
         self.audit_outbox = SqliteAuditOutbox(self._reader, committer=self._committer)
 
     @classmethod
     def open(cls, data_root: Path) -> AffiliateStore:
-        return cls(data_root / "affiliate" / "affiliate.db")
+        return cls(open_database("affiliate", MIGRATIONS, root=data_root))
+
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas may be writing this store too (PostgreSQL)."""
+        return self._writer.engine == "postgres"
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         self._committer.add_commit_listener(listener)
@@ -397,7 +428,7 @@ class AffiliateStore:
 
     # -- reads (blocking; async callers run them in a thread) --------------------------------------
 
-    def _query(self, sql: str, parameters: Sequence[object] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, parameters: Sequence[object] = ()) -> list[Row]:
         with self._reader.reading() as connection:
             return list(connection.execute(sql, parameters).fetchall())
 

@@ -1,11 +1,12 @@
-"""Fixtures for the shop's tests: a real shop server on a loopback port over a real store in
-tmp_path, a clock the test moves, and helpers that read as the steps of a story."""
+"""Fixtures for the shop's tests: a real shop server on a loopback port over a real store (SQLite
+in tmp_path, or a throwaway PostgreSQL: `shop` runs each test on both), a clock the test moves,
+and helpers that read as the steps of a story."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -24,8 +25,12 @@ from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from libs.privacy.fields import EphemeralDataKeys, PersonalData
+from libs.storage.database import open_database
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.shop.config import ShopConfig
+from services.shop.payments import open_books
 from services.shop.server import ShopService
+from services.shop.store import MIGRATIONS
 
 START = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 # Nothing listens here: calls to services a test does not start fail at once as UNAVAILABLE.
@@ -100,6 +105,10 @@ class Shop:
             payment_method=orders_pb2.PaymentMethod(provider="local", token=token), expected_total_minor=total,
             currency_code="EUR", **fields)  # type: ignore[arg-type]
 
+    def query(self, sql: str, parameters: Sequence[object] = (), *, payments: bool = False) -> list[tuple[object, ...]]:
+        """Rows of the shop's store (or the local provider's books) as they are now, on either engine."""
+        return query(self.root, sql, parameters, payments=payments)
+
     async def close(self) -> None:
         await self.channel.close()
         await self.running.stop(0.5)
@@ -122,8 +131,19 @@ async def start_shop(root: Path, *, clock: MovableClock | None = None, config: S
     return Shop(running, built[0], root, clock)
 
 
+def query(root: Path, sql: str, parameters: Sequence[object] = (), *,
+          payments: bool = False) -> list[tuple[object, ...]]:
+    """A read of the shop's store under `root` through a handle of its own, as a second replica would."""
+    database = open_books(root) if payments else open_database("shop", MIGRATIONS, root=root)
+    try:
+        with database.reading() as tx:
+            return [tuple(row) for row in tx.execute(sql, parameters).fetchall()]
+    finally:
+        database.close()
+
+
 @pytest.fixture
-async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
+async def shop(tmp_path: Path, database_engine: str) -> AsyncIterator[Shop]:  # noqa: F811 (the imported fixture)
     started = await start_shop(tmp_path)
     yield started
     await started.close()

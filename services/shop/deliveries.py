@@ -1,10 +1,10 @@
 """The shipper of the shop's delivery outbox: order events to affiliate, pins to the ad repository.
 
 An entry is written in the same transaction as the change it reports (`Unit.deliver`), so it
-exists exactly when the change does. The shipper sends the oldest due entries, removes each once
-the other side took it, and otherwise tries again later with a growing delay (affiliate may be
-down, or not built yet and answer UNIMPLEMENTED): a delivery never blocks nor fails the call
-that caused it. Requests carry ids derived from the event, so a resend has one effect.
+exists exactly when the change does. The shipper takes the oldest due entries (for a lease, so
+another replica's shipper leaves them alone), sends them, removes each once the other side took
+it, and otherwise tries again later with a growing delay (affiliate may be down, or not built yet
+and answer UNIMPLEMENTED): a delivery never blocks nor fails the call that caused it. Requests carry ids derived from the event, so a resend has one effect.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 REGISTER_AD = "compliance.register_ad"
 MAX_BACKOFF = dt.timedelta(minutes=5)
 POLL_SECONDS = 1.0
+BATCH = 100
+# How long a shipper holds the entries it took: longer than a batch of sends can take (100 calls
+# of at most 5 s), so no other replica sends them meanwhile; if this replica dies, they are due
+# again when it ends.
+CLAIM_LEASE = dt.timedelta(minutes=10)
 
 
 class DeliveryShipper:
@@ -63,7 +68,7 @@ class DeliveryShipper:
     async def ship_due(self) -> int:
         """Send every due entry once; returns how many were delivered."""
         delivered = 0
-        for delivery in await asyncio.to_thread(self._store.due_deliveries, self._clock(), 100):
+        for delivery in await self._store.claim_due_deliveries(self._clock(), BATCH, lease=CLAIM_LEASE):
             try:
                 with continued_trace(delivery.trace_context):
                     await self._send(delivery)

@@ -1,5 +1,6 @@
 """The embedded payment provider (`local`): the shop's default `PaymentProvider`, with books of
-its own in `<data>/shop/local-payments.db`, apart from the orders, as a real provider's are.
+its own in `<data>/shop/local-payments.db` (or the PostgreSQL schema `shop_local_payments`), apart
+from the orders, as a real provider's are.
 
 It behaves as a card provider's API does where the shop's guarantees depend on it: every call
 is idempotent by key (the order's name; a refund's request id), an authorisation lapses after
@@ -16,13 +17,12 @@ from pathlib import Path
 
 from libs.clock import Clock
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Migration, Transaction
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Database, Migration, Transaction, database_url, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.shop.model import Funding, PaymentState
 from services.shop.usecases.ports import Authorization
 
-MIGRATIONS = (Migration(1, """
+_BOOKS = """
 CREATE TABLE authorizations (
     payment_key TEXT PRIMARY KEY,
     reference TEXT NOT NULL UNIQUE,
@@ -38,24 +38,33 @@ CREATE TABLE refunds (
     payment_key TEXT NOT NULL REFERENCES authorizations (payment_key),
     amount_minor INTEGER NOT NULL CHECK (amount_minor >= 0)
 );
-"""),)
+"""
+
+MIGRATIONS = (Migration(1, _BOOKS, postgres=_BOOKS.replace("INTEGER", "BIGINT")),)
 
 _FUNDING = {"credit": Funding.CREDIT, "paylater": Funding.POST_PAID, "prepaid": Funding.PREPAID}
+
+
+def open_books(data_root: Path) -> Database:
+    """The provider's own database: `<data>/shop/local-payments.db`, or the schema `shop_local_payments`."""
+    # The file keeps its name; a schema name has no '-' (libs.storage names it `shop_<area>`).
+    area = "local_payments" if database_url() else "local-payments"
+    return open_database("shop", MIGRATIONS, area=area, root=data_root)
 
 
 class LocalPaymentProvider:
     name = "local"
 
-    def __init__(self, path: Path, *, clock: Clock, authorization_ttl: dt.timedelta = dt.timedelta(days=7)) -> None:
-        self._database = SqliteDatabase(path)
-        self._database.migrate(MIGRATIONS)
+    def __init__(self, database: Database, *, clock: Clock,
+                 authorization_ttl: dt.timedelta = dt.timedelta(days=7)) -> None:
+        self._database = database
         self._committer = GroupCommitter(self._database, name="local-payments")
         self._clock = clock
         self._ttl = authorization_ttl
 
     @classmethod
     def open(cls, data_root: Path, *, clock: Clock) -> LocalPaymentProvider:
-        return cls(data_root / "shop" / "local-payments.db", clock=clock)
+        return cls(open_books(data_root), clock=clock)
 
     def close(self) -> None:
         self._committer.close()
@@ -70,8 +79,8 @@ class LocalPaymentProvider:
         reference = "la_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
         def work(tx: Transaction) -> Authorization:
-            tx.execute("INSERT OR IGNORE INTO authorizations (payment_key, reference, amount_minor, currency_code,"
-                       " state, expire_us) VALUES (?, ?, ?, ?, ?, ?)",
+            tx.execute("INSERT INTO authorizations (payment_key, reference, amount_minor, currency_code, state,"
+                       " expire_us) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (payment_key) DO NOTHING",
                        (key, reference, amount_minor, currency_code, "DECLINED" if declined else "AUTHORIZED",
                         epoch_us(now + self._ttl)))
             row = tx.execute("SELECT state, expire_us FROM authorizations WHERE payment_key = ?", (key,)).fetchone()
@@ -96,8 +105,8 @@ class LocalPaymentProvider:
     async def void(self, key: str) -> PaymentState:
         def work(tx: Transaction) -> PaymentState:
             # A key never authorised is voided in advance, so a late authorisation cannot succeed.
-            tx.execute("INSERT OR IGNORE INTO authorizations (payment_key, reference, amount_minor, currency_code,"
-                       " state, expire_us) VALUES (?, ?, 1, '', 'VOIDED', 0)",
+            tx.execute("INSERT INTO authorizations (payment_key, reference, amount_minor, currency_code, state,"
+                       " expire_us) VALUES (?, ?, 1, '', 'VOIDED', 0) ON CONFLICT (payment_key) DO NOTHING",
                        (key, "la_" + hashlib.sha256(key.encode()).hexdigest()[:24]))
             tx.execute("UPDATE authorizations SET state = 'VOIDED' WHERE payment_key = ? AND state = 'AUTHORIZED'",
                        (key,))
@@ -107,8 +116,8 @@ class LocalPaymentProvider:
 
     async def refund(self, key: str, refund_key: str, amount_minor: int) -> None:
         def work(tx: Transaction) -> None:
-            if tx.execute("INSERT OR IGNORE INTO refunds (refund_key, payment_key, amount_minor) VALUES (?, ?, ?)",
-                          (refund_key, key, amount_minor)).rowcount:
+            if tx.execute("INSERT INTO refunds (refund_key, payment_key, amount_minor) VALUES (?, ?, ?)"
+                          " ON CONFLICT (refund_key) DO NOTHING", (refund_key, key, amount_minor)).rowcount:
                 tx.execute("UPDATE authorizations SET refunded_minor = refunded_minor + ? WHERE payment_key = ?",
                            (amount_minor, key))
 

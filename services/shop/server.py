@@ -4,7 +4,9 @@ shipper. Nothing else lives here.
 
 At start, before the server takes a call, the sweep compensates every checkout a crash left
 half done (an order CREATED: its authorisation is voided and its stock released) and every
-order whose reservation lapsed; afterwards it runs every `sweep_interval`.
+order whose reservation lapsed; afterwards it runs every `sweep_interval`. Over PostgreSQL,
+with replicas sharing the store, a CREATED order is left alone at start until it is older than
+the checkout grace, as in every later sweep: another replica may still be finishing it.
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ class ShopService:
         return await sweeping.sweep(self.context, at_start=at_start)
 
     async def _start(self) -> None:
-        result = await self.sweep(at_start=True)
+        # A CREATED order is a lost call at start only when no other replica shares the store: one
+        # that does may have that checkout in flight, so its orders wait out the grace like any.
+        result = await self.sweep(at_start=not self.store.shared)
         logger.info("shop start: %d orders finished or compensated, %d reservations expired, %d left for the next"
                     " sweep %s", result.finished_orders, result.expired_reservations, len(result.failed_orders),
                     list(result.failed_orders))

@@ -5,7 +5,6 @@ way of a checkout."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import uuid
 
 from limelight.shop.v1 import orders_pb2
@@ -18,8 +17,7 @@ VISITOR = "visitor-0123456789abcdef"
 
 
 def _deliveries(shop: Shop) -> list[tuple[str, int]]:
-    with sqlite3.connect(shop.service.store.path) as connection:
-        return list(connection.execute("SELECT kind, attempts FROM deliveries ORDER BY id"))
+    return [(str(kind), int(str(attempts))) for kind, attempts in shop.query("SELECT kind, attempts FROM deliveries ORDER BY id")]
 
 
 async def test_order_events_wait_in_the_outbox_while_affiliate_is_away_and_match_its_contract(shop: Shop) -> None:

@@ -1,4 +1,4 @@
-"""Which clicks count: the GIVT filter, the hourly de-duplication and burst detection.
+"""Which clicks count: the GIVT filter and the hourly de-duplication.
 
 GIVT (general invalid traffic, the MRC/IAB level that lists and rules can catch, as opposed to
 sophisticated invalid traffic) is filtered in this order, the first rule that matches giving
@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -93,14 +93,20 @@ class GivtFilter:
         return any(address.version == network.version and address in network for network in self._networks)
 
 
+# A visitor counted on a link is not counted there again within this long (either way in time).
+DUPLICATE_WINDOW = dt.timedelta(hours=1)
+
+
 class RecentVisitors:
-    """Who was counted on which link in the last hour: in memory, in front of the durable click log.
+    """Who this process counted on which link in the last hour: in memory, in front of the durable
+    click log, so a repeat is filtered without a read. It knows this replica's clicks only: the
+    store checks every counted click again against all of them (`_store_click`).
 
     Rebuilt from the log's last hour at start (`remember`), so a restart forgets nobody. Bounded:
     the oldest entries go first, and an entry older than the window is as good as gone anyway.
     """
 
-    def __init__(self, window: dt.timedelta = dt.timedelta(hours=1), *, capacity: int = 1_000_000) -> None:
+    def __init__(self, window: dt.timedelta = DUPLICATE_WINDOW, *, capacity: int = 1_000_000) -> None:
         self._window = window
         self._capacity = capacity
         self._last: OrderedDict[tuple[str, str], dt.datetime] = OrderedDict()
@@ -118,23 +124,6 @@ class RecentVisitors:
             self._last.move_to_end((link, key))
         while len(self._last) > self._capacity:
             self._last.popitem(last=False)
-
-
-class BurstDetector:
-    """A link whose counted clicks exceed `limit` within `window` is bursting: what it earns is frozen."""
-
-    def __init__(self, *, limit: int, window: dt.timedelta) -> None:
-        self._limit = limit
-        self._window = window
-        self._recent: dict[str, deque[dt.datetime]] = {}
-
-    def counted(self, link: str, at: dt.datetime) -> bool:
-        """Note a counted click; True when the link is bursting with it."""
-        times = self._recent.setdefault(link, deque())
-        times.append(at)
-        while times and at - times[0] > self._window:
-            times.popleft()
-        return len(times) > self._limit
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,15 @@
 
 The decision runs on the event loop from memory (the link and programme cache, the last hour's
 visitors, the consent cache); only the write goes to the store, through its group committer,
-so one fsync serves every click that arrived meanwhile.
+so one fsync serves every click that arrived meanwhile. What memory cannot know, because another
+replica may have counted it, the write decides on the store's clicks, inside the transaction
+that records the click: whether this visitor was already counted on the link within the hour,
+and whether the link is bursting.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 from collections import OrderedDict
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 from libs.errors import FailedPrecondition, InvalidArgument
 from services.affiliate.model.access import user_of_creator
-from services.affiliate.model.clicks import BurstDetector, Click, FilterReason, GivtFilter, RecentVisitors
+from services.affiliate.model.clicks import DUPLICATE_WINDOW, Click, FilterReason, GivtFilter, RecentVisitors
 from services.affiliate.model.commissions import CLICK_BURST, Commission, CommissionKind, CommissionState
 from services.affiliate.model.links import TokenClaims, TokenKeys, TrackingLink, verify_token
 from services.affiliate.model.programs import Program
@@ -62,11 +66,17 @@ Write = Callable[[Callable[[AffiliateUnit], Click]], Awaitable[Click]]
 
 
 class LinkDirectory:
-    """Links and programmes in memory, filled from the store on a miss; our own writes replace them."""
+    """Links and programmes in memory, filled from the store on a miss; our own writes replace them.
 
-    def __init__(self, reads: Reads, read: Callable[[Callable[[], object]], Awaitable[object]]) -> None:
+    With `cached=False` every lookup reads the store: where replicas share it (PostgreSQL), a
+    programme another replica paused or repriced would otherwise stay stale here for good.
+    """
+
+    def __init__(self, reads: Reads, read: Callable[[Callable[[], object]], Awaitable[object]], *,
+                 cached: bool = True) -> None:
         self._reads = reads
         self._read = read  # runs a blocking read off the event loop
+        self._cached = cached
         self._links: dict[str, TrackingLink] = {}
         self._programs: dict[str, Program] = {}
 
@@ -75,7 +85,8 @@ class LinkDirectory:
         if link is None:
             found = await self._read(lambda: self._reads.link(name))
             if isinstance(found, TrackingLink):
-                self._links[name] = link = found
+                link = found
+                self.changed_link(link)
         return link
 
     async def program(self, name: str) -> Program | None:
@@ -83,14 +94,17 @@ class LinkDirectory:
         if program is None:
             found = await self._read(lambda: self._reads.program(name))
             if isinstance(found, Program):
-                self._programs[name] = program = found
+                program = found
+                self.changed_program(program)
         return program
 
     def changed_link(self, link: TrackingLink) -> None:
-        self._links[link.name] = link
+        if self._cached:
+            self._links[link.name] = link
 
     def changed_program(self, program: Program) -> None:
-        self._programs[program.name] = program
+        if self._cached:
+            self._programs[program.name] = program
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,6 @@ class ClickCapture:
         self._pseudonym = pseudonym
         self._policy = policy
         self.recent = recent or RecentVisitors()
-        self._bursts = BurstDetector(limit=policy.burst_limit, window=policy.burst_window)
         self._tokens: OrderedDict[str, TokenClaims] = OrderedDict()
 
     def remember(self, clicks: list[Click]) -> None:
@@ -147,18 +160,16 @@ class ClickCapture:
         reason = await self._reason(command, link, program, keys)
         counted = reason is None
         visitor_id = command.visitor_id or (secrets.token_urlsafe(18) if counted else "")
-        burst = False
         if counted:
             keys = _visitor_keys(pseudonym, visitor_id, command.user)
             self.recent.remember(link.name, keys, command.click_time)
-            burst = self._bursts.counted(link.name, command.click_time)
         sealed = None
         if counted and command.country_code and command.user:
             try:
                 sealed = await self._personal.seal(command.user, COUNTRY_FIELD, command.country_code)
             except FailedPrecondition:  # the user was erased: nothing personal may be stored for them
                 sealed = None
-        click = Click(link.name, secrets.token_hex(16), counted, reason, visitor_id, command.user, pseudonym, burst,
+        click = Click(link.name, secrets.token_hex(16), counted, reason, visitor_id, command.user, pseudonym, False,
                       0, command.click_time)
         asked = fingerprint(METHOD, command.asked())
         stored = await write(lambda unit: _store_click(unit, command.request_id, asked, click, sealed, link, program,
@@ -187,6 +198,16 @@ class ClickCapture:
         return None
 
 
+def _as_counted_by_every_replica(unit: AffiliateUnit, click: Click, policy: ClickPolicy) -> Click:
+    """A click memory counted, judged again on the store's counted clicks (every replica's), under
+    the writer lock: a duplicate within the hour is not counted; past the burst limit it is frozen."""
+    if unit.counted_on_link_near(click.link, click.visitor_pseudonym, click.visitor_id, click.user,
+                                 click.click_time, DUPLICATE_WINDOW):
+        return dataclasses.replace(click, counted=False, filter_reason=FilterReason.DUPLICATE_WITHIN_HOUR)
+    earlier = unit.counted_on_link_between(click.link, click.click_time - policy.burst_window, click.click_time)
+    return dataclasses.replace(click, burst=earlier + 1 > policy.burst_limit)
+
+
 def _visitor_keys(pseudonym: str, visitor_id: str, user: str) -> list[str]:
     return [key for key in (f"p:{pseudonym}" if pseudonym else "", f"v:{visitor_id}" if visitor_id else "",
                             f"u:{user}" if user else "") if key]
@@ -199,6 +220,9 @@ def _store_click(unit: AffiliateUnit, request_id: str, asked: str, click: Click,
         stored = unit.click(earlier)
         assert stored is not None, "a claimed click request names its click"
         return stored
+    if click.counted:
+        click = _as_counted_by_every_replica(unit, click, policy)
+        sealed = sealed if click.counted else None
     terms = program.terms
     if click.counted and terms.cost_per_click_minor > 0:
         day = click.click_time.replace(hour=0, minute=0, second=0, microsecond=0)
