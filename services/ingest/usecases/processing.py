@@ -18,6 +18,7 @@ from services.ingest.ladder import plan_ladder
 from services.ingest.model import (
     MAX_JOB_SUBMISSIONS,
     FollowUp,
+    JobState,
     PublicationState,
     TranscodeFailure,
     TranscodeJob,
@@ -200,6 +201,8 @@ class TranscodeJobs:
                         "never finished (service stops or Ray unreachable)", self._clock())
                     return
                 job = await self._store.mark_job_submitted(job.job_id, self._clock())
+                if job.state is not JobState.RUNNING:
+                    return  # finished meanwhile: another replica queued it too, and ran it
                 try:
                     result = await self._transcoder.transcode(request, record_progress)
                     break
