@@ -162,9 +162,9 @@ async def test_erasing_the_creator_leaves_no_caption_in_any_database_and_none_to
         video = (await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=alice)).video
     assert video.metadata.caption == "" and video.name == VIDEO  # the video's facts stay; its caption is gone
     every_byte = b"".join(path.read_bytes() for path in server.data_root.rglob("*.db*") if path.is_file())
-    store = IngestStore.open(server.data_root, personal=PersonalData(EphemeralDataKeys()))  # the rows, on any engine
-    with store._reader.reading() as connection:
+    ingest_store = IngestStore.open(server.data_root, personal=PersonalData(EphemeralDataKeys()))  # rows, any engine
+    with ingest_store._reader.reading() as connection:
         every_byte += b"".join(repr(tuple(row)).encode() for table in ("uploads", "videos", "audit_outbox")
                                for row in connection.execute(f"SELECT * FROM {table}"))
-    store.close()
+    ingest_store.close()
     assert CAPTION.encode() not in every_byte and b"Lisbon" not in every_byte
