@@ -237,6 +237,15 @@ ALTER TABLE uploads ADD COLUMN caption_sealed BYTEA;
 ALTER TABLE uploads ADD COLUMN filename_sealed BYTEA;
 ALTER TABLE videos ADD COLUMN caption_sealed BYTEA;
 """),
+    # Replicas share the jobs: one runs a job while its lease lasts and renews it; a job whose
+    # lease ran out (its replica stopped or died) is taken over by another.
+    Migration(6, """
+ALTER TABLE transcode_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE transcode_jobs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+""", postgres="""
+ALTER TABLE transcode_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE transcode_jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+"""),
 ]
 
 CAPTION = "ingest.caption"
@@ -477,22 +486,33 @@ class IngestStore:
 
     # -- transcode jobs ---------------------------------------------------------------------
 
-    def unfinished_jobs(self) -> list[TranscodeJob]:
-        """Jobs a stopped service left QUEUED or RUNNING, oldest first."""
+    def unfinished_jobs(self, *, unheld_at: dt.datetime | None = None) -> list[TranscodeJob]:
+        """Jobs still QUEUED or RUNNING, oldest first; with `unheld_at`, only those no replica holds
+        a lease on then (their replica stopped or died)."""
+        held = "" if unheld_at is None else " AND lease_until <= ?"
         with self._reader.reading() as connection:
             rows = connection.execute(
-                "SELECT * FROM transcode_jobs WHERE state IN ('QUEUED', 'RUNNING') ORDER BY created_at"
+                f"SELECT * FROM transcode_jobs WHERE state IN ('QUEUED', 'RUNNING'){held} ORDER BY created_at",
+                () if unheld_at is None else (epoch_us(unheld_at),),
             ).fetchall()
         return [_job(row) for row in rows]
 
-    async def mark_job_submitted(self, job_id: str, now: dt.datetime) -> TranscodeJob:
-        """The job, RUNNING with one more submission; or as it is, if it finished meanwhile."""
-        def mark(tx: Transaction) -> TranscodeJob:
-            tx.execute(
-                "UPDATE transcode_jobs SET state = 'RUNNING', submissions = submissions + 1, updated_at = ?"
-                " WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')",
-                (epoch_us(now), job_id),
-            )
+    async def mark_job_submitted(self, job_id: str, now: dt.datetime, *, holder: str,
+                                 lease_until: dt.datetime) -> TranscodeJob | None:
+        """Claim the job for `holder` until `lease_until` and count one more submission: it is RUNNING.
+
+        None if it finished meanwhile, or another holder's lease on it is still running at `now`;
+        the check and the claim are one transaction, so two replicas never both take it.
+        """
+        def mark(tx: Transaction) -> TranscodeJob | None:
+            claimed = tx.execute(
+                "UPDATE transcode_jobs SET state = 'RUNNING', submissions = submissions + 1, lease_holder = ?,"
+                " lease_until = ?, updated_at = ? WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')"
+                " AND (lease_holder = ? OR lease_until <= ?)",
+                (holder, epoch_us(lease_until), epoch_us(now), job_id, holder, epoch_us(now)),
+            ).rowcount
+            if claimed != 1:
+                return None
             row = tx.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
             tx.execute(
                 "UPDATE videos SET stage = 'TRANSCODING', version = version + 1, updated_at = ?"
@@ -502,6 +522,21 @@ class IngestStore:
             return _job(row)
 
         return await self._write(mark)
+
+    async def renew_job_lease(self, job_id: str, holder: str, lease_until: dt.datetime) -> bool:
+        """Extend `holder`'s lease on a job it still holds and that is still running; whether it did."""
+        return await self._write(lambda tx: tx.execute(
+            "UPDATE transcode_jobs SET lease_until = ? WHERE job_id = ? AND lease_holder = ?"
+            " AND state = 'RUNNING'",
+            (epoch_us(lease_until), job_id, holder),
+        ).rowcount == 1)
+
+    async def release_job_leases(self, holder: str) -> None:
+        """`holder` stops: its unfinished jobs may be taken over at once."""
+        await self._write(lambda tx: tx.execute(
+            "UPDATE transcode_jobs SET lease_until = 0 WHERE lease_holder = ? AND state IN ('QUEUED', 'RUNNING')",
+            (holder,),
+        ))
 
     async def record_progress(self, video_id: str, progress: float, now: dt.datetime) -> None:
         await self._write(lambda tx: tx.execute(

@@ -117,7 +117,7 @@ async def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_regist
     await add_upload(store)
     await start(store, review=CLEARED)
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []  # not before it is READY
-    await store.mark_job_submitted("j-v1", T0)
+    await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0)
     await store.record_progress("v1", 0.5, T0)
     await store.record_progress("v1", 0.3, T0)  # progress never goes back
     assert ((await store.get_video("v1")).progress, (await store.get_video("v1")).stage) == (0.5, ProcessingStage.TRANSCODING)  # type: ignore[union-attr]
@@ -172,7 +172,7 @@ async def test_unfinished_jobs_survive_a_reopen_and_failures_reach_the_video(tmp
     store = IngestStore.open(tmp_path, personal=personal)
     await add_upload(store)
     await start(store)
-    await store.mark_job_submitted("j-v1", T0)
+    await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0)
     store.close()
     reopened = IngestStore.open(tmp_path, personal=personal)
     [unfinished] = reopened.unfinished_jobs()
@@ -284,7 +284,7 @@ async def test_writes_run_on_the_committer_thread_never_on_the_event_loop(
     monkeypatch.setattr(store._writer, "transaction", recorded_transaction)
     await add_upload(store)
     await start(store)
-    await store.mark_job_submitted("j-v1", T0)
+    await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0)
     await store.record_progress("v1", 0.5, T0)
     assert writers == {"ingest-store"}  # the event loop's thread never waited for a COMMIT
 
@@ -348,3 +348,25 @@ async def test_the_schema_knows_every_follow_up_kind_and_no_other(store: IngestS
         tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at) VALUES ('v1', 'AD_REGISTRATION', 1)")
     with pytest.raises(IntegrityError), store._writer.transaction() as tx:
         tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at) VALUES ('v1', 'NEWSLETTER', 1)")
+
+
+async def test_one_replica_at_a_time_holds_a_job_and_a_lapsed_or_given_up_lease_frees_it(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store)
+    minute = dt.timedelta(minutes=1)
+    claimed = await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0 + minute)
+    assert claimed is not None and (claimed.state, claimed.submissions) == (JobState.RUNNING, 1)
+    assert await store.mark_job_submitted("j-v1", T0 + minute / 2, holder="b", lease_until=T0 + 2 * minute) is None
+    assert store.unfinished_jobs(unheld_at=T0 + minute / 2) == []
+    assert await store.renew_job_lease("j-v1", "a", T0 + 2 * minute)
+    assert await store.mark_job_submitted("j-v1", T0 + minute, holder="b", lease_until=T0 + 3 * minute) is None
+    assert [job.job_id for job in store.unfinished_jobs(unheld_at=T0 + 2 * minute)] == ["j-v1"]  # a died: lapsed
+    taken = await store.mark_job_submitted("j-v1", T0 + 2 * minute, holder="b", lease_until=T0 + 3 * minute)
+    assert taken is not None and taken.submissions == 2
+    assert not await store.renew_job_lease("j-v1", "a", T0 + 4 * minute)  # a's stall ended: it is b's now
+    await store.release_job_leases("b")  # b stops
+    assert [job.job_id for job in store.unfinished_jobs(unheld_at=T0 + 2 * minute)] == ["j-v1"]
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
+    assert await store.mark_job_submitted("j-v1", T0 + 5 * minute, holder="c", lease_until=T0 + 6 * minute) is None
+    await store.fail_job("j-v1", "TRANSCODE_FAILED", "late", T0)  # a late failure changes nothing
+    assert (await store.get_video("v1")).state is VideoState.READY  # type: ignore[union-attr]
