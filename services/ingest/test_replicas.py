@@ -99,6 +99,24 @@ async def queue_a_job(store: IngestStore) -> None:
               review=CLEARED), TranscodeJob("j1", "v1", JobState.QUEUED, "videos/v1/hls/j/", {}), T0, [], {})
 
 
+async def first_running_the_job(replica: Callable[[], Replica]) -> tuple[Replica, Replica]:
+    """Two replicas; a queued job, running on the first."""
+    first, second = replica(), replica()
+    await queue_a_job(first.store)
+    await first.ingest.start()
+    await until(lambda: first.transcoder.started == ["j1"])
+    return first, second
+
+
+async def finishes_the_job(taker: Replica) -> None:
+    await until(lambda: taker.transcoder.started == ["j1"])
+    taker.transcoder.finish.set()
+    await taker.ingest.jobs.wait_idle()
+    video = await taker.store.get_video("v1")
+    assert video is not None and video.state is VideoState.READY and video.media == MEDIA
+    assert taker.store.unfinished_jobs() == []  # finished once
+
+
 async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not condition():
@@ -109,10 +127,7 @@ async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
 async def test_a_job_runs_on_one_replica_and_the_other_takes_it_over_when_that_one_stops(
     replica: Callable[[], Replica],
 ) -> None:
-    first, second = replica(), replica()
-    await queue_a_job(first.store)
-    await first.ingest.start()
-    await until(lambda: first.transcoder.started == ["j1"])
+    first, second = await first_running_the_job(replica)
     await second.ingest.start()
     [job] = second.store.unfinished_jobs()
     second.ingest.jobs.schedule(job)  # as if the second had queued it too: its claim is refused
@@ -120,24 +135,13 @@ async def test_a_job_runs_on_one_replica_and_the_other_takes_it_over_when_that_o
     assert second.transcoder.started == []  # the first holds the job and keeps its lease
 
     await first.ingest.stop()  # gives its lease up: the job is left RUNNING, for the next look
-    await until(lambda: second.transcoder.started == ["j1"])
-    second.transcoder.finish.set()
-    await second.ingest.jobs.wait_idle()
-    video = await second.store.get_video("v1")
-    assert video is not None and video.state is VideoState.READY and video.media == MEDIA
-    assert second.store.unfinished_jobs() == []
+    await finishes_the_job(second)
 
 
 async def test_the_job_of_a_replica_that_lost_the_store_is_taken_over_once_its_lease_lapses(
     replica: Callable[[], Replica],
 ) -> None:
-    first, second = replica(), replica()
-    await queue_a_job(first.store)
-    await first.ingest.start()
-    await until(lambda: first.transcoder.started == ["j1"])
+    first, second = await first_running_the_job(replica)
     first.store.close()  # the replica is cut off: it can no longer renew, and never gives its lease up
     await second.ingest.start()
-    await until(lambda: second.transcoder.started == ["j1"])
-    second.transcoder.finish.set()
-    await second.ingest.jobs.wait_idle()
-    assert (await second.store.get_video("v1")).state is VideoState.READY  # type: ignore[union-attr]
+    await finishes_the_job(second)
