@@ -9,7 +9,9 @@ unfinished jobs for one video, a state outside the enums.
 Writes never run on the event loop: each is a unit of work for the store's committer,
 which owns the write connection on its own thread and makes every unit queued meanwhile
 durable with one COMMIT (`libs.storage.committer`); callers await the committed result.
-Reads use a second connection (WAL: readers never wait for the writer's fsync).
+Reads use the database's reader (SQLite: a second connection, so readers never wait for the
+writer's fsync; PostgreSQL: the same pool). On PostgreSQL several replicas share the store;
+services/ingest/README.md says what they share through it and how.
 
 The audit outbox (`libs.audit.outbox`) holds events written with the change they record;
 the shared shipper drains it through `audit_outbox`.
@@ -649,7 +651,8 @@ def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None
     carrier_json = carrier[0] if carrier else "{}"
     if row["publication"] == "PENDING_REVIEW":
         tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                   " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING", (video_id, epoch_us(now), carrier_json))
+                   " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING",
+                   (video_id, epoch_us(now), carrier_json))
     else:
         tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'COMPLIANCE_REVIEW'", (video_id,))
     if row["publication"] == "HELD":
@@ -658,10 +661,12 @@ def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None
         tx.execute("UPDATE videos SET published_at = COALESCE(published_at, ?) WHERE video_id = ?",
                    (epoch_us(now), video_id))
         tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                   " VALUES (?, 'RANKING_REGISTRATION', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING", (video_id, epoch_us(now), carrier_json))
+                   " VALUES (?, 'RANKING_REGISTRATION', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING",
+                   (video_id, epoch_us(now), carrier_json))
         if not row["ad_name"] and _video_in(tx, video_id).is_commercial:
             tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                       " VALUES (?, 'AD_REGISTRATION', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING", (video_id, epoch_us(now), carrier_json))
+                       " VALUES (?, 'AD_REGISTRATION', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING",
+                       (video_id, epoch_us(now), carrier_json))
 
 
 # -- row mapping ------------------------------------------------------------------------
