@@ -32,6 +32,9 @@ class IngestConfig:
     probe_limits: ProbeLimits = field(default_factory=ProbeLimits)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     max_jobs_in_flight: int = 8  # transcode jobs this replica has at Ray at once
+    # A replica holds each job it runs this long, renewing it as it goes; a job whose replica died
+    # is taken over by another within this (plus half of it, how often replicas look).
+    job_lease: dt.timedelta = dt.timedelta(seconds=60)
     # A compliance review or ranking registration that could not be done is asked again
     # after this, doubling per attempt up to the cap.
     follow_up_backoff: dt.timedelta = dt.timedelta(seconds=30)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.ingest.sample_clips import ClipSpec, write_clip
 
 # Small on purpose: the suite runs on two shared cores. Sizes are chosen so every case

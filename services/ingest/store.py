@@ -9,7 +9,9 @@ unfinished jobs for one video, a state outside the enums.
 Writes never run on the event loop: each is a unit of work for the store's committer,
 which owns the write connection on its own thread and makes every unit queued meanwhile
 durable with one COMMIT (`libs.storage.committer`); callers await the committed result.
-Reads use a second connection (WAL: readers never wait for the writer's fsync).
+Reads use the database's reader (SQLite: a second connection, so readers never wait for the
+writer's fsync; PostgreSQL: the same pool). On PostgreSQL several replicas share the store;
+services/ingest/README.md says what they share through it and how.
 
 The audit outbox (`libs.audit.outbox`) holds events written with the change they record;
 the shared shipper drains it through `audit_outbox`.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import sqlite3
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,9 +37,7 @@ from libs.audit.events import AuditEvent
 from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.privacy.fields import PersonalData
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Migration, Transaction
-from libs.storage.paths import data_dir
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Migration, Transaction, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.ingest.model import (
     AiDeclaration,
@@ -176,7 +176,26 @@ def _integer_times_migration(version: int) -> Migration:
                        f" + CAST(substr({column}, 21, 6) AS INTEGER) WHERE {column} IS NOT NULL;"
                        for column in times]
     statements += [f"DROP TABLE {table}_v2;" for table in reversed(_TIME_COLUMNS)]
-    return Migration(version, "\n".join(statements))
+    return Migration(version, "\n".join(statements), postgres=_integer_times_postgres())
+
+
+def _postgres_types(sqlite_schema: str) -> str:
+    """SQLite's DDL in PostgreSQL's words: 64-bit integers and doubles (SQLite's INTEGER and
+    REAL), BYTEA for BLOB, and `offset` quoted, a reserved word there."""
+    for sqlite_type, postgres_type in (("INTEGER", "BIGINT"), ("REAL", "DOUBLE PRECISION"), ("BLOB", "BYTEA")):
+        sqlite_schema = re.sub(rf"\b{sqlite_type}\b", postgres_type, sqlite_schema)
+    return re.sub(r"\boffset\b", '"offset"', sqlite_schema)
+
+
+def _integer_times_postgres() -> str:
+    """PostgreSQL changes a column's type in place, converting each text time exactly as SQLite's step does."""
+    statements = []
+    for table, times in _TIME_COLUMNS.items():
+        if times:
+            statements.append(f"ALTER TABLE {table} " + ", ".join(
+                f"ALTER COLUMN {column} TYPE BIGINT USING extract(epoch FROM (substr({column}, 1, 19) || 'Z')"
+                f"::timestamptz)::BIGINT * 1000000 + substr({column}, 21, 6)::BIGINT" for column in times) + ";")
+    return "\n".join(statements)
 
 
 # Published commercial content is owed an entry in the DSA ad repository (a third kind of
@@ -201,16 +220,33 @@ DROP TABLE follow_ups_v3;
 """
 
 MIGRATIONS = [
-    Migration(1, _SCHEMA_V1),
+    Migration(1, _SCHEMA_V1, postgres=_postgres_types(_SCHEMA_V1)),
     # Audit events written in the same transaction as the change they record (libs.audit.outbox).
     outbox_migration(2),
     _integer_times_migration(3),
-    Migration(4, _AD_REGISTRATION_MIGRATION),
+    Migration(4, _AD_REGISTRATION_MIGRATION, postgres="""
+ALTER TABLE videos ADD COLUMN ad_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE follow_ups DROP CONSTRAINT follow_ups_kind_check, ADD CONSTRAINT follow_ups_kind_check
+    CHECK (kind IN ('COMPLIANCE_REVIEW', 'RANKING_REGISTRATION', 'AD_REGISTRATION'));
+"""),
     # Personal fields, sealed under the creator's data key (libs.privacy).
     Migration(5, """
 ALTER TABLE uploads ADD COLUMN caption_sealed BLOB;
 ALTER TABLE uploads ADD COLUMN filename_sealed BLOB;
 ALTER TABLE videos ADD COLUMN caption_sealed BLOB;
+""", postgres="""
+ALTER TABLE uploads ADD COLUMN caption_sealed BYTEA;
+ALTER TABLE uploads ADD COLUMN filename_sealed BYTEA;
+ALTER TABLE videos ADD COLUMN caption_sealed BYTEA;
+"""),
+    # Replicas share the jobs: one runs a job while its lease lasts and renews it; a job whose
+    # lease ran out (its replica stopped or died) is taken over by another.
+    Migration(6, """
+ALTER TABLE transcode_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE transcode_jobs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+""", postgres="""
+ALTER TABLE transcode_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE transcode_jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 """),
 ]
 
@@ -222,12 +258,11 @@ T = TypeVar("T")
 
 
 class IngestStore:
-    def __init__(self, path: Path, personal: PersonalData) -> None:
+    def __init__(self, data_root: Path | None, personal: PersonalData) -> None:
         self._personal = personal
-        writer = SqliteDatabase(path)
-        writer.migrate(MIGRATIONS)
+        writer = open_database("ingest", MIGRATIONS, root=data_root)
         self._writer = writer
-        self._reader = SqliteDatabase(path)
+        self._reader = writer.open_reader()
         self._committer = GroupCommitter(writer, name="ingest-store")
         self.audit_outbox = SqliteAuditOutbox(self._reader, committer=self._committer)
 
@@ -237,12 +272,14 @@ class IngestStore:
 
     @classmethod
     def open(cls, data_root: Path | None = None, *, personal: PersonalData) -> IngestStore:
-        return cls((data_root or data_dir()) / "ingest" / "ingest.db", personal)
+        """SQLite: `<data_root>/ingest/ingest.db`; PostgreSQL (`LIMELIGHT_DATABASE_URL`): the schema `ingest`."""
+        return cls(data_root, personal)
 
     def close(self) -> None:
         self._committer.close()
         self._writer.close()
-        self._reader.close()
+        if self._reader is not self._writer:
+            self._reader.close()
 
     async def _write(self, work: Callable[[Transaction], T]) -> T:
         return await self._committer.run(work)
@@ -255,17 +292,16 @@ class IngestStore:
         filename = await self._personal.seal(subject, FILENAME, session.filename)
 
         def insert(tx: Transaction) -> None:
-            try:
-                tx.execute(
-                    "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
-                    " caption_sealed, filename_sealed, created_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?, ?)",
-                    (session.upload_id, session.creator_id, _dump_without_caption(session.metadata),
-                     session.declared_size, session.sha256_hex, caption, filename, epoch_us(session.created_at),
-                     epoch_us(session.expires_at)),
-                )
-            except sqlite3.IntegrityError:
-                raise ConcurrentUploadError(session.upload_id, 0) from None
+            inserted = tx.execute(
+                "INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
+                " caption_sealed, filename_sealed, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, 'RECEIVING', ?, ?, ?, ?) ON CONFLICT (upload_id) DO NOTHING",
+                (session.upload_id, session.creator_id, _dump_without_caption(session.metadata),
+                 session.declared_size, session.sha256_hex, caption, filename, epoch_us(session.created_at),
+                 epoch_us(session.expires_at)),
+            ).rowcount
+            if inserted != 1:  # the same client-chosen id, opened meanwhile (by another replica)
+                raise ConcurrentUploadError(session.upload_id, 0)
 
         await self._write(insert)
 
@@ -323,7 +359,7 @@ class IngestStore:
             ).rowcount
             if moved != 1:
                 raise ConcurrentUploadError(upload_id, offset)
-            tx.execute("INSERT INTO upload_parts (upload_id, offset, size, blob_key) VALUES (?, ?, ?, ?)",
+            tx.execute('INSERT INTO upload_parts (upload_id, "offset", size, blob_key) VALUES (?, ?, ?, ?)',
                        (upload_id, offset, size, blob_key))
             return tx.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
 
@@ -333,7 +369,7 @@ class IngestStore:
         """(offset, size, blob key) of every committed part, in order."""
         with self._reader.reading() as connection:
             rows = connection.execute(
-                "SELECT offset, size, blob_key FROM upload_parts WHERE upload_id = ? ORDER BY offset", (upload_id,)
+                'SELECT "offset", size, blob_key FROM upload_parts WHERE upload_id = ? ORDER BY "offset"', (upload_id,)
             ).fetchall()
         return [(int(r["offset"]), int(r["size"]), str(r["blob_key"])) for r in rows]
 
@@ -452,21 +488,33 @@ class IngestStore:
 
     # -- transcode jobs ---------------------------------------------------------------------
 
-    def unfinished_jobs(self) -> list[TranscodeJob]:
-        """Jobs a stopped service left QUEUED or RUNNING, oldest first."""
+    def unfinished_jobs(self, *, unheld_at: dt.datetime | None = None) -> list[TranscodeJob]:
+        """Jobs still QUEUED or RUNNING, oldest first; with `unheld_at`, only those no replica holds
+        a lease on then (their replica stopped or died)."""
+        held = "" if unheld_at is None else " AND lease_until <= ?"
         with self._reader.reading() as connection:
             rows = connection.execute(
-                "SELECT * FROM transcode_jobs WHERE state IN ('QUEUED', 'RUNNING') ORDER BY created_at"
+                f"SELECT * FROM transcode_jobs WHERE state IN ('QUEUED', 'RUNNING'){held} ORDER BY created_at",
+                () if unheld_at is None else (epoch_us(unheld_at),),
             ).fetchall()
         return [_job(row) for row in rows]
 
-    async def mark_job_submitted(self, job_id: str, now: dt.datetime) -> TranscodeJob:
-        def mark(tx: Transaction) -> TranscodeJob:
-            tx.execute(
-                "UPDATE transcode_jobs SET state = 'RUNNING', submissions = submissions + 1, updated_at = ?"
-                " WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')",
-                (epoch_us(now), job_id),
-            )
+    async def mark_job_submitted(self, job_id: str, now: dt.datetime, *, holder: str,
+                                 lease_until: dt.datetime) -> TranscodeJob | None:
+        """Claim the job for `holder` until `lease_until` and count one more submission: it is RUNNING.
+
+        None if it finished meanwhile, or another holder's lease on it is still running at `now`;
+        the check and the claim are one transaction, so two replicas never both take it.
+        """
+        def mark(tx: Transaction) -> TranscodeJob | None:
+            claimed = tx.execute(
+                "UPDATE transcode_jobs SET state = 'RUNNING', submissions = submissions + 1, lease_holder = ?,"
+                " lease_until = ?, updated_at = ? WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')"
+                " AND (lease_holder = ? OR lease_until <= ?)",
+                (holder, epoch_us(lease_until), epoch_us(now), job_id, holder, epoch_us(now)),
+            ).rowcount
+            if claimed != 1:
+                return None
             row = tx.execute("SELECT * FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()
             tx.execute(
                 "UPDATE videos SET stage = 'TRANSCODING', version = version + 1, updated_at = ?"
@@ -476,6 +524,21 @@ class IngestStore:
             return _job(row)
 
         return await self._write(mark)
+
+    async def renew_job_lease(self, job_id: str, holder: str, lease_until: dt.datetime) -> bool:
+        """Extend `holder`'s lease on a job it still holds and that is still running; whether it did."""
+        return await self._write(lambda tx: tx.execute(
+            "UPDATE transcode_jobs SET lease_until = ? WHERE job_id = ? AND lease_holder = ?"
+            " AND state = 'RUNNING'",
+            (epoch_us(lease_until), job_id, holder),
+        ).rowcount == 1)
+
+    async def release_job_leases(self, holder: str) -> None:
+        """`holder` stops: its unfinished jobs may be taken over at once."""
+        await self._write(lambda tx: tx.execute(
+            "UPDATE transcode_jobs SET lease_until = 0 WHERE lease_holder = ? AND state IN ('QUEUED', 'RUNNING')",
+            (holder,),
+        ))
 
     async def record_progress(self, video_id: str, progress: float, now: dt.datetime) -> None:
         await self._write(lambda tx: tx.execute(
@@ -510,11 +573,13 @@ class IngestStore:
 
     async def fail_job(self, job_id: str, reason: str, message: str, now: dt.datetime) -> None:
         def fail(tx: Transaction) -> None:
-            tx.execute(
+            moved = tx.execute(
                 "UPDATE transcode_jobs SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
-                " updated_at = ? WHERE job_id = ?",
+                " updated_at = ? WHERE job_id = ? AND state IN ('QUEUED', 'RUNNING')",
                 (reason, message, epoch_us(now), job_id),
-            )
+            ).rowcount
+            if moved != 1:
+                return  # finished already (another replica ran it to the end): its outcome stands
             video_id = tx.execute("SELECT video_id FROM transcode_jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
             tx.execute(
                 "UPDATE videos SET state = 'FAILED', stage = 'DONE', failure_reason = ?, failure_message = ?,"
@@ -585,8 +650,9 @@ def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None
     ).fetchone()
     carrier_json = carrier[0] if carrier else "{}"
     if row["publication"] == "PENDING_REVIEW":
-        tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                   " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?)", (video_id, epoch_us(now), carrier_json))
+        tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                   " VALUES (?, 'COMPLIANCE_REVIEW', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING",
+                   (video_id, epoch_us(now), carrier_json))
     else:
         tx.execute("DELETE FROM follow_ups WHERE video_id = ? AND kind = 'COMPLIANCE_REVIEW'", (video_id,))
     if row["publication"] == "HELD":
@@ -594,11 +660,13 @@ def _settle_follow_ups(tx: Transaction, video_id: str, now: dt.datetime) -> None
     if row["state"] == "READY" and row["publication"] == "PUBLISHED" and row["ranking_state"] == "PENDING":
         tx.execute("UPDATE videos SET published_at = COALESCE(published_at, ?) WHERE video_id = ?",
                    (epoch_us(now), video_id))
-        tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                   " VALUES (?, 'RANKING_REGISTRATION', ?, ?)", (video_id, epoch_us(now), carrier_json))
+        tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                   " VALUES (?, 'RANKING_REGISTRATION', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING",
+                   (video_id, epoch_us(now), carrier_json))
         if not row["ad_name"] and _video_in(tx, video_id).is_commercial:
-            tx.execute("INSERT OR IGNORE INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
-                       " VALUES (?, 'AD_REGISTRATION', ?, ?)", (video_id, epoch_us(now), carrier_json))
+            tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at, trace_carrier_json)"
+                       " VALUES (?, 'AD_REGISTRATION', ?, ?) ON CONFLICT (video_id, kind) DO NOTHING",
+                       (video_id, epoch_us(now), carrier_json))
 
 
 # -- row mapping ------------------------------------------------------------------------

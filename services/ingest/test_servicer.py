@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.clock import utc_now
 from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import start_service
-from libs.privacy.fields import PersonalData
+from libs.privacy.fields import EphemeralDataKeys, PersonalData
 from libs.privacy.remote import RemoteDataKeys
+from libs.storage.database import DATABASE_URL_ENV
 from services.compliance import server as compliance_server
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
 from services.compliance.privacy.store import PrivacyStore
@@ -82,11 +84,15 @@ class Server:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Server]:
+async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_engine: str) -> AsyncIterator[Server]:
     monkeypatch.setenv("LIMELIGHT_PRIVACY_KEY_CACHE_SECONDS", "0.2")  # so an erasure reaches ingest at once
     # Compliance holds the creator's data key, so it is needed to read a caption; nothing listens
-    # at ranking's address: ranking is not needed to read videos.
+    # at ranking's address: ranking is not needed to read videos. Compliance keeps its stores in
+    # SQLite files here (its own tests run them on both engines); ingest's follow `database_engine`.
+    ingest_database = os.environ.pop(DATABASE_URL_ENV, None)
     compliance = await start_service("compliance", compliance_server.build, port=0, data_root=tmp_path)
+    if ingest_database:
+        monkeypatch.setenv(DATABASE_URL_ENV, ingest_database)
     await seed_unpublished_video(tmp_path, compliance.target)
     targets = {"compliance": compliance.target, "ranking": "127.0.0.1:9"}
     running = await start_service("ingest", ingest_server.build, port=0, data_root=tmp_path, targets=targets)
@@ -156,4 +162,9 @@ async def test_erasing_the_creator_leaves_no_caption_in_any_database_and_none_to
         video = (await server.stub.GetVideo(ingest_pb2.GetVideoRequest(name=VIDEO), metadata=alice)).video
     assert video.metadata.caption == "" and video.name == VIDEO  # the video's facts stay; its caption is gone
     every_byte = b"".join(path.read_bytes() for path in server.data_root.rglob("*.db*") if path.is_file())
+    ingest_store = IngestStore.open(server.data_root, personal=PersonalData(EphemeralDataKeys()))  # rows, any engine
+    with ingest_store._reader.reading() as connection:
+        every_byte += b"".join(repr(tuple(row)).encode() for table in ("uploads", "videos", "audit_outbox")
+                               for row in connection.execute(f"SELECT * FROM {table}"))
+    ingest_store.close()
     assert CAPTION.encode() not in every_byte and b"Lisbon" not in every_byte

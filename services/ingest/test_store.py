@@ -3,17 +3,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from libs.audit.events import AuditEvent, Outcome
 from libs.privacy.fields import EphemeralDataKeys, PersonalData
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import IntegrityError, open_database
 from services.ingest.model import (
     AiLabel,
     C2paEvidence,
@@ -49,7 +49,7 @@ def keys() -> EphemeralDataKeys:
 
 
 @pytest.fixture
-def store(tmp_path: Path, keys: EphemeralDataKeys) -> Iterator[IngestStore]:
+def store(tmp_path: Path, keys: EphemeralDataKeys, database_engine: str) -> Iterator[IngestStore]:
     opened = IngestStore.open(tmp_path, personal=PersonalData(keys))
     yield opened
     opened.close()
@@ -94,7 +94,7 @@ async def test_parts_advance_the_committed_offset_only_from_where_it_is(store: I
 
 async def test_the_schema_refuses_bytes_past_the_declared_size(store: IngestStore) -> None:
     await add_upload(store, size=10)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         await store.commit_part("v1", 0, 11, "p0")
     assert (await store.get_upload("v1")).committed_bytes == 0  # type: ignore[union-attr]
 
@@ -108,16 +108,16 @@ async def test_processing_starts_with_its_job_and_a_second_unfinished_job_is_ref
     assert (await store.get_upload("v1")).state is UploadState.COMPLETED  # type: ignore[union-attr]
     with pytest.raises(ConcurrentUploadError):
         await start(store)  # the upload is no longer receiving
-    with pytest.raises(sqlite3.IntegrityError), store._writer.transaction() as tx:
+    with pytest.raises(IntegrityError), store._writer.transaction() as tx:
         tx.execute("INSERT INTO transcode_jobs (job_id, video_id, state, output_prefix, created_at, updated_at)"
-                   " VALUES ('j2', 'v1', 'QUEUED', 'p', 'now', 'now')")
+                   " VALUES ('j2', 'v1', 'QUEUED', 'p', 1, 1)")
 
 
 async def test_a_cleared_video_is_published_once_ready_and_owes_ranking_a_registration(store: IngestStore) -> None:
     await add_upload(store)
     await start(store, review=CLEARED)
     assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, T0) == []  # not before it is READY
-    await store.mark_job_submitted("j-v1", T0)
+    await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0)
     await store.record_progress("v1", 0.5, T0)
     await store.record_progress("v1", 0.3, T0)  # progress never goes back
     assert ((await store.get_video("v1")).progress, (await store.get_video("v1")).stage) == (0.5, ProcessingStage.TRANSCODING)  # type: ignore[union-attr]
@@ -162,16 +162,17 @@ async def test_held_videos_are_never_registered_with_ranking(store: IngestStore)
 async def test_the_schema_refuses_publishing_what_is_not_ready_and_cleared(store: IngestStore) -> None:
     await add_upload(store)
     await start(store)
-    with pytest.raises(sqlite3.IntegrityError), store._writer.transaction() as tx:
-        tx.execute("UPDATE videos SET published_at = 'now' WHERE video_id = 'v1'")
+    with pytest.raises(IntegrityError), store._writer.transaction() as tx:
+        tx.execute("UPDATE videos SET published_at = 1 WHERE video_id = 'v1'")
 
 
-async def test_unfinished_jobs_survive_a_reopen_and_failures_reach_the_video(tmp_path: Path) -> None:
+async def test_unfinished_jobs_survive_a_reopen_and_failures_reach_the_video(tmp_path: Path,
+                                                                             database_engine: str) -> None:
     personal = PersonalData(EphemeralDataKeys())
     store = IngestStore.open(tmp_path, personal=personal)
     await add_upload(store)
     await start(store)
-    await store.mark_job_submitted("j-v1", T0)
+    await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0)
     store.close()
     reopened = IngestStore.open(tmp_path, personal=personal)
     [unfinished] = reopened.unfinished_jobs()
@@ -229,9 +230,9 @@ async def test_an_audit_event_is_stored_exactly_when_its_change_is(store: Ingest
         "ingest.UploadVideo", "ingest.PublishVideo"]
 
 
-async def test_a_database_with_text_times_is_migrated_to_microseconds_exactly(tmp_path: Path) -> None:
-    old = SqliteDatabase(tmp_path / "ingest" / "ingest.db")
-    old.migrate(MIGRATIONS[:2])  # as the service left it before times became integers
+async def test_a_database_with_text_times_is_migrated_to_microseconds_exactly(tmp_path: Path,
+                                                                            database_engine: str) -> None:
+    old = open_database("ingest", MIGRATIONS[:2], root=tmp_path)  # as the service left it before times became integers
     created, published = "2026-05-01T12:00:00.123456Z", "2026-05-01T12:05:00.000001Z"
     with old.transaction() as tx:
         tx.execute("INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
@@ -259,18 +260,31 @@ async def test_a_database_with_text_times_is_migrated_to_microseconds_exactly(tm
         assert [d.video_id for d in store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.published_at)] == ["v1"]
         assert store.due_follow_ups(FollowUp.RANKING_REGISTRATION, video.created_at) == []
         with store._writer.reading() as connection:
-            assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
-            assert connection.execute("SELECT typeof(created_at) FROM videos").fetchone()[0] == "integer"
+            if database_engine == "sqlite":  # PostgreSQL checks foreign keys and types on every write
+                assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+                assert connection.execute("SELECT typeof(created_at) FROM videos").fetchone()[0] == "integer"
+            else:
+                assert connection.execute(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()"
+                    " AND table_name = 'videos' AND column_name = 'created_at'").fetchone()[0] == "bigint"
     finally:
         store.close()
 
 
-async def test_writes_run_on_the_committer_thread_never_on_the_event_loop(store: IngestStore) -> None:
+async def test_writes_run_on_the_committer_thread_never_on_the_event_loop(
+    store: IngestStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     writers: set[str] = set()
-    store._writer._connection.set_trace_callback(lambda sql: writers.add(threading.current_thread().name))
+    transaction = store._writer.transaction
+
+    def recorded_transaction() -> Any:
+        writers.add(threading.current_thread().name)
+        return transaction()
+
+    monkeypatch.setattr(store._writer, "transaction", recorded_transaction)
     await add_upload(store)
     await start(store)
-    await store.mark_job_submitted("j-v1", T0)
+    await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0)
     await store.record_progress("v1", 0.5, T0)
     assert writers == {"ingest-store"}  # the event loop's thread never waited for a COMMIT
 
@@ -288,7 +302,11 @@ async def test_the_caption_and_file_name_are_stored_only_sealed(store: IngestSto
     assert ((await store.get_upload("v1")).metadata.caption, (await store.get_upload("v1")).filename) == (  # type: ignore[union-attr]
         CAPTION, "grace-and-me.mp4")
     assert (await store.get_video("v1")).metadata == session.metadata  # type: ignore[union-attr]
-    stored = b"".join(path.read_bytes() for path in (tmp_path / "ingest").glob("ingest.db*"))
+    with store._reader.reading() as connection:
+        rows = [repr(tuple(row)).encode() for table in ("uploads", "videos", "transcode_jobs", "audit_outbox")
+                for row in connection.execute(f"SELECT * FROM {table}")]
+    files = (tmp_path / "ingest").glob("ingest.db*")  # SQLite's pages, free ones included
+    stored = b"".join(rows + [path.read_bytes() for path in files])
     assert b"Lisbon" not in stored and b"grace-and-me" not in stored
     assert b"lisbon" in stored  # hashtags are not personal: they stay queryable
 
@@ -309,9 +327,8 @@ async def test_after_the_creator_is_erased_their_fields_read_back_empty(
         reopened.close()
 
 
-async def test_a_row_written_before_sealing_keeps_its_caption(tmp_path: Path) -> None:
-    old = SqliteDatabase(tmp_path / "ingest" / "ingest.db")
-    old.migrate(MIGRATIONS[:3])
+async def test_a_row_written_before_sealing_keeps_its_caption(tmp_path: Path, database_engine: str) -> None:
+    old = open_database("ingest", MIGRATIONS[:3], root=tmp_path)
     with old.transaction() as tx:
         tx.execute("INSERT INTO uploads (upload_id, creator_id, metadata_json, declared_size, sha256, state,"
                    " filename, created_at, expires_at) VALUES ('v1', 'c1', ?, 100, ?, 'RECEIVING', 'old.mp4', 1, 2)",
@@ -323,3 +340,34 @@ async def test_a_row_written_before_sealing_keeps_its_caption(tmp_path: Path) ->
         assert upload is not None and (upload.metadata.caption, upload.filename) == ("from before", "old.mp4")
     finally:
         store.close()
+
+
+async def test_the_schema_knows_every_follow_up_kind_and_no_other(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store)
+    with store._writer.transaction() as tx:
+        tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at) VALUES ('v1', 'AD_REGISTRATION', 1)")
+    with pytest.raises(IntegrityError), store._writer.transaction() as tx:
+        tx.execute("INSERT INTO follow_ups (video_id, kind, next_attempt_at) VALUES ('v1', 'NEWSLETTER', 1)")
+
+
+async def test_one_replica_at_a_time_holds_a_job_and_a_lapsed_or_given_up_lease_frees_it(store: IngestStore) -> None:
+    await add_upload(store)
+    await start(store)
+    minute = dt.timedelta(minutes=1)
+    claimed = await store.mark_job_submitted("j-v1", T0, holder="a", lease_until=T0 + minute)
+    assert claimed is not None and (claimed.state, claimed.submissions) == (JobState.RUNNING, 1)
+    assert await store.mark_job_submitted("j-v1", T0 + minute / 2, holder="b", lease_until=T0 + 2 * minute) is None
+    assert store.unfinished_jobs(unheld_at=T0 + minute / 2) == []
+    assert await store.renew_job_lease("j-v1", "a", T0 + 2 * minute)
+    assert await store.mark_job_submitted("j-v1", T0 + minute, holder="b", lease_until=T0 + 3 * minute) is None
+    assert [job.job_id for job in store.unfinished_jobs(unheld_at=T0 + 2 * minute)] == ["j-v1"]  # a died: lapsed
+    taken = await store.mark_job_submitted("j-v1", T0 + 2 * minute, holder="b", lease_until=T0 + 3 * minute)
+    assert taken is not None and taken.submissions == 2
+    assert not await store.renew_job_lease("j-v1", "a", T0 + 4 * minute)  # a's stall ended: it is b's now
+    await store.release_job_leases("b")  # b stops
+    assert [job.job_id for job in store.unfinished_jobs(unheld_at=T0 + 2 * minute)] == ["j-v1"]
+    await store.complete_job("j-v1", MEDIA, T0, no_audit, {})
+    assert await store.mark_job_submitted("j-v1", T0 + 5 * minute, holder="c", lease_until=T0 + 6 * minute) is None
+    await store.fail_job("j-v1", "TRANSCODE_FAILED", "late", T0)  # a late failure changes nothing
+    assert (await store.get_video("v1")).state is VideoState.READY  # type: ignore[union-attr]

@@ -379,7 +379,8 @@ async def test_a_service_restart_mid_job_queues_the_job_again_and_finishes(
     assert (await first.ingest.videos.get(CREATOR, "alice", video.video_id)).state is VideoState.PROCESSING
     second = await make_ingest()
     assert (await finished(second, video.video_id))[-1].state is VideoState.READY
-    [job_row] = second.store._reader._connection.execute("SELECT submissions FROM transcode_jobs").fetchall()
+    with second.store._reader.reading() as connection:
+        [job_row] = connection.execute("SELECT submissions FROM transcode_jobs").fetchall()
     assert job_row[0] == 2
 
 

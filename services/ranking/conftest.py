@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from limelight.ranking.v1 import (
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
+from libs.storage.database import DATABASE_URL_ENV
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from libs.timestamps import to_timestamp
 from services.compliance.server import build as build_compliance
 from services.ranking.config import RankingConfig
@@ -109,7 +112,14 @@ def signal_of(video: str, kind: int, *, seconds: float | None = None, event_id: 
 
 
 async def start_ranking(root: Path, config: RankingConfig = IN_PROCESS) -> RankingHarness:
-    compliance = await start_service("compliance", build_compliance, port=0, data_root=root)
+    """Ranking on the engine `LIMELIGHT_DATABASE_URL` chooses; compliance, its collaborator, on SQLite
+    files (its own tests run its stores on both engines)."""
+    ranking_database = os.environ.pop(DATABASE_URL_ENV, None)
+    try:
+        compliance = await start_service("compliance", build_compliance, port=0, data_root=root)
+    finally:
+        if ranking_database:
+            os.environ[DATABASE_URL_ENV] = ranking_database
     services: list[RankingService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
@@ -129,7 +139,7 @@ async def stop_ranking(harness: RankingHarness) -> None:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[RankingHarness]:
+async def harness(tmp_path: Path, database_engine: str) -> AsyncIterator[RankingHarness]:  # noqa: F811 (the fixture)
     running = await start_ranking(tmp_path)
     try:
         yield running

@@ -1,8 +1,15 @@
-"""SQLite persistence of ranking: the only SQL in the service.
+"""Persistence of ranking, on SQLite or PostgreSQL (`libs.storage.database`): the only SQL in the service.
 
 Writes go through one `GroupCommitter` (each use case one unit of work; units queued while a
 commit is in flight share it). Reads go around it, in a thread. `load` reads everything the
 catalogue is rebuilt from at start.
+
+What the store holds is the durable truth: candidates and their counts, signals (one row per
+event id), follows, flagged accounts, feed settings, the items each page showed, and live
+engagement. Everything ranking decides with between starts (the catalogue, its index, the
+trained factors, the bot guard's windows) lives in the serving process, built from here by
+`load` and `history`; so replicas over one PostgreSQL would each see only their own writes
+until restarted (see services/ranking/README.md).
 """
 
 from __future__ import annotations
@@ -16,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Migration, Transaction, open_database
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Database, Migration, Transaction, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.ranking.model import (
     Adjustment,
@@ -36,7 +42,7 @@ from services.ranking.model import (
     VideoRegistration,
 )
 
-MIGRATIONS = [Migration(1, """
+_SCHEMA_V1 = """
     CREATE TABLE candidates (
         creator TEXT NOT NULL, video TEXT NOT NULL,
         duration_us INTEGER NOT NULL CHECK (duration_us > 0),
@@ -65,7 +71,63 @@ MIGRATIONS = [Migration(1, """
         creator TEXT NOT NULL, live TEXT NOT NULL, joins INTEGER NOT NULL, view_seconds REAL NOT NULL,
         chats INTEGER NOT NULL, gifts INTEGER NOT NULL, velocity REAL NOT NULL, update_us INTEGER NOT NULL,
         PRIMARY KEY (creator, live));
-""")]
+"""
+
+# Signals replay in the order they were recorded (`history`): SQLite's rowid gave that order, and
+# PostgreSQL has none, so the order becomes a column of its own on both (SQLite keeps the rowid's
+# values: an INTEGER PRIMARY KEY is the rowid).
+_SIGNAL_ORDER = """
+    ALTER TABLE signals RENAME TO signals_v1;
+    DROP INDEX signals_by_viewer;
+    CREATE TABLE signals (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE, viewer TEXT NOT NULL, kind INTEGER NOT NULL, target TEXT NOT NULL,
+        occur_us INTEGER NOT NULL, watch_us INTEGER NOT NULL, report_reason INTEGER NOT NULL,
+        report_details_sealed BLOB, discount_reason TEXT NOT NULL, record_us INTEGER NOT NULL);
+    INSERT INTO signals SELECT rowid, * FROM signals_v1 ORDER BY rowid;
+    DROP TABLE signals_v1;
+    CREATE INDEX signals_by_viewer ON signals (viewer, record_us);
+"""
+
+MIGRATIONS = [
+    Migration(1, _SCHEMA_V1, postgres="""
+    CREATE TABLE candidates (
+        creator TEXT NOT NULL, video TEXT NOT NULL,
+        duration_us BIGINT NOT NULL CHECK (duration_us > 0),
+        hashtags_json TEXT NOT NULL, labels_json TEXT NOT NULL,
+        commercial BIGINT NOT NULL, language_code TEXT NOT NULL, region_code TEXT NOT NULL,
+        unsuitable_for_minors BIGINT NOT NULL, ad TEXT NOT NULL,
+        publish_us BIGINT NOT NULL, register_us BIGINT NOT NULL,
+        stage BIGINT NOT NULL, removed_reason BIGINT, counts_json TEXT NOT NULL,
+        PRIMARY KEY (creator, video));
+    CREATE TABLE signals (
+        event_id TEXT PRIMARY KEY, viewer TEXT NOT NULL, kind BIGINT NOT NULL, target TEXT NOT NULL,
+        occur_us BIGINT NOT NULL, watch_us BIGINT NOT NULL, report_reason BIGINT NOT NULL,
+        report_details_sealed BYTEA, discount_reason TEXT NOT NULL, record_us BIGINT NOT NULL);
+    CREATE INDEX signals_by_viewer ON signals (viewer, record_us);
+    CREATE TABLE follows (
+        follower TEXT NOT NULL, creator TEXT NOT NULL, create_us BIGINT NOT NULL,
+        PRIMARY KEY (follower, creator));
+    CREATE INDEX follows_by_creator ON follows (creator, create_us);
+    CREATE TABLE flagged_accounts (account TEXT PRIMARY KEY, flag_us BIGINT NOT NULL);
+    CREATE TABLE feed_settings (account TEXT PRIMARY KEY, default_mode BIGINT, update_us BIGINT NOT NULL);
+    CREATE TABLE feed_items (
+        viewer TEXT NOT NULL, item_id TEXT NOT NULL, creator TEXT NOT NULL, video TEXT NOT NULL,
+        position BIGINT NOT NULL, mode BIGINT NOT NULL, explanation_json TEXT NOT NULL,
+        rank_us BIGINT NOT NULL, PRIMARY KEY (viewer, item_id));
+    CREATE TABLE live_engagement (
+        creator TEXT NOT NULL, live TEXT NOT NULL, joins BIGINT NOT NULL, view_seconds DOUBLE PRECISION NOT NULL,
+        chats BIGINT NOT NULL, gifts BIGINT NOT NULL, velocity DOUBLE PRECISION NOT NULL, update_us BIGINT NOT NULL,
+        PRIMARY KEY (creator, live));
+"""),
+    # Identity values are handed out under the store's writer lock, so their order is the commit order.
+    Migration(2, _SIGNAL_ORDER, postgres="""
+    ALTER TABLE signals ADD COLUMN seq BIGINT GENERATED BY DEFAULT AS IDENTITY UNIQUE;
+"""),
+]
+
+_SIGNAL_COLUMNS = ("event_id, viewer, kind, target, occur_us, watch_us, report_reason, report_details_sealed,"
+                   " discount_reason, record_us")
 
 
 @dataclass(frozen=True)
@@ -88,12 +150,13 @@ class Loaded:
 class RankingStore:
     """Satisfies `usecases.RankingStore`."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: Database) -> None:
         self._database = database
         self._committer = GroupCommitter(database, name="ranking-commit")
 
     @classmethod
     def open(cls, data_root: Path) -> RankingStore:
+        """SQLite: `<data_root>/ranking/ranking.db`; PostgreSQL (`LIMELIGHT_DATABASE_URL`): the schema `ranking`."""
         return cls(open_database("ranking", MIGRATIONS, root=data_root))
 
     def close(self) -> None:
@@ -125,10 +188,13 @@ class RankingStore:
             _insert_signals(tx, signals)
             _put_candidates(tx, counted)
             for account in flagged:
-                tx.execute("INSERT OR IGNORE INTO flagged_accounts VALUES (?, ?)",
+                tx.execute("INSERT INTO flagged_accounts VALUES (?, ?) ON CONFLICT (account) DO NOTHING",
                            (account, epoch_us(signals[0].record_time) if signals else 0))
             for live in live_updates:
-                tx.execute("INSERT OR REPLACE INTO live_engagement VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                tx.execute("INSERT INTO live_engagement VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (creator, live)"
+                           " DO UPDATE SET joins = excluded.joins, view_seconds = excluded.view_seconds,"
+                           " chats = excluded.chats, gifts = excluded.gifts, velocity = excluded.velocity,"
+                           " update_us = excluded.update_us",
                            (live.creator, live.live, live.joins, live.view_seconds, live.chats, live.gifts,
                             live.velocity, epoch_us(live.update_time) if live.update_time else 0))
         await self._committer.run(work)
@@ -150,7 +216,7 @@ class RankingStore:
 
     async def put_follow(self, follow: Follow) -> Follow:
         def work(tx: Transaction) -> Follow:
-            tx.execute("INSERT OR IGNORE INTO follows VALUES (?, ?, ?)",
+            tx.execute("INSERT INTO follows VALUES (?, ?, ?) ON CONFLICT (follower, creator) DO NOTHING",
                        (follow.follower, follow.creator, epoch_us(follow.create_time)))
             row = tx.execute("SELECT create_us FROM follows WHERE follower = ? AND creator = ?",
                              (follow.follower, follow.creator)).fetchone()
@@ -159,7 +225,7 @@ class RankingStore:
 
     def put_follows_now(self, follows: Sequence[Follow]) -> None:
         self._committer.submit(lambda tx: tx.executemany(
-            "INSERT OR IGNORE INTO follows VALUES (?, ?, ?)",
+            "INSERT INTO follows VALUES (?, ?, ?) ON CONFLICT (follower, creator) DO NOTHING",
             [(f.follower, f.creator, epoch_us(f.create_time)) for f in follows])).result()
 
     async def delete_follow(self, follower: str, creator: str) -> bool:
@@ -190,7 +256,8 @@ class RankingStore:
 
     async def put_feed_settings(self, settings: FeedSettings) -> None:
         await self._committer.run(lambda tx: tx.execute(
-            "INSERT OR REPLACE INTO feed_settings VALUES (?, ?, ?)",
+            "INSERT INTO feed_settings VALUES (?, ?, ?) ON CONFLICT (account)"
+            " DO UPDATE SET default_mode = excluded.default_mode, update_us = excluded.update_us",
             (settings.user, int(settings.default_mode) if settings.default_mode else None,
              epoch_us(settings.update_time) if settings.update_time else 0)))
 
@@ -247,7 +314,7 @@ class RankingStore:
         with self._database.reading() as connection:
             for row in connection.execute(
                     "SELECT viewer, target, kind, watch_us FROM signals WHERE discount_reason = ''"
-                    " AND kind < ? ORDER BY record_us, rowid", (int(SignalKind.LIVE_JOIN),)):
+                    " AND kind < ? ORDER BY record_us, seq", (int(SignalKind.LIVE_JOIN),)):
                 yield HistoryRow(row[0], row[1], SignalKind(row[2]), row[3] / 1e6)
 
     # -- the data subject ---------------------------------------------------------------------------
@@ -288,8 +355,16 @@ class RankingStore:
         return await self._committer.run(work)
 
 
+_CANDIDATE_FIELDS = ("duration_us", "hashtags_json", "labels_json", "commercial", "language_code", "region_code",
+                     "unsuitable_for_minors", "ad", "publish_us", "register_us", "stage", "removed_reason",
+                     "counts_json")
+_PUT_CANDIDATE = ("INSERT INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                  " ON CONFLICT (creator, video) DO UPDATE SET "
+                  + ", ".join(f"{name} = excluded.{name}" for name in _CANDIDATE_FIELDS))
+
+
 def _put_candidates(tx: Transaction, candidates: Sequence[Candidate]) -> None:
-    tx.executemany("INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    tx.executemany(_PUT_CANDIDATE, [
         (r.creator, r.video, int(r.duration.total_seconds() * 1e6), json.dumps(list(r.hashtags)),
          json.dumps(list(r.labels)), int(r.commercial), r.language, r.region, int(r.unsuitable_for_minors), r.ad,
          epoch_us(r.publish_time), epoch_us(c.register_time), int(c.stage),
@@ -298,7 +373,8 @@ def _put_candidates(tx: Transaction, candidates: Sequence[Candidate]) -> None:
 
 
 def _insert_signals(tx: Transaction, signals: Sequence[StoredSignal]) -> None:
-    tx.executemany("INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    tx.executemany(f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                   " ON CONFLICT (event_id) DO NOTHING", [
         (s.event_id, s.viewer, int(s.kind), s.target, epoch_us(s.occur_time), int(s.watch_seconds * 1e6),
          s.report_reason, s.report_details_sealed, s.discount_reason, epoch_us(s.record_time)) for s in signals])
 

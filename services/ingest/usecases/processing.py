@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 
 from libs.clock import Clock
@@ -143,7 +144,13 @@ class FollowUps:
 
 class TranscodeJobs:
     """Runs transcode jobs, at most `max_jobs_in_flight` at once; a finished job makes its
-    video READY (and published, or held, by the verdicts it has) in one transaction."""
+    video READY (and published, or held, by the verdicts it has) in one transaction.
+
+    Replicas share the jobs through the store: a replica runs a job only under its lease on it
+    (`job_lease`, renewed while the job runs), so no two run one job; a stopping replica gives
+    its leases up, and one that died leaves its jobs to whichever replica looks next for jobs
+    nobody holds (at start, then every half lease).
+    """
 
     def __init__(self, *, store: IngestStore, blobs: MediaBlobs, transcoder: Transcoder, follow_ups: FollowUps,
                  audit: AuditEvents, tracing: Tracing, clock: Clock, config: IngestConfig,
@@ -159,25 +166,69 @@ class TranscodeJobs:
         self._telemetry_root = telemetry_root
         self._slots = asyncio.Semaphore(config.max_jobs_in_flight)
         self._tasks = BackgroundTasks()
+        self._holder = f"ingest-{uuid.uuid4().hex}"  # this replica, as a lease holder
+        self._scheduled: set[str] = set()  # job ids this replica has queued or is running
 
     def start(self) -> None:
-        """Queue the jobs a stopped service left unfinished."""
-        for job in self._store.unfinished_jobs():
-            logger.info("re-queueing transcode job %s of video %s", job.job_id, job.video_id)
-            self.schedule(job)
+        """Queue the jobs that nobody holds (a stopped service left them), now and every half lease."""
+        self._tasks.spawn(self._adopt_forever(), "adopt")
 
     def schedule(self, job: TranscodeJob) -> None:
+        if job.job_id in self._scheduled:
+            return
+        self._scheduled.add(job.job_id)
         self._tasks.spawn(self._run(job), "job")
 
+    def adopt_unheld(self) -> None:
+        """Queue every unfinished job that no replica holds a lease on."""
+        for job in self._store.unfinished_jobs(unheld_at=self._clock()):
+            if job.job_id not in self._scheduled:
+                logger.info("re-queueing transcode job %s of video %s", job.job_id, job.video_id)
+                self.schedule(job)
+
     async def stop(self) -> None:
-        """Stop every job; unfinished ones stay RUNNING in the store for the next start."""
+        """Stop every job; unfinished ones stay RUNNING in the store, free for the next replica to take."""
         await self._tasks.cancel()
+        try:
+            await self._store.release_job_leases(self._holder)
+        except Exception:  # the store is unreachable: the leases lapse on their own instead
+            logger.exception("giving up the leases on transcode jobs failed")
+
+    async def _adopt_forever(self) -> None:
+        while True:
+            try:
+                self.adopt_unheld()
+            except Exception:  # the next look retries
+                logger.exception("looking for unheld transcode jobs failed")
+            await asyncio.sleep(self._config.job_lease.total_seconds() / 2)
 
     async def wait_idle(self) -> None:
         """Wait for every job in flight (tests and the benchmark)."""
         await self._tasks.wait("job")
 
     async def _run(self, job: TranscodeJob) -> None:
+        try:
+            await self._run_under_lease(job)
+        finally:
+            self._scheduled.discard(job.job_id)
+
+    async def _claim(self, job_id: str) -> TranscodeJob | None:
+        now = self._clock()
+        return await self._store.mark_job_submitted(job_id, now, holder=self._holder,
+                                                    lease_until=now + self._config.job_lease)
+
+    async def _keep_lease(self, job_id: str) -> None:
+        while True:
+            await asyncio.sleep(self._config.job_lease.total_seconds() / 3)
+            try:
+                held = await self._store.renew_job_lease(job_id, self._holder, self._clock() + self._config.job_lease)
+            except Exception:  # the store is unreachable: try again; the lease may lapse meanwhile
+                logger.exception("renewing the lease on transcode job %s failed", job_id)
+                continue
+            if not held:
+                return  # finished, or lost to another replica after a stall: its outcome is committed once
+
+    async def _run_under_lease(self, job: TranscodeJob) -> None:
         async with self._slots:
             video = await self._store.get_video(job.video_id)
             if video is None:
@@ -192,24 +243,31 @@ class TranscodeJobs:
             async def record_progress(progress: float) -> None:
                 await self._store.record_progress(video.video_id, progress, self._clock())
 
-            attempt = 0
-            while True:
-                if job.submissions >= MAX_JOB_SUBMISSIONS:
-                    await self._store.fail_job(
-                        job.job_id, "TRANSCODE_ABANDONED", f"gave up after {job.submissions} submissions that "
-                        "never finished (service stops or Ray unreachable)", self._clock())
-                    return
-                job = await self._store.mark_job_submitted(job.job_id, self._clock())
-                try:
-                    result = await self._transcoder.transcode(request, record_progress)
-                    break
-                except TranscodeFailure as failure:
-                    await self._store.fail_job(job.job_id, failure.reason, failure.message, self._clock())
-                    return
-                except Exception:  # infrastructure (Ray unreachable, actor lost): the media may be fine
-                    logger.exception("transcode job %s could not run; submitting it again", job.job_id)
-                    attempt += 1
-                    await asyncio.sleep(min(60.0, 2.0 ** attempt))
+            lease = asyncio.ensure_future(self._keep_lease(job.job_id))
+            try:
+                attempt = 0
+                while True:
+                    claimed = await self._claim(job.job_id)
+                    if claimed is None:
+                        return  # finished meanwhile, or another replica holds it
+                    job = claimed
+                    if job.submissions > MAX_JOB_SUBMISSIONS:  # this claim counted one more
+                        await self._store.fail_job(
+                            job.job_id, "TRANSCODE_ABANDONED", f"gave up after {job.submissions - 1} submissions"
+                            " that never finished (service stops or Ray unreachable)", self._clock())
+                        return
+                    try:
+                        result = await self._transcoder.transcode(request, record_progress)
+                        break
+                    except TranscodeFailure as failure:
+                        await self._store.fail_job(job.job_id, failure.reason, failure.message, self._clock())
+                        return
+                    except Exception:  # infrastructure (Ray unreachable, actor lost): the media may be fine
+                        logger.exception("transcode job %s could not run; submitting it again", job.job_id)
+                        attempt += 1
+                        await asyncio.sleep(min(60.0, 2.0 ** attempt))
+            finally:
+                lease.cancel()
             finished_at = self._clock()
             with self._tracing.continued(job.trace_carrier):
                 trace_id = self._tracing.trace_id()
