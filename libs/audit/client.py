@@ -20,7 +20,7 @@ from its batch, so one bad event never blocks the others.
 A service whose state change and audit event must commit together writes them into its
 own store in the same transaction (`libs.audit.outbox`: build the event with `new_event` on
 the request's task, write it with `write_event(tx, ...)` in the unit of work) and gives the
-shipper that store's `SqliteAuditOutbox` as well; `wake_shipper` (a commit listener) makes
+shipper that store's `DatabaseAuditOutbox` as well; `wake_shipper` (a commit listener) makes
 it ship at once. The spool is shipped too, so such a service may still `record` what has
 no transaction of its own (a denial before any use case ran). Every event carries the trace context of the call that recorded it, and
 the shipper's AppendEvents call runs in a span that is a child of the first event's span

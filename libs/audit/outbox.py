@@ -147,5 +147,4 @@ class DatabaseAuditOutbox:
             work(tx)
 
 
-SqliteAuditOutbox = DatabaseAuditOutbox
 """The name the stores not yet moved to `libs.storage.database.Database` import; drop it once none does."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from libs.audit.events import AuditEvent
 from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, write_event
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Database, Migration, Transaction, database_url, open_database
+from libs.storage.database import Database, Migration, Transaction, open_database
 
 # The same text on both engines.
 _RENAMED_TO_OUTBOX = """
@@ -70,9 +70,7 @@ class AuditSpool(DatabaseAuditOutbox):
     @classmethod
     def open(cls, service: str, root: Path | None = None, *, area: str = "audit-spool") -> AuditSpool:
         """`<root>/<service>/<area>.db`, or the schema `<service>_<area>` (`-` as `_`) on PostgreSQL."""
-        # A PostgreSQL schema name has no `-`, while the spools' file names keep theirs.
-        return cls(open_database(service, MIGRATIONS, area=area.replace("-", "_") if database_url() else area,
-                                 root=root))
+        return cls(open_database(service, MIGRATIONS, area=area, root=root))
 
     def add(self, events: Sequence[AuditEvent | TracedEvent]) -> Future[None]:
         """Resolves once the events are durable here; fails if they could not be written."""

@@ -79,6 +79,8 @@ class Row(Protocol):
 
     def keys(self) -> list[str]: ...
 
+    def __iter__(self) -> Iterator[Any]: ...
+
 
 class Cursor(Protocol):
     @property

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.storage.committer import GroupCommitter
 from libs.storage.database import Database, Migration, Row, Transaction, open_database
 from libs.timestamps import duration_us, epoch_us, from_epoch_us
@@ -397,7 +397,7 @@ class AffiliateStore:
         self._writer = writer
         self._reader = writer.open_reader()
         self._committer = GroupCommitter(self._writer, name="affiliate-store")
-        self.audit_outbox = SqliteAuditOutbox(self._reader, committer=self._committer)
+        self.audit_outbox = DatabaseAuditOutbox(self._reader, committer=self._committer)
 
     @classmethod
     def open(cls, data_root: Path) -> AffiliateStore:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from libs.audit.events import AuditEvent
-from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.privacy.fields import PersonalData
 from libs.storage.committer import GroupCommitter
 from libs.storage.database import Migration, Transaction, open_database
@@ -264,7 +264,7 @@ class IngestStore:
         self._writer = writer
         self._reader = writer.open_reader()
         self._committer = GroupCommitter(writer, name="ingest-store")
-        self.audit_outbox = SqliteAuditOutbox(self._reader, committer=self._committer)
+        self.audit_outbox = DatabaseAuditOutbox(self._reader, committer=self._committer)
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener()` (quick, thread-safe) after every commit: the audit shipper's wake-up."""

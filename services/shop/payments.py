@@ -17,7 +17,7 @@ from pathlib import Path
 
 from libs.clock import Clock
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Database, Migration, Transaction, database_url, open_database
+from libs.storage.database import Database, Migration, Transaction, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.shop.model import Funding, PaymentState
 from services.shop.usecases.ports import Authorization
@@ -47,9 +47,7 @@ _FUNDING = {"credit": Funding.CREDIT, "paylater": Funding.POST_PAID, "prepaid": 
 
 def open_books(data_root: Path) -> Database:
     """The provider's own database: `<data>/shop/local-payments.db`, or the schema `shop_local_payments`."""
-    # The file keeps its name; a schema name has no '-' (libs.storage names it `shop_<area>`).
-    area = "local_payments" if database_url() else "local-payments"
-    return open_database("shop", MIGRATIONS, area=area, root=data_root)
+    return open_database("shop", MIGRATIONS, area="local-payments", root=data_root)
 
 
 class LocalPaymentProvider:

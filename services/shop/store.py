@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from libs.audit.events import Outcome
-from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.errors import DomainError, FailedPrecondition
 from libs.storage.committer import GroupCommitter
 from libs.storage.database import Database, Migration, Row, Transaction, open_database
@@ -570,7 +570,7 @@ class ShopStore:
         self._reader = writer.open_reader()
         self._clock = clock
         self._committer = GroupCommitter(self._writer, name="shop-store", max_batch=max_batch)
-        self.audit_outbox = SqliteAuditOutbox(self._reader, committer=self._committer)
+        self.audit_outbox = DatabaseAuditOutbox(self._reader, committer=self._committer)
 
     @classmethod
     def open(cls, data_root: Path, *, clock: Callable[[], dt.datetime]) -> ShopStore:

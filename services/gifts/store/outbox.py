@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from libs.audit.outbox import SqliteAuditOutbox
+from libs.audit.outbox import DatabaseAuditOutbox
 from libs.clock import Clock, utc_now
 from libs.storage.sqlite import SqliteDatabase
 from services.gifts.store.schema import database_path
 
 
-class GiftsAuditOutbox(SqliteAuditOutbox):
+class GiftsAuditOutbox(DatabaseAuditOutbox):
     """The shared outbox, except that an acknowledged event moves into `audit_delivered`
     instead of vanishing: gifts keeps every audit record it wrote (schema migration 2)."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from libs.audit.outbox import SqliteAuditOutbox, TracedEvent, outbox_migration, write_event
+from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.errors import DomainError
 from libs.storage.committer import GroupCommitter
 from libs.storage.database import Migration, Transaction
@@ -373,7 +373,7 @@ class RoomStore:
         self._writer.migrate(ROOM_MIGRATIONS)
         self._reader = SqliteDatabase(path, synchronous=synchronous)
         self._committer = GroupCommitter(self._writer, name="room-commit")
-        self.outbox = SqliteAuditOutbox(self._writer, committer=self._committer)
+        self.outbox = DatabaseAuditOutbox(self._writer, committer=self._committer)
         self.path = path
         # Events of the units in the batch being committed (committer thread only), handed to
         # the listeners after the COMMIT in sequence order: a room's events are numbered by
