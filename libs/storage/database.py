@@ -101,6 +101,26 @@ class Transaction(Protocol):
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> Cursor: ...
 
 
+class SessionLock(Protocol):
+    def held(self) -> bool:
+        """Whether this process holds the lock now: taken if free, checked if held."""
+        ...
+
+    def release(self) -> None:
+        """Give it up (the process is stopping)."""
+        ...
+
+
+class HeldAlone:
+    """The session lock of an engine whose store one process owns (SQLite): always held."""
+
+    def held(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 class Database(Protocol):
     engine: str
     """'sqlite' or 'postgres'."""
@@ -121,6 +141,16 @@ class Database(Protocol):
     def open_reader(self) -> Database:
         """A handle for reads that never wait behind this one's writer (SQLite: a second
         connection to the file; PostgreSQL: the same pool)."""
+        ...
+
+    def session_lock(self, name: str) -> SessionLock:
+        """A lock one process of all the store's replicas holds at a time, for as long as it lives
+        (electing the one replica that does some work: the audit log's signer)."""
+        ...
+
+    def reclaim_freed_space(self, table: str) -> None:
+        """Make what was deleted or overwritten in `table` unreadable from the files, as far as the
+        engine allows (crypto-shredding): SQLite checkpoints its WAL away; PostgreSQL VACUUMs."""
         ...
 
     def close(self) -> None: ...

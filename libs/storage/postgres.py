@@ -22,11 +22,13 @@ thread; `tools/bench/postgres_driver.py` measures the two side by side.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -40,8 +42,11 @@ from libs.storage.database import IntegrityError, Migration, MigrationError, Par
 
 POOL_SIZE_ENV = "LIMELIGHT_DATABASE_POOL"
 DEFAULT_POOL_SIZE = 4
+log = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _MIGRATION_LOCK_SALT = 0x6D6967  # apart from the writers' lock of the same schema
+_SESSION_LOCK_SALT = 0x736573
+SESSION_LOCK_CHECK_SECONDS = 1.0
 
 
 class Row(tuple[Any, ...]):
@@ -121,6 +126,7 @@ class PostgresDatabase:
             raise ValueError(f"not a schema name: {schema!r}")
         self.schema = schema
         self._writer_lock_key = _lock_key(schema)
+        self._url = url
         size = pool_size or int(os.environ.get(POOL_SIZE_ENV) or DEFAULT_POOL_SIZE)
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url,
@@ -189,10 +195,65 @@ class PostgresDatabase:
     def open_reader(self) -> PostgresDatabase:
         return self
 
+    def session_lock(self, name: str) -> AdvisorySessionLock:
+        return AdvisorySessionLock(self._url, _lock_key(f"{self.schema}:{name}") ^ _SESSION_LOCK_SALT)
+
+    def reclaim_freed_space(self, table: str) -> None:
+        """VACUUM marks the old row versions' space free for reuse (their bytes stay until it is
+        reused, and in the WAL until it is recycled: see the privacy area's README)."""
+        with self._pool.connection() as connection:  # autocommit: VACUUM runs outside a transaction
+            connection.execute(pgsql.SQL("VACUUM {}").format(pgsql.Identifier(table)))
+
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
             self._pool.close()
+
+
+class AdvisorySessionLock:
+    """A session-level advisory lock on a connection of its own, kept for the process's life.
+
+    The lock lasts as long as that session, so when the holder's process dies (or its
+    connection breaks) the server frees it and the next replica to ask takes it. `held()`
+    asks the server at most once per `SESSION_LOCK_CHECK_SECONDS` (the holder whether its
+    session lives, the others whether the lock is free), so a caller asking after every
+    batch rarely pays a round trip, and a hand-over takes at most that long. A holder whose
+    connection broke may believe itself the holder for up to that long while another took
+    over: work done under the lock must tolerate that overlap (the audit log signs under
+    the writer lock, and its schema refuses a checkpoint that does not grow the log).
+    """
+
+    def __init__(self, url: str, key: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._url, self._key, self._clock = url, key, clock
+        self._connection: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._holding = False
+        self._checked_at = 0.0
+
+    def held(self) -> bool:
+        now = self._clock()
+        if self._connection is not None and now - self._checked_at < SESSION_LOCK_CHECK_SECONDS:
+            return self._holding
+        try:
+            if self._connection is None or self._connection.closed:
+                self._holding = False
+                self._connection = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            if self._holding:
+                self._connection.execute("SELECT 1")  # still our session, so still our lock
+            else:
+                row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+                self._holding = bool(row and row[0])
+        except psycopg.Error:
+            log.warning("a session lock's connection failed; asking again later", exc_info=True)
+            self.release()
+            return False
+        self._checked_at = now
+        return self._holding
+
+    def release(self) -> None:
+        self._holding = False
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()
 
 
 def _roll_back(connection: psycopg.Connection[Any]) -> None:

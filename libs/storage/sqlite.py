@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from libs.storage.database import (
+    HeldAlone,
     IntegrityError,
     Migration,
     MigrationError,
@@ -97,6 +98,19 @@ class SqliteDatabase:
 
     def open_reader(self) -> SqliteDatabase:
         return SqliteDatabase(self.path, synchronous=self._synchronous)
+
+    def session_lock(self, name: str) -> HeldAlone:
+        return HeldAlone()
+
+    def reclaim_freed_space(self, table: str) -> None:
+        """The WAL still holds pages as they were before; checkpoint them into the file (where
+        `secure_delete` zeroed what was freed) and truncate it. Outside any transaction, so on
+        a connection of its own."""
+        connection = sqlite3.connect(str(self.path), timeout=30.0)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            connection.close()
 
     def close(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.storage import postgres
 from libs.storage.database import Database, IntegrityError, Migration, MigrationError, open_database
 
 MIGRATIONS = [
@@ -101,3 +102,25 @@ def test_a_read_sees_one_snapshot_while_a_writer_commits(database: Database) -> 
         assert reader.execute("SELECT value FROM counter WHERE id = 'x'").fetchone()[0] == 2
     if reader_handle is not database:
         reader_handle.close()
+
+
+def test_one_process_holds_a_session_lock_until_its_session_ends(database_engine: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    if database_engine == "sqlite":
+        lock = open_database("demo", MIGRATIONS, root=tmp_path).session_lock("signer")
+        assert lock.held(), "a SQLite store has one process: it always holds its locks"
+        return
+    monkeypatch.setattr(postgres, "SESSION_LOCK_CHECK_SECONDS", 0.0)  # every question reaches the server
+    replicas = [open_database("demo", MIGRATIONS, root=tmp_path) for _ in range(2)]
+    holder, other = (replica.session_lock("signer") for replica in replicas)
+    assert holder.held() and not other.held()
+    apart = replicas[1].session_lock("another name")
+    assert apart.held(), "locks of other names are apart"
+    apart.release()
+    assert holder.held() and not other.held()  # asking again changes nothing
+    holder.release()  # its session ends, as when its process dies
+    assert other.held() and not holder.held()
+    other.release()
+    holder.release()
+    for replica in replicas:
+        replica.close()

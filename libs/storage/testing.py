@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,8 +66,12 @@ class PostgresServer:
         """Empty a test's database (every schema, and whatever connection it left open) for the next test."""
         name = database_url.rsplit("/", 1)[1]
         with psycopg.connect(database_url, autocommit=True) as connection:
-            connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            connection.execute(f"SELECT pg_terminate_backend(pid) {others}", (name,))
+            deadline = time.monotonic() + 10
+            # A terminated session lets go of its advisory locks only once its process is gone.
+            while connection.execute(f"SELECT COUNT(*) {others}", (name,)).fetchone()[0] and time.monotonic() < deadline:
+                time.sleep(0.02)
             schemas = [row[0] for row in connection.execute(
                 "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
                 "AND nspname NOT IN ('information_schema', 'public')")]

@@ -32,17 +32,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import zlib
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import psycopg
 
 from libs.audit.events import AuditEvent, Outcome, canonical_json
-from libs.storage.database import Database, Migration, Row, Transaction, database_url, open_database
+from libs.storage.database import Database, Migration, Row, SessionLock, Transaction, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.audit.merkle import LEVEL_SHIFT, NodeId
 from services.compliance.audit.model import EventFilter, SequencedEvent, StoredCheckpoint
@@ -344,71 +339,11 @@ class AuditLogStore:
         """The log's view of a transaction the committer opened."""
         return LogTransaction(transaction)
 
-    def sequencer_lease(self) -> SequencerLease:
+    def sequencer_lease(self) -> SessionLock:
         """This process's claim to be the log's sequencer, the one replica that signs checkpoints."""
-        return SequencerLease(database_url() if self.engine == "postgres" else "")
+        return self._writer.session_lock("sequencer")
 
     def close(self) -> None:
         if self._reader is not self._writer:
             self._reader.close()
         self._writer.close()
-
-
-# Advisory locks are per database, and the log is one per database. The tag keeps it apart
-# from libs.storage's keys (writers: 0x4C49 << 32 | crc32(schema); migrations: that ^ a salt).
-SEQUENCER_LOCK_KEY = 0x5351 << 32 | zlib.crc32(b"compliance_audit")
-LEASE_CHECK_SECONDS = 1.0
-
-
-class SequencerLease:
-    """Which replica is the log's sequencer: the one whose session holds an advisory lock.
-
-    On SQLite the one process is the sequencer. On PostgreSQL `held()` asks for
-    `pg_try_advisory_lock` on a connection of its own, kept for the process's life: the lock
-    lasts as long as that session, so when the sequencer's process dies (or its connection
-    breaks) the server frees it and the next replica to ask takes over. It asks the server
-    at most once per `LEASE_CHECK_SECONDS` (a holder whether its session lives, the others
-    whether the lock is free), so the writer thread that asks after every batch rarely pays
-    a round trip for it, and a fail-over takes at most that long. The overlap this allows
-    after a broken connection is harmless: signing itself runs under the writer lock, and
-    the store refuses a checkpoint that does not grow the log.
-    """
-
-    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._url = url
-        self._clock = clock
-        self._connection: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._holding = False
-        self._checked_at = 0.0
-
-    def held(self) -> bool:
-        """Whether this process is the sequencer now: taken if free, checked if held."""
-        if not self._url:
-            return True
-        now = self._clock()
-        if self._connection is not None and now - self._checked_at < LEASE_CHECK_SECONDS:
-            return self._holding
-        try:
-            if self._connection is None or self._connection.closed:
-                self._holding = False
-                self._connection = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-            if self._holding:
-                self._connection.execute("SELECT 1")  # still our session, so still our lock
-            else:
-                row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (SEQUENCER_LOCK_KEY,)).fetchone()
-                self._holding = bool(row and row[0])
-                if self._holding:
-                    log.info("this replica is now the audit log's sequencer")
-        except psycopg.Error:
-            log.warning("the sequencer lease's connection failed; asking again at the next tick", exc_info=True)
-            self.release()
-            return False
-        self._checked_at = now
-        return self._holding
-
-    def release(self) -> None:
-        """Give the lease up (the process is stopping): the session ends, and the lock with it."""
-        self._holding = False
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            connection.close()

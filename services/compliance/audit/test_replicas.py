@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from libs.clock import utc_now
-from libs.storage.database import database_url
 from libs.tlog import reference
 from libs.tlog.checkpoint import open_checkpoint
 from libs.tlog.hashing import leaf_hash
@@ -21,7 +20,7 @@ from services.compliance.audit.conftest import audit_event
 from services.compliance.audit.model import Appended, EventFilter, StoredCheckpoint
 from services.compliance.audit.queries import AuditQueries
 from services.compliance.audit.sequencer import Sequencer
-from services.compliance.audit.store import LEASE_CHECK_SECONDS, AuditLogStore, SequencerLease
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
 
 WRITERS = 8
@@ -115,17 +114,3 @@ def test_when_the_signing_replica_stops_the_other_signs_what_follows(replicas: l
     second.sequencer.submit([audit_event(n) for n in range(1, 5)]).result(timeout=10)
     assert wait_for_checkpoint(second.queries, 5, {}).tree_size == 5
     assert appended.leaf_index == 0
-
-
-@pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
-def test_one_session_holds_the_sequencer_lease_until_it_ends(database_engine: str) -> None:
-    now = [0.0]
-    holder, other = (SequencerLease(database_url(), clock=lambda: now[0]) for _ in range(2))
-    assert holder.held() and not other.held()
-    now[0] += LEASE_CHECK_SECONDS
-    assert holder.held() and not other.held()  # asking again changes nothing
-    holder.release()  # its session ends, as when its process dies
-    assert not other.held()  # asked within the last second: the answer stands until the next check
-    now[0] += LEASE_CHECK_SECONDS
-    assert other.held() and not holder.held()
-    other.release()

@@ -7,24 +7,21 @@ written to the outbox in the same transaction as the step.
 
 Shredding overwrites the wrapped key with NULL. On SQLite it does so under `secure_delete`
 (SQLite zeroes the freed bytes) and then truncates the WAL, so the destroyed key survives in no
-page of the file. PostgreSQL keeps the old row version until VACUUM reclaims it (and its WAL
-until recycled): the wrapped key is still useless without the key-encryption key, which never
-enters the database, but the bytes are not scrubbed at once; `shred_data_key` vacuums the
-table when the engine can (see `_forget_freed_pages`).
+page of the file. On PostgreSQL `shred_data_key` VACUUMs the table, which frees the old row
+version for reuse; its bytes stay on disk until reused (and in the WAL until it is recycled).
+The wrapped key is useless without the key-encryption key, which never enters the database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from pathlib import Path
 
 from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.errors import Aborted
 from libs.privacy.subject_data import RetentionException
 from libs.storage.database import Database, Migration, Row, Transaction, open_database
-from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.privacy.model import (
     DataSubjectRequest,
@@ -227,24 +224,8 @@ class PrivacyStore:
             shredded = tx.execute("UPDATE data_keys SET wrapped = NULL, shred_us = ? WHERE subject = ? AND key_id = ?"
                                   " AND wrapped IS NOT NULL", (epoch_us(now), subject, key_id)).rowcount == 1
         if shredded:
-            self._forget_freed_pages()
+            self._db.reclaim_freed_space("data_keys")
         return shredded
-
-    def _forget_freed_pages(self) -> None:
-        """SQLite: the WAL still holds the page as it was before the shred; checkpoint it away.
-
-        Outside any transaction, which `Database` cannot open, hence the file's own connection.
-        PostgreSQL: the interface has no statement outside a transaction for `VACUUM` either;
-        the old row version goes at the next autovacuum (see the module's docstring).
-        """
-        if not isinstance(self._db, SqliteDatabase):
-            return
-        connection = sqlite3.connect(str(self._db.path), timeout=30.0)
-        try:
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            connection.close()
-
 
 def _stored(row: Row) -> StoredDataKey:
     wrapped = row["wrapped"]
