@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -70,7 +71,7 @@ class PostgresServer:
             connection.execute(f"SELECT pg_terminate_backend(pid) {others}", (name,))
             deadline = time.monotonic() + 10
             # A terminated session lets go of its advisory locks only once its process is gone.
-            while connection.execute(f"SELECT COUNT(*) {others}", (name,)).fetchone()[0] and time.monotonic() < deadline:
+            while _count(connection, f"SELECT COUNT(*) {others}", name) and time.monotonic() < deadline:
                 time.sleep(0.02)
             schemas = [row[0] for row in connection.execute(
                 "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
@@ -143,6 +144,11 @@ def database_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(DATABASE_URL_ENV, database_url)
     yield engine
     server.recycle(database_url)
+
+
+def _count(connection: psycopg.Connection[Any], query: str, name: str) -> int:
+    row = connection.execute(query, (name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
