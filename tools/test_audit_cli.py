@@ -19,8 +19,8 @@ from libs.audit.pseudonyms import Pseudonymizer
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, start_service
-from services.compliance.audit.conftest import edit_database_file
-from services.compliance.audit.store import database_path
+from services.compliance.audit.conftest import edit_database
+from services.compliance.audit.store import AuditLogStore
 from services.compliance.server import build
 from tools.audit_cli import app
 
@@ -97,7 +97,9 @@ async def test_an_officer_queries_exports_and_a_regulator_verifies(compliance: R
 
 async def test_an_event_deleted_from_the_store_is_reported_by_verify(compliance: RunningService, tmp_path: Path) -> None:
     await append(compliance, 5)
-    edit_database_file(database_path(compliance.runtime.data_root), ("DELETE FROM audit_event WHERE leaf_index = 3", ()))
+    store = AuditLogStore.open(compliance.runtime.data_root)  # a second handle on the service's store
+    edit_database(store, ("DELETE FROM audit_event WHERE leaf_index = 3", ()))
+    store.close()
     exported = tmp_path / "export.jsonl"
     assert (await cli(compliance, "export", "--out", str(exported), "--end-index", "5")).exit_code == 0
     verifier_key = (await cli(compliance, "key")).output.strip()
