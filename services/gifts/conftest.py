@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.auth.principal import AgeBracket, Principal, Role
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.gifts.config import GiftsConfig
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.live import LiveSession
@@ -63,13 +64,13 @@ class Harness:
     helpers that read as the steps of a story."""
 
     def __init__(self, runner: InProcessRunner, reader: GiftsReader, config: GiftsConfig, clock: MovableClock,
-                 provider: LocalPaymentProvider) -> None:
+                 provider: LocalPaymentProvider, outbox: GiftsAuditOutbox) -> None:
         self.runner = runner
         self.reader = reader
         self.config = config
         self.clock = clock
         self.provider = provider
-        self.outbox = GiftsAuditOutbox(reader.database.path)
+        self.outbox = outbox
 
     def submit(self, command: Command[R]) -> Future[R]:
         """The command in the next durable batch, at the harness clock's now."""
@@ -112,11 +113,21 @@ def build_harness(root: Path, config: GiftsConfig | None = None, *, synchronous:
     provider = LocalPaymentProvider.with_signing_key(Ed25519PrivateKey.generate())
     runner = InProcessRunner.open(root, config, payments=payments_of(provider), synchronous=synchronous,
                                   max_batch=max_batch)
-    return Harness(runner, GiftsReader(runner.store.path), config, MovableClock(), provider)
+    return Harness(runner, GiftsReader.of_service(root), config, MovableClock(), provider,
+                   GiftsAuditOutbox.of_service(root))
 
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
+    """The ledger on SQLite (the embedded default)."""
+    built = build_harness(tmp_path)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def engine_harness(tmp_path: Path, database_engine: str) -> Iterator[Harness]:
+    """The ledger on each engine: SQLite files in tmp_path, then a PostgreSQL database of its own."""
     built = build_harness(tmp_path)
     yield built
     built.close()
