@@ -117,17 +117,15 @@ def build_harness(root: Path, config: GiftsConfig | None = None, *, synchronous:
                    GiftsAuditOutbox.of_service(root))
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    """The ledger on SQLite (the embedded default)."""
-    built = build_harness(tmp_path)
-    yield built
-    built.close()
+ON_BOTH_ENGINES = pytest.mark.usefixtures("database_engine")
+"""Runs a test once on SQLite and once on PostgreSQL: the stores it opens (`harness`, or its own) use that engine."""
 
 
 @pytest.fixture
-def engine_harness(tmp_path: Path, database_engine: str) -> Iterator[Harness]:
-    """The ledger on each engine: SQLite files in tmp_path, then a PostgreSQL database of its own."""
+def harness(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """The ledger on SQLite, or on each engine in turn for a test marked `ON_BOTH_ENGINES`."""
+    if "database_engine" in request.fixturenames:
+        request.getfixturevalue("database_engine")  # before the store opens: it picks the engine
     built = build_harness(tmp_path)
     yield built
     built.close()

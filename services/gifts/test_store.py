@@ -20,11 +20,13 @@ import pytest
 from libs.errors import DomainError
 from libs.storage.database import Database, IntegrityError, open_database
 from services.gifts.config import GiftsConfig
-from services.gifts.conftest import Harness, adult, build_harness
+from services.gifts.conftest import ON_BOTH_ENGINES, Harness, adult, build_harness
 from services.gifts.model.fraud import FraudPolicy
 from services.gifts.model.ledger import Purpose
 from services.gifts.store.schema import MIGRATIONS, SERVICE, database_path
 from services.gifts.usecases.commands import GiftResult, SendGift
+
+pytestmark = ON_BOTH_ENGINES
 
 UNLIMITED = GiftsConfig(fraud=FraudPolicy(max_gifts_per_window=10**6, new_account_large_coins=10**9))
 
@@ -45,10 +47,11 @@ class Raw:
 
 
 @pytest.fixture
-def raw(engine_harness: Harness, tmp_path: Path) -> Iterator[Raw]:
-    engine_harness.go_live("carol")
-    engine_harness.top_up("alice", "coins-100")
+def raw(harness: Harness, tmp_path: Path, database_engine: str) -> Iterator[Raw]:
+    harness.go_live("carol")
+    harness.top_up("alice", "coins-100")
     database = open_database(SERVICE, MIGRATIONS, root=tmp_path)
+    assert database.engine == harness.reader.database.engine == database_engine
     connection = Raw(database)
     connection.execute("INSERT INTO request VALUES ('hand', 'Hand', 'users/ops', '{}', 0)")
     yield connection
@@ -121,9 +124,9 @@ def test_entries_cannot_be_truncated_on_postgres(raw: Raw, database_engine: str)
             raw.execute(f"TRUNCATE {table} CASCADE")
 
 
-def test_a_session_feed_is_numbered_without_gaps(engine_harness: Harness, raw: Raw) -> None:
+def test_a_session_feed_is_numbered_without_gaps(harness: Harness, raw: Raw) -> None:
     ((live_id,),) = raw.execute("SELECT live_id FROM live_session WHERE host = 'carol'")
-    engine_harness.run(SendGift(adult("alice"), str(uuid.uuid4()), live_id, "rose", 1))
+    harness.run(SendGift(adult("alice"), str(uuid.uuid4()), live_id, "rose", 1))
     # A gift of the feed's own, so that only the numbering can refuse the rows below.
     raw.execute("INSERT INTO gift (gift_id, request_id, live_id, sender, creator, catalog_gift, count, coins, "
                 "fee_coins, diamonds, sent_at_us, hold_reasons) VALUES ('x', 'hand', ?, 'alice', 'carol', 'rose', "
@@ -167,7 +170,7 @@ def _send(h: Harness, live_id: str, request_id: str | None = None, gift: str = "
         return error.reason
 
 
-def test_64_threads_gifting_from_one_wallet_never_overdraw_it(tmp_path: Path, database_engine: str) -> None:
+def test_64_threads_gifting_from_one_wallet_never_overdraw_it(tmp_path: Path) -> None:
     h = build_harness(tmp_path, UNLIMITED, synchronous="FULL")
     live_id = h.go_live("carol").live_id
     h.top_up("alice", "coins-1000")  # 33 doughnuts of 30 coins, and 10 coins left over
@@ -188,7 +191,7 @@ def test_64_threads_gifting_from_one_wallet_never_overdraw_it(tmp_path: Path, da
     h.close()
 
 
-def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: Path, database_engine: str) -> None:
+def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: Path) -> None:
     h = build_harness(tmp_path, UNLIMITED)
     live_id = h.go_live("carol").live_id
     h.top_up("alice", "coins-1000")
@@ -206,16 +209,17 @@ def test_one_request_id_sent_by_64_threads_at_once_takes_effect_once(tmp_path: P
     h.close()
 
 
-def test_the_reader_cannot_write(engine_harness: Harness) -> None:
-    with engine_harness.reader.database.reading() as connection, \
+def test_the_reader_cannot_write(harness: Harness) -> None:
+    with harness.reader.database.reading() as connection, \
             pytest.raises(Exception, match="readonly|read-only") as refused:
         connection.execute("INSERT INTO request VALUES ('r', 'Op', 'users/ops', '{}', 0)")
     assert not isinstance(refused.value, IntegrityError)  # refused as a write, not by a constraint
 
 
 
-def test_the_migration_numbers_an_existing_feed_per_session_in_its_order(tmp_path: Path) -> None:
-    """SQLite only: a PostgreSQL store was never at schema 2 with a feed."""
+def test_the_migration_numbers_an_existing_feed_per_session_in_its_order(tmp_path: Path, database_engine: str) -> None:
+    if database_engine == "postgres":
+        pytest.skip("no PostgreSQL store was ever at schema 2 with a feed to number")
     old = open_database(SERVICE, MIGRATIONS[:2], root=tmp_path)
     old.close()
     path = database_path(tmp_path)
