@@ -24,7 +24,7 @@ from libs.errors import (
     ResourceExhausted,
 )
 from services.gifts.config import GiftsConfig, PayoutPolicy
-from services.gifts.conftest import ON_BOTH_ENGINES, ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness, minor
+from services.gifts.conftest import ADMIN, ON_BOTH_ENGINES, PAYMENTS_SERVICE, Harness, adult, build_harness, minor
 from services.gifts.model.eligibility import AccountCategory, AccountFacts
 from services.gifts.model.ledger import Purpose
 from services.gifts.model.live import LiveState

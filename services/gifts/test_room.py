@@ -22,7 +22,7 @@ from limelight.privacy.v1 import subject_data_pb2, subject_data_pb2_grpc
 from libs.auth.principal import Role
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from libs.privacy.fields import EphemeralDataKeys, PersonalData
-from services.gifts.conftest import MovableClock
+from services.gifts.conftest import ON_BOTH_ENGINES, MovableClock
 from services.gifts.model.room import RoomPolicy
 from services.gifts.server import GiftsService
 from services.gifts.test_server import UNLIMITED, Gifts
@@ -66,7 +66,9 @@ async def start_room(root: Path, config: Any = FAST, *,
 
 
 @pytest.fixture
-async def room(tmp_path: Path) -> AsyncIterator[Room]:
+async def room(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Room]:
+    if "database_engine" in request.fixturenames:
+        request.getfixturevalue("database_engine")  # before the service opens its stores
     running, built, clock = await start_room(tmp_path)
     handle = Room(running, built, tmp_path, clock)
     yield handle
@@ -152,6 +154,7 @@ async def refused(call: Any) -> tuple[grpc.StatusCode, str, error_details_pb2.Er
 # Chat: order, resume, retries ---------------------------------------------------------------
 
 
+@ON_BOTH_ENGINES
 async def test_a_viewer_resuming_from_its_cursor_misses_nothing_and_repeats_nothing(room: Room) -> None:
     live = await room.go_live("carol")
     viewer = Viewer(room, live, "vera")
@@ -206,6 +209,7 @@ async def test_gifts_reach_the_room_stream_among_the_chat(room_on_either_ledger:
 # Moderation ----------------------------------------------------------------------------------
 
 
+@ON_BOTH_ENGINES
 async def test_a_deleted_message_vanishes_from_every_stream_and_from_the_replay(room: Room) -> None:
     live = await room.go_live("carol")
     await room.room().AppointModerator(room_pb2.AppointModeratorRequest(parent="creators/carol", user="users/mo"),
@@ -272,6 +276,7 @@ async def test_a_banned_viewers_stream_closes_and_their_next_message_is_refused(
 OBFUSCATED_SPAM = ["SPAM", "sp4m", "s.p.a.m", "spaaaam", "s p a m", "$pam", "śpàm"]
 
 
+@ON_BOTH_ENGINES
 async def test_a_filtered_word_is_refused_in_its_obfuscated_spellings_and_never_reaches_others(room: Room) -> None:
     live = await room.go_live("carol")
     await room.room().UpdateKeywordFilter(room_pb2.UpdateKeywordFilterRequest(keyword_filter=room_pb2.KeywordFilter(
@@ -451,6 +456,7 @@ async def test_every_malformed_input_is_invalid_argument_naming_the_field(room: 
 # Q&A -----------------------------------------------------------------------------------------
 
 
+@ON_BOTH_ENGINES
 async def test_the_q_and_a_lifecycle_reaches_the_stream(room: Room) -> None:
     live = await room.go_live("carol")
     stub = room.room()
@@ -577,6 +583,7 @@ async def test_a_session_ending_ends_its_streams(room: Room) -> None:
     assert viewer.error is None
 
 
+@ON_BOTH_ENGINES
 async def test_chat_and_questions_are_in_the_authors_export_and_gone_after_erasure(room: Room) -> None:
     live = await room.go_live("carol")
     await room.say(live, "bob", "hello from bob")

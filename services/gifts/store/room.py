@@ -325,7 +325,7 @@ class RoomUnitOfWork:
     def last_post_at(self, live_id: str, user: str) -> dt.datetime | None:
         row = self._one(
             "SELECT MAX(at) FROM (SELECT MAX(sent_at_us) AS at FROM chat_message WHERE author = ? AND live_id = ? "
-            "UNION ALL SELECT MAX(submitted_at_us) FROM question WHERE author = ? AND live_id = ?)",
+            "UNION ALL SELECT MAX(submitted_at_us) FROM question WHERE author = ? AND live_id = ?) AS posts",
             (user, live_id, user, live_id))
         return from_epoch_us(row[0]) if row and row[0] is not None else None
 
