@@ -50,15 +50,15 @@ class Room(Gifts):
         return response.chat_message
 
 
-async def start_room(root: Path, config: Any = FAST, *,
-                     ledger_process: bool = False) -> tuple[RunningService, GiftsService, MovableClock]:
+async def start_room(root: Path, config: Any = FAST, *, ledger_process: bool = False,
+                     keys: EphemeralDataKeys | None = None) -> tuple[RunningService, GiftsService, MovableClock]:
     clock = MovableClock()
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
         services.append(GiftsService(runtime, config=dataclasses.replace(config, ship_audit=False,
                                                                          ledger_in_process=not ledger_process),
-                                     clock=clock, personal=PersonalData(EphemeralDataKeys())))
+                                     clock=clock, personal=PersonalData(keys or EphemeralDataKeys())))
         return services[0].definition()
 
     running = await start_service("gifts", build, port=0, data_root=root)
@@ -175,6 +175,32 @@ async def test_a_viewer_resuming_from_its_cursor_misses_nothing_and_repeats_noth
     sequences = [event.sequence for event in viewer.events + resumed.events]
     assert sequences == list(range(1, 14))
     await resumed.close()
+
+
+@pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
+async def test_a_viewer_on_one_replica_sees_the_chat_posted_through_another_in_order(
+        tmp_path: Path, database_engine: str) -> None:
+    """Two gifts replicas over one PostgreSQL and no Redis: the rooms share one event log, and
+    each replica's streams take from it what any replica committed, numbered without gaps."""
+    keys, replicas = EphemeralDataKeys(), list[tuple[Room, RunningService]]()
+    try:
+        for _ in range(2):  # one data directory and one data-key service, as replicas on one machine
+            running, built, clock = await start_room(tmp_path, keys=keys)
+            replicas.append((Room(running, built, tmp_path, clock), running))
+        (first, _), (second, _) = replicas
+        live = await first.go_live("carol")
+        viewer = Viewer(second, live, "vera")
+        await viewer.until(lambda v: len(v.responses) >= 1)
+        for number in range(6):
+            await (first if number % 2 == 0 else second).say(live, "bob", f"message {number}")
+        await viewer.until(lambda v: len(v.texts) == 6)
+        assert viewer.texts == [f"message {number}" for number in range(6)]
+        assert [event.sequence for event in viewer.events] == list(range(1, 7))
+        await viewer.close()
+    finally:
+        for handle, running in replicas:
+            await handle.close()
+            await running.stop(grace=0)
 
 
 async def test_a_retried_message_is_posted_once_and_a_reused_request_id_is_refused(room: Room) -> None:

@@ -484,6 +484,7 @@ class RoomStore:
         self._reader = writer.open_reader()
         self._committer = GroupCommitter(self._writer, name="room-commit")
         self.outbox = SqliteAuditOutbox(self._writer, committer=self._committer)
+        self.engine = writer.engine
         # Events of the units in the batch being committed (committer thread only), handed to
         # the listeners after the COMMIT in sequence order: a room's events are numbered by
         # units that run one after another, so commit order is sequence order.
