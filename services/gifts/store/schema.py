@@ -48,7 +48,6 @@ def open_ledger_database(root: Path | None = None, *, synchronous: str = "FULL")
     return open_database(SERVICE, MIGRATIONS, synchronous=synchronous, root=root)
 
 
-
 _ENTRY_TABLES = ("request", "request_result", "transfer", "gift", "gift_feed", "top_up", "top_up_reversal",
                  "payout", "payout_settlement", "audit_outbox")
 

@@ -2,8 +2,10 @@
 
 Writes go through the shared `GroupCommitter` with `synchronous=FULL`: every unit queued while a
 batch commits goes into the next, each in its own SAVEPOINT (a refusal rolls back alone
-and leaves its audit event), and callers hear back only after the COMMIT. A failed COMMIT
-stops the store for good (no fsync retry); a restart recovers from the WAL.
+and leaves its audit event), and callers hear back only after the COMMIT. On SQLite a failed
+COMMIT stops the store for good (no fsync retry); a restart recovers from the WAL. On
+PostgreSQL a failed COMMIT fails its batch only, and every replica's writer takes the
+schema's advisory lock per batch, so batches of two replicas never interleave.
 """
 
 from __future__ import annotations
