@@ -6,6 +6,7 @@ engine's schema (SQLite triggers, PostgreSQL's PL/pgSQL), not in the store's Pyt
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import threading
 import uuid
@@ -17,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from libs.errors import DomainError
+from libs.errors import DomainError, FailedPrecondition
 from libs.storage.database import Database, IntegrityError, open_database
 from services.gifts.config import GiftsConfig
 from services.gifts.conftest import ON_BOTH_ENGINES, Harness, adult, build_harness
 from services.gifts.model.fraud import FraudPolicy
-from services.gifts.model.ledger import Purpose
+from services.gifts.model.ledger import Account, Code, Phase, Purpose, TransferOrder
 from services.gifts.store.schema import MIGRATIONS, SERVICE, database_path
+from services.gifts.store.unit import LedgerUnitOfWork
 from services.gifts.usecases.commands import GiftResult, SendGift
 
 pytestmark = ON_BOTH_ENGINES
@@ -235,3 +237,22 @@ def test_the_migration_numbers_an_existing_feed_per_session_in_its_order(tmp_pat
         assert numbered == [("a", 1, "g1"), ("b", 1, "g2"), ("a", 2, "g3"), ("a", 3, "g4"), ("b", 2, "g5")]
     finally:
         harness.close()
+
+
+def test_a_pending_transfer_resolved_twice_in_one_unit_is_refused_by_its_unique_index(harness: Harness) -> None:
+    """The store's own guard (the use cases look first): the second resolution meets
+    `transfer_resolves_pending_once`, on either engine, and the unit leaves nothing behind."""
+    harness.top_up("alice", "coins-100")
+    coins, fees = Account.of_user("alice", Purpose.COINS), Account.platform(Purpose.GIFT_FEES)
+
+    def resolve_twice(uow: LedgerUnitOfWork) -> None:
+        now = harness.clock()
+        uow.claim_request("twice", "Hand", "users/ops", {}, now)
+        (pending,) = uow.pend("twice", [TransferOrder(coins, fees, 30, Code.GIFT_FEE)], now, now + dt.timedelta(hours=1))
+        uow.resolve("twice", [pending], Phase.VOID_PENDING, now)
+        uow.resolve("twice", [pending], Phase.VOID_PENDING, now)
+
+    with pytest.raises(FailedPrecondition) as refused:
+        harness.runner.store.submit(resolve_twice).result()
+    assert refused.value.reason == "PENDING_ALREADY_RESOLVED"
+    assert harness.reader.wallet("alice").available(Purpose.COINS) == 100
