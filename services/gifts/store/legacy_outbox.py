@@ -63,6 +63,9 @@ CREATE TRIGGER audit_outbox_is_never_truncated BEFORE TRUNCATE ON audit_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION entry_is_final();
 """ + "".join(immutable_postgres(table) for table in ("audit_delivered", "audit_outbox_rejected"))
 
+# The old outbox's tables: dropped by the drain on SQLite, by migration 2 itself on PostgreSQL.
+DRAINED_TABLES = ("audit_set_aside", "legacy_audit_outbox", "audit_delivery")
+
 MIGRATION = Migration(2, "ALTER TABLE audit_outbox RENAME TO legacy_audit_outbox;\n" + OUTBOX_SCHEMA
                       + _KEEP_AUDIT_RECORDS, postgres=_KEEP_AUDIT_RECORDS_POSTGRES)
 
@@ -93,6 +96,6 @@ def drain_legacy_outbox(tx: Transaction, events: PlatformEvents, *, now: dt.date
         else:
             write_event(tx, TracedEvent(platform))
             moved += 1
-    for table in ("audit_set_aside", "legacy_audit_outbox", "audit_delivery"):
+    for table in DRAINED_TABLES:
         tx.execute(f"DROP TABLE {table}")
     return moved
