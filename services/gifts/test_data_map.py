@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,26 @@ def test_the_postgresql_schema_has_the_tables_and_columns_of_the_sqlite_one(tmp_
             columns.setdefault(table, []).append(column)
         sqlite = schema_after(migrations, tmp_path / f"sqlite-{len(migrations)}")  # as migrated, before any drain
         assert columns == {table: names for table, names in sqlite.items() if table not in DRAINED_TABLES}
+
+
+@pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
+def test_the_postgresql_schema_has_the_indexes_of_the_sqlite_one(tmp_path: Path, database_engine: str) -> None:
+    """The named indexes (the unique ones carry invariants: a pending transfer resolved once, one
+    open LIVE per host, a session's feed numbered once) on both engines; constraints' own aside."""
+    for migrations, opened in ((MIGRATIONS, open_ledger_database(tmp_path)), (ROOM_MIGRATIONS, open_room_database(tmp_path))):
+        try:
+            with opened.reading() as tx:
+                on_postgres = {row[0] for row in tx.execute(
+                    "SELECT index_class.relname FROM pg_index JOIN pg_class AS index_class "
+                    "ON index_class.oid = pg_index.indexrelid JOIN pg_namespace ON pg_namespace.oid = index_class.relnamespace "
+                    "WHERE pg_namespace.nspname = current_schema() "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE pg_constraint.conindid = pg_index.indexrelid)")}
+        finally:
+            opened.close()
+        scratch = tmp_path / f"indexes-{len(migrations)}"
+        schema_after(migrations, scratch)
+        with sqlite3.connect(scratch / "data-map-schema.db") as connection:
+            on_sqlite = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+        connection.close()
+        assert on_postgres == on_sqlite
