@@ -126,6 +126,15 @@ def test_entries_cannot_be_truncated_on_postgres(raw: Raw, database_engine: str)
             raw.execute(f"TRUNCATE {table} CASCADE")
 
 
+def test_a_live_session_changes_only_by_ending_once(raw: Raw) -> None:
+    ((live_id,),) = raw.execute("SELECT live_id FROM live_session WHERE host = 'carol'")
+    with pytest.raises(IntegrityError, match="only changes by ending"):
+        raw.execute("UPDATE live_session SET host = 'mallory' WHERE live_id = ?", (live_id,))
+    raw.execute("UPDATE live_session SET ended_at_us = deadline_us, end_reason = 'HOST' WHERE live_id = ?", (live_id,))
+    with pytest.raises(IntegrityError, match="only changes by ending"):
+        raw.execute("UPDATE live_session SET end_reason = 'AGAIN' WHERE live_id = ?", (live_id,))
+
+
 def test_a_session_feed_is_numbered_without_gaps(harness: Harness, raw: Raw) -> None:
     ((live_id,),) = raw.execute("SELECT live_id FROM live_session WHERE host = 'carol'")
     harness.run(SendGift(adult("alice"), str(uuid.uuid4()), live_id, "rose", 1))
