@@ -125,9 +125,9 @@ class DatabaseAuditOutbox:
     def reject(self, event: AuditEvent, error: str) -> None:
         """Move `event` aside for an operator: compliance refused it for good."""
         def move(tx: Transaction) -> None:
+            # The first refusal is kept: a store may make the rejected table append-only (gifts' is).
             tx.execute("INSERT INTO audit_outbox_rejected (event_id, record, error, rejected_at) VALUES (?, ?, ?, ?)"
-                       " ON CONFLICT (event_id) DO UPDATE SET record = excluded.record, error = excluded.error,"
-                       " rejected_at = excluded.rejected_at",
+                       " ON CONFLICT (event_id) DO NOTHING",
                        (event.event_id, event.canonical_bytes().decode(), error, self._clock().isoformat()))
             tx.execute("DELETE FROM audit_outbox WHERE event_id = ?", (event.event_id,))
         self._write(move)

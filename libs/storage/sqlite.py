@@ -70,6 +70,9 @@ class SqliteDatabase:
                 )
             for migration in migrations[current:]:
                 with self.transaction() as connection:
+                    # Another process on the same file may have applied it since the read above.
+                    if int(connection.execute("PRAGMA user_version").fetchone()[0]) >= migration.version:
+                        continue
                     connection.executescript_in_transaction(migration.text_for(self.engine))
                     connection.execute(f"PRAGMA user_version={migration.version}")
             return self.schema_version

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.auth.principal import AgeBracket, Principal, Role
+from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from services.gifts.config import GiftsConfig
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.live import LiveSession
@@ -63,13 +64,13 @@ class Harness:
     helpers that read as the steps of a story."""
 
     def __init__(self, runner: InProcessRunner, reader: GiftsReader, config: GiftsConfig, clock: MovableClock,
-                 provider: LocalPaymentProvider) -> None:
+                 provider: LocalPaymentProvider, outbox: GiftsAuditOutbox) -> None:
         self.runner = runner
         self.reader = reader
         self.config = config
         self.clock = clock
         self.provider = provider
-        self.outbox = GiftsAuditOutbox(reader.database.path)
+        self.outbox = outbox
 
     def submit(self, command: Command[R]) -> Future[R]:
         """The command in the next durable batch, at the harness clock's now."""
@@ -112,11 +113,19 @@ def build_harness(root: Path, config: GiftsConfig | None = None, *, synchronous:
     provider = LocalPaymentProvider.with_signing_key(Ed25519PrivateKey.generate())
     runner = InProcessRunner.open(root, config, payments=payments_of(provider), synchronous=synchronous,
                                   max_batch=max_batch)
-    return Harness(runner, GiftsReader(runner.store.path), config, MovableClock(), provider)
+    return Harness(runner, GiftsReader.of_service(root), config, MovableClock(), provider,
+                   GiftsAuditOutbox.of_service(root))
+
+
+ON_BOTH_ENGINES = pytest.mark.usefixtures("database_engine")
+"""Runs a test once on SQLite and once on PostgreSQL: the stores it opens (`harness`, or its own) use that engine."""
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
+def harness(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """The ledger on SQLite, or on each engine in turn for a test marked `ON_BOTH_ENGINES`."""
+    if "database_engine" in request.fixturenames:
+        request.getfixturevalue("database_engine")  # before the store opens: it picks the engine
     built = build_harness(tmp_path)
     yield built
     built.close()

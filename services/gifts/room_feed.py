@@ -78,6 +78,9 @@ class LocalRoom:
         self._ticked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batches: dict[tuple[int, int], Batch] = {}  # this tick's shared batches, by slice
         self.pins: object = None  # the latest pins, rendered (a fresh stream's first response)
+        # The room's last sequence this room has, where events come from the store rather than
+        # a bus (replicas over PostgreSQL without Redis: `RoomParts`).
+        self.taken_through = 0
         self._flusher = asyncio.create_task(self._flush_forever(), name=f"room-flusher-{live_id}")
 
     @property
@@ -205,6 +208,7 @@ class RoomHub:
         try:
             room = LocalRoom(live_id, self._policy, self._emptied)
             after = await self._last_sequence(live_id)
+            room.taken_through = after
             self._bus.subscribe(live_id, after, room.deliver)
             self._rooms[live_id] = room
             self._on_first_viewer(room)

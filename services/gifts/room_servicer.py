@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -22,10 +21,9 @@ from services.gifts import room_messages as render
 from services.gifts.model import names
 from services.gifts.model.access import acting
 from services.gifts.model.live import LiveState
-from services.gifts.model.room import ChatDeleted, ChatPosted, QuestionChanged, RoomEvent, statement_metadata
+from services.gifts.model.room import ChatDeleted, statement_metadata
 from services.gifts.room_feed import Batch, StreamClosed
 from services.gifts.room_wiring import RoomParts, view_time
-from services.gifts.store.room import StoredEvent
 
 CHAT_MESSAGE = ResourcePattern("creators/{creator}/lives/{live}/chatMessages/{chat_message}")
 QUESTION = ResourcePattern("creators/{creator}/lives/{live}/questions/{question}")
@@ -101,7 +99,7 @@ class RoomServicer(room_pb2_grpc.RoomServiceServicer):
             start = after
             while True:
                 stored = await parts.replay(live_id, after, REPLAY_PAGE)
-                events = [await self._opened(item) for item in stored]
+                events = [await parts.opened(item) for item in stored]
                 # A deletion of a message this replay never showed is nothing to this viewer.
                 visible = [event for event in events if event.audience in (None, user)
                            and not (isinstance(event.body, ChatDeleted) and event.body.message_sequence > start)]
@@ -136,17 +134,6 @@ class RoomServicer(room_pb2_grpc.RoomServiceServicer):
             subscription.room.leave(subscription)
             left = parts.clock()
             parts.signals.view(session.name, principal.subject, left, view_time(joined, left))
-
-    async def _opened(self, item: StoredEvent) -> RoomEvent:
-        """A replayed event with its chat or question text opened (empty once the author was erased)."""
-        body = item.event.body
-        if isinstance(body, ChatPosted) and item.sealed_text is not None:
-            text = await self._parts.room.open_text(item.author, item.sealed_text, question=False)
-            return dataclasses.replace(item.event, body=ChatPosted(dataclasses.replace(body.message, text=text)))
-        if isinstance(body, QuestionChanged) and item.sealed_text is not None:
-            text = await self._parts.room.open_text(item.author, item.sealed_text, question=True)
-            return dataclasses.replace(item.event, body=QuestionChanged(dataclasses.replace(body.question, text=text)))
-        return item.event
 
     @staticmethod
     def _rendered(batch: Batch, live_id: str, host: str) -> room_pb2.StreamRoomResponse:

@@ -6,6 +6,9 @@ sessions and feed the room reads) and stops it first. What runs here:
 - the room store's group committer (its own database, `store/room.py`), whose commit
   listener hands committed events to the room bus in commit order;
 - the bus (`LIMELIGHT_GIFTS_ROOM_BUS`: in-process by default, Redis Streams across replicas);
+  with the room store on PostgreSQL and no Redis, replicas share one event log and no bus, so
+  each room's pump reads its new events from the store instead (`_take_from_store`): woken by
+  this process's commits at once, by other replicas' within `PUMP_RECHECK_SECONDS`;
 - the hub that fans the bus out to this process's streams, and per room with viewers here
   a pump that copies the ledger's new gifts into the room, notices the session's end and
   reads the shop's pins;
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from limelight.compliance.v1 import audit_pb2_grpc
 from limelight.ranking.v1 import signals_pb2, signals_pb2_grpc
@@ -35,7 +40,7 @@ from services.gifts.config import GiftsConfig
 from services.gifts.live_signals import LiveSignals
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.live import LiveSession, LiveState
-from services.gifts.model.room import LiveEnded, PinsChanged, RoomEvent
+from services.gifts.model.room import ChatPosted, LiveEnded, PinsChanged, QuestionChanged, RoomEvent
 from services.gifts.model.views import FeedItem
 from services.gifts.room_bus import InProcessBus, RedisStreamsBus, RoomBus
 from services.gifts.room_feed import LocalRoom, RoomHub
@@ -48,6 +53,7 @@ from services.gifts.usecases.room import Room
 log = logging.getLogger(__name__)
 SIGNALS_TIMEOUT_SECONDS = 2.0
 PUMP_RECHECK_SECONDS = 1.0
+STORE_PAGE = 500
 
 
 class LedgerLives:
@@ -109,6 +115,9 @@ class RoomParts:
         self.clock = clock
         self.store = RoomStore.of_service(root)
         self.bus = room_bus(config)
+        # Replicas over one PostgreSQL share the event log but not an in-process bus.
+        self._from_store = self.store.engine == "postgres" and isinstance(self.bus, InProcessBus)
+        self._committed_rooms: dict[str, asyncio.Event] = {}  # a pump's wake-up, set by this process's commits
         self.lives = LedgerLives(reader, clock)
         live_signals.add_listener(self.lives.forget)
         self._live_signals = live_signals
@@ -148,12 +157,39 @@ class RoomParts:
             self._loop.call_soon_threadsafe(self._publish, events)
 
     def _publish(self, events: list[RoomEvent]) -> None:
-        self.bus.publish(events)
+        if self._from_store:
+            for live_id in {event.live_id for event in events}:
+                if (committed := self._committed_rooms.get(live_id)) is not None:
+                    committed.set()
+        else:
+            self.bus.publish(events)
         for event in events:
             body = event.body
             if type(body).__name__ == "GiftSent":
                 self.signals.gift(f"creators/{body.creator}/lives/{event.live_id}",  # type: ignore[union-attr]
                                   f"users/{body.sender}", event.at)  # type: ignore[union-attr]
+
+    async def opened(self, item: StoredEvent) -> RoomEvent:
+        """A stored event with its chat or question text opened (empty once the author was erased)."""
+        body = item.event.body
+        if isinstance(body, ChatPosted) and item.sealed_text is not None:
+            text = await self.room.open_text(item.author, item.sealed_text, question=False)
+            return dataclasses.replace(item.event, body=ChatPosted(dataclasses.replace(body.message, text=text)))
+        if isinstance(body, QuestionChanged) and item.sealed_text is not None:
+            text = await self.room.open_text(item.author, item.sealed_text, question=True)
+            return dataclasses.replace(item.event, body=QuestionChanged(dataclasses.replace(body.question, text=text)))
+        return item.event
+
+    async def _take_from_store(self, room: LocalRoom) -> None:
+        """The room's events committed since the room last took some, by any replica, in order."""
+        while True:
+            stored = await self.replay(room.live_id, room.taken_through, STORE_PAGE)
+            if not stored:
+                return
+            room.deliver([await self.opened(item) for item in stored])
+            room.taken_through = stored[-1].event.sequence
+            if len(stored) < STORE_PAGE:
+                return
 
     async def start(self) -> None:
         await self.bus.start()
@@ -180,9 +216,11 @@ class RoomParts:
     # The pump of a room with viewers here
 
     def _pump_room(self, room: LocalRoom) -> None:
+        self._committed_rooms[room.live_id] = asyncio.Event()
         self._pumps[room.live_id] = asyncio.create_task(self._pump(room), name=f"room-pump-{room.live_id}")
 
     def _stop_pump(self, room: LocalRoom) -> None:
+        self._committed_rooms.pop(room.live_id, None)
         task = self._pumps.pop(room.live_id, None)
         if task is not None:
             task.cancel()
@@ -191,11 +229,15 @@ class RoomParts:
         live_id = room.live_id
         pins: tuple[object, ...] = ()  # none until the shop says otherwise
         pins_due = 0.0
+        committed = self._committed_rooms[live_id]
         while True:
             waiter = self._live_signals.waiter(live_id)
             try:
                 try:
+                    committed.clear()
                     await self.room.copy_gifts(live_id)
+                    if self._from_store:
+                        await self._take_from_store(room)
                     session = await self.lives.live(live_id)
                     now = self.clock()
                     if session is None or session.state_at(now) is LiveState.ENDED:
@@ -210,7 +252,10 @@ class RoomParts:
                             room.deliver([RoomEvent(live_id, 0, now, PinsChanged(found))])
                 except Exception:
                     log.exception("room pump for %s failed; retrying", live_id)
-                await asyncio.wait([waiter], timeout=PUMP_RECHECK_SECONDS)
+                woken = asyncio.create_task(committed.wait())
+                wakes: set[asyncio.Future[Any]] = {waiter, woken}
+                await asyncio.wait(wakes, timeout=PUMP_RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
             finally:
                 self._live_signals.forget(live_id, waiter)
 

@@ -26,7 +26,7 @@ from libs.storage.database import open_database
 from services.compliance.server import build as build_compliance
 from services.gifts.audit_events import legacy_event_id, legacy_sequence_of
 from services.gifts.config import GiftsConfig
-from services.gifts.conftest import Harness, adult, build_harness, minor
+from services.gifts.conftest import ON_BOTH_ENGINES, Harness, adult, build_harness, minor
 from services.gifts.model.live import LiveSession
 from services.gifts.server import GiftsService
 from services.gifts.store.schema import MIGRATIONS, SERVICE
@@ -51,6 +51,7 @@ def _ids(events: list[AuditEvent]) -> list[str]:
     return [event.event_id for event in events]
 
 
+@ON_BOTH_ENGINES
 def test_pending_events_keep_their_ids_until_acknowledged_then_move_on(harness: Harness) -> None:
     _story(harness)
     everything = _events(harness)

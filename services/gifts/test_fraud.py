@@ -15,7 +15,7 @@ from services.gifts.model.fraud import Assessment, FraudPolicy, Verdict, assess_
 from services.gifts.model.live import LiveSession
 from services.gifts.model.records import SentGift
 from services.gifts.providers import deployment_events
-from services.gifts.store.unit import SqliteUnitOfWork
+from services.gifts.store.unit import LedgerUnitOfWork
 from services.gifts.store.writer import GiftsStore
 
 TICK = dt.timedelta(microseconds=1)
@@ -101,7 +101,7 @@ edges = st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(USERS),
                  max_size=12)
 
 
-def _record(uow: SqliteUnitOfWork, gifts: list[tuple[str, str, dt.datetime, int]]) -> None:
+def _record(uow: LedgerUnitOfWork, gifts: list[tuple[str, str, dt.datetime, int]]) -> None:
     for index, (sender, recipient, at, coins) in enumerate(gifts):
         live_id = f"live-{recipient}"
         if uow.live(live_id) is None:
@@ -119,7 +119,7 @@ def test_the_store_answers_history_questions_like_the_naive_reference(
     with tempfile.TemporaryDirectory() as directory:
         store = GiftsStore(events=deployment_events(Path(directory)), root=Path(directory), synchronous="OFF")
         try:
-            def ask(uow: SqliteUnitOfWork) -> tuple[bool, tuple[int, int]]:
+            def ask(uow: LedgerUnitOfWork) -> tuple[bool, tuple[int, int]]:
                 _record(uow, gifts)
                 return (uow.gifting_path_exists(start, goal, hops, NOW - window),
                         uow.gifts_sent_since(start, NOW - window))

@@ -24,7 +24,7 @@ from libs.errors import (
     ResourceExhausted,
 )
 from services.gifts.config import GiftsConfig, PayoutPolicy
-from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness, minor
+from services.gifts.conftest import ADMIN, ON_BOTH_ENGINES, PAYMENTS_SERVICE, Harness, adult, build_harness, minor
 from services.gifts.model.eligibility import AccountCategory, AccountFacts
 from services.gifts.model.ledger import Purpose
 from services.gifts.model.live import LiveState
@@ -93,6 +93,7 @@ def test_an_account_in_bad_standing_cannot_go_live(harness: Harness) -> None:
     assert (error.reason, error.metadata) == ("ACCOUNT_NOT_IN_GOOD_STANDING", {"restriction_reason": "STRIKES"})
 
 
+@ON_BOTH_ENGINES
 def test_a_host_has_one_open_live_at_a_time(harness: Harness) -> None:
     first = harness.go_live("carol")
     error = refusal(harness.go_live, "carol")
@@ -186,6 +187,7 @@ def test_a_receipt_for_someone_else_is_refused(harness: Harness) -> None:
     assert refusal(_top_up, harness, adult("mallory"), harness.receipt("alice")).reason == "RECEIPT_NOT_FOR_CALLER"
 
 
+@ON_BOTH_ENGINES
 def test_a_receipt_is_redeemed_once(harness: Harness) -> None:
     receipt = harness.receipt("alice")
     _top_up(harness, adult("alice"), receipt)
@@ -232,6 +234,7 @@ def test_a_minor_cannot_send_gifts(harness: Harness) -> None:
     assert isinstance(error, PermissionDenied) and error.reason == "SENDER_UNDER_18"
 
 
+@ON_BOTH_ENGINES
 def test_a_gift_needs_enough_coins_and_a_refusal_leaves_no_trace_in_the_ledger(harness: Harness) -> None:
     session = harness.go_live("carol")
     harness.top_up("alice", "coins-100")
@@ -322,6 +325,7 @@ def test_too_many_gifts_in_a_minute_are_refused(tmp_path: Path) -> None:
     h.close()
 
 
+@ON_BOTH_ENGINES
 def test_gifts_going_round_a_small_ring_are_held(harness: Harness) -> None:
     lives = {user: harness.go_live(user).live_id for user in ("ann", "ben", "cat")}
     for user in lives:
@@ -364,6 +368,7 @@ def test_an_approved_held_gift_reaches_the_creator(harness: Harness) -> None:
     assert refusal(harness.submit(again).result).reason == "GIFT_NOT_HELD"
 
 
+@ON_BOTH_ENGINES
 def test_a_rejected_held_gift_returns_the_coins(harness: Harness) -> None:
     _, held, _ = _held_gift(harness)
     review = ReviewHeldGift(ADMIN, str(uuid.uuid4()), held.gift_id, approve=False)
@@ -418,6 +423,7 @@ def test_diamonds_become_withdrawable_only_after_the_hold(harness: Harness) -> N
     assert (wallet.available(Purpose.DIAMONDS), wallet.reserved(Purpose.DIAMONDS)) == (20_000, 10_000)
 
 
+@ON_BOTH_ENGINES
 def test_a_paid_payout_posts_and_a_failed_one_returns_the_diamonds(harness: Harness) -> None:
     _earn(harness, "carol", 1)
     harness.clock.advance(HOLD)
@@ -490,6 +496,7 @@ def test_a_refund_claws_back_unspent_coins(harness: Harness) -> None:
     assert refusal(_reverse, harness, top_up_id).reason == "TOP_UP_ALREADY_REVERSED"
 
 
+@ON_BOTH_ENGINES
 def test_a_chargeback_of_spent_coins_reverses_gifts_still_on_hold(harness: Harness) -> None:
     session = harness.go_live("carol")
     top_up_id = harness.top_up("alice")
@@ -547,6 +554,7 @@ def test_the_feed_resumes_after_its_cursor_without_gaps_or_repeats(harness: Harn
     assert all(a.sequence < b.sequence for a, b in zip(first + rest, (first + rest)[1:], strict=False))
 
 
+@ON_BOTH_ENGINES
 def test_leaderboards_rank_gifters_per_stream_and_creators_per_period(harness: Harness) -> None:
     carol, dave = harness.go_live("carol"), harness.go_live("dave")
     for fan in ("alice", "bob"):
@@ -562,6 +570,7 @@ def test_leaderboards_rank_gifters_per_stream_and_creators_per_period(harness: H
     assert harness.reader.leaderboard(party=Party.CREATOR, limit=10, since=now + tick) == []
 
 
+@ON_BOTH_ENGINES
 def test_the_statement_pages_newest_first(harness: Harness) -> None:
     session = harness.go_live("carol")
     harness.top_up("alice")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import sqlite3
 import tempfile
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
 from libs.errors import DomainError
+from libs.storage.database import Transaction
 from services.gifts.config import GiftsConfig, PayoutPolicy
 from services.gifts.conftest import ADMIN, PAYMENTS_SERVICE, Harness, adult, build_harness
 from services.gifts.model.eligibility import AccountFacts
@@ -42,7 +42,7 @@ GIFTS = ("rose", "doughnut", "galaxy", "lion")
 PACKS = ("coins-100", "coins-1000", "coins-5000", "coins-20000")
 
 
-def reference_balances(connection: sqlite3.Connection) -> dict[str, list[int]]:
+def reference_balances(connection: Transaction) -> dict[str, list[int]]:
     """[debits_posted, credits_posted, debits_pending, credits_pending] per account, from the log alone."""
     balances: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])
     for phase, debit, credit, amount in connection.execute(

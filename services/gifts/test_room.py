@@ -22,7 +22,7 @@ from limelight.privacy.v1 import subject_data_pb2, subject_data_pb2_grpc
 from libs.auth.principal import Role
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from libs.privacy.fields import EphemeralDataKeys, PersonalData
-from services.gifts.conftest import MovableClock
+from services.gifts.conftest import ON_BOTH_ENGINES, MovableClock
 from services.gifts.model.room import RoomPolicy
 from services.gifts.server import GiftsService
 from services.gifts.test_server import UNLIMITED, Gifts
@@ -50,15 +50,15 @@ class Room(Gifts):
         return response.chat_message
 
 
-async def start_room(root: Path, config: Any = FAST, *,
-                     ledger_process: bool = False) -> tuple[RunningService, GiftsService, MovableClock]:
+async def start_room(root: Path, config: Any = FAST, *, ledger_process: bool = False,
+                     keys: EphemeralDataKeys | None = None) -> tuple[RunningService, GiftsService, MovableClock]:
     clock = MovableClock()
     services: list[GiftsService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
         services.append(GiftsService(runtime, config=dataclasses.replace(config, ship_audit=False,
                                                                          ledger_in_process=not ledger_process),
-                                     clock=clock, personal=PersonalData(EphemeralDataKeys())))
+                                     clock=clock, personal=PersonalData(keys or EphemeralDataKeys())))
         return services[0].definition()
 
     running = await start_service("gifts", build, port=0, data_root=root)
@@ -66,7 +66,9 @@ async def start_room(root: Path, config: Any = FAST, *,
 
 
 @pytest.fixture
-async def room(tmp_path: Path) -> AsyncIterator[Room]:
+async def room(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Room]:
+    if "database_engine" in request.fixturenames:
+        request.getfixturevalue("database_engine")  # before the service opens its stores
     running, built, clock = await start_room(tmp_path)
     handle = Room(running, built, tmp_path, clock)
     yield handle
@@ -152,6 +154,7 @@ async def refused(call: Any) -> tuple[grpc.StatusCode, str, error_details_pb2.Er
 # Chat: order, resume, retries ---------------------------------------------------------------
 
 
+@ON_BOTH_ENGINES
 async def test_a_viewer_resuming_from_its_cursor_misses_nothing_and_repeats_nothing(room: Room) -> None:
     live = await room.go_live("carol")
     viewer = Viewer(room, live, "vera")
@@ -172,6 +175,32 @@ async def test_a_viewer_resuming_from_its_cursor_misses_nothing_and_repeats_noth
     sequences = [event.sequence for event in viewer.events + resumed.events]
     assert sequences == list(range(1, 14))
     await resumed.close()
+
+
+@pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
+async def test_a_viewer_on_one_replica_sees_the_chat_posted_through_another_in_order(
+        tmp_path: Path, database_engine: str) -> None:
+    """Two gifts replicas over one PostgreSQL and no Redis: the rooms share one event log, and
+    each replica's streams take from it what any replica committed, numbered without gaps."""
+    keys, replicas = EphemeralDataKeys(), list[tuple[Room, RunningService]]()
+    try:
+        for _ in range(2):  # one data directory and one data-key service, as replicas on one machine
+            running, built, clock = await start_room(tmp_path, keys=keys)
+            replicas.append((Room(running, built, tmp_path, clock), running))
+        (first, _), (second, _) = replicas
+        live = await first.go_live("carol")
+        viewer = Viewer(second, live, "vera")
+        await viewer.until(lambda v: len(v.responses) >= 1)
+        for number in range(6):
+            await (first if number % 2 == 0 else second).say(live, "bob", f"message {number}")
+        await viewer.until(lambda v: len(v.texts) == 6)
+        assert viewer.texts == [f"message {number}" for number in range(6)]
+        assert [event.sequence for event in viewer.events] == list(range(1, 7))
+        await viewer.close()
+    finally:
+        for handle, running in replicas:
+            await handle.close()
+            await running.stop(grace=0)
 
 
 async def test_a_retried_message_is_posted_once_and_a_reused_request_id_is_refused(room: Room) -> None:
@@ -206,6 +235,7 @@ async def test_gifts_reach_the_room_stream_among_the_chat(room_on_either_ledger:
 # Moderation ----------------------------------------------------------------------------------
 
 
+@ON_BOTH_ENGINES
 async def test_a_deleted_message_vanishes_from_every_stream_and_from_the_replay(room: Room) -> None:
     live = await room.go_live("carol")
     await room.room().AppointModerator(room_pb2.AppointModeratorRequest(parent="creators/carol", user="users/mo"),
@@ -272,6 +302,7 @@ async def test_a_banned_viewers_stream_closes_and_their_next_message_is_refused(
 OBFUSCATED_SPAM = ["SPAM", "sp4m", "s.p.a.m", "spaaaam", "s p a m", "$pam", "śpàm"]
 
 
+@ON_BOTH_ENGINES
 async def test_a_filtered_word_is_refused_in_its_obfuscated_spellings_and_never_reaches_others(room: Room) -> None:
     live = await room.go_live("carol")
     await room.room().UpdateKeywordFilter(room_pb2.UpdateKeywordFilterRequest(keyword_filter=room_pb2.KeywordFilter(
@@ -451,6 +482,7 @@ async def test_every_malformed_input_is_invalid_argument_naming_the_field(room: 
 # Q&A -----------------------------------------------------------------------------------------
 
 
+@ON_BOTH_ENGINES
 async def test_the_q_and_a_lifecycle_reaches_the_stream(room: Room) -> None:
     live = await room.go_live("carol")
     stub = room.room()
@@ -577,6 +609,7 @@ async def test_a_session_ending_ends_its_streams(room: Room) -> None:
     assert viewer.error is None
 
 
+@ON_BOTH_ENGINES
 async def test_chat_and_questions_are_in_the_authors_export_and_gone_after_erasure(room: Room) -> None:
     live = await room.go_live("carol")
     await room.say(live, "bob", "hello from bob")

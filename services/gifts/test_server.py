@@ -37,7 +37,7 @@ from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
 from libs.privacy.fields import EphemeralDataKeys, PersonalData
 from services.gifts.config import GiftsConfig
-from services.gifts.conftest import START, MovableClock
+from services.gifts.conftest import ON_BOTH_ENGINES, START, MovableClock
 from services.gifts.model.fraud import FraudPolicy
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 from services.gifts.runner import InProcessRunner
@@ -130,6 +130,8 @@ class Gifts:
 
 @pytest.fixture(params=[False, True], ids=["in-process-ledger", "ledger-process"])
 async def gifts(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gifts]:
+    if "database_engine" in request.fixturenames:
+        request.getfixturevalue("database_engine")  # before the service opens its stores (and spawns its ledger)
     running, built, clock = await start_gifts(tmp_path, UNLIMITED, ledger_process=request.param)
     handle = Gifts(running, built, tmp_path, clock)
     yield handle
@@ -204,26 +206,56 @@ async def test_a_live_title_is_stored_sealed_retried_by_fingerprint_and_unreadab
 # Money under concurrency and retries ----------------------------------------------------------
 
 
-async def test_64_clients_gifting_from_one_wallet_at_once_never_overdraw_it(gifts: Gifts) -> None:
-    live = await gifts.go_live("carol")
-    await gifts.top_up("alice")  # 1,000 coins: 33 doughnuts and 10 coins over
-    auth = gifts.auth("users/alice")
-    clients = [gifts.stubs().gifts for _ in range(64)]
+async def _gift_from_64_clients(replicas: list[Gifts], live: str) -> list[str]:
+    """Two gifts from each of 64 clients at once, the clients spread over `replicas`."""
+    auth = replicas[0].auth("users/alice")
+    clients = [replicas[index % len(replicas)].stubs().gifts for index in range(64)]
 
     async def send(client: gifts_pb2_grpc.GiftServiceAsyncStub) -> str:
         try:
-            await client.SendGift(gifts.gift_request(live), metadata=auth, timeout=30)
+            await client.SendGift(replicas[0].gift_request(live), metadata=auth, timeout=30)
         except grpc.aio.AioRpcError as error:
             return str(details(error)[0].reason)
         return "SENT"
 
-    outcomes = await asyncio.gather(*(send(client) for client in clients for _ in range(2)))
+    return await asyncio.gather(*(send(client) for client in clients for _ in range(2)))
+
+
+async def _assert_33_doughnuts_sent(outcomes: list[str], reading: Gifts) -> None:
     assert outcomes.count("SENT") == 33
     assert set(outcomes) == {"SENT", "INSUFFICIENT_COINS"}
-    assert await gifts.coins("alice") == 10
-    carol = await gifts.stubs().wallet.GetWallet(wallet_pb2.GetWalletRequest(name="users/carol/wallet"),
-                                                 metadata=gifts.auth("users/carol"))
+    assert await reading.coins("alice") == 10
+    carol = await reading.stubs().wallet.GetWallet(wallet_pb2.GetWalletRequest(name="users/carol/wallet"),
+                                                   metadata=reading.auth("users/carol"))
     assert carol.wallet.diamonds_on_hold == 33 * 30
+
+
+@ON_BOTH_ENGINES
+async def test_64_clients_gifting_from_one_wallet_at_once_never_overdraw_it(gifts: Gifts) -> None:
+    live = await gifts.go_live("carol")
+    await gifts.top_up("alice")  # 1,000 coins: 33 doughnuts and 10 coins over
+    await _assert_33_doughnuts_sent(await _gift_from_64_clients([gifts], live), gifts)
+
+
+@pytest.mark.parametrize("database_engine", ["postgres"], indirect=True)
+async def test_64_clients_over_two_replicas_on_one_postgres_never_overdraw_one_wallet(
+        tmp_path: Path, database_engine: str) -> None:
+    """Two gifts services (each with its own ledger writer) over one PostgreSQL: the store's writer
+    lock and the balance CHECK hold across processes, not just across one process's threads."""
+    replicas: list[Gifts] = []
+    try:
+        for _ in range(2):  # one data directory, as replicas on one machine share their keys
+            running, built, clock = await start_gifts(tmp_path, UNLIMITED, ledger_process=False)
+            replicas.append(Gifts(running, built, tmp_path, clock))
+        first, second = replicas
+        live = await first.go_live("carol")
+        await second.top_up("alice")
+        await _assert_33_doughnuts_sent(await _gift_from_64_clients(replicas, live), second)
+        assert await first.coins("alice") == 10
+    finally:
+        for replica in replicas:
+            await replica.close()
+            await replica.running.stop(grace=0)
 
 
 async def test_a_retry_after_a_client_side_timeout_applies_once(gifts: Gifts) -> None:

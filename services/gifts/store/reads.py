@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from libs.storage.sqlite import SqliteDatabase
+from libs.storage.database import Database, Transaction
 from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.ledger import GIFT_REVERSAL_CODES, Account, Code, Phase, Purpose
 from services.gifts.model.live import LiveSession, LiveState
@@ -31,7 +30,7 @@ from services.gifts.model.views import (
     Wallet,
 )
 from services.gifts.store import rows
-from services.gifts.store.schema import database_path
+from services.gifts.store.schema import open_ledger_database
 
 WALLET_PURPOSES = frozenset({Purpose.COINS, Purpose.DIAMONDS_ON_HOLD, Purpose.DIAMONDS})
 MAX_REQUEST_ENTRIES = 10_000  # more than any one request writes (a sweep writes a few hundred)
@@ -40,7 +39,7 @@ MAX_REQUEST_ENTRIES = 10_000  # more than any one request writes (a sweep writes
 class _ReadPayouts:
     """The payout lookups `current_payout` needs, over a read snapshot."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Transaction) -> None:
         self._connection = connection
 
     def payout_settlement(self, payout_id: str) -> PayoutSettlement | None:
@@ -53,24 +52,30 @@ class _ReadPayouts:
 class GiftsReader:
     """The read side: wallets, statements, sessions, the feed, leaderboards, payouts.
 
-    Reads run on their own connection, which WAL lets run beside the writer (in this process
-    or in the ledger process). The connection is `query_only`: nothing here can write.
+    Reads run on the database's reader (`Database.open_reader`): on SQLite a connection of
+    their own, which WAL lets run beside the writer (in this process or in the ledger process),
+    made `query_only`; on PostgreSQL READ ONLY snapshots from the pool. Nothing here can write.
     """
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        self.database = SqliteDatabase(path, synchronous=synchronous)
-        with self.database.reading() as connection:
-            connection.execute("PRAGMA query_only = ON")
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        if database.engine == "sqlite":
+            with database.reading() as connection:
+                connection.execute("PRAGMA query_only = ON")
 
     @classmethod
     def of_service(cls, root: Path | None = None) -> GiftsReader:
-        return cls(database_path(root))
+        opened = open_ledger_database(root)
+        reader = opened.open_reader()
+        if reader is not opened:
+            opened.close()
+        return cls(reader)
 
     def close(self) -> None:
         self.database.close()
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Transaction]:
         with self.database.reading() as connection:
             yield connection
 
@@ -84,7 +89,7 @@ class GiftsReader:
             latest = connection.execute(
                 f"SELECT MAX(created_at_us) FROM (SELECT MAX(created_at_us) AS created_at_us FROM transfer "
                 f"WHERE debit_account IN ({marks}) UNION ALL SELECT MAX(created_at_us) FROM transfer "
-                f"WHERE credit_account IN ({marks}))", (*purposes, *purposes)).fetchone()[0]
+                f"WHERE credit_account IN ({marks})) AS latest", (*purposes, *purposes)).fetchone()[0]
         return Wallet(user_id, {purposes[row["name"]]: rows.balance_of(row) for row in found},
                       rows.from_epoch_us_or_none(latest))
 
@@ -146,11 +151,11 @@ class GiftsReader:
             gifts, diamonds = connection.execute(
                 "SELECT COUNT(DISTINCT CASE WHEN t.code = 'GIFT_DIAMONDS' THEN g.gift_id END) "
                 "  - COUNT(DISTINCT CASE WHEN t.code = 'GIFT_DIAMONDS_REVERSAL' THEN g.gift_id END), "
-                "COALESCE(SUM(CASE t.code WHEN 'GIFT_DIAMONDS' THEN t.amount ELSE -t.amount END), 0) "
+                "CAST(COALESCE(SUM(CASE t.code WHEN 'GIFT_DIAMONDS' THEN t.amount ELSE -t.amount END), 0) AS BIGINT) "
                 "FROM gift AS g JOIN transfer AS t ON t.gift_id = g.gift_id WHERE g.live_id = ? "
                 "AND t.phase IN ('POSTED', 'POST_PENDING') AND t.code IN ('GIFT_DIAMONDS', 'GIFT_DIAMONDS_REVERSAL')",
                 (live_id,)).fetchone()
-        return LiveSummary(rows.live_of(row), gifts, diamonds)
+        return LiveSummary(rows.live_of(row), int(gifts), int(diamonds))
 
     def lives(self, *, host: str | None, before_live_id: str | None, limit: int, state: LiveState | None = None,
               now: dt.datetime) -> list[LiveSession]:
@@ -202,14 +207,15 @@ class GiftsReader:
                 parameters.append(value)
         codes = ",".join(f"'{code.value}'" for code in legs + reversals)
         credits = ",".join(f"'{code.value}'" for code in legs)
+        net = f"SUM(CASE WHEN t.code IN ({credits}) THEN t.amount ELSE -t.amount END)"
         with self._read() as connection:
             found = connection.execute(
                 f"SELECT party, net, RANK() OVER (ORDER BY net DESC) AS rank FROM ("
-                f"  SELECT {column} AS party, SUM(CASE WHEN t.code IN ({credits}) THEN t.amount ELSE -t.amount END)"
-                "   AS net FROM gift AS g JOIN transfer AS t ON t.gift_id = g.gift_id "
+                f"  SELECT {column} AS party, CAST({net} AS BIGINT) AS net "
+                "   FROM gift AS g JOIN transfer AS t ON t.gift_id = g.gift_id "
                 f"  WHERE t.phase IN ('POSTED', 'POST_PENDING') AND t.code IN ({codes}) AND {' AND '.join(filters)} "
-                "   GROUP BY party HAVING net > 0"
-                ") ORDER BY net DESC, party LIMIT ? OFFSET ?", (*parameters, limit, offset)).fetchall()
+                f"  GROUP BY {column} HAVING {net} > 0"
+                ") AS ranked ORDER BY net DESC, party LIMIT ? OFFSET ?", (*parameters, limit, offset)).fetchall()
         return [LeaderboardEntry(row["rank"], row["party"], row["net"]) for row in found]
 
     def payouts(self, user_id: str, *, before_payout_id: str | None, limit: int,

@@ -2,13 +2,15 @@
 
 Why not the ledger's database: a busy room writes far more often than money moves, and chat
 must never queue behind the ledger's fsyncs (nor cross into the ledger process). The room
-keeps its own SQLite file (`<data>/gifts/room.db`, WAL) with its own group committer in the
-service process, and its own audit outbox, so every moderation action and its audit event
-commit in one transaction.
+keeps its own SQLite file (`<data>/gifts/room.db`, WAL), or its own PostgreSQL schema
+(`gifts_room`), with its own group committer in the service process, and its own audit
+outbox, so every moderation action and its audit event commit in one transaction.
 
 The event log (`room_event`) numbers each room's events 1, 2, 3, ... without gaps (a trigger
 refuses anything else), so a cursor is a number and a replay after it misses nothing and
-repeats nothing. Chat and question texts are sealed per author (`libs.privacy`) in their own
+repeats nothing. A room's next number is read inside the write transaction, which holds the
+store's writer lock across replicas, so two replicas over one PostgreSQL never hand out the same
+number. Chat and question texts are sealed per author (`libs.privacy`) in their own
 tables; the log holds them without the text, and a deletion erases the sealed text for good.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,8 @@ from typing import TypeVar
 from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.errors import DomainError
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Migration, Transaction
+from libs.storage.database import Database, Migration, Row, Transaction, open_database
 from libs.storage.paths import data_dir
-from libs.storage.sqlite import SqliteDatabase
 from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.room import (
     Ban,
@@ -36,6 +36,7 @@ from services.gifts.model.room import (
     CoHostState,
     Moderator,
     Question,
+    QuestionChanged,
     QuestionState,
     RoomEvent,
     RoomSettings,
@@ -142,11 +143,121 @@ CREATE TABLE co_host (
 ) STRICT, WITHOUT ROWID;
 """
 
-ROOM_MIGRATIONS = [Migration(1, _SCHEMA_V1), outbox_migration(2)]
+_SCHEMA_V1_POSTGRES = """
+CREATE TABLE room_event (
+    live_id TEXT NOT NULL,
+    sequence BIGINT NOT NULL CHECK (sequence > 0),
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL,
+    message_id TEXT,
+    feed_sequence BIGINT,
+    PRIMARY KEY (live_id, sequence)
+);
+CREATE UNIQUE INDEX room_event_gift ON room_event (live_id, feed_sequence) WHERE feed_sequence IS NOT NULL;
+CREATE FUNCTION room_event_numbers_without_gaps() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.sequence <> 1 + COALESCE((SELECT MAX(sequence) FROM room_event WHERE live_id = NEW.live_id), 0) THEN
+        RAISE EXCEPTION 'room_event numbers a room without gaps' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER room_event_numbers_without_gaps BEFORE INSERT ON room_event
+    FOR EACH ROW EXECUTE FUNCTION room_event_numbers_without_gaps();
+
+CREATE TABLE chat_message (
+    message_id TEXT PRIMARY KEY,
+    live_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    author TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    text_sealed BYTEA,
+    sent_at_us BIGINT NOT NULL,
+    sequence BIGINT NOT NULL,
+    deleted_at_us BIGINT,
+    UNIQUE (author, request_id)
+);
+CREATE INDEX chat_by_author ON chat_message (author, live_id, sent_at_us);
+
+CREATE TABLE question (
+    question_id TEXT PRIMARY KEY,
+    live_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    author TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    text_sealed BYTEA,
+    state TEXT NOT NULL CHECK (state IN ('OPEN', 'ANSWERING', 'ANSWERED', 'DISMISSED')),
+    upvotes BIGINT NOT NULL DEFAULT 0 CHECK (upvotes >= 0),
+    submitted_at_us BIGINT NOT NULL,
+    UNIQUE (author, request_id)
+);
+CREATE INDEX question_by_author ON question (author, live_id, submitted_at_us);
+
+CREATE TABLE question_vote (
+    question_id TEXT NOT NULL REFERENCES question (question_id),
+    voter TEXT NOT NULL,
+    PRIMARY KEY (question_id, voter)
+);
+
+CREATE TABLE moderator (
+    creator TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    appointed_at_us BIGINT NOT NULL,
+    PRIMARY KEY (creator, user_id)
+);
+
+CREATE TABLE ban (
+    creator TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    banned_by TEXT NOT NULL,
+    banned_at_us BIGINT NOT NULL,
+    PRIMARY KEY (creator, user_id)
+);
+
+CREATE TABLE mute (
+    live_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    until_us BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    muted_by TEXT NOT NULL,
+    PRIMARY KEY (live_id, user_id)
+);
+
+CREATE TABLE keyword_filter (
+    creator TEXT PRIMARY KEY,
+    keywords TEXT NOT NULL
+);
+
+CREATE TABLE room_settings (
+    live_id TEXT PRIMARY KEY,
+    slow_mode_us BIGINT NOT NULL CHECK (slow_mode_us >= 0),
+    age_restricted BIGINT NOT NULL CHECK (age_restricted IN (0, 1))
+);
+
+CREATE TABLE co_host (
+    live_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    co_host TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('INVITED', 'ACTIVE', 'ENDED')),
+    invited_at_us BIGINT NOT NULL,
+    started_at_us BIGINT,
+    ended_at_us BIGINT,
+    PRIMARY KEY (live_id, co_host)
+);
+"""
+
+ROOM_MIGRATIONS = [Migration(1, _SCHEMA_V1, postgres=_SCHEMA_V1_POSTGRES), outbox_migration(2)]
+ROOM_AREA = "room"
 
 
 def room_database_path(root: Path | None = None) -> Path:
-    return (root or data_dir()) / "gifts" / "room.db"
+    """The room's SQLite file (where no `LIMELIGHT_DATABASE_URL` is set)."""
+    return (root or data_dir()) / "gifts" / f"{ROOM_AREA}.db"
+
+
+def open_room_database(root: Path | None = None, *, synchronous: str = "FULL") -> Database:
+    return open_database("gifts", ROOM_MIGRATIONS, area=ROOM_AREA, synchronous=synchronous, root=root)
 
 
 @dataclass(frozen=True)
@@ -158,15 +269,15 @@ class StoredEvent:
     sealed_text: bytes | None = None
 
 
-class SqliteRoomUnit:
+class RoomUnitOfWork:
     """One unit of work of the room store (the store side of `usecases.room.RoomUnit`)."""
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
         self.appended: list[RoomEvent] = []
 
-    def _one(self, sql: str, parameters: tuple[object, ...]) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._tx.execute(sql, parameters).fetchone()
+    def _one(self, sql: str, parameters: tuple[object, ...]) -> Row | None:
+        row: Row | None = self._tx.execute(sql, parameters).fetchone()
         return row
 
     # The event log
@@ -214,7 +325,7 @@ class SqliteRoomUnit:
     def last_post_at(self, live_id: str, user: str) -> dt.datetime | None:
         row = self._one(
             "SELECT MAX(at) FROM (SELECT MAX(sent_at_us) AS at FROM chat_message WHERE author = ? AND live_id = ? "
-            "UNION ALL SELECT MAX(submitted_at_us) FROM question WHERE author = ? AND live_id = ?)",
+            "UNION ALL SELECT MAX(submitted_at_us) FROM question WHERE author = ? AND live_id = ?) AS posts",
             (user, live_id, user, live_id))
         return from_epoch_us(row[0]) if row and row[0] is not None else None
 
@@ -240,8 +351,8 @@ class SqliteRoomUnit:
         self._tx.execute(f"UPDATE question SET state = ?{erase} WHERE question_id = ?", (state.value, question_id))
 
     def add_vote(self, question_id: str, voter: str) -> bool:
-        added = self._tx.execute("INSERT OR IGNORE INTO question_vote (question_id, voter) VALUES (?, ?)",
-                                 (question_id, voter)).rowcount == 1
+        added = self._tx.execute("INSERT INTO question_vote (question_id, voter) VALUES (?, ?) "
+                                 "ON CONFLICT (question_id, voter) DO NOTHING", (question_id, voter)).rowcount == 1
         if added:
             self._tx.execute("UPDATE question SET upvotes = upvotes + 1 WHERE question_id = ?", (question_id,))
         return added
@@ -289,9 +400,9 @@ class SqliteRoomUnit:
 
     def keywords(self, creators: tuple[str, ...]) -> tuple[str, ...]:
         marks = ",".join("?" * len(creators))
-        found = self._tx.execute(
-            f"SELECT value FROM keyword_filter, json_each(keywords) WHERE creator IN ({marks})", creators).fetchall()
-        return tuple(str(row[0]) for row in found)
+        found = self._tx.execute(f"SELECT keywords FROM keyword_filter WHERE creator IN ({marks}) ORDER BY creator",
+                                 creators).fetchall()
+        return tuple(str(keyword) for row in found for keyword in json.loads(row[0]))
 
     def put_keywords(self, creator: str, keywords: tuple[str, ...]) -> None:
         self._tx.execute("INSERT INTO keyword_filter (creator, keywords) VALUES (?, ?) "
@@ -346,21 +457,21 @@ def _moment(value: int | None) -> dt.datetime | None:
     return from_epoch_us(value) if value is not None else None
 
 
-def _chat_of(row: sqlite3.Row) -> ChatMessage:
+def _chat_of(row: Row) -> ChatMessage:
     return ChatMessage(row["message_id"], row["live_id"], row["host"], row["author"], "",
                        from_epoch_us(row["sent_at_us"]), row["sequence"], row["deleted_at_us"] is not None)
 
 
-def _question_of(row: sqlite3.Row) -> Question:
+def _question_of(row: Row) -> Question:
     return Question(row["question_id"], row["live_id"], row["host"], row["author"], "", QuestionState(row["state"]),
                     row["upvotes"], from_epoch_us(row["submitted_at_us"]))
 
 
-def _ban_of(row: sqlite3.Row) -> Ban:
+def _ban_of(row: Row) -> Ban:
     return Ban(row["creator"], row["user_id"], row["reason"], row["banned_by"], from_epoch_us(row["banned_at_us"]))
 
 
-def _co_host_of(row: sqlite3.Row) -> CoHost:
+def _co_host_of(row: Row) -> CoHost:
     return CoHost(row["live_id"], row["host"], row["co_host"], CoHostState(row["state"]),
                   from_epoch_us(row["invited_at_us"]), _moment(row["started_at_us"]), _moment(row["ended_at_us"]))
 
@@ -368,13 +479,12 @@ def _co_host_of(row: sqlite3.Row) -> CoHost:
 class RoomStore:
     """Owns the room database: its group committer for writes, a reader for replays and exports."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        self._writer = SqliteDatabase(path, synchronous=synchronous)
-        self._writer.migrate(ROOM_MIGRATIONS)
-        self._reader = SqliteDatabase(path, synchronous=synchronous)
+    def __init__(self, writer: Database) -> None:
+        self._writer = writer
+        self._reader = writer.open_reader()
         self._committer = GroupCommitter(self._writer, name="room-commit")
         self.outbox = DatabaseAuditOutbox(self._writer, committer=self._committer)
-        self.path = path
+        self.engine = writer.engine
         # Events of the units in the batch being committed (committer thread only), handed to
         # the listeners after the COMMIT in sequence order: a room's events are numbered by
         # units that run one after another, so commit order is sequence order.
@@ -384,15 +494,15 @@ class RoomStore:
 
     @classmethod
     def of_service(cls, root: Path | None = None) -> RoomStore:
-        return cls(room_database_path(root))
+        return cls(open_room_database(root))
 
-    async def run(self, work: Callable[[SqliteRoomUnit], R],
-                  on_refused: Callable[[SqliteRoomUnit, DomainError], None] | None = None) -> R:
+    async def run(self, work: Callable[[RoomUnitOfWork], R],
+                  on_refused: Callable[[RoomUnitOfWork, DomainError], None] | None = None) -> R:
         """`work` in the next durable batch; `on_refused` writes a refusal's audit event there."""
-        refused = None if on_refused is None else (lambda tx, error: on_refused(SqliteRoomUnit(tx), error))
+        refused = None if on_refused is None else (lambda tx, error: on_refused(RoomUnitOfWork(tx), error))
 
         def unit(tx: Transaction) -> R:
-            room = SqliteRoomUnit(tx)
+            room = RoomUnitOfWork(tx)
             result = work(room)
             self._batch_events.extend(room.appended)  # reached only by a unit that was not rolled back
             return result
@@ -420,22 +530,28 @@ class RoomStore:
         """The room's events after `after`, oldest first, chat texts sealed; deleted messages left out."""
         with self._reader.reading() as connection:
             found = connection.execute(
-                "SELECT e.sequence, e.created_at_us, e.body, c.author, c.text_sealed, c.deleted_at_us, "
-                "q.author AS q_author, q.text_sealed AS q_sealed FROM room_event AS e "
-                "LEFT JOIN chat_message AS c ON c.message_id = e.message_id "
-                "LEFT JOIN question AS q ON e.kind = 'QuestionChanged' "
-                "AND q.question_id = json_extract(e.body, '$.question.question_id') "
+                "SELECT e.sequence, e.created_at_us, e.body, c.author, c.text_sealed, c.deleted_at_us "
+                "FROM room_event AS e LEFT JOIN chat_message AS c ON c.message_id = e.message_id "
                 "WHERE e.live_id = ? AND e.sequence > ? ORDER BY e.sequence LIMIT ?",
                 (live_id, after, limit)).fetchall()
+            events = [(row, body_from_json(row["body"])) for row in found if row["deleted_at_us"] is None]
+            # A question event's author and sealed text, from the same snapshot (the log names the
+            # question inside its body, which only Python reads on both engines).
+            question_ids = sorted({body.question.question_id for _, body in events if isinstance(body, QuestionChanged)})
+            questions: dict[str, tuple[str, bytes | None]] = {}
+            if question_ids:
+                marks = ",".join("?" * len(question_ids))
+                questions = {row[0]: (row[1], row[2]) for row in connection.execute(
+                    f"SELECT question_id, author, text_sealed FROM question WHERE question_id IN ({marks})",
+                    question_ids).fetchall()}
         stored: list[StoredEvent] = []
-        for row in found:
-            if row["deleted_at_us"] is not None:
-                continue  # a deleted message is never replayed
-            event = RoomEvent(live_id, row["sequence"], from_epoch_us(row["created_at_us"]), body_from_json(row["body"]))
+        for row, body in events:  # a deleted message is never replayed
+            event = RoomEvent(live_id, row["sequence"], from_epoch_us(row["created_at_us"]), body)
+            question = questions.get(body.question.question_id) if isinstance(body, QuestionChanged) else None
             if row["author"] is not None:
                 stored.append(StoredEvent(event, row["author"], row["text_sealed"]))
-            elif row["q_author"] is not None:
-                stored.append(StoredEvent(event, row["q_author"], row["q_sealed"]))
+            elif question is not None:
+                stored.append(StoredEvent(event, question[0], question[1]))
             else:
                 stored.append(StoredEvent(event))
         return stored
@@ -446,10 +562,10 @@ class RoomStore:
                                      (live_id,)).fetchone()
         return int(row[0])
 
-    def read(self, query: Callable[[SqliteRoomUnit], R]) -> R:
+    def read(self, query: Callable[[RoomUnitOfWork], R]) -> R:
         """A query with the unit's readers, on the reader connection (no writes)."""
         with self._reader.reading() as connection:
-            return query(SqliteRoomUnit(connection))
+            return query(RoomUnitOfWork(connection))
 
     def written_by(self, author: str) -> tuple[list[tuple[ChatMessage, bytes | None]],
                                                list[tuple[Question, bytes | None]]]:

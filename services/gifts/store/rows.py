@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
-from collections.abc import Sequence
 from typing import Any, Protocol
 
+from libs.storage.database import Cursor, Parameters, Row
 from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.model.eligibility import AccountFacts
 from services.gifts.model.ledger import Balance, Code, Currency, Entry, Phase
@@ -42,30 +41,30 @@ def result_from_json(text: str) -> dict[str, Any]:
     return decoded
 
 
-def entry_of(row: sqlite3.Row) -> Entry:
+def entry_of(row: Row) -> Entry:
     return Entry(row["id"], row["request_id"], Code(row["code"]), Phase(row["phase"]), row["debit_account"],
                  row["credit_account"], Currency(row["currency"]), row["amount"], from_epoch_us(row["created_at_us"]),
                  row["pending_id"], from_epoch_us_or_none(row["timeout_us"]), row["gift_id"])
 
 
-def balance_of(row: sqlite3.Row) -> Balance:
+def balance_of(row: Row) -> Balance:
     return Balance(row["name"], Currency(row["currency"]), row["debits_posted"], row["credits_posted"],
                    row["debits_pending"], row["credits_pending"])
 
 
-def live_of(row: sqlite3.Row) -> LiveSession:
+def live_of(row: Row) -> LiveSession:
     return LiveSession(row["live_id"], row["host"], row["title"], from_epoch_us(row["started_at_us"]),
                        from_epoch_us(row["deadline_us"]), row["gifts_barred_reason"], from_epoch_us_or_none(row["ended_at_us"]),
                        row["end_reason"])
 
 
-def gift_of(row: sqlite3.Row) -> SentGift:
+def gift_of(row: Row) -> SentGift:
     return SentGift(row["gift_id"], row["request_id"], row["live_id"], row["sender"], row["creator"],
                     row["catalog_gift"], row["count"], row["coins"], row["fee_coins"], row["diamonds"],
                     from_epoch_us(row["sent_at_us"]), row["hold_reasons"])
 
 
-def facts_of(user_id: str, row: sqlite3.Row | None) -> AccountFacts:
+def facts_of(user_id: str, row: Row | None) -> AccountFacts:
     if row is None:
         return AccountFacts(user_id)
     return AccountFacts(user_id, row["follower_count"], bool(row["good_standing"]), row["restriction_reason"],
@@ -80,10 +79,10 @@ def to_json(value: object) -> str:
 class Executor(Protocol):
     """A write transaction or a read snapshot: both run the shared lookups below."""
 
-    def execute(self, sql: str, parameters: Sequence[object] = ...) -> sqlite3.Cursor: ...
+    def execute(self, sql: str, parameters: Parameters = ...) -> Cursor: ...
 
 
-def payout_of(row: sqlite3.Row) -> Payout:
+def payout_of(row: Row) -> Payout:
     return Payout(row["payout_id"], row["request_id"], row["user_id"], row["eur_cents"], row["diamonds"],
                   row["payout_method"], from_epoch_us(row["requested_at_us"]), from_epoch_us(row["expires_at_us"]),
                   (row["diamonds_transfer_id"], row["cash_transfer_id"]))

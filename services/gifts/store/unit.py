@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from libs.audit.outbox import write_event
 from libs.errors import FailedPrecondition
-from libs.storage.database import Transaction
+from libs.storage.database import IntegrityError, Transaction
 from libs.timestamps import epoch_us, from_epoch_us
 from services.gifts.audit_events import PlatformEvents
 from services.gifts.model.audit import NO_TRACE, AuditEvent, Trace
@@ -22,22 +23,41 @@ from services.gifts.model.records import Payout, PayoutSettlement, SentGift, Top
 from services.gifts.store import rows
 
 
-class SqliteUnitOfWork:
+class LedgerUnitOfWork:
     """One unit of work inside a group-commit batch: the store side of every use case's unit
     (`usecases.LedgerUnit`).
 
     `events` turns its audit events into the platform's; `trace` is the call the unit serves,
     stamped on them; `touched_lives` collects the LIVE sessions whose feed or state changed,
     for the listeners told after the commit (a rolled-back unit only causes a spurious wake-up).
+    `engine` is the database's: on PostgreSQL a failed statement aborts the transaction, so a
+    statement whose refusal the unit reads on from runs inside a savepoint of its own there.
     """
 
     def __init__(self, tx: Transaction, *, events: PlatformEvents, trace: Trace = NO_TRACE,
-                 touched_lives: set[str] | None = None) -> None:
+                 touched_lives: set[str] | None = None, engine: str = "sqlite") -> None:
         self._tx = tx
+        self._failed_statement_aborts = engine == "postgres"
         self._events = events
         self._trace = trace
         self._touched_lives = touched_lives if touched_lives is not None else set()
         self._unaudited_transfers: list[int] = []
+
+    @contextmanager
+    def _may_fail(self) -> Iterator[None]:
+        """A statement the unit carries on after when it fails (SQLite undoes just that
+        statement; PostgreSQL needs a savepoint to)."""
+        if not self._failed_statement_aborts:
+            yield
+            return
+        self._tx.execute("SAVEPOINT statement")
+        try:
+            yield
+        except IntegrityError:
+            self._tx.execute("ROLLBACK TO statement")
+            self._tx.execute("RELEASE statement")
+            raise
+        self._tx.execute("RELEASE statement")
 
     # Ledger
 
@@ -62,8 +82,9 @@ class SqliteUnitOfWork:
                       for value in (request_id, order.code.value, phase.value, order.debit.name, order.credit.name,
                                     order.currency.value, order.amount, timeout_us, order.gift_id, created_at_us)]
         try:
-            found = self._tx.execute(_insert_transfers(len(orders)), parameters).fetchall()
-        except sqlite3.IntegrityError as error:
+            with self._may_fail():
+                found = self._tx.execute(_insert_transfers(len(orders)), parameters).fetchall()
+        except IntegrityError as error:
             if "account_would_go_negative" not in str(error):
                 raise
             # The statement left nothing behind: find the leg that overdraws, one at a time, to
@@ -79,11 +100,13 @@ class SqliteUnitOfWork:
         written: list[int] = []
         for order in orders:
             try:
-                cursor = self._tx.execute(
-                    _insert_transfers(1),
-                    (request_id, order.code.value, phase.value, order.debit.name, order.credit.name,
-                     order.currency.value, order.amount, rows.epoch_us_or_none(timeout), order.gift_id, epoch_us(now)))
-            except sqlite3.IntegrityError as error:
+                with self._may_fail():
+                    row = self._tx.execute(
+                        _insert_transfers(1),
+                        (request_id, order.code.value, phase.value, order.debit.name, order.credit.name,
+                         order.currency.value, order.amount, rows.epoch_us_or_none(timeout), order.gift_id,
+                         epoch_us(now))).fetchone()
+            except IntegrityError as error:
                 if "account_would_go_negative" not in str(error):
                     raise
                 # Report the whole set's demand on the account, against what it held before the set.
@@ -92,28 +115,28 @@ class SqliteUnitOfWork:
                 raise InsufficientFunds(
                     order.debit, available=(balance.available if balance else 0) + debited_before,
                     required=sum(o.amount for o in orders if o.debit == order.debit)) from None
-            written.append(int(cursor.fetchone()[0]))
+            written.append(int(row[0]))
         self._unaudited_transfers.extend(written)
         return written
 
     def resolve(self, request_id: str, pending_ids: list[int], phase: Phase, now: dt.datetime) -> None:
         for pending_id in pending_ids:
             try:
-                cursor = self._tx.execute(
+                row = self._tx.execute(
                     "INSERT INTO transfer (request_id, code, phase, debit_account, credit_account, currency, "
                     "amount, pending_id, gift_id, created_at_us) "
                     "SELECT ?, code, ?, debit_account, credit_account, currency, amount, id, gift_id, ? "
-                    "FROM transfer WHERE id = ? AND phase = 'PENDING'",
-                    (request_id, phase.value, epoch_us(now), pending_id))
-            except sqlite3.IntegrityError as error:
-                if "transfer.pending_id" not in str(error):
+                    "FROM transfer WHERE id = ? AND phase = 'PENDING' RETURNING id",
+                    (request_id, phase.value, epoch_us(now), pending_id)).fetchone()
+            except IntegrityError as error:  # the unit ends here: the committer rolls it back
+                if not _violates(error, "transfer.pending_id", "transfer_resolves_pending_once"):
                     raise
                 raise FailedPrecondition("the pending transfer was already resolved",
                                          reason="PENDING_ALREADY_RESOLVED",
                                          metadata={"transfer_id": str(pending_id)}) from None
-            if cursor.rowcount != 1:
+            if row is None:
                 raise ValueError(f"transfer {pending_id} is not a pending transfer")
-            self._unaudited_transfers.append(int(cursor.lastrowid or 0))
+            self._unaudited_transfers.append(int(row[0]))
 
     def balance(self, account: Account) -> Balance | None:
         row = self._tx.execute("SELECT * FROM account WHERE name = ?", (account.name,)).fetchone()
@@ -142,17 +165,14 @@ class SqliteUnitOfWork:
     # LIVE sessions
 
     def insert_live(self, session: LiveSession) -> None:
-        try:
-            self._tx.execute(
-                "INSERT INTO live_session (live_id, host, title, started_at_us, deadline_us, gifts_barred_reason) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (session.live_id, session.host, session.sealed_title, epoch_us(session.started_at), epoch_us(session.deadline),
-                 session.gifts_barred_reason))
-        except sqlite3.IntegrityError as error:
-            if "live_session.host" not in str(error):
-                raise
+        inserted = self._tx.execute(
+            "INSERT INTO live_session (live_id, host, title, started_at_us, deadline_us, gifts_barred_reason) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host) WHERE ended_at_us IS NULL DO NOTHING",
+            (session.live_id, session.host, session.sealed_title, epoch_us(session.started_at), epoch_us(session.deadline),
+             session.gifts_barred_reason)).rowcount
+        if inserted != 1:  # the host's open session (one_open_live_per_host) kept its place
             open_live = self.open_live_of(session.host)
-            raise LiveAlreadyOpen(session.host, open_live.live_id if open_live else "") from None
+            raise LiveAlreadyOpen(session.host, open_live.live_id if open_live else "")
 
     def live(self, live_id: str) -> LiveSession | None:
         row = self._tx.execute("SELECT * FROM live_session WHERE live_id = ?", (live_id,)).fetchone()
@@ -183,8 +203,13 @@ class SqliteUnitOfWork:
 
     def put_account_facts(self, facts: AccountFacts, *, updated_by: str, now: dt.datetime) -> None:
         self._tx.execute(
-            "INSERT OR REPLACE INTO account_facts (user_id, follower_count, good_standing, restriction_reason, "
-            "category, identity_verified, joined_at_us, updated_at_us, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO account_facts (user_id, follower_count, good_standing, restriction_reason, "
+            "category, identity_verified, joined_at_us, updated_at_us, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET follower_count = excluded.follower_count, "
+            "good_standing = excluded.good_standing, restriction_reason = excluded.restriction_reason, "
+            "category = excluded.category, identity_verified = excluded.identity_verified, "
+            "joined_at_us = excluded.joined_at_us, updated_at_us = excluded.updated_at_us, "
+            "updated_by = excluded.updated_by",
             (facts.user_id, facts.follower_count, int(facts.good_standing), facts.restriction_reason,
              str(facts.category), int(facts.identity_verified), rows.epoch_us_or_none(facts.joined_at), epoch_us(now), updated_by))
 
@@ -196,14 +221,14 @@ class SqliteUnitOfWork:
     # Gift history (fraud rules)
 
     def gifts_sent_since(self, sender: str, since: dt.datetime) -> tuple[int, int]:
-        row = self._tx.execute("SELECT COUNT(*), COALESCE(SUM(coins), 0) FROM gift WHERE sender = ? AND sent_at_us > ?",
-                               (sender, epoch_us(since))).fetchone()
-        return row[0], row[1]
+        row = self._tx.execute("SELECT COUNT(*), CAST(COALESCE(SUM(coins), 0) AS BIGINT) FROM gift "
+                               "WHERE sender = ? AND sent_at_us > ?", (sender, epoch_us(since))).fetchone()
+        return int(row[0]), int(row[1])
 
     def gifting_path_exists(self, from_user: str, to_user: str, max_hops: int, since: dt.datetime) -> bool:
         row = self._tx.execute(
             "WITH RECURSIVE reached (user_id, hops) AS ("
-            "  SELECT ?, 0"
+            "  SELECT CAST(? AS TEXT), 0"
             "  UNION"
             "  SELECT gift.creator, reached.hops + 1 FROM reached JOIN gift ON gift.sender = reached.user_id"
             "  WHERE reached.hops < ? AND gift.sent_at_us > ?"
@@ -230,8 +255,9 @@ class SqliteUnitOfWork:
         # unique index and trigger refuse anything else).
         row = self._tx.execute(
             "INSERT INTO gift_feed (live_id, live_sequence, gift_id, posted_at_us) "
-            "SELECT ?1, 1 + COALESCE(MAX(live_sequence), 0), ?2, ?3 FROM gift_feed WHERE live_id = ?1 "
-            "RETURNING live_sequence", (gift.live_id, gift.gift_id, epoch_us(now))).fetchone()
+            "SELECT CAST(? AS TEXT), 1 + COALESCE(MAX(live_sequence), 0), CAST(? AS TEXT), CAST(? AS BIGINT) "
+            "FROM gift_feed WHERE live_id = ? RETURNING live_sequence",
+            (gift.live_id, gift.gift_id, epoch_us(now), gift.live_id)).fetchone()
         return int(row[0])
 
     def place_diamond_hold(self, gift: SentGift, matures_at: dt.datetime) -> None:
@@ -290,17 +316,15 @@ class SqliteUnitOfWork:
     # Top-ups
 
     def insert_top_up(self, top_up: TopUp, now: dt.datetime) -> None:
-        try:
-            self._tx.execute(
-                "INSERT INTO top_up (top_up_id, request_id, user_id, provider, receipt_id, pack_id, coins, "
-                "price_eur_cents, purchased_at_us, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (top_up.top_up_id, top_up.request_id, top_up.user_id, top_up.provider, top_up.receipt_id,
-                 top_up.pack_id, top_up.coins, top_up.price_eur_cents, epoch_us(top_up.purchased_at), epoch_us(now)))
-        except sqlite3.IntegrityError as error:
-            if "top_up.provider, top_up.receipt_id" not in str(error):
-                raise
+        inserted = self._tx.execute(
+            "INSERT INTO top_up (top_up_id, request_id, user_id, provider, receipt_id, pack_id, coins, "
+            "price_eur_cents, purchased_at_us, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (provider, receipt_id) DO NOTHING",
+            (top_up.top_up_id, top_up.request_id, top_up.user_id, top_up.provider, top_up.receipt_id,
+             top_up.pack_id, top_up.coins, top_up.price_eur_cents, epoch_us(top_up.purchased_at), epoch_us(now))).rowcount
+        if inserted != 1:  # receipt_redeemed_once
             raise FailedPrecondition("the receipt was already redeemed", reason="RECEIPT_ALREADY_REDEEMED",
-                                     metadata={"receipt_id": top_up.receipt_id}) from None
+                                     metadata={"receipt_id": top_up.receipt_id})
 
     def top_up(self, top_up_id: str) -> TopUp | None:
         row = self._tx.execute("SELECT * FROM top_up WHERE top_up_id = ?", (top_up_id,)).fetchone()
@@ -316,14 +340,12 @@ class SqliteUnitOfWork:
         return int(row[0]) if row else None
 
     def insert_top_up_reversal(self, top_up_id: str, request_id: str, kind: str, now: dt.datetime) -> None:
-        try:
-            self._tx.execute("INSERT INTO top_up_reversal (top_up_id, request_id, kind, reversed_at_us) "
-                             "VALUES (?, ?, ?, ?)", (top_up_id, request_id, kind, epoch_us(now)))
-        except sqlite3.IntegrityError as error:
-            if "top_up_reversal.top_up_id" not in str(error):
-                raise
+        inserted = self._tx.execute(
+            "INSERT INTO top_up_reversal (top_up_id, request_id, kind, reversed_at_us) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (top_up_id) DO NOTHING", (top_up_id, request_id, kind, epoch_us(now))).rowcount
+        if inserted != 1:
             raise FailedPrecondition("the top-up was already reversed", reason="TOP_UP_ALREADY_REVERSED",
-                                     metadata={"top_up": top_up_id}) from None
+                                     metadata={"top_up": top_up_id})
 
     # Payouts
 
@@ -353,7 +375,7 @@ class SqliteUnitOfWork:
 
     def payout_cents_since(self, user_id: str, since: dt.datetime) -> int:
         row = self._tx.execute(
-            "SELECT COALESCE(SUM(p.eur_cents), 0) FROM payout AS p WHERE p.user_id = ? AND p.requested_at_us > ? "
+            "SELECT CAST(COALESCE(SUM(p.eur_cents), 0) AS BIGINT) FROM payout AS p WHERE p.user_id = ? AND p.requested_at_us > ? "
             "AND NOT EXISTS (SELECT 1 FROM transfer AS r WHERE r.pending_id = p.cash_transfer_id "
             "AND r.phase IN ('VOID_PENDING', 'EXPIRE_PENDING'))", (user_id, epoch_us(since))).fetchone()
         return int(row[0])
@@ -366,9 +388,14 @@ class SqliteUnitOfWork:
         write_event(self._tx, self._events.traced(event, transfers=transfers, trace=self._trace))
 
 
+def _violates(error: IntegrityError, sqlite_columns: str, postgres_constraint: str) -> bool:
+    """Whether `error` is the UNIQUE violation of these columns (SQLite's words) or that index (PostgreSQL's)."""
+    return sqlite_columns in str(error) or f'"{postgres_constraint}"' in str(error)
+
+
 @functools.cache
 def _insert_transfers(count: int) -> str:
-    """The INSERT of `count` transfers: one text per count, so sqlite3's statement cache keeps it prepared."""
+    """The INSERT of `count` transfers: one text per count, so the driver's statement cache keeps it prepared."""
     row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     return ("INSERT INTO transfer (request_id, code, phase, debit_account, credit_account, currency, amount, "
             "timeout_us, gift_id, created_at_us) VALUES " + ", ".join([row] * count) + " RETURNING id")

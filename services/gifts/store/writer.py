@@ -2,8 +2,10 @@
 
 Writes go through the shared `GroupCommitter` with `synchronous=FULL`: every unit queued while a
 batch commits goes into the next, each in its own SAVEPOINT (a refusal rolls back alone
-and leaves its audit event), and callers hear back only after the COMMIT. A failed COMMIT
-stops the store for good (no fsync retry); a restart recovers from the WAL.
+and leaves its audit event), and callers hear back only after the COMMIT. On SQLite a failed
+COMMIT stops the store for good (no fsync retry); a restart recovers from the WAL. On
+PostgreSQL a failed COMMIT fails its batch only, and every replica's writer takes the
+schema's advisory lock per batch, so batches of two replicas never interleave.
 """
 
 from __future__ import annotations
@@ -17,20 +19,20 @@ from typing import TypeVar
 from libs.clock import Clock, utc_now
 from libs.errors import DomainError
 from libs.storage.committer import DEFAULT_MAX_BATCH, GroupCommitter, RefusalRecorder
-from libs.storage.database import Transaction, open_database
+from libs.storage.database import Transaction
 from services.gifts.audit_events import PlatformEvents
 from services.gifts.model.audit import NO_TRACE, Trace
 from services.gifts.model.ledger import PLATFORM_ACCOUNTS
 from services.gifts.store.legacy_outbox import drain_legacy_outbox
-from services.gifts.store.schema import MIGRATIONS, SERVICE
-from services.gifts.store.unit import SqliteUnitOfWork
+from services.gifts.store.schema import open_ledger_database
+from services.gifts.store.unit import LedgerUnitOfWork
 
 R = TypeVar("R")
 WRITER_CACHE_KIB = 64 * 1024
 # The platform's own accounts exist from the beginning of time, as far as the ledger knows.
 PLATFORM_OPENED_AT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-Work = Callable[[SqliteUnitOfWork], R]
-OnRefused = Callable[[SqliteUnitOfWork, DomainError], None]
+Work = Callable[[LedgerUnitOfWork], R]
+OnRefused = Callable[[LedgerUnitOfWork, DomainError], None]
 
 
 class GiftsStore:
@@ -39,16 +41,17 @@ class GiftsStore:
 
     def __init__(self, *, events: PlatformEvents, root: Path | None = None, synchronous: str = "FULL",
                  max_batch: int = DEFAULT_MAX_BATCH, threaded: bool = True, clock: Clock = utc_now) -> None:
-        writer = open_database(SERVICE, MIGRATIONS, synchronous=synchronous, root=root)
+        writer = open_ledger_database(root, synchronous=synchronous)
         self._writer = writer
         self._events = events
-        self.path = writer.path
+        self._engine = writer.engine
         with writer.transaction() as tx:
-            # The hot set (platform accounts, recent index pages) must stay in memory.
-            tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            if writer.engine == "sqlite":
+                # The hot set (platform accounts, recent index pages) must stay in memory.
+                tx.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+                drain_legacy_outbox(tx, events, now=clock())
             for account in PLATFORM_ACCOUNTS:
-                SqliteUnitOfWork(tx, events=events).open_account(account, PLATFORM_OPENED_AT)
-            drain_legacy_outbox(tx, events, now=clock())
+                LedgerUnitOfWork(tx, events=events, engine=writer.engine).open_account(account, PLATFORM_OPENED_AT)
         self._committer = GroupCommitter(writer, max_batch=max_batch, name="gifts-commit", threaded=threaded)
         # Written only on the committer thread: by units, then swapped out after each commit.
         self._touched_lives: set[str] = set()
@@ -69,9 +72,10 @@ class GiftsStore:
         return await self._committer.run(lambda tx: work(unit(tx)), on_refused=refused)
 
     def _units(self, on_refused: OnRefused | None, trace: Trace
-               ) -> tuple[Callable[[Transaction], SqliteUnitOfWork], RefusalRecorder | None]:
-        def unit(tx: Transaction) -> SqliteUnitOfWork:
-            return SqliteUnitOfWork(tx, events=self._events, trace=trace, touched_lives=self._touched_lives)
+               ) -> tuple[Callable[[Transaction], LedgerUnitOfWork], RefusalRecorder | None]:
+        def unit(tx: Transaction) -> LedgerUnitOfWork:
+            return LedgerUnitOfWork(tx, events=self._events, trace=trace, touched_lives=self._touched_lives,
+                                    engine=self._engine)
 
         refused: RefusalRecorder | None = None
         if on_refused is not None:
