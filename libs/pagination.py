@@ -60,7 +60,10 @@ class PageTokens:
             raise ValueError("a page position is one or more ints and strings")
         payload = [_VERSION, list(position), self._check(position, bound_to)]
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
-        return base64.urlsafe_b64encode(text).decode().rstrip("=")
+        token = base64.urlsafe_b64encode(text).decode().rstrip("=")
+        if len(token) > MAX_TOKEN_CHARS:  # decode would refuse it: never hand one out
+            raise ValueError(f"a page position of {len(token)} token characters is longer than a store key can be")
+        return token
 
     def decode(self, token: str, *, bound_to: str = "", shape: Sequence[type[int] | type[str]] | None = None,
                field: str = "page_token") -> Position | None:
