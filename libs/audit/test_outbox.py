@@ -186,10 +186,10 @@ def test_an_event_is_written_once_and_set_aside_once(service: Service) -> None:
     service.committer.submit(write_twice).result(timeout=10)
     assert service.outbox.counts() == (1, 0)
     service.outbox.reject(traced.event, "refused")
-    service.outbox.reject(traced.event, "refused again")  # a retried rejection replaces the record
+    service.outbox.reject(traced.event, "refused again")  # a retried rejection keeps the first record
     assert service.outbox.counts() == (0, 1)
     with service.database.reading() as connection:
-        assert connection.execute("SELECT error FROM audit_outbox_rejected").fetchone()[0] == "refused again"
+        assert connection.execute("SELECT error FROM audit_outbox_rejected").fetchone()[0] == "refused"
 
 
 def test_a_spool_written_before_the_outbox_keeps_its_events(tmp_path: Path, database_engine: str) -> None:
