@@ -21,8 +21,9 @@
   services, and whoever dials the printed target) spreads its calls over them with gRPC's
   round-robin balancing through a target that names them all (`ipv4:a:p1,a:p2`). With
   replicas and no `LIMELIGHT_DATABASE_URL`, or with `--database postgres`, the platform
-  starts its own PostgreSQL (`libs.storage.postgres_cluster`, `<data>/postgres`, loopback
-  only, SCRAM password); gifts replicas share a platform-started Redis as the rooms' bus.
+  starts its own PostgreSQL (`libs.storage.postgres_cluster`: `<data>/postgres`, or under the
+  `postgres` user's home when we are root; loopback only, SCRAM password); gifts replicas
+  share a platform-started Redis as the rooms' bus.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ class Platform:
     children: list[Child] = field(default_factory=list)
     ray_address: str = ""
     _ray_temp_dir: Path | None = None
+    _postgres: PostgresCluster | None = None
 
     def start(self, say: Say) -> None:
         transport = prepare_transport(self.data_root)
@@ -169,8 +171,9 @@ class Platform:
         env.update(ports.targets)
         if (self.postgres or self.replicas.any) and not env.get(DATABASE_URL_ENV):
             env[DATABASE_URL_ENV] = self._start_postgres(env)
+            assert self._postgres is not None
             say(f"{'postgres':<11} {env[DATABASE_URL_ENV].rsplit('@', 1)[1]:<22} every store (a cluster in "
-                f"{self.data_root / 'postgres'}, loopback only)")
+                f"{self._postgres.root}, loopback only)")
         if self.replicas.of("gifts") > 1 and not env.get("LIMELIGHT_GIFTS_ROOM_BUS"):
             env["LIMELIGHT_GIFTS_ROOM_BUS"] = f"redis://127.0.0.1:{free_port()}"
         self.ray_address = os.environ.get("RAY_ADDRESS", "")
@@ -231,11 +234,7 @@ class Platform:
 
     def _start_postgres(self, env: dict[str, str]) -> str:
         """The platform's own PostgreSQL, made on first use; its URL."""
-        cluster = PostgresCluster(root=self.data_root / "postgres", port=free_port())
-        if os.geteuid() == 0:
-            # The cluster belongs to `postgres` (PostgreSQL refuses root), which must reach its
-            # directory: the data root opens for traversal only, every service's own stays 0700.
-            self.data_root.chmod(0o711)
+        cluster = self._postgres = PostgresCluster.for_platform(self.data_root, free_port())
         cluster.initialise()
         child = Child(
             name="postgres",

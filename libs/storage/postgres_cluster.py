@@ -10,7 +10,9 @@ the cluster belongs to the package's `postgres` user.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -78,6 +80,20 @@ class PostgresCluster:
         }
         options = [f"--{name}={value}" for name, value in settings.items()]
         return [*_as_owner(), str(server_binaries() / "postgres"), "-D", str(self.data_dir), *options]
+
+    @classmethod
+    def for_platform(cls, data_root: Path, port: int) -> PostgresCluster:
+        """The platform's own cluster: `<data>/postgres`, or, when we are root (and the cluster
+        belongs to `postgres`, who may not reach into the private data directory), a directory
+        of its own under that user's home, named after the data directory."""
+        if os.geteuid() != 0:
+            return cls(root=data_root / "postgres", port=port)
+        digest = hashlib.sha256(str(data_root.resolve()).encode()).hexdigest()[:16]
+        home = Path(pwd.getpwnam("postgres").pw_dir) / "limelight"
+        if not home.exists():
+            home.mkdir(mode=0o700, parents=True)
+            shutil.chown(home, "postgres", "postgres")
+        return cls(root=home / digest, port=port)
 
     def initialise(self) -> None:
         """`initdb` once; later calls find the cluster made and do nothing."""
