@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from libs.kit.clients import ServiceClients, ServiceTokenSource
 from libs.kit.server import start_service
 from libs.privacy.fields import EphemeralDataKeys, PersonalData
 from libs.privacy.remote import RemoteDataKeys
-from libs.storage.database import DATABASE_URL_ENV
 from services.compliance import server as compliance_server
 from services.compliance.privacy.keyfile import LocalKeyEncryptionKey
 from services.compliance.privacy.store import PrivacyStore
@@ -87,12 +85,8 @@ class Server:
 async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_engine: str) -> AsyncIterator[Server]:
     monkeypatch.setenv("LIMELIGHT_PRIVACY_KEY_CACHE_SECONDS", "0.2")  # so an erasure reaches ingest at once
     # Compliance holds the creator's data key, so it is needed to read a caption; nothing listens
-    # at ranking's address: ranking is not needed to read videos. Compliance keeps its stores in
-    # SQLite files here (its own tests run them on both engines); ingest's follow `database_engine`.
-    ingest_database = os.environ.pop(DATABASE_URL_ENV, None)
+    # at ranking's address: ranking is not needed to read videos. Both follow `database_engine`.
     compliance = await start_service("compliance", compliance_server.build, port=0, data_root=tmp_path)
-    if ingest_database:
-        monkeypatch.setenv(DATABASE_URL_ENV, ingest_database)
     await seed_unpublished_video(tmp_path, compliance.target)
     targets = {"compliance": compliance.target, "ranking": "127.0.0.1:9"}
     running = await start_service("ingest", ingest_server.build, port=0, data_root=tmp_path, targets=targets)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from limelight.ranking.v1 import (
 from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.server import RunningService, ServiceDefinition, ServiceRuntime, start_service
-from libs.storage.database import DATABASE_URL_ENV
 from libs.storage.testing import database_engine, postgres_server  # noqa: F401
 from libs.timestamps import to_timestamp
 from services.compliance.server import build as build_compliance
@@ -112,14 +110,8 @@ def signal_of(video: str, kind: int, *, seconds: float | None = None, event_id: 
 
 
 async def start_ranking(root: Path, config: RankingConfig = IN_PROCESS) -> RankingHarness:
-    """Ranking on the engine `LIMELIGHT_DATABASE_URL` chooses; compliance, its collaborator, on SQLite
-    files (its own tests run its stores on both engines)."""
-    ranking_database = os.environ.pop(DATABASE_URL_ENV, None)
-    try:
-        compliance = await start_service("compliance", build_compliance, port=0, data_root=root)
-    finally:
-        if ranking_database:
-            os.environ[DATABASE_URL_ENV] = ranking_database
+    """Ranking and compliance, its collaborator, on the engine `LIMELIGHT_DATABASE_URL` chooses."""
+    compliance = await start_service("compliance", build_compliance, port=0, data_root=root)
     services: list[RankingService] = []
 
     def build(runtime: ServiceRuntime) -> ServiceDefinition:
