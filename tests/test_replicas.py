@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from limelight.compliance.v1 import audit_pb2, audit_pb2_grpc
 from limelight.gifts.v1 import (
     gifts_pb2,
     gifts_pb2_grpc,
@@ -38,6 +40,7 @@ from limelight.shop.v1 import (
     orders_pb2_grpc,
 )
 
+from libs.audit.protos import timestamp
 from libs.auth.keys import load_or_create_private_key
 from libs.auth.principal import Role
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
@@ -47,6 +50,9 @@ from libs.kit.transport import ROUND_ROBIN
 from libs.ports import reserve_port
 from libs.storage.database import DATABASE_URL_ENV
 from libs.storage.testing import PostgresServer
+from libs.tlog.checkpoint import open_checkpoint
+from libs.tlog.note import NoteVerifier
+from libs.tlog.proofs import verify_consistency
 from services.compliance.server import build as build_compliance
 from services.gifts.model.payments import LocalPaymentProvider, Purchase
 
@@ -60,11 +66,12 @@ class Replicated:
     compliance: RunningService
     started: list[ServiceProcess] = field(default_factory=list)
 
-    def replicas(self, service: str, count: int = 2) -> list[ServiceProcess]:
+    def replicas(self, service: str, count: int = 2, **settings: str) -> list[ServiceProcess]:
         replicas = [
             ServiceProcess(service, self.root, reserve_port(), {
                 DATABASE_URL_ENV: self.database_url,
                 "LIMELIGHT_COMPLIANCE_TARGET": self.compliance.target,
+                **settings,
             }, label=f"{service}-{index + 1}")
             for index in range(count)
         ]
@@ -270,3 +277,101 @@ async def test_1000_buyers_of_100_units_through_two_replicas_make_exactly_100_or
         for channel in channels:
             await channel.close()
 
+
+
+# -- compliance: the audit log while its sequencer is killed --------------------------------------
+
+
+def _audit_event(number: int) -> audit_pb2.AuditEvent:
+    return audit_pb2.AuditEvent(event_id=str(uuid.uuid4()), actor="services/gifts", action="gifts.SendGift",
+                                resource=f"creators/bo/lives/l{number % 5}", outcome=audit_pb2.OUTCOME_SUCCEEDED,
+                                trace_id=f"{number:032x}", event_time=timestamp(dt.datetime.now(dt.UTC)),
+                                subject_ref="ab" * 32, attributes={"coins": str(number)})
+
+
+def _signer(replicas: list[ServiceProcess]) -> ServiceProcess:
+    """The replica that says it signs the log's checkpoints (its log), waiting a little for one to."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        signing = [replica for replica in replicas
+                   if "this replica signs the audit log's checkpoints" in replica.log.read_text()]
+        if signing:
+            return signing[0]
+        time.sleep(0.1)
+    raise AssertionError("no replica signs the audit log")
+
+
+async def test_the_audit_log_stays_consistent_with_every_checkpoint_while_its_sequencer_is_killed(
+        replicated: Replicated) -> None:
+    replicas = replicated.replicas("compliance", LIMELIGHT_AUDIT_CHECKPOINT_MS="50")
+    for replica in replicas:
+        await replica.wait_serving()
+    sequencer = _signer(replicas)
+    survivor = next(replica for replica in replicas if replica is not sequencer)
+    service = replicated.auth("services/gifts", Role.SERVICE)
+    acknowledged: dict[str, int] = {}
+    checkpoints: dict[int, audit_pb2.Checkpoint] = {}
+    loop = asyncio.get_running_loop()
+    async with round_robin(replicas) as channel:
+        audit = audit_pb2_grpc.AuditServiceStub(channel)
+        stop = asyncio.Event()
+        counter = iter(range(1_000_000))
+
+        async def appender() -> None:
+            while not stop.is_set():
+                batch = [_audit_event(next(counter)) for _ in range(3)]
+                try:
+                    reply = await audit.AppendEvents(audit_pb2.AppendEventsRequest(events=batch), metadata=service,
+                                                     timeout=10)
+                except grpc.aio.AioRpcError:
+                    continue  # the killed replica's calls fail; round robin moves on
+                acknowledged.update({appended.event_id: appended.leaf_index for appended in reply.events})
+
+        async def watch_checkpoints() -> None:
+            while not stop.is_set():
+                try:
+                    reply = await audit.GetCheckpoint(audit_pb2.GetCheckpointRequest(), metadata=service, timeout=5)
+                except grpc.aio.AioRpcError:
+                    continue
+                checkpoints[reply.checkpoint.tree_size] = reply.checkpoint
+                await asyncio.sleep(0.02)
+
+        load = [asyncio.create_task(appender()) for _ in range(8)] + [asyncio.create_task(watch_checkpoints())]
+        await asyncio.sleep(1.5)
+        sequencer.kill()
+        before_kill = len(acknowledged)
+        await asyncio.sleep(2.5)
+        stop.set()
+        await asyncio.wait(load, timeout=30)
+    assert before_kill > 50, "the load never got going"
+    assert len(acknowledged) > before_kill + 50, "the surviving replica stopped appending"
+
+    async with grpc.aio.insecure_channel(survivor.target) as channel:
+        audit = audit_pb2_grpc.AuditServiceStub(channel)
+        total = len(acknowledged)
+        deadline = loop.time() + 15
+        while (final := (await audit.GetCheckpoint(audit_pb2.GetCheckpointRequest(), metadata=service)).checkpoint
+               ).tree_size < max(acknowledged.values()) + 1:
+            assert loop.time() < deadline, "the surviving replica never signed what was appended"
+            await asyncio.sleep(0.05)
+        key = (await audit.GetPublicKey(audit_pb2.GetPublicKeyRequest(), metadata=service)).verifier_key
+        verifier = NoteVerifier.from_key_string(key)
+        open_checkpoint(final.signed_note, [verifier])
+        assert any(size > 0 for size in checkpoints), "no checkpoint was seen during the run"
+        for size, earlier in checkpoints.items():  # every checkpoint anyone saw is a prefix of the final tree
+            if size == 0 or size == final.tree_size:
+                continue
+            open_checkpoint(earlier.signed_note, [verifier])
+            proof = await audit.GetConsistencyProof(audit_pb2.GetConsistencyProofRequest(
+                first_size=size, second_size=final.tree_size), metadata=service)
+            verify_consistency(size, final.tree_size, earlier.root_hash, final.root_hash, list(proof.hashes))
+        for event_id, leaf_index in list(acknowledged.items())[:: max(1, total // 20)]:
+            included = await audit.GetInclusionProof(audit_pb2.GetInclusionProofRequest(
+                event_id=event_id, tree_size=final.tree_size), metadata=service)
+            assert included.leaf_index == leaf_index
+    # Gap-free, one order, each acknowledged event once: the leaf indexes the replicas handed out.
+    assert len(set(acknowledged.values())) == total
+    with psycopg.connect(replicated.database_url, options="-c search_path=compliance_audit") as connection:
+        stored: dict[str, int] = dict(connection.execute("SELECT event_id, leaf_index FROM audit_event").fetchall())
+    assert sorted(stored.values()) == list(range(len(stored)))
+    assert all(stored[event_id] == leaf_index for event_id, leaf_index in acknowledged.items())

@@ -17,6 +17,7 @@ lease signs checkpoints; when it dies, another replica's next tick takes the lea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -25,6 +26,8 @@ from libs.storage.committer import GroupCommitter, UnitOfWork
 from services.compliance.audit.model import Appended
 from services.compliance.audit.store import AuditLogStore
 from services.compliance.audit.usecases import AuditLog
+
+logger = logging.getLogger(__name__)
 
 
 class Sequencer:
@@ -39,7 +42,8 @@ class Sequencer:
         counted refusals), so what it appends is signed with the same checkpoint.
         """
         self._lease = store.sequencer_lease()
-        if self._lease.held():
+        self._signing = False
+        if self._is_signer():
             log.publish_checkpoint_if_due()
 
         def tick() -> None:
@@ -47,7 +51,7 @@ class Sequencer:
                 if before_checkpoint is not None:
                     before_checkpoint()
             finally:
-                if self._lease.held():
+                if self._is_signer():
                     log.publish_checkpoint_if_due()
 
         self._log = log
@@ -75,6 +79,15 @@ class Sequencer:
         appends fail with UNAVAILABLE."""
         self._committer.close()
         self._lease.release()
+
+    def _is_signer(self) -> bool:
+        """Whether this replica holds the lease now; says so when that changes (operators look
+        for which replica signs)."""
+        held = self._lease.held()
+        if held != self._signing:
+            self._signing = held
+            logger.info("this replica %s the audit log's checkpoints", "signs" if held else "no longer signs")
+        return held
 
     def _unit(self, events: Sequence[AuditEvent]) -> UnitOfWork[list[Appended]]:
         return lambda transaction: self._log.stage(self._store.log_writer(transaction), events)
