@@ -130,7 +130,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64)
     arguments = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="limelight-bench-replicas-", dir="/tmp"))
-    cluster = PostgresCluster(root=scratch / "postgres", port=free_port(), durable=True)
+    # Its own directory straight under /tmp: as root, the server runs as `postgres`, which must reach it.
+    cluster = PostgresCluster(root=Path(tempfile.mkdtemp(prefix="limelight-pg-bench-", dir="/tmp")), port=free_port(),
+                              durable=True)
     cluster.initialise()
     database = subprocess.Popen(cluster.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -173,6 +175,7 @@ def main() -> None:
         database.send_signal(signal.SIGTERM)
         database.wait(timeout=30)
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(cluster.root, ignore_errors=True)
     best = {label: max(runs, key=lambda run: run[0].per_second) for label, runs in results.items()}
     print(f"Replicas over PostgreSQL vs one process over SQLite, {arguments.in_flight} in flight, "
           f"{arguments.seconds:.0f} s per run, best of {arguments.rounds} interleaved rounds, tracing on, "
