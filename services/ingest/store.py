@@ -37,7 +37,7 @@ from libs.audit.events import AuditEvent
 from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.privacy.fields import PersonalData
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Migration, Transaction, open_database
+from libs.storage.database import Migration, Transaction, open_database, postgres_types
 from libs.timestamps import epoch_us, from_epoch_us
 from services.ingest.model import (
     AiDeclaration,
@@ -180,11 +180,8 @@ def _integer_times_migration(version: int) -> Migration:
 
 
 def _postgres_types(sqlite_schema: str) -> str:
-    """SQLite's DDL in PostgreSQL's words: 64-bit integers and doubles (SQLite's INTEGER and
-    REAL), BYTEA for BLOB, and `offset` quoted, a reserved word there."""
-    for sqlite_type, postgres_type in (("INTEGER", "BIGINT"), ("REAL", "DOUBLE PRECISION"), ("BLOB", "BYTEA")):
-        sqlite_schema = re.sub(rf"\b{sqlite_type}\b", postgres_type, sqlite_schema)
-    return re.sub(r"\boffset\b", '"offset"', sqlite_schema)
+    """`libs.storage`'s types, and `offset` quoted: a reserved word on PostgreSQL."""
+    return re.sub(r"\boffset\b", '"offset"', postgres_types(sqlite_schema))
 
 
 def _integer_times_postgres() -> str:
