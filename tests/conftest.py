@@ -18,7 +18,7 @@ from libs.auth.principal import Role, birth_date_for_age
 from libs.auth.tokens import TokenClaims, mint_token, platform_signing_key
 from libs.kit.config import SERVICES
 from libs.kit.server import Builder, RunningService, start_service
-from libs.storage.testing import postgres_server  # noqa: F401  (tests/test_replicas.py)
+from libs.storage.testing import ENGINES, database_setting, postgres_server  # noqa: F401
 from services.affiliate.server import build as build_affiliate
 from services.compliance.server import build as build_compliance
 from services.gifts.server import build as build_gifts
@@ -57,18 +57,25 @@ class InProcessPlatform:
         return mint_token(platform_signing_key(self.data_root), claims, ttl=dt.timedelta(minutes=30))
 
 
-@pytest.fixture(scope="session")
-async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcessPlatform]:
-    data_root = tmp_path_factory.mktemp("platform")
+@pytest.fixture(scope="session", params=ENGINES)
+async def platform(request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcessPlatform]:
+    """The six services, once with every store on SQLite files and once on PostgreSQL: every
+    cross-service test runs on both engines."""
+    data_root = tmp_path_factory.mktemp(f"platform-{request.param}")
     assert set(START_ORDER) == set(SERVICES), "a new service must be added to START_ORDER"
+    database_url = request.getfixturevalue("postgres_server").fresh_database() if request.param == "postgres" else ""
     targets: dict[str, str] = {}
     running: dict[str, RunningService] = {}
     try:
-        for service, build in START_ORDER.items():
-            running[service] = await start_service(
-                service, build, port=0, data_root=data_root, targets=dict(targets)
-            )
-            targets[service] = running[service].target
+        # Stores are opened as a service starts, so the setting is needed only meanwhile; tests
+        # that run while this platform is up keep their own engine.
+        with database_setting(database_url):
+            for service, build in START_ORDER.items():
+                running[service] = await start_service(
+                    service, build, port=0, data_root=data_root, targets=dict(targets)
+                )
+                targets[service] = running[service].target
         yield InProcessPlatform(data_root, running)
     finally:
         for started in running.values():

@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,20 @@ def database_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(DATABASE_URL_ENV, database_url)
     yield engine
     server.recycle(database_url)
+
+
+@contextmanager
+def database_setting(database_url: str) -> Iterator[None]:
+    """`LIMELIGHT_DATABASE_URL` set to `database_url` (unset when empty) inside the block only."""
+    previous = os.environ.pop(DATABASE_URL_ENV, None)
+    if database_url:
+        os.environ[DATABASE_URL_ENV] = database_url
+    try:
+        yield
+    finally:
+        os.environ.pop(DATABASE_URL_ENV, None)
+        if previous is not None:
+            os.environ[DATABASE_URL_ENV] = previous
 
 
 def _count(connection: psycopg.Connection[Any], query: str, name: str) -> int:
