@@ -54,6 +54,9 @@ from libs.storage.database import DATABASE_URL_ENV
 from libs.storage.postgres_cluster import PostgresCluster
 from tools.repository import repository_root
 
+# What the services use, started before them and stopped after them.
+INFRASTRUCTURE = frozenset({"ray", "redis", "postgres"})
+
 SERVICE_START_TIMEOUT = 60.0
 STOP_GRACE = 15.0
 WATCH_INTERVAL = 0.2
@@ -317,18 +320,23 @@ class Platform:
         return [child.name for child in self.children if child.state is ChildState.GIVEN_UP]
 
     def stop(self) -> None:
-        """SIGTERM every process group (services drain their calls), then SIGKILL what is left."""
-        running = [child.process for child in reversed(self.children) if child.process is not None]
-        for process in running:
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for process in running:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # The group leader may be gone while its children (Ray workers) linger.
-            _kill_group(process)
+        """SIGTERM the services' process groups (they drain their calls), and once they are gone
+        what they use (Redis, Ray, PostgreSQL: a store must outlive the calls that write it),
+        SIGKILL what is left of each."""
+        services = [child for child in self.children if child.name not in INFRASTRUCTURE]
+        used = [child for child in reversed(self.children) if child.name in INFRASTRUCTURE]
+        for tier in (services, used):
+            running = [child.process for child in tier if child.process is not None]
+            for process in running:
+                _signal_group(process, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE
+            for process in running:
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+                # The group leader may be gone while its children (Ray workers) linger.
+                _kill_group(process)
         if self._ray_temp_dir is not None:
             shutil.rmtree(self._ray_temp_dir, ignore_errors=True)
 

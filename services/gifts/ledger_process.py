@@ -373,6 +373,10 @@ class _Answers:
 def serve_ledger(orders: Connection, answers: Connection, root: str, config: GiftsConfig) -> None:
     """The ledger process: apply orders through group commit, answer each commit's outcomes."""
     _die_with_parent()
+    # Its parent stops it, after the calls in flight drained (`stop`); a SIGTERM or Ctrl-C sent
+    # to the whole process group (`limelight up` stopping) must not end it mid-drain.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         # Committing is all this process does, so it commits on its main thread.
         store = GiftsStore(events=deployment_events(Path(root)), root=Path(root), threaded=False)
