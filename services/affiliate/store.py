@@ -247,7 +247,7 @@ class _Queries:
         return None if row is None else _commission(row)
 
 
-class SqliteUnit(_Queries):
+class StoreUnit(_Queries):
     """`AffiliateUnit` over one transaction on the committer's thread."""
 
     def __init__(self, tx: Transaction) -> None:
@@ -412,7 +412,7 @@ class AffiliateStore:
         self._committer.add_commit_listener(listener)
 
     async def run(self, work: Callable[[AffiliateUnit], T]) -> T:
-        return await self._committer.run(lambda tx: work(SqliteUnit(tx)))
+        return await self._committer.run(lambda tx: work(StoreUnit(tx)))
 
     async def record(self, event: object) -> None:
         """An audit event alone (a refusal: nothing changed, so nothing to share a transaction with)."""
