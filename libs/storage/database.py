@@ -48,6 +48,11 @@ class Migration:
     sql: str
     postgres: str | None = None
 
+    @classmethod
+    def portable(cls, version: int, sql: str) -> Migration:
+        """A step that needs nothing of PostgreSQL but its types (`postgres_types`): tables, indexes."""
+        return cls(version, sql, postgres=postgres_types(sql))
+
     def text_for(self, engine: str) -> str:
         if engine == "postgres":
             if self.postgres is None:

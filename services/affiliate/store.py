@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from libs.audit.outbox import DatabaseAuditOutbox, TracedEvent, outbox_migration, write_event
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Database, Migration, Row, Transaction, open_database, postgres_types
+from libs.storage.database import Database, Migration, Row, Transaction, open_database
 from libs.timestamps import duration_us, epoch_us, from_epoch_us
 from services.affiliate.model.clicks import Click, FilterReason
 from services.affiliate.model.commissions import (
@@ -153,7 +153,6 @@ CREATE TABLE payouts (
 );
 """
 # PostgreSQL's text of version 1: the same tables and constraints, with 64-bit integers.
-_SCHEMA_V1_POSTGRES = postgres_types(_SCHEMA_V1)
 # A link's counted clicks by time: the duplicate and burst checks of RecordClick read them inside
 # the write transaction, so every replica decides on the same clicks.
 _CLICKS_BY_LINK_TIME = """
@@ -162,7 +161,7 @@ CREATE INDEX clicks_counted_by_link_time ON clicks (link, click_us) WHERE counte
 """
 
 MIGRATIONS = (
-    Migration(1, _SCHEMA_V1, postgres=_SCHEMA_V1_POSTGRES),
+    Migration.portable(1, _SCHEMA_V1),
     outbox_migration(2),
     Migration(3, _CLICKS_BY_LINK_TIME, postgres=_CLICKS_BY_LINK_TIME),
 )

@@ -227,23 +227,16 @@ ALTER TABLE follow_ups DROP CONSTRAINT follow_ups_kind_check, ADD CONSTRAINT fol
     CHECK (kind IN ('COMPLIANCE_REVIEW', 'RANKING_REGISTRATION', 'AD_REGISTRATION'));
 """),
     # Personal fields, sealed under the creator's data key (libs.privacy).
-    Migration(5, """
+    Migration.portable(5, """
 ALTER TABLE uploads ADD COLUMN caption_sealed BLOB;
 ALTER TABLE uploads ADD COLUMN filename_sealed BLOB;
 ALTER TABLE videos ADD COLUMN caption_sealed BLOB;
-""", postgres="""
-ALTER TABLE uploads ADD COLUMN caption_sealed BYTEA;
-ALTER TABLE uploads ADD COLUMN filename_sealed BYTEA;
-ALTER TABLE videos ADD COLUMN caption_sealed BYTEA;
 """),
     # Replicas share the jobs: one runs a job while its lease lasts and renews it; a job whose
     # lease ran out (its replica stopped or died) is taken over by another.
-    Migration(6, """
+    Migration.portable(6, """
 ALTER TABLE transcode_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
 ALTER TABLE transcode_jobs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
-""", postgres="""
-ALTER TABLE transcode_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
-ALTER TABLE transcode_jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 """),
 ]
 

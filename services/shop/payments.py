@@ -17,7 +17,7 @@ from pathlib import Path
 
 from libs.clock import Clock
 from libs.storage.committer import GroupCommitter
-from libs.storage.database import Database, Migration, Transaction, open_database, postgres_types
+from libs.storage.database import Database, Migration, Transaction, open_database
 from libs.timestamps import epoch_us, from_epoch_us
 from services.shop.model import Funding, PaymentState
 from services.shop.usecases.ports import Authorization
@@ -40,7 +40,7 @@ CREATE TABLE refunds (
 );
 """
 
-MIGRATIONS = (Migration(1, _BOOKS, postgres=postgres_types(_BOOKS)),)
+MIGRATIONS = (Migration.portable(1, _BOOKS),)
 
 _FUNDING = {"credit": Funding.CREDIT, "paylater": Funding.POST_PAID, "prepaid": Funding.PREPAID}
 

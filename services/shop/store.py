@@ -210,7 +210,7 @@ _TRACE_CONTEXT = "ALTER TABLE deliveries ADD COLUMN trace_context TEXT NOT NULL 
 MIGRATIONS = (
     Migration(1, _TABLES_V1 + _APPEND_ONLY_V1, postgres=_TABLES_V1_POSTGRES + _APPEND_ONLY_V1_POSTGRES),
     outbox_migration(2),
-    Migration(3, _REFUND_INTENTS, postgres=postgres_types(_REFUND_INTENTS)),
+    Migration.portable(3, _REFUND_INTENTS),
     # A delivery continues the trace of the call that queued it (the order's, for affiliate).
     Migration(4, _TRACE_CONTEXT, postgres=_TRACE_CONTEXT),
 )

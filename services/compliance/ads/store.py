@@ -19,7 +19,7 @@ from libs.timestamps import epoch_us, from_epoch_us
 from services.compliance.ads.model import Ad, AdDraft, AdKind, AdSearch, Displays, Targeting, one_year_after
 
 MIGRATIONS = (
-    Migration(1, """
+    Migration.portable(1, """
 CREATE TABLE ads (
     name TEXT PRIMARY KEY,
     request_id TEXT NOT NULL UNIQUE,
@@ -47,42 +47,6 @@ CREATE TABLE ad_reach (
     member_state TEXT NOT NULL,
     day TEXT NOT NULL,
     impressions INTEGER NOT NULL CHECK (impressions > 0),
-    PRIMARY KEY (ad, member_state, day)
-);
-CREATE INDEX ad_reach_by_state ON ad_reach (member_state, ad);
-CREATE TABLE impression_batches (
-    request_id TEXT PRIMARY KEY,
-    ad TEXT NOT NULL REFERENCES ads (name) ON DELETE CASCADE,
-    fingerprint TEXT NOT NULL
-);
-""", postgres="""
-CREATE TABLE ads (
-    name TEXT PRIMARY KEY,
-    request_id TEXT NOT NULL UNIQUE,
-    fingerprint TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    content TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    advertiser TEXT NOT NULL,
-    payer TEXT NOT NULL,
-    brand TEXT NOT NULL,
-    creator TEXT NOT NULL,
-    found_by_engine BIGINT NOT NULL CHECK (found_by_engine IN (0, 1)),
-    targeting TEXT NOT NULL,
-    create_us BIGINT NOT NULL,
-    first_display_us BIGINT,
-    last_display_us BIGINT,
-    sort_key BIGINT NOT NULL DEFAULT 0,
-    retain_until_us BIGINT NOT NULL,
-    CHECK (last_display_us IS NULL OR first_display_us <= last_display_us)
-);
-CREATE INDEX ads_by_recency ON ads (sort_key DESC, name);
-CREATE INDEX ads_by_retention ON ads (retain_until_us);
-CREATE TABLE ad_reach (
-    ad TEXT NOT NULL REFERENCES ads (name) ON DELETE CASCADE,
-    member_state TEXT NOT NULL,
-    day TEXT NOT NULL,
-    impressions BIGINT NOT NULL CHECK (impressions > 0),
     PRIMARY KEY (ad, member_state, day)
 );
 CREATE INDEX ad_reach_by_state ON ad_reach (member_state, ad);
