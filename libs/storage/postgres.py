@@ -133,15 +133,11 @@ class PostgresDatabase:
             min_size=1,
             max_size=size,
             kwargs={"autocommit": True, "row_factory": _row_factory, "options": f"-c search_path={schema}"},
-            configure=self._configure,
             name=f"limelight-{schema}",
             open=False,
         )
         self._pool.open(wait=True, timeout=30.0)
         self._closed = threading.Event()
-
-    def _configure(self, connection: psycopg.Connection[Any]) -> None:
-        connection.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
 
     @property
     def schema_version(self) -> int:
@@ -154,6 +150,8 @@ class PostgresDatabase:
             migration_lock = self._writer_lock_key ^ _MIGRATION_LOCK_SALT
             connection.execute("SELECT pg_advisory_lock(%s)", (migration_lock,))
             try:
+                # Once, under the lock: two replicas creating it at once would collide on its name.
+                connection.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
                 connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
                 current = _schema_version(connection)
                 if current > len(migrations):
